@@ -1,0 +1,169 @@
+/*
+ * fastopt: in-place optimizer updates over contiguous float32/float64 buffers.
+ *
+ * This header is the whole C API. A step is described as an array of
+ * fo_item records (one per parameter tensor: pointers, length, per-step
+ * scalars and the kernel to run) and executed by fo_run(), which cuts all
+ * items into byte ranges and spreads them over a persistent thread pool.
+ * Every kernel is element-wise (or a per-range reduction combined in a fixed
+ * order), so results never depend on the thread count or the SIMD path.
+ *
+ * Typical use for one Adam step over many tensors:
+ *
+ *   const fo_table *t = fo_table_active();
+ *   fo_hyper h = fo_hyper_defaults(FO_ADAM);  h.lr = 1e-3;
+ *   for each tensor i:
+ *       items[i] = (fo_item){param, grad, {exp_avg, exp_avg_sq, NULL}, n, FO_F32};
+ *       fo_prepare_item(t, FO_ADAM, &h, step, 0, &scalars[i], &items[i]);
+ *   fo_run(items, count, NULL);
+ *
+ * The caller guarantees the preconditions (no overlap between written and
+ * read buffers, lengths right); the library never checks them in its loops.
+ */
+#ifndef FASTOPT_H
+#define FASTOPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FO_VERSION_MAJOR 0
+#define FO_VERSION_MINOR 1
+
+typedef enum fo_dtype { FO_F32 = 0, FO_F64 = 1 } fo_dtype;
+
+typedef enum fo_algo { FO_SGD = 0, FO_ADAGRAD = 1, FO_RMSPROP = 2, FO_ADAM = 3 } fo_algo;
+#define FO_NUM_ALGOS 4
+
+/* Instruction-set paths. SCALAR is the portable loop with vectorisation
+ * disabled; BASE is the same loop vectorised for the architecture's baseline
+ * (SSE2 on x86-64, NEON on arm64). */
+typedef enum fo_isa {
+    FO_ISA_SCALAR = 0,
+    FO_ISA_BASE = 1,
+    FO_ISA_AVX2 = 2,
+    FO_ISA_AVX512 = 3
+} fo_isa;
+#define FO_NUM_ISAS 4
+
+/* Hyperparameters of one parameter group, with torch.optim's names.
+ * Each algorithm reads the fields it has. */
+typedef struct fo_hyper {
+    double lr;
+    double weight_decay;
+    double eps;
+    double momentum;                 /* SGD, RMSprop */
+    double dampening;                /* SGD */
+    double alpha;                    /* RMSprop smoothing */
+    double beta1, beta2;             /* Adam */
+    double lr_decay;                 /* Adagrad */
+    int nesterov;                    /* SGD */
+    int centered;                    /* RMSprop */
+    int amsgrad;                     /* Adam */
+    int decoupled_weight_decay;      /* Adam: AdamW */
+    int maximize;
+} fo_hyper;
+
+/* Per-step scalars, computed once per call in double by fo_prepare(). */
+typedef struct fo_scalars {
+    double grad_sign;     /* -1 when maximizing, else 1 (exact either way) */
+    double weight_decay;  /* L2 term: grad + weight_decay * param */
+    double param_decay;   /* decoupled: param * (1 - lr * weight_decay) */
+    double neg_lr;        /* SGD, RMSprop: -lr; Adagrad: -clr; Adam: -step_size */
+    double momentum;
+    double one_minus_dampening;
+    double avg_decay;     /* RMSprop alpha, Adam beta2 */
+    double avg_weight;    /* RMSprop 1 - alpha, Adam 1 - beta2 */
+    double lerp_weight;   /* Adam 1 - beta1, RMSprop 1 - alpha (grad_avg) */
+    double denom_scale;   /* Adam sqrt(1 - beta2^t) */
+    double eps;
+    double scale;         /* grad_scale: factor */
+    double power;         /* grad_sumpow: p */
+} fo_scalars;
+
+struct fo_item;
+/* A kernel updates elements [begin, end) of one item. Reductions add their
+ * partial result to *acc (NULL for updates). */
+typedef void (*fo_kernel)(const struct fo_item *item, size_t begin, size_t end, double *acc);
+
+typedef struct fo_item {
+    void *param;            /* written in place */
+    const void *grad;       /* read only */
+    void *state[3];         /* algorithm state buffers, see fo_prepare() */
+    size_t n;               /* elements */
+    int dtype;              /* fo_dtype */
+    /* filled by fo_prepare_item() / fo_run(): */
+    const fo_scalars *scalars;
+    fo_kernel kernel;
+    size_t vstart;          /* offset of the item in the job's byte space */
+} fo_item;
+
+/* Mode bits: variants compiled as separate loops, chosen once per call. */
+enum {
+    FO_MODE_L2 = 1,              /* grad += weight_decay * param            */
+    FO_MODE_DECOUPLED = 2,       /* Adam: param *= 1 - lr * weight_decay    */
+    FO_MODE_AMSGRAD = 4,         /* Adam                                    */
+    FO_MODE_LERP_HIGH = 8,       /* lerp weight >= 0.5: torch's other form  */
+    FO_MODE_MOMENTUM = 2,        /* SGD, RMSprop                            */
+    FO_MODE_NESTEROV = 4,        /* SGD                                     */
+    FO_MODE_FIRST = 8,           /* SGD: momentum buffer starts as grad     */
+    FO_MODE_CENTERED = 4         /* RMSprop                                 */
+};
+#define FO_NUM_MODES 16
+
+/* Kernels of one ISA. */
+typedef struct fo_table {
+    fo_isa isa;
+    fo_kernel update[FO_NUM_ALGOS][2][FO_NUM_MODES]; /* [algo][dtype][mode] */
+    fo_kernel count_nonfinite[2];                    /* acc += #non-finite grad */
+    fo_kernel grad_sumsq[2];                         /* acc += sum grad^2       */
+    fo_kernel grad_sumabs[2];                        /* acc += sum |grad|       */
+    fo_kernel grad_maxabs[2];                        /* acc = max(acc, |grad|)  */
+    fo_kernel grad_sumpow[2];                        /* acc += sum |grad|^p, p = scalars->power */
+    fo_kernel grad_scale[2];                         /* param *= scalars->scale (the item's
+                                                        param is the gradient to scale) */
+} fo_table;
+
+/* ---- dispatch (fo_dispatch.c) ---- */
+const char *fo_isa_name(fo_isa isa);
+int fo_isa_from_name(const char *name);          /* -1 when unknown */
+int fo_isa_compiled(fo_isa isa);                 /* built into this library */
+int fo_isa_supported(fo_isa isa);                /* compiled and the CPU has it */
+fo_isa fo_isa_best(void);
+/* Table of an ISA, NULL when not supported on this CPU. */
+const fo_table *fo_table_for(fo_isa isa);
+/* The table in use: chosen once by fo_select() (default: best), then read-only. */
+const fo_table *fo_table_active(void);
+/* Pick the active ISA; returns 0, or -1 when the CPU lacks it. */
+int fo_select(fo_isa isa);
+
+/* ---- per-step scalars (fo_scalars.c) ---- */
+fo_hyper fo_hyper_defaults(fo_algo algo);
+/* Scalars for the step numbered `step` (1 for the first update) and the
+ * mode bits that select the loop. `first` marks SGD's first momentum step. */
+unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo_scalars *out);
+/* fo_prepare, then set item->scalars and item->kernel from table t. */
+void fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t step,
+                     int first, fo_scalars *scalars, fo_item *item);
+/* State buffers an algorithm uses under h, as a bit mask of state[] slots. */
+unsigned fo_state_slots(fo_algo algo, const fo_hyper *h);
+
+/* ---- threads (fo_pool.c) ---- */
+int fo_set_num_threads(int n);    /* n >= 1; returns 0, or -1 on failure */
+int fo_get_num_threads(void);
+int fo_default_num_threads(void); /* usable cores */
+/* Lay the items out in one byte space and return the number of pieces the
+ * job is cut into (the length `partials` must have for a reduction). */
+size_t fo_plan(fo_item *items, size_t count);
+/* Run every item's kernel over all its elements, spread over the pool.
+ * `partials` (NULL for updates) gets one accumulator per piece, each
+ * starting at 0; the caller combines them in order. Call fo_plan() first. */
+void fo_run(const fo_item *items, size_t count, size_t pieces, double *partials);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FASTOPT_H */

@@ -1,0 +1,19 @@
+/* The portable loops, auto-vectorised for AVX2. The target is set here, for
+ * this file only, so the rest of the library stays baseline; MSVC gets
+ * /arch:AVX2 for this file from setup.py. FMA is left off on purpose: fused
+ * multiply-adds would round differently from the scalar path. */
+#include "fo_common.h"
+#if defined(FO_X86_64)
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
+#elif defined(__GNUC__)
+#pragma GCC target("avx2")
+#endif
+#define FO_LOOP
+#define FO_ISA FO_ISA_AVX2
+#define FO_TABLE_NAME fo_table_avx2
+#include "fo_kernels.inc"
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
+#endif

@@ -1,0 +1,17 @@
+/* The portable loops, auto-vectorised for AVX-512F (see fo_kernels_avx2.c;
+ * MSVC gets /arch:AVX512 for this file from setup.py). */
+#include "fo_common.h"
+#if defined(FO_X86_64)
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
+#elif defined(__GNUC__)
+#pragma GCC target("avx512f")
+#endif
+#define FO_LOOP
+#define FO_ISA FO_ISA_AVX512
+#define FO_TABLE_NAME fo_table_avx512
+#include "fo_kernels.inc"
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
+#endif

@@ -1,0 +1,294 @@
+/*
+ * The thread pool: persistent worker threads, started on first need and
+ * sized by fo_set_num_threads(). fo_run() cuts one job (all items of a step)
+ * into pieces of FO_PIECE_BYTES of parameter bytes, laid end to end in one
+ * byte space with each item starting on a 64-byte boundary, and threads take
+ * pieces from a shared counter until none is left. The pieces depend only on
+ * the item sizes, never on the thread count, so per-piece reductions combined
+ * in piece order give the same bits for any number of threads.
+ *
+ * Idle workers sleep on a condition variable (no spinning), and the caller
+ * works too: a worker that the OS has descheduled simply takes no piece, so
+ * the job never waits on it. One job uses the pool at a time; a second caller
+ * (another Python thread) runs its job on its own thread instead of waiting.
+ */
+#if defined(__linux__)
+#define _GNU_SOURCE 1 /* sched_getaffinity */
+#endif
+#include <stdlib.h>
+#include <string.h>
+#include "fo_common.h"
+
+#define FO_PIECE_BYTES ((size_t)64 * 1024)
+#define FO_ALIGN_BYTES ((size_t)64)
+/* Below this many pieces waking a worker costs more than it saves. */
+#define FO_MIN_PARALLEL_PIECES 4
+#define FO_MAX_THREADS 1024
+
+#if defined(_WIN32)
+#include <windows.h>
+typedef SRWLOCK fo_mutex;
+typedef CONDITION_VARIABLE fo_cond;
+typedef HANDLE fo_thread;
+#define fo_mutex_init(m) InitializeSRWLock(m)
+#define fo_mutex_lock(m) AcquireSRWLockExclusive(m)
+#define fo_mutex_trylock(m) (TryAcquireSRWLockExclusive(m) ? 0 : 1)
+#define fo_mutex_unlock(m) ReleaseSRWLockExclusive(m)
+#define fo_cond_init(c) InitializeConditionVariable(c)
+#define fo_cond_wait(c, m) SleepConditionVariableSRW(c, m, INFINITE, 0)
+#define fo_cond_broadcast(c) WakeAllConditionVariable(c)
+#define fo_cond_signal(c) WakeConditionVariable(c)
+#define FO_FETCH_ADD(p, v) ((size_t)InterlockedExchangeAdd64((volatile LONG64 *)(p), (LONG64)(v)))
+#define FO_MUTEX_INITIALIZER SRWLOCK_INIT
+#define FO_COND_INITIALIZER CONDITION_VARIABLE_INIT
+static DWORD WINAPI fo_worker_main(LPVOID arg);
+static int fo_thread_start(fo_thread *t, void *arg)
+{
+    *t = CreateThread(NULL, 0, fo_worker_main, arg, 0, NULL);
+    return *t ? 0 : -1;
+}
+static void fo_thread_join(fo_thread t)
+{
+    WaitForSingleObject(t, INFINITE);
+    CloseHandle(t);
+}
+#else
+#include <pthread.h>
+#include <unistd.h>
+#if defined(__linux__)
+#include <sched.h>
+#endif
+typedef pthread_mutex_t fo_mutex;
+typedef pthread_cond_t fo_cond;
+typedef pthread_t fo_thread;
+#define fo_mutex_init(m) pthread_mutex_init(m, NULL)
+#define fo_mutex_lock(m) pthread_mutex_lock(m)
+#define fo_mutex_trylock(m) pthread_mutex_trylock(m)
+#define fo_mutex_unlock(m) pthread_mutex_unlock(m)
+#define fo_cond_init(c) pthread_cond_init(c, NULL)
+#define fo_cond_wait(c, m) pthread_cond_wait(c, m)
+#define fo_cond_broadcast(c) pthread_cond_broadcast(c)
+#define fo_cond_signal(c) pthread_cond_signal(c)
+#define FO_FETCH_ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+#define FO_MUTEX_INITIALIZER PTHREAD_MUTEX_INITIALIZER
+#define FO_COND_INITIALIZER PTHREAD_COND_INITIALIZER
+static void *fo_worker_main(void *arg);
+static int fo_thread_start(fo_thread *t, void *arg)
+{
+    return pthread_create(t, NULL, fo_worker_main, arg) == 0 ? 0 : -1;
+}
+static void fo_thread_join(fo_thread t) { pthread_join(t, NULL); }
+#endif
+
+typedef struct fo_job {
+    const fo_item *items;
+    size_t count;
+    size_t pieces;
+    size_t total;          /* bytes in the job's byte space */
+    double *partials;
+    size_t next;           /* next piece to take (atomic) */
+} fo_job;
+
+static struct {
+    fo_mutex lock;         /* guards the fields below */
+    fo_cond wake, done;
+    fo_mutex run_lock;     /* held by the job that owns the workers */
+    int nthreads;          /* configured, including the caller; 0 = not set yet */
+    int nworkers;          /* worker threads running */
+    int stop;
+    unsigned long generation;
+    int open;              /* the current job still admits workers */
+    int active;            /* workers inside the current job */
+    fo_job *job;
+    fo_thread threads[FO_MAX_THREADS];
+} fo_pool = { FO_MUTEX_INITIALIZER, FO_COND_INITIALIZER, FO_COND_INITIALIZER, FO_MUTEX_INITIALIZER, 0, 0, 0, 0, 0, 0, NULL, {0} };
+
+static size_t fo_item_bytes(const fo_item *it)
+{
+    return it->n * (it->dtype == FO_F64 ? sizeof(double) : sizeof(float));
+}
+
+size_t fo_plan(fo_item *items, size_t count)
+{
+    size_t off = 0;
+    for (size_t i = 0; i < count; i++) {
+        off = (off + FO_ALIGN_BYTES - 1) / FO_ALIGN_BYTES * FO_ALIGN_BYTES;
+        items[i].vstart = off;
+        off += fo_item_bytes(&items[i]);
+    }
+    return (off + FO_PIECE_BYTES - 1) / FO_PIECE_BYTES;
+}
+
+static size_t fo_job_total(const fo_item *items, size_t count)
+{
+    return count ? items[count - 1].vstart + fo_item_bytes(&items[count - 1]) : 0;
+}
+
+/* Run piece k: every item part inside bytes [k * P, (k + 1) * P). */
+static void fo_run_piece(const fo_job *job, size_t k)
+{
+    size_t a = k * FO_PIECE_BYTES, b = a + FO_PIECE_BYTES;
+    if (b > job->total) b = job->total;
+    /* first item that ends after a */
+    size_t lo = 0, hi = job->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const fo_item *it = &job->items[mid];
+        if (it->vstart + fo_item_bytes(it) <= a) lo = mid + 1;
+        else hi = mid;
+    }
+    double *acc = job->partials ? &job->partials[k] : NULL;
+    for (size_t i = lo; i < job->count && job->items[i].vstart < b; i++) {
+        const fo_item *it = &job->items[i];
+        size_t esize = it->dtype == FO_F64 ? sizeof(double) : sizeof(float);
+        size_t start = it->vstart, stop = start + fo_item_bytes(it);
+        size_t from = (a > start ? a : start) - start, to = (b < stop ? b : stop) - start;
+        if (to > from) it->kernel(it, from / esize, to / esize, acc);
+    }
+}
+
+static void fo_work(fo_job *job)
+{
+    for (;;) {
+        size_t k = FO_FETCH_ADD(&job->next, (size_t)1);
+        if (k >= job->pieces) break;
+        fo_run_piece(job, k);
+    }
+}
+
+#if defined(_WIN32)
+static DWORD WINAPI fo_worker_main(LPVOID arg)
+#else
+static void *fo_worker_main(void *arg)
+#endif
+{
+    unsigned long seen = (unsigned long)(size_t)arg;
+    fo_mutex_lock(&fo_pool.lock);
+    for (;;) {
+        while (fo_pool.generation == seen && !fo_pool.stop) fo_cond_wait(&fo_pool.wake, &fo_pool.lock);
+        if (fo_pool.stop) break;
+        seen = fo_pool.generation;
+        if (!fo_pool.open) continue;
+        fo_job *job = fo_pool.job;
+        fo_pool.active++;
+        fo_mutex_unlock(&fo_pool.lock);
+        fo_work(job);
+        fo_mutex_lock(&fo_pool.lock);
+        if (--fo_pool.active == 0) fo_cond_signal(&fo_pool.done);
+    }
+    fo_mutex_unlock(&fo_pool.lock);
+    return 0;
+}
+
+int fo_default_num_threads(void)
+{
+    long n = 1;
+#if defined(_WIN32)
+    n = (long)GetActiveProcessorCount(ALL_PROCESSOR_GROUPS);
+#elif defined(__linux__)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+    else n = sysconf(_SC_NPROCESSORS_ONLN);
+#else
+    n = sysconf(_SC_NPROCESSORS_ONLN);
+#endif
+    if (n < 1) n = 1;
+    if (n > FO_MAX_THREADS) n = FO_MAX_THREADS;
+    return (int)n;
+}
+
+/* Stop and join every worker. Caller holds run_lock. */
+static void fo_stop_workers(void)
+{
+    fo_mutex_lock(&fo_pool.lock);
+    fo_pool.stop = 1;
+    fo_cond_broadcast(&fo_pool.wake);
+    fo_mutex_unlock(&fo_pool.lock);
+    for (int i = 0; i < fo_pool.nworkers; i++) fo_thread_join(fo_pool.threads[i]);
+    fo_mutex_lock(&fo_pool.lock);
+    fo_pool.nworkers = 0;
+    fo_pool.stop = 0;
+    fo_mutex_unlock(&fo_pool.lock);
+}
+
+int fo_set_num_threads(int n)
+{
+    if (n < 1 || n > FO_MAX_THREADS) return -1;
+    fo_mutex_lock(&fo_pool.run_lock);
+    if (fo_pool.nworkers > n - 1) fo_stop_workers();
+    fo_pool.nthreads = n;
+    fo_mutex_unlock(&fo_pool.run_lock);
+    return 0;
+}
+
+int fo_get_num_threads(void)
+{
+    int n = fo_pool.nthreads;
+    return n ? n : fo_default_num_threads();
+}
+
+/* Start workers up to nthreads - 1. Caller holds run_lock. */
+static void fo_start_workers(void)
+{
+    if (!fo_pool.nthreads) fo_pool.nthreads = fo_default_num_threads();
+    while (fo_pool.nworkers < fo_pool.nthreads - 1) {
+        fo_mutex_lock(&fo_pool.lock);
+        void *seen = (void *)(size_t)fo_pool.generation;
+        fo_mutex_unlock(&fo_pool.lock);
+        if (fo_thread_start(&fo_pool.threads[fo_pool.nworkers], seen) != 0) break;
+        fo_pool.nworkers++;
+    }
+}
+
+void fo_run(const fo_item *items, size_t count, size_t pieces, double *partials)
+{
+    fo_job job = { items, count, pieces, fo_job_total(items, count), partials, 0 };
+    if (partials) memset(partials, 0, pieces * sizeof *partials);
+    if (pieces < FO_MIN_PARALLEL_PIECES || fo_get_num_threads() == 1 ||
+        fo_mutex_trylock(&fo_pool.run_lock) != 0) {
+        fo_work(&job);
+        return;
+    }
+    fo_start_workers();
+    if (fo_pool.nworkers > 0) {
+        fo_mutex_lock(&fo_pool.lock);
+        fo_pool.job = &job;
+        fo_pool.open = 1;
+        fo_pool.generation++;
+        fo_cond_broadcast(&fo_pool.wake);
+        fo_mutex_unlock(&fo_pool.lock);
+    }
+    fo_work(&job);
+    if (fo_pool.nworkers > 0) {
+        fo_mutex_lock(&fo_pool.lock);
+        fo_pool.open = 0;
+        while (fo_pool.active > 0) fo_cond_wait(&fo_pool.done, &fo_pool.lock);
+        fo_pool.job = NULL;
+        fo_mutex_unlock(&fo_pool.lock);
+    }
+    fo_mutex_unlock(&fo_pool.run_lock);
+}
+
+#if !defined(_WIN32)
+/* A forked child has none of the parent's threads: forget them. */
+static void fo_after_fork_child(void)
+{
+    fo_mutex_init(&fo_pool.lock);
+    fo_mutex_init(&fo_pool.run_lock);
+    fo_cond_init(&fo_pool.wake);
+    fo_cond_init(&fo_pool.done);
+    fo_pool.nworkers = 0;
+    fo_pool.stop = 0;
+    fo_pool.open = 0;
+    fo_pool.active = 0;
+    fo_pool.job = NULL;
+}
+
+#if defined(__GNUC__)
+__attribute__((constructor))
+#endif
+static void fo_pool_register_fork(void)
+{
+    pthread_atfork(NULL, NULL, fo_after_fork_child);
+}
+#endif

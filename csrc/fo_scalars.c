@@ -1,0 +1,101 @@
+/*
+ * Per-step scalars, computed once per call in double, with the formulas and
+ * the order of operations of torch.optim's single-tensor implementations:
+ *
+ *   SGD      neg_lr = -lr
+ *   Adagrad  clr = lr / (1 + (t - 1) * lr_decay),  neg_lr = -clr
+ *   RMSprop  neg_lr = -lr
+ *   Adam     step_size = lr / (1 - beta1^t),  neg_lr = -step_size,
+ *            denom_scale = (1 - beta2^t)^0.5,  AdamW param_decay = 1 - lr * wd
+ */
+#include <math.h>
+#include <string.h>
+#include "fo_common.h"
+
+fo_hyper fo_hyper_defaults(fo_algo algo)
+{
+    fo_hyper h;
+    memset(&h, 0, sizeof h);
+    switch (algo) {
+    case FO_SGD: h.lr = 1e-3; break;
+    case FO_ADAGRAD: h.lr = 1e-2; h.eps = 1e-10; break;
+    case FO_RMSPROP: h.lr = 1e-2; h.alpha = 0.99; h.eps = 1e-8; break;
+    case FO_ADAM: h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; break;
+    }
+    return h;
+}
+
+/* torch's lerp switches formula at weight 0.5. (torch decides on the weight
+ * rounded to the tensor's dtype; the two can disagree only for a float32
+ * weight within 2^-25 of 0.5, where both formulas agree to rounding.) */
+static unsigned fo_lerp_mode(double w) { return fabs(w) < 0.5 ? 0u : (unsigned)FO_MODE_LERP_HIGH; }
+
+unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo_scalars *s)
+{
+    unsigned mode = 0;
+    memset(s, 0, sizeof *s);
+    s->grad_sign = h->maximize ? -1.0 : 1.0;
+    s->weight_decay = h->weight_decay;
+    s->eps = h->eps;
+    s->neg_lr = -h->lr;
+    s->param_decay = 1.0;
+    switch (algo) {
+    case FO_SGD:
+        if (h->weight_decay != 0) mode |= FO_MODE_L2;
+        if (h->momentum != 0) {
+            mode |= FO_MODE_MOMENTUM;
+            if (h->nesterov) mode |= FO_MODE_NESTEROV;
+            if (first) mode |= FO_MODE_FIRST;
+        }
+        s->momentum = h->momentum;
+        s->one_minus_dampening = 1 - h->dampening;
+        break;
+    case FO_ADAGRAD:
+        if (h->weight_decay != 0) mode |= FO_MODE_L2;
+        s->neg_lr = -(h->lr / (1 + (double)(step - 1) * h->lr_decay));
+        break;
+    case FO_RMSPROP:
+        if (h->weight_decay != 0) mode |= FO_MODE_L2;
+        if (h->momentum > 0) mode |= FO_MODE_MOMENTUM;
+        if (h->centered) mode |= FO_MODE_CENTERED | fo_lerp_mode(1 - h->alpha);
+        s->momentum = h->momentum;
+        s->avg_decay = h->alpha;
+        s->avg_weight = 1 - h->alpha;
+        s->lerp_weight = 1 - h->alpha;
+        break;
+    case FO_ADAM: {
+        double t = (double)step;
+        if (h->weight_decay != 0)
+            mode |= h->decoupled_weight_decay ? FO_MODE_DECOUPLED : FO_MODE_L2;
+        if (h->amsgrad) mode |= FO_MODE_AMSGRAD;
+        mode |= fo_lerp_mode(1 - h->beta1);
+        s->param_decay = 1 - h->lr * h->weight_decay;
+        s->lerp_weight = 1 - h->beta1;
+        s->avg_decay = h->beta2;
+        s->avg_weight = 1 - h->beta2;
+        s->neg_lr = -(h->lr / (1 - pow(h->beta1, t)));
+        s->denom_scale = pow(1 - pow(h->beta2, t), 0.5);
+        break;
+    }
+    }
+    return mode;
+}
+
+void fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t step,
+                     int first, fo_scalars *scalars, fo_item *item)
+{
+    unsigned mode = fo_prepare(algo, h, step, first, scalars);
+    item->scalars = scalars;
+    item->kernel = t->update[algo][item->dtype][mode];
+}
+
+unsigned fo_state_slots(fo_algo algo, const fo_hyper *h)
+{
+    switch (algo) {
+    case FO_SGD: return h->momentum != 0 ? 1u : 0u;
+    case FO_ADAGRAD: return 1u;
+    case FO_RMSPROP: return 1u | (h->momentum > 0 ? 2u : 0u) | (h->centered ? 4u : 0u);
+    case FO_ADAM: return 3u | (h->amsgrad ? 4u : 0u);
+    }
+    return 0;
+}

@@ -1,0 +1,46 @@
+"""fastopt: fast, exact CPU optimizers for NumPy arrays.
+
+SGD (momentum, Nesterov), Adagrad, RMSprop, Adam (AMSGrad) and AdamW with
+torch.optim's names, defaults, state layout and numbers, stepped by a C core
+with runtime SIMD dispatch and a thread pool.
+
+Environment variables read at import:
+  FASTOPT_SIMD=scalar|sse2|avx2|avx512|neon  force a SIMD path
+  FASTOPT_NUM_THREADS=n                      threads per step (default: usable cores)
+"""
+__version__ = "0.1.0"
+
+import os as _os
+
+from . import _core
+
+if _os.environ.get("FASTOPT_SIMD"):
+    _core.select_isa(_os.environ["FASTOPT_SIMD"])
+if _os.environ.get("FASTOPT_NUM_THREADS"):
+    try:
+        _threads = int(_os.environ["FASTOPT_NUM_THREADS"])
+    except ValueError:
+        raise ValueError("FASTOPT_NUM_THREADS must be a positive integer, got "
+                         f"{_os.environ['FASTOPT_NUM_THREADS']!r}") from None
+    _core.set_num_threads(_threads)
+
+from . import functional  # noqa: E402
+from ._core import clip_grad_norm_, get_num_threads, set_num_threads  # noqa: E402
+from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop  # noqa: E402
+
+__all__ = [
+    "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW",
+    "functional", "clip_grad_norm_", "set_num_threads", "get_num_threads", "show_config",
+]
+
+
+def show_config():
+    """Print the version, the SIMD path in use (and those available) and the thread count."""
+    import platform
+    import numpy
+
+    print(f"fastopt {__version__}")
+    print(f"  simd path:   {_core.active_isa()} (available: {', '.join(_core.isa_names())})")
+    print(f"  threads:     {get_num_threads()} (usable cores: {_core.default_num_threads()})")
+    print(f"  python:      {platform.python_version()} ({platform.machine()})")
+    print(f"  numpy:       {numpy.__version__}")

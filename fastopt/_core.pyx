@@ -1,0 +1,540 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The Cython layer over the C core.
+
+Everything here validates first and writes after: each public entry point
+checks every array (dtype, shape, contiguity, alignment, writeability and
+overlap) before the GIL is released and the C core runs, so a bad argument
+raises TypeError/ValueError with nothing touched.
+
+Thread-safety: an ``Engine`` holds no Python-visible mutable state during a
+step except the arrays it updates; callers (``fastopt.Optimizer``) serialise
+steps of one engine with a lock. Different engines may step concurrently
+from different Python threads.
+"""
+import os
+
+import numpy as np
+
+cimport numpy as cnp
+from cpython.object cimport PyObject
+from libc.math cimport INFINITY, isfinite, pow
+from libc.stdint cimport int64_t, uint8_t, uintptr_t
+from libc.stdlib cimport free, malloc, qsort
+from libc.string cimport memcpy, memset
+
+cnp.import_array()
+
+ALGOS = {"sgd": FO_SGD, "adagrad": FO_ADAGRAD, "rmsprop": FO_RMSPROP, "adam": FO_ADAM}
+# State buffer names per algorithm, in C slot order (torch's names).
+STATE_NAMES = {
+    "sgd": ("momentum_buffer",),
+    "adagrad": ("sum",),
+    "rmsprop": ("square_avg", "momentum_buffer", "grad_avg"),
+    "adam": ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+}
+
+
+# ---------------------------------------------------------------- ISA, threads
+
+def isa_names():
+    """Names of the SIMD paths this CPU can run, slowest first."""
+    return [fo_isa_name(<fo_isa>i).decode() for i in range(FO_NUM_ISAS)
+            if fo_isa_supported(<fo_isa>i)]
+
+
+def compiled_isa_names():
+    """Names of every SIMD path built into this library."""
+    return [fo_isa_name(<fo_isa>i).decode() for i in range(FO_NUM_ISAS)
+            if fo_isa_compiled(<fo_isa>i)]
+
+
+def active_isa():
+    """Name of the SIMD path in use."""
+    return fo_isa_name(fo_table_active().isa).decode()
+
+
+cdef const fo_table *table_by_name(name) except NULL:
+    if name is None:
+        return fo_table_active()
+    cdef int isa = fo_isa_from_name(str(name).encode())
+    if isa < 0:
+        raise ValueError(f"unknown SIMD path {name!r}; known: {compiled_isa_names()}")
+    cdef const fo_table *t = fo_table_for(<fo_isa>isa)
+    if t == NULL:
+        raise ValueError(f"SIMD path {name!r} is not supported on this CPU; available: {isa_names()}")
+    return t
+
+
+def select_isa(name):
+    """Make ``name`` the SIMD path in use (done once at import)."""
+    cdef const fo_table *t = table_by_name(name)
+    fo_select(t.isa)
+
+
+def set_num_threads(n):
+    """Set the number of threads a step may use (including the caller)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"number of threads must be an int, got {type(n).__name__}")
+    if n < 1 or n > 1024:
+        raise ValueError(f"number of threads must be in [1, 1024], got {n}")
+    if fo_set_num_threads(<int>n) != 0:
+        raise RuntimeError("could not set the number of threads")
+
+
+def get_num_threads():
+    """The number of threads a step may use (including the caller)."""
+    return fo_get_num_threads()
+
+
+def default_num_threads():
+    """The number of cores this process may run on."""
+    return fo_default_num_threads()
+
+
+# ------------------------------------------------------------------ validation
+
+cdef inline int dtype_code(cnp.ndarray a):
+    cdef int t = cnp.PyArray_TYPE(a)
+    if t == cnp.NPY_FLOAT32 and not cnp.PyArray_ISBYTESWAPPED(a):
+        return FO_F32
+    if t == cnp.NPY_FLOAT64 and not cnp.PyArray_ISBYTESWAPPED(a):
+        return FO_F64
+    return -1
+
+
+def describe(name):
+    """How error messages name a parameter: by index or by dict key."""
+    return f"parameter {name!r}" if isinstance(name, str) else f"parameter {name}"
+
+
+cdef cnp.ndarray as_param_array(obj, what):
+    """A writeable, aligned, C-contiguous float32/float64 ndarray viewing obj's memory."""
+    cdef cnp.ndarray a
+    if isinstance(obj, np.ndarray):
+        a = <cnp.ndarray>obj
+    else:
+        try:
+            a = np.asarray(obj)
+        except Exception as e:
+            raise TypeError(f"{what} must be a numpy array, got {type(obj).__name__}") from e
+        if a.ndim and np.asarray(obj).ctypes.data != a.ctypes.data:
+            raise TypeError(f"{what}: a {type(obj).__name__} that numpy can only copy cannot be "
+                            "updated in place; pass a numpy array")
+    if dtype_code(a) < 0:
+        raise TypeError(f"{what} must have dtype float32 or float64 (native byte order), got {a.dtype}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        raise ValueError(f"{what} must be C-contiguous")
+    if not cnp.PyArray_ISWRITEABLE(a):
+        raise ValueError(f"{what} is read-only")
+    if not cnp.PyArray_ISALIGNED(a):
+        raise ValueError(f"{what} is not aligned to its dtype")
+    return a
+
+
+cdef cnp.ndarray as_grad_array(obj, cnp.ndarray like, what):
+    """obj as an array with the dtype and shape of `like` (a read-only view is fine)."""
+    cdef cnp.ndarray g
+    if type(obj) is np.ndarray:
+        g = <cnp.ndarray>obj
+    else:
+        try:
+            g = np.asarray(obj)
+        except Exception as e:
+            raise TypeError(f"{what} must be a numpy array, got {type(obj).__name__}") from e
+    if cnp.PyArray_TYPE(g) != cnp.PyArray_TYPE(like) or cnp.PyArray_ISBYTESWAPPED(g):
+        raise TypeError(f"{what} must have dtype {like.dtype} like its parameter, got {g.dtype}")
+    cdef int nd = cnp.PyArray_NDIM(g)
+    cdef bint same = nd == cnp.PyArray_NDIM(like)
+    cdef int k
+    if same:
+        for k in range(nd):
+            if cnp.PyArray_DIMS(g)[k] != cnp.PyArray_DIMS(like)[k]:
+                same = False
+                break
+    if not same:
+        raise ValueError(f"{what} has shape {(<object>g).shape}, expected {(<object>like).shape} like its parameter")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(g):
+        raise ValueError(f"{what} must be C-contiguous")
+    if not cnp.PyArray_ISALIGNED(g):
+        raise ValueError(f"{what} is not aligned to its dtype")
+    return g
+
+
+cdef struct Range:
+    uintptr_t lo
+    uintptr_t hi
+    Py_ssize_t owner
+
+
+cdef int range_cmp(const void *a, const void *b) noexcept nogil:
+    cdef uintptr_t x = (<const Range *>a).lo, y = (<const Range *>b).lo
+    return -1 if x < y else (1 if x > y else 0)
+
+
+cdef class Engine:
+    """One optimizer's parameters and state buffers, stepped in one C call.
+
+    ``Engine(algo, params, states, names)`` takes the validated parameter
+    arrays, per parameter a tuple of three state arrays (or None for a slot
+    the algorithm does not use), and how each parameter is named in errors.
+    ``steps`` (int64) and ``started`` (uint8) are per-parameter counters
+    owned by the engine and shared with Python as NumPy arrays.
+    """
+    cdef fo_algo algo
+    cdef Py_ssize_t n
+    cdef fo_item *items      # per parameter: param and state pointers, n, dtype
+    cdef fo_item *run        # per step: the parameters that have a gradient
+    cdef fo_scalars *scalars # per step: one per distinct (group, step)
+    cdef double *partials
+    cdef size_t partials_len
+    cdef Range *written      # sorted memory ranges of params and state (for overlap checks)
+    cdef Py_ssize_t nwritten
+    cdef int *group_of
+    cdef readonly list params
+    cdef readonly list states
+    cdef readonly list names
+    cdef readonly object steps
+    cdef readonly object started
+    cdef int64_t[::1] steps_view
+    cdef uint8_t[::1] started_view
+
+    def __cinit__(self):
+        self.items = NULL
+        self.run = NULL
+        self.scalars = NULL
+        self.partials = NULL
+        self.written = NULL
+        self.group_of = NULL
+
+    def __dealloc__(self):
+        free(self.items)
+        free(self.run)
+        free(self.scalars)
+        free(self.partials)
+        free(self.written)
+        free(self.group_of)
+
+    def __init__(self, algo, list params, list states, list names, list group_of):
+        if algo not in ALGOS:
+            raise ValueError(f"unknown algorithm {algo!r}")
+        self.algo = ALGOS[algo]
+        self.n = len(params)
+        self.params = params
+        self.names = names
+        self.states = states
+        n = max(self.n, 1)
+        self.items = <fo_item *>malloc(n * sizeof(fo_item))
+        self.run = <fo_item *>malloc(n * sizeof(fo_item))
+        self.scalars = <fo_scalars *>malloc(n * sizeof(fo_scalars))
+        self.group_of = <int *>malloc(n * sizeof(int))
+        self.written = <Range *>malloc(4 * n * sizeof(Range))
+        if not (self.items and self.run and self.scalars and self.group_of and self.written):
+            raise MemoryError()
+        memset(self.items, 0, n * sizeof(fo_item))
+        self.steps = np.zeros(self.n, np.int64)
+        self.started = np.zeros(self.n, np.uint8)
+        self.steps_view = self.steps
+        self.started_view = self.started
+        cdef Py_ssize_t i
+        for i in range(self.n):
+            self.group_of[i] = group_of[i]
+            self.items[i].param = cnp.PyArray_DATA(<cnp.ndarray>params[i])
+            self.items[i].n = <size_t>cnp.PyArray_SIZE(<cnp.ndarray>params[i])
+            self.items[i].dtype = dtype_code(<cnp.ndarray>params[i])
+            self.set_state(i, states[i])
+
+    def set_state(self, Py_ssize_t i, tuple bufs):
+        """Point parameter i's state slots at `bufs` (three arrays or None)."""
+        cdef int k
+        self.states[i] = bufs
+        for k in range(3):
+            self.items[i].state[k] = NULL if bufs[k] is None else cnp.PyArray_DATA(<cnp.ndarray>bufs[k])
+        self.index_written()
+
+    cdef index_written(self):
+        """Sort the memory of all params and state buffers; reject overlaps."""
+        cdef Py_ssize_t i, k, m = 0
+        cdef cnp.ndarray a
+        for i in range(self.n):
+            arrays = [self.params[i]] + [b for b in self.states[i] if b is not None]
+            for a in arrays:
+                if cnp.PyArray_NBYTES(a) == 0:
+                    continue
+                self.written[m].lo = <uintptr_t>cnp.PyArray_DATA(a)
+                self.written[m].hi = self.written[m].lo + <uintptr_t>cnp.PyArray_NBYTES(a)
+                self.written[m].owner = i
+                m += 1
+        qsort(self.written, m, sizeof(Range), range_cmp)
+        self.nwritten = m
+        for k in range(1, m):
+            if self.written[k].lo < self.written[k - 1].hi:
+                a_name = describe(self.names[self.written[k - 1].owner])
+                b_name = describe(self.names[self.written[k].owner])
+                if a_name == b_name:
+                    raise ValueError(f"{a_name} shares memory with its own state")
+                raise ValueError(f"{a_name} and {b_name} share memory; "
+                                 "each parameter must have memory of its own")
+
+    cdef Py_ssize_t overlaps_written(self, uintptr_t lo, uintptr_t hi) noexcept:
+        """Index of a parameter whose memory (or state) meets [lo, hi), else -1."""
+        if hi <= lo or self.nwritten == 0:
+            return -1
+        # last range starting before hi
+        cdef Py_ssize_t a = 0, b = self.nwritten
+        while a < b:
+            mid = (a + b) // 2
+            if self.written[mid].lo < hi:
+                a = mid + 1
+            else:
+                b = mid
+        if a > 0 and self.written[a - 1].hi > lo:
+            return self.written[a - 1].owner
+        return -1
+
+    def step(self, list grads, list hypers, bint skip_nonfinite=False, isa=None):
+        """Apply one update to every parameter whose gradient is not None.
+
+        ``hypers[g]`` is a dict of group g's hyperparameters. Returns False
+        (and changes nothing) when skip_nonfinite is set and a gradient
+        holds NaN or Inf.
+        """
+        cdef const fo_table *table = table_by_name(isa)
+        if len(grads) != self.n:
+            raise ValueError(f"expected {self.n} gradients (one per parameter), got {len(grads)}")
+        cdef fo_hyper *hyper = <fo_hyper *>malloc(max(len(hypers), 1) * sizeof(fo_hyper))
+        if hyper == NULL:
+            raise MemoryError()
+        try:
+            for k in range(len(hypers)):
+                hyper[k] = hyper_from(self.algo, hypers[k])
+            return self._step(grads, hyper, table, skip_nonfinite)
+        finally:
+            free(hyper)
+
+    cdef object _step(self, list grads, fo_hyper *hyper, const fo_table *table, bint skip_nonfinite):
+        cdef Py_ssize_t i, m = 0, nsc = 0, owner
+        cdef cnp.ndarray g, p
+        cdef int grp, last_grp = -1
+        cdef int64_t step, last_step = -1
+        cdef int first, last_first = -1
+        cdef uintptr_t lo
+        keep = []  # gradients converted by np.asarray stay alive through the step
+        for i in range(self.n):
+            obj = grads[i]
+            if obj is None:
+                continue
+            p = <cnp.ndarray>self.params[i]
+            if not cnp.PyArray_ISWRITEABLE(p):
+                raise ValueError(f"{describe(self.names[i])} is read-only")
+            g = as_grad_array(obj, p, f"gradient of {describe(self.names[i])}")
+            if g is not obj:
+                keep.append(g)
+            lo = <uintptr_t>cnp.PyArray_DATA(g)
+            owner = self.overlaps_written(lo, lo + <uintptr_t>cnp.PyArray_NBYTES(g))
+            if owner >= 0:
+                raise ValueError(f"gradient of {describe(self.names[i])} shares memory with "
+                                 f"{describe(self.names[owner])} or its state; gradients must not "
+                                 "alias what the step writes")
+            self.run[m] = self.items[i]
+            self.run[m].grad = cnp.PyArray_DATA(g)
+            grp = self.group_of[i]
+            step = self.steps_view[i] + 1
+            first = not self.started_view[i]
+            if grp != last_grp or step != last_step or first != last_first:
+                nsc += 1
+                last_grp, last_step, last_first = grp, step, first
+                fo_prepare(self.algo, &hyper[grp], step, first, &self.scalars[nsc - 1])
+            fo_prepare_item(table, self.algo, &hyper[grp], step, first, &self.scalars[nsc - 1], &self.run[m])
+            m += 1
+        if skip_nonfinite and count_nonfinite(self.run, m, table) > 0:
+            return False
+        cdef size_t pieces = fo_plan(self.run, m)
+        with nogil:
+            fo_run(self.run, m, pieces, NULL)
+        for i in range(self.n):
+            if grads[i] is not None:
+                self.steps_view[i] += 1
+                self.started_view[i] = 1
+        return True
+
+
+cdef fo_hyper hyper_from(fo_algo algo, dict h) except *:
+    """A group's hyperparameters as the C struct (ranges are checked in Python)."""
+    cdef fo_hyper c = fo_hyper_defaults(algo)
+    c.lr = h["lr"]
+    c.weight_decay = h.get("weight_decay", 0.0)
+    c.maximize = bool(h.get("maximize", False))
+    if algo == FO_SGD:
+        c.momentum = h.get("momentum", 0.0)
+        c.dampening = h.get("dampening", 0.0)
+        c.nesterov = bool(h.get("nesterov", False))
+    elif algo == FO_ADAGRAD:
+        c.lr_decay = h.get("lr_decay", 0.0)
+        c.eps = h.get("eps", 1e-10)
+    elif algo == FO_RMSPROP:
+        c.alpha = h.get("alpha", 0.99)
+        c.eps = h.get("eps", 1e-8)
+        c.momentum = h.get("momentum", 0.0)
+        c.centered = bool(h.get("centered", False))
+    else:
+        c.beta1, c.beta2 = h.get("betas", (0.9, 0.999))
+        c.eps = h.get("eps", 1e-8)
+        c.amsgrad = bool(h.get("amsgrad", False))
+        c.decoupled_weight_decay = bool(h.get("decoupled_weight_decay", False))
+    return c
+
+
+def state_slots(algo, dict hyper):
+    """Which of the three state slots `algo` uses under these hyperparameters."""
+    cdef fo_algo a = ALGOS[algo]
+    cdef fo_hyper c = hyper_from(a, hyper)
+    cdef unsigned mask = fo_state_slots(a, &c)
+    return tuple(bool(mask & (1u << k)) for k in range(3))
+
+
+cdef double count_nonfinite(fo_item *src, Py_ssize_t m, const fo_table *table) except -1:
+    """How many gradient elements of the items are NaN or Inf (one pass in C)."""
+    cdef fo_item *items = <fo_item *>malloc(max(m, 1) * sizeof(fo_item))
+    if items == NULL:
+        raise MemoryError()
+    cdef Py_ssize_t i
+    for i in range(m):
+        items[i] = src[i]
+        items[i].kernel = table.count_nonfinite[items[i].dtype]
+    cdef size_t pieces = fo_plan(items, m)
+    cdef double *partials = <double *>malloc(max(pieces, 1) * sizeof(double))
+    cdef double total = 0
+    if partials == NULL:
+        free(items)
+        raise MemoryError()
+    with nogil:
+        fo_run(items, m, pieces, partials)
+    for i in range(<Py_ssize_t>pieces):
+        total += partials[i]
+    free(partials)
+    free(items)
+    return total
+
+
+# ---------------------------------------------------------- gradient clipping
+
+def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, *, isa=None):
+    """Scale gradients in place so their total norm is at most ``max_norm``.
+
+    torch.nn.utils.clip_grad_norm_ for arrays: the total norm is the
+    ``norm_type``-norm of all gradients together (2, 1, inf or any p > 0),
+    computed in one pass in C in double, the same for any thread count. Every
+    gradient is then multiplied by ``min(1, max_norm / (total_norm + 1e-6))``.
+
+    Returns the total norm as a float. With ``error_if_nonfinite`` a NaN or
+    Inf total norm raises RuntimeError before anything is scaled.
+    """
+    if isinstance(grads, np.ndarray):
+        grads = [grads]
+    grads = [g for g in grads if g is not None]
+    try:
+        max_norm = float(max_norm)
+        p = float(norm_type)
+    except (TypeError, ValueError):
+        raise TypeError("max_norm and norm_type must be numbers") from None
+    if not (p > 0):
+        raise ValueError(f"norm_type must be positive or inf, got {norm_type}")
+    cdef const fo_table *table = table_by_name(isa)
+    cdef Py_ssize_t m = len(grads), i
+    arrays = [as_param_array(g, f"gradient {i}") for i, g in enumerate(grads)]
+    check_disjoint(arrays, [f"gradient {i}" for i in range(m)])
+    if m == 0:
+        return 0.0
+    cdef fo_item *items = <fo_item *>malloc(m * sizeof(fo_item))
+    cdef fo_scalars sc
+    if items == NULL:
+        raise MemoryError()
+    memset(items, 0, m * sizeof(fo_item))
+    memset(&sc, 0, sizeof(sc))
+    sc.power = p
+    cdef cnp.ndarray a
+    cdef int kind = 2 if p == 2.0 else (1 if p == 1.0 else (0 if p == INFINITY else 3))
+    cdef double total = 0, x
+    cdef size_t pieces, k
+    cdef double *partials = NULL
+    try:
+        for i in range(m):
+            a = <cnp.ndarray>arrays[i]
+            items[i].param = cnp.PyArray_DATA(a)
+            items[i].grad = cnp.PyArray_DATA(a)
+            items[i].n = <size_t>cnp.PyArray_SIZE(a)
+            items[i].dtype = dtype_code(a)
+            items[i].scalars = &sc
+            if kind == 2:
+                items[i].kernel = table.grad_sumsq[items[i].dtype]
+            elif kind == 1:
+                items[i].kernel = table.grad_sumabs[items[i].dtype]
+            elif kind == 0:
+                items[i].kernel = table.grad_maxabs[items[i].dtype]
+            else:
+                items[i].kernel = table.grad_sumpow[items[i].dtype]
+        pieces = fo_plan(items, m)
+        partials = <double *>malloc(max(pieces, 1) * sizeof(double))
+        if partials == NULL:
+            raise MemoryError()
+        with nogil:
+            fo_run(items, m, pieces, partials)
+        for k in range(pieces):
+            x = partials[k]
+            if kind != 0:
+                total += x
+            elif x != x:  # NaN wins, as in torch
+                total = x
+                break
+            elif x > total:
+                total = x
+        if kind == 2:
+            total = total ** 0.5
+        elif kind == 3:
+            total = pow(total, 1.0 / p)
+        if error_if_nonfinite and not isfinite(total):
+            raise RuntimeError(
+                f"The total norm of order {norm_type} for gradients is non-finite, so it cannot "
+                "be clipped. To disable this error and scale the gradients by the non-finite "
+                "norm anyway, set `error_if_nonfinite=False`")
+        # torch clamps max_norm / (total + 1e-6) at 1; a NaN norm gives NaN
+        sc.scale = max_norm / (total + 1e-6)
+        if sc.scale > 1.0:
+            sc.scale = 1.0
+        for i in range(m):
+            items[i].kernel = table.grad_scale[items[i].dtype]
+        with nogil:
+            fo_run(items, m, pieces, NULL)
+    finally:
+        free(items)
+        free(partials)
+    return float(total)
+
+
+def check_disjoint(list arrays, list what):
+    """Raise ValueError when two of the arrays share memory."""
+    cdef Py_ssize_t m = len(arrays), i, k = 0
+    cdef Range *r = <Range *>malloc(max(m, 1) * sizeof(Range))
+    if r == NULL:
+        raise MemoryError()
+    cdef cnp.ndarray a
+    try:
+        for i in range(m):
+            a = <cnp.ndarray>arrays[i]
+            if cnp.PyArray_NBYTES(a) == 0:
+                continue
+            r[k].lo = <uintptr_t>cnp.PyArray_DATA(a)
+            r[k].hi = r[k].lo + <uintptr_t>cnp.PyArray_NBYTES(a)
+            r[k].owner = i
+            k += 1
+        qsort(r, k, sizeof(Range), range_cmp)
+        for i in range(1, k):
+            if r[i].lo < r[i - 1].hi:
+                raise ValueError(f"{what[r[i - 1].owner]} and {what[r[i].owner]} share memory")
+    finally:
+        free(r)
+
+
+def as_param(obj, what):
+    """Validate obj as an in-place target; returns the ndarray."""
+    return as_param_array(obj, what)

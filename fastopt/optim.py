@@ -1,0 +1,576 @@
+"""Stateful optimizers over NumPy arrays, with torch.optim's names and layout.
+
+An optimizer owns its state buffers and steps all its parameters in one call
+into C per ``step()``. Hyperparameters live in ``param_groups`` (a list of
+dicts, as in torch) and are read at every step, so editing ``group["lr"]``
+takes effect at the next one.
+
+Thread-safety: ``step``, ``state_dict``, ``load_state_dict`` and
+``add_param_group`` of one optimizer are serialised by a lock, so two
+threads stepping the same optimizer take turns. Different optimizers step
+concurrently, and the GIL is released while the C core runs.
+"""
+import math
+import numbers
+import threading
+from collections.abc import Mapping
+
+import numpy as np
+
+from . import _core
+
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
+
+
+def _check_number(group, key, where, low=0.0, high=None, high_open=False):
+    value = group[key]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{where}: {key} must be a real number, got {type(value).__name__}")
+    if not low <= value or (high is not None and not (value < high if high_open else value <= high)):
+        bound = f"[{low}, {high})" if high_open else (f">= {low}" if high is None else f"[{low}, {high}]")
+        raise ValueError(f"{where}: invalid {key}: {value} (must be {bound})")
+
+
+class Optimizer:
+    """Base class of fastopt's optimizers.
+
+    Subclasses set ``_algo`` (the C kernel family) and ``_check_group``
+    (range checks of one group's hyperparameters, torch's rules).
+
+    Parameters
+    ----------
+    params : sequence of arrays, dict of arrays, or list of group dicts
+        The arrays to update in place: writeable, C-contiguous float32 or
+        float64 ndarrays (or objects NumPy views without a copy, such as CPU
+        torch tensors). A dict gives each parameter a name; ``step`` then
+        takes a dict of gradients with the same keys. Group dicts hold
+        ``"params"`` and any hyperparameters that differ from ``defaults``.
+    defaults : dict
+        Hyperparameters of groups that do not set them.
+    skip_nonfinite : bool, keyword-only
+        When True, a step whose gradients hold any NaN or Inf changes
+        nothing and returns False.
+    """
+
+    _algo = None
+
+    def __init__(self, params, defaults, *, skip_nonfinite=False):
+        self.defaults = dict(defaults)
+        self.skip_nonfinite = bool(skip_nonfinite)
+        self.param_groups = []
+        self._lock = threading.RLock()
+        self._keys = None
+        self._params = []      # validated ndarrays, in group order
+        self._group_of = []    # group index of each parameter
+        self._states = []      # per parameter: tuple of 3 state arrays or None
+        self._slots = []       # per group: which state slots are allocated
+        self._engine = None
+        if isinstance(params, Mapping):
+            self._keys = list(params.keys())
+            groups = [{"params": list(params.values())}]
+        elif isinstance(params, np.ndarray) or not hasattr(params, "__iter__"):
+            raise TypeError("params must be a list of arrays, a dict of arrays or a list of "
+                            f"param-group dicts, got {type(params).__name__}")
+        else:
+            groups = list(params)
+            if not groups:
+                raise ValueError("optimizer got an empty parameter list")
+            if not isinstance(groups[0], Mapping):
+                groups = [{"params": groups}]
+        for group in groups:
+            self._append_group(group)
+        self._rebuild_engine()
+
+    # -- groups and state ----------------------------------------------------
+
+    def _name(self, index):
+        return index if self._keys is None else self._keys[index]
+
+    def _append_group(self, group):
+        if not isinstance(group, Mapping):
+            raise TypeError(f"param group must be a dict, got {type(group).__name__}")
+        if "params" not in group:
+            raise ValueError("param group must have a 'params' entry")
+        arrays = group["params"]
+        if isinstance(arrays, np.ndarray) or not hasattr(arrays, "__iter__"):
+            arrays = [arrays]
+        arrays = list(arrays)
+        if isinstance(arrays and arrays[0], Mapping):
+            raise TypeError("param groups cannot be nested")
+        group = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}}
+        gi = len(self.param_groups)
+        self._check_group(group, f"param group {gi}")
+        start = len(self._params)
+        validated = [_core.as_param(a, _core.describe(self._name(start + k)))
+                     for k, a in enumerate(arrays)]
+        group["params"] = validated
+        self.param_groups.append(group)
+        self._params += validated
+        self._group_of += [gi] * len(validated)
+        self._states += [(None, None, None)] * len(validated)
+        self._slots.append((False, False, False))
+
+    @staticmethod
+    def _check_group(group, where):
+        """Raise TypeError/ValueError when a hyperparameter is out of range."""
+        raise NotImplementedError
+
+    def _new_buffer(self, param, group, slot):
+        """A fresh state buffer (zeros; torch's initial value)."""
+        return np.zeros_like(param)
+
+    def _rebuild_engine(self):
+        old = self._engine
+        names = [self._name(i) for i in range(len(self._params))]
+        engine = _core.Engine(self._algo, self._params, list(self._states), names, self._group_of)
+        if old is not None:
+            engine.steps[: len(old.steps)] = old.steps
+            engine.started[: len(old.started)] = old.started
+        self._engine = engine
+        self._sync_state()
+
+    def _sync_state(self):
+        """Check every group's hyperparameters; allocate state slots newly needed."""
+        for gi, group in enumerate(self.param_groups):
+            self._check_group(group, f"param group {gi}")
+            slots = _core.state_slots(self._algo, group)
+            if slots == self._slots[gi]:
+                continue
+            for i in range(len(self._params)):
+                if self._group_of[i] != gi:
+                    continue
+                bufs = list(self._states[i])
+                for k in range(3):
+                    if slots[k] and bufs[k] is None:
+                        bufs[k] = self._new_buffer(self._params[i], group, k)
+                        if self._algo == "sgd":
+                            self._engine.started[i] = 0  # the buffer starts as the grad
+                self._states[i] = tuple(bufs)
+                self._engine.set_state(i, self._states[i])
+            self._slots[gi] = slots
+
+    def add_param_group(self, param_group):
+        """Add a group of parameters (a dict with ``"params"``), as in torch."""
+        if self._keys is not None:
+            raise TypeError("add_param_group is not available for dict params")
+        with self._lock:
+            n_params, n_groups = len(self._params), len(self.param_groups)
+            try:
+                self._append_group(param_group)
+                self._rebuild_engine()
+            except Exception:
+                del self._params[n_params:], self._group_of[n_params:], self._states[n_params:]
+                del self.param_groups[n_groups:], self._slots[n_groups:]
+                raise
+
+    # -- stepping ------------------------------------------------------------
+
+    def _grad_list(self, grads):
+        if self._keys is not None:
+            if not isinstance(grads, Mapping):
+                raise TypeError("this optimizer's params are a dict: step() takes a dict of "
+                                f"gradients with the same keys, got {type(grads).__name__}")
+            missing = [k for k in self._keys if k not in grads]
+            if missing:
+                raise ValueError(f"no gradient for parameter {missing[0]!r}")
+            if len(grads) != len(self._keys):
+                extra = [k for k in grads if k not in set(self._keys)]
+                raise ValueError(f"gradient for unknown parameter {extra[0]!r}")
+            return [grads[k] for k in self._keys]
+        if type(grads) is list:
+            return grads
+        if isinstance(grads, (np.ndarray, Mapping)) or not hasattr(grads, "__iter__"):
+            raise TypeError("step() takes a list of gradients, one per parameter in group "
+                            f"order, got {type(grads).__name__}")
+        return list(grads)
+
+    def step(self, grads):
+        """Update every parameter in place from its gradient.
+
+        Parameters
+        ----------
+        grads : list of arrays (or dict, for dict params)
+            One gradient per parameter, in group order, each of its
+            parameter's shape and dtype; None skips that parameter (its
+            state and step count stay as they are). Gradients are only read.
+
+        Returns
+        -------
+        bool
+            True when the update was applied; False when ``skip_nonfinite``
+            is set and a gradient held NaN or Inf (then nothing changed).
+        """
+        grads = self._grad_list(grads)
+        with self._lock:
+            self._sync_state()
+            return self._engine.step(grads, self.param_groups, self.skip_nonfinite)
+
+    # -- state dicts ---------------------------------------------------------
+
+    @property
+    def state(self):
+        """Per-parameter state (index, or key for dict params, to a dict of arrays)."""
+        sd = self._state_entries(copy=False)
+        return {self._name(i): entry for i, entry in sd.items()}
+
+    def _state_entries(self, copy):
+        names = _core.STATE_NAMES[self._algo]
+        out = {}
+        steps, started = self._engine.steps, self._engine.started
+        for i, bufs in enumerate(self._states):
+            has_step = self._algo != "sgd"
+            if self._algo in ("rmsprop", "adam") and steps[i] == 0:
+                continue  # torch creates this state at the first step
+            if self._algo == "sgd" and not (bufs[0] is not None and started[i]):
+                continue
+            entry = {"step": float(steps[i])} if has_step else {}
+            for name, buf in zip(names, bufs):
+                if buf is not None:
+                    entry[name] = buf.copy() if copy else buf
+            out[i] = entry
+        return out
+
+    def state_dict(self):
+        """The optimizer's state in torch's layout.
+
+        ``{"state": {index: {"step": float, <buffer name>: ndarray, ...}},
+        "param_groups": [{<hyperparameters>, "params": [index, ...]}]}``.
+        Arrays are copies, so the dict stays as it was when later steps run.
+        """
+        with self._lock:
+            groups, index = [], 0
+            for group in self.param_groups:
+                g = {k: v for k, v in group.items() if k != "params"}
+                g["params"] = list(range(index, index + len(group["params"])))
+                index += len(group["params"])
+                groups.append(g)
+            return {"state": self._state_entries(copy=True), "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Load a state dict made by ``state_dict()`` (or by torch.optim's same class).
+
+        The whole dict is checked first (group count and sizes, buffer names,
+        shapes, dtypes, hyperparameters); on any problem a ValueError or
+        TypeError is raised and nothing changes. Group keys fastopt does not
+        use are kept, as torch does.
+        """
+        with self._lock:
+            groups, states, steps = self._check_state_dict(state_dict)
+            self._apply_state_dict(groups, states, steps)
+
+    def _check_state_dict(self, sd):
+        if not isinstance(sd, Mapping) or "state" not in sd or "param_groups" not in sd:
+            raise TypeError("state dict must be a dict with 'state' and 'param_groups'")
+        saved_groups, saved_state = sd["param_groups"], sd["state"]
+        if not isinstance(saved_state, Mapping):
+            raise TypeError("state dict's 'state' must be a dict")
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"loaded state dict has {len(saved_groups)} parameter groups, "
+                             f"this optimizer has {len(self.param_groups)}")
+        id_map, groups = {}, []
+        for gi, (saved, mine) in enumerate(zip(saved_groups, self.param_groups)):
+            if not isinstance(saved, Mapping) or "params" not in saved:
+                raise TypeError(f"param group {gi} of the state dict must be a dict with 'params'")
+            if len(saved["params"]) != len(mine["params"]):
+                raise ValueError(f"loaded param group {gi} has {len(saved['params'])} parameters, "
+                                 f"this optimizer's has {len(mine['params'])}")
+            group = {k: v for k, v in saved.items() if k != "params"}
+            if "betas" in group:
+                group["betas"] = tuple(group["betas"])
+            group = {**{k: v for k, v in mine.items() if k != "params"}, **group}
+            self._check_group(group, f"loaded param group {gi}")
+            group["params"] = mine["params"]
+            groups.append(group)
+            base = sum(len(g["params"]) for g in self.param_groups[:gi])
+            for k, pid in enumerate(saved["params"]):
+                id_map[pid] = base + k
+        names = _core.STATE_NAMES[self._algo]
+        states, steps = {}, {}
+        for pid, entry in saved_state.items():
+            if pid not in id_map:
+                raise ValueError(f"state dict has state for unknown parameter id {pid!r}")
+            i = id_map[pid]
+            where = f"state of {_core.describe(self._name(i))}"
+            if not isinstance(entry, Mapping):
+                raise TypeError(f"{where} must be a dict")
+            param = self._params[i]
+            bufs = [None, None, None]
+            for key, value in entry.items():
+                if key == "step" and self._algo != "sgd":
+                    steps[i] = _check_step(value, where)
+                elif key in names:
+                    bufs[names.index(key)] = _check_buffer(value, param, f"{where}, {key!r}")
+                else:
+                    raise ValueError(f"{where} has unknown entry {key!r} "
+                                     f"(a {type(self).__name__} state has {('step',) + names})")
+            if self._algo != "sgd" and i not in steps:
+                raise ValueError(f"{where} has no 'step'")
+            needed = _core.state_slots(self._algo, groups[self._group_of[i]])
+            for k in range(3):
+                if needed[k] and bufs[k] is None and not (self._algo == "adam" and k == 2):
+                    raise ValueError(f"{where} has no {names[k]!r}")
+            states[i] = bufs
+        return groups, states, steps
+
+    def _apply_state_dict(self, groups, states, steps):
+        for mine, group in zip(self.param_groups, groups):
+            mine.clear()
+            mine.update(group)
+        engine = self._engine
+        for i, param in enumerate(self._params):
+            loaded = states.get(i, [None, None, None])
+            group = self.param_groups[self._group_of[i]]
+            fresh = []
+            for k in range(3):
+                if loaded[k] is not None:
+                    buf = self._states[i][k] if self._states[i][k] is not None else np.empty_like(param)
+                    np.copyto(buf, loaded[k], casting="unsafe")
+                    fresh.append(buf)
+                elif self._states[i][k] is not None:
+                    buf = self._states[i][k]
+                    buf[...] = self._new_buffer(param, group, k)
+                    fresh.append(buf)
+                else:
+                    fresh.append(None)
+            self._states[i] = tuple(fresh)
+            engine.set_state(i, self._states[i])
+            engine.steps[i] = steps.get(i, 0)
+            engine.started[i] = 1 if (i in states and (self._algo != "sgd" or loaded[0] is not None)) else 0
+        self._slots = [None] * len(self.param_groups)  # let _sync_state recheck every group
+        self._sync_state()
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for gi, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {gi}")
+            for key in sorted(k for k in group if k != "params"):
+                lines.append(f"    {key}: {group[key]}")
+        lines.append(")")
+        return "\n".join(lines)
+
+
+def _check_step(value, where):
+    try:
+        step = float(np.asarray(value))
+    except (TypeError, ValueError):
+        raise TypeError(f"{where}: 'step' must be a number, got {type(value).__name__}") from None
+    if not (step >= 0 and step == math.floor(step) and step < 2**62):
+        raise ValueError(f"{where}: 'step' must be a whole number >= 0, got {value!r}")
+    return int(step)
+
+
+def _check_buffer(value, param, where):
+    try:
+        arr = np.asarray(value)
+    except Exception:
+        raise TypeError(f"{where} must be an array, got {type(value).__name__}") from None
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{where} must be a float array, got dtype {arr.dtype}")
+    if arr.shape != param.shape:
+        raise ValueError(f"{where} has shape {arr.shape}, expected {param.shape}")
+    return arr
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent, optionally with momentum (torch.optim.SGD).
+
+    .. math::
+        g &\leftarrow \pm\nabla + \lambda\theta \\
+        b &\leftarrow \mu b + (1 - \tau) g \quad (b_1 = g) \\
+        g &\leftarrow g + \mu b \text{ (Nesterov) or } b \\
+        \theta &\leftarrow \theta - \gamma g
+
+    Parameters
+    ----------
+    params : see :class:`Optimizer`
+    lr : float, default 1e-3
+    momentum : float, default 0
+    dampening : float, default 0
+    weight_decay : float, default 0
+        L2 penalty added to the gradient.
+    nesterov : bool, default False
+    maximize : bool, default False
+    skip_nonfinite : bool, default False
+
+    Examples
+    --------
+    >>> import numpy as np, fastopt
+    >>> w = np.ones(3)
+    >>> opt = fastopt.SGD([w], lr=0.1, momentum=0.9)
+    >>> opt.step([np.full(3, 2.0)])
+    True
+    >>> w
+    array([0.8, 0.8, 0.8])
+    """
+
+    _algo = "sgd"
+
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
+                 nesterov=False, *, maximize=False, skip_nonfinite=False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      maximize=maximize), skip_nonfinite=skip_nonfinite)
+
+    @staticmethod
+    def _check_group(group, where):
+        _check_number(group, "lr", where)
+        _check_number(group, "momentum", where)
+        _check_number(group, "dampening", where, low=-math.inf, high=math.inf)
+        _check_number(group, "weight_decay", where)
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError(f"{where}: Nesterov momentum requires a momentum and zero dampening")
+
+
+class Adagrad(Optimizer):
+    r"""Adagrad (torch.optim.Adagrad).
+
+    .. math::
+        g &\leftarrow \pm\nabla + \lambda\theta, \qquad
+        \tilde\gamma = \gamma / (1 + (t - 1)\eta) \\
+        s &\leftarrow s + g^2 \\
+        \theta &\leftarrow \theta - \tilde\gamma\, g / (\sqrt{s} + \epsilon)
+
+    Parameters
+    ----------
+    params : see :class:`Optimizer`
+    lr : float, default 1e-2
+    lr_decay : float, default 0
+    weight_decay : float, default 0
+    initial_accumulator_value : float, default 0
+    eps : float, default 1e-10
+    maximize : bool, default False
+    skip_nonfinite : bool, default False
+    """
+
+    _algo = "adagrad"
+
+    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
+                 eps=1e-10, *, maximize=False, skip_nonfinite=False):
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value,
+                                      maximize=maximize), skip_nonfinite=skip_nonfinite)
+
+    @staticmethod
+    def _check_group(group, where):
+        for key in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
+            _check_number(group, key, where)
+
+    def _new_buffer(self, param, group, slot):
+        return np.full_like(param, group["initial_accumulator_value"])
+
+
+class RMSprop(Optimizer):
+    r"""RMSprop (torch.optim.RMSprop).
+
+    .. math::
+        g &\leftarrow \pm\nabla + \lambda\theta \\
+        v &\leftarrow \alpha v + (1 - \alpha) g^2 \\
+        \bar g &\leftarrow \mathrm{lerp}(\bar g, g, 1 - \alpha) \text{ (centered)},
+        \quad d = \sqrt{v - \bar g^2} + \epsilon \text{ or } \sqrt{v} + \epsilon \\
+        b &\leftarrow \mu b + g / d, \quad \theta \leftarrow \theta - \gamma b
+        \text{ (momentum) or } \theta \leftarrow \theta - \gamma g / d
+
+    Parameters
+    ----------
+    params : see :class:`Optimizer`
+    lr : float, default 1e-2
+    alpha : float, default 0.99
+    eps : float, default 1e-8
+    weight_decay : float, default 0
+    momentum : float, default 0
+    centered : bool, default False
+    maximize : bool, default False
+    skip_nonfinite : bool, default False
+    """
+
+    _algo = "rmsprop"
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
+                 centered=False, *, maximize=False, skip_nonfinite=False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps,
+                                      centered=centered, weight_decay=weight_decay,
+                                      maximize=maximize), skip_nonfinite=skip_nonfinite)
+
+    @staticmethod
+    def _check_group(group, where):
+        for key in ("lr", "eps", "momentum", "weight_decay", "alpha"):
+            _check_number(group, key, where)
+
+
+class Adam(Optimizer):
+    r"""Adam, and AMSGrad (torch.optim.Adam).
+
+    .. math::
+        g &\leftarrow \pm\nabla + \lambda\theta \\
+        m &\leftarrow \beta_1 m + (1 - \beta_1) g, \quad
+        v \leftarrow \beta_2 v + (1 - \beta_2) g^2 \\
+        \hat v &= \max(\hat v, v) \text{ (AMSGrad) or } v \\
+        \theta &\leftarrow \theta - \frac{\gamma}{1 - \beta_1^t}\,
+        \frac{m}{\sqrt{\hat v} / \sqrt{1 - \beta_2^t} + \epsilon}
+
+    With ``decoupled_weight_decay=True`` (what :class:`AdamW` sets) the
+    weight decay multiplies the parameter by :math:`1 - \gamma\lambda`
+    instead of entering the gradient.
+
+    Parameters
+    ----------
+    params : see :class:`Optimizer`
+    lr : float, default 1e-3
+    betas : (float, float), default (0.9, 0.999)
+    eps : float, default 1e-8
+    weight_decay : float, default 0
+    amsgrad : bool, default False
+    maximize : bool, default False
+    decoupled_weight_decay : bool, default False
+    skip_nonfinite : bool, default False
+
+    Examples
+    --------
+    >>> import numpy as np, fastopt
+    >>> w = np.zeros(2, np.float32)
+    >>> opt = fastopt.Adam([w], lr=0.5)
+    >>> opt.step([np.array([1.0, -1.0], np.float32)])
+    True
+    >>> w
+    array([-0.5,  0.5], dtype=float32)
+    """
+
+    _algo = "adam"
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 amsgrad=False, *, maximize=False, decoupled_weight_decay=False,
+                 skip_nonfinite=False):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas) if hasattr(betas, "__iter__") else betas,
+                                      eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                                      maximize=maximize,
+                                      decoupled_weight_decay=decoupled_weight_decay),
+                         skip_nonfinite=skip_nonfinite)
+
+    @staticmethod
+    def _check_group(group, where):
+        _check_number(group, "lr", where)
+        _check_number(group, "eps", where)
+        _check_number(group, "weight_decay", where)
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"{where}: betas must be a pair of numbers, got {betas!r}")
+        for k, beta in enumerate(betas):
+            _check_number({f"beta{k + 1}": beta}, f"beta{k + 1}", where, 0.0, 1.0, high_open=True)
+
+
+class AdamW(Adam):
+    r"""AdamW: Adam with decoupled weight decay (torch.optim.AdamW).
+
+    The parameter is multiplied by :math:`1 - \gamma\lambda` before the Adam
+    update instead of :math:`\lambda\theta` being added to the gradient
+    (Loshchilov & Hutter), so the decay is not rescaled by Adam's
+    per-coordinate step size.
+
+    Parameters are those of :class:`Adam`, with ``weight_decay=1e-2``.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False, *, maximize=False, skip_nonfinite=False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True,
+                         skip_nonfinite=skip_nonfinite)

@@ -117,7 +117,7 @@ cdef cnp.ndarray as_param_array(obj, what):
             a = np.asarray(obj)
         except Exception as e:
             raise TypeError(f"{what} must be a numpy array, got {type(obj).__name__}") from e
-        if a.ndim and np.asarray(obj).ctypes.data != a.ctypes.data:
+        if np.asarray(obj).ctypes.data != a.ctypes.data:
             raise TypeError(f"{what}: a {type(obj).__name__} that numpy can only copy cannot be "
                             "updated in place; pass a numpy array")
     if dtype_code(a) < 0:
@@ -189,6 +189,7 @@ cdef class Engine:
     cdef size_t partials_len
     cdef Range *written      # sorted memory ranges of params and state (for overlap checks)
     cdef Py_ssize_t nwritten
+    cdef bint written_stale  # state pointers changed since `written` was sorted
     cdef int *group_of
     cdef readonly list params
     cdef readonly list states
@@ -242,6 +243,7 @@ cdef class Engine:
             self.items[i].n = <size_t>cnp.PyArray_SIZE(<cnp.ndarray>params[i])
             self.items[i].dtype = dtype_code(<cnp.ndarray>params[i])
             self.set_state(i, states[i])
+        self.index_written()
 
     def set_state(self, Py_ssize_t i, tuple bufs):
         """Point parameter i's state slots at `bufs` (three arrays or None)."""
@@ -249,7 +251,7 @@ cdef class Engine:
         self.states[i] = bufs
         for k in range(3):
             self.items[i].state[k] = NULL if bufs[k] is None else cnp.PyArray_DATA(<cnp.ndarray>bufs[k])
-        self.index_written()
+        self.written_stale = True
 
     cdef index_written(self):
         """Sort the memory of all params and state buffers; reject overlaps."""
@@ -266,6 +268,7 @@ cdef class Engine:
                 m += 1
         qsort(self.written, m, sizeof(Range), range_cmp)
         self.nwritten = m
+        self.written_stale = False
         for k in range(1, m):
             if self.written[k].lo < self.written[k - 1].hi:
                 a_name = describe(self.names[self.written[k - 1].owner])
@@ -319,6 +322,8 @@ cdef class Engine:
         cdef int first, last_first = -1
         cdef uintptr_t lo
         keep = []  # gradients converted by np.asarray stay alive through the step
+        if self.written_stale:
+            self.index_written()
         for i in range(self.n):
             obj = grads[i]
             if obj is None:

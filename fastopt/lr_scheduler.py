@@ -358,7 +358,9 @@ class ConstantLR(LRScheduler):
     ----------
     optimizer : optimizer
     factor : float in (0, 1]
-    total_iters : int, >= 0
+    total_iters : int, >= 1
+        (torch accepts 0 but then keeps the factor forever, against its
+        closed form; fastopt refuses it.)
     last_epoch : int
     """
 
@@ -367,7 +369,7 @@ class ConstantLR(LRScheduler):
             raise ValueError(
                 f"Constant multiplicative factor expected to be in (0, 1], got {factor}")
         self.factor = factor
-        self.total_iters = _int("total_iters", total_iters, 0)
+        self.total_iters = _int("total_iters", total_iters, 1)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):

@@ -153,15 +153,14 @@ def _cos_anneal(a, b, p):
     return b + (a - b) * (1 + math.cos(math.pi * p)) / 2
 
 
-def reference(name, kw, base, mom, t):
-    """(lr, momentum) at epoch t for one group, from the documented formulas.
+def reference(name, kw, g, base, mom, t):
+    """(lr, momentum) of group g at epoch t, from the documented formulas.
 
     base / mom: the group's lr / momentum before the scheduler was built.
     """
     def pick(v, i):
         return v[i] if isinstance(v, (list, tuple)) else v
 
-    g = reference.group
     if name == "LambdaLR":
         return base * pick(kw["lr_lambda"], g)(t), mom
     if name == "MultiplicativeLR":
@@ -240,8 +239,7 @@ def test_matches_closed_form(name, kwargs, kind):
     lrs, got_moms = trajectory(opt, getattr(L, name)(opt, **kwargs))
     want = np.empty((N, len(bases), 2))
     for g, (base, mom) in enumerate(zip(bases, moms)):
-        reference.group = g
-        want[:, g] = [reference(name, kwargs, base, mom, t) for t in range(N)]
+        want[:, g] = [reference(name, kwargs, g, base, mom, t) for t in range(N)]
     # The recursive forms round differently from the closed forms; near a
     # zero of the schedule the relative difference grows, hence the atol.
     scale = np.abs(want[..., 0]).max()
@@ -391,7 +389,10 @@ def run(sched, opt, metrics, start, stop):
     out = []
     for t in range(start, stop):
         opt.step()
-        sched.step(metrics[t]) if metrics else sched.step()
+        if metrics:
+            sched.step(metrics[t])
+        else:
+            sched.step()
         out.append([(g["lr"], momentum_of(g)) for g in opt.param_groups])
     return out
 

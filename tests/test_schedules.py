@@ -424,3 +424,17 @@ def test_empty_arrays():
         out = s(np.zeros(shape, np.int32))
         assert out.shape == shape and out.dtype == np.float64
     s.fill(0, np.empty(0))
+
+
+def test_plot_example(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[1] / "examples" / "plot_schedules.py"
+    spec = importlib.util.spec_from_file_location("plot_schedules", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "schedules.png"
+    module.main(str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

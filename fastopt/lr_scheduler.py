@@ -781,17 +781,17 @@ class OneCycleLR(LRScheduler):
         self._anneal_func_type = anneal_strategy
         T = self.total_steps
         # (end step, start lr key, end lr key, start momentum key, end momentum key)
+        up = (float(pct_start * T) - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum")
         if three_phase:
             self._schedule_phases = [
-                (float(pct_start * T) - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
-                (float(2 * pct_start * T) - 2, "max_lr", "initial_lr", "base_momentum", "max_momentum"),
+                up,
+                (float(2 * pct_start * T) - 2, "max_lr", "initial_lr", "base_momentum",
+                 "max_momentum"),
                 (T - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum"),
             ]
         else:
             self._schedule_phases = [
-                (float(pct_start * T) - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
-                (T - 1, "max_lr", "min_lr", "base_momentum", "max_momentum"),
-            ]
+                up, (T - 1, "max_lr", "min_lr", "base_momentum", "max_momentum")]
         max_lrs = _format_param("max_lr", optimizer, max_lr)
         if last_epoch == -1:
             for peak, group in zip(max_lrs, optimizer.param_groups, strict=True):

@@ -186,9 +186,9 @@ def ref_cyclic(lo, hi, up=2000, down=None, mode="triangular", gamma=1.0):
 def ref_one_cycle(peak, T, pct=0.3, strategy="cos", div=25.0, final_div=1e4, three=False):
     lo = peak / div
     end = lo / final_div
-    a1 = pct * T - 1
+    a1, a2 = pct * T - 1, 2 * pct * T - 2
     if three:
-        phases = [(0, a1, lo, peak), (a1, 2 * pct * T - 2, peak, lo), (2 * pct * T - 2, T - 1, lo, end)]
+        phases = [(0, a1, lo, peak), (a1, a2, peak, lo), (a2, T - 1, lo, end)]
     else:
         phases = [(0, a1, lo, peak), (a1, T - 1, peak, end)]
 

@@ -89,9 +89,6 @@ EXTENSIONS = [
     extension("fastopt._core", ["fastopt/_core.pyx"] + CORE_SOURCES),
     extension("fastopt._schedules", ["fastopt/_schedules.pyx", "csrc/fo_schedules.c"]),
 ]
-# Build what is present: an extension whose sources are not in this tree yet
-# (a partial checkout) is skipped rather than failing the whole build.
-EXTENSIONS = [e for e in EXTENSIONS if all(os.path.exists(s) for s in e.sources)]
 
 setup(
     ext_modules=cythonize(

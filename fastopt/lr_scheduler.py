@@ -31,11 +31,12 @@ Thread-safety: a scheduler and its optimizer's groups are mutated by
 import copy
 import math
 import numbers
-import operator
 import types
 import warnings
 from bisect import bisect_right
 from collections import Counter
+
+from .schedules import _int
 
 __all__ = [
     "LRScheduler",
@@ -62,18 +63,6 @@ _EPOCH_DEPRECATION = (
     "it is given, the closed form is used instead of the chainable form, where "
     "available. Call `scheduler.step()` without arguments instead."
 )
-
-
-def _int(name, value, minimum):
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got bool")
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
-    if v < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {v}")
-    return v
 
 
 def _positive(name, value):

@@ -211,3 +211,20 @@ def assert_state_dicts_equal(a, b):
     assert len(a["param_groups"]) == len(b["param_groups"])
     for ga, gb in zip(a["param_groups"], b["param_groups"]):
         assert ga == gb
+
+
+def functional_step(name, param, grad, state, step, options, isa=None):
+    """One step of ``fastopt.functional`` for the class ``name``, with the
+    state buffers taken from the dict ``state`` by torch's names."""
+    from fastopt import functional as F
+    fn = {"SGD": F.sgd_, "Adagrad": F.adagrad_, "RMSprop": F.rmsprop_, "Adam": F.adam_,
+          "AdamW": F.adamw_}[name]
+    algo = BY_NAME[name].cls._algo
+    buffers = [state.get(n) for n in _core.STATE_NAMES[algo]]
+    fn(param, grad, *buffers, step=step, isa=isa, **options)
+
+
+def new_state(name, param, fill=0.0):
+    """Buffers for every state slot of class ``name`` (all of them, used or not)."""
+    algo = BY_NAME[name].cls._algo
+    return {n: np.full_like(param, fill) for n in _core.STATE_NAMES[algo]}

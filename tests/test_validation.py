@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastopt
-from conftest import assert_bitwise, assert_unchanged, snapshot
+from conftest import assert_bitwise, assert_state_dicts_equal, assert_unchanged, snapshot
 
 
 class Env:
@@ -321,3 +321,48 @@ def test_bad_functional_call(case):
         call(*arrays)
     for a, c in zip(arrays, copies):
         assert_bitwise(a, c)
+
+
+@pytest.mark.parametrize("failure", ["bad-grad", "bad-other-group", "nonfinite"])
+@pytest.mark.parametrize("cls, edit", [
+    (fastopt.Adam, {"amsgrad": True}),
+    (fastopt.RMSprop, {"centered": True, "momentum": 0.5}),
+    (fastopt.SGD, {"momentum": 0.9}),
+], ids=["Adam-amsgrad", "RMSprop-centered", "SGD-momentum"])
+def test_failed_step_after_enabling_state_changes_nothing(cls, edit, failure):
+    """An edit that needs new state buffers (amsgrad, centered, momentum),
+    followed by a step that fails or is skipped, leaves the state as it
+    was; the next good step then starts the new buffers as usual."""
+    rng = np.random.default_rng(3)
+    start = [rng.standard_normal(n) for n in (3, 4)]
+    opt = cls([{"params": [start[0].copy()]}, {"params": [start[1].copy()]}], lr=0.01,
+              skip_nonfinite=True)
+    twin = cls([{"params": [start[0].copy()]}, {"params": [start[1].copy()]}], lr=0.01)
+    grads = [rng.standard_normal(3), rng.standard_normal(4)]
+    opt.step(grads)
+    twin.step(grads)
+    snap = snapshot(opt)
+    opt.param_groups[0].update(edit)
+    bad = [g.copy() for g in grads]
+    if failure == "bad-grad":
+        bad[1] = np.zeros(5)
+    elif failure == "bad-other-group":
+        opt.param_groups[1]["lr"] = -1.0
+    else:
+        bad[1][2] = np.nan
+    if failure == "nonfinite":
+        assert opt.step(bad) is False
+    else:
+        with pytest.raises(ValueError):
+            opt.step(bad)
+    opt.param_groups[1]["lr"] = 0.01
+    saved = {k: v for k, v in opt.param_groups[0].items() if k != "params"}
+    opt.param_groups[0].update({k: snap["groups"][0][k] for k in edit})
+    assert_unchanged(opt, snap)
+    opt.param_groups[0].update(saved)
+    twin.param_groups[0].update(edit)
+    opt.step(grads)
+    twin.step(grads)
+    for a, b in zip(opt._params, twin._params):
+        assert_bitwise(a, b)
+    assert_state_dicts_equal(opt.state_dict(), twin.state_dict())

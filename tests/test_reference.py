@@ -65,3 +65,44 @@ def test_reference_is_pure(opt, rng):
     np.testing.assert_array_equal(g, before[1])
     for k, v in state.items():
         np.testing.assert_array_equal(v, before[2][k])
+
+
+# Random hyperparameters anywhere in their valid ranges (Hypothesis).
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+unit = st.floats(0.0, 1.0, exclude_max=True)
+small = st.floats(0.0, 0.5)
+flag = st.booleans()
+HYPER = {
+    "SGD": st.fixed_dictionaries({"lr": small, "momentum": small, "dampening": small,
+                                  "weight_decay": small, "maximize": flag}),
+    "Adagrad": st.fixed_dictionaries({"lr": small, "lr_decay": small, "weight_decay": small,
+                                      "initial_accumulator_value": small, "eps": st.floats(1e-10, 1.0),
+                                      "maximize": flag}),
+    "RMSprop": st.fixed_dictionaries({"lr": small, "alpha": unit, "eps": st.floats(1e-8, 1.0),
+                                      "weight_decay": small, "momentum": small, "centered": flag,
+                                      "maximize": flag}),
+    "Adam": st.fixed_dictionaries({"lr": small, "betas": st.tuples(unit, unit),
+                                   "eps": st.floats(1e-8, 1.0), "weight_decay": small,
+                                   "amsgrad": flag, "maximize": flag, "decoupled_weight_decay": flag}),
+    "AdamW": st.fixed_dictionaries({"lr": small, "betas": st.tuples(unit, unit),
+                                    "eps": st.floats(1e-8, 1.0), "weight_decay": small,
+                                    "amsgrad": flag, "maximize": flag}),
+}
+
+
+@pytest.mark.parametrize("opt", OPTIMIZERS, ids=str)
+@pytest.mark.parametrize("dt", [np.float32, np.float64], ids=["f32", "f64"])
+def test_matches_reference_random_hyperparameters(opt, dt):
+    @settings(max_examples=40, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(options=HYPER[opt.name], seed=st.integers(0, 2**32 - 1))
+    def check(options, seed):
+        if opt.name == "SGD" and options["dampening"] == 0 and options["momentum"] > 0:
+            options = dict(options, nesterov=seed % 2 == 1)
+        rng = np.random.default_rng(seed)
+        params = make_params(rng, (1, 9, 40), np.dtype(dt))
+        fast, ref, ordered = run_both(opt, options, params, 10, rng, n_groups=2)
+        assert_matches(fast, ref, ordered, np.dtype(dt))
+    check()

@@ -553,8 +553,8 @@ class Adam(Optimizer):
     >>> opt = fastopt.Adam([w], lr=0.5)
     >>> opt.step([np.array([1.0, -1.0], np.float32)])
     True
-    >>> w
-    array([-0.5,  0.5], dtype=float32)
+    >>> w  # the first step moves each element by lr (less eps's share), as in torch
+    array([-0.49999994,  0.49999994], dtype=float32)
     """
 
     _algo = "adam"

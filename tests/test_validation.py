@@ -36,6 +36,14 @@ def noncontig(a):
     return np.repeat(a, 2)[::2]
 
 
+def unaligned(n, dtype):
+    """A writeable C-contiguous array whose data does not start at a multiple of its item size."""
+    raw = np.zeros(n * np.dtype(dtype).itemsize + 1, np.uint8)
+    a = raw[1:].view(dtype)
+    assert not a.flags.aligned and a.flags.writeable and a.flags.c_contiguous
+    return a
+
+
 def readonly(a):
     a = a.copy()
     a.flags.writeable = False
@@ -56,6 +64,10 @@ STEP_CASES = {
                            ValueError, r"parameter 2\b.*contiguous", {}),
     "grad-not-array": (lambda e: e.opt.step(e.with_grad(1, "abcd")),
                        TypeError, r"parameter 1\b", {}),
+    "grad-byteswapped": (lambda e: e.opt.step(e.with_grad(1, np.zeros(4, ">f4"))),
+                         TypeError, r"parameter 1\b.*dtype", {}),
+    "grad-unaligned": (lambda e: e.opt.step(e.with_grad(1, unaligned(4, np.float32))),
+                       ValueError, r"parameter 1\b.*aligned", {}),
     "grads-too-few": (lambda e: e.opt.step(e.good()[:2]), ValueError, r"expected 3 gradients", {}),
     "grads-too-many": (lambda e: e.opt.step(e.good() + [np.zeros(1, np.float32)]),
                        ValueError, r"expected 3 gradients", {}),
@@ -176,6 +188,8 @@ def _bad_param_cases():
                                 r"parameter 1\b.*contiguous"),
         "param-fortran": ([np.zeros((3, 4), order="F")], ValueError, r"parameter 0\b.*contiguous"),
         "param-readonly": ([np.zeros(3), readonly(np.zeros(3))], ValueError, r"parameter 1\b.*read-only"),
+        "param-unaligned": ([np.zeros(3), unaligned(5, np.float64)], ValueError,
+                            r"parameter 1\b.*aligned"),
         "param-list": ([np.zeros(3), [1.0, 2.0]], TypeError, r"parameter 1\b"),
         "same-array-twice": ([base, np.zeros(2), base], ValueError, r"parameter 0 and parameter 2"),
         "overlapping-views": ([base[:10], base[5:15]], ValueError, r"parameter 0 and parameter 1"),

@@ -117,3 +117,24 @@ def assert_matches_torch_finite(fast, topt, dtype):
     for p, tp in zip(ordered, torch_params(topt)):
         ok = np.isfinite(p)
         assert_close(p[ok], tp.numpy()[ok], dtype)
+
+
+@pytest.mark.parametrize("opt", OPTIMIZERS, ids=str)
+def test_hyperparameter_edits_match_torch(opt, dtype, rng):
+    """Editing param_groups between steps (what schedulers do) acts as in torch."""
+    options = max(opt.options, key=len)
+    params = make_params(rng, SIZES, dtype)
+    groups = grouped([p.copy() for p in params], options)
+    topt = torch_optimizer(opt, groups, options)
+    fast = opt.cls(groups, **options)
+    ordered = [p for g in fast.param_groups for p in g["params"]]
+    for t in range(30):
+        if t in (10, 20):
+            for k, (mine, theirs) in enumerate(zip(fast.param_groups, topt.param_groups)):
+                mine["lr"] = theirs["lr"] = theirs["lr"] * (0.5 if t == 10 else 3.0) / (k + 1)
+                if "weight_decay" in mine:
+                    mine["weight_decay"] = theirs["weight_decay"] = 0.05 * k
+        grads = [rng.standard_normal(p.shape).astype(dtype) for p in ordered]
+        fast.step(grads)
+        torch_step(topt, grads)
+    assert_matches_torch(fast, topt, dtype)

@@ -123,6 +123,9 @@ EDIT_CASES = {
     "rmsprop-alpha-negative": (fastopt.RMSprop, "alpha", -0.1, ValueError, r"alpha"),
     "rmsprop-momentum-negative": (fastopt.RMSprop, "momentum", -0.1, ValueError, r"momentum"),
     "adagrad-lr-decay-negative": (fastopt.Adagrad, "lr_decay", -0.1, ValueError, r"lr_decay"),
+    "adagrad-initial-accumulator-negative": (fastopt.Adagrad, "initial_accumulator_value", -0.5,
+                                             ValueError, r"initial_accumulator_value"),
+    "lr-bool": (fastopt.SGD, "lr", True, TypeError, r"lr"),
     "adagrad-eps-inf-negative": (fastopt.Adagrad, "eps", -math.inf, ValueError, r"eps"),
 }
 

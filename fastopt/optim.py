@@ -320,6 +320,8 @@ class Optimizer:
             for key, value in entry.items():
                 if key == "step" and self._algo != "sgd":
                     steps[i] = _check_step(value, where)
+                elif key in names and value is None and self._algo == "sgd":
+                    continue  # older torch SGD checkpoints: momentum not started yet
                 elif key in names:
                     bufs[names.index(key)] = _check_buffer(value, param, f"{where}, {key!r}")
                 else:
@@ -327,6 +329,8 @@ class Optimizer:
                                      f"(a {type(self).__name__} state has {('step',) + names})")
             if self._algo != "sgd" and i not in steps:
                 raise ValueError(f"{where} has no 'step'")
+            if self._algo == "sgd" and bufs[0] is None:
+                continue  # no momentum yet: the same as no state
             needed = _core.state_slots(self._algo, groups[self._group_of[i]])
             for k in range(3):
                 if needed[k] and bufs[k] is None and not (self._algo == "adam" and k == 2):

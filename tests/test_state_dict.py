@@ -187,3 +187,19 @@ def test_torch_state_dict_with_tensors_loads_directly(opt, rng):
         torch_step(tp, topt, g)
     for x, y in zip(pf, tp):
         assert_close(x, y.numpy(), np.float32)
+
+
+def test_sgd_momentum_buffer_none_loads_as_not_started(rng):
+    # Older torch SGD checkpoints hold momentum_buffer=None for a buffer not made yet.
+    w = rng.standard_normal(5)
+    fresh = fastopt.SGD([w.copy()], lr=0.1, momentum=0.9)
+    loaded = fastopt.SGD([w.copy()], lr=0.1, momentum=0.9)
+    sd = loaded.state_dict()
+    sd["state"] = {0: {"momentum_buffer": None}}
+    loaded.load_state_dict(sd)
+    assert loaded.state_dict()["state"] == {}
+    g = rng.standard_normal(5)
+    fresh.step([g])
+    loaded.step([g])
+    np.testing.assert_array_equal(fresh._params[0], loaded._params[0])
+    np.testing.assert_array_equal(fresh.state[0]["momentum_buffer"], loaded.state[0]["momentum_buffer"])

@@ -54,7 +54,7 @@ allowed = re.compile(r"""(
     | fastopt\.egg-info/[\w.-]+
     | csrc/[\w/]+\.(c|h|inc)
     | fastopt/\w+\.(py|pyx|pxd|pyi) | fastopt/py\.typed
-    | tests/[\w/]+\.(py|json|npz|txt)
+    | tests/[\w/.-]+\.(py|json|npy|npz|csv|txt)
 )""", re.X)
 stray = [n for n in names if not allowed.fullmatch(n)]
 required = ["LICENSE", "README.md", "CHANGELOG.md", "pyproject.toml", "setup.py",
@@ -63,6 +63,8 @@ required = ["LICENSE", "README.md", "CHANGELOG.md", "pyproject.toml", "setup.py"
 required += [f"csrc/kernels/{k}.inc" for k in ("sgd", "adagrad", "rmsprop", "adam")]
 missing = [n for n in required if n not in names]
 print(f"{len(names)} files; stray: {stray or 'none'}; missing: {missing or 'none'}")
+if stray or missing:
+    print("fix MANIFEST.in (or this allow-list, for a new kind of file the build needs)")
 sys.exit(1 if stray or missing else 0)
 EOF
 if git -C "$root" rev-parse --git-dir >/dev/null 2>&1; then

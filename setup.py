@@ -10,7 +10,7 @@ portable: no -march=native, so one wheel serves every CPU of its architecture
 and the best kernels are picked at run time.
 
 Environment toggles (for local builds):
-  FASTOPT_DEBUG=1     -O0 -g, assertions on
+  FASTOPT_DEBUG=1     -O1 -g, assertions on
   FASTOPT_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer (GCC/Clang)
 """
 import os

@@ -25,12 +25,14 @@ if _os.environ.get("FASTOPT_NUM_THREADS"):
     _core.set_num_threads(_threads)
 
 from . import functional  # noqa: E402
+from .checkpoint import load, save  # noqa: E402
 from ._core import clip_grad_norm_, get_num_threads, set_num_threads  # noqa: E402
 from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop  # noqa: E402
 
 __all__ = [
     "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW",
     "functional", "clip_grad_norm_", "set_num_threads", "get_num_threads", "show_config",
+    "save", "load",
 ]
 
 

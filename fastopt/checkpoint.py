@@ -1,0 +1,423 @@
+"""Save and load optimizer and scheduler state dicts without pickle.
+
+`save` and `load` play the roles of ``torch.save`` and ``torch.load`` for the
+state dicts of fastopt (and torch) optimizers and schedulers. A checkpoint
+holds data only: loading one builds dicts, lists, tuples, scalars and NumPy
+arrays, and never imports a module or runs code from the file.
+
+Supported values
+----------------
+``dict``, ``collections.OrderedDict`` and ``collections.Counter`` (keys ``str``
+or ``int``; key order kept), ``list``, ``tuple``, ``str``, ``int`` (any size),
+``float`` (every bit kept: NaN payloads, ``-0.0``, infinities), ``bool``,
+``None``, ``numpy.ndarray`` and NumPy scalars of bool, integer, unsigned,
+floating or complex dtype (dtype and byte order kept, 0-d arrays stay 0-d).
+A CPU ``torch.Tensor`` is saved as the NumPy array ``tensor.numpy()`` and
+loads back as that NumPy array. Anything else raises `TypeError` naming where
+it sits, e.g. ``state_dict['state'][0]['foo']``.
+
+Types come back exactly: tuples stay tuples, ``True`` stays a ``bool``,
+``np.float32(1.5)`` stays a ``np.float32``. Arrays come back C-contiguous and
+writeable, whatever their layout when saved. A value reached twice (the same
+array in two places) is stored twice and loads as two independent values.
+
+File format (version 1)
+-----------------------
+All integers are little-endian::
+
+    file    = magic version value crc
+    magic   = b"FASTOPT\\0"                  8 bytes
+    version = u32                            format version, 1
+    crc     = u32                            zlib.crc32 of all bytes before it
+
+A ``value`` is a one-byte tag followed by its body (``u64`` counts)::
+
+    b"N" None     b"T" True     b"F" False
+    b"i" int      u64 n, n bytes two's complement
+    b"f" float    8 bytes IEEE 754 binary64
+    b"s" str      u64 n, n bytes UTF-8 ("surrogatepass")
+    b"l" list     u64 n, n values
+    b"t" tuple    u64 n, n values
+    b"d" dict     u64 n, n pairs (key value); a key is an "i" or "s" value
+    b"o" OrderedDict, b"c" Counter: as "d"
+    b"a" ndarray  u8 k, k bytes dtype.str (e.g. "<f4"), u8 ndim,
+                  ndim u64 dimensions, then the raw C-order bytes
+    b"g" NumPy scalar: as "a" with ndim 0
+
+Writing is crash-safe: `save` checks the whole state dict first, writes the
+file under a temporary name in the destination directory
+(``.<name>.<random hex>.tmp``), flushes and fsyncs it, renames it over the
+destination with `os.replace` (atomic), then fsyncs the directory where the
+OS allows it. A crash or a kill during `save` leaves the previous file intact;
+it may leave a stale temporary file behind, which `load` never reads and
+which can be deleted.
+
+Loading checks everything: a file that is truncated, foreign, or changed in
+any byte raises `ValueError`. Every length read from the file is bounded by
+the bytes left in it, so a damaged file never makes `load` allocate more
+memory than the file's size. Array bytes are written straight from the
+array's buffer and read straight into a fresh array, so memory use stays
+close to the size of the data.
+"""
+
+import collections
+import contextlib
+import os
+import re
+import secrets
+import struct
+import sys
+import zlib
+
+import numpy as np
+
+__all__ = ["save", "load", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+MAGIC = b"FASTOPT\0"
+MAX_DEPTH = 100  # state dicts nest a few levels; this bounds recursion
+
+_U8 = struct.Struct("<B")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_F64 = struct.Struct("<d")
+_HEADER = MAGIC + _U32.pack(FORMAT_VERSION)
+_ARRAY_KINDS = "biufc"
+_DTYPE_STR = re.compile(r"[<>|][biufc][0-9]{1,2}\Z")
+_MAPPINGS = {dict: b"d", collections.OrderedDict: b"o", collections.Counter: b"c"}
+_SEQUENCES = {list: b"l", tuple: b"t"}
+_TYPES = {tag: cls for cls, tag in (*_MAPPINGS.items(), *_SEQUENCES.items())}
+_SUPPORTED = (
+    "dict, OrderedDict, Counter, list, tuple, str, int, float, bool, None, "
+    "NumPy arrays and scalars of bool or numeric dtype, CPU torch tensors"
+)
+
+
+def save(state_dict, path):
+    """Save a state dict to a file, atomically and without pickle.
+
+    Parameters
+    ----------
+    state_dict : dict
+        An optimizer or scheduler state dict, or any tree of the supported
+        values listed in the module docstring.
+    path : str or os.PathLike
+        Destination file. It is replaced atomically: readers see either the
+        previous file or the new one, never a partial file. A symbolic link
+        is followed, so the file it points to is replaced.
+
+    Raises
+    ------
+    TypeError
+        If the tree holds a value of an unsupported type (the message names
+        where, e.g. ``state_dict['state'][0]['foo']``). Nothing is written.
+    ValueError
+        If the tree contains itself or nests deeper than 100 levels.
+    OSError
+        If the file cannot be written; the previous file stays intact.
+
+    See Also
+    --------
+    load
+
+    Notes
+    -----
+    The whole tree is checked before the file is opened. A CPU
+    ``torch.Tensor`` is saved as its NumPy array and loads back as one.
+    Contiguous arrays are written from their own memory, without a copy.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import fastopt
+    >>> sd = {"state": {0: {"step": 3, "exp_avg": np.zeros(2, np.float32)}},
+    ...       "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999), "params": [0]}]}
+    >>> path = os.path.join(tempfile.mkdtemp(), "adam.ckpt")
+    >>> fastopt.save(sd, path)
+    >>> fastopt.load(path)["param_groups"][0]["betas"]
+    (0.9, 0.999)
+    """
+    chunks = [_HEADER]
+    _encode(state_dict, "state_dict", chunks, set())
+    path = os.path.realpath(os.fsdecode(path))
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
+    f = open(tmp, "xb")  # honours the umask, like open(path, "wb")
+    try:
+        with f:
+            crc = 0
+            for chunk in chunks:
+                f.write(chunk)
+                crc = zlib.crc32(chunk, crc)
+            f.write(_U32.pack(crc))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(directory)
+
+
+def load(path):
+    """Load a state dict saved by `save`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by `save`.
+
+    Returns
+    -------
+    object
+        What was saved, with the same types (a saved ``torch.Tensor`` comes
+        back as a ``numpy.ndarray``). Arrays are fresh, C-contiguous and
+        writeable.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a fastopt checkpoint, has an unsupported format
+        version, is truncated, or has been changed since it was written.
+    OSError
+        If the file cannot be read.
+
+    See Also
+    --------
+    save
+
+    Notes
+    -----
+    Loading never runs code from the file: it only builds the value types
+    listed in the module docstring.
+    """
+    path = os.fsdecode(path)
+    with open(path, "rb") as f:
+        try:
+            return _Reader(f).file()
+        except ValueError as e:
+            raise ValueError(f"cannot load {path!r}: {e}") from None
+
+
+def _fsync_directory(directory):
+    """Make the rename durable; skipped where directories cannot be opened."""
+    if os.name == "nt":
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _encode(obj, where, out, active):
+    """Append the encoding of `obj` to `out`, a list of bytes-like chunks.
+
+    `where` names `obj` for error messages; `active` holds the ids of the
+    containers being encoded, to catch a container that contains itself.
+    """
+    cls = type(obj)
+    if obj is None:
+        out.append(b"N")
+    elif cls is bool:
+        out.append(b"T" if obj else b"F")
+    elif cls is int:
+        data = obj.to_bytes(obj.bit_length() // 8 + 1, "little", signed=True)
+        out += (b"i" + _U64.pack(len(data)), data)
+    elif cls is float:
+        out.append(b"f" + _F64.pack(obj))
+    elif cls is str:
+        data = obj.encode("utf-8", "surrogatepass")
+        out += (b"s" + _U64.pack(len(data)), data)
+    elif cls is np.ndarray:
+        _encode_array(b"a", obj, where, out)
+    elif isinstance(obj, np.generic):
+        _encode_array(b"g", np.asarray(obj), where, out)
+    elif cls in _MAPPINGS or cls in _SEQUENCES:
+        if id(obj) in active:
+            raise ValueError(f"cannot save {where}: it contains itself")
+        if len(active) >= MAX_DEPTH:
+            raise ValueError(f"cannot save {where}: nested deeper than {MAX_DEPTH} levels")
+        active.add(id(obj))
+        if cls in _MAPPINGS:
+            out.append(_MAPPINGS[cls] + _U64.pack(len(obj)))
+            for key, value in obj.items():
+                if type(key) not in (str, int):
+                    raise TypeError(
+                        f"cannot save {where}: key {key!r} has type "
+                        f"{_type_name(key)}; keys must be str or int"
+                    )
+                _encode(key, where, out, active)
+                _encode(value, f"{where}[{key!r}]", out, active)
+        else:
+            out.append(_SEQUENCES[cls] + _U64.pack(len(obj)))
+            for i, value in enumerate(obj):
+                _encode(value, f"{where}[{i}]", out, active)
+        active.discard(id(obj))
+    elif _is_torch_tensor(obj):
+        _encode_array(b"a", _tensor_to_numpy(obj, where), where, out)
+    else:
+        raise TypeError(
+            f"cannot save {where}: unsupported type {_type_name(obj)}; "
+            f"a checkpoint holds {_SUPPORTED}"
+        )
+
+
+def _encode_array(tag, a, where, out):
+    if a.dtype.kind not in _ARRAY_KINDS:
+        raise TypeError(
+            f"cannot save {where}: unsupported dtype {a.dtype}; "
+            "arrays must have a bool, integer, unsigned, floating or complex dtype"
+        )
+    dtype = a.dtype.str.encode("ascii")
+    shape = b"".join(map(_U64.pack, a.shape))
+    out.append(tag + _U8.pack(len(dtype)) + dtype + _U8.pack(a.ndim) + shape)
+    if a.size:
+        # A view of the bytes; copies only an array that is not C-contiguous.
+        out.append(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
+
+
+def _is_torch_tensor(obj):
+    # Look torch up only for objects that come from it: never import it.
+    torch = sys.modules.get("torch") if type(obj).__module__.startswith("torch") else None
+    return torch is not None and isinstance(obj, torch.Tensor)
+
+
+def _tensor_to_numpy(t, where):
+    if t.device.type != "cpu":
+        raise TypeError(
+            f"cannot save {where}: torch tensor on device {t.device}; move it to the CPU first"
+        )
+    try:
+        return t.detach().resolve_conj().resolve_neg().numpy()
+    except (TypeError, RuntimeError) as e:
+        raise TypeError(
+            f"cannot save {where}: torch tensor has no NumPy equivalent ({e})"
+        ) from None
+
+
+def _type_name(obj):
+    cls = type(obj)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class _Reader:
+    """Decodes one file; every failure is a ValueError."""
+
+    def __init__(self, f):
+        self.f = f
+        self.left = os.fstat(f.fileno()).st_size
+        self.crc = 0
+
+    def file(self):
+        head = self.f.read(len(MAGIC))
+        if head != MAGIC:
+            raise ValueError(f"not a fastopt checkpoint (it does not start with {MAGIC!r})")
+        self.left -= len(MAGIC)
+        self.crc = zlib.crc32(head)
+        (version,) = _U32.unpack(self.take(4))
+        if version != FORMAT_VERSION:
+            raise ValueError(
+                f"unsupported checkpoint format version {version}; "
+                f"this fastopt reads version {FORMAT_VERSION}"
+            )
+        obj = self.value(0)
+        crc = self.crc
+        (stored,) = _U32.unpack(self.take(4))
+        if self.left:
+            raise ValueError(f"{self.left} unexpected bytes after the end of the checkpoint")
+        if stored != crc:
+            raise ValueError("checksum mismatch: the file is corrupted or was modified")
+        return obj
+
+    def take(self, n):
+        """Read exactly `n` bytes."""
+        if n > self.left:
+            raise ValueError(f"file is truncated: {n} more bytes needed, {self.left} left")
+        data = self.f.read(n)
+        if len(data) != n:
+            raise ValueError("file changed size while being read")
+        self.left -= n
+        self.crc = zlib.crc32(data, self.crc)
+        return data
+
+    def count(self):
+        """Read a u64 count of items, each at least one byte long."""
+        (n,) = _U64.unpack(self.take(8))
+        if n > self.left:
+            raise ValueError(f"file is truncated: {n} items announced, {self.left} bytes left")
+        return n
+
+    def value(self, depth):
+        tag = self.take(1)
+        if tag == b"N":
+            return None
+        if tag in (b"T", b"F"):
+            return tag == b"T"
+        if tag == b"i":
+            return int.from_bytes(self.take(self.count()), "little", signed=True)
+        if tag == b"f":
+            return _F64.unpack(self.take(8))[0]
+        if tag == b"s":
+            return self.take(self.count()).decode("utf-8", "surrogatepass")
+        if tag == b"a":
+            return self.array()
+        if tag == b"g":
+            a = self.array()
+            if a.ndim:
+                raise ValueError(f"NumPy scalar with shape {a.shape}")
+            return a[()]
+        if tag not in _TYPES:
+            raise ValueError(f"unknown tag {tag!r} at byte {self.f.tell() - 1}")
+        if depth >= MAX_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+        n = self.count()
+        if tag in (b"l", b"t"):
+            items = [self.value(depth + 1) for _ in range(n)]
+            return items if tag == b"l" else tuple(items)
+        d = {}
+        for _ in range(n):
+            key = self.value(depth + 1)
+            if type(key) not in (str, int):
+                raise ValueError(f"dict key of type {type(key).__name__}")
+            d[key] = self.value(depth + 1)
+        if len(d) != n:
+            raise ValueError("duplicate dict key")
+        return d if tag == b"d" else _TYPES[tag](d)
+
+    def array(self):
+        text = self.take(_U8.unpack(self.take(1))[0]).decode("ascii", "replace")
+        if not _DTYPE_STR.match(text):
+            raise ValueError(f"unsupported array dtype {text!r}")
+        try:
+            dtype = np.dtype(text)
+        except TypeError:
+            raise ValueError(f"unsupported array dtype {text!r}") from None
+        if dtype.str != text:
+            raise ValueError(f"unsupported array dtype {text!r}")
+        ndim = _U8.unpack(self.take(1))[0]
+        shape = struct.unpack(f"<{ndim}Q", self.take(8 * ndim))
+        nbytes = dtype.itemsize
+        for n in shape:
+            nbytes *= n
+        if nbytes > self.left:
+            raise ValueError(f"file is truncated: array of {nbytes} bytes, {self.left} bytes left")
+        try:
+            a = np.empty(shape, dtype)
+        except (ValueError, OverflowError) as e:
+            raise ValueError(f"invalid array shape {shape}: {e}") from None
+        buf = memoryview(a.reshape(-1).view(np.uint8))
+        done = 0
+        while done < nbytes:
+            n = self.f.readinto(buf[done:])
+            if not n:
+                raise ValueError("file changed size while being read")
+            done += n
+        self.left -= nbytes
+        self.crc = zlib.crc32(buf, self.crc)
+        return a

@@ -92,8 +92,7 @@ class _Stepper:
     _hyper_keys = ()
 
     def _fo_setup(self):
-        self._fo_engine = None  # cached _core.Engine and the key it was made for
-        self._fo_key = None
+        self._fo_plan = None  # the prepared step (_Plan), kept while it matches
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -134,42 +133,28 @@ class _Stepper:
             with torch.enable_grad():
                 loss = closure()
 
+        algo = self._fastopt._algo
         hypers = [self._fo_hyper(g, f"param group {gi}") for gi, g in enumerate(self.param_groups)]
-        # Check everything before any state is created or any tensor written.
-        active, index = [], 0
-        for gi, group in enumerate(self.param_groups):
-            for p in group["params"]:
-                if p.grad is not None:
-                    what = f"parameter {index}"
-                    _check_tensor(p, what)
-                    _check_tensor(p.grad, f"gradient of {what}")
-                    if p.grad.dtype != p.dtype or p.grad.shape != p.shape:
-                        raise TypeError(f"gradient of {what} has dtype {p.grad.dtype} and shape "
-                                        f"{tuple(p.grad.shape)}, its parameter {p.dtype} and "
-                                        f"{tuple(p.shape)}")
-                    active.append((index, gi, p))
-                index += 1
-        names = _core.STATE_NAMES[self._fastopt._algo]
-        for index, gi, p in active:
-            state = self.state.get(p)
-            for name in names:
-                buf = state.get(name) if state else None
-                if buf is not None:
-                    what = f"state {name!r} of parameter {index}"
-                    _check_tensor(buf, what)
-                    if buf.dtype != p.dtype or buf.shape != p.shape:
-                        raise TypeError(f"{what} has dtype {buf.dtype} and shape "
-                                        f"{tuple(buf.shape)}, its parameter {p.dtype} and "
-                                        f"{tuple(p.shape)}")
+        slots = [_core.state_slots(algo, h) for h in hypers]
+        active = [(p, gi) for gi, group in enumerate(self.param_groups)
+                  for p in group["params"] if p.grad is not None]
         if not active:
             return loss
-
-        # Create missing state (torch's names and initial values); remember
-        # what was added so that a failure below leaves the state as it was.
-        added = [(p, set(self.state[p]) if p in self.state else None) for _, _, p in active]
+        plan = self._fo_plan
+        if plan is not None and plan.matches(self.state, active, slots):
+            try:
+                plan.run([p.grad.numpy() for p, _ in active], hypers)
+                return loss
+            except (TypeError, ValueError, RuntimeError):
+                pass  # nothing was written; redo the step with every check below
+        self._fo_plan = None
+        self._fo_check(active)
+        added = [(p, set(self.state[p]) if p in self.state else None) for p, _ in active]
         try:
-            self._fo_run(active, hypers, names)
+            plan = _Plan(self, active, hypers, slots)
+            plan.run([p.grad.detach().numpy() for p, _ in active], hypers)
         except Exception:
+            # Leave the state as it was: drop entries this call created.
             for p, before in added:
                 if before is None:
                     self.state.pop(p, None)
@@ -177,45 +162,109 @@ class _Stepper:
                     for name in set(self.state[p]) - before:
                         del self.state[p][name]
             raise
+        self._fo_plan = plan
         return loss
 
-    def _fo_run(self, active, hypers, names):
-        steps, started, step_tensors, key, slot_sets = [], [], [], [], []
-        for index, gi, p in active:
-            state = self.state[p] if p in self.state else {}
-            fresh = self._init_state(state, p, hypers[gi])
-            if state and p not in self.state:  # torch keeps no entry for stateless SGD
-                self.state[p] = state
-            slots = _core.state_slots(self._fastopt._algo, hypers[gi])
-            bufs = tuple(state.get(name) if used else None for name, used in zip(names, slots))
-            bufs += (None,) * (3 - len(bufs))  # the C core has three state slots
-            if "step" in state:
-                if not isinstance(state["step"], torch.Tensor):
-                    state["step"] = torch.tensor(float(state["step"]), dtype=torch.float32)
-                step_tensors.append(state["step"])
-                steps.append(int(state["step"]))
-                started.append(steps[-1] > 0)
-            else:  # SGD: the momentum buffer starts as the gradient
-                steps.append(0)
-                started.append(not fresh)
-            slot_sets.append(bufs)
-            key.append((id(p), p.data_ptr(), p.numel(), gi) + tuple(map(id, bufs)))
+    def _fo_check(self, active):
+        """Raise TypeError/ValueError naming the first parameter, gradient or state at fault."""
+        index_of = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                index_of[id(p)] = len(index_of)
+        names = _core.STATE_NAMES[self._fastopt._algo]
+        for p, _ in active:
+            what = f"parameter {index_of[id(p)]}"
+            _check_tensor(p, what)
+            _check_tensor(p.grad, f"gradient of {what}")
+            if p.grad.dtype != p.dtype or p.grad.shape != p.shape:
+                raise TypeError(f"gradient of {what} has dtype {p.grad.dtype} and shape "
+                                f"{tuple(p.grad.shape)}, its parameter {p.dtype} and "
+                                f"{tuple(p.shape)}")
+        for p, _ in active:
+            state = self.state.get(p) or {}
+            for name in names:
+                buf = state.get(name)
+                if buf is not None:
+                    what = f"state {name!r} of parameter {index_of[id(p)]}"
+                    _check_tensor(buf, what)
+                    if buf.dtype != p.dtype or buf.shape != p.shape:
+                        raise TypeError(f"{what} has dtype {buf.dtype} and shape "
+                                        f"{tuple(buf.shape)}, its parameter {p.dtype} and "
+                                        f"{tuple(p.shape)}")
 
-        key = tuple(key)
-        if key != self._fo_key:
-            self._fo_engine = None  # drop the old views before making new ones
-            params = [p.detach().numpy() for _, _, p in active]
-            states = [tuple(None if b is None else b.numpy() for b in bufs) for bufs in slot_sets]
-            self._fo_engine = _core.Engine(self._fastopt._algo, params, states,
-                                           [index for index, _, _ in active],
-                                           [gi for _, gi, _ in active])
-            self._fo_key = key
-        engine = self._fo_engine
-        engine.steps[:] = steps
-        engine.started[:] = started
-        engine.step([p.grad.numpy() for _, _, p in active], hypers)
-        if step_tensors:
-            torch._foreach_add_(step_tensors, 1.0)
+
+class _Plan:
+    """One optimizer's step, prepared: a C engine over NumPy views of the tensors.
+
+    It stays valid while the same parameters (same storage) step with the
+    same state tensors; ``matches`` checks that cheaply, so a step costs a
+    few attribute lookups per parameter plus one call into C. The ``step``
+    counts of all parameters live in one float32 tensor, and each
+    ``state["step"]`` is a 0-d view of it, so they advance in one operation.
+    """
+
+    def __init__(self, opt, active, hypers, slots):
+        algo = opt._fastopt._algo
+        names = _core.STATE_NAMES[algo]
+        self.state = opt.state
+        self.params = [p for p, _ in active]
+        self.groups = [gi for _, gi in active]
+        self.ptrs = [p.data_ptr() for p in self.params]
+        self.slots = slots
+        self.entries, self.buffers = [], []   # per parameter: its state dict, its tensors
+        steps, started, bufsets = [], [], []
+        index_of = {}
+        for group in opt.param_groups:
+            for p in group["params"]:
+                index_of[id(p)] = len(index_of)
+        for p, gi in active:
+            state = opt.state[p] if p in opt.state else {}
+            fresh = opt._init_state(state, p, hypers[gi])
+            if state and p not in opt.state:  # torch keeps no entry for stateless SGD
+                opt.state[p] = state
+            bufs = tuple(state.get(name) if used else None for name, used in zip(names, slots[gi]))
+            bufs += (None,) * (3 - len(bufs))  # the C core has three state slots
+            bufsets.append(bufs)
+            self.entries.append(state)
+            if "step" in state:
+                steps.append(float(state["step"]))
+                started.append(steps[-1] > 0)
+            else:  # SGD: a fresh momentum buffer starts as the gradient
+                steps.append(0.0)
+                started.append(not fresh)
+        self.has_step = algo != "sgd"
+        self.step_counts = torch.tensor(steps, dtype=torch.float32)
+        self.step_view = self.step_counts.numpy()
+        if self.has_step:
+            for k, state in enumerate(self.entries):
+                state["step"] = self.step_counts[k]
+        for state, bufs in zip(self.entries, bufsets):
+            self.buffers.append(tuple((name, state[name]) for name in state))
+        self.engine = _core.Engine(
+            algo, [p.detach().numpy() for p in self.params],
+            [tuple(None if b is None else b.numpy() for b in bufs) for bufs in bufsets],
+            [index_of[id(p)] for p in self.params], self.groups)
+        self.engine.started[:] = started
+
+    def matches(self, state, active, slots):
+        if state is not self.state or slots != self.slots or len(active) != len(self.params):
+            return False
+        for (p, gi), q, g, ptr, entry, bufs in zip(active, self.params, self.groups, self.ptrs,
+                                                    self.entries, self.buffers):
+            if p is not q or gi != g or p.data_ptr() != ptr or state.get(p) is not entry:
+                return False
+            for name, buf in bufs:
+                if entry.get(name) is not buf:
+                    return False
+        return True
+
+    def run(self, grads, hypers):
+        engine = self.engine
+        if self.has_step:
+            engine.steps[:] = self.step_view  # torch's step counts are the truth
+        engine.step(grads, hypers)
+        if self.has_step:
+            self.step_view += 1
 
 
 class SGD(_Stepper, torch.optim.SGD):

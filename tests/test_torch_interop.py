@@ -336,3 +336,75 @@ def test_import_fastopt_does_not_import_torch():
     code = "import sys, fastopt; fastopt.Adam; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_follows_changes_between_steps_like_torch(name):
+    # fastopt.torch prepares a step once and reuses it; every change torch
+    # allows between steps must still be seen, exactly as torch sees it.
+    ours, theirs = make_params(torch.float64), make_params(torch.float64)
+    hyper = dict(lr=0.05)
+    opt = getattr(fot, name)(ours, **hyper)
+    ref = getattr(torch.optim, name)(theirs, foreach=False, **hyper)
+    gen = torch.Generator().manual_seed(5)
+
+    def both(change):
+        for o, params in ((opt, ours), (ref, theirs)):
+            change(o, params)
+
+    def step(skip=()):
+        for k, (p, q) in enumerate(zip(ours, theirs)):
+            g = torch.randn(p.shape, generator=gen, dtype=torch.float64)
+            p.grad, q.grad = (None, None) if k in skip else (g.clone(), g.clone())
+        opt.step()
+        ref.step()
+
+    def set_hyper(key, value):
+        def change(o, params):
+            o.param_groups[0][key] = value
+        return change
+
+    def reload(o, params):
+        o.load_state_dict(copy.deepcopy(o.state_dict()))
+
+    def reset_step(o, params):
+        if "step" in o.state[params[0]]:
+            o.state[params[0]]["step"].fill_(1.0)
+
+    step()
+    step()
+    step(skip={1, 2})                       # some parameters without a gradient
+    step()
+    both(set_hyper("lr", 0.01))            # a scheduler's edit
+    step()
+    if name == "SGD":
+        both(set_hyper("momentum", 0.9))   # new state buffers appear
+    else:
+        both(set_hyper("betas", (0.8, 0.99)))
+    step()
+    both(set_hyper("weight_decay", 0.1))
+    step()
+    both(reload)                            # new state tensors
+    step()
+    both(reset_step)                        # a state tensor edited in place
+    step()
+    ours[0].data = ours[0].data.clone()     # new storage for a parameter
+    step()
+    assert_close(ours, theirs, torch.float64)
+    sd, sd_ref = opt.state_dict(), ref.state_dict()
+    assert_state_close(sd, sd_ref, torch.float64)
+
+
+def test_bad_gradient_after_good_steps_changes_nothing():
+    p, q = torch.nn.Parameter(torch.randn(4, 6)), torch.nn.Parameter(torch.randn(3))
+    opt = fot.Adam([p, q])
+    for _ in range(2):
+        p.grad, q.grad = torch.ones(4, 6), torch.ones(3)
+        opt.step()
+    before = [t.detach().clone() for t in (p, q)] + [opt.state[p]["exp_avg"].clone()]
+    p.grad = torch.ones(6, 4).t()  # non-contiguous, on the prepared fast path
+    with pytest.raises(ValueError, match="gradient of parameter 0 is not contiguous"):
+        opt.step()
+    after = [t.detach().clone() for t in (p, q)] + [opt.state[p]["exp_avg"]]
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    assert float(opt.state[q]["step"]) == 2.0

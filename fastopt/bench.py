@@ -29,7 +29,7 @@ import numpy as np
 from . import _core, get_num_threads, set_num_threads
 from .optim import Adam
 
-__all__ = ["SHAPES", "contenders", "measure", "run", "main"]
+__all__ = ["SHAPES", "NumpyAdam", "contenders", "measure", "run", "main"]
 
 # name: list of tensor sizes
 SHAPES = {

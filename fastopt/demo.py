@@ -102,7 +102,7 @@ def _cosine(opt, total):
 
 
 def _step(opt, total):
-    return lr_scheduler.StepLR(opt, step_size=max(1, total // 3), gamma=0.3)
+    return lr_scheduler.StepLR(opt, step_size=max(1, -(-total // 3)), gamma=0.3)
 
 
 def _linear(opt, total):

@@ -13,8 +13,10 @@ step (float32, by default) of:
 
 Shapes: one tensor of 10^6 elements, one of 10^7, and 1,000 tensors of 10
 elements (where per-call overhead, Python included, is what is measured).
-Each figure is the best of the repetitions that fit in ``--budget`` seconds
-(at least three), after a warm-up step; GB/s counts the bytes an Adam step
+The implementations take turns, one step each per round, for ``--budget``
+seconds per implementation (at least three rounds), after a warm-up step,
+and each figure is the best of its steps, so that load from elsewhere on the
+machine does not favour one of them; GB/s counts the bytes an Adam step
 must move (param, grad, exp_avg, exp_avg_sq read; three of them written:
 7 x 4 bytes per float32 element). The run prints a table and, with
 ``--png``, draws it (needs matplotlib).
@@ -118,21 +120,29 @@ def contenders(with_torch=True):
     return out
 
 
-def measure(step, budget=0.5, min_reps=3):
-    """Best wall-clock seconds of one call of `step` over the repetitions in `budget`."""
-    step()  # warm-up: first-touch of state buffers, thread start
-    times, deadline = [], time.perf_counter() + budget
+def measure(steps, budget=0.5, min_reps=3):
+    """Best wall-clock seconds of one call of each function in `steps` (a dict).
+
+    The functions take turns, one call each per round, until `budget`
+    seconds have passed (and at least `min_reps` rounds), so a burst of load
+    from elsewhere on the machine hits all of them alike; each gets one
+    warm-up call first (first touch of state buffers, thread start).
+    """
+    for step in steps.values():
+        step()
+    best = {name: float("inf") for name in steps}
+    rounds, deadline = 0, time.perf_counter() + budget
     gc.disable()
     try:
-        while len(times) < min_reps or time.perf_counter() < deadline:
-            t = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t)
-            if len(times) >= 1000:
-                break
+        while rounds < min_reps or (time.perf_counter() < deadline and rounds < 1000):
+            for name, step in steps.items():
+                t = time.perf_counter()
+                step()
+                best[name] = min(best[name], time.perf_counter() - t)
+            rounds += 1
     finally:
         gc.enable()
-    return min(times)
+    return best
 
 
 def run(shapes=None, names=None, dtype="float32", budget=0.5, threads=None, png=None,
@@ -154,27 +164,28 @@ def run(shapes=None, names=None, dtype="float32", budget=0.5, threads=None, png=
     out(f"fastopt {fastopt.__version__} bench: Adam step, {dtype.name}, {get_num_threads()} "
         f"threads, SIMD path {_core.active_isa()}, {platform.machine()} "
         f"({platform.processor() or platform.system()})")
-    jobs = [(s, n) for s in shapes for n in names]
     bar = None
     if progress:
         try:
             from tqdm.auto import tqdm
-            bar = tqdm(total=len(jobs), unit="run", dynamic_ncols=True)
+            bar = tqdm(total=len(shapes), unit="shape", dynamic_ncols=True)
         except ImportError:
             pass  # the table is the result; the bar is a nicety
     rows = []
     try:
-        for shape, name in jobs:
+        for shape in shapes:
             if bar is not None:
-                bar.set_description(f"{shape}: {name}")
+                bar.set_description(shape)
             sizes = SHAPES[shape]
-            step = available[name](sizes, dtype)
-            seconds = measure(step, budget)
-            del step
+            steps = {name: available[name](sizes, dtype) for name in names}
+            best = measure(steps, budget * len(steps))
+            del steps
             elements = sum(sizes)
-            rows.append(dict(shape=shape, name=name, ms=1e3 * seconds,
-                             ns_per_element=1e9 * seconds / elements,
-                             gbs=BYTES_PER_ELEMENT * dtype.itemsize * elements / seconds / 1e9))
+            for name in names:
+                seconds = best[name]
+                rows.append(dict(shape=shape, name=name, ms=1e3 * seconds,
+                                 ns_per_element=1e9 * seconds / elements,
+                                 gbs=BYTES_PER_ELEMENT * dtype.itemsize * elements / seconds / 1e9))
             if bar is not None:
                 bar.update(1)
     finally:
@@ -237,7 +248,8 @@ def main(argv=None):
     ap.add_argument("--only", default="", help="comma-separated implementations (default: all "
                     "available: " + ", ".join(contenders(with_torch=False)) + ", and torch's)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    ap.add_argument("--budget", type=float, default=0.5, help="seconds per measurement")
+    ap.add_argument("--budget", type=float, default=0.5,
+                    help="seconds per implementation and shape")
     ap.add_argument("--threads", type=int, default=None, help="threads for fastopt and torch")
     ap.add_argument("--png", default=None, help="also draw the table to this PNG file")
     ap.add_argument("--no-progress", action="store_true")

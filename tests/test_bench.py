@@ -41,10 +41,12 @@ def test_run_times_every_contender():
     assert "numpy" in table[3] and table[3].rstrip().endswith("1.0x")
 
 
-def test_measure_takes_the_best_time():
+def test_measure_interleaves_and_takes_the_best_time():
     calls = []
-    seconds = bench.measure(lambda: calls.append(1), budget=0.0, min_reps=5)
-    assert len(calls) == 6 and 0 < seconds < 0.01  # a warm-up, then five timed
+    best = bench.measure({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                         budget=0.0, min_reps=5)
+    assert calls == ["a", "b"] * 6  # a warm-up each, then five rounds taking turns
+    assert set(best) == {"a", "b"} and all(0 < s < 0.01 for s in best.values())
 
 
 def test_command_line(tmp_path):

@@ -87,6 +87,7 @@ def extension(name, sources):
 
 EXTENSIONS = [
     extension("fastopt._core", ["fastopt/_core.pyx"] + CORE_SOURCES),
+    extension("fastopt._schedules", ["fastopt/_schedules.pyx", "csrc/fo_schedules.c"]),
 ]
 
 setup(

@@ -24,7 +24,7 @@ if _os.environ.get("FASTOPT_NUM_THREADS"):
                          f"{_os.environ['FASTOPT_NUM_THREADS']!r}") from None
     _core.set_num_threads(_threads)
 
-from . import functional  # noqa: E402
+from . import functional, lr_scheduler, schedules  # noqa: E402
 from .checkpoint import load, save  # noqa: E402
 from ._core import clip_grad_norm_, get_num_threads, set_num_threads  # noqa: E402
 from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop  # noqa: E402
@@ -32,7 +32,7 @@ from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop  # noqa: E402
 __all__ = [
     "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW",
     "functional", "clip_grad_norm_", "set_num_threads", "get_num_threads", "show_config",
-    "save", "load",
+    "save", "load", "schedules", "lr_scheduler",
 ]
 
 

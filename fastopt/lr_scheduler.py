@@ -1,0 +1,1103 @@
+r"""torch's learning-rate schedulers, for fastopt optimizers.
+
+The classes, their arguments and their behaviour are those of
+``torch.optim.lr_scheduler`` (torch 2.13): the same learning rates come out,
+step for step, because each class computes them with torch's own formulas (the
+recursive, "chainable" forms of ``get_lr()``, and the closed forms that
+``step(epoch)`` and :class:`SequentialLR` use). A scheduler drives any object
+with a torch-style ``param_groups`` list of dicts: fastopt optimizers, torch
+optimizers, or a stand-in. It changes ``group["lr"]`` (and ``"momentum"`` or
+``"betas"`` for :class:`CyclicLR` and :class:`OneCycleLR`), which takes effect
+at the optimizer's next step::
+
+    opt = fastopt.SGD(params, lr=0.1, momentum=0.9)
+    sched = fastopt.lr_scheduler.StepLR(opt, step_size=30, gamma=0.1)
+    for epoch in range(100):
+        train(opt)
+        sched.step()
+
+Constructing a scheduler stores ``initial_lr`` in every group and applies step
+0, as torch does; :class:`ReduceLROnPlateau` applies no step then, and
+:class:`ChainedScheduler` has no ``last_epoch``. The optimizer's ``step`` is
+never wrapped. Arguments torch would accept but that cannot give a schedule
+(a step size of 0, a decay factor <= 0, ...) raise ``ValueError`` here.
+
+:class:`ScheduleLR` sets the learning rate from any callable ``step -> lr``,
+such as the schedules of :mod:`fastopt.schedules`.
+
+Thread-safety: a scheduler and its optimizer's groups are mutated by
+``step()``; use them from one thread at a time.
+"""
+import copy
+import math
+import numbers
+import types
+import warnings
+from bisect import bisect_right
+from collections import Counter
+
+from .schedules import _int
+
+__all__ = [
+    "LRScheduler",
+    "LambdaLR",
+    "MultiplicativeLR",
+    "StepLR",
+    "MultiStepLR",
+    "ConstantLR",
+    "LinearLR",
+    "ExponentialLR",
+    "PolynomialLR",
+    "CosineAnnealingLR",
+    "CosineAnnealingWarmRestarts",
+    "CyclicLR",
+    "OneCycleLR",
+    "ReduceLROnPlateau",
+    "SequentialLR",
+    "ChainedScheduler",
+    "ScheduleLR",
+]
+
+_EPOCH_DEPRECATION = (
+    "The epoch parameter in `scheduler.step()` is deprecated (as in torch); when "
+    "it is given, the closed form is used instead of the chainable form, where "
+    "available. Call `scheduler.step()` without arguments instead."
+)
+
+
+def _positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return value
+
+
+def _check_optimizer(optimizer):
+    groups = getattr(optimizer, "param_groups", None)
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise TypeError(
+            f"{type(optimizer).__name__} is not an optimizer: it needs a "
+            "`param_groups` list of dicts"
+        )
+    return optimizer
+
+
+def _format_param(name, optimizer, param):
+    """One value per param group: ``param`` itself if a list or tuple."""
+    if isinstance(param, (list, tuple)):
+        if len(param) != len(optimizer.param_groups):
+            raise ValueError(
+                f"{name} must have the same length as optimizer.param_groups. "
+                f"{name} has {len(param)} values, param_groups has "
+                f"{len(optimizer.param_groups)}."
+            )
+        return list(param)
+    return [param] * len(optimizer.param_groups)
+
+
+def _lrs(optimizer):
+    return [group["lr"] for group in optimizer.param_groups]
+
+
+def _per_group(name, optimizer, fn):
+    """A callable or a list of one callable per param group."""
+    fns = list(fn) if isinstance(fn, (list, tuple)) else [fn] * len(optimizer.param_groups)
+    if len(fns) != len(optimizer.param_groups):
+        raise ValueError(
+            f"Expected {len(optimizer.param_groups)} {name}s, but got {len(fns)}"
+        )
+    for f in fns:
+        if not callable(f):
+            raise TypeError(f"{name} should be a function, but got {type(f).__name__}")
+    return fns
+
+
+class LRScheduler:
+    """Base class: subclasses define :meth:`get_lr`.
+
+    Parameters
+    ----------
+    optimizer : object with ``param_groups``
+        The optimizer whose learning rates this scheduler sets.
+    last_epoch : int
+        Index of the last epoch; -1 (default) starts a new schedule. Another
+        value resumes one and needs ``initial_lr`` in every group.
+
+    Attributes
+    ----------
+    base_lrs : list of float
+        The groups' ``initial_lr``.
+    last_epoch : int
+        Number of :meth:`step` calls since step 0.
+    """
+
+    # Attributes that state_dict() leaves out: references, not state.
+    _not_state = ("optimizer",)
+
+    def __init__(self, optimizer, last_epoch=-1):
+        self.optimizer = _check_optimizer(optimizer)
+        last_epoch = _int("last_epoch", last_epoch, -1)
+        if last_epoch == -1:
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+        else:
+            for i, group in enumerate(optimizer.param_groups):
+                if "initial_lr" not in group:
+                    raise KeyError(
+                        f"param 'initial_lr' is not specified in param_groups[{i}] when "
+                        "resuming a scheduler with last_epoch >= 0"
+                    )
+        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+        self.last_epoch = last_epoch
+        self._initial_step()
+
+    def _initial_step(self):
+        """Reset the step count and apply the first step."""
+        self._step_count = 0
+        self._is_initial = True
+        try:
+            self.step()
+        finally:
+            self._is_initial = False
+
+    def get_lr(self):
+        """The learning rates for ``last_epoch`` (called by :meth:`step`)."""
+        raise NotImplementedError
+
+    def get_last_lr(self):
+        """The learning rates the last :meth:`step` set, one per group."""
+        return self._last_lr
+
+    def step(self, epoch=None):
+        """Advance one epoch (or, deprecated, jump to ``epoch``) and set the lrs."""
+        self._step_count += 1
+        if epoch is not None:
+            warnings.warn(_EPOCH_DEPRECATION, UserWarning, stacklevel=2)
+        self._update_lr(epoch)
+
+    def _update_lr(self, epoch=None):
+        if epoch is None:
+            self.last_epoch += 1
+            values = self.get_lr()
+        else:
+            self.last_epoch = epoch
+            closed_form = getattr(self, "_get_closed_form_lr", None)
+            values = closed_form() if closed_form is not None else self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, values, strict=True):
+            group["lr"] = lr
+        self._last_lr = _lrs(self.optimizer)
+
+    def state_dict(self):
+        """The scheduler's state: a dict of plain values (a copy)."""
+        return {
+            key: copy.deepcopy(value)
+            for key, value in self.__dict__.items()
+            if key not in self._not_state
+        }
+
+    def load_state_dict(self, state_dict):
+        """Restore a state from :meth:`state_dict`."""
+        self.__dict__.update(copy.deepcopy(state_dict))
+
+
+def _function_state(fns):
+    """torch's rule for saving lambdas: callable objects keep their __dict__."""
+    return [None if isinstance(f, types.FunctionType) else copy.deepcopy(f.__dict__)
+            for f in fns]
+
+
+def _load_function_state(fns, states):
+    for f, state in zip(fns, states):
+        if state is not None:
+            f.__dict__.update(state)
+
+
+class _LambdaState:
+    """state_dict for schedulers holding user functions in ``lr_lambdas``."""
+
+    _not_state = ("optimizer", "lr_lambdas")
+
+    def state_dict(self):
+        state = LRScheduler.state_dict(self)
+        state["lr_lambdas"] = _function_state(self.lr_lambdas)
+        return state
+
+    def load_state_dict(self, state_dict):
+        state = dict(state_dict)
+        lambdas = state.pop("lr_lambdas")
+        LRScheduler.load_state_dict(self, state)
+        _load_function_state(self.lr_lambdas, lambdas)
+
+
+class LambdaLR(_LambdaState, LRScheduler):
+    r"""Learning rate = initial lr times a function of the epoch.
+
+    .. math:: \eta_t = \eta_0 \cdot \lambda(t)
+
+    Parameters
+    ----------
+    optimizer : optimizer
+    lr_lambda : callable or list of callables
+        ``epoch -> factor``, or one per param group.
+    last_epoch : int
+    """
+
+    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
+        self.optimizer = _check_optimizer(optimizer)
+        self.lr_lambdas = _per_group("lr_lambda", optimizer, lr_lambda)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        return [base_lr * lmbda(self.last_epoch)
+                for lmbda, base_lr in zip(self.lr_lambdas, self.base_lrs, strict=True)]
+
+
+class MultiplicativeLR(_LambdaState, LRScheduler):
+    r"""Multiply the learning rate by a function of the epoch at every step.
+
+    .. math:: \eta_t = \eta_{t-1} \cdot \lambda(t),\quad \eta_0 = \text{initial lr}
+
+    Parameters
+    ----------
+    optimizer : optimizer
+    lr_lambda : callable or list of callables
+        ``epoch -> factor``, or one per param group.
+    last_epoch : int
+    """
+
+    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
+        self.optimizer = _check_optimizer(optimizer)
+        self.lr_lambdas = _per_group("lr_lambda", optimizer, lr_lambda)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        if self._is_initial:
+            return _lrs(self.optimizer)
+        return [group["lr"] * lmbda(self.last_epoch)
+                for lmbda, group in zip(self.lr_lambdas, self.optimizer.param_groups,
+                                        strict=True)]
+
+
+class StepLR(LRScheduler):
+    r"""Decay by ``gamma`` every ``step_size`` epochs.
+
+    .. math:: \eta_t = \eta_0 \cdot \gamma^{\lfloor t / s \rfloor}
+
+    Parameters
+    ----------
+    optimizer : optimizer
+    step_size : int, >= 1
+    gamma : float, > 0
+    last_epoch : int
+    """
+
+    def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
+        self.step_size = _int("step_size", step_size, 1)
+        self.gamma = _positive("gamma", gamma)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
+            return _lrs(self.optimizer)
+        return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
+
+    def _get_closed_form_lr(self):
+        return [base_lr * self.gamma ** (self.last_epoch // self.step_size)
+                for base_lr in self.base_lrs]
+
+
+class MultiStepLR(LRScheduler):
+    r"""Decay by ``gamma`` at each milestone (a repeated milestone counts twice).
+
+    .. math:: \eta_t = \eta_0 \cdot \gamma^{\#\{m_i \le t\}}
+
+    Parameters
+    ----------
+    optimizer : optimizer
+    milestones : iterable of int, >= 0
+    gamma : float, > 0
+    last_epoch : int
+    """
+
+    def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
+        self.milestones = Counter(
+            _int(f"milestones[{i}]", m, 0) for i, m in enumerate(milestones))
+        self.gamma = _positive("gamma", gamma)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        if self.last_epoch not in self.milestones:
+            return _lrs(self.optimizer)
+        return [group["lr"] * self.gamma ** self.milestones[self.last_epoch]
+                for group in self.optimizer.param_groups]
+
+    def _get_closed_form_lr(self):
+        milestones = sorted(Counter(self.milestones).elements())
+        return [base_lr * self.gamma ** bisect_right(milestones, self.last_epoch)
+                for base_lr in self.base_lrs]
+
+
+class ConstantLR(LRScheduler):
+    r"""Scale by ``factor`` until epoch ``total_iters``.
+
+    .. math:: \eta_t = \eta_0 \cdot (f \text{ if } t < T \text{ else } 1)
+
+    Parameters
+    ----------
+    optimizer : optimizer
+    factor : float in (0, 1]
+    total_iters : int, >= 1
+        (torch accepts 0 but then keeps the factor forever, against its
+        closed form; fastopt refuses it.)
+    last_epoch : int
+    """
+
+    def __init__(self, optimizer, factor=1.0 / 3, total_iters=5, last_epoch=-1):
+        if not 0 < factor <= 1.0:
+            raise ValueError(
+                f"Constant multiplicative factor expected to be in (0, 1], got {factor}")
+        self.factor = factor
+        self.total_iters = _int("total_iters", total_iters, 1)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        if self.last_epoch == 0:
+            return [group["lr"] * self.factor for group in self.optimizer.param_groups]
+        if self.last_epoch != self.total_iters:
+            return _lrs(self.optimizer)
+        return [group["lr"] * (1.0 / self.factor) for group in self.optimizer.param_groups]
+
+    def _get_closed_form_lr(self):
+        return [base_lr * (self.factor + (self.last_epoch >= self.total_iters) * (1 - self.factor))
+                for base_lr in self.base_lrs]
+
+
+class LinearLR(LRScheduler):
+    r"""Scale linearly from ``start_factor`` to ``end_factor`` over ``total_iters``.
+
+    .. math:: \eta_t = \eta_0 \left(f_s + (f_e - f_s) \frac{\min(t, T)}{T}\right)
+
+    Parameters
+    ----------
+    optimizer : optimizer
+    start_factor : float in (0, 1]
+    end_factor : float in [0, 1]
+    total_iters : int, >= 1
+    last_epoch : int
+    """
+
+    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5,
+                 last_epoch=-1):
+        if start_factor > 1.0 or start_factor <= 0:
+            raise ValueError(
+                "Starting multiplicative factor expected to be greater than 0 and less "
+                f"or equal to 1, got {start_factor}")
+        if end_factor > 1.0 or end_factor < 0:
+            raise ValueError(
+                f"Ending multiplicative factor expected to be between 0 and 1, got {end_factor}")
+        self.start_factor = start_factor
+        self.end_factor = end_factor
+        self.total_iters = _int("total_iters", total_iters, 1)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        if self.last_epoch == 0:
+            return [group["lr"] * self.start_factor for group in self.optimizer.param_groups]
+        if self._is_initial or self.last_epoch > self.total_iters:
+            return _lrs(self.optimizer)
+        delta = self.end_factor - self.start_factor
+        return [group["lr"] * (1.0 + delta / (self.total_iters * self.start_factor
+                                              + (self.last_epoch - 1) * delta))
+                for group in self.optimizer.param_groups]
+
+    def _get_closed_form_lr(self):
+        return [base_lr * (self.start_factor + (self.end_factor - self.start_factor)
+                           * min(self.total_iters, self.last_epoch) / self.total_iters)
+                for base_lr in self.base_lrs]
+
+
+class ExponentialLR(LRScheduler):
+    r"""Decay by ``gamma`` every epoch: :math:`\eta_t = \eta_0 \gamma^t`.
+
+    Parameters
+    ----------
+    optimizer : optimizer
+    gamma : float, > 0
+    last_epoch : int
+    """
+
+    def __init__(self, optimizer, gamma, last_epoch=-1):
+        self.gamma = _positive("gamma", gamma)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        if self._is_initial:
+            return _lrs(self.optimizer)
+        return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
+
+    def _get_closed_form_lr(self):
+        return [base_lr * self.gamma ** self.last_epoch for base_lr in self.base_lrs]
+
+
+class PolynomialLR(LRScheduler):
+    r"""Polynomial decay to 0 over ``total_iters`` epochs.
+
+    .. math:: \eta_t = \eta_0 \left(1 - \frac{\min(t, T)}{T}\right)^p
+
+    Parameters
+    ----------
+    optimizer : optimizer
+    total_iters : int, >= 1
+    power : float
+    last_epoch : int
+    """
+
+    def __init__(self, optimizer, total_iters=5, power=1.0, last_epoch=-1):
+        self.total_iters = _int("total_iters", total_iters, 1)
+        self.power = power
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        if self._is_initial or self.last_epoch > self.total_iters:
+            return _lrs(self.optimizer)
+        decay = ((1.0 - self.last_epoch / self.total_iters)
+                 / (1.0 - (self.last_epoch - 1) / self.total_iters)) ** self.power
+        return [group["lr"] * decay for group in self.optimizer.param_groups]
+
+    def _get_closed_form_lr(self):
+        return [base_lr * (1.0 - min(self.total_iters, self.last_epoch) / self.total_iters)
+                ** self.power for base_lr in self.base_lrs]
+
+
+class CosineAnnealingLR(LRScheduler):
+    r"""Cosine annealing from the initial lr to ``eta_min`` over ``T_max`` epochs.
+
+    .. math:: \eta_t = \eta_{min} + (\eta_0 - \eta_{min})
+              \frac{1 + \cos(\pi t / T_{max})}{2}
+
+    (continued periodically past ``T_max``, as in torch).
+
+    Parameters
+    ----------
+    optimizer : optimizer
+    T_max : int, >= 1
+    eta_min : float
+    last_epoch : int
+    """
+
+    def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
+        self.T_max = _int("T_max", T_max, 1)
+        self.eta_min = eta_min
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        if self._is_initial:
+            return _lrs(self.optimizer)
+        t, T, eta_min = self.last_epoch, self.T_max, self.eta_min
+        if self._step_count == 1 and t > 0:
+            return [eta_min + (base_lr - eta_min) * (1 + math.cos(t * math.pi / T)) / 2
+                    for base_lr in self.base_lrs]
+        if (t - 1 - T) % (2 * T) == 0:
+            return [group["lr"] + (base_lr - eta_min) * (1 - math.cos(math.pi / T)) / 2
+                    for base_lr, group in zip(self.base_lrs, self.optimizer.param_groups,
+                                              strict=True)]
+        return [(1 + math.cos(math.pi * t / T)) / (1 + math.cos(math.pi * (t - 1) / T))
+                * (group["lr"] - eta_min) + eta_min
+                for group in self.optimizer.param_groups]
+
+    def _get_closed_form_lr(self):
+        return [self.eta_min + (base_lr - self.eta_min)
+                * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
+                for base_lr in self.base_lrs]
+
+
+class CosineAnnealingWarmRestarts(LRScheduler):
+    r"""Cosine annealing with warm restarts (SGDR).
+
+    Periods last :math:`T_i = T_0 T_{mult}^i` epochs; with :math:`T_{cur}` the
+    epochs since the last restart,
+
+    .. math:: \eta_t = \eta_{min} + (\eta_0 - \eta_{min})
+              \frac{1 + \cos(\pi T_{cur} / T_i)}{2}
+
+    ``step(epoch)`` accepts a fractional epoch, as in torch.
+
+    Parameters
+    ----------
+    optimizer : optimizer
+    T_0 : int, >= 1
+    T_mult : int, >= 1
+    eta_min : float
+    last_epoch : int
+    """
+
+    def __init__(self, optimizer, T_0, T_mult=1, eta_min=0.0, last_epoch=-1):
+        if not isinstance(T_0, int) or isinstance(T_0, bool) or T_0 <= 0:
+            raise ValueError(f"Expected positive integer T_0, but got {T_0}")
+        if not isinstance(T_mult, int) or isinstance(T_mult, bool) or T_mult < 1:
+            raise ValueError(f"Expected integer T_mult >= 1, but got {T_mult}")
+        if not isinstance(eta_min, (float, int)):
+            raise ValueError(
+                f"Expected float or int eta_min, but got {eta_min} of type {type(eta_min)}")
+        self.T_0 = T_0
+        self.T_i = T_0
+        self.T_mult = T_mult
+        self.eta_min = eta_min
+        self.T_cur = last_epoch
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        return [self.eta_min + (base_lr - self.eta_min)
+                * (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2
+                for base_lr in self.base_lrs]
+
+    def step(self, epoch=None):
+        """Advance one epoch, or go to ``epoch`` (may be fractional)."""
+        if epoch is None and self.last_epoch < 0:
+            epoch = 0
+        if epoch is None:
+            epoch = self.last_epoch + 1
+            self.T_cur = self.T_cur + 1
+            if self.T_cur >= self.T_i:
+                self.T_cur = self.T_cur % self.T_i
+                self.T_i = self.T_i * self.T_mult
+        else:
+            if epoch < 0:
+                raise ValueError(f"Expected non-negative epoch, but got {epoch}")
+            if epoch >= self.T_0:
+                if self.T_mult == 1:
+                    self.T_cur = epoch % self.T_0
+                else:
+                    n = int(math.log(epoch / self.T_0 * (self.T_mult - 1) + 1, self.T_mult))
+                    self.T_cur = epoch - self.T_0 * (self.T_mult ** n - 1) / (self.T_mult - 1)
+                    self.T_i = self.T_0 * self.T_mult ** n
+            else:
+                self.T_i = self.T_0
+                self.T_cur = epoch
+        self.last_epoch = math.floor(epoch)
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
+            group["lr"] = lr
+        self._last_lr = _lrs(self.optimizer)
+
+
+def _momentum_key(optimizer):
+    """'betas' (Adam-like, cycles beta1) or 'momentum' (SGD-like)."""
+    defaults = getattr(optimizer, "defaults", {})
+    if "momentum" not in defaults and "betas" not in defaults:
+        raise ValueError(
+            "optimizer must support momentum or beta1 with `cycle_momentum` option enabled")
+    return "betas" in defaults
+
+
+def _set_momentum(group, use_beta1, momentum):
+    if use_beta1:
+        group["betas"] = (momentum, *group["betas"][1:])
+    else:
+        group["momentum"] = momentum
+
+
+class CyclicLR(LRScheduler):
+    r"""Cyclical learning rate (and inverse cyclical momentum).
+
+    With :math:`S = S_{up} + S_{down}`, cycle :math:`c = \lfloor 1 + t / S
+    \rfloor`, :math:`x = 1 + t/S - c` and :math:`r = S_{up} / S`, the height
+    :math:`h = x / r` for :math:`x \le r`, else :math:`(x - 1) / (r - 1)`:
+
+    .. math::
+        \eta_t = \eta_{base} + (\eta_{max} - \eta_{base})\, h\, g,\quad
+        m_t = m_{max} - (m_{max} - m_{base})\, h\, g
+
+    with :math:`g` = ``scale_fn(c)`` (scale_mode "cycle") or
+    ``scale_fn(t)`` ("iterations"): 1 for "triangular", :math:`2^{1-c}` for
+    "triangular2", :math:`\gamma^t` for "exp_range". The momentum cycles
+    ``group["momentum"]``, or beta1 of ``group["betas"]`` when the optimizer's
+    ``defaults`` have ``betas``.
+
+    Parameters
+    ----------
+    optimizer : optimizer
+    base_lr, max_lr : float or list of float
+    step_size_up : int or float, > 0
+    step_size_down : int or float, >= 0, optional (default ``step_size_up``)
+    mode : {"triangular", "triangular2", "exp_range"}
+    gamma : float
+    scale_fn : callable, optional
+        Replaces ``mode``.
+    scale_mode : {"cycle", "iterations"}
+    cycle_momentum : bool
+    base_momentum, max_momentum : float or list of float
+    last_epoch : int
+    """
+
+    _not_state = ("optimizer", "_scale_fn_custom")
+
+    def __init__(self, optimizer, base_lr, max_lr, step_size_up=2000, step_size_down=None,
+                 mode="triangular", gamma=1.0, scale_fn=None, scale_mode="cycle",
+                 cycle_momentum=True, base_momentum=0.8, max_momentum=0.9, last_epoch=-1):
+        self.optimizer = _check_optimizer(optimizer)
+        base_lrs = _format_param("base_lr", optimizer, base_lr)
+        if last_epoch == -1:
+            for lr, group in zip(base_lrs, optimizer.param_groups, strict=True):
+                group["lr"] = lr
+        self.max_lrs = _format_param("max_lr", optimizer, max_lr)
+        step_size_up = float(_positive("step_size_up", step_size_up))
+        if step_size_down is not None and step_size_down < 0:
+            raise ValueError(f"step_size_down must be >= 0, got {step_size_down}")
+        step_size_down = float(step_size_down) if step_size_down is not None else step_size_up
+        self.total_size = step_size_up + step_size_down
+        self.step_ratio = step_size_up / self.total_size
+        if mode not in ("triangular", "triangular2", "exp_range") and scale_fn is None:
+            raise ValueError("mode is invalid and scale_fn is None")
+        if scale_mode not in ("cycle", "iterations"):
+            raise ValueError(f"scale_mode must be 'cycle' or 'iterations', got {scale_mode!r}")
+        self.mode = mode
+        self.gamma = gamma
+        self._scale_fn_custom = scale_fn
+        self.scale_mode = scale_mode
+        if scale_fn is None:  # the mode decides the scale mode, as in torch
+            self.scale_mode = "iterations" if mode == "exp_range" else "cycle"
+        self.cycle_momentum = cycle_momentum
+        if cycle_momentum:
+            self.use_beta1 = _momentum_key(optimizer)
+            self.base_momentums = _format_param("base_momentum", optimizer, base_momentum)
+            self.max_momentums = _format_param("max_momentum", optimizer, max_momentum)
+            if last_epoch == -1:
+                for m, b, group in zip(self.max_momentums, self.base_momentums,
+                                       optimizer.param_groups, strict=True):
+                    _set_momentum(group, self.use_beta1, m)
+                    group["max_momentum"] = m
+                    group["base_momentum"] = b
+        super().__init__(optimizer, last_epoch)
+        self.base_lrs = base_lrs
+
+    def scale_fn(self, x):
+        """The amplitude scale at ``x`` (cycle or iteration, see scale_mode)."""
+        if self._scale_fn_custom is not None:
+            return self._scale_fn_custom(x)
+        if self.mode == "triangular":
+            return 1.0
+        if self.mode == "triangular2":
+            return 1 / (2.0 ** (x - 1))
+        return self.gamma ** x
+
+    def get_lr(self):
+        cycle = math.floor(1 + self.last_epoch / self.total_size)
+        x = 1.0 + self.last_epoch / self.total_size - cycle
+        if x <= self.step_ratio:
+            scale_factor = x / self.step_ratio
+        else:
+            scale_factor = (x - 1) / (self.step_ratio - 1)
+        scale = self.scale_fn(cycle if self.scale_mode == "cycle" else self.last_epoch)
+        lrs = [base_lr + (max_lr - base_lr) * scale_factor * scale
+               for base_lr, max_lr in zip(self.base_lrs, self.max_lrs, strict=True)]
+        if self.cycle_momentum:
+            for group, b, m in zip(self.optimizer.param_groups, self.base_momentums,
+                                   self.max_momentums, strict=True):
+                _set_momentum(group, self.use_beta1, m - (m - b) * scale_factor * scale)
+        return lrs
+
+    def state_dict(self):
+        state = super().state_dict()
+        state["_scale_fn_custom"] = (
+            None if self._scale_fn_custom is None
+            else _function_state([self._scale_fn_custom])[0])
+        return state
+
+    def load_state_dict(self, state_dict):
+        state = dict(state_dict)
+        fn = state.pop("_scale_fn_custom", None)
+        super().load_state_dict(state)
+        if fn is not None:
+            self._scale_fn_custom.__dict__.update(fn)
+
+
+class OneCycleLR(LRScheduler):
+    r"""The 1cycle policy: warm up to ``max_lr``, then anneal far below the start.
+
+    Phases (two, or three with ``three_phase``) end at steps
+    :math:`pT - 1`, (:math:`2pT - 2`,) :math:`T - 1`, for :math:`T` =
+    ``total_steps`` and :math:`p` = ``pct_start``; the lr goes from
+    ``max_lr / div_factor`` to ``max_lr`` (, back to the start) and then to
+    ``max_lr / (div_factor * final_div_factor)``, the momentum the opposite
+    way between ``max_momentum`` and ``base_momentum``. Each phase anneals
+    from :math:`a` to :math:`b` over its fraction :math:`q` as
+
+    .. math:: b + (a - b)\frac{1 + \cos \pi q}{2}\ (\text{cos}),\qquad
+              a + (b - a)\, q\ (\text{linear}).
+
+    Stepping past ``total_steps`` raises ``ValueError``, as in torch.
+
+    Parameters
+    ----------
+    optimizer : optimizer
+    max_lr : float or list of float
+    total_steps : int, optional
+        Or give ``epochs`` and ``steps_per_epoch``.
+    epochs, steps_per_epoch : int, optional
+    pct_start : float in [0, 1]
+    anneal_strategy : {"cos", "linear"}
+    cycle_momentum : bool
+    base_momentum, max_momentum : float or list of float
+    div_factor, final_div_factor : float
+    three_phase : bool
+    last_epoch : int
+    """
+
+    def __init__(self, optimizer, max_lr, total_steps=None, epochs=None, steps_per_epoch=None,
+                 pct_start=0.3, anneal_strategy="cos", cycle_momentum=True,
+                 base_momentum=0.85, max_momentum=0.95, div_factor=25.0,
+                 final_div_factor=1e4, three_phase=False, last_epoch=-1):
+        self.optimizer = _check_optimizer(optimizer)
+        if total_steps is not None:
+            if not isinstance(total_steps, int) or total_steps <= 0:
+                raise ValueError(f"Expected positive integer total_steps, but got {total_steps}")
+            self.total_steps = total_steps
+        elif epochs is not None and steps_per_epoch is not None:
+            if not isinstance(epochs, int) or epochs <= 0:
+                raise ValueError(f"Expected positive integer epochs, but got {epochs}")
+            if not isinstance(steps_per_epoch, int) or steps_per_epoch <= 0:
+                raise ValueError(
+                    f"Expected positive integer steps_per_epoch, but got {steps_per_epoch}")
+            self.total_steps = epochs * steps_per_epoch
+        else:
+            raise ValueError("You must define either total_steps OR (epochs AND steps_per_epoch)")
+        if not isinstance(pct_start, float) or not 0 <= pct_start <= 1:
+            raise ValueError(f"Expected float between 0 and 1 pct_start, but got {pct_start}")
+        if anneal_strategy not in ("cos", "linear"):
+            raise ValueError(
+                f"anneal_strategy must be one of 'cos' or 'linear', instead got {anneal_strategy}")
+        self._anneal_func_type = anneal_strategy
+        T = self.total_steps
+        # (end step, start lr key, end lr key, start momentum key, end momentum key)
+        up = (float(pct_start * T) - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum")
+        if three_phase:
+            self._schedule_phases = [
+                up,
+                (float(2 * pct_start * T) - 2, "max_lr", "initial_lr", "base_momentum",
+                 "max_momentum"),
+                (T - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum"),
+            ]
+        else:
+            self._schedule_phases = [
+                up, (T - 1, "max_lr", "min_lr", "base_momentum", "max_momentum")]
+        max_lrs = _format_param("max_lr", optimizer, max_lr)
+        if last_epoch == -1:
+            for peak, group in zip(max_lrs, optimizer.param_groups, strict=True):
+                group["initial_lr"] = peak / div_factor
+                group["max_lr"] = peak
+                group["min_lr"] = group["initial_lr"] / final_div_factor
+        self.cycle_momentum = cycle_momentum
+        if cycle_momentum:
+            self.use_beta1 = _momentum_key(optimizer)
+            max_momentums = _format_param("max_momentum", optimizer, max_momentum)
+            base_momentums = _format_param("base_momentum", optimizer, base_momentum)
+            if last_epoch == -1:
+                for m, b, group in zip(max_momentums, base_momentums, optimizer.param_groups,
+                                       strict=True):
+                    _set_momentum(group, self.use_beta1, m)
+                    group["max_momentum"] = m
+                    group["base_momentum"] = b
+        super().__init__(optimizer, last_epoch)
+
+    def _anneal(self, start, end, pct):
+        if self._anneal_func_type == "cos":
+            return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+        return (end - start) * pct + start
+
+    def get_lr(self):
+        step_num = self.last_epoch
+        if step_num > self.total_steps:
+            raise ValueError(
+                f"Tried to step {step_num} times. The specified number of total steps is "
+                f"{self.total_steps}")
+        lrs = []
+        last = len(self._schedule_phases) - 1
+        for group in self.optimizer.param_groups:
+            start_step = 0.0
+            for i, (end_step, lr0, lr1, m0, m1) in enumerate(self._schedule_phases):
+                if step_num <= end_step or i == last:
+                    pct = (step_num - start_step) / (end_step - start_step)
+                    lrs.append(self._anneal(group[lr0], group[lr1], pct))
+                    if self.cycle_momentum:
+                        _set_momentum(group, self.use_beta1,
+                                      self._anneal(group[m0], group[m1], pct))
+                    break
+                start_step = end_step
+        return lrs
+
+
+class ReduceLROnPlateau(LRScheduler):
+    r"""Reduce the learning rate when a metric has stopped improving.
+
+    After more than ``patience`` epochs without improvement (then
+    ``cooldown`` epochs of rest), each group's lr becomes
+    :math:`\max(\eta \cdot f, \eta_{min})`, unless that changes it by no more
+    than ``eps``. A metric :math:`a` improves on the best :math:`b` when
+    :math:`a < b(1 - \theta)` ("min", "rel"), :math:`a < b - \theta` ("min",
+    "abs"), :math:`a > b(1 + \theta)` ("max", "rel") or :math:`a > b + \theta`
+    ("max", "abs"). Applies no step at construction and sets no
+    ``initial_lr``, as in torch; ``step(metrics)`` takes the metric.
+
+    Parameters
+    ----------
+    optimizer : optimizer
+    mode : {"min", "max"}
+    factor : float in [0, 1)
+    patience : int, >= 0
+    threshold : float
+    threshold_mode : {"rel", "abs"}
+    cooldown : int, >= 0
+    min_lr : float or list of float (one per group)
+    eps : float, >= 0
+    """
+
+    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4,
+                 threshold_mode="rel", cooldown=0, min_lr=0, eps=1e-8):
+        if factor >= 1.0:
+            raise ValueError("Factor should be < 1.0.")
+        if factor < 0:
+            raise ValueError(f"Factor should be >= 0, got {factor}")
+        self.factor = factor
+        self.optimizer = _check_optimizer(optimizer)
+        if isinstance(min_lr, (list, tuple)):
+            if len(min_lr) != len(optimizer.param_groups):
+                raise ValueError(
+                    f"expected {len(optimizer.param_groups)} min_lrs, got {len(min_lr)}")
+            self.default_min_lr = None
+            self.min_lrs = list(min_lr)
+        else:
+            self.default_min_lr = min_lr
+            self.min_lrs = [min_lr] * len(optimizer.param_groups)
+        self.patience = _int("patience", patience, 0)
+        self.cooldown = _int("cooldown", cooldown, 0)
+        if eps < 0:
+            raise ValueError(f"eps must be >= 0, got {eps}")
+        self.eps = eps
+        self.last_epoch = 0
+        self._last_lr = _lrs(optimizer)
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode {mode!r} is unknown! Use 'min' or 'max'.")
+        if threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"threshold mode {threshold_mode!r} is unknown! Use 'rel' or 'abs'.")
+        self.mode = mode
+        self.threshold = threshold
+        self.threshold_mode = threshold_mode
+        self.mode_worse = math.inf if mode == "min" else -math.inf
+        self._reset()
+
+    def _reset(self):
+        self.best = self.mode_worse
+        self.cooldown_counter = 0
+        self.num_bad_epochs = 0
+
+    def step(self, metrics, epoch=None):
+        """Record ``metrics`` for one epoch, reducing the lrs on a plateau."""
+        current = float(metrics)
+        if epoch is None:
+            epoch = self.last_epoch + 1
+        else:
+            warnings.warn(_EPOCH_DEPRECATION, UserWarning, stacklevel=2)
+        self.last_epoch = epoch
+        if self._is_better(current, self.best):
+            self.best = current
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.in_cooldown:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0  # bad epochs in cooldown do not count
+        if self.num_bad_epochs > self.patience:
+            self._reduce_lr()
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+        self._last_lr = _lrs(self.optimizer)
+
+    def _reduce_lr(self):
+        if len(self.optimizer.param_groups) != len(self.min_lrs):
+            if self.default_min_lr is None:
+                raise RuntimeError(
+                    f"The number of param groups in the optimizer "
+                    f"({len(self.optimizer.param_groups)}) differs from when "
+                    f"ReduceLROnPlateau was initialized ({len(self.min_lrs)}); set "
+                    "`min_lrs` to one value per param group.")
+            self.min_lrs = [self.default_min_lr] * len(self.optimizer.param_groups)
+        for i, group in enumerate(self.optimizer.param_groups):
+            old_lr = float(group["lr"])
+            new_lr = max(old_lr * self.factor, self.min_lrs[i])
+            if old_lr - new_lr > self.eps:
+                group["lr"] = new_lr
+
+    @property
+    def in_cooldown(self):
+        return self.cooldown_counter > 0
+
+    def _is_better(self, a, best):
+        if self.mode == "min" and self.threshold_mode == "rel":
+            return a < best * (1.0 - self.threshold)
+        if self.mode == "min":
+            return a < best - self.threshold
+        if self.threshold_mode == "rel":
+            return a > best * (self.threshold + 1.0)
+        return a > best + self.threshold
+
+
+def _check_schedulers(name, optimizer, schedulers):
+    if len(schedulers) < 1:
+        raise ValueError(f"{name} expects at least one scheduler, but got none.")
+    for i, s in enumerate(schedulers):
+        if not hasattr(s, "optimizer"):
+            raise TypeError(f"{name}: the scheduler at index {i} has no `optimizer` attribute.")
+        if isinstance(s, ReduceLROnPlateau):
+            raise ValueError(
+                f"{name} does not support ReduceLROnPlateau (its step needs a metric), "
+                f"but got one at index {i}.")
+        if s.optimizer is not optimizer:
+            raise ValueError(
+                f"{name} expects all schedulers to belong to the same optimizer, but the "
+                f"scheduler {type(s).__name__} at index {i} has another one.")
+
+
+class _NestedState:
+    """state_dict holding the state dicts of ``_schedulers``."""
+
+    _not_state = ("optimizer", "_schedulers")
+
+    def state_dict(self):
+        state = LRScheduler.state_dict(self)
+        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
+        return state
+
+    def load_state_dict(self, state_dict):
+        state = dict(state_dict)
+        nested = state.pop("_schedulers")
+        LRScheduler.load_state_dict(self, state)
+        for s, sd in zip(self._schedulers, nested, strict=True):
+            s.load_state_dict(sd)
+
+
+class SequentialLR(_NestedState, LRScheduler):
+    """Run schedulers one after another, switching at the milestones.
+
+    At a milestone the next scheduler restarts from its epoch 0 (its closed
+    form), as in torch.
+
+    Parameters
+    ----------
+    optimizer : optimizer
+    schedulers : list of schedulers
+        All on ``optimizer``; no ReduceLROnPlateau.
+    milestones : list of int
+        Increasing; one fewer than ``schedulers``.
+    last_epoch : int
+    """
+
+    def __init__(self, optimizer, schedulers, milestones, last_epoch=-1):
+        _check_schedulers(type(self).__name__, optimizer, schedulers)
+        milestones = list(milestones)
+        if len(milestones) != len(schedulers) - 1:
+            raise ValueError(
+                "Sequential Schedulers expects number of schedulers provided to be one more "
+                f"than the number of milestone points, but got number of schedulers "
+                f"{len(schedulers)} and the number of milestones to be equal to {len(milestones)}")
+        if any(b < a for a, b in zip(milestones, milestones[1:])):
+            raise ValueError(f"milestones must be in increasing order, got {milestones}")
+        self._schedulers = list(schedulers)
+        self._milestones = milestones
+        self.last_epoch = last_epoch + 1
+        self.optimizer = optimizer
+        for group in optimizer.param_groups:  # back to the initial lrs
+            group["lr"] = group["initial_lr"]
+        self._undo(self)  # the constructors' steps
+        idx = bisect_right(self._milestones, 0)
+        self._schedulers[idx]._initial_step()
+        self._last_lr = self._schedulers[idx].get_last_lr()
+
+    @classmethod
+    def _undo(cls, sched):
+        """Take back one step from every (nested) scheduler."""
+        if hasattr(sched, "_schedulers"):
+            for s in sched._schedulers:
+                cls._undo(s)
+        elif hasattr(sched, "last_epoch"):
+            sched.last_epoch -= 1
+
+    def step(self):
+        """Advance one epoch with the scheduler whose turn it is."""
+        self.last_epoch += 1
+        idx = bisect_right(self._milestones, self.last_epoch)
+        scheduler = self._schedulers[idx]
+        if idx > 0 and self._milestones[idx - 1] == self.last_epoch:
+            scheduler._update_lr(0)
+        else:
+            scheduler.step()
+        self._last_lr = scheduler.get_last_lr()
+
+
+class ChainedScheduler(_NestedState, LRScheduler):
+    """Step several schedulers together, each on the lrs the previous one set.
+
+    Has no ``last_epoch``, as in torch.
+
+    Parameters
+    ----------
+    schedulers : sequence of schedulers
+        All on one optimizer; no ReduceLROnPlateau.
+    optimizer : optimizer, optional
+        Defaults to the first scheduler's.
+    """
+
+    def __init__(self, schedulers, optimizer=None):
+        schedulers = list(schedulers)
+        if optimizer is None and schedulers:
+            optimizer = schedulers[0].optimizer
+        _check_schedulers(type(self).__name__, optimizer, schedulers)
+        self._schedulers = schedulers
+        self.optimizer = optimizer
+        self._last_lr = _lrs(schedulers[-1].optimizer)
+
+    def step(self):
+        """Step every scheduler, in order."""
+        for scheduler in self._schedulers:
+            scheduler.step()
+        self._last_lr = _lrs(self._schedulers[-1].optimizer)
+
+
+class ScheduleLR(LRScheduler):
+    r"""Set the learning rate from a schedule: :math:`\eta_t = S(t)`.
+
+    Drives an optimizer with any callable ``step -> lr``, such as the
+    schedules of :mod:`fastopt.schedules`. Unlike :class:`LambdaLR`, the
+    value is the learning rate itself, not a factor of the initial one.
+
+    Parameters
+    ----------
+    optimizer : optimizer
+    schedule : callable or list of callables
+        ``int -> float``, or one per param group.
+    last_epoch : int
+
+    Examples
+    --------
+    >>> from fastopt import schedules
+    >>> class Opt:  # any object with torch-style param_groups
+    ...     param_groups = [{"lr": 0.0}]
+    >>> opt = Opt()
+    >>> sched = ScheduleLR(opt, schedules.linear_schedule(1.0, 0.0, transition_steps=4))
+    >>> for _ in range(3):
+    ...     sched.step()
+    >>> sched.get_last_lr(), opt.param_groups[0]["lr"]
+    ([0.25], 0.25)
+    """
+
+    _not_state = ("optimizer", "schedules")
+
+    def __init__(self, optimizer, schedule, last_epoch=-1):
+        self.optimizer = _check_optimizer(optimizer)
+        self.schedules = _per_group("schedule", optimizer, schedule)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        return [float(s(self.last_epoch)) for s in self.schedules]
+
+    _get_closed_form_lr = get_lr

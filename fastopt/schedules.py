@@ -1,0 +1,533 @@
+r"""Learning-rate schedules as pure callables ``step -> lr``, evaluated in C.
+
+Every schedule here is a :class:`Schedule`: call it with an int to get a
+float, or with an integer NumPy array of any shape to get a float64 array of
+that shape (one call into C, GIL released; the same bits as the scalar
+calls). A schedule is pure: its value depends on the step alone, so it can be
+evaluated in any order, shared between threads, and plotted in one call:
+
+>>> import numpy as np
+>>> from fastopt import schedules
+>>> sched = schedules.cosine_decay_schedule(init_value=1.0, decay_steps=100)
+>>> sched(0), sched(100)
+(1.0, 0.0)
+>>> sched(np.array([[0, 50], [100, 200]]))
+array([[1. , 0.5],
+       [0. , 0. ]])
+
+Three families:
+
+- the d2l.ai book's schedulers (:class:`FactorScheduler`,
+  :class:`MultiFactorScheduler`, :class:`CosineScheduler`,
+  :class:`SquareRootScheduler`), with the book's names and arguments; at step
+  ``t`` each gives what the book's object returns on its ``t + 1``-th call
+  (called with 0, 1, 2, ... in order);
+- optax's schedule functions (``constant_schedule``, ``linear_schedule``,
+  ``polynomial_schedule``, ``exponential_decay``, ``cosine_decay_schedule``,
+  ``warmup_cosine_decay_schedule``, ``piecewise_constant_schedule``,
+  ``join_schedules``), with optax's names, arguments and values;
+- the closed forms of torch's cyclic schedulers (``cosine_restarts_schedule``,
+  ``cyclic_schedule``, ``one_cycle_schedule``), with torch's arguments.
+
+To drive an optimizer's learning rate with one, see
+:class:`fastopt.lr_scheduler.ScheduleLR`.
+"""
+import numbers
+import operator
+
+from ._schedules import Schedule
+from . import _schedules as _c
+
+__all__ = [
+    "Schedule",
+    "FactorScheduler",
+    "MultiFactorScheduler",
+    "CosineScheduler",
+    "SquareRootScheduler",
+    "constant_schedule",
+    "linear_schedule",
+    "polynomial_schedule",
+    "exponential_decay",
+    "cosine_decay_schedule",
+    "warmup_cosine_decay_schedule",
+    "piecewise_constant_schedule",
+    "join_schedules",
+    "cosine_restarts_schedule",
+    "cyclic_schedule",
+    "one_cycle_schedule",
+]
+
+
+# ---------------------------------------------------------------- validation
+
+def _int(name, value, minimum=None):
+    """``value`` as an int (bools refused), at least ``minimum``."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got bool")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {v}")
+    return v
+
+
+def _float(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def _positive(name, value):
+    v = _float(name, value)
+    if not v > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return v
+
+
+def _named(sched, name, **kwargs):
+    args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    sched._repr = f"{name}({args})"
+    return sched
+
+
+# ------------------------------------------------------------------- d2l.ai
+
+class FactorScheduler(Schedule):
+    r"""d2l.ai's ``FactorScheduler``: multiply by ``factor`` every step.
+
+    .. math:: \eta_t = \max(\eta_{stop},\ \eta_0 \cdot f^{t+1})
+
+    (for ``factor > 1`` with ``base_lr * factor < stop_factor_lr`` the book's
+    recursion first clamps to ``stop_factor_lr`` and then grows:
+    :math:`\eta_{stop} f^t`; this class gives that too).
+
+    Parameters
+    ----------
+    factor : float, > 0
+    stop_factor_lr : float
+        Lower bound.
+    base_lr : float
+
+    Examples
+    --------
+    >>> s = FactorScheduler(factor=0.5, stop_factor_lr=0.01, base_lr=1.0)
+    >>> [s(t) for t in range(8)]
+    [0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.01, 0.01]
+    """
+
+    def __init__(self, factor=1, stop_factor_lr=1e-7, base_lr=0.1):
+        self.factor = _positive("factor", factor)
+        self.stop_factor_lr = _float("stop_factor_lr", stop_factor_lr)
+        self.base_lr = _float("base_lr", base_lr)
+        f, stop, base = self.factor, self.stop_factor_lr, self.base_lr
+        if f > 1 and base * f < stop:
+            self._adopt(_c.step(stop, f, 1, 0, stop))
+        else:
+            self._adopt(_c.step(base, f, 1, 1, stop))
+        _named(self, "FactorScheduler", factor=factor, stop_factor_lr=stop_factor_lr,
+               base_lr=base_lr)
+
+
+class MultiFactorScheduler(Schedule):
+    r"""d2l.ai's ``MultiFactorScheduler``: multiply by ``factor`` at milestones.
+
+    .. math:: \eta_t = \eta_0 \cdot f^{k(t)},\quad
+              k(t) = \#\{i : \text{step}_i \le t\}
+
+    Parameters
+    ----------
+    step : list of int
+        Milestones, >= 0, strictly increasing.
+    factor : float, > 0
+    base_lr : float
+
+    Examples
+    --------
+    >>> s = MultiFactorScheduler(step=[2, 4], factor=0.5, base_lr=1.0)
+    >>> [s(t) for t in range(6)]
+    [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    """
+
+    def __init__(self, step, factor=1, base_lr=0.1):
+        milestones = [_int("step[%d]" % i, m, 0) for i, m in enumerate(step)]
+        if any(b <= a for a, b in zip(milestones, milestones[1:])):
+            raise ValueError(f"step must be strictly increasing, got {milestones}")
+        self.step = milestones
+        self.factor = _positive("factor", factor)
+        self.base_lr = _float("base_lr", base_lr)
+        self._adopt(_c.multistep(self.base_lr, self.factor, milestones))
+        _named(self, "MultiFactorScheduler", step=milestones, factor=factor, base_lr=base_lr)
+
+
+class CosineScheduler(Schedule):
+    r"""d2l.ai's ``CosineScheduler``: linear warmup, then cosine decay.
+
+    With :math:`W` = ``warmup_steps`` and :math:`M` = ``max_update``:
+
+    .. math::
+        \eta_t = \begin{cases}
+        \eta_w + (\eta_0 - \eta_w)\, t / W & t < W \\
+        \eta_T + (\eta_0 - \eta_T)\,
+            \frac{1 + \cos(\pi (t - W) / (M - W))}{2} & W \le t \le M \\
+        \eta_T & t > M
+        \end{cases}
+
+    Parameters
+    ----------
+    max_update : int
+        Step at which the decay ends; > ``warmup_steps``.
+    base_lr : float
+        Value at the end of the warmup.
+    final_lr : float
+        Value from ``max_update`` on.
+    warmup_steps : int, >= 0
+    warmup_begin_lr : float
+        Value at step 0 when there is a warmup.
+
+    Examples
+    --------
+    >>> s = CosineScheduler(10, base_lr=1.0, final_lr=0.0, warmup_steps=2)
+    >>> [round(s(t), 4) for t in (0, 1, 2, 6, 10, 20)]
+    [0.0, 0.5, 1.0, 0.5, 0.0, 0.0]
+    """
+
+    def __init__(self, max_update, base_lr=0.01, final_lr=0, warmup_steps=0,
+                 warmup_begin_lr=0):
+        self.warmup_steps = _int("warmup_steps", warmup_steps, 0)
+        self.max_update = _int("max_update", max_update)
+        if self.max_update <= self.warmup_steps:
+            raise ValueError(
+                f"max_update ({self.max_update}) must be > warmup_steps ({self.warmup_steps})"
+            )
+        self.base_lr = _float("base_lr", base_lr)
+        self.final_lr = _float("final_lr", final_lr)
+        self.warmup_begin_lr = _float("warmup_begin_lr", warmup_begin_lr)
+        self._adopt(_c.warmup_cosine(self.warmup_begin_lr, self.base_lr, self.final_lr,
+                                     self.warmup_steps, self.max_update))
+        _named(self, "CosineScheduler", max_update=max_update, base_lr=base_lr,
+               final_lr=final_lr, warmup_steps=warmup_steps, warmup_begin_lr=warmup_begin_lr)
+
+
+class SquareRootScheduler(Schedule):
+    r"""d2l.ai's ``SquareRootScheduler``: :math:`\eta_t = \eta / \sqrt{t + 1}`.
+
+    Examples
+    --------
+    >>> s = SquareRootScheduler(lr=1.0)
+    >>> s(0), s(3)
+    (1.0, 0.5)
+    """
+
+    def __init__(self, lr=0.1):
+        self.lr = _float("lr", lr)
+        self._adopt(_c.inv_sqrt(self.lr))
+        _named(self, "SquareRootScheduler", lr=lr)
+
+
+# -------------------------------------------------------------------- optax
+
+def constant_schedule(value):
+    """optax's ``constant_schedule``: ``value`` at every step.
+
+    Examples
+    --------
+    >>> constant_schedule(5)(100)
+    5.0
+    """
+    return _named(_c.constant(_float("value", value)), "constant_schedule", value=value)
+
+
+def polynomial_schedule(init_value, end_value, power, transition_steps, transition_begin=0):
+    r"""optax's ``polynomial_schedule``.
+
+    With :math:`I` = ``init_value``, :math:`E` = ``end_value``, :math:`P` =
+    ``power``, :math:`T` = ``transition_steps``, :math:`B` =
+    ``transition_begin`` and :math:`c = \mathrm{clip}(t - B, 0, T)`:
+
+    .. math:: \eta_t = (I - E)\,(1 - c / T)^P + E
+
+    As in optax, ``transition_steps <= 0`` gives the constant ``init_value``
+    and a negative ``transition_begin`` counts as 0.
+
+    Examples
+    --------
+    >>> s = polynomial_schedule(1.0, 0.01, power=2, transition_steps=100)
+    >>> s(0), s(100), s(500)
+    (1.0, 0.01, 0.01)
+    """
+    sched = _c.polynomial(
+        _float("init_value", init_value), _float("end_value", end_value),
+        _float("power", power), _int("transition_steps", transition_steps),
+        _int("transition_begin", transition_begin))
+    return _named(sched, "polynomial_schedule", init_value=init_value, end_value=end_value,
+                  power=power, transition_steps=transition_steps,
+                  transition_begin=transition_begin)
+
+
+def linear_schedule(init_value, end_value, transition_steps, transition_begin=0):
+    r"""optax's ``linear_schedule``: :func:`polynomial_schedule` with power 1.
+
+    .. math:: \eta_t = (I - E)\,(1 - c / T) + E,\quad c = \mathrm{clip}(t - B, 0, T)
+
+    Examples
+    --------
+    >>> s = linear_schedule(1.0, 0.0, transition_steps=4)
+    >>> [s(t) for t in range(6)]
+    [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+    """
+    sched = _c.linear(
+        _float("init_value", init_value), _float("end_value", end_value),
+        _int("transition_steps", transition_steps), _int("transition_begin", transition_begin))
+    return _named(sched, "linear_schedule", init_value=init_value, end_value=end_value,
+                  transition_steps=transition_steps, transition_begin=transition_begin)
+
+
+def exponential_decay(init_value, transition_steps, decay_rate, transition_begin=0,
+                      staircase=False, end_value=None):
+    r"""optax's ``exponential_decay``.
+
+    .. math::
+        \eta_t = \begin{cases} I & t \le B \\ I \cdot r^{p} & t > B \end{cases},
+        \quad p = \frac{t - B}{T}\ (\lfloor\cdot\rfloor \text{ if staircase})
+
+    then, if ``end_value`` is given, bounded by it from below (``decay_rate
+    < 1``) or above. As in optax, ``transition_steps <= 0`` or ``decay_rate
+    == 0`` give the constant ``init_value``, and a negative
+    ``transition_begin`` counts as 0.
+
+    Examples
+    --------
+    >>> s = exponential_decay(1.0, transition_steps=2, decay_rate=0.5, staircase=True)
+    >>> [s(t) for t in range(5)]
+    [1.0, 1.0, 0.5, 0.5, 0.25]
+    """
+    rate = _float("decay_rate", decay_rate)
+    clip = 0 if end_value is None else (1 if rate < 1.0 else -1)
+    end = 0.0 if end_value is None else _float("end_value", end_value)
+    sched = _c.exponential(
+        _float("init_value", init_value), _int("transition_steps", transition_steps), rate,
+        _int("transition_begin", transition_begin), bool(staircase), end, clip)
+    return _named(sched, "exponential_decay", init_value=init_value,
+                  transition_steps=transition_steps, decay_rate=decay_rate,
+                  transition_begin=transition_begin, staircase=staircase, end_value=end_value)
+
+
+def cosine_decay_schedule(init_value, decay_steps, alpha=0.0, exponent=1.0):
+    r"""optax's ``cosine_decay_schedule``.
+
+    .. math::
+        \eta_t = I\left((1 - \alpha)\left[\tfrac12\left(1 + \cos\frac{\pi\,
+        \min(t, T)}{T}\right)\right]^p + \alpha\right)
+
+    Parameters
+    ----------
+    init_value : float
+    decay_steps : int, > 0
+    alpha : float
+        Final value as a fraction of ``init_value``.
+    exponent : float
+
+    Examples
+    --------
+    >>> s = cosine_decay_schedule(1.0, decay_steps=10, alpha=0.1)
+    >>> s(0), s(10), s(99)
+    (1.0, 0.1, 0.1)
+    """
+    sched = _c.cosine(_float("init_value", init_value), _int("decay_steps", decay_steps, 1),
+                      _float("alpha", alpha), _float("exponent", exponent))
+    return _named(sched, "cosine_decay_schedule", init_value=init_value,
+                  decay_steps=decay_steps, alpha=alpha, exponent=exponent)
+
+
+def warmup_cosine_decay_schedule(init_value, peak_value, warmup_steps, decay_steps,
+                                 end_value=0.0, exponent=1.0):
+    r"""optax's ``warmup_cosine_decay_schedule``: linear warmup, cosine decay.
+
+    :func:`linear_schedule` from ``init_value`` to ``peak_value`` over
+    ``warmup_steps``, joined at ``warmup_steps`` with
+    :func:`cosine_decay_schedule` from ``peak_value`` over ``decay_steps -
+    warmup_steps`` steps with ``alpha = end_value / peak_value`` (0 when
+    ``peak_value`` is 0). ``decay_steps`` counts the warmup.
+
+    Examples
+    --------
+    >>> s = warmup_cosine_decay_schedule(0.0, 1.0, warmup_steps=2, decay_steps=6)
+    >>> [round(s(t), 3) for t in range(8)]
+    [0.0, 0.5, 1.0, 0.854, 0.5, 0.146, 0.0, 0.0]
+    """
+    warmup = _int("warmup_steps", warmup_steps)
+    decay = _int("decay_steps", decay_steps)
+    if decay - warmup <= 0:
+        raise ValueError(
+            f"decay_steps ({decay}) must be > warmup_steps ({warmup}): "
+            "decay_steps counts the warmup"
+        )
+    peak = _float("peak_value", peak_value)
+    end = _float("end_value", end_value)
+    alpha = 0.0 if peak == 0.0 else end / peak
+    sched = _c.join(
+        [_c.linear(_float("init_value", init_value), peak, warmup, 0),
+         _c.cosine(peak, decay - warmup, alpha, _float("exponent", exponent))],
+        [warmup])
+    return _named(sched, "warmup_cosine_decay_schedule", init_value=init_value,
+                  peak_value=peak_value, warmup_steps=warmup_steps, decay_steps=decay_steps,
+                  end_value=end_value, exponent=exponent)
+
+
+def piecewise_constant_schedule(init_value, boundaries_and_scales=None):
+    r"""optax's ``piecewise_constant_schedule``.
+
+    .. math:: \eta_t = I \prod_{b_i \le t} s_i
+
+    Parameters
+    ----------
+    init_value : float
+    boundaries_and_scales : dict of int to float, optional
+        ``{step: scale}``; the scales must be >= 0.
+
+    Examples
+    --------
+    >>> s = piecewise_constant_schedule(1.0, {2: 0.5, 4: 0.1})
+    >>> [s(t) for t in range(6)]
+    [1.0, 1.0, 0.5, 0.5, 0.05, 0.05]
+    """
+    items = sorted((boundaries_and_scales or {}).items())
+    bounds = [_int(f"boundary {b!r}", b) for b, _ in items]
+    scales = [_float(f"scale at boundary {b}", s) for b, s in items]
+    if any(s < 0 for s in scales):
+        raise ValueError(f"scales must be >= 0, got {dict(items)}")
+    sched = _c.piecewise(_float("init_value", init_value), bounds, scales)
+    return _named(sched, "piecewise_constant_schedule", init_value=init_value,
+                  boundaries_and_scales=boundaries_and_scales)
+
+
+def join_schedules(schedules, boundaries):
+    r"""optax's ``join_schedules``: one schedule after another.
+
+    Schedule :math:`k` runs from boundary :math:`k - 1` on, and sees the
+    steps counted from that boundary:
+
+    .. math:: \eta_t = S_k(t - b_{k-1}),\quad k = \#\{i : b_i \le t\},\ b_{-1} = 0
+
+    Parameters
+    ----------
+    schedules : sequence of Schedule
+        Schedules of this module (they are evaluated in C).
+    boundaries : sequence of int
+        One fewer than ``schedules``.
+
+    Examples
+    --------
+    >>> s = join_schedules([constant_schedule(1.0), linear_schedule(1.0, 0.0, 2)], [3])
+    >>> [s(t) for t in range(6)]
+    [1.0, 1.0, 1.0, 1.0, 0.5, 0.0]
+    """
+    schedules = list(schedules)
+    bounds = [_int(f"boundaries[{i}]", b) for i, b in enumerate(boundaries)]
+    for i, s in enumerate(schedules):
+        if not isinstance(s, Schedule):
+            raise TypeError(
+                f"schedules[{i}] must be a fastopt.schedules schedule, got {type(s).__name__}"
+            )
+    if not schedules or len(bounds) != len(schedules) - 1:
+        raise ValueError(
+            f"need one boundary fewer than schedules, got {len(schedules)} schedules "
+            f"and {len(bounds)} boundaries"
+        )
+    return _named(_c.join(schedules, bounds), "join_schedules", schedules=schedules,
+                  boundaries=bounds)
+
+
+# ----------------------------------------------------- torch's closed forms
+
+def cosine_restarts_schedule(init_value, T_0, T_mult=1, eta_min=0.0):
+    r"""Cosine annealing with warm restarts (SGDR), as torch's
+    ``CosineAnnealingWarmRestarts``.
+
+    The :math:`i`-th period lasts :math:`T_i = T_0 T_{mult}^i` steps; with
+    :math:`T_{cur}` the steps since the last restart:
+
+    .. math:: \eta_t = \eta_{min} + (I - \eta_{min})\,
+              \frac{1 + \cos(\pi T_{cur} / T_i)}{2}
+
+    Examples
+    --------
+    >>> s = cosine_restarts_schedule(1.0, T_0=2)
+    >>> [s(t) for t in range(4)]
+    [1.0, 0.5, 1.0, 0.5]
+    """
+    sched = _c.cosine_restarts(_float("init_value", init_value), _float("eta_min", eta_min),
+                               _int("T_0", T_0, 1), _int("T_mult", T_mult, 1))
+    return _named(sched, "cosine_restarts_schedule", init_value=init_value, T_0=T_0,
+                  T_mult=T_mult, eta_min=eta_min)
+
+
+def cyclic_schedule(base_lr, max_lr, step_size_up=2000, step_size_down=None,
+                    mode="triangular", gamma=1.0):
+    r"""Cyclical learning rate, as torch's ``CyclicLR``.
+
+    With :math:`S = S_{up} + S_{down}`, cycle :math:`c = \lfloor 1 + t/S
+    \rfloor` and :math:`x = 1 + t/S - c`, the height :math:`h = x / r` for
+    :math:`x \le r = S_{up}/S`, else :math:`(x - 1)/(r - 1)`:
+
+    .. math:: \eta_t = \eta_{base} + (\eta_{max} - \eta_{base})\, h\, g
+
+    where :math:`g = 1` (``"triangular"``), :math:`2^{1-c}`
+    (``"triangular2"``) or :math:`\gamma^t` (``"exp_range"``).
+
+    Examples
+    --------
+    >>> s = cyclic_schedule(0.0, 1.0, step_size_up=2)
+    >>> [s(t) for t in range(5)]
+    [0.0, 0.5, 1.0, 0.5, 0.0]
+    """
+    up = _positive("step_size_up", step_size_up)
+    down = up if step_size_down is None else _float("step_size_down", step_size_down)
+    if down < 0:
+        raise ValueError(f"step_size_down must be >= 0, got {step_size_down}")
+    if mode not in ("triangular", "triangular2", "exp_range"):
+        raise ValueError(
+            f"mode must be 'triangular', 'triangular2' or 'exp_range', got {mode!r}"
+        )
+    sched = _c.cyclic(_float("base_lr", base_lr), _float("max_lr", max_lr), up, down, mode,
+                      _float("gamma", gamma))
+    return _named(sched, "cyclic_schedule", base_lr=base_lr, max_lr=max_lr,
+                  step_size_up=step_size_up, step_size_down=step_size_down, mode=mode,
+                  gamma=gamma)
+
+
+def one_cycle_schedule(max_lr, total_steps, pct_start=0.3, anneal_strategy="cos",
+                       div_factor=25.0, final_div_factor=1e4, three_phase=False):
+    r"""The 1cycle policy, as torch's ``OneCycleLR``.
+
+    From ``max_lr / div_factor`` up to ``max_lr`` over the first
+    ``pct_start * total_steps - 1`` steps, then down to ``max_lr /
+    (div_factor * final_div_factor)`` at step ``total_steps - 1`` (with
+    ``three_phase``, first back down to the initial value, symmetrically).
+    Each phase anneals from :math:`a` to :math:`b` over its fraction
+    :math:`p \in [0, 1]` as :math:`b + (a - b)(1 + \cos \pi p)/2`
+    (``"cos"``) or :math:`a + (b - a) p` (``"linear"``). Steps past
+    ``total_steps - 1`` give the final value (torch's class raises there).
+
+    Examples
+    --------
+    >>> s = one_cycle_schedule(1.0, total_steps=10, anneal_strategy="linear", div_factor=10.0)
+    >>> s(0), s(2), round(s(9), 12)
+    (0.1, 1.0, 1e-05)
+    """
+    total = _int("total_steps", total_steps, 1)
+    pct = _float("pct_start", pct_start)
+    if not 0.0 <= pct <= 1.0:
+        raise ValueError(f"pct_start must be in [0, 1], got {pct_start}")
+    if anneal_strategy not in ("cos", "linear"):
+        raise ValueError(f"anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
+    peak = _float("max_lr", max_lr)
+    initial = peak / _positive("div_factor", div_factor)
+    final = initial / _positive("final_div_factor", final_div_factor)
+    sched = _c.onecycle(initial, peak, final, pct, total, anneal_strategy == "linear",
+                        bool(three_phase))
+    return _named(sched, "one_cycle_schedule", max_lr=max_lr, total_steps=total_steps,
+                  pct_start=pct_start, anneal_strategy=anneal_strategy, div_factor=div_factor,
+                  final_div_factor=final_div_factor, three_phase=three_phase)

@@ -15,7 +15,11 @@ import sys
 
 import numpy as np
 
-import fastopt
+try:
+    import fastopt
+except ImportError:  # run from a source tree with the extension built in place
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import fastopt
 from fastopt import demo
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -175,7 +175,7 @@ def run(shapes=None, names=None, dtype="float32", budget=0.5, threads=None, png=
     try:
         for shape in shapes:
             if bar is not None:
-                bar.set_description(shape)
+                bar.set_description(shape, refresh=False)
             sizes = SHAPES[shape]
             steps = {name: available[name](sizes, dtype) for name in names}
             best = measure(steps, budget * len(steps))
@@ -222,6 +222,7 @@ def plot(rows, path):
         raise ImportError('--png draws with matplotlib: pip install "fastopt[demo]"') from e
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     shapes = list(dict.fromkeys(r["shape"] for r in rows))
     names = list(dict.fromkeys(r["name"] for r in rows))
@@ -229,10 +230,17 @@ def plot(rows, path):
     for ax, shape in zip(axes[0], shapes):
         got = {r["name"]: r["ms"] for r in rows if r["shape"] == shape}
         ys = [got.get(n, np.nan) for n in names]
-        ax.barh(range(len(names)), ys, color=[f"C{k}" for k in range(len(names))])
+        low = np.nanmin(ys) / 4  # bars start here on the log axis, not at 0
+        ax.barh(range(len(names)), [y - low for y in ys], left=low,
+                color=[f"C{k}" for k in range(len(names))])
+        for k, y in enumerate(ys):
+            if np.isfinite(y):
+                ax.text(y * 1.05, k, f"{y:.3g} ms", va="center", fontsize="small")
         ax.set_yticks(range(len(names)), names)
         ax.invert_yaxis()
         ax.set_xscale("log")
+        ax.set_xlim(low, np.nanmax(ys) * 4)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set(title=f"Adam step, {shape}", xlabel="ms per step (log, lower is better)")
         ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()

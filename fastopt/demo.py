@@ -248,8 +248,9 @@ def run(epochs=20, batch_size=64, names=None, png="fastopt-demo.png", progress=T
         for name in names:
             def on_epoch(r):
                 if bar is not None:
-                    bar.set_description(f"{r.name:>8}")
-                    bar.set_postfix(loss=f"{r.train_loss[-1]:.4f}", test=f"{r.test_accuracy[-1]:.1%}")
+                    bar.set_description(f"{r.name:>8}", refresh=False)
+                    bar.set_postfix(loss=f"{r.train_loss[-1]:.4f}", test=f"{r.test_accuracy[-1]:.1%}",
+                                    refresh=False)
                     bar.update(1)
 
             results.append(train(data, name, epochs=epochs, batch_size=batch_size, seed=seed,

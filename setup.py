@@ -4,10 +4,13 @@ The C core (csrc/) is compiled into the extension module fastopt._core. The
 kernels are compiled once per instruction set (csrc/fo_kernels_<isa>.c); each
 of those files sets its own target with a pragma, so GCC and Clang need no
 per-file flags and the rest of the build stays baseline. MSVC has no such
-pragma, so setup.py compiles those files with /arch:AVX2 and /arch:AVX512.
+pragma, so setup.py compiles those files with /arch:AVX2 and /arch:AVX512
+when the target is x86-64 (on ARM64 they compile to nothing). The build is
+portable: no -march=native, so one wheel serves every CPU of its architecture
+and the best kernels are picked at run time.
 
 Environment toggles (for local builds):
-  FASTOPT_DEBUG=1     -O0 -g, assertions on
+  FASTOPT_DEBUG=1     -O1 -g, assertions on
   FASTOPT_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer (GCC/Clang)
 """
 import os
@@ -45,7 +48,10 @@ def compile_flags(msvc):
     if env_flag("FASTOPT_DEBUG") or env_flag("FASTOPT_SANITIZE"):
         flags += ["-O1", "-g", "-UNDEBUG", "-fno-omit-frame-pointer"]
     else:
-        flags += ["-O3"]
+        # -g0 overrides the -g that Python's own build flags add: debug info
+        # would make the extension (and each wheel) several times larger.
+        # FASTOPT_DEBUG=1 builds with it.
+        flags += ["-O3", "-g0"]
     if env_flag("FASTOPT_SANITIZE"):
         flags += ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
     return flags
@@ -62,17 +68,34 @@ class BuildExt(build_ext):
         msvc = self.compiler.compiler_type == "msvc"
         ext.extra_compile_args = compile_flags(msvc)
         ext.extra_link_args = link_flags(msvc)
-        if msvc:
-            special = [s for s in ext.sources if s in MSVC_ARCH_FLAGS]
-            ext.sources = [s for s in ext.sources if s not in MSVC_ARCH_FLAGS]
-            for src in special:
-                ext.extra_objects += self.compiler.compile(
-                    [src],
-                    output_dir=self.build_temp,
-                    include_dirs=ext.include_dirs,
-                    extra_postargs=ext.extra_compile_args + MSVC_ARCH_FLAGS[src],
-                )
+        # /arch:AVX2 and /arch:AVX512 exist only for x86-64 targets; the kernel
+        # files guard themselves with FO_X86_64, so elsewhere they stay plain
+        # sources (an ARM64 target compiles them to empty objects).
+        if msvc and self.plat_name == "win-amd64":
+            self.compile_arch_objects(ext)
         super().build_extension(ext)
+
+    def compile_arch_objects(self, ext):
+        """Compile the files of MSVC_ARCH_FLAGS on their own, each with its
+        /arch flag, and link them in as extra objects. They get the same
+        include dirs, macros and flags as the other sources, so the only
+        difference between the objects is the instruction set."""
+        special = [s for s in ext.sources if s in MSVC_ARCH_FLAGS]
+        ext.sources = [s for s in ext.sources if s not in MSVC_ARCH_FLAGS]
+        objects = list(ext.extra_objects or [])
+        for src in special:
+            for obj in self.compiler.compile(
+                [src],
+                output_dir=self.build_temp,
+                macros=ext.define_macros + [(name,) for name in ext.undef_macros],
+                include_dirs=ext.include_dirs,
+                debug=self.debug,
+                extra_postargs=ext.extra_compile_args + MSVC_ARCH_FLAGS[src],
+                depends=ext.depends,
+            ):
+                if obj not in objects:
+                    objects.append(obj)
+        ext.extra_objects = objects
 
 
 def extension(name, sources):

@@ -248,6 +248,10 @@ cdef class Engine:
     def set_state(self, Py_ssize_t i, tuple bufs):
         """Point parameter i's state slots at `bufs` (three arrays or None)."""
         cdef int k
+        if not 0 <= i < self.n:
+            raise IndexError(f"parameter index {i} out of range")
+        if len(bufs) != 3:
+            raise ValueError(f"expected 3 state slots (arrays or None), got {len(bufs)}")
         self.states[i] = bufs
         for k in range(3):
             self.items[i].state[k] = NULL if bufs[k] is None else cnp.PyArray_DATA(<cnp.ndarray>bufs[k])

@@ -47,6 +47,7 @@ def _update(cls, param, grad, buffers, step, hyper, isa):
             raise ValueError(f"{name} must have param's dtype {p.dtype} and shape {p.shape}, "
                              f"got {a.dtype} {a.shape}")
         states.append(a if needed[k] else None)
+    states += [None] * (3 - len(states))  # the engine takes three slots per parameter
     engine = _core.Engine(cls._algo, [p], [tuple(states)], ["param"], [0])
     engine.steps[0] = step - 1
     engine.started[0] = step > 1

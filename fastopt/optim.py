@@ -130,15 +130,21 @@ class Optimizer:
         self._sync_state()
 
     def _sync_state(self):
-        """Check every group's hyperparameters; allocate state slots newly needed."""
+        """Check every group's hyperparameters, then allocate state slots newly
+        needed. Returns a function that takes the allocations back, for a
+        step that fails afterwards (a failed step leaves the state as it was)."""
         for gi, group in enumerate(self.param_groups):
             self._check_group(group, f"param group {gi}")
+        old_slots, old_states = {}, {}
+        for gi, group in enumerate(self.param_groups):
             slots = _core.state_slots(self._algo, group)
             if slots == self._slots[gi]:
                 continue
+            old_slots[gi] = self._slots[gi]
             for i in range(len(self._params)):
                 if self._group_of[i] != gi:
                     continue
+                old_states[i] = (self._states[i], int(self._engine.started[i]))
                 bufs = list(self._states[i])
                 for k in range(3):
                     if slots[k] and bufs[k] is None:
@@ -148,6 +154,15 @@ class Optimizer:
                 self._states[i] = tuple(bufs)
                 self._engine.set_state(i, self._states[i])
             self._slots[gi] = slots
+
+        def undo():
+            for i, (bufs, started) in old_states.items():
+                self._states[i] = bufs
+                self._engine.set_state(i, bufs)
+                self._engine.started[i] = started
+            for gi, slots in old_slots.items():
+                self._slots[gi] = slots
+        return undo
 
     def add_param_group(self, param_group):
         """Add a group of parameters (a dict with ``"params"``), as in torch."""
@@ -202,8 +217,15 @@ class Optimizer:
         """
         grads = self._grad_list(grads)
         with self._lock:
-            self._sync_state()
-            return self._engine.step(grads, self.param_groups, self.skip_nonfinite)
+            undo = self._sync_state()
+            try:
+                applied = self._engine.step(grads, self.param_groups, self.skip_nonfinite)
+            except BaseException:
+                undo()
+                raise
+            if not applied:
+                undo()  # skipped for a non-finite gradient: no new state either
+            return applied
 
     # -- state dicts ---------------------------------------------------------
 
@@ -298,6 +320,8 @@ class Optimizer:
             for key, value in entry.items():
                 if key == "step" and self._algo != "sgd":
                     steps[i] = _check_step(value, where)
+                elif key in names and value is None and self._algo == "sgd":
+                    continue  # older torch SGD checkpoints: momentum not started yet
                 elif key in names:
                     bufs[names.index(key)] = _check_buffer(value, param, f"{where}, {key!r}")
                 else:
@@ -305,6 +329,8 @@ class Optimizer:
                                      f"(a {type(self).__name__} state has {('step',) + names})")
             if self._algo != "sgd" and i not in steps:
                 raise ValueError(f"{where} has no 'step'")
+            if self._algo == "sgd" and bufs[0] is None:
+                continue  # no momentum yet: the same as no state
             needed = _core.state_slots(self._algo, groups[self._group_of[i]])
             for k in range(3):
                 if needed[k] and bufs[k] is None and not (self._algo == "adam" and k == 2):
@@ -531,8 +557,8 @@ class Adam(Optimizer):
     >>> opt = fastopt.Adam([w], lr=0.5)
     >>> opt.step([np.array([1.0, -1.0], np.float32)])
     True
-    >>> w
-    array([-0.5,  0.5], dtype=float32)
+    >>> w  # the first step moves each element by lr (less eps's share), as in torch
+    array([-0.49999994,  0.49999994], dtype=float32)
     """
 
     _algo = "adam"

@@ -1,0 +1,211 @@
+r"""Plain NumPy implementations of fastopt's algorithms: the test oracle.
+
+Each function is one update written directly from the formulas in the
+torch.optim documentation, element-wise in NumPy, with nothing shared with
+the C core. It takes a parameter, its gradient, its state (a dict with
+torch's buffer names, empty before the first step), the number of this
+update (1 for the first) and the hyperparameters, and returns the updated
+parameter and a new state dict. Inputs are never modified.
+
+The arithmetic happens in the parameter's dtype. Scalars are rounded to that
+dtype where torch rounds them (hyperparameters passed to a tensor operation),
+and the per-step scalars (bias corrections, step sizes) are computed in
+double, as torch does, so a float32 run follows torch's float32 operation
+order and float64 is plain float64 maths.
+
+Examples
+--------
+>>> import numpy as np
+>>> from fastopt import reference
+>>> p, state = reference.adam(np.ones(2), np.full(2, 0.5), {}, 1, lr=0.1)
+>>> p
+array([0.9, 0.9])
+>>> sorted(state)
+['exp_avg', 'exp_avg_sq']
+"""
+import numpy as np
+
+__all__ = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "UPDATES", "ReferenceOptimizer"]
+
+
+def _scalar(x, like):
+    """x rounded to like's dtype (what torch does with a Python scalar operand)."""
+    return like.dtype.type(x)
+
+
+def _signed(grad, maximize):
+    return -grad if maximize else grad.copy()
+
+
+def _lerp(start, end, weight):
+    r"""torch.lerp: :math:`s + w (e - s)`, or :math:`e - (e - s)(1 - w)` when
+    :math:`|w| \ge 1/2` (the form torch switches to, exact at w = 1)."""
+    w = _scalar(weight, start)
+    if abs(w) < 0.5:
+        return start + w * (end - start)
+    return end - (end - start) * (_scalar(1, start) - w)
+
+
+def sgd(param, grad, state, step, *, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
+        nesterov=False, maximize=False):
+    r"""One SGD step.
+
+    .. math::
+        g &= \pm\nabla + \lambda\theta \\
+        b &= g \text{ at the first step, else } \mu b + (1 - \tau) g \\
+        g &= g + \mu b \text{ (Nesterov), else } b \\
+        \theta &= \theta - \gamma g
+    """
+    del step  # SGD keeps no step count: the momentum buffer's presence marks the first step
+    p = param
+    g = _signed(grad, maximize)
+    state = dict(state)
+    if weight_decay != 0:
+        g = g + _scalar(weight_decay, p) * p
+    if momentum != 0:
+        buf = state.get("momentum_buffer")
+        if buf is None:
+            buf = g.copy()
+        else:
+            buf = buf * _scalar(momentum, p) + _scalar(1 - dampening, p) * g
+        state["momentum_buffer"] = buf
+        g = g + _scalar(momentum, p) * buf if nesterov else buf
+    return p + _scalar(-lr, p) * g, state
+
+
+def adagrad(param, grad, state, step, *, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
+            initial_accumulator_value=0.0, eps=1e-10, maximize=False):
+    r"""One Adagrad step.
+
+    .. math::
+        g &= \pm\nabla + \lambda\theta, \qquad
+        \tilde\gamma = \gamma / (1 + (t - 1)\eta) \\
+        s &= s + g^2 \quad (s_0 = \text{initial\_accumulator\_value}) \\
+        \theta &= \theta - \tilde\gamma\, g / (\sqrt{s} + \epsilon)
+    """
+    p = param
+    g = _signed(grad, maximize)
+    total = state.get("sum")
+    if total is None:
+        total = np.full_like(p, initial_accumulator_value)
+    if weight_decay != 0:
+        g = g + _scalar(weight_decay, p) * p
+    clr = lr / (1 + (step - 1) * lr_decay)
+    total = total + g * g
+    std = np.sqrt(total) + _scalar(eps, p)
+    return p + (_scalar(-clr, p) * g) / std, {"sum": total}
+
+
+def rmsprop(param, grad, state, step, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
+            momentum=0.0, centered=False, maximize=False):
+    r"""One RMSprop step.
+
+    .. math::
+        g &= \pm\nabla + \lambda\theta \\
+        v &= \alpha v + (1 - \alpha) g^2 \\
+        \bar g &= \alpha \bar g + (1 - \alpha) g, \quad
+        d = \sqrt{v - \bar g^2} + \epsilon \text{ (centered), else } \sqrt{v} + \epsilon \\
+        b &= \mu b + g / d, \quad \theta = \theta - \gamma b \text{ (momentum > 0)},
+        \text{ else } \theta = \theta - \gamma g / d
+    """
+    del step  # RMSprop's update does not depend on the step number
+    p = param
+    g = _signed(grad, maximize)
+    zeros = np.zeros_like(p)
+    if weight_decay != 0:
+        g = g + _scalar(weight_decay, p) * p
+    square_avg = state.get("square_avg", zeros)
+    square_avg = square_avg * _scalar(alpha, p) + _scalar(1 - alpha, p) * g * g
+    new = {"square_avg": square_avg}
+    if centered:
+        grad_avg = _lerp(state.get("grad_avg", zeros), g, 1 - alpha)
+        new["grad_avg"] = grad_avg
+        avg = np.sqrt(square_avg + (_scalar(-1, p) * grad_avg) * grad_avg)
+    else:
+        avg = np.sqrt(square_avg)
+    avg = avg + _scalar(eps, p)
+    if momentum > 0:
+        buf = state.get("momentum_buffer", zeros) * _scalar(momentum, p) + g / avg
+        new["momentum_buffer"] = buf
+        return p + _scalar(-lr, p) * buf, new
+    return p + (_scalar(-lr, p) * g) / avg, new
+
+
+def adam(param, grad, state, step, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+         amsgrad=False, maximize=False, decoupled_weight_decay=False):
+    r"""One Adam (or AMSGrad, or with ``decoupled_weight_decay`` AdamW) step.
+
+    .. math::
+        g &= \pm\nabla + \lambda\theta \text{ (Adam)}, \quad
+        \theta = \theta (1 - \gamma\lambda) \text{ (AdamW)} \\
+        m &= \beta_1 m + (1 - \beta_1) g, \quad v = \beta_2 v + (1 - \beta_2) g^2 \\
+        \hat v &= \max(\hat v, v) \text{ (AMSGrad), else } v \\
+        \theta &= \theta - \frac{\gamma}{1 - \beta_1^t}
+        \frac{m}{\sqrt{\hat v} / \sqrt{1 - \beta_2^t} + \epsilon}
+    """
+    beta1, beta2 = betas
+    p = param
+    g = _signed(grad, maximize)
+    zeros = np.zeros_like(p)
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            p = p * _scalar(1 - lr * weight_decay, p)
+        else:
+            g = g + _scalar(weight_decay, p) * p
+    exp_avg = _lerp(state.get("exp_avg", zeros), g, 1 - beta1)
+    exp_avg_sq = state.get("exp_avg_sq", zeros) * _scalar(beta2, p) + _scalar(1 - beta2, p) * g * g
+    new = {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+    bias_correction1 = 1 - beta1**step
+    bias_correction2 = 1 - beta2**step
+    step_size = lr / bias_correction1
+    bias_correction2_sqrt = bias_correction2**0.5
+    v = exp_avg_sq
+    if amsgrad:
+        v = np.maximum(state.get("max_exp_avg_sq", zeros), exp_avg_sq)  # NaN propagates
+        new["max_exp_avg_sq"] = v
+    denom = np.sqrt(v) / _scalar(bias_correction2_sqrt, p) + _scalar(eps, p)
+    return p + (_scalar(-step_size, p) * exp_avg) / denom, new
+
+
+def adamw(param, grad, state, step, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+          amsgrad=False, maximize=False):
+    """One AdamW step: :func:`adam` with decoupled weight decay."""
+    return adam(param, grad, state, step, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True)
+
+
+#: The update function of each optimizer class, by class name.
+UPDATES = {"SGD": sgd, "Adagrad": adagrad, "RMSprop": rmsprop, "Adam": adam, "AdamW": adamw}
+
+
+class ReferenceOptimizer:
+    """A slow stateful optimizer over copies of the given arrays, stepping
+    with the functions above: the same parameter groups, defaults, per-
+    parameter step counts and None-skips as :class:`fastopt.Optimizer`.
+
+    ``params`` is a list of arrays or a list of group dicts; ``defaults``
+    the class's hyperparameters (those a group does not set). The current
+    parameters are in ``params`` and their state in ``state`` (by index).
+    """
+
+    def __init__(self, name, params, defaults):
+        self.update = UPDATES[name]
+        groups = list(params)
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        self.hyper, self.params, self.state, self.steps = [], [], [], []
+        for group in groups:
+            hyper = {**defaults, **{k: v for k, v in group.items() if k != "params"}}
+            for p in group["params"]:
+                self.hyper.append(hyper)
+                self.params.append(np.array(p, copy=True))
+                self.state.append({})
+                self.steps.append(0)
+
+    def step(self, grads):
+        for i, grad in enumerate(grads):
+            if grad is None:
+                continue
+            self.steps[i] += 1
+            self.params[i], self.state[i] = self.update(
+                self.params[i], np.asarray(grad), self.state[i], self.steps[i], **self.hyper[i])

@@ -1,0 +1,223 @@
+"""Shared fixtures and the table of optimizers that drives the generic tests."""
+import itertools
+import zlib
+
+import numpy as np
+import pytest
+
+import fastopt
+from fastopt import _core
+
+
+def _cases(**choices):
+    """Every combination of the given option values, as dicts."""
+    keys = list(choices)
+    return [dict(zip(keys, values)) for values in itertools.product(*choices.values())]
+
+
+class Opt:
+    """One optimizer class: its name in fastopt and torch, its state buffer
+    names, the option dicts the generic tests run (together they set every
+    option to a non-default value, alone and combined) and every valid
+    combination of option values (for the kernel tests)."""
+
+    def __init__(self, name, options, combos):
+        self.name = name
+        self.cls = getattr(fastopt, name)
+        self.options = options
+        self.combos = [c for c in combos if self.valid(c)]
+
+    def valid(self, options):
+        if self.name == "SGD" and options.get("nesterov"):
+            return options.get("momentum", 0) > 0 and options.get("dampening", 0) == 0
+        return True
+
+    def __repr__(self):
+        return self.name
+
+
+OPTIMIZERS = [
+    Opt("SGD", [
+        {"lr": 0.05},
+        {"lr": 0.05, "momentum": 0.9},
+        {"lr": 0.05, "momentum": 0.9, "dampening": 0.3},
+        {"lr": 0.05, "momentum": 0.9, "nesterov": True},
+        {"lr": 0.05, "weight_decay": 0.1},
+        {"lr": 0.05, "maximize": True},
+        {"lr": 0.02, "momentum": 0.5, "dampening": 0.1, "weight_decay": 0.2, "maximize": True},
+        {"lr": 0.02, "momentum": 0.9, "nesterov": True, "weight_decay": 0.05, "maximize": True},
+    ], _cases(lr=[0.05], momentum=[0, 0.9], dampening=[0, 0.3], weight_decay=[0, 0.1],
+              nesterov=[False, True], maximize=[False, True])),
+    Opt("Adagrad", [
+        {"lr": 0.05},
+        {"lr": 0.05, "lr_decay": 0.01},
+        {"lr": 0.05, "weight_decay": 0.1},
+        {"lr": 0.05, "initial_accumulator_value": 0.5},
+        {"lr": 0.05, "eps": 1e-3},
+        {"lr": 0.05, "maximize": True},
+        {"lr": 0.05, "lr_decay": 0.05, "weight_decay": 0.1, "initial_accumulator_value": 0.1,
+         "eps": 1e-6, "maximize": True},
+    ], _cases(lr=[0.05], lr_decay=[0, 0.01], weight_decay=[0, 0.1], eps=[1e-10, 1e-3],
+              maximize=[False, True])),
+    Opt("RMSprop", [
+        {"lr": 0.01},
+        {"lr": 0.01, "alpha": 0.9},
+        {"lr": 0.01, "eps": 1e-3},
+        {"lr": 0.01, "weight_decay": 0.1},
+        {"lr": 0.01, "momentum": 0.9},
+        {"lr": 0.01, "centered": True},
+        {"lr": 0.01, "centered": True, "alpha": 0.3},  # lerp weight >= 0.5
+        {"lr": 0.01, "maximize": True},
+        {"lr": 0.005, "alpha": 0.95, "momentum": 0.5, "centered": True, "weight_decay": 0.05,
+         "maximize": True},
+    ], _cases(lr=[0.01], alpha=[0.99, 0.3], weight_decay=[0, 0.1], momentum=[0, 0.9],
+              centered=[False, True], maximize=[False, True])),
+    Opt("Adam", [
+        {"lr": 0.01},
+        {"lr": 0.01, "betas": (0.8, 0.99)},
+        {"lr": 0.01, "betas": (0.3, 0.9)},  # lerp weight >= 0.5
+        {"lr": 0.01, "betas": (0.0, 0.0)},
+        {"lr": 0.01, "eps": 1e-3},
+        {"lr": 0.01, "weight_decay": 0.1},
+        {"lr": 0.01, "amsgrad": True},
+        {"lr": 0.01, "maximize": True},
+        {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True},
+        {"lr": 0.01, "betas": (0.5, 0.95), "weight_decay": 0.05, "amsgrad": True, "maximize": True},
+    ], _cases(lr=[0.01], betas=[(0.9, 0.999), (0.3, 0.9)], weight_decay=[0, 0.1],
+              amsgrad=[False, True], maximize=[False, True], decoupled_weight_decay=[False, True])),
+    Opt("AdamW", [
+        {"lr": 0.01},
+        {"lr": 0.01, "weight_decay": 0},
+        {"lr": 0.01, "weight_decay": 0.2},
+        {"lr": 0.01, "betas": (0.3, 0.9)},
+        {"lr": 0.01, "eps": 1e-3},
+        {"lr": 0.01, "amsgrad": True},
+        {"lr": 0.01, "maximize": True},
+        {"lr": 0.01, "betas": (0.7, 0.99), "weight_decay": 0.1, "amsgrad": True, "maximize": True},
+    ], _cases(lr=[0.01], betas=[(0.9, 0.999), (0.3, 0.9)], weight_decay=[0, 0.1],
+              amsgrad=[False, True], maximize=[False, True])),
+]
+BY_NAME = {o.name: o for o in OPTIMIZERS}
+
+# (optimizer, options) pairs: every option dict of every optimizer.
+OPTION_CASES = [pytest.param(o, opts, id=f"{o.name}-{i}")
+                for o in OPTIMIZERS for i, opts in enumerate(o.options)]
+
+SIZES = (1, 7, 63, 1000)
+BIG = 1000003
+
+
+@pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])
+def dtype(request):
+    return np.dtype(request.param)
+
+
+@pytest.fixture(params=[n for n in _core.isa_names() if n != "scalar"])
+def isa(request):
+    """Each SIMD path this CPU runs besides ``scalar`` (which the others must equal)."""
+    return request.param
+
+
+@pytest.fixture
+def rng(request):
+    # Seeded from the test's id: each test sees its own numbers, the same in every run.
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+def tolerances(dtype):
+    """API.md's "Numbers": (rtol, atol) for values of magnitude up to ``scale``."""
+    return (1e-10, 1e-12) if np.dtype(dtype) == np.float64 else (1e-5, 1e-6)
+
+
+def assert_close(actual, expected, dtype, what=""):
+    rtol, atol = tolerances(dtype)
+    expected = np.asarray(expected)
+    scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
+    if np.dtype(dtype) == np.float32:
+        atol *= scale
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
+
+
+def assert_bitwise(actual, expected, what=""):
+    a, e = np.asarray(actual), np.asarray(expected)
+    assert a.dtype == e.dtype and a.shape == e.shape, what
+    bits = np.dtype(f"u{a.dtype.itemsize}")
+    same = a.view(bits) == e.view(bits)
+    if not same.all():
+        k = int(np.argmin(same.ravel()))
+        raise AssertionError(f"{what}: {int((~same).sum())} of {a.size} elements differ, first at "
+                             f"{k}: {a.ravel()[k]!r} != {e.ravel()[k]!r}")
+
+
+def make_params(rng, sizes, dtype, scale=1.0):
+    return [(rng.standard_normal(n) * scale).astype(dtype) for n in sizes]
+
+
+def make_grads(rng, params):
+    return [rng.standard_normal(p.shape).astype(p.dtype) for p in params]
+
+
+def grouped(params, options, n_groups=3):
+    """params dealt round-robin into param-group dicts; groups after the
+    first change lr (and weight_decay where the optimizer has it) and leave
+    the rest to the constructor's values."""
+    groups = [{"params": params[g::n_groups]} for g in range(min(n_groups, len(params)))]
+    for g, group in enumerate(groups[1:], 1):
+        group["lr"] = options["lr"] * (1 + 0.5 * g)
+    return groups
+
+
+def group_order(params, n_groups=3):
+    """The order in which ``grouped`` lays the parameters out (group order)."""
+    return [p for g in range(n_groups) for p in params[g::n_groups]]
+
+
+def snapshot(opt):
+    """Deep copy of everything an optimizer may change."""
+    return {
+        "params": [p.copy() for p in opt._params],
+        "state_dict": opt.state_dict(),
+        "steps": opt._engine.steps.copy(),
+        "started": opt._engine.started.copy(),
+        "groups": [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups],
+    }
+
+
+def assert_unchanged(opt, snap):
+    """opt holds exactly what ``snapshot`` recorded (bitwise)."""
+    for i, (p, q) in enumerate(zip(opt._params, snap["params"])):
+        assert_bitwise(p, q, f"parameter {i}")
+    np.testing.assert_array_equal(opt._engine.steps, snap["steps"])
+    np.testing.assert_array_equal(opt._engine.started, snap["started"])
+    assert_state_dicts_equal(opt.state_dict(), snap["state_dict"])
+
+
+def assert_state_dicts_equal(a, b):
+    assert sorted(a["state"]) == sorted(b["state"])
+    for i in a["state"]:
+        assert sorted(a["state"][i]) == sorted(b["state"][i]), i
+        for key, value in a["state"][i].items():
+            if isinstance(value, np.ndarray):
+                assert_bitwise(value, b["state"][i][key], f"state {i} {key}")
+            else:
+                assert value == b["state"][i][key], (i, key)
+    assert len(a["param_groups"]) == len(b["param_groups"])
+    for ga, gb in zip(a["param_groups"], b["param_groups"]):
+        assert ga == gb
+
+
+def functional_step(name, param, grad, state, step, options, isa=None):
+    """One step of ``fastopt.functional`` for the class ``name``, with the
+    state buffers taken from the dict ``state`` by torch's names."""
+    from fastopt import functional as F
+    fn = {"SGD": F.sgd_, "Adagrad": F.adagrad_, "RMSprop": F.rmsprop_, "Adam": F.adam_,
+          "AdamW": F.adamw_}[name]
+    algo = BY_NAME[name].cls._algo
+    buffers = [state.get(n) for n in _core.STATE_NAMES[algo]]
+    fn(param, grad, *buffers, step=step, isa=isa, **options)
+
+
+def new_state(name, param, fill=0.0):
+    """Buffers for every state slot of class ``name`` (all of them, used or not)."""
+    algo = BY_NAME[name].cls._algo
+    return {n: np.full_like(param, fill) for n in _core.STATE_NAMES[algo]}

@@ -1,0 +1,69 @@
+"""fastopt.functional gives exactly the classes' numbers."""
+import numpy as np
+import pytest
+
+import fastopt
+from conftest import OPTION_CASES, assert_bitwise, functional_step, new_state
+from fastopt import functional as F
+
+
+@pytest.mark.parametrize("opt, options", OPTION_CASES)
+def test_functional_equals_class(opt, options, dtype, rng):
+    sizes = (1, 7, 63, 1000)
+    start = [rng.standard_normal(n).astype(dtype) for n in sizes]
+    cls_params = [p.copy() for p in start]
+    fast = opt.cls(cls_params, **options)
+    fn_options = {k: v for k, v in options.items() if k != "initial_accumulator_value"}
+    fn_params = [p.copy() for p in start]
+    states = [new_state(opt.name, p, options.get("initial_accumulator_value", 0.0)) for p in fn_params]
+    for t in range(1, 21):
+        grads = [rng.standard_normal(n).astype(dtype) for n in sizes]
+        copies = [g.copy() for g in grads]
+        fast.step(grads)
+        for p, g, s in zip(fn_params, grads, states):
+            assert functional_step(opt.name, p, g, s, t, fn_options) is None
+        for g, c in zip(grads, copies):
+            assert_bitwise(g, c, "gradient")
+    for i, (a, b) in enumerate(zip(cls_params, fn_params)):
+        assert_bitwise(b, a, f"parameter {i}")
+        for name, value in fast.state.get(i, {}).items():
+            if name != "step":
+                assert_bitwise(states[i][name], value, f"parameter {i} {name}")
+
+
+def test_functional_step_number_matters(rng):
+    """``step`` is the number of this update: Adam's bias correction and
+    SGD's first momentum step follow it."""
+    p, g = rng.standard_normal(5), rng.standard_normal(5)
+    a, b = p.copy(), p.copy()
+    F.adam_(a, g, np.zeros(5), np.zeros(5), step=1, lr=0.1)
+    F.adam_(b, g, np.zeros(5), np.zeros(5), step=2, lr=0.1)
+    assert not np.array_equal(a, b)
+    # SGD step 1: the buffer becomes the gradient; later steps blend it in.
+    buf = np.full(5, 7.0)
+    F.sgd_(p.copy(), g, buf, step=1, lr=0.1, momentum=0.9, dampening=0.5)
+    assert_bitwise(buf, g)
+    buf2 = np.full(5, 7.0)
+    F.sgd_(p.copy(), g, buf2, step=2, lr=0.1, momentum=0.9, dampening=0.5)
+    np.testing.assert_allclose(buf2, 0.9 * 7.0 + 0.5 * g)
+
+
+def test_functional_docstring_example():
+    p, g = np.ones(4), np.full(4, 0.5)
+    m, v = np.zeros(4), np.zeros(4)
+    F.adam_(p, g, m, v, step=1, lr=0.1)
+    np.testing.assert_allclose(p, 0.9)
+
+
+@pytest.mark.parametrize("fn, buffers", [
+    (F.sgd_, 1), (F.adagrad_, 1), (F.rmsprop_, 3), (F.adam_, 3), (F.adamw_, 3)])
+def test_functional_accepts_unused_buffers_and_float32(fn, buffers, rng):
+    p = rng.standard_normal(9).astype(np.float32)
+    bufs = [np.zeros(9, np.float32) for _ in range(buffers)]
+    fn(p, np.ones(9, np.float32), *bufs, step=1)
+    assert p.dtype == np.float32 and np.isfinite(p).all()
+
+
+def test_functional_all_exported():
+    assert sorted(F.__all__) == sorted(["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_"])
+    assert fastopt.functional is F

@@ -1,0 +1,281 @@
+"""``python -m fastopt bench``: how fast is one optimizer step on this machine?
+
+A quick benchmark for your own machine (the repository's ``benchmarks/``
+directory has the full suite). For each problem shape it times one Adam
+step (float32, by default) of:
+
+- ``fastopt``: ``fastopt.Adam`` on NumPy arrays;
+- ``numpy``: Adam written in NumPy with in-place ufuncs and preallocated
+  temporaries (about the best plain NumPy does);
+- when torch is installed, ``torch.optim.Adam`` on the CPU with
+  ``foreach=False`` (torch's default single-tensor loop), ``foreach=True``
+  and ``fused=True``, and ``fastopt.torch.Adam`` on the same tensors.
+
+Shapes: one tensor of 10^6 elements, one of 10^7, and 1,000 tensors of 10
+elements (where per-call overhead, Python included, is what is measured).
+The implementations take turns, one step each per round, for ``--budget``
+seconds per implementation (at least three rounds), after a warm-up step,
+and each figure is the best of its steps, so that load from elsewhere on the
+machine does not favour one of them; GB/s counts the bytes an Adam step
+must move (param, grad, exp_avg, exp_avg_sq read; three of them written:
+7 x 4 bytes per float32 element). The run prints a table and, with
+``--png``, draws it (needs matplotlib).
+"""
+import argparse
+import gc
+import platform
+import time
+
+import numpy as np
+
+from . import _core, get_num_threads, set_num_threads
+from .optim import Adam
+
+__all__ = ["SHAPES", "NumpyAdam", "contenders", "measure", "run", "main"]
+
+# name: list of tensor sizes
+SHAPES = {
+    "1 x 1e6": [10**6],
+    "1 x 1e7": [10**7],
+    "1000 x 10": [10] * 1000,
+}
+HYPER = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+BYTES_PER_ELEMENT = 7  # times the itemsize: 4 buffers read, 3 written
+
+
+class NumpyAdam:
+    """Adam over a list of arrays in NumPy: in place, no allocations per step."""
+
+    def __init__(self, params, lr, betas, eps, weight_decay):
+        self.params, self.lr, (self.b1, self.b2), self.eps = params, lr, betas, eps
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+        self.tmp = [np.empty_like(p) for p in params]
+        self.t = 0
+
+    def step(self, grads):
+        self.t += 1
+        c1, c2 = 1 - self.b1 ** self.t, 1 - self.b2 ** self.t
+        step_size, root_c2 = self.lr / c1, np.sqrt(c2)
+        for p, g, m, v, d in zip(self.params, grads, self.m, self.v, self.tmp):
+            m *= self.b1
+            np.multiply(g, 1 - self.b1, out=d)
+            m += d
+            np.multiply(g, g, out=d)
+            v *= self.b2
+            d *= 1 - self.b2
+            v += d
+            np.sqrt(v, out=d)
+            d /= root_c2
+            d += self.eps
+            np.divide(m, d, out=d)
+            d *= step_size
+            p -= d
+
+
+def contenders(with_torch=True):
+    """Name -> factory(sizes, dtype) returning a zero-argument step function."""
+
+    def arrays(sizes, dtype, seed):
+        rng = np.random.default_rng(seed)
+        return [rng.standard_normal(n).astype(dtype) for n in sizes]
+
+    def fastopt_adam(sizes, dtype):
+        params, grads = arrays(sizes, dtype, 0), arrays(sizes, dtype, 1)
+        opt = Adam(params, **HYPER)
+        return lambda: opt.step(grads)
+
+    def numpy_adam(sizes, dtype):
+        params, grads = arrays(sizes, dtype, 0), arrays(sizes, dtype, 1)
+        opt = NumpyAdam(params, **HYPER)
+        return lambda: opt.step(grads)
+
+    out = {"fastopt": fastopt_adam, "numpy": numpy_adam}
+    if not with_torch:
+        return out
+    try:
+        import torch
+    except ImportError:
+        return out
+
+    def torch_adam(make_opt):
+        def factory(sizes, dtype):
+            tdtype = getattr(torch, np.dtype(dtype).name)
+            params = [torch.nn.Parameter(torch.from_numpy(a)) for a in arrays(sizes, dtype, 0)]
+            for p, g in zip(params, arrays(sizes, dtype, 1)):
+                p.grad = torch.from_numpy(g).to(tdtype)
+            opt = make_opt(params)
+            return opt.step
+        return factory
+
+    def fastopt_torch(params):
+        from .torch import Adam as FastoptTorchAdam
+
+        return FastoptTorchAdam(params, **HYPER)
+
+    out["torch (loop)"] = torch_adam(lambda ps: torch.optim.Adam(ps, foreach=False, **HYPER))
+    out["torch (foreach)"] = torch_adam(lambda ps: torch.optim.Adam(ps, foreach=True, **HYPER))
+    out["torch (fused)"] = torch_adam(lambda ps: torch.optim.Adam(ps, fused=True, **HYPER))
+    out["fastopt.torch"] = torch_adam(fastopt_torch)
+    return out
+
+
+def measure(steps, budget=0.5, min_reps=3):
+    """Best wall-clock seconds of one call of each function in `steps` (a dict).
+
+    The functions take turns, one call each per round, until `budget`
+    seconds have passed (and at least `min_reps` rounds), so a burst of load
+    from elsewhere on the machine hits all of them alike; each gets one
+    warm-up call first (first touch of state buffers, thread start).
+    """
+    for step in steps.values():
+        step()
+    best = {name: float("inf") for name in steps}
+    rounds, deadline = 0, time.perf_counter() + budget
+    gc.disable()
+    try:
+        while rounds < min_reps or (time.perf_counter() < deadline and rounds < 1000):
+            for name, step in steps.items():
+                t = time.perf_counter()
+                step()
+                best[name] = min(best[name], time.perf_counter() - t)
+            rounds += 1
+    finally:
+        gc.enable()
+    return best
+
+
+def run(shapes=None, names=None, dtype="float32", budget=0.5, threads=None, png=None,
+        progress=True, out=print):
+    """Time every contender on every shape; print a table; return the rows."""
+    import fastopt
+
+    if threads is not None:
+        set_num_threads(threads)
+        try:
+            import torch
+            torch.set_num_threads(threads)
+        except ImportError:
+            pass
+    shapes = list(SHAPES) if shapes is None else list(shapes)
+    available = contenders()
+    names = list(available) if names is None else [n for n in names if n in available]
+    dtype = np.dtype(dtype)
+    out(f"fastopt {fastopt.__version__} bench: Adam step, {dtype.name}, {get_num_threads()} "
+        f"threads, SIMD path {_core.active_isa()}, {platform.machine()} "
+        f"({platform.processor() or platform.system()})")
+    bar = None
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=len(shapes), unit="shape", dynamic_ncols=True)
+        except ImportError:
+            pass  # the table is the result; the bar is a nicety
+    rows = []
+    try:
+        for shape in shapes:
+            if bar is not None:
+                bar.set_description(shape, refresh=False)
+            sizes = SHAPES[shape]
+            steps = {name: available[name](sizes, dtype) for name in names}
+            best = measure(steps, budget * len(steps))
+            del steps
+            elements = sum(sizes)
+            for name in names:
+                seconds = best[name]
+                rows.append(dict(shape=shape, name=name, ms=1e3 * seconds,
+                                 ns_per_element=1e9 * seconds / elements,
+                                 gbs=BYTES_PER_ELEMENT * dtype.itemsize * elements / seconds / 1e9))
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    out(table(rows))
+    if png:
+        plot(rows, png)
+        out(f"wrote {png}")
+    return rows
+
+
+def table(rows):
+    """Rows as an aligned text table, with each shape's speed relative to numpy."""
+    base = {r["shape"]: r["ms"] for r in rows if r["name"] == "numpy"}
+    head = ("shape", "implementation", "ms/step", "ns/element", "GB/s", "vs numpy")
+    lines = [head]
+    for r in rows:
+        speedup = f"{base[r['shape']] / r['ms']:.1f}x" if r["shape"] in base else "-"
+        lines.append((r["shape"], r["name"], f"{r['ms']:.3f}", f"{r['ns_per_element']:.3f}",
+                      f"{r['gbs']:.1f}", speedup))
+    widths = [max(len(line[k]) for line in lines) for k in range(len(head))]
+    text = ["  ".join(c.ljust(w) if k < 2 else c.rjust(w) for k, (c, w) in enumerate(zip(line, widths)))
+            for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(text)
+
+
+def plot(rows, path):
+    """A bar chart of ms/step per shape and implementation (log scale)."""
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise ImportError('--png draws with matplotlib: pip install "fastopt[demo]"') from e
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    shapes = list(dict.fromkeys(r["shape"] for r in rows))
+    names = list(dict.fromkeys(r["name"] for r in rows))
+    fig, axes = plt.subplots(1, len(shapes), figsize=(4.5 * len(shapes), 4), squeeze=False)
+    for ax, shape in zip(axes[0], shapes):
+        got = {r["name"]: r["ms"] for r in rows if r["shape"] == shape}
+        ys = [got.get(n, np.nan) for n in names]
+        low = np.nanmin(ys) / 4  # bars start here on the log axis, not at 0
+        ax.barh(range(len(names)), [y - low for y in ys], left=low,
+                color=[f"C{k}" for k in range(len(names))])
+        for k, y in enumerate(ys):
+            if np.isfinite(y):
+                ax.text(y * 1.05, k, f"{y:.3g} ms", va="center", fontsize="small")
+        ax.set_yticks(range(len(names)), names)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlim(low, np.nanmax(ys) * 4)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set(title=f"Adam step, {shape}", xlabel="ms per step (log, lower is better)")
+        ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m fastopt bench",
+                                 description=__doc__.split("\n\n")[0])
+    ap.add_argument("--shapes", default=",".join(SHAPES),
+                    help="comma-separated, from: " + ", ".join(SHAPES))
+    ap.add_argument("--only", default="", help="comma-separated implementations (default: all "
+                    "available: " + ", ".join(contenders(with_torch=False)) + ", and torch's)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--budget", type=float, default=0.5,
+                    help="seconds per implementation and shape")
+    ap.add_argument("--threads", type=int, default=None, help="threads for fastopt and torch")
+    ap.add_argument("--png", default=None, help="also draw the table to this PNG file")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
+    for s in shapes:
+        if s not in SHAPES:
+            ap.error(f"unknown shape {s!r}; choose from {', '.join(SHAPES)}")
+    names = None
+    if args.only:
+        names = [n.strip() for n in args.only.split(",") if n.strip()]
+        known = contenders()
+        for n in names:
+            if n not in known:
+                ap.error(f"unknown or unavailable implementation {n!r}; available: "
+                         f"{', '.join(known)}")
+    if args.budget <= 0:
+        ap.error("--budget must be positive")
+    run(shapes=shapes, names=names, dtype=args.dtype, budget=args.budget, threads=args.threads,
+        png=args.png, progress=not args.no_progress)
+    return 0

@@ -11,36 +11,16 @@ Environment variables read at import:
 __version__ = "0.1.0"
 
 import os as _os
-import sys as _sys
-
-
-def _installed_copy():
-    """Directory of another fastopt on sys.path whose C extension is built, or None."""
-    here = _os.path.dirname(_os.path.abspath(__file__))
-    for entry in _sys.path:
-        candidate = _os.path.join(_os.path.abspath(entry or "."), "fastopt")
-        if candidate != here and _os.path.isdir(candidate) and any(
-                name.startswith("_core.") and name.endswith((".so", ".pyd"))
-                for name in _os.listdir(candidate)):
-            return candidate
-    return None
-
 
 try:
     from . import _core
-except ImportError:
-    # A source checkout without the built extension shadows the installed
-    # package when Python starts in the checkout (`python -m fastopt demo` or
-    # `python -m pytest` at the repository root after `pip install .`): take
-    # the modules from the installed copy instead.
-    _dir = _installed_copy()
-    if _dir is None:
-        raise ImportError(
-            f"fastopt's C extension is not built in {_os.path.dirname(__file__)} and no "
-            "installed fastopt was found: install it (pip install .) or build it in place "
-            "(python setup.py build_ext --inplace)") from None
-    __path__[:] = [_dir]
-    from . import _core
+except ImportError as _e:
+    # Typically Python started in a source checkout that was installed with
+    # `pip install .` (not -e): the checkout's fastopt/ has no compiled core.
+    raise ImportError(
+        f"fastopt's C extension is not built in {_os.path.dirname(__file__)}: build it in place "
+        "(pip install -e . or python setup.py build_ext --inplace), or run Python outside "
+        "the source tree") from _e
 
 if _os.environ.get("FASTOPT_SIMD"):
     _core.select_isa(_os.environ["FASTOPT_SIMD"])

@@ -42,7 +42,13 @@ def test_version_matches_metadata():
     # pyproject.toml reads the version from fastopt.__version__, so the
     # installed distribution's metadata must carry the same string.
     assert re.fullmatch(r"\d+\.\d+\.\d+((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?", fastopt.__version__)
-    assert importlib.metadata.version("fastopt") == fastopt.__version__
+    try:
+        installed = importlib.metadata.version("fastopt")
+    except importlib.metadata.PackageNotFoundError:
+        if os.environ.get("FASTOPT_EXPECT_INSTALLED") == "1":
+            raise
+        pytest.skip("fastopt is built in place, not installed: no metadata to compare")
+    assert installed == fastopt.__version__
 
 
 @pytest.mark.skipif(os.environ.get("FASTOPT_EXPECT_INSTALLED") != "1",

@@ -432,6 +432,8 @@ def test_plot_example(tmp_path, monkeypatch):
     import pathlib
 
     path = pathlib.Path(__file__).parents[1] / "examples" / "plot_schedules.py"
+    if not path.exists():
+        pytest.skip("needs a source tree (examples/)")
     spec = importlib.util.spec_from_file_location("plot_schedules", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -114,6 +114,13 @@ enum {
 };
 #define FO_NUM_MODES 16
 
+/* Bandwidth probes: STREAM-style copy and triad, and the in-place
+ * read-modify-write an optimizer does. */
+enum { FO_PROBE_COPY = 0,   /* a = b           */
+       FO_PROBE_TRIAD = 1,  /* a = b + s * c   */
+       FO_PROBE_RMW = 2 };  /* a = a + s * b   */
+#define FO_NUM_PROBES 3
+
 /* Kernels of one ISA. */
 typedef struct fo_table {
     fo_isa isa;
@@ -125,6 +132,9 @@ typedef struct fo_table {
     fo_kernel grad_sumpow[2];                        /* acc += sum |grad|^p, p = scalars->power */
     fo_kernel grad_scale[2];                         /* param *= scalars->scale (the item's
                                                         param is the gradient to scale) */
+    /* Memory-bandwidth probes over float32 (benchmarks): a = param, b = grad,
+     * c = state[0], s = scalars->scale. */
+    fo_kernel probe[FO_NUM_PROBES];
 } fo_table;
 
 /* ---- dispatch (fo_dispatch.c) ---- */

@@ -10,6 +10,7 @@
 #pragma GCC target("avx2")
 #endif
 #define FO_LOOP
+#define FO_VEC_AVX2 1 /* explicit SIMD loops (fo_vec.h) */
 #define FO_ISA FO_ISA_AVX2
 #define FO_TABLE_NAME fo_table_avx2
 #include "fo_kernels.inc"

@@ -8,6 +8,7 @@
 #pragma GCC target("avx512f")
 #endif
 #define FO_LOOP
+#define FO_VEC_AVX512 1 /* explicit SIMD loops (fo_vec.h) */
 #define FO_ISA FO_ISA_AVX512
 #define FO_TABLE_NAME fo_table_avx512
 #include "fo_kernels.inc"

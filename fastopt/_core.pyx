@@ -255,10 +255,13 @@ cdef class Engine:
         self.index_written()
 
     cdef point_state(self, Py_ssize_t i, tuple bufs):
-        cdef int k
+        cdef Py_ssize_t k
         self.states[i] = bufs
-        for k in range(3):
-            self.items[i].state[k] = NULL if bufs[k] is None else cnp.PyArray_DATA(<cnp.ndarray>bufs[k])
+        for k in range(3):  # a shorter tuple leaves the last slots empty
+            if k >= len(bufs) or bufs[k] is None:
+                self.items[i].state[k] = NULL
+            else:
+                self.items[i].state[k] = cnp.PyArray_DATA(<cnp.ndarray>bufs[k])
 
     cdef index_written(self):
         """Sort the memory of all params and state buffers; reject overlaps."""

@@ -11,6 +11,13 @@
  * works too: a worker that the OS has descheduled simply takes no piece, so
  * the job never waits on it. One job uses the pool at a time; a second caller
  * (another Python thread) runs its job on its own thread instead of waiting.
+ *
+ * When the caller runs out of pieces while a worker still finishes its last
+ * one, it spins for at most FO_SPIN_NS before it sleeps: a running worker is
+ * done within one piece (tens of microseconds), while a caller that sleeps
+ * gives up its core and, on a busy machine, may wait a whole scheduler time
+ * slice (milliseconds) to get one back. A worker that was descheduled
+ * mid-piece is not worth spinning for, hence the bound.
  */
 #if defined(__linux__)
 #define _GNU_SOURCE 1 /* sched_getaffinity */
@@ -24,6 +31,8 @@
 /* Below this many pieces waking a worker costs more than it saves. */
 #define FO_MIN_PARALLEL_PIECES 4
 #define FO_MAX_THREADS 1024
+/* How long the caller spins for the last worker before sleeping. */
+#define FO_SPIN_NS 100000
 
 #if defined(_WIN32)
 #include <windows.h>
@@ -39,6 +48,16 @@ typedef HANDLE fo_thread;
 #define fo_cond_broadcast(c) WakeAllConditionVariable(c)
 #define fo_cond_signal(c) WakeConditionVariable(c)
 #define FO_FETCH_ADD(p, v) ((size_t)InterlockedExchangeAdd64((volatile LONG64 *)(p), (LONG64)(v)))
+#define FO_ACTIVE_DEC(p) InterlockedDecrement((volatile LONG *)(p))
+#define FO_ACTIVE_LOAD(p) InterlockedCompareExchange((volatile LONG *)(p), 0, 0)
+#define FO_PAUSE() YieldProcessor()
+static long long fo_now_ns(void)
+{
+    LARGE_INTEGER t, f;
+    QueryPerformanceCounter(&t);
+    QueryPerformanceFrequency(&f);
+    return (long long)((double)t.QuadPart * 1e9 / (double)f.QuadPart);
+}
 #define FO_MUTEX_INITIALIZER SRWLOCK_INIT
 #define FO_COND_INITIALIZER CONDITION_VARIABLE_INIT
 static DWORD WINAPI fo_worker_main(LPVOID arg);
@@ -70,6 +89,22 @@ typedef pthread_t fo_thread;
 #define fo_cond_broadcast(c) pthread_cond_broadcast(c)
 #define fo_cond_signal(c) pthread_cond_signal(c)
 #define FO_FETCH_ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+#define FO_ACTIVE_DEC(p) __atomic_sub_fetch((p), 1, __ATOMIC_RELEASE)
+#define FO_ACTIVE_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#if defined(__x86_64__) || defined(__i386__)
+#define FO_PAUSE() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define FO_PAUSE() __asm__ __volatile__("yield")
+#else
+#define FO_PAUSE() ((void)0)
+#endif
+#include <time.h>
+static long long fo_now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
 #define FO_MUTEX_INITIALIZER PTHREAD_MUTEX_INITIALIZER
 #define FO_COND_INITIALIZER PTHREAD_COND_INITIALIZER
 static void *fo_worker_main(void *arg);
@@ -86,7 +121,11 @@ typedef struct fo_job {
     size_t pieces;
     size_t total;          /* bytes in the job's byte space */
     double *partials;
-    size_t next;           /* next piece to take (atomic) */
+    /* next piece to take (atomic), on a cache line of its own so that taking
+     * a piece does not evict the fields above from the other threads' caches */
+    char pad0[FO_ALIGN_BYTES];
+    size_t next;
+    char pad1[FO_ALIGN_BYTES];
 } fo_job;
 
 static struct {
@@ -98,7 +137,7 @@ static struct {
     int stop;
     unsigned long generation;
     int open;              /* the current job still admits workers */
-    int active;            /* workers inside the current job */
+    int active;            /* workers inside the current job (atomic decrement) */
     fo_job *job;
     fo_thread threads[FO_MAX_THREADS];
 } fo_pool = { FO_MUTEX_INITIALIZER, FO_COND_INITIALIZER, FO_COND_INITIALIZER, FO_MUTEX_INITIALIZER, 0, 0, 0, 0, 0, 0, NULL, {0} };
@@ -174,7 +213,7 @@ static void *fo_worker_main(void *arg)
         fo_mutex_unlock(&fo_pool.lock);
         fo_work(job);
         fo_mutex_lock(&fo_pool.lock);
-        if (--fo_pool.active == 0) fo_cond_signal(&fo_pool.done);
+        if (FO_ACTIVE_DEC(&fo_pool.active) == 0) fo_cond_signal(&fo_pool.done);
     }
     fo_mutex_unlock(&fo_pool.lock);
     return 0;
@@ -242,7 +281,13 @@ static void fo_start_workers(void)
 
 void fo_run(const fo_item *items, size_t count, size_t pieces, double *partials)
 {
-    fo_job job = { items, count, pieces, fo_job_total(items, count), partials, 0 };
+    fo_job job;
+    memset(&job, 0, sizeof job);
+    job.items = items;
+    job.count = count;
+    job.pieces = pieces;
+    job.total = fo_job_total(items, count);
+    job.partials = partials;
     if (partials) memset(partials, 0, pieces * sizeof *partials);
     if (pieces < FO_MIN_PARALLEL_PIECES || fo_get_num_threads() == 1 ||
         fo_mutex_trylock(&fo_pool.run_lock) != 0) {
@@ -261,7 +306,17 @@ void fo_run(const fo_item *items, size_t count, size_t pieces, double *partials)
     fo_work(&job);
     if (fo_pool.nworkers > 0) {
         fo_mutex_lock(&fo_pool.lock);
-        fo_pool.open = 0;
+        fo_pool.open = 0;  /* no worker enters from now on */
+        int busy = fo_pool.active > 0;
+        fo_mutex_unlock(&fo_pool.lock);
+        if (busy) {
+            long long deadline = fo_now_ns() + FO_SPIN_NS;
+            for (unsigned k = 1; FO_ACTIVE_LOAD(&fo_pool.active) > 0; k++) {
+                FO_PAUSE();
+                if (k % 64 == 0 && fo_now_ns() > deadline) break;
+            }
+        }
+        fo_mutex_lock(&fo_pool.lock);
         while (fo_pool.active > 0) fo_cond_wait(&fo_pool.done, &fo_pool.lock);
         fo_pool.job = NULL;
         fo_mutex_unlock(&fo_pool.lock);

@@ -353,7 +353,7 @@ cdef class Engine:
                         keep = []
                     keep.append(g)
             lo = <uintptr_t>cnp.PyArray_DATA(g)
-            hi = lo + <uintptr_t>cnp.PyArray_NBYTES(g)
+            hi = lo + <uintptr_t>(self.items[i].n * (8 if self.items[i].dtype == FO_F64 else 4))
             # Whether [lo, hi) meets the written memory depends on nothing else,
             # so a range found clear at an earlier step (same `written`) is clear.
             if lo != self.clear[2 * i] or hi != self.clear[2 * i + 1]:

@@ -85,3 +85,28 @@ def test_probe_kernels_agree():
         np.testing.assert_array_equal(a, np.full(n, 3.5, np.float32))
         _core.bandwidth_probe("rmw", a, b, None, 0.25, isa=isa)
         np.testing.assert_array_equal(a, np.full(n, 4.0, np.float32))
+
+
+@pytest.mark.parametrize("isa", _core.isa_names())
+def test_same_bits_for_any_thread_count(isa):
+    """Large enough to be cut into many pieces: 1, 2 and 3 threads agree bitwise."""
+    import fastopt
+
+    before = fastopt.get_num_threads()
+    sizes = [300_001, 17, 70_000, 5]
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            fastopt.set_num_threads(threads)
+            rng = np.random.default_rng(5)
+            ps = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+            opt = fastopt.AdamW(ps, lr=1e-2)
+            for _ in range(3):
+                opt._engine.step([rng.standard_normal(n).astype(np.float32) for n in sizes],
+                                 opt.param_groups, False, isa)
+            results.append([p.copy() for p in ps])
+    finally:
+        fastopt.set_num_threads(before)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(bits(a), bits(b))

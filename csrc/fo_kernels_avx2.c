@@ -1,7 +1,8 @@
-/* The portable loops, auto-vectorised for AVX2. The target is set here, for
- * this file only, so the rest of the library stays baseline; MSVC gets
- * /arch:AVX2 for this file from setup.py. FMA is left off on purpose: fused
- * multiply-adds would round differently from the scalar path. */
+/* The explicit AVX2 loops (fo_vec.h; 8 float32 or 4 float64 lanes, masked
+ * tails). The target is set here, for this file only, so the rest of the
+ * library stays baseline; MSVC gets /arch:AVX2 for this file from setup.py.
+ * FMA is left off on purpose: fused multiply-adds would round differently
+ * from the scalar path. The reductions (grad.inc) stay auto-vectorised. */
 #include "fo_common.h"
 #if defined(FO_X86_64)
 #if defined(__clang__)

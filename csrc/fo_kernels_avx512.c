@@ -1,5 +1,6 @@
-/* The portable loops, auto-vectorised for AVX-512F (see fo_kernels_avx2.c;
- * MSVC gets /arch:AVX512 for this file from setup.py). */
+/* The explicit AVX-512F loops (fo_vec.h; 16 float32 or 8 float64 lanes,
+ * tails under a lane mask); see fo_kernels_avx2.c. MSVC gets /arch:AVX512
+ * for this file from setup.py. */
 #include "fo_common.h"
 #if defined(FO_X86_64)
 #if defined(__clang__)

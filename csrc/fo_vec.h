@@ -1,6 +1,6 @@
 /*
- * A small vector abstraction for the explicit SIMD loops (the *_vec bodies in
- * kernels/*.inc). A kernel file selects one vector ISA by defining
+ * A small vector abstraction for the explicit SIMD loops (the *_lanes bodies in
+ * the kernels/ files). A kernel file selects one vector ISA by defining
  * FO_VEC_AVX512, FO_VEC_AVX2 or FO_VEC_NEON before including fo_kernels.inc;
  * this header then gives, per dtype suffix (_f32, _f64):
  *

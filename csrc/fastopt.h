@@ -39,8 +39,9 @@ typedef enum fo_algo { FO_SGD = 0, FO_ADAGRAD = 1, FO_RMSPROP = 2, FO_ADAM = 3 }
 #define FO_NUM_ALGOS 4
 
 /* Instruction-set paths. SCALAR is the portable loop with vectorisation
- * disabled; BASE is the same loop vectorised for the architecture's baseline
- * (SSE2 on x86-64, NEON on arm64). */
+ * disabled; BASE is the architecture's baseline (on x86-64 the same loop
+ * auto-vectorised for SSE2, on arm64 explicit NEON); AVX2 and AVX512 are
+ * explicit intrinsics (fo_vec.h). All give the bits of SCALAR. */
 typedef enum fo_isa {
     FO_ISA_SCALAR = 0,
     FO_ISA_BASE = 1,

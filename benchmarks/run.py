@@ -9,7 +9,9 @@ Run from the repository root (with the extension built in place):
 For every algorithm and problem size it times one optimizer step of fastopt,
 a hand-written NumPy implementation, torch.optim (foreach=False, foreach=True,
 fused=True where torch has it) and optax under jax.jit (when jax and optax are
-installed), with one thread and with all threads. Next to them it measures the
+installed; XLA uses all cores, so it appears in the all-threads rows only),
+with one thread and with all threads. NumPy is single-threaded and appears in
+the one-thread rows only. Next to them it measures the
 machine's memory bandwidth with STREAM-style copy and triad and the in-place
 read-modify-write ``a[i] += s * b[i]``, all three in C on fastopt's own thread
 pool, so an optimizer's GB/s can be read as a fraction of what the memory
@@ -311,6 +313,8 @@ def run_sizes(args, out):
                         continue
                     if name == "numpy" and t != thread_counts[0]:
                         continue  # single-threaded whatever the setting
+                    if name == "optax jit" and t != thread_counts[-1]:
+                        continue  # XLA runs its own thread pool over all cores
                     cases.append((name, lambda make=make: make(algo, sizes, dtype, rng)))
                 for name, make in cases:
                     try:

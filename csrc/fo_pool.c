@@ -66,11 +66,6 @@ static int fo_thread_start(fo_thread *t, void *arg)
     *t = CreateThread(NULL, 0, fo_worker_main, arg, 0, NULL);
     return *t ? 0 : -1;
 }
-static void fo_thread_join(fo_thread t)
-{
-    WaitForSingleObject(t, INFINITE);
-    CloseHandle(t);
-}
 #else
 #include <pthread.h>
 #include <unistd.h>
@@ -112,7 +107,6 @@ static int fo_thread_start(fo_thread *t, void *arg)
 {
     return pthread_create(t, NULL, fo_worker_main, arg) == 0 ? 0 : -1;
 }
-static void fo_thread_join(fo_thread t) { pthread_join(t, NULL); }
 #endif
 
 typedef struct fo_job {
@@ -134,7 +128,7 @@ static struct {
     fo_mutex run_lock;     /* held by the job that owns the workers */
     int nthreads;          /* configured, including the caller; 0 = not set yet */
     int nworkers;          /* worker threads running */
-    int stop;
+    int stop;              /* workers leave (never set today: workers live as long as the process) */
     unsigned long generation;
     int open;              /* the current job still admits workers */
     int active;            /* workers inside the current job (atomic decrement) */
@@ -201,13 +195,15 @@ static DWORD WINAPI fo_worker_main(LPVOID arg)
 static void *fo_worker_main(void *arg)
 #endif
 {
-    unsigned long seen = (unsigned long)(size_t)arg;
+    const int index = (int)(size_t)arg;  /* workers 0 .. nthreads - 2 take part */
     fo_mutex_lock(&fo_pool.lock);
+    unsigned long seen = fo_pool.generation;
     for (;;) {
         while (fo_pool.generation == seen && !fo_pool.stop) fo_cond_wait(&fo_pool.wake, &fo_pool.lock);
         if (fo_pool.stop) break;
         seen = fo_pool.generation;
-        if (!fo_pool.open) continue;
+        /* nthreads does not change while a job is open (fo_run holds run_lock) */
+        if (!fo_pool.open || index >= fo_pool.nthreads - 1) continue;
         fo_job *job = fo_pool.job;
         fo_pool.active++;
         fo_mutex_unlock(&fo_pool.lock);
@@ -236,25 +232,13 @@ int fo_default_num_threads(void)
     return (int)n;
 }
 
-/* Stop and join every worker. Caller holds run_lock. */
-static void fo_stop_workers(void)
-{
-    fo_mutex_lock(&fo_pool.lock);
-    fo_pool.stop = 1;
-    fo_cond_broadcast(&fo_pool.wake);
-    fo_mutex_unlock(&fo_pool.lock);
-    for (int i = 0; i < fo_pool.nworkers; i++) fo_thread_join(fo_pool.threads[i]);
-    fo_mutex_lock(&fo_pool.lock);
-    fo_pool.nworkers = 0;
-    fo_pool.stop = 0;
-    fo_mutex_unlock(&fo_pool.lock);
-}
-
+/* Fewer threads than workers: the extra workers stay asleep through jobs
+ * (they wake, see their index is out of range and sleep again), so going
+ * back and forth between thread counts never starts or joins a thread. */
 int fo_set_num_threads(int n)
 {
     if (n < 1 || n > FO_MAX_THREADS) return -1;
     fo_mutex_lock(&fo_pool.run_lock);
-    if (fo_pool.nworkers > n - 1) fo_stop_workers();
     fo_pool.nthreads = n;
     fo_mutex_unlock(&fo_pool.run_lock);
     return 0;
@@ -271,10 +255,8 @@ static void fo_start_workers(void)
 {
     if (!fo_pool.nthreads) fo_pool.nthreads = fo_default_num_threads();
     while (fo_pool.nworkers < fo_pool.nthreads - 1) {
-        fo_mutex_lock(&fo_pool.lock);
-        void *seen = (void *)(size_t)fo_pool.generation;
-        fo_mutex_unlock(&fo_pool.lock);
-        if (fo_thread_start(&fo_pool.threads[fo_pool.nworkers], seen) != 0) break;
+        if (fo_thread_start(&fo_pool.threads[fo_pool.nworkers], (void *)(size_t)fo_pool.nworkers) != 0)
+            break;
         fo_pool.nworkers++;
     }
 }

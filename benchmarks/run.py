@@ -21,10 +21,10 @@ threads while a CPU-bound process competes for a core.
 
 Timings are wall-clock per step; each figure is the best (minimum) of the
 repetitions that fit in ``--budget`` seconds (at least ``--min-reps``), the
-STREAM convention, and the median is kept in the JSON output. The in-place
-probe is measured again next to every fastopt measurement and its best figure
-at that size is the reference, so the other load on the machine moves the
-reference and the optimizers alike. GB/s counts the
+STREAM convention; medians are shown too. Each implementation is timed at
+each thread count in alternation with the in-place probe (one call each per
+round), and its "% of rmw bandwidth" is against the probe's best in those same
+rounds, so load that comes and goes on the machine moves both alike. GB/s counts the
 bytes a step must move: every buffer read once and every buffer written once
 (Adam: param, grad, exp_avg, exp_avg_sq read, three of them written: 7 x 4
 bytes per float32 element).
@@ -283,7 +283,32 @@ def measure(factory, threads, torch, budget, min_reps):
     return summary(times)
 
 
+def interleaved(entries, budget, min_rounds):
+    """Time several (key, prepare, fn) in alternation, one call each per round,
+    so that load that comes and goes on the machine hits all of them alike."""
+    times = {key: [] for key, _, _ in entries}
+    for _, prepare, fn in entries:  # warm up
+        prepare()
+        fn()
+        fn()
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < min_rounds or time.perf_counter() - start < budget:
+        for key, prepare, fn in entries:
+            prepare()
+            t0 = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+        rounds += 1
+        if rounds >= 5000:
+            break
+    return times
+
+
 def run_sizes(args, out):
+    """Per size and algorithm, every implementation in turn; each is timed at every
+    thread count in alternation with the in-place bandwidth probe, so its fraction
+    of the bandwidth and its 1 -> all threads scaling come from the same moments."""
     rng = np.random.default_rng(0)
     dtype = np.dtype(args.dtype).type
     esize = np.dtype(dtype).itemsize
@@ -297,41 +322,50 @@ def run_sizes(args, out):
         total = sum(sizes)
         bw = {t: bandwidth(total, t, args.budget, args.min_reps) for t in thread_counts}
         out.setdefault("bandwidth", {})[label] = bw
+        pa, pb = np.ones(total, np.float32), np.ones(total, np.float32)
+
+        def probe():
+            _core.bandwidth_probe("rmw", pa, pb, None, 0.0)
+
         for algo in args.algos:
             spec = ALGOS[algo]
             nbytes = (spec["reads"] + spec["writes"]) * esize * total
-            for t in thread_counts:
-                # The machine's other load drifts: measure the in-place probe again
-                # next to every fastopt measurement and keep the best figure seen.
-                again = bandwidth(total, t, args.budget / 2, args.min_reps, kinds=("rmw",))["rmw"]
-                if again["gbs"] > bw[t]["rmw"]["gbs"]:
-                    bw[t]["rmw"] = again
-                rows = []
-                cases = [("fastopt", lambda: fastopt_case(algo, sizes, dtype, rng))]
-                for name, make in baselines:
-                    if name == "torch fused=True" and not spec["fused"]:
-                        continue
-                    if name == "numpy" and t != thread_counts[0]:
-                        continue  # single-threaded whatever the setting
-                    if name == "optax jit" and t != thread_counts[-1]:
-                        continue  # XLA runs its own thread pool over all cores
-                    cases.append((name, lambda make=make: make(algo, sizes, dtype, rng)))
-                for name, make in cases:
-                    try:
-                        r = measure(make, t, torch, args.budget, args.min_reps)
-                    except Exception as e:  # a baseline that cannot run here is reported, not fatal
-                        print(f"  {name} {algo} {label}: skipped ({type(e).__name__}: {e})", file=sys.stderr)
-                        continue
+            cases = [("fastopt", lambda: fastopt_case(algo, sizes, dtype, rng), thread_counts)]
+            for name, make in baselines:
+                if name == "torch fused=True" and not spec["fused"]:
+                    continue
+                threads = thread_counts
+                if name == "numpy":
+                    threads = thread_counts[:1]  # single-threaded whatever the setting
+                elif name == "optax jit":
+                    threads = thread_counts[-1:]  # XLA runs its own pool over all cores
+                cases.append((name, lambda make=make: make(algo, sizes, dtype, rng), threads))
+            for name, make, threads in cases:
+                gc.collect()
+                try:
+                    fn = make()
+                    entries = []
+                    for t in threads:
+                        entries.append(((name, t), lambda t=t: set_threads(torch, t), fn))
+                        entries.append((("probe", t), lambda t=t: set_threads(torch, t), probe))
+                    times = interleaved(entries, args.budget * len(threads), args.min_reps)
+                except Exception as e:  # a baseline that cannot run here is reported, not fatal
+                    print(f"  {name} {algo} {label}: skipped ({type(e).__name__}: {e})", file=sys.stderr)
+                    continue
+                finally:
+                    fn = None
+                    gc.collect()
+                for t in threads:
+                    r = summary(times[(name, t)])
+                    rmw = 12 * total / min(times[("probe", t)]) / 1e9
                     r.update(impl=name, algo=algo, size=label, threads=t, bytes=nbytes,
-                             gbs=nbytes / r["best"] / 1e9)
-                    r["frac_rmw"] = r["gbs"] / bw[t]["rmw"]["gbs"]
-                    rows.append(r)
+                             gbs=nbytes / r["best"] / 1e9, rmw_gbs=rmw)
+                    r["frac_rmw"] = r["gbs"] / rmw
+                    results.append(r)
                     print(f"  {algo:8s} {label:>10s} {t}T {name:20s} {r['best'] * 1e3:9.3f} ms "
-                          f"{r['gbs']:6.1f} GB/s {100 * r['frac_rmw']:5.1f}% of rmw", flush=True)
-                results += rows
-        for r in results:  # against the best in-place bandwidth seen at this size
-            if r["size"] == label:
-                r["frac_rmw"] = r["gbs"] / bw[r["threads"]]["rmw"]["gbs"]
+                          f"(median {r['median'] * 1e3:9.3f}) {r['gbs']:6.1f} GB/s "
+                          f"{100 * r['frac_rmw']:5.1f}% of rmw {rmw:6.1f}", flush=True)
+        del pa, pb
     out["steps"] = results
     set_threads(torch, all_threads)
 
@@ -473,36 +507,44 @@ def markdown(out):
                              f"{bw['rmw']['gbs']:.1f} |")
         lines.append("")
     if out.get("steps"):
-        lines.append("One step (best of the repetitions; speed-up = baseline time / fastopt time "
-                     "at the same thread count):")
+        lines.append("One step. ms/step: best (median) of the repetitions; GB/s and % of the in-place "
+                     "(rmw) bandwidth from the best, against the probe timed in alternation with it; "
+                     "speed-up = baseline time / fastopt time at the same thread count (best and median):")
         lines.append("")
-        lines.append("| algo | size | threads | implementation | ms/step | GB/s | % of rmw bandwidth | fastopt speed-up |")
-        lines.append("|---|---|---|---|---|---|---|---|")
+        lines.append("| algo | size | threads | implementation | ms/step | GB/s | rmw GB/s | % of rmw | fastopt speed-up |")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
         steps = out["steps"]
         for r in steps:
             mine = next((x for x in steps if x["impl"] == "fastopt" and x["algo"] == r["algo"]
                          and x["size"] == r["size"] and x["threads"] == r["threads"]), None)
-            sp = "" if r["impl"] == "fastopt" or mine is None else f"{r['best'] / mine['best']:.2f}x"
+            if r["impl"] == "fastopt":
+                sp = ""
+            elif mine is None:  # numpy: compare with fastopt at its best thread count
+                sp = ""
+            else:
+                sp = f"{r['best'] / mine['best']:.2f}x ({r['median'] / mine['median']:.2f}x)"
             name = f"**{r['impl']}**" if r["impl"] == "fastopt" else r["impl"]
-            lines.append(f"| {r['algo']} | {r['size']} | {r['threads']} | {name} | {r['best'] * 1e3:.3f} | "
-                         f"{r['gbs']:.1f} | {100 * r['frac_rmw']:.0f}% | {sp} |")
+            lines.append(f"| {r['algo']} | {r['size']} | {r['threads']} | {name} | "
+                         f"{r['best'] * 1e3:.3f} ({r['median'] * 1e3:.3f}) | {r['gbs']:.1f} | "
+                         f"{r.get('rmw_gbs', float('nan')):.1f} | {100 * r['frac_rmw']:.0f}% | {sp} |")
         lines.append("")
-        lines.append("Thread scaling (1 -> all threads), fastopt next to the in-place bandwidth probe:")
-        lines.append("")
-        lines.append("| algo | size | fastopt speed-up | rmw probe speed-up |")
-        lines.append("|---|---|---|---|")
         ts = sorted({r["threads"] for r in steps})
         if len(ts) > 1:
+            lines.append(f"Thread scaling ({ts[0]} -> {ts[-1]} threads): fastopt's speed-up next to the "
+                         "in-place probe's, both from the same alternating rounds (best, and median):")
+            lines.append("")
+            lines.append("| algo | size | fastopt best | fastopt median | rmw probe best |")
+            lines.append("|---|---|---|---|---|")
             for r in steps:
                 if r["impl"] != "fastopt" or r["threads"] != ts[0]:
                     continue
                 other = next((x for x in steps if x["impl"] == "fastopt" and x["algo"] == r["algo"]
                               and x["size"] == r["size"] and x["threads"] == ts[-1]), None)
-                bw = out["bandwidth"][r["size"]]
                 if other:
                     lines.append(f"| {r['algo']} | {r['size']} | {r['best'] / other['best']:.2f}x | "
-                                 f"{bw[ts[-1]]['rmw']['gbs'] / bw[ts[0]]['rmw']['gbs']:.2f}x |")
-        lines.append("")
+                                 f"{r['median'] / other['median']:.2f}x | "
+                                 f"{other.get('rmw_gbs', 0) / max(r.get('rmw_gbs', 1), 1e-9):.2f}x |")
+            lines.append("")
     if out.get("overhead"):
         lines.append("Per-call overhead: one step over 1,000 tensors of 10 elements, Python call included:")
         lines.append("")

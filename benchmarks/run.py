@@ -393,6 +393,37 @@ def run_overhead(args, out):
     out["overhead"] = rows
 
 
+def run_isas(args, out):
+    """Every SIMD path on one thread, in cache (10^5 elements: L2; 10^6: L3), through
+    the public functional API (a few microseconds of call overhead included)."""
+    from fastopt import functional as F
+    dtype = np.dtype(args.dtype).type
+    rows = []
+    fastopt.set_num_threads(1)
+    calls = {
+        "adam": lambda p, g, s, isa: F.adam_(p, g, s[0], s[1], step=1, isa=isa),
+        "adamw": lambda p, g, s, isa: F.adamw_(p, g, s[0], s[1], step=1, isa=isa),
+        "sgd": lambda p, g, s, isa: F.sgd_(p, g, s[0], step=2, momentum=0.9, isa=isa),
+        "adagrad": lambda p, g, s, isa: F.adagrad_(p, g, s[0], step=1, isa=isa),
+        "rmsprop": lambda p, g, s, isa: F.rmsprop_(p, g, s[0], step=1, isa=isa),
+    }
+    for n in (10**5, 10**6):
+        rng = np.random.default_rng(3)
+        p = rng.standard_normal(n).astype(dtype)
+        g = rng.standard_normal(n).astype(dtype)
+        state = [np.zeros(n, dtype), np.zeros(n, dtype)]
+        for algo in args.algos:
+            entries = [(isa, lambda: None, lambda isa=isa: calls[algo](p, g, state, isa))
+                       for isa in _core.isa_names()]
+            times = interleaved(entries, args.budget * 2, max(args.min_reps, 20))
+            for isa, ts in times.items():
+                rows.append(dict(summary(ts), algo=algo, n=n, isa=isa, ns_per_elem=min(ts) / n * 1e9))
+            line = "  ".join(f"{isa} {min(ts) / n * 1e9:.3f}" for isa, ts in times.items())
+            print(f"  isa {algo:8s} n={n:>8d} ns/element: {line}", flush=True)
+    fastopt.set_num_threads(fastopt._core.default_num_threads())
+    out["isas"] = rows
+
+
 HOG = "import time\nend = time.time() + {secs}\nwhile time.time() < end:\n    pass\n"
 
 
@@ -545,6 +576,21 @@ def markdown(out):
                                  f"{r['median'] / other['median']:.2f}x | "
                                  f"{other.get('rmw_gbs', 0) / max(r.get('rmw_gbs', 1), 1e-9):.2f}x |")
             lines.append("")
+    if out.get("isas"):
+        isas = list(dict.fromkeys(r["isa"] for r in out["isas"]))
+        base = "sse2" if "sse2" in isas else isas[min(1, len(isas) - 1)]
+        lines.append("Each SIMD path on one thread, one tensor in cache (ns per element, best; "
+                     f"speed-up of the fastest path over the portable loop auto-vectorised for the "
+                     f"baseline, `{base}`):")
+        lines.append("")
+        lines.append("| algo | n | " + " | ".join(isas) + " | best / " + base + " |")
+        lines.append("|---|---|" + "---|" * (len(isas) + 1))
+        keys = list(dict.fromkeys((r["algo"], r["n"]) for r in out["isas"]))
+        for algo, n in keys:
+            per = {r["isa"]: r["ns_per_elem"] for r in out["isas"] if r["algo"] == algo and r["n"] == n}
+            lines.append(f"| {algo} | {n} | " + " | ".join(f"{per[i]:.3f}" for i in isas)
+                         + f" | {per[base] / min(per.values()):.2f}x |")
+        lines.append("")
     if out.get("overhead"):
         lines.append("Per-call overhead: one step over 1,000 tensors of 10 elements, Python call included:")
         lines.append("")
@@ -610,6 +656,7 @@ def main(argv=None):
     ap.add_argument("--no-numpy", action="store_true")
     ap.add_argument("--no-steps", action="store_true", help="skip the per-size step table")
     ap.add_argument("--no-overhead", action="store_true")
+    ap.add_argument("--no-isas", action="store_true", help="skip the per-SIMD-path table")
     ap.add_argument("--contention", action="store_true",
                     help="also measure with a competing CPU-bound process (killed afterwards, "
                          "and ending by itself after 15 minutes in any case)")
@@ -637,6 +684,8 @@ def main(argv=None):
     fastopt.show_config()
     if not args.no_steps:
         run_sizes(args, out)
+    if not args.no_isas:
+        run_isas(args, out)
     if not args.no_overhead:
         run_overhead(args, out)
     if args.contention:

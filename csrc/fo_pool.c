@@ -28,8 +28,10 @@
 
 #define FO_PIECE_BYTES ((size_t)64 * 1024)
 #define FO_ALIGN_BYTES ((size_t)64)
-/* Below this many pieces waking a worker costs more than it saves. */
-#define FO_MIN_PARALLEL_PIECES 4
+/* Below this many pieces (1 MiB of parameters, ~50-100 us of work) waking a
+ * worker costs more than it saves: at 4 pieces, 10^5-element float32 steps
+ * were slower at the median with 2 threads than with 1 (BENCHMARKS.md). */
+#define FO_MIN_PARALLEL_PIECES 16
 #define FO_MAX_THREADS 1024
 /* How long the caller spins for the last worker before sleeping. */
 #define FO_SPIN_NS 100000

@@ -5,6 +5,10 @@
  * from the scalar path. The reductions (grad.inc) stay auto-vectorised. */
 #include "fo_common.h"
 #if defined(FO_X86_64)
+/* System headers first, outside the target region (fo_vec.h includes them again). */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
 #elif defined(__GNUC__)

@@ -3,6 +3,10 @@
  * for this file from setup.py. */
 #include "fo_common.h"
 #if defined(FO_X86_64)
+/* System headers first, outside the target region (fo_vec.h includes them again). */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
 #elif defined(__GNUC__)

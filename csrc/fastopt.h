@@ -39,8 +39,9 @@ typedef enum fo_algo { FO_SGD = 0, FO_ADAGRAD = 1, FO_RMSPROP = 2, FO_ADAM = 3 }
 #define FO_NUM_ALGOS 4
 
 /* Instruction-set paths. SCALAR is the portable loop with vectorisation
- * disabled; BASE is the same loop vectorised for the architecture's baseline
- * (SSE2 on x86-64, NEON on arm64). */
+ * disabled; BASE is the architecture's baseline (on x86-64 the same loop
+ * auto-vectorised for SSE2, on arm64 explicit NEON); AVX2 and AVX512 are
+ * explicit intrinsics (fo_vec.h). All give the bits of SCALAR. */
 typedef enum fo_isa {
     FO_ISA_SCALAR = 0,
     FO_ISA_BASE = 1,
@@ -114,6 +115,13 @@ enum {
 };
 #define FO_NUM_MODES 16
 
+/* Bandwidth probes: STREAM-style copy and triad, and the in-place
+ * read-modify-write an optimizer does. */
+enum { FO_PROBE_COPY = 0,   /* a = b           */
+       FO_PROBE_TRIAD = 1,  /* a = b + s * c   */
+       FO_PROBE_RMW = 2 };  /* a = a + s * b   */
+#define FO_NUM_PROBES 3
+
 /* Kernels of one ISA. */
 typedef struct fo_table {
     fo_isa isa;
@@ -125,6 +133,9 @@ typedef struct fo_table {
     fo_kernel grad_sumpow[2];                        /* acc += sum |grad|^p, p = scalars->power */
     fo_kernel grad_scale[2];                         /* param *= scalars->scale (the item's
                                                         param is the gradient to scale) */
+    /* Memory-bandwidth probes over float32 (benchmarks): a = param, b = grad,
+     * c = state[0], s = scalars->scale. */
+    fo_kernel probe[FO_NUM_PROBES];
 } fo_table;
 
 /* ---- dispatch (fo_dispatch.c) ---- */

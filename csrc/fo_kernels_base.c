@@ -1,5 +1,10 @@
-/* The portable loops, auto-vectorised for the architecture's baseline
- * (SSE2 on x86-64, NEON on arm64) with no extra compiler flags. */
+/* The architecture's baseline with no extra compiler flags: on x86-64 the
+ * portable loops auto-vectorised for SSE2; on arm64 the explicit NEON loops
+ * (fo_vec.h), NEON being part of every arm64 CPU. */
+#include "fo_common.h"
+#if defined(FO_ARM64)
+#define FO_VEC_NEON 1
+#endif
 #define FO_LOOP
 #define FO_ISA FO_ISA_BASE
 #define FO_TABLE_NAME fo_table_base

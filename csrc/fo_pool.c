@@ -11,6 +11,13 @@
  * works too: a worker that the OS has descheduled simply takes no piece, so
  * the job never waits on it. One job uses the pool at a time; a second caller
  * (another Python thread) runs its job on its own thread instead of waiting.
+ *
+ * When the caller runs out of pieces while a worker still finishes its last
+ * one, it spins for at most FO_SPIN_NS before it sleeps: a running worker is
+ * done within one piece (tens of microseconds), while a caller that sleeps
+ * gives up its core and, on a busy machine, may wait a whole scheduler time
+ * slice (milliseconds) to get one back. A worker that was descheduled
+ * mid-piece is not worth spinning for, hence the bound.
  */
 #if defined(__linux__)
 #define _GNU_SOURCE 1 /* sched_getaffinity */
@@ -21,9 +28,13 @@
 
 #define FO_PIECE_BYTES ((size_t)64 * 1024)
 #define FO_ALIGN_BYTES ((size_t)64)
-/* Below this many pieces waking a worker costs more than it saves. */
-#define FO_MIN_PARALLEL_PIECES 4
+/* Below this many pieces (1 MiB of parameters, ~50-100 us of work) waking a
+ * worker costs more than it saves: at 4 pieces, 10^5-element float32 steps
+ * were slower at the median with 2 threads than with 1 (BENCHMARKS.md). */
+#define FO_MIN_PARALLEL_PIECES 16
 #define FO_MAX_THREADS 1024
+/* How long the caller spins for the last worker before sleeping. */
+#define FO_SPIN_NS 100000
 
 #if defined(_WIN32)
 #include <windows.h>
@@ -39,6 +50,16 @@ typedef HANDLE fo_thread;
 #define fo_cond_broadcast(c) WakeAllConditionVariable(c)
 #define fo_cond_signal(c) WakeConditionVariable(c)
 #define FO_FETCH_ADD(p, v) ((size_t)InterlockedExchangeAdd64((volatile LONG64 *)(p), (LONG64)(v)))
+#define FO_ACTIVE_DEC(p) InterlockedDecrement((volatile LONG *)(p))
+#define FO_ACTIVE_LOAD(p) InterlockedCompareExchange((volatile LONG *)(p), 0, 0)
+#define FO_PAUSE() YieldProcessor()
+static long long fo_now_ns(void)
+{
+    LARGE_INTEGER t, f;
+    QueryPerformanceCounter(&t);
+    QueryPerformanceFrequency(&f);
+    return (long long)((double)t.QuadPart * 1e9 / (double)f.QuadPart);
+}
 #define FO_MUTEX_INITIALIZER SRWLOCK_INIT
 #define FO_COND_INITIALIZER CONDITION_VARIABLE_INIT
 static DWORD WINAPI fo_worker_main(LPVOID arg);
@@ -46,11 +67,6 @@ static int fo_thread_start(fo_thread *t, void *arg)
 {
     *t = CreateThread(NULL, 0, fo_worker_main, arg, 0, NULL);
     return *t ? 0 : -1;
-}
-static void fo_thread_join(fo_thread t)
-{
-    WaitForSingleObject(t, INFINITE);
-    CloseHandle(t);
 }
 #else
 #include <pthread.h>
@@ -70,6 +86,22 @@ typedef pthread_t fo_thread;
 #define fo_cond_broadcast(c) pthread_cond_broadcast(c)
 #define fo_cond_signal(c) pthread_cond_signal(c)
 #define FO_FETCH_ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+#define FO_ACTIVE_DEC(p) __atomic_sub_fetch((p), 1, __ATOMIC_RELEASE)
+#define FO_ACTIVE_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#if defined(__x86_64__) || defined(__i386__)
+#define FO_PAUSE() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define FO_PAUSE() __asm__ __volatile__("yield")
+#else
+#define FO_PAUSE() ((void)0)
+#endif
+#include <time.h>
+static long long fo_now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
 #define FO_MUTEX_INITIALIZER PTHREAD_MUTEX_INITIALIZER
 #define FO_COND_INITIALIZER PTHREAD_COND_INITIALIZER
 static void *fo_worker_main(void *arg);
@@ -77,7 +109,6 @@ static int fo_thread_start(fo_thread *t, void *arg)
 {
     return pthread_create(t, NULL, fo_worker_main, arg) == 0 ? 0 : -1;
 }
-static void fo_thread_join(fo_thread t) { pthread_join(t, NULL); }
 #endif
 
 typedef struct fo_job {
@@ -86,7 +117,11 @@ typedef struct fo_job {
     size_t pieces;
     size_t total;          /* bytes in the job's byte space */
     double *partials;
-    size_t next;           /* next piece to take (atomic) */
+    /* next piece to take (atomic), on a cache line of its own so that taking
+     * a piece does not evict the fields above from the other threads' caches */
+    char pad0[FO_ALIGN_BYTES];
+    size_t next;
+    char pad1[FO_ALIGN_BYTES];
 } fo_job;
 
 static struct {
@@ -95,10 +130,10 @@ static struct {
     fo_mutex run_lock;     /* held by the job that owns the workers */
     int nthreads;          /* configured, including the caller; 0 = not set yet */
     int nworkers;          /* worker threads running */
-    int stop;
+    int stop;              /* workers leave (never set today: workers live as long as the process) */
     unsigned long generation;
     int open;              /* the current job still admits workers */
-    int active;            /* workers inside the current job */
+    int active;            /* workers inside the current job (atomic decrement) */
     fo_job *job;
     fo_thread threads[FO_MAX_THREADS];
 } fo_pool = { FO_MUTEX_INITIALIZER, FO_COND_INITIALIZER, FO_COND_INITIALIZER, FO_MUTEX_INITIALIZER, 0, 0, 0, 0, 0, 0, NULL, {0} };
@@ -162,19 +197,21 @@ static DWORD WINAPI fo_worker_main(LPVOID arg)
 static void *fo_worker_main(void *arg)
 #endif
 {
-    unsigned long seen = (unsigned long)(size_t)arg;
+    const int index = (int)(size_t)arg;  /* workers 0 .. nthreads - 2 take part */
     fo_mutex_lock(&fo_pool.lock);
+    unsigned long seen = fo_pool.generation;
     for (;;) {
         while (fo_pool.generation == seen && !fo_pool.stop) fo_cond_wait(&fo_pool.wake, &fo_pool.lock);
         if (fo_pool.stop) break;
         seen = fo_pool.generation;
-        if (!fo_pool.open) continue;
+        /* nthreads does not change while a job is open (fo_run holds run_lock) */
+        if (!fo_pool.open || index >= fo_pool.nthreads - 1) continue;
         fo_job *job = fo_pool.job;
         fo_pool.active++;
         fo_mutex_unlock(&fo_pool.lock);
         fo_work(job);
         fo_mutex_lock(&fo_pool.lock);
-        if (--fo_pool.active == 0) fo_cond_signal(&fo_pool.done);
+        if (FO_ACTIVE_DEC(&fo_pool.active) == 0) fo_cond_signal(&fo_pool.done);
     }
     fo_mutex_unlock(&fo_pool.lock);
     return 0;
@@ -197,25 +234,13 @@ int fo_default_num_threads(void)
     return (int)n;
 }
 
-/* Stop and join every worker. Caller holds run_lock. */
-static void fo_stop_workers(void)
-{
-    fo_mutex_lock(&fo_pool.lock);
-    fo_pool.stop = 1;
-    fo_cond_broadcast(&fo_pool.wake);
-    fo_mutex_unlock(&fo_pool.lock);
-    for (int i = 0; i < fo_pool.nworkers; i++) fo_thread_join(fo_pool.threads[i]);
-    fo_mutex_lock(&fo_pool.lock);
-    fo_pool.nworkers = 0;
-    fo_pool.stop = 0;
-    fo_mutex_unlock(&fo_pool.lock);
-}
-
+/* Fewer threads than workers: the extra workers stay asleep through jobs
+ * (they wake, see their index is out of range and sleep again), so going
+ * back and forth between thread counts never starts or joins a thread. */
 int fo_set_num_threads(int n)
 {
     if (n < 1 || n > FO_MAX_THREADS) return -1;
     fo_mutex_lock(&fo_pool.run_lock);
-    if (fo_pool.nworkers > n - 1) fo_stop_workers();
     fo_pool.nthreads = n;
     fo_mutex_unlock(&fo_pool.run_lock);
     return 0;
@@ -232,17 +257,21 @@ static void fo_start_workers(void)
 {
     if (!fo_pool.nthreads) fo_pool.nthreads = fo_default_num_threads();
     while (fo_pool.nworkers < fo_pool.nthreads - 1) {
-        fo_mutex_lock(&fo_pool.lock);
-        void *seen = (void *)(size_t)fo_pool.generation;
-        fo_mutex_unlock(&fo_pool.lock);
-        if (fo_thread_start(&fo_pool.threads[fo_pool.nworkers], seen) != 0) break;
+        if (fo_thread_start(&fo_pool.threads[fo_pool.nworkers], (void *)(size_t)fo_pool.nworkers) != 0)
+            break;
         fo_pool.nworkers++;
     }
 }
 
 void fo_run(const fo_item *items, size_t count, size_t pieces, double *partials)
 {
-    fo_job job = { items, count, pieces, fo_job_total(items, count), partials, 0 };
+    fo_job job;
+    memset(&job, 0, sizeof job);
+    job.items = items;
+    job.count = count;
+    job.pieces = pieces;
+    job.total = fo_job_total(items, count);
+    job.partials = partials;
     if (partials) memset(partials, 0, pieces * sizeof *partials);
     if (pieces < FO_MIN_PARALLEL_PIECES || fo_get_num_threads() == 1 ||
         fo_mutex_trylock(&fo_pool.run_lock) != 0) {
@@ -261,7 +290,17 @@ void fo_run(const fo_item *items, size_t count, size_t pieces, double *partials)
     fo_work(&job);
     if (fo_pool.nworkers > 0) {
         fo_mutex_lock(&fo_pool.lock);
-        fo_pool.open = 0;
+        fo_pool.open = 0;  /* no worker enters from now on */
+        int busy = fo_pool.active > 0;
+        fo_mutex_unlock(&fo_pool.lock);
+        if (busy) {
+            long long deadline = fo_now_ns() + FO_SPIN_NS;
+            for (unsigned k = 1; FO_ACTIVE_LOAD(&fo_pool.active) > 0; k++) {
+                FO_PAUSE();
+                if (k % 64 == 0 && fo_now_ns() > deadline) break;
+            }
+        }
+        fo_mutex_lock(&fo_pool.lock);
         while (fo_pool.active > 0) fo_cond_wait(&fo_pool.done, &fo_pool.lock);
         fo_pool.job = NULL;
         fo_mutex_unlock(&fo_pool.lock);

@@ -20,6 +20,11 @@ cdef extern from "fastopt.h" nogil:
 
     int FO_NUM_ISAS
 
+    enum:
+        FO_PROBE_COPY
+        FO_PROBE_TRIAD
+        FO_PROBE_RMW
+
     ctypedef struct fo_hyper:
         double lr
         double weight_decay
@@ -62,6 +67,7 @@ cdef extern from "fastopt.h" nogil:
         fo_kernel grad_maxabs[2]
         fo_kernel grad_sumpow[2]
         fo_kernel grad_scale[2]
+        fo_kernel probe[3]
 
     const char *fo_isa_name(fo_isa isa) noexcept
     int fo_isa_from_name(const char *name) noexcept

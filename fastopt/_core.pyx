@@ -190,6 +190,7 @@ cdef class Engine:
     cdef Range *written      # sorted memory ranges of params and state (for overlap checks)
     cdef Py_ssize_t nwritten
     cdef bint written_stale  # state pointers changed since `written` was sorted
+    cdef uintptr_t *clear    # per parameter: last gradient range found disjoint from `written`
     cdef int *group_of
     cdef readonly list params
     cdef readonly list states
@@ -206,6 +207,7 @@ cdef class Engine:
         self.partials = NULL
         self.written = NULL
         self.group_of = NULL
+        self.clear = NULL
 
     def __dealloc__(self):
         free(self.items)
@@ -214,6 +216,7 @@ cdef class Engine:
         free(self.partials)
         free(self.written)
         free(self.group_of)
+        free(self.clear)
 
     def __init__(self, algo, list params, list states, list names, list group_of):
         if algo not in ALGOS:
@@ -229,7 +232,9 @@ cdef class Engine:
         self.scalars = <fo_scalars *>malloc(n * sizeof(fo_scalars))
         self.group_of = <int *>malloc(n * sizeof(int))
         self.written = <Range *>malloc(4 * n * sizeof(Range))
-        if not (self.items and self.run and self.scalars and self.group_of and self.written):
+        self.clear = <uintptr_t *>malloc(2 * n * sizeof(uintptr_t))
+        if not (self.items and self.run and self.scalars and self.group_of and self.written
+                and self.clear):
             raise MemoryError()
         memset(self.items, 0, n * sizeof(fo_item))
         self.steps = np.zeros(self.n, np.int64)
@@ -242,20 +247,26 @@ cdef class Engine:
             self.items[i].param = cnp.PyArray_DATA(<cnp.ndarray>params[i])
             self.items[i].n = <size_t>cnp.PyArray_SIZE(<cnp.ndarray>params[i])
             self.items[i].dtype = dtype_code(<cnp.ndarray>params[i])
-            self.set_state(i, states[i])
+            self.point_state(i, states[i])
         self.index_written()
 
     def set_state(self, Py_ssize_t i, tuple bufs):
         """Point parameter i's state slots at `bufs` (three arrays or None)."""
-        cdef int k
         if not 0 <= i < self.n:
             raise IndexError(f"parameter index {i} out of range")
         if len(bufs) != 3:
             raise ValueError(f"expected 3 state slots (arrays or None), got {len(bufs)}")
+        self.point_state(i, bufs)
+        self.written_stale = True  # re-sorted at the next step
+
+    cdef point_state(self, Py_ssize_t i, tuple bufs):
+        cdef Py_ssize_t k
         self.states[i] = bufs
-        for k in range(3):
-            self.items[i].state[k] = NULL if bufs[k] is None else cnp.PyArray_DATA(<cnp.ndarray>bufs[k])
-        self.written_stale = True
+        for k in range(3):  # a shorter tuple leaves the last slots empty
+            if k >= len(bufs) or bufs[k] is None:
+                self.items[i].state[k] = NULL
+            else:
+                self.items[i].state[k] = cnp.PyArray_DATA(<cnp.ndarray>bufs[k])
 
     cdef index_written(self):
         """Sort the memory of all params and state buffers; reject overlaps."""
@@ -273,6 +284,7 @@ cdef class Engine:
         qsort(self.written, m, sizeof(Range), range_cmp)
         self.nwritten = m
         self.written_stale = False
+        memset(self.clear, 0, 2 * max(self.n, 1) * sizeof(uintptr_t))
         for k in range(1, m):
             if self.written[k].lo < self.written[k - 1].hi:
                 a_name = describe(self.names[self.written[k - 1].owner])
@@ -287,7 +299,7 @@ cdef class Engine:
         if hi <= lo or self.nwritten == 0:
             return -1
         # last range starting before hi
-        cdef Py_ssize_t a = 0, b = self.nwritten
+        cdef Py_ssize_t a = 0, b = self.nwritten, mid
         while a < b:
             mid = (a + b) // 2
             if self.written[mid].lo < hi:
@@ -324,8 +336,13 @@ cdef class Engine:
         cdef int grp, last_grp = -1
         cdef int64_t step, last_step = -1
         cdef int first, last_first = -1
-        cdef uintptr_t lo
-        keep = []  # gradients converted by np.asarray stay alive through the step
+        cdef unsigned mode = 0
+        cdef uintptr_t lo, hi
+        cdef object obj
+        keep = None  # gradients converted by np.asarray stay alive through the step
+        # The common case (an ndarray of the parameter's dtype and shape) is
+        # checked in C without building any Python object; anything else goes
+        # through as_grad_array(), which converts or raises the named error.
         if self.written_stale:
             self.index_written()
         for i in range(self.n):
@@ -335,15 +352,25 @@ cdef class Engine:
             p = <cnp.ndarray>self.params[i]
             if not cnp.PyArray_ISWRITEABLE(p):
                 raise ValueError(f"{describe(self.names[i])} is read-only")
-            g = as_grad_array(obj, p, f"gradient of {describe(self.names[i])}")
-            if g is not obj:
-                keep.append(g)
+            if cnp.PyArray_CheckExact(obj) and grad_matches(<cnp.ndarray>obj, p):
+                g = <cnp.ndarray>obj
+            else:
+                g = as_grad_array(obj, p, f"gradient of {describe(self.names[i])}")
+                if g is not obj:
+                    if keep is None:
+                        keep = []
+                    keep.append(g)
             lo = <uintptr_t>cnp.PyArray_DATA(g)
-            owner = self.overlaps_written(lo, lo + <uintptr_t>cnp.PyArray_NBYTES(g))
-            if owner >= 0:
-                raise ValueError(f"gradient of {describe(self.names[i])} shares memory with "
-                                 f"{describe(self.names[owner])} or its state; gradients must not "
-                                 "alias what the step writes")
+            hi = lo + <uintptr_t>(self.items[i].n * (8 if self.items[i].dtype == FO_F64 else 4))
+            # Whether [lo, hi) meets the written memory depends on nothing else,
+            # so a range found clear at an earlier step (same `written`) is clear.
+            if lo != self.clear[2 * i] or hi != self.clear[2 * i + 1]:
+                owner = self.overlaps_written(lo, hi)
+                if owner >= 0:
+                    raise ValueError(f"gradient of {describe(self.names[i])} shares memory with "
+                                     f"{describe(self.names[owner])} or its state; gradients must "
+                                     "not alias what the step writes")
+                self.clear[2 * i], self.clear[2 * i + 1] = lo, hi
             self.run[m] = self.items[i]
             self.run[m].grad = cnp.PyArray_DATA(g)
             grp = self.group_of[i]
@@ -352,8 +379,10 @@ cdef class Engine:
             if grp != last_grp or step != last_step or first != last_first:
                 nsc += 1
                 last_grp, last_step, last_first = grp, step, first
-                fo_prepare(self.algo, &hyper[grp], step, first, &self.scalars[nsc - 1])
-            fo_prepare_item(table, self.algo, &hyper[grp], step, first, &self.scalars[nsc - 1], &self.run[m])
+                mode = fo_prepare(self.algo, &hyper[grp], step, first, &self.scalars[nsc - 1])
+            # the same scalars and loop as fo_prepare_item(), without redoing the maths
+            self.run[m].scalars = &self.scalars[nsc - 1]
+            self.run[m].kernel = table.update[<int>self.algo][self.run[m].dtype][mode]
             m += 1
         if skip_nonfinite and count_nonfinite(self.run, m, table) > 0:
             return False
@@ -365,6 +394,19 @@ cdef class Engine:
                 self.steps_view[i] += 1
                 self.started_view[i] = 1
         return True
+
+
+cdef inline bint grad_matches(cnp.ndarray g, cnp.ndarray like) noexcept:
+    """True when g can be read as like's gradient as it is (as_grad_array's checks)."""
+    if cnp.PyArray_TYPE(g) != cnp.PyArray_TYPE(like) or cnp.PyArray_ISBYTESWAPPED(g):
+        return False
+    cdef int nd = cnp.PyArray_NDIM(g), k
+    if nd != cnp.PyArray_NDIM(like):
+        return False
+    for k in range(nd):
+        if cnp.PyArray_DIMS(g)[k] != cnp.PyArray_DIMS(like)[k]:
+            return False
+    return cnp.PyArray_IS_C_CONTIGUOUS(g) and cnp.PyArray_ISALIGNED(g)
 
 
 cdef fo_hyper hyper_from(fo_algo algo, dict h) except *:
@@ -547,3 +589,46 @@ def check_disjoint(list arrays, list what):
 def as_param(obj, what):
     """Validate obj as an in-place target; returns the ndarray."""
     return as_param_array(obj, what)
+
+
+# ------------------------------------------------------------ bandwidth probe
+
+PROBES = {"copy": FO_PROBE_COPY, "triad": FO_PROBE_TRIAD, "rmw": FO_PROBE_RMW}
+
+
+def bandwidth_probe(kind, a, b, c=None, double s=1.0, *, isa=None):
+    """Run one memory-bandwidth probe over float32 arrays, on the thread pool.
+
+    ``kind`` is "copy" (a = b), "triad" (a = b + s * c) or "rmw" (a = a + s * b,
+    the in-place read-modify-write an optimizer does). The work is cut and
+    spread exactly as an optimizer step is, so its timing (taken by the caller)
+    is the memory speed fastopt's steps can reach. Used by ``benchmarks/``.
+    """
+    if kind not in PROBES:
+        raise ValueError(f"unknown probe {kind!r}; known: {sorted(PROBES)}")
+    cdef const fo_table *table = table_by_name(isa)
+    cdef cnp.ndarray x = as_param_array(a, "a")
+    cdef cnp.ndarray y = as_grad_array(b, x, "b")
+    cdef cnp.ndarray z = None
+    if dtype_code(x) != FO_F32:
+        raise TypeError("the bandwidth probe runs on float32 arrays")
+    if kind == "triad":
+        if c is None:
+            raise ValueError("the triad probe needs c")
+        z = as_grad_array(c, x, "c")
+    check_disjoint([x, y] + ([z] if z is not None else []), ["a", "b", "c"])
+    cdef fo_item item
+    cdef fo_scalars sc
+    memset(&item, 0, sizeof(item))
+    memset(&sc, 0, sizeof(sc))
+    sc.scale = s
+    item.param = cnp.PyArray_DATA(x)
+    item.grad = cnp.PyArray_DATA(y)
+    item.state[0] = cnp.PyArray_DATA(z) if z is not None else NULL
+    item.n = <size_t>cnp.PyArray_SIZE(x)
+    item.dtype = FO_F32
+    item.scalars = &sc
+    item.kernel = table.probe[<int>PROBES[kind]]
+    cdef size_t pieces = fo_plan(&item, 1)
+    with nogil:
+        fo_run(&item, 1, pieces, NULL)

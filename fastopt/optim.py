@@ -23,8 +23,13 @@ __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
 
 
 def _check_number(group, key, where, low=0.0, high=None, high_open=False):
-    value = group[key]
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    _check_value(group[key], key, where, low, high, high_open)
+
+
+def _check_value(value, key, where, low=0.0, high=None, high_open=False):
+    # plain floats and ints skip the (slow) ABC check: this runs at every step
+    if type(value) is not float and type(value) is not int and (
+            isinstance(value, bool) or not isinstance(value, numbers.Real)):
         raise TypeError(f"{where}: {key} must be a real number, got {type(value).__name__}")
     if not low <= value or (high is not None and not (value < high if high_open else value <= high)):
         bound = f"[{low}, {high})" if high_open else (f">= {low}" if high is None else f"[{low}, {high}]")
@@ -580,8 +585,8 @@ class Adam(Optimizer):
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"{where}: betas must be a pair of numbers, got {betas!r}")
-        for k, beta in enumerate(betas):
-            _check_number({f"beta{k + 1}": beta}, f"beta{k + 1}", where, 0.0, 1.0, high_open=True)
+        _check_value(betas[0], "beta1", where, 0.0, 1.0, high_open=True)
+        _check_value(betas[1], "beta2", where, 0.0, 1.0, high_open=True)
 
 
 class AdamW(Adam):

@@ -13,6 +13,7 @@ Environment toggles (for local builds):
   FASTOPT_DEBUG=1     -O1 -g, assertions on
   FASTOPT_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer (GCC/Clang)
 """
+import glob
 import os
 import sys
 
@@ -105,6 +106,8 @@ def extension(name, sources):
         include_dirs=["csrc", np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
         libraries=[] if sys.platform == "win32" else ["m"],
+        # headers and kernel bodies: a change to one rebuilds the extension
+        depends=sorted(glob.glob("csrc/*.h") + glob.glob("csrc/*.inc") + glob.glob("csrc/kernels/*.inc")),
     )
 
 

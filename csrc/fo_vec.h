@@ -8,7 +8,8 @@
  *   fo_vset1_f32(x)          broadcast
  *   fo_vload_f32(p, n)       n == FO_W: a full load; n < FO_W: the first n
  *   fo_vstore_f32(p, v, n)   lanes (masked where the ISA has masks), the
- *                            others read as 0 and never written
+ *                            others read as 0 and never written; a store
+ *                            writes every NaN as the canonical one (FO_CANON)
  *   fo_vadd/vsub/vmul/vdiv/vsqrt_f32
  *   fo_vmaxnan_f32(a, b)     a where a > b or a is NaN, else b
  *
@@ -19,6 +20,7 @@
 #ifndef FO_VEC_H
 #define FO_VEC_H
 
+#include <math.h>
 #include <string.h>
 #include "fo_common.h"
 
@@ -41,8 +43,14 @@ typedef __m512d fo_v_f64;
         if (n == W) return _mm512_loadu_##ps(p);                                        \
         return _mm512_maskz_loadu_##ps((mask_t)((1u << n) - 1u), p);                    \
     }                                                                                   \
+    FO_INLINE V fo_vcanon_##sfx(V v)                                                    \
+    {                                                                                   \
+        return _mm512_mask_blend_##ps(_mm512_cmp_##ps##_mask(v, v, _CMP_UNORD_Q), v,     \
+                                      _mm512_set1_##ps(NAN));                           \
+    }                                                                                   \
     FO_INLINE void fo_vstore_##sfx(T *p, V v, size_t n)                                 \
     {                                                                                   \
+        v = fo_vcanon_##sfx(v);                                                         \
         if (n == W) _mm512_storeu_##ps(p, v);                                           \
         else _mm512_mask_storeu_##ps(p, (mask_t)((1u << n) - 1u), v);                  \
     }                                                                                   \
@@ -83,8 +91,13 @@ FO_INLINE __m256i fo_vmask64(size_t n)
         if (n == W) return _mm256_loadu_##ps(p);                                        \
         return _mm256_maskload_##ps(p, fo_vmask##bits(n));                              \
     }                                                                                   \
+    FO_INLINE V fo_vcanon_##sfx(V v)                                                    \
+    {                                                                                   \
+        return _mm256_blendv_##ps(v, _mm256_set1_##ps(NAN), _mm256_cmp_##ps(v, v, _CMP_UNORD_Q)); \
+    }                                                                                   \
     FO_INLINE void fo_vstore_##sfx(T *p, V v, size_t n)                                 \
     {                                                                                   \
+        v = fo_vcanon_##sfx(v);                                                         \
         if (n == W) _mm256_storeu_##ps(p, v);                                           \
         else _mm256_maskstore_##ps(p, fo_vmask##bits(n), v);                            \
     }                                                                                   \
@@ -120,8 +133,10 @@ typedef float64x2_t fo_v_f64;
         memcpy(buf, p, n * sizeof(T));                                                  \
         return vld1q_##q(buf);                                                          \
     }                                                                                   \
+    FO_INLINE V fo_vcanon_##sfx(V v) { return vbslq_##q(vceqq_##q(v, v), v, vdupq_n_##q(NAN)); } \
     FO_INLINE void fo_vstore_##sfx(T *p, V v, size_t n)                                 \
     {                                                                                   \
+        v = fo_vcanon_##sfx(v);                                                         \
         if (n == W) { vst1q_##q(p, v); return; }                                        \
         T buf[W];                                                                       \
         vst1q_##q(buf, v);                                                              \

@@ -70,10 +70,9 @@ def test_each_isa_is_used(rng):
 
 @pytest.mark.parametrize("opt", OPTIMIZERS, ids=str)
 def test_isa_matches_scalar_nonfinite(opt, isa, dtype, rng):
-    """NaN and Inf gradients give the same results on every path: the same
-    bits wherever the result is a number, and NaN in the same places. (The
-    sign and payload of a NaN may differ: x86 returns the first of two NaN
-    operands, and the compiler may order a commutative operation either way.)"""
+    """NaN and Inf gradients give the same bits on every path, NaNs included
+    (kernels store every NaN as one canonical NaN, so operand order, which
+    decides a NaN's sign and payload, cannot show)."""
     for options in opt.combos:
         for n in (1, 9, 33, 100):
             p, grads = inputs(rng, n, dtype, special=False)
@@ -85,6 +84,4 @@ def test_isa_matches_scalar_nonfinite(opt, isa, dtype, rng):
                 [(actual[1][k], expected[1][k], k) for k in expected[1]]
             for a, e, name in pairs:
                 what = f"{opt.name} {options} n={n} {isa} {name}"
-                np.testing.assert_array_equal(np.isnan(a), np.isnan(e), err_msg=what)
-                numbers = ~np.isnan(e)
-                assert_bitwise(a[numbers], e[numbers], what)
+                assert_bitwise(a, e, what)

@@ -423,10 +423,12 @@ def run_isas(args, out):
     }
     for n in (10**5, 10**6):
         rng = np.random.default_rng(3)
-        p = rng.standard_normal(n).astype(dtype)
         g = rng.standard_normal(n).astype(dtype)
-        state = [np.zeros(n, dtype), np.zeros(n, dtype)]
         for algo in args.algos:
+            # fresh arrays per algorithm: one's state is no valid state for another
+            # (a momentum buffer read as Adagrad's sum turns parameters into NaN)
+            p = rng.standard_normal(n).astype(dtype)
+            state = [np.zeros(n, dtype), np.zeros(n, dtype)]
             entries = [(isa, lambda: None, lambda isa=isa: calls[algo](p, g, state, isa))
                        for isa in _core.isa_names()]
             times = interleaved(entries, args.budget * 2, max(args.min_reps, 20))

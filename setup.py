@@ -6,7 +6,7 @@ of those files sets its own target with a pragma, so GCC and Clang need no
 per-file flags and the rest of the build stays baseline. MSVC has no such
 pragma, so setup.py compiles those files with /arch:AVX2 and /arch:AVX512
 when the target is x86-64 (on ARM64 they compile to nothing). The build is
-portable: no -march=native, so one wheel serves every CPU of its architecture
+portable: no machine-specific flags, so one wheel serves every CPU of its architecture
 and the best kernels are picked at run time.
 
 Environment toggles (for local builds):

@@ -5,7 +5,7 @@
  * so a cross-compiled build runs it under an emulator, e.g. for arm64 (NEON):
  *
  *   aarch64-linux-gnu-gcc -O3 -std=c11 -ffp-contract=off -fno-math-errno -static \
- *       -Icsrc tests/c/isa_check.c csrc/fo_dispatch.c csrc/fo_kernels_*.c -lm -o isa_check
+ *       -Icsrc tools/isa_check.c csrc/fo_dispatch.c csrc/fo_kernels_*.c -lm -o isa_check
  *   qemu-aarch64 ./isa_check
  *
  * Natively: the same with gcc/clang and ./isa_check. Exit status 0 when all agree.

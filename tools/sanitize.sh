@@ -13,6 +13,8 @@ trap 'rm -rf "$work"' EXIT
 # the tracked files, as they are in the working tree
 (cd "$src" && git ls-files -z | xargs -0 cp --parents -t "$work")
 cd "$work"
+# the build requirements, in the Python that runs the tests (no build isolation here)
+python -m pip install -q "setuptools>=77" "Cython>=3.1" "numpy>=2.0"
 FASTOPT_SANITIZE=1 python setup.py -q build_ext --inplace >build.log 2>&1 || { cat build.log; exit 1; }
 # make sure the build really is instrumented
 nm -D fastopt/_core*.so | grep -q __asan_report || { echo "extension is not built with ASan" >&2; exit 1; }

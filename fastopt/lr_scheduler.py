@@ -214,9 +214,15 @@ def _load_function_state(fns, states):
 
 
 class _LambdaState:
-    """state_dict for schedulers holding user functions in ``lr_lambdas``."""
+    """Schedulers driven by user functions ``lr_lambdas`` (one per group), and
+    their state_dict."""
 
     _not_state = ("optimizer", "lr_lambdas")
+
+    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
+        self.optimizer = _check_optimizer(optimizer)
+        self.lr_lambdas = _per_group("lr_lambda", optimizer, lr_lambda)
+        super().__init__(optimizer, last_epoch)
 
     def state_dict(self):
         state = LRScheduler.state_dict(self)
@@ -243,11 +249,6 @@ class LambdaLR(_LambdaState, LRScheduler):
     last_epoch : int
     """
 
-    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
-        self.optimizer = _check_optimizer(optimizer)
-        self.lr_lambdas = _per_group("lr_lambda", optimizer, lr_lambda)
-        super().__init__(optimizer, last_epoch)
-
     def get_lr(self):
         return [base_lr * lmbda(self.last_epoch)
                 for lmbda, base_lr in zip(self.lr_lambdas, self.base_lrs, strict=True)]
@@ -265,11 +266,6 @@ class MultiplicativeLR(_LambdaState, LRScheduler):
         ``epoch -> factor``, or one per param group.
     last_epoch : int
     """
-
-    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
-        self.optimizer = _check_optimizer(optimizer)
-        self.lr_lambdas = _per_group("lr_lambda", optimizer, lr_lambda)
-        super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
         if self._is_initial:

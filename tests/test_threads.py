@@ -1,5 +1,6 @@
 """Threads: the GIL is released during a step, results do not depend on the
 thread count, and optimizers can step from several Python threads."""
+import contextlib
 import os
 import sys
 import threading
@@ -41,6 +42,35 @@ def run_threaded(fn, n):
     return results
 
 
+@contextlib.contextmanager
+def counting_thread():
+    """A thread that counts as long as it holds the GIL, with the switch
+    interval raised to 100 s so the interpreter never hands the GIL over on
+    its own; yields the one-element counter list."""
+    counter = [0]
+    stop = threading.Event()
+    started = threading.Event()
+
+    def count():
+        started.set()
+        while not stop.is_set():
+            counter[0] += 1
+            if counter[0] % 256 == 0:
+                time.sleep(1e-6)  # releases the GIL: the main thread gets it back
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(100.0)
+    t = threading.Thread(target=count, daemon=True)
+    try:
+        t.start()
+        started.wait()
+        yield counter
+    finally:
+        stop.set()
+        sys.setswitchinterval(old)
+        t.join()
+
+
 def test_step_releases_the_gil(threads):
     """Another Python thread runs while a long step is in C.
 
@@ -55,34 +85,14 @@ def test_step_releases_the_gil(threads):
     g = np.full(n, 0.5, np.float32)
     opt = fastopt.Adam([p], lr=1e-3)
     opt.step([g])  # allocate the state before timing anything
-    counter = [0]
-    stop = threading.Event()
-    started = threading.Event()
-
-    def count():
-        started.set()
-        while not stop.is_set():
-            counter[0] += 1
-            if counter[0] % 256 == 0:
-                time.sleep(1e-6)  # releases the GIL: the main thread gets it back after its step
-
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(100.0)
-    t = threading.Thread(target=count, daemon=True)
-    try:
-        t.start()
-        started.wait()
-        progress = []
+    progress = []
+    with counting_thread() as counter:
         for _ in range(5):
             before = counter[0]
             opt.step([g])
             progress.append(counter[0] - before)
             if progress[-1] > 0:
                 break
-    finally:
-        stop.set()
-        sys.setswitchinterval(old)
-        t.join()
     assert max(progress) > 0, progress
     assert opt.state[0]["step"] == 1.0 + len(progress)
 
@@ -91,32 +101,12 @@ def test_gil_held_without_a_step_blocks_the_counter():
     """The control for the test above: with the switch interval raised, a
     busy main thread that never releases the GIL lets the counter make no
     progress at all, so a moving counter does mean the GIL was released."""
-    counter = [0]
-    stop = threading.Event()
-    started = threading.Event()
-
-    def count():
-        started.set()
-        while not stop.is_set():
-            counter[0] += 1
-            if counter[0] % 256 == 0:
-                time.sleep(1e-6)
-
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(100.0)
-    t = threading.Thread(target=count, daemon=True)
-    try:
-        t.start()
-        started.wait()
+    with counting_thread() as counter:
         before = counter[0]
         total = 0
         for k in range(2_000_000):  # ~0.1 s of pure Python holding the GIL
             total += k
         after = counter[0]
-    finally:
-        stop.set()
-        sys.setswitchinterval(old)
-        t.join()
     assert after == before
 
 

@@ -198,6 +198,16 @@ static void *fo_worker_main(void *arg)
 #endif
 {
     const int index = (int)(size_t)arg;  /* workers 0 .. nthreads - 2 take part */
+#if defined(__linux__)
+    /* A batch thread does not preempt the running thread when it is woken.
+     * When all cores are busy (another process holds one), a worker woken
+     * on the caller's core would otherwise push the caller off it at every
+     * step; as a batch thread it waits for a core to come free, and the
+     * caller, who takes pieces too, never waits for it to start. */
+    struct sched_param no_priority;
+    memset(&no_priority, 0, sizeof no_priority);
+    (void)sched_setscheduler(0, SCHED_BATCH, &no_priority);
+#endif
     fo_mutex_lock(&fo_pool.lock);
     unsigned long seen = fo_pool.generation;
     for (;;) {
@@ -211,7 +221,13 @@ static void *fo_worker_main(void *arg)
         fo_mutex_unlock(&fo_pool.lock);
         fo_work(job);
         fo_mutex_lock(&fo_pool.lock);
-        if (FO_ACTIVE_DEC(&fo_pool.active) == 0) fo_cond_signal(&fo_pool.done);
+        if (FO_ACTIVE_DEC(&fo_pool.active) == 0) {
+            /* Signal with the lock released: the caller wakes up wanting the
+             * lock, and must not find it held by a worker it just preempted. */
+            fo_mutex_unlock(&fo_pool.lock);
+            fo_cond_signal(&fo_pool.done);
+            fo_mutex_lock(&fo_pool.lock);
+        }
     }
     fo_mutex_unlock(&fo_pool.lock);
     return 0;

@@ -20,7 +20,7 @@
  * mid-piece is not worth spinning for, hence the bound.
  */
 #if defined(__linux__)
-#define _GNU_SOURCE 1 /* sched_getaffinity */
+#define _GNU_SOURCE 1 /* sched_getaffinity, SCHED_BATCH */
 #endif
 #include <stdlib.h>
 #include <string.h>

@@ -203,3 +203,25 @@ def test_num_threads_settings(threads):
         assert fastopt.get_num_threads() == 3
     if hasattr(os, "sched_getaffinity"):
         assert fastopt._core.default_num_threads() == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_BATCH is Linux's")
+def test_workers_are_batch_threads(threads):
+    """The pool's workers run under SCHED_BATCH, so waking one never preempts
+    the thread that asked for the step (see csrc/fo_pool.c)."""
+    def policies():
+        found = {}
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            found[int(tid)] = int(fields[38])  # field 41, "policy"; the split starts at field 3
+        return found
+    SCHED_BATCH = 3
+    me = threading.get_native_id()
+    mine = policies()[me]
+    threads(2)
+    p = np.zeros(1 << 20, np.float32)  # 4 MiB: runs on the pool
+    fastopt.SGD([p], lr=1.0).step([np.ones_like(p)])
+    after = policies()
+    assert after[me] == mine  # the caller keeps its own
+    assert SCHED_BATCH in after.values()

@@ -253,6 +253,40 @@ def test_one_call_into_c_per_step(rng):
     assert 0 < big_events == small_events, (big_events, small_events)
 
 
+@pytest.mark.parametrize("opt", ["SGD", "Adagrad", "RMSprop", "Adam"])
+def test_state_buffers_sit_together(opt, rng):
+    """A group's new state buffers of one kind come from one allocation, each
+    on a 64-byte boundary, in parameter order, whatever the shapes and dtypes
+    (fastopt/optim.py, _state_buffers); Adagrad's start at its initial value."""
+    shapes = [(10,), (3, 5), (), (0, 4), (7,), (2, 2, 2)]
+    params = [rng.standard_normal(s).astype(np.float32 if k % 2 else np.float64)
+              for k, s in enumerate(shapes)]
+    hyper = {"SGD": {"momentum": 0.9}, "Adagrad": {"initial_accumulator_value": 0.25},
+             "RMSprop": {"momentum": 0.9, "centered": True}, "Adam": {"amsgrad": True}}[opt]
+    def check(o):
+        names = {k for entry in o.state.values() for k in entry if k != "step"}
+        assert len(names) == {"SGD": 1, "Adagrad": 1, "RMSprop": 3, "Adam": 3}[opt]
+        for name in names:
+            bufs = [o.state[i][name] for i in range(len(params))]
+            addresses = [b.ctypes.data for b in bufs]
+            for b, p, a in zip(bufs, params, addresses):
+                assert b.shape == p.shape and b.dtype == p.dtype and b.flags.c_contiguous
+                assert a % 64 == 0 or b.nbytes == 0
+            used = [a for a, b in zip(addresses, bufs) if b.nbytes]
+            assert used == sorted(used) and used[-1] - used[0] < 64 * len(params)
+
+    o = getattr(fastopt, opt)(params, lr=0.1, **hyper)
+    o.step([np.ones_like(p) for p in params])
+    check(o)
+    loaded = getattr(fastopt, opt)([p.copy() for p in params], lr=0.1, **hyper)
+    loaded.load_state_dict(o.state_dict())  # a fresh optimizer's buffers come from loading
+    check(loaded)
+    if opt == "Adagrad":
+        fresh = getattr(fastopt, opt)([np.zeros(3)], initial_accumulator_value=0.25)
+        fresh.step([np.zeros(3)])
+        np.testing.assert_array_equal(fresh.state[0]["sum"], 0.25)
+
+
 def test_show_config(capsys):
     fastopt.show_config()
     out = capsys.readouterr().out

@@ -16,7 +16,8 @@ machine's memory bandwidth with STREAM-style copy and triad and the in-place
 read-modify-write ``a[i] += s * b[i]``, all three in C on fastopt's own thread
 pool, so an optimizer's GB/s can be read as a fraction of what the memory
 gives. It also times one step over 1,000 tensors of 10 elements (the per-call
-overhead, Python included) and, with ``--contention``, fastopt with 1 and all
+overhead, Python included); with ``--head-to-head``, fastopt and torch's
+fastest path in alternation; and, with ``--contention``, fastopt with 1 and all
 threads while a CPU-bound process competes for a core.
 
 Timings are wall-clock per step; each figure is the best (minimum) of the
@@ -500,6 +501,44 @@ def run_contention(args, out):
     out["contention"] = rows
 
 
+H2H_PAUSE = 0.02  # seconds after each call: OpenMP's spinning threads and fastopt's workers go to sleep
+
+
+def run_head_to_head(args, out):
+    """fastopt against torch's fastest path for the algorithm (fused, RMSprop:
+    foreach), at all threads, one call each per round in alternation, so that
+    the machine's bandwidth, which drifts by 10-30% over seconds here, is the
+    same for both. A pause after every call lets the other's threads fall
+    asleep first: each step starts as one does after a forward and backward pass."""
+    _, torch = available_baselines(args)
+    if torch is None:
+        print("  head-to-head: torch is not installed: skipped", file=sys.stderr)
+        return
+    rng = np.random.default_rng(3)
+    dtype = np.dtype(args.dtype).type
+    threads = fastopt._core.default_num_threads()
+    set_threads(torch, threads)
+    rows = []
+    for label in args.sizes:
+        sizes = parse_size(label)
+        for algo in args.algos:
+            variant = "fused" if ALGOS[algo]["fused"] else "foreach"
+            mine = fastopt_case(algo, sizes, dtype, rng)
+            theirs = torch_case(torch, algo, sizes, dtype, rng, variant)
+            pause = lambda: time.sleep(H2H_PAUSE)  # noqa: E731
+            times = interleaved([("fastopt", pause, mine), ("torch", pause, theirs)],
+                                args.budget * 4, args.min_reps * 3)
+            del mine, theirs
+            gc.collect()
+            r = {"algo": algo, "size": label, "threads": threads, "torch": f"torch {variant}",
+                 "fastopt": summary(times["fastopt"]), "other": summary(times["torch"])}
+            rows.append(r)
+            print(f"  head-to-head {algo:8s} {label:>10s} fastopt {r['fastopt']['best'] * 1e3:8.3f} ms "
+                  f"(median {r['fastopt']['median'] * 1e3:8.3f})  {r['torch']} "
+                  f"{r['other']['best'] * 1e3:8.3f} ms (median {r['other']['median'] * 1e3:8.3f})", flush=True)
+    out["head_to_head"] = rows
+
+
 # ------------------------------------------------------------------ report
 
 def machine_info():
@@ -615,6 +654,20 @@ def markdown(out):
         for r in out["overhead"]:
             lines.append(f"| {r['algo']} | {r['impl']} | {r['best'] * 1e6:.1f} | {r['median'] * 1e6:.1f} |")
         lines.append("")
+    if out.get("head_to_head"):
+        lines.append(f"Head to head (`--head-to-head`): fastopt and torch's fastest path timed in "
+                     f"alternation at {out['head_to_head'][0]['threads']} threads, with a "
+                     f"{H2H_PAUSE * 1e3:.0f} ms pause after every call; speed-up = torch time / "
+                     "fastopt time:")
+        lines.append("")
+        lines.append("| algo | size | fastopt ms, best (median) | torch | torch ms, best (median) | speed-up, best (median) |")
+        lines.append("|---|---|---|---|---|---|")
+        for r in out["head_to_head"]:
+            f, o = r["fastopt"], r["other"]
+            lines.append(f"| {r['algo']} | {r['size']} | {f['best'] * 1e3:.3f} ({f['median'] * 1e3:.3f}) | "
+                         f"{r['torch']} | {o['best'] * 1e3:.3f} ({o['median'] * 1e3:.3f}) | "
+                         f"{o['best'] / f['best']:.2f}x ({o['median'] / f['median']:.2f}x) |")
+        lines.append("")
     if out.get("contention"):
         lines.append("With a CPU-bound process competing for a core (`--contention`), fastopt at 1 and "
                      "all threads, measured alternately:")
@@ -676,6 +729,8 @@ def main(argv=None):
     ap.add_argument("--contention", action="store_true",
                     help="also measure with a competing CPU-bound process (killed afterwards, "
                          "and ending by itself after 15 minutes in any case)")
+    ap.add_argument("--head-to-head", action="store_true",
+                    help="also time fastopt and torch's fastest path in alternation, at all threads")
     ap.add_argument("--markdown", help="write the tables as Markdown to this file")
     ap.add_argument("--png", help="write a chart to this file (needs matplotlib)")
     ap.add_argument("--json", help="write all measurements to this file")
@@ -704,6 +759,8 @@ def main(argv=None):
         run_isas(args, out)
     if not args.no_overhead:
         run_overhead(args, out)
+    if args.head_to_head:
+        run_head_to_head(args, out)
     if args.contention:
         run_contention(args, out)
     if args.json:

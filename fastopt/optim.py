@@ -355,18 +355,14 @@ class Optimizer:
             new = _state_buffers([self._params[i] for i in missing], 0.0)
             for i, buf in zip(missing, new):
                 self._states[i] = self._states[i][:k] + (buf,) + self._states[i][k + 1:]
-        for i, param in enumerate(self._params):
+        for i in range(len(self._params)):
             loaded = states.get(i, empty)
             group = self.param_groups[self._group_of[i]]
-            fresh = []
-            for k in range(3):
-                buf = self._states[i][k]
+            for k, buf in enumerate(self._states[i]):
                 if loaded[k] is not None:
                     np.copyto(buf, loaded[k], casting="unsafe")
                 elif buf is not None:
                     buf[...] = self._initial_value(group, k)
-                fresh.append(buf)
-            self._states[i] = tuple(fresh)
             engine.set_state(i, self._states[i])
             engine.steps[i] = steps.get(i, 0)
             engine.started[i] = 1 if (i in states and (self._algo != "sgd" or loaded[0] is not None)) else 0

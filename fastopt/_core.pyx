@@ -184,6 +184,7 @@ cdef class Engine:
     cdef Py_ssize_t n
     cdef fo_item *items      # per parameter: param and state pointers, n, dtype
     cdef fo_item *run        # per step: the parameters that have a gradient
+    cdef Py_ssize_t *run_of  # per step: the parameter index of each run entry
     cdef fo_scalars *scalars # per step: one per distinct (group, step)
     cdef double *partials
     cdef size_t partials_len
@@ -203,6 +204,7 @@ cdef class Engine:
     def __cinit__(self):
         self.items = NULL
         self.run = NULL
+        self.run_of = NULL
         self.scalars = NULL
         self.partials = NULL
         self.written = NULL
@@ -212,6 +214,7 @@ cdef class Engine:
     def __dealloc__(self):
         free(self.items)
         free(self.run)
+        free(self.run_of)
         free(self.scalars)
         free(self.partials)
         free(self.written)
@@ -229,11 +232,12 @@ cdef class Engine:
         n = max(self.n, 1)
         self.items = <fo_item *>malloc(n * sizeof(fo_item))
         self.run = <fo_item *>malloc(n * sizeof(fo_item))
+        self.run_of = <Py_ssize_t *>malloc(n * sizeof(Py_ssize_t))
         self.scalars = <fo_scalars *>malloc(n * sizeof(fo_scalars))
         self.group_of = <int *>malloc(n * sizeof(int))
         self.written = <Range *>malloc(4 * n * sizeof(Range))
         self.clear = <uintptr_t *>malloc(2 * n * sizeof(uintptr_t))
-        if not (self.items and self.run and self.scalars and self.group_of and self.written
+        if not (self.items and self.run and self.run_of and self.scalars and self.group_of and self.written
                 and self.clear):
             raise MemoryError()
         memset(self.items, 0, n * sizeof(fo_item))
@@ -331,7 +335,7 @@ cdef class Engine:
             free(hyper)
 
     cdef object _step(self, list grads, fo_hyper *hyper, const fo_table *table, bint skip_nonfinite):
-        cdef Py_ssize_t i, m = 0, nsc = 0, owner
+        cdef Py_ssize_t i, k, m = 0, nsc = 0, owner
         cdef cnp.ndarray g, p
         cdef int grp, last_grp = -1
         cdef int64_t step, last_step = -1
@@ -372,6 +376,7 @@ cdef class Engine:
                                      "not alias what the step writes")
                 self.clear[2 * i], self.clear[2 * i + 1] = lo, hi
             self.run[m] = self.items[i]
+            self.run_of[m] = i
             self.run[m].grad = cnp.PyArray_DATA(g)
             grp = self.group_of[i]
             step = self.steps_view[i] + 1
@@ -389,10 +394,9 @@ cdef class Engine:
         cdef size_t pieces = fo_plan(self.run, m)
         with nogil:
             fo_run(self.run, m, pieces, NULL)
-        for i in range(self.n):
-            if grads[i] is not None:
-                self.steps_view[i] += 1
-                self.started_view[i] = 1
+        for k in range(m):
+            self.steps_view[self.run_of[k]] += 1
+            self.started_view[self.run_of[k]] = 1
         return True
 
 

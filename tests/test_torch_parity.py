@@ -75,15 +75,20 @@ def test_defaults_match_torch(opt):
     assert names[:len(names) - 1] == [n for n in tnames if n in names], "argument order differs"
 
 
+def side_by_side(opt, dtype, rng):
+    """fastopt and torch on the same grouped parameters, with opt's fullest
+    options; also fastopt's parameters in group order."""
+    options = max(opt.options, key=len)
+    groups = grouped(make_params(rng, SIZES, dtype), options)
+    topt = torch_optimizer(opt, groups, options)
+    fast = opt.cls(groups, **options)
+    return fast, topt, [p for g in fast.param_groups for p in g["params"]]
+
+
 @pytest.mark.parametrize("opt", OPTIMIZERS, ids=str)
 def test_none_grads_match_torch(opt, dtype, rng):
     # A parameter without a gradient is skipped by both, state and step count included.
-    options = max(opt.options, key=len)
-    params = make_params(rng, SIZES, dtype)
-    groups = grouped([p.copy() for p in params], options)
-    topt = torch_optimizer(opt, groups, options)
-    fast = opt.cls(groups, **options)
-    ordered = [p for g in fast.param_groups for p in g["params"]]
+    fast, topt, ordered = side_by_side(opt, dtype, rng)
     for t in range(30):
         grads = [None if (t + i) % 3 == 0 else rng.standard_normal(p.shape).astype(dtype)
                  for i, p in enumerate(ordered)]
@@ -122,12 +127,7 @@ def assert_matches_torch_finite(fast, topt, dtype):
 @pytest.mark.parametrize("opt", OPTIMIZERS, ids=str)
 def test_hyperparameter_edits_match_torch(opt, dtype, rng):
     """Editing param_groups between steps (what schedulers do) acts as in torch."""
-    options = max(opt.options, key=len)
-    params = make_params(rng, SIZES, dtype)
-    groups = grouped([p.copy() for p in params], options)
-    topt = torch_optimizer(opt, groups, options)
-    fast = opt.cls(groups, **options)
-    ordered = [p for g in fast.param_groups for p in g["params"]]
+    fast, topt, ordered = side_by_side(opt, dtype, rng)
     for t in range(30):
         if t in (10, 20):
             for k, (mine, theirs) in enumerate(zip(fast.param_groups, topt.param_groups)):

@@ -1,5 +1,9 @@
 """Shared fixtures and the table of optimizers that drives the generic tests."""
 import itertools
+import os
+import subprocess
+import sys
+import textwrap
 import zlib
 
 import numpy as np
@@ -221,3 +225,21 @@ def new_state(name, param, fill=0.0):
     """Buffers for every state slot of class ``name`` (all of them, used or not)."""
     algo = BY_NAME[name].cls._algo
     return {n: np.full_like(param, fill) for n in _core.STATE_NAMES[algo]}
+
+
+def run_isolated(code, timeout=60):
+    """Run `code` in a fresh Python process that imports this fastopt, and
+    return its stdout. A crash (a signal) or a hang (past `timeout` seconds)
+    fails the calling test instead of killing or stalling the whole run."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastopt.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    try:
+        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the scenario hung (no exit within {timeout} s)")
+    if proc.returncode != 0:
+        how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}"
+        pytest.fail(f"the scenario failed with {how}:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout

@@ -121,13 +121,21 @@ cdef cnp.ndarray as_param_array(obj, what):
             raise TypeError(f"{what}: a {type(obj).__name__} that numpy can only copy cannot be "
                             "updated in place; pass a numpy array")
     if dtype_code(a) < 0:
-        raise TypeError(f"{what} must have dtype float32 or float64 (native byte order), got {a.dtype}")
+        raise TypeError(f"{what} must have dtype float32 or float64 (native byte order), got "
+                        f"{a.dtype}: convert it first, w = w.astype(np.float32), and use that "
+                        "copy (the array passed is the one updated in place)")
     if not cnp.PyArray_IS_C_CONTIGUOUS(a):
-        raise ValueError(f"{what} must be C-contiguous")
+        raise ValueError(f"{what} must be C-contiguous: make a contiguous copy first, "
+                         "w = np.ascontiguousarray(w), and use that copy (the array passed is "
+                         "the one updated in place)")
     if not cnp.PyArray_ISWRITEABLE(a):
-        raise ValueError(f"{what} is read-only")
+        raise ValueError(f"{what} is read-only: make a writeable copy first, "
+                         "w = np.require(w, requirements='W'), and use that copy (the array "
+                         "passed is the one updated in place)")
     if not cnp.PyArray_ISALIGNED(a):
-        raise ValueError(f"{what} is not aligned to its dtype")
+        raise ValueError(f"{what} is not aligned to its dtype: make an aligned copy first, "
+                         "w = np.require(w, requirements='A'), and use that copy (the array "
+                         "passed is the one updated in place)")
     return a
 
 
@@ -142,7 +150,8 @@ cdef cnp.ndarray as_grad_array(obj, cnp.ndarray like, what):
         except Exception as e:
             raise TypeError(f"{what} must be a numpy array, got {type(obj).__name__}") from e
     if cnp.PyArray_TYPE(g) != cnp.PyArray_TYPE(like) or cnp.PyArray_ISBYTESWAPPED(g):
-        raise TypeError(f"{what} must have dtype {like.dtype} like its parameter, got {g.dtype}")
+        raise TypeError(f"{what} must have dtype {like.dtype} like its parameter, got {g.dtype}: "
+                        f"pass g.astype(np.{like.dtype})")
     cdef int nd = cnp.PyArray_NDIM(g)
     cdef bint same = nd == cnp.PyArray_NDIM(like)
     cdef int k
@@ -154,9 +163,9 @@ cdef cnp.ndarray as_grad_array(obj, cnp.ndarray like, what):
     if not same:
         raise ValueError(f"{what} has shape {(<object>g).shape}, expected {(<object>like).shape} like its parameter")
     if not cnp.PyArray_IS_C_CONTIGUOUS(g):
-        raise ValueError(f"{what} must be C-contiguous")
+        raise ValueError(f"{what} must be C-contiguous: pass np.ascontiguousarray(g)")
     if not cnp.PyArray_ISALIGNED(g):
-        raise ValueError(f"{what} is not aligned to its dtype")
+        raise ValueError(f"{what} is not aligned to its dtype: pass np.require(g, requirements='A')")
     return g
 
 

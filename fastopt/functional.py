@@ -4,6 +4,8 @@ Each function updates ``param`` (and the state buffers) in place from
 ``grad``, exactly as one step of the matching optimizer class: ``step`` is
 the number of this update (1 for the first; state buffers are then read as
 their initial values, and SGD's momentum buffer starts as the gradient).
+A step is a whole number from 1 to 2**63 - 1 (an int, a NumPy integer, an
+integral float or a 0-d array), as the step counts ``load_state_dict`` takes.
 Arguments are checked before anything is written. ``isa`` forces a SIMD path
 by name (for tests and benchmarks); by default the one in use.
 
@@ -17,19 +19,14 @@ Examples
 >>> p
 array([0.9, 0.9, 0.9, 0.9])
 """
-import numbers
-
 from . import _core
-from .optim import SGD, Adagrad, Adam, RMSprop
+from .optim import MAX_STEP, SGD, Adagrad, Adam, RMSprop, _check_step
 
 __all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_"]
 
 
 def _update(cls, param, grad, buffers, step, hyper, isa):
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-        raise TypeError(f"step must be an int, got {type(step).__name__}")
-    if step < 1:
-        raise ValueError(f"step must be >= 1 (the number of this update), got {step}")
+    step = _check_step(step, "step (the number of this update)", low=1, high=MAX_STEP)
     cls._check_group(hyper, "arguments")
     p = _core.as_param(param, "param")
     needed = _core.state_slots(cls._algo, hyper)

@@ -72,16 +72,16 @@ class Optimizer:
         self._engine = None
         if isinstance(params, Mapping):
             self._keys = list(params.keys())
-            groups = [{"params": list(params.values())}]
+            groups = [{"params": list(params.values())}] if params else []
         elif isinstance(params, np.ndarray) or not hasattr(params, "__iter__"):
             raise TypeError("params must be a list of arrays, a dict of arrays or a list of "
                             f"param-group dicts, got {type(params).__name__}")
         else:
             groups = list(params)
-            if not groups:
-                raise ValueError("optimizer got an empty parameter list")
-            if not isinstance(groups[0], Mapping):
+            if groups and not isinstance(groups[0], Mapping):
                 groups = [{"params": groups}]
+        if not groups:
+            raise ValueError("optimizer got an empty parameter list")
         for group in groups:
             self._append_group(group)
         self._rebuild_engine()
@@ -100,20 +100,32 @@ class Optimizer:
         if isinstance(arrays, np.ndarray) or not hasattr(arrays, "__iter__"):
             arrays = [arrays]
         arrays = list(arrays)
-        if isinstance(arrays and arrays[0], Mapping):
-            raise TypeError("param groups cannot be nested")
         group = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}}
         gi = len(self.param_groups)
         self._check_group(group, f"param group {gi}")
         start = len(self._params)
-        validated = [_core.as_param(a, _core.describe(self._name(start + k)))
-                     for k, a in enumerate(arrays)]
+        validated = [self._as_param(a, start + k) for k, a in enumerate(arrays)]
         group["params"] = validated
         self.param_groups.append(group)
         self._params += validated
         self._group_of += [gi] * len(validated)
         self._states += [(None, None, None)] * len(validated)
         self._slots.append((False, False, False))
+
+    def _as_param(self, array, index):
+        """`array` validated as parameter `index` (an in-place target)."""
+        what = _core.describe(self._name(index))
+        if isinstance(array, Mapping):
+            raise TypeError(f"{what} is a dict: param groups cannot be nested (params is a "
+                            "list of arrays, a dict of arrays or a list of group dicts)")
+        if type(array).__module__.partition(".")[0] == "torch":
+            try:
+                np.asarray(array)
+            except Exception:  # requires grad, not on the CPU, a dtype NumPy lacks, ...
+                name = type(self).__name__
+                raise TypeError(f"{what} must be a numpy array, got a torch {type(array).__name__}: "
+                                f"for torch tensors use fastopt.torch.{name}") from None
+        return _core.as_param(array, what)
 
     @staticmethod
     def _check_group(group, where):
@@ -244,6 +256,10 @@ class Optimizer:
         names = _core.STATE_NAMES[self._algo]
         out = {}
         steps, started = self._engine.steps, self._engine.started
+        # A slot that an edited hyperparameter (amsgrad, momentum, centered)
+        # enables has no buffer until the next step creates it with its
+        # initial value; a state dict holds that value, so it loads again.
+        needed = [self._needed_slots(g) for g in self.param_groups] if copy else None
         for i, bufs in enumerate(self._states):
             has_step = self._algo != "sgd"
             if self._algo in ("rmsprop", "adam") and steps[i] == 0:
@@ -251,17 +267,31 @@ class Optimizer:
             if self._algo == "sgd" and not (bufs[0] is not None and started[i]):
                 continue
             entry = {"step": float(steps[i])} if has_step else {}
-            for name, buf in zip(names, bufs):
+            for k, (name, buf) in enumerate(zip(names, bufs)):
                 if buf is not None:
                     entry[name] = buf.copy() if copy else buf
+                elif copy and needed[self._group_of[i]][k]:
+                    group = self.param_groups[self._group_of[i]]
+                    entry[name] = np.full_like(self._params[i], self._initial_value(group, k))
             out[i] = entry
         return out
+
+    def _needed_slots(self, group):
+        """The state slots a group's hyperparameters use; none while a value
+        is unusable (the next step reports it)."""
+        try:
+            return _core.state_slots(self._algo, group)
+        except (TypeError, ValueError, KeyError):
+            return (False, False, False)
 
     def state_dict(self):
         """The optimizer's state in torch's layout.
 
         ``{"state": {index: {"step": float, <buffer name>: ndarray, ...}},
         "param_groups": [{<hyperparameters>, "params": [index, ...]}]}``.
+        For dict params each group also has ``"param_names"`` (the keys of
+        its ``"params"``, as torch records ``named_parameters()``), and
+        ``load_state_dict`` matches state by those names.
         Arrays are copies, so the dict stays as it was when later steps run.
         """
         with self._lock:
@@ -269,6 +299,8 @@ class Optimizer:
             for group in self.param_groups:
                 g = {k: v for k, v in group.items() if k != "params"}
                 g["params"] = list(range(index, index + len(group["params"])))
+                if self._keys is not None:
+                    g["param_names"] = self._keys[index:index + len(group["params"])]
                 index += len(group["params"])
                 groups.append(g)
             return {"state": self._state_entries(copy=True), "param_groups": groups}
@@ -276,14 +308,48 @@ class Optimizer:
     def load_state_dict(self, state_dict):
         """Load a state dict made by ``state_dict()`` (or by torch.optim's same class).
 
-        The whole dict is checked first (group count and sizes, buffer names,
-        shapes, dtypes, hyperparameters); on any problem a ValueError or
-        TypeError is raised and nothing changes. Group keys fastopt does not
-        use are kept, as torch does.
+        The whole dict is checked first (group count and sizes, names, buffer
+        names, shapes, dtypes, steps, hyperparameters); on any problem a
+        ValueError or TypeError is raised and nothing changes. Group keys
+        fastopt does not use are kept, as torch does. For dict params, a
+        dict with ``"param_names"`` gives each parameter the state saved
+        under its name (whatever the key order); without names (older
+        files, list params), state goes by position. A ``"step"`` in an SGD
+        state (which has none) is ignored, as torch ignores it.
         """
         with self._lock:
             groups, states, steps = self._check_state_dict(state_dict)
             self._apply_state_dict(groups, states, steps)
+
+    def _saved_order(self, saved, gi, base):
+        """This optimizer's parameter index for each entry of a saved group's
+        "params": by name when the group has "param_names" and the params
+        are a dict, else by position."""
+        mine = range(base, base + len(self.param_groups[gi]["params"]))
+        names = saved.get("param_names")
+        if self._keys is None or names is None:
+            return list(mine)
+        where = f"loaded param group {gi}"
+        if isinstance(names, (str, bytes, Mapping)) or not hasattr(names, "__iter__"):
+            raise TypeError(f"{where}: param_names must be a list of names, got {type(names).__name__}")
+        names = list(names)
+        if len(names) != len(saved["params"]):
+            raise ValueError(f"{where} has {len(saved['params'])} params but "
+                             f"{len(names)} param_names")
+        index_of = {self._keys[i]: i for i in mine}
+        try:
+            unknown = [name for name in names if name not in index_of]
+            saved_names = set(names)
+            missing = [key for key in index_of if key not in saved_names]  # names given twice
+        except TypeError:
+            raise TypeError(f"{where}: param_names must hold parameter names (dict keys)") from None
+        if unknown:
+            raise ValueError(f"{where} has state for {_core.describe(unknown[0])}, which this "
+                             f"optimizer does not have (its parameters: {list(index_of)})")
+        if missing:
+            raise ValueError(f"{where} has nothing for {_core.describe(missing[0])} "
+                             f"(its param_names: {names})")
+        return [index_of[name] for name in names]
 
     def _check_state_dict(self, sd):
         if not isinstance(sd, Mapping) or "state" not in sd or "param_groups" not in sd:
@@ -294,23 +360,25 @@ class Optimizer:
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(f"loaded state dict has {len(saved_groups)} parameter groups, "
                              f"this optimizer has {len(self.param_groups)}")
-        id_map, groups = {}, []
+        id_map, groups, base = {}, [], 0
         for gi, (saved, mine) in enumerate(zip(saved_groups, self.param_groups)):
             if not isinstance(saved, Mapping) or "params" not in saved:
                 raise TypeError(f"param group {gi} of the state dict must be a dict with 'params'")
+            order = self._saved_order(saved, gi, base)
             if len(saved["params"]) != len(mine["params"]):
                 raise ValueError(f"loaded param group {gi} has {len(saved['params'])} parameters, "
                                  f"this optimizer's has {len(mine['params'])}")
             group = {k: v for k, v in saved.items() if k != "params"}
+            if self._keys is not None:
+                group.pop("param_names", None)  # state_dict() writes the current keys
             if "betas" in group:
                 group["betas"] = tuple(group["betas"])
             group = {**{k: v for k, v in mine.items() if k != "params"}, **group}
             self._check_group(group, f"loaded param group {gi}")
             group["params"] = mine["params"]
             groups.append(group)
-            base = sum(len(g["params"]) for g in self.param_groups[:gi])
-            for k, pid in enumerate(saved["params"]):
-                id_map[pid] = base + k
+            id_map.update(zip(saved["params"], order))
+            base += len(mine["params"])
         names = _core.STATE_NAMES[self._algo]
         states, steps = {}, {}
         for pid, entry in saved_state.items():
@@ -323,8 +391,10 @@ class Optimizer:
             param = self._params[i]
             bufs = [None, None, None]
             for key, value in entry.items():
-                if key == "step" and self._algo != "sgd":
-                    steps[i] = _check_step(value, where)
+                if key == "step":
+                    step = _check_step(value, f"{where}, 'step'")
+                    if self._algo != "sgd":  # torch's SGD keeps no step count: ignored
+                        steps[i] = step
                 elif key in names and value is None and self._algo == "sgd":
                     continue  # older torch SGD checkpoints: momentum not started yet
                 elif key in names:
@@ -336,10 +406,13 @@ class Optimizer:
                 raise ValueError(f"{where} has no 'step'")
             if self._algo == "sgd" and bufs[0] is None:
                 continue  # no momentum yet: the same as no state
+            # torch fails at the next step on a state without a buffer its
+            # group needs (amsgrad, momentum, centered): refuse it here
             needed = _core.state_slots(self._algo, groups[self._group_of[i]])
             for k in range(3):
-                if needed[k] and bufs[k] is None and not (self._algo == "adam" and k == 2):
-                    raise ValueError(f"{where} has no {names[k]!r}")
+                if needed[k] and bufs[k] is None:
+                    raise ValueError(f"{where} has no {names[k]!r}, which its param group's "
+                                     "hyperparameters need")
             states[i] = bufs
         return groups, states, steps
 
@@ -403,14 +476,32 @@ def _state_buffers(params, value):
     return out
 
 
-def _check_step(value, where):
-    try:
-        step = float(np.asarray(value))
-    except (TypeError, ValueError):
-        raise TypeError(f"{where}: 'step' must be a number, got {type(value).__name__}") from None
-    if not (step >= 0 and step == math.floor(step) and step < 2**62):
-        raise ValueError(f"{where}: 'step' must be a whole number >= 0, got {value!r}")
-    return int(step)
+# The C core numbers updates with an int64: the largest update number, and so
+# the largest count of updates done that can still take a step.
+MAX_STEP = 2**63 - 1
+
+
+def _check_step(value, what, low=0, high=MAX_STEP - 1):
+    """A step count as an int in [low, high]. Steps are whole numbers: an int,
+    a NumPy integer, an integral float, or a 0-d int/float array or tensor
+    (torch keeps steps as float tensors); never a bool or a str."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        step = int(value)  # exact, however large
+    else:
+        try:
+            arr = None if isinstance(value, (str, bytes)) else np.asarray(value)
+        except Exception:
+            arr = None
+        if arr is None or arr.shape != () or arr.dtype.kind not in "iuf":
+            raise TypeError(f"{what} must be a whole number, got {type(value).__name__}"
+                            + ("" if arr is None or arr.shape == () else f" of shape {arr.shape}"))
+        x = arr[()]
+        if arr.dtype.kind == "f" and not (np.isfinite(x) and x == np.floor(x)):
+            raise ValueError(f"{what} must be a whole number, got {value!r}")
+        step = int(x)  # exact for every float width
+    if not low <= step <= high:
+        raise ValueError(f"{what} must be a whole number in [{low}, {high}], got {value!r}")
+    return step
 
 
 def _check_buffer(value, param, where):

@@ -305,7 +305,9 @@ def _functional_cases():
     from fastopt import functional as F
     return {
         "step-zero": (lambda p, g, m, v: F.adam_(p, g, m, v, step=0), ValueError, r"step"),
-        "step-float": (lambda p, g, m, v: F.adam_(p, g, m, v, step=1.0), TypeError, r"step"),
+        # integral floats are steps (torch keeps steps as floats); fractions are not
+        "step-fractional": (lambda p, g, m, v: F.adam_(p, g, m, v, step=1.5), ValueError, r"step"),
+        "step-str": (lambda p, g, m, v: F.adam_(p, g, m, v, step="1"), TypeError, r"step"),
         "lr-negative": (lambda p, g, m, v: F.adam_(p, g, m, v, step=1, lr=-1), ValueError, r"lr"),
         "beta-one": (lambda p, g, m, v: F.adam_(p, g, m, v, step=1, betas=(1, 0.9)), ValueError, r"beta1"),
         "amsgrad-without-buffer": (lambda p, g, m, v: F.adam_(p, g, m, v, step=1, amsgrad=True),

@@ -1,9 +1,11 @@
 """fastopt.functional gives exactly the classes' numbers."""
+import math
+
 import numpy as np
 import pytest
 
 import fastopt
-from conftest import OPTION_CASES, assert_bitwise, functional_step, new_state
+from conftest import OPTION_CASES, assert_bitwise, assert_close, functional_step, new_state
 from fastopt import functional as F
 
 
@@ -67,3 +69,53 @@ def test_functional_accepts_unused_buffers_and_float32(fn, buffers, rng):
 def test_functional_all_exported():
     assert sorted(F.__all__) == sorted(["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_"])
     assert fastopt.functional is F
+
+
+def _adam_at(step, rng_seed=5):
+    rng = np.random.default_rng(rng_seed)
+    p, g = rng.standard_normal(7), rng.standard_normal(7)
+    m, v = rng.standard_normal(7), rng.random(7)
+    args = [a.copy() for a in (p, g, m, v)]
+    F.adam_(*args, step=step, lr=0.1)
+    return args, (p, g, m, v)
+
+
+def test_functional_huge_step_is_a_real_update():
+    """The largest step the int64 counter holds is an update like any other
+    (the bias corrections are 1); one past it is an error, never a silent
+    no-op."""
+    from fastopt.reference import adam
+    step = 2**63 - 1
+    (p, _, m, v), (p0, g0, m0, v0) = _adam_at(step)
+    expected, state = adam(p0, g0, {"exp_avg": m0, "exp_avg_sq": v0}, step, lr=0.1)
+    assert_close(p, expected, np.float64)
+    assert_close(m, state["exp_avg"], np.float64)
+    assert not np.array_equal(p, p0)
+
+
+@pytest.mark.parametrize("step", [3.0, np.int64(3), np.uint16(3), np.float32(3), np.array(3),
+                                  np.array(3.0)], ids=repr)
+def test_functional_step_accepts_whole_numbers(step):
+    assert_bitwise(_adam_at(step)[0][0], _adam_at(3)[0][0])
+
+
+def test_functional_step_accepts_torch_tensor():
+    torch = pytest.importorskip("torch")
+    assert_bitwise(_adam_at(torch.tensor(3.0))[0][0], _adam_at(3)[0][0])
+
+
+@pytest.mark.parametrize("step, exc", [
+    (True, TypeError), (np.bool_(True), TypeError), ("5", TypeError), (None, TypeError),
+    (np.array([2]), TypeError), (0, ValueError), (-3, ValueError), (2.5, ValueError),
+    (math.nan, ValueError), (math.inf, ValueError), (2**63, ValueError), (2**64 + 1, ValueError),
+    (1e300, ValueError), (np.uint64(2**64 - 1), ValueError),
+], ids=repr)
+def test_functional_bad_step_changes_nothing(step, exc):
+    """The rule of load_state_dict's step counts (test_state_dict.py), never
+    an OverflowError, nothing written."""
+    before = _adam_at(1)[1]
+    args = [a.copy() for a in before]
+    with pytest.raises(exc, match="step"):
+        F.adam_(*args, step=step, lr=0.1)
+    for a, b in zip(args, before):
+        assert_bitwise(a, b)

@@ -385,3 +385,99 @@ def test_failed_step_after_enabling_state_changes_nothing(cls, edit, failure):
     for a, b in zip(opt._params, twin._params):
         assert_bitwise(a, b)
     assert_state_dicts_equal(opt.state_dict(), twin.state_dict())
+
+
+# ---------------------------------------------- what a NumPy newcomer meets
+
+@pytest.mark.parametrize("cls", [fastopt.Adam, fastopt.SGD, fastopt.RMSprop])
+def test_torch_parameter_points_to_fastopt_torch(cls):
+    torch = pytest.importorskip("torch")
+    for p in (torch.nn.Parameter(torch.zeros(3)), torch.zeros(3, dtype=torch.bfloat16)):
+        with pytest.raises(TypeError, match=rf"parameter 1\b.*numpy array.*fastopt\.torch\.{cls.__name__}\b"):
+            cls([np.zeros(2), p])
+    # torch itself takes these; fastopt.torch's class of the same name too
+    getattr(torch.optim, cls.__name__)([torch.nn.Parameter(torch.zeros(3))])
+
+
+@pytest.mark.parametrize("params, pattern", [
+    ({"w": np.zeros(3), "b": {"x": np.zeros(2)}}, r"parameter 'b' is a dict.*nested"),
+    ({"w": {"x": np.zeros(2)}}, r"parameter 'w' is a dict.*nested"),
+    ([{"params": [{"params": [np.zeros(3)]}]}], r"parameter 0 is a dict.*nested"),
+    ([{"params": [np.zeros(3), {"params": [np.zeros(2)]}]}], r"parameter 1 is a dict.*nested"),
+    ([{"params": [np.zeros(3)]}, {"params": [np.zeros(1), np.zeros(2), {}]}],
+     r"parameter 3 is a dict.*nested"),
+    ([np.zeros(3), {"params": [np.zeros(2)]}], r"parameter 1 is a dict.*nested"),
+], ids=["dict-second", "dict-first", "group-first", "group-second", "second-group", "list"])
+def test_nested_params_name_the_offender(params, pattern):
+    with pytest.raises(TypeError, match=pattern):
+        fastopt.Adam(params)
+
+
+def test_empty_dict_is_rejected_like_an_empty_list():
+    for cls in (fastopt.SGD, fastopt.Adam):
+        with pytest.raises(ValueError, match="empty parameter list") as from_list:
+            cls([])
+        with pytest.raises(ValueError, match="empty parameter list") as from_dict:
+            cls({})
+        assert str(from_dict.value) == str(from_list.value)
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError):
+        torch.optim.SGD({})
+
+
+# each error says what to do about it (the old key phrases stay)
+FIX_CASES = {
+    "param-dtype": (lambda: fastopt.Adam([np.zeros(3, np.int64)]), TypeError,
+                    r"parameter 0\b.*dtype.*astype\(np\.float32\)"),
+    "param-byteswapped": (lambda: fastopt.Adam([np.zeros(3, ">f4")]), TypeError,
+                          r"parameter 0\b.*dtype.*astype"),
+    "param-noncontiguous": (lambda: fastopt.Adam([noncontig(np.zeros(3))]), ValueError,
+                            r"parameter 0\b.*contiguous.*np\.ascontiguousarray"),
+    "param-readonly": (lambda: fastopt.SGD([readonly(np.zeros(3))]), ValueError,
+                       r"parameter 0\b.*read-only.*np\.require\(.*'W'\)"),
+    "param-unaligned": (lambda: fastopt.SGD([unaligned(3, np.float64)]), ValueError,
+                        r"parameter 0\b.*aligned.*np\.require\(.*'A'\)"),
+    "grad-dtype": (lambda: fastopt.Adam([np.zeros(3, np.float32)]).step([np.zeros(3)]), TypeError,
+                   r"parameter 0\b.*dtype float32.*astype\(np\.float32\)"),
+    "grad-noncontiguous": (lambda: fastopt.Adam([np.zeros(3)]).step([noncontig(np.zeros(3))]),
+                           ValueError, r"parameter 0\b.*contiguous.*np\.ascontiguousarray"),
+    "grad-unaligned": (lambda: fastopt.Adam([np.zeros(3)]).step([unaligned(3, np.float64)]),
+                       ValueError, r"parameter 0\b.*aligned.*np\.require\(.*'A'\)"),
+}
+
+
+@pytest.mark.parametrize("case", list(FIX_CASES))
+def test_array_errors_say_how_to_fix_them(case):
+    call, exc, pattern = FIX_CASES[case]
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+@pytest.mark.parametrize("case", ["param-dtype", "param-noncontiguous", "param-readonly",
+                                  "param-unaligned"])
+def test_the_suggested_fix_works(case):
+    """Doing what the message says gives an array the optimizer takes."""
+    bad = {"param-dtype": np.zeros(3, np.int64), "param-noncontiguous": noncontig(np.zeros(3)),
+           "param-readonly": readonly(np.zeros(3)), "param-unaligned": unaligned(3, np.float64)}[case]
+    fixed = {"param-dtype": lambda w: w.astype(np.float32),
+             "param-noncontiguous": np.ascontiguousarray,
+             "param-readonly": lambda w: np.require(w, requirements="W"),
+             "param-unaligned": lambda w: np.require(w, requirements="A")}[case](bad)
+    opt = fastopt.SGD([fixed], lr=0.5)
+    opt.step([np.ones(3, fixed.dtype)])
+    np.testing.assert_array_equal(fixed, -0.5)
+
+
+def test_sgd_load_lists_what_its_state_may_hold():
+    """A 'step' is accepted (and ignored, as torch does); the message for an
+    unknown entry lists exactly what is accepted."""
+    opt = fastopt.SGD([np.zeros(3)], lr=0.1, momentum=0.9)
+    opt.step([np.ones(3)])
+    sd = opt.state_dict()
+    sd["state"][0]["step"] = 1.0
+    opt.load_state_dict(sd)
+    sd["state"][0]["exp_avg"] = np.zeros(3)
+    snap = snapshot(opt)
+    with pytest.raises(ValueError, match=r"parameter 0\b.*'exp_avg'.*\('step', 'momentum_buffer'\)"):
+        opt.load_state_dict(sd)
+    assert_unchanged(opt, snap)

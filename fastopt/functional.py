@@ -20,13 +20,13 @@ Examples
 array([0.9, 0.9, 0.9, 0.9])
 """
 from . import _core
-from .optim import MAX_STEP, SGD, Adagrad, Adam, RMSprop, _check_step
+from .optim import _MAX_STEP, SGD, Adagrad, Adam, RMSprop, _check_step
 
 __all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_"]
 
 
 def _update(cls, param, grad, buffers, step, hyper, isa):
-    step = _check_step(step, "step (the number of this update)", low=1, high=MAX_STEP)
+    step = _check_step(step, "step (the number of this update)", low=1, high=_MAX_STEP)
     cls._check_group(hyper, "arguments")
     p = _core.as_param(param, "param")
     needed = _core.state_slots(cls._algo, hyper)

@@ -478,10 +478,10 @@ def _state_buffers(params, value):
 
 # The C core numbers updates with an int64: the largest update number, and so
 # the largest count of updates done that can still take a step.
-MAX_STEP = 2**63 - 1
+_MAX_STEP = 2**63 - 1
 
 
-def _check_step(value, what, low=0, high=MAX_STEP - 1):
+def _check_step(value, what, low=0, high=_MAX_STEP - 1):
     """A step count as an int in [low, high]. Steps are whole numbers: an int,
     a NumPy integer, an integral float, or a 0-d int/float array or tensor
     (torch keeps steps as float tensors); never a bool or a str."""

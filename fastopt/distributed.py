@@ -85,7 +85,9 @@ class ShardedOptimizer:
     **hyperparameters
         ``optimizer_cls``'s arguments (``lr=...``), and ``skip_nonfinite``.
 
-    Constructing, ``step``, ``consolidate_state_dict`` are collective: every
+    Notes
+    -----
+    Making one, ``step`` and ``consolidate_state_dict`` are collective: every
     rank of ``comm`` calls them, in the same order.
 
     Examples

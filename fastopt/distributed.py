@@ -278,9 +278,13 @@ class ShardedOptimizer:
             On every rank, when any rank's gradients or groups are bad;
             nothing changed on any rank.
         """
-        grads = _optim.Optimizer._grad_list(self, grads)
         with self._lock:
-            error = self._check(grads)
+            try:
+                grads = _optim.Optimizer._grad_list(self, grads)
+            except (TypeError, ValueError) as e:
+                error = e
+            else:
+                error = self._check(grads)
             has_grad = [g is not None for g in grads] if error is None else None
             self._agree(error, has_grad)
             MPI, comm, world = self._MPI, self.comm, self.world_size

@@ -218,18 +218,20 @@ def test_a_bad_rank_makes_every_rank_raise():
     before = [p.copy() for p in params]
     state = opt.state_dict()
 
-    def bad_shape(g): g[1] = g[1][:3]
-    def bad_dtype(g): g[4] = g[4].astype(np.float32)
-    def bad_none(g): g[0] = None
-    def bad_count(g): g.pop()
-    def bad_lr(g): opt.param_groups[1]["lr"] = -1.0
+    # each spoils this rank's gradients (or groups) and returns what step() gets
+    def bad_shape(g): return g[:1] + [g[1][:3]] + g[2:]
+    def bad_dtype(g): return g[:4] + [g[4].astype(np.float32)]
+    def bad_none(g): return [None] + g[1:]
+    def bad_count(g): return g[:-1]
+    def bad_lr(g): opt.param_groups[1]["lr"] = -1.0; return g
+    def bad_kind(g): return np.zeros(3)
     cases = [(bad_shape, ValueError), (bad_dtype, TypeError), (bad_none, ValueError),
-             (bad_count, ValueError), (bad_lr, ValueError)]
+             (bad_count, ValueError), (bad_lr, ValueError), (bad_kind, TypeError)]
     for culprit, (spoil, kind) in enumerate(cases):
         culprit %= N
         g = grads(1, rank, np.float64)
         if rank == culprit:
-            spoil(g)
+            g = spoil(g)
         try:
             opt.step(g)
         except kind as e:
@@ -257,8 +259,9 @@ def test_a_bad_rank_makes_every_rank_raise():
     report("ok")
     """)
     lines = out.splitlines()
-    for name, line in zip(["bad_shape", "bad_dtype", "bad_none", "bad_count", "bad_lr", "ok"],
-                          lines):
+    assert len(lines) == 7, out
+    for name, line in zip(["bad_shape", "bad_dtype", "bad_none", "bad_count", "bad_lr",
+                           "bad_kind", "ok"], lines):
         assert line.split() == [f"{name}:{r}" for r in range(3)], out
 
 

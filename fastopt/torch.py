@@ -39,6 +39,8 @@ released while the C core runs).
 """
 # This module is fastopt.torch; with absolute imports (Python 3's only kind)
 # the next line imports the real torch package, never this file.
+import sys
+
 import torch
 import torch.optim
 
@@ -59,6 +61,33 @@ def _plain(value):
     if isinstance(value, (tuple, list)):
         return tuple(_plain(v) for v in value)
     return value
+
+
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+def _local(t):
+    """A DTensor's local shard (FSDP2's parameters, gradients and state), else t.
+
+    The updates are elementwise, so stepping each rank's shard is the whole
+    update. torch.distributed.tensor is only looked up, never imported: a
+    DTensor exists only once it is."""
+    if type(t) in _PLAIN:
+        return t
+    dtensor = getattr(sys.modules.get("torch.distributed.tensor"), "DTensor", None)
+    return t.to_local() if dtensor is not None and isinstance(t, dtensor) else t
+
+
+def _check_sharding(p, what):
+    """TypeError unless a DTensor parameter's gradient is laid out as the parameter."""
+    if _local(p) is p:
+        return
+    g = p.grad
+    if _local(g) is g or g.placements != p.placements or g.device_mesh != p.device_mesh or \
+            any(pl.is_partial() for pl in p.placements):
+        raise TypeError(f"gradient of {what} is not a DTensor sharded as its parameter "
+                        f"({getattr(g, 'placements', 'a plain tensor')} vs {p.placements}); "
+                        "fastopt.torch steps each rank's local shard")
 
 
 def _check_tensor(t, what):
@@ -143,7 +172,7 @@ class _Stepper:
         plan = self._fo_plan
         if plan is not None and plan.matches(self.state, active, slots):
             try:
-                plan.run([p.grad.numpy() for p, _ in active], hypers)
+                plan.run([_local(p.grad).numpy() for p, _ in active], hypers)
                 return loss
             except (TypeError, ValueError, RuntimeError):
                 pass  # nothing was written; redo the step with every check below
@@ -152,7 +181,7 @@ class _Stepper:
         added = [(p, set(self.state[p]) if p in self.state else None) for p, _ in active]
         try:
             plan = _Plan(self, active, hypers, slots)
-            plan.run([p.grad.detach().numpy() for p, _ in active], hypers)
+            plan.run([_local(p.grad).detach().numpy() for p, _ in active], hypers)
         except Exception:
             # Leave the state as it was: drop entries this call created.
             for p, before in added:
@@ -174,8 +203,9 @@ class _Stepper:
         names = _core.STATE_NAMES[self._fastopt._algo]
         for p, _ in active:
             what = f"parameter {index_of[id(p)]}"
-            _check_tensor(p, what)
-            _check_tensor(p.grad, f"gradient of {what}")
+            _check_sharding(p, what)
+            _check_tensor(_local(p), what)
+            _check_tensor(_local(p.grad), f"gradient of {what}")
             if p.grad.dtype != p.dtype or p.grad.shape != p.shape:
                 raise TypeError(f"gradient of {what} has dtype {p.grad.dtype} and shape "
                                 f"{tuple(p.grad.shape)}, its parameter {p.dtype} and "
@@ -186,7 +216,7 @@ class _Stepper:
                 buf = state.get(name)
                 if buf is not None:
                     what = f"state {name!r} of parameter {index_of[id(p)]}"
-                    _check_tensor(buf, what)
+                    _check_tensor(_local(buf), what)
                     if buf.dtype != p.dtype or buf.shape != p.shape:
                         raise TypeError(f"{what} has dtype {buf.dtype} and shape "
                                         f"{tuple(buf.shape)}, its parameter {p.dtype} and "
@@ -209,7 +239,7 @@ class _Plan:
         self.state = opt.state
         self.params = [p for p, _ in active]
         self.groups = [gi for _, gi in active]
-        self.ptrs = [p.data_ptr() for p in self.params]
+        self.ptrs = [_local(p).data_ptr() for p in self.params]
         self.slots = slots
         self.entries, self.buffers = [], []   # per parameter: its state dict, its tensors
         steps, started, bufsets = [], [], []
@@ -241,8 +271,8 @@ class _Plan:
         for state, bufs in zip(self.entries, bufsets):
             self.buffers.append(tuple((name, state[name]) for name in state))
         self.engine = _core.Engine(
-            algo, [p.detach().numpy() for p in self.params],
-            [tuple(None if b is None else b.numpy() for b in bufs) for bufs in bufsets],
+            algo, [_local(p).detach().numpy() for p in self.params],
+            [tuple(None if b is None else _local(b).numpy() for b in bufs) for bufs in bufsets],
             [index_of[id(p)] for p in self.params], self.groups)
         self.engine.started[:] = started
 
@@ -251,7 +281,7 @@ class _Plan:
             return False
         for (p, gi), q, g, ptr, entry, bufs in zip(active, self.params, self.groups, self.ptrs,
                                                     self.entries, self.buffers):
-            if p is not q or gi != g or p.data_ptr() != ptr or state.get(p) is not entry:
+            if p is not q or gi != g or _local(p).data_ptr() != ptr or state.get(p) is not entry:
                 return False
             for name, buf in bufs:
                 if entry.get(name) is not buf:

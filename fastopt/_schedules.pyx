@@ -128,8 +128,8 @@ cdef int64_t _step(object step) except -1:
 def _steps_array(step):
     """Steps (an integer array, or a possibly nested list of ints) as an int64 array."""
     a = np.asarray(step)
-    if not isinstance(step, np.ndarray) and a.dtype.kind in "uOf":
-        # NumPy holds ints past int64 as uint64, float or object: check each step
+    if a.dtype == object or not isinstance(step, np.ndarray) and a.dtype.kind in "uf":
+        # Python ints (from a list NumPy made uint64, float or object): check each step
         a = np.asarray(step, dtype=object)
         return np.array([_step(t) for t in a.flat], np.int64).reshape(a.shape)
     if a.dtype.kind not in "iu" or not np.can_cast(a.dtype, np.int64):

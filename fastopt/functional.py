@@ -20,6 +20,7 @@ array([0.9, 0.9, 0.9, 0.9])
 import numbers
 
 from . import _core
+from ._validate import as_int64
 from .optim import SGD, Adagrad, Adam, RMSprop
 
 __all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_"]
@@ -30,6 +31,7 @@ def _update(cls, param, grad, buffers, step, hyper, isa):
         raise TypeError(f"step must be an int, got {type(step).__name__}")
     if step < 1:
         raise ValueError(f"step must be >= 1 (the number of this update), got {step}")
+    as_int64(step, "step")  # the engine counts in int64
     cls._check_group(hyper, "arguments")
     p = _core.as_param(param, "param")
     needed = _core.state_slots(cls._algo, hyper)

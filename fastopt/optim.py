@@ -412,7 +412,9 @@ def _check_step(value, where):
         step = float(np.asarray(value))
     except (TypeError, ValueError):
         raise TypeError(f"{where}: 'step' must be a number, got {type(value).__name__}") from None
-    if not (step >= 0 and step == math.floor(step) and step < 2**62):
+    except OverflowError:  # an int past float64's range
+        step = math.inf
+    if not (0 <= step < 2**62 and step == math.floor(step)):  # floor(inf) would overflow
         raise ValueError(f"{where}: 'step' must be a whole number >= 0, got {value!r}")
     return int(step)
 

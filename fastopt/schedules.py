@@ -61,8 +61,11 @@ __all__ = [
 # ---------------------------------------------------------------- validation
 
 def _int(name, value, minimum=None):
-    """An int argument of fastopt.lr_scheduler (Python ints, unbounded)."""
-    return as_int(value, name, minimum)
+    """An int argument of fastopt.lr_scheduler: any size, as torch's, within
+    float64's range (the schedulers compute with it in floats)."""
+    v = as_int(value, name, minimum)
+    as_float(v, name)
+    return v
 
 
 def _positive(name, value):

@@ -145,7 +145,8 @@ cdef class Schedule:
 
     Calling it with an int gives a float; with an integer NumPy array (any
     shape, any integer dtype that fits int64) or a list of ints it gives a
-    float64 array of the same shape, computed in one call into C with the
+    float64 array of the same shape (a 0-d array for a 0-d array, as NumPy's
+    ufuncs do), computed in one call into C with the
     GIL released. Both give the same bits for the same step. The value
     depends on the step alone.
 

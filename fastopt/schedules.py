@@ -467,7 +467,9 @@ def cyclic_schedule(base_lr, max_lr, step_size_up=2000, step_size_down=None,
     .. math:: \eta_t = \eta_{base} + (\eta_{max} - \eta_{base})\, h\, g
 
     where :math:`g = 1` (``"triangular"``), :math:`2^{1-c}`
-    (``"triangular2"``) or :math:`\gamma^t` (``"exp_range"``).
+    (``"triangular2"``) or :math:`\gamma^t` (``"exp_range"``). Step sizes
+    with :math:`r = 0` (torch divides by it) or a sum that is not finite are
+    a ValueError.
 
     Examples
     --------
@@ -509,6 +511,8 @@ def one_cycle_schedule(max_lr, total_steps, pct_start=0.3, anneal_strategy="cos"
     :math:`p \in [0, 1]` as :math:`b + (a - b)(1 + \cos \pi p)/2`
     (``"cos"``) or :math:`a + (b - a) p` (``"linear"``). Steps past
     ``total_steps - 1`` give the final value (torch's class raises there).
+    ``pct_start * total_steps == 1`` (a warm-up of no steps, where torch
+    divides by zero) is a ValueError.
 
     Examples
     --------

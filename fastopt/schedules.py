@@ -269,7 +269,8 @@ def linear_schedule(init_value, end_value, transition_steps, transition_begin=0)
     """
     sched = _c.linear(
         as_float(init_value, "init_value"), as_float(end_value, "end_value"),
-        as_int64(transition_steps, "transition_steps"), as_int64(transition_begin, "transition_begin"))
+        as_int64(transition_steps, "transition_steps"),
+        as_int64(transition_begin, "transition_begin"))
     return _named(sched, "linear_schedule", init_value=init_value, end_value=end_value,
                   transition_steps=transition_steps, transition_begin=transition_begin)
 
@@ -325,8 +326,9 @@ def cosine_decay_schedule(init_value, decay_steps, alpha=0.0, exponent=1.0):
     >>> s(0), s(10), s(99)
     (1.0, 0.1, 0.1)
     """
-    sched = _c.cosine(as_float(init_value, "init_value"), as_int64(decay_steps, "decay_steps", 1),
-                      as_float(alpha, "alpha"), as_float(exponent, "exponent"))
+    sched = _c.cosine(as_float(init_value, "init_value"),
+                      as_int64(decay_steps, "decay_steps", 1), as_float(alpha, "alpha"),
+                      as_float(exponent, "exponent"))
     return _named(sched, "cosine_decay_schedule", init_value=init_value,
                   decay_steps=decay_steps, alpha=alpha, exponent=exponent)
 

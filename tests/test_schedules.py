@@ -581,6 +581,7 @@ def test_deep_join_memory_and_stack():
     print(f"peak traced memory of a join_schedules nest: {peaks[3000] / 2**20:.1f} MiB at "
           f"depth 3000, {peaks[6000] / 2**20:.1f} MiB at depth 6000")
     assert peaks[6000] < 16 * 2**20 and peaks[6000] < 2.5 * peaks[3000]
-    assert [float(v) for v in lines["values"][0]] == [1.0, 1.0, 1.0, 1.0, 6000 - 1.0]  # from step 1: the last constant
+    # up to step 0 the innermost constant; from step 1 on the outermost join's last one
+    assert [float(v) for v in lines["values"][0]] == [1.0, 1.0, 1.0, 1.0, 6000 - 1.0]
     assert int(lines["repr"][0][0]) < 2000
     assert lines["freed"] == [["True"]]

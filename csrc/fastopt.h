@@ -83,6 +83,7 @@ typedef struct fo_scalars {
     double eps;
     double scale;         /* grad_scale: factor */
     double power;         /* grad_sumpow: p */
+    double clip_value;    /* grad_clip_value: c */
 } fo_scalars;
 
 struct fo_item;
@@ -133,6 +134,8 @@ typedef struct fo_table {
     fo_kernel grad_sumpow[2];                        /* acc += sum |grad|^p, p = scalars->power */
     fo_kernel grad_scale[2];                         /* param *= scalars->scale (the item's
                                                         param is the gradient to scale) */
+    fo_kernel grad_clip_value[2];                    /* param = clamp(param, -c, c),
+                                                        c = scalars->clip_value */
     /* Memory-bandwidth probes over float32 (benchmarks): a = param, b = grad,
      * c = state[0], s = scalars->scale. */
     fo_kernel probe[FO_NUM_PROBES];

@@ -201,16 +201,23 @@ double fo_sched_inv_sqrt(const fo_sched_inv_sqrt_params *p, int64_t step)
     return p->lr * pow((double)nonneg(step) + 1.0, -0.5);
 }
 
-double fo_sched_join(const fo_sched_join_params *p, int64_t step)
+/* The schedule a join runs at `step`, and (in *step) the step it sees. */
+static const fo_sched *join_pick(const fo_sched_join_params *p, int64_t *step)
 {
     /* optax applies the boundaries in their order, later ones winning. */
-    int64_t t = nonneg(step), offset = 0;
+    int64_t t = nonneg(*step), offset = 0;
     size_t k = 0;
     for (size_t i = 0; i + 1 < p->n; i++)
         if (t >= p->boundaries[i])
             k = i + 1, offset = p->boundaries[i];
-    int64_t local = (offset < 0 && t > INT64_MAX + offset) ? INT64_MAX : t - offset;
-    return fo_sched_eval(&p->schedules[k], local);
+    *step = (offset < 0 && t > INT64_MAX + offset) ? INT64_MAX : t - offset;
+    return &p->schedules[k];
+}
+
+double fo_sched_join(const fo_sched_join_params *p, int64_t step)
+{
+    const fo_sched *s = join_pick(p, &step);
+    return fo_sched_eval(s, step);
 }
 
 /* Every schedule: its tag and its name (the union member and function). */
@@ -245,6 +252,10 @@ FO_SCHED_ALL(FO_SCHED_ARRAY)
 
 double fo_sched_eval(const fo_sched *s, int64_t step)
 {
+    /* Joins nest (a join of joins ...): walk down in a loop, so that the
+     * depth of a nest costs no stack. */
+    while (s->kind == FO_SCHED_JOIN)
+        s = join_pick(&s->p.join, &step);
     switch (s->kind) {
     FO_SCHED_ALL(FO_SCHED_EVAL_CASE)
     }

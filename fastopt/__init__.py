@@ -34,12 +34,14 @@ if _os.environ.get("FASTOPT_NUM_THREADS"):
 
 from . import functional, lr_scheduler, schedules  # noqa: E402
 from .checkpoint import load, save  # noqa: E402
-from ._core import clip_grad_norm_, get_num_threads, set_num_threads  # noqa: E402
+from ._core import (  # noqa: E402
+    clip_grad_norm_, clip_grad_value_, get_num_threads, set_num_threads)
 from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop  # noqa: E402
 
 __all__ = [
     "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW",
-    "functional", "clip_grad_norm_", "set_num_threads", "get_num_threads", "show_config",
+    "functional", "clip_grad_norm_", "clip_grad_value_", "set_num_threads", "get_num_threads",
+    "show_config",
     "save", "load", "schedules", "lr_scheduler",
 ]
 

@@ -44,6 +44,7 @@ cdef extern from "fastopt.h" nogil:
     ctypedef struct fo_scalars:
         double scale
         double power
+        double clip_value
 
     ctypedef struct fo_item
     ctypedef void (*fo_kernel)(const fo_item *item, size_t begin, size_t end, double *acc) noexcept
@@ -67,6 +68,7 @@ cdef extern from "fastopt.h" nogil:
         fo_kernel grad_maxabs[2]
         fo_kernel grad_sumpow[2]
         fo_kernel grad_scale[2]
+        fo_kernel grad_clip_value[2]
         fo_kernel probe[3]
 
     const char *fo_isa_name(fo_isa isa) noexcept

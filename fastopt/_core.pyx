@@ -15,6 +15,8 @@ import os
 
 import numpy as np
 
+from ._validate import as_float
+
 cimport numpy as cnp
 from cpython.object cimport PyObject
 from libc.math cimport INFINITY, isfinite, pow
@@ -482,7 +484,37 @@ cdef double count_nonfinite(fo_item *src, Py_ssize_t m, const fo_table *table) e
 
 # ---------------------------------------------------------- gradient clipping
 
-def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, *, isa=None):
+def grad_arrays(grads):
+    """The gradients to clip: one array or a sequence of them (None entries
+    skipped), each a valid in-place target, no two sharing memory."""
+    if isinstance(grads, np.ndarray):
+        grads = [grads]
+    grads = [g for g in grads if g is not None]
+    arrays = [as_param_array(g, f"gradient {i}") for i, g in enumerate(grads)]
+    check_disjoint(arrays, [f"gradient {i}" for i in range(len(arrays))])
+    return arrays
+
+
+cdef fo_item *grad_items(list arrays, const fo_scalars *sc) except NULL:
+    """One item per gradient array (param and grad both point at it); free() it."""
+    cdef Py_ssize_t m = len(arrays), i
+    cdef fo_item *items = <fo_item *>malloc(max(m, 1) * sizeof(fo_item))
+    if items == NULL:
+        raise MemoryError()
+    memset(items, 0, max(m, 1) * sizeof(fo_item))
+    cdef cnp.ndarray a
+    for i in range(m):
+        a = <cnp.ndarray>arrays[i]
+        items[i].param = cnp.PyArray_DATA(a)
+        items[i].grad = cnp.PyArray_DATA(a)
+        items[i].n = <size_t>cnp.PyArray_SIZE(a)
+        items[i].dtype = dtype_code(a)
+        items[i].scalars = sc
+    return items
+
+
+def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None, *,
+                    isa=None):
     """Scale gradients in place so their total norm is at most ``max_norm``.
 
     torch.nn.utils.clip_grad_norm_ for arrays: the total norm is the
@@ -492,43 +524,27 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, *,
 
     Returns the total norm as a float. With ``error_if_nonfinite`` a NaN or
     Inf total norm raises RuntimeError before anything is scaled.
+    ``foreach`` is accepted for torch's signature and changes nothing.
     """
-    if isinstance(grads, np.ndarray):
-        grads = [grads]
-    grads = [g for g in grads if g is not None]
-    try:
-        max_norm = float(max_norm)
-        p = float(norm_type)
-    except (TypeError, ValueError):
-        raise TypeError("max_norm and norm_type must be numbers") from None
+    max_norm = as_float(max_norm, "max_norm")
+    cdef double p = as_float(norm_type, "norm_type")
     if not (p > 0):
         raise ValueError(f"norm_type must be positive or inf, got {norm_type}")
     cdef const fo_table *table = table_by_name(isa)
-    cdef Py_ssize_t m = len(grads), i
-    arrays = [as_param_array(g, f"gradient {i}") for i, g in enumerate(grads)]
-    check_disjoint(arrays, [f"gradient {i}" for i in range(m)])
+    arrays = grad_arrays(grads)
+    cdef Py_ssize_t m = len(arrays), i
     if m == 0:
         return 0.0
-    cdef fo_item *items = <fo_item *>malloc(m * sizeof(fo_item))
     cdef fo_scalars sc
-    if items == NULL:
-        raise MemoryError()
-    memset(items, 0, m * sizeof(fo_item))
     memset(&sc, 0, sizeof(sc))
     sc.power = p
-    cdef cnp.ndarray a
+    cdef fo_item *items = grad_items(arrays, &sc)
     cdef int kind = 2 if p == 2.0 else (1 if p == 1.0 else (0 if p == INFINITY else 3))
     cdef double total = 0, x
     cdef size_t pieces, k
     cdef double *partials = NULL
     try:
         for i in range(m):
-            a = <cnp.ndarray>arrays[i]
-            items[i].param = cnp.PyArray_DATA(a)
-            items[i].grad = cnp.PyArray_DATA(a)
-            items[i].n = <size_t>cnp.PyArray_SIZE(a)
-            items[i].dtype = dtype_code(a)
-            items[i].scalars = &sc
             if kind == 2:
                 items[i].kernel = table.grad_sumsq[items[i].dtype]
             elif kind == 1:
@@ -573,6 +589,42 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, *,
         free(items)
         free(partials)
     return float(total)
+
+
+def clip_grad_value_(grads, clip_value, foreach=None, *, isa=None):
+    """Clamp gradients in place to ``[-clip_value, clip_value]``.
+
+    torch.nn.utils.clip_grad_value_ for arrays, with clip_grad_norm_'s
+    arguments: each element becomes ``min(max(g, -clip_value), clip_value)``
+    in one pass in C, spread over the thread pool. As torch's clamp, a NaN
+    element stays NaN, a negative ``clip_value`` sets every other element to
+    ``clip_value``, and a NaN ``clip_value`` makes every element NaN.
+    ``foreach`` is accepted for torch's signature and changes nothing.
+    Returns None.
+    """
+    cdef double c = as_float(clip_value, "clip_value")
+    cdef const fo_table *table = table_by_name(isa)
+    arrays = grad_arrays(grads)
+    cdef Py_ssize_t m = len(arrays), i
+    if m == 0:
+        return
+    cdef fo_scalars sc
+    memset(&sc, 0, sizeof(sc))
+    sc.clip_value = c
+    sc.scale = c  # a NaN bound: scaling by NaN gives torch's all-NaN result
+    cdef fo_item *items = grad_items(arrays, &sc)
+    cdef size_t pieces
+    try:
+        for i in range(m):
+            if c != c:
+                items[i].kernel = table.grad_scale[items[i].dtype]
+            else:
+                items[i].kernel = table.grad_clip_value[items[i].dtype]
+        pieces = fo_plan(items, m)
+        with nogil:
+            fo_run(items, m, pieces, NULL)
+    finally:
+        free(items)
 
 
 def check_disjoint(list arrays, list what):

@@ -9,6 +9,10 @@ import operator
 
 import numpy as np
 
+from ._validate import shown
+
+cimport cython
+
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport INT64_MAX, int64_t
 
@@ -117,16 +121,32 @@ cdef int64_t _step(object step) except -1:
             f"step must be an int or an integer array, not {type(step).__name__}"
         ) from None
     if t < 0 or t > INT64_MAX:
-        raise ValueError(f"step must be in [0, 2**63 - 1], got {t}")
+        raise ValueError(f"step must be in [0, 2**63 - 1], got {shown(t)}")
     return t
 
 
+def _steps_array(step):
+    """Steps (an integer array, or a possibly nested list of ints) as an int64 array."""
+    a = np.asarray(step)
+    if a.dtype == object or not isinstance(step, np.ndarray) and a.dtype.kind in "uf":
+        # Python ints (from a list NumPy made uint64, float or object): check each step
+        a = np.asarray(step, dtype=object)
+        return np.array([_step(t) for t in a.flat], np.int64).reshape(a.shape)
+    if a.dtype.kind not in "iu" or not np.can_cast(a.dtype, np.int64):
+        raise TypeError(
+            f"step array must have an integer dtype that fits int64, not {a.dtype}"
+        )
+    return np.asarray(a, dtype=np.int64, order="C")  # keeps a 0-d array 0-d
+
+
+@cython.trashcan(True)  # a deep join_schedules nest is freed without deep C recursion
 cdef class Schedule:
     """A learning-rate schedule evaluated in C: ``schedule(step) -> lr``.
 
     Calling it with an int gives a float; with an integer NumPy array (any
     shape, any integer dtype that fits int64) or a list of ints it gives a
-    float64 array of the same shape, computed in one call into C with the
+    float64 array of the same shape (a 0-d array for a 0-d array, as NumPy's
+    ufuncs do), computed in one call into C with the
     GIL released. Both give the same bits for the same step. The value
     depends on the step alone.
 
@@ -137,7 +157,7 @@ cdef class Schedule:
     cdef fo_sched s
     cdef object _keep        # objects whose memory self.s points into
     cdef fo_sched *_children  # join's copies of its schedules, owned
-    cdef public str _repr
+    cdef public object _repr  # (name, kwargs) of the factory, formatted by __repr__
 
     def __dealloc__(self):
         PyMem_Free(self._children)
@@ -150,12 +170,7 @@ cdef class Schedule:
     def __call__(self, step):
         if not isinstance(step, (np.ndarray, list, tuple)):
             return fo_sched_eval(&self.s, _step(step))
-        a = np.asarray(step)
-        if a.dtype.kind not in "iu" or not np.can_cast(a.dtype, np.int64):
-            raise TypeError(
-                f"step array must have an integer dtype that fits int64, not {a.dtype}"
-            )
-        steps = np.ascontiguousarray(a, dtype=np.int64)
+        steps = _steps_array(step)
         out = np.empty(steps.shape, np.float64)
         if steps.size == 0:
             return out
@@ -190,7 +205,27 @@ cdef class Schedule:
             fo_sched_fill(&self.s, t, &ov[0], n)
 
     def __repr__(self):
-        return self._repr or f"<{type(self).__name__}>"
+        return _shown(self)
+
+
+# Schedules nested deeper than this in a repr show as name(...): the repr of a
+# deep join_schedules nest stays short and needs no deep recursion.
+_REPR_DEPTH = 4
+
+
+def _shown(value, int depth=_REPR_DEPTH):
+    """repr() of a schedule's argument, nested schedules to a bounded depth."""
+    if isinstance(value, Schedule):
+        spec = (<Schedule>value)._repr
+        if spec is None:
+            return f"<{type(value).__name__}>"
+        name, kwargs = spec
+        if depth == 0:
+            return f"{name}(...)"
+        return f"{name}({', '.join(f'{k}={_shown(v, depth - 1)}' for k, v in kwargs.items())})"
+    if isinstance(value, list):
+        return f"[{', '.join(_shown(v, depth) for v in value)}]"
+    return shown(value)
 
 
 cdef Schedule _new(fo_sched_kind kind):

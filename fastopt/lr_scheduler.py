@@ -30,12 +30,12 @@ Thread-safety: a scheduler and its optimizer's groups are mutated by
 """
 import copy
 import math
-import numbers
 import types
 import warnings
 from bisect import bisect_right
 from collections import Counter
 
+from ._validate import as_float
 from .schedules import _int
 
 __all__ = [
@@ -66,8 +66,7 @@ _EPOCH_DEPRECATION = (
 
 
 def _positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    as_float(value, name)  # a real number within float64's range
     if not value > 0:
         raise ValueError(f"{name} must be > 0, got {value}")
     return value
@@ -92,8 +91,13 @@ def _format_param(name, optimizer, param):
                 f"{name} has {len(param)} values, param_groups has "
                 f"{len(optimizer.param_groups)}."
             )
-        return list(param)
-    return [param] * len(optimizer.param_groups)
+        values = list(param)
+    else:
+        values = [param] * len(optimizer.param_groups)
+    for v in values:
+        if type(v) is int:  # one past float64's range would overflow the lr arithmetic
+            as_float(v, name)
+    return values
 
 
 def _lrs(optimizer):
@@ -452,6 +456,7 @@ class PolynomialLR(LRScheduler):
     def __init__(self, optimizer, total_iters=5, power=1.0, last_epoch=-1):
         self.total_iters = _int("total_iters", total_iters, 1)
         self.power = power
+        as_float(power, "power")
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -485,6 +490,7 @@ class CosineAnnealingLR(LRScheduler):
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
         self.T_max = _int("T_max", T_max, 1)
         self.eta_min = eta_min
+        as_float(eta_min, "eta_min")
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -536,6 +542,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         if not isinstance(eta_min, (float, int)):
             raise ValueError(
                 f"Expected float or int eta_min, but got {eta_min} of type {type(eta_min)}")
+        as_float(T_0, "T_0"), as_float(eta_min, "eta_min")
         self.T_0 = T_0
         self.T_i = T_0
         self.T_mult = T_mult
@@ -640,7 +647,8 @@ class CyclicLR(LRScheduler):
         step_size_up = float(_positive("step_size_up", step_size_up))
         if step_size_down is not None and step_size_down < 0:
             raise ValueError(f"step_size_down must be >= 0, got {step_size_down}")
-        step_size_down = float(step_size_down) if step_size_down is not None else step_size_up
+        step_size_down = (as_float(step_size_down, "step_size_down") if step_size_down is not None
+                          else step_size_up)
         self.total_size = step_size_up + step_size_down
         self.step_ratio = step_size_up / self.total_size
         if mode not in ("triangular", "triangular2", "exp_range") and scale_fn is None:
@@ -765,6 +773,8 @@ class OneCycleLR(LRScheduler):
                 f"anneal_strategy must be one of 'cos' or 'linear', instead got {anneal_strategy}")
         self._anneal_func_type = anneal_strategy
         T = self.total_steps
+        as_float(T, "total_steps"), as_float(div_factor, "div_factor")
+        as_float(final_div_factor, "final_div_factor")
         # (end step, start lr key, end lr key, start momentum key, end momentum key)
         up = (float(pct_start * T) - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum")
         if three_phase:
@@ -878,6 +888,7 @@ class ReduceLROnPlateau(LRScheduler):
             raise ValueError(f"threshold mode {threshold_mode!r} is unknown! Use 'rel' or 'abs'.")
         self.mode = mode
         self.threshold = threshold
+        as_float(threshold, "threshold")
         self.threshold_mode = threshold_mode
         self.mode_worse = math.inf if mode == "min" else -math.inf
         self._reset()

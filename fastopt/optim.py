@@ -18,6 +18,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import _core
+from ._validate import as_float
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
 
@@ -26,11 +27,15 @@ def _check_number(group, key, where, low=0.0, high=None, high_open=False):
     _check_value(group[key], key, where, low, high, high_open)
 
 
+_INT_FITS_DOUBLE = 2**1023  # an int smaller than this in magnitude converts to a float
+
+
 def _check_value(value, key, where, low=0.0, high=None, high_open=False):
-    # plain floats and ints skip the (slow) ABC check: this runs at every step
-    if type(value) is not float and type(value) is not int and (
-            isinstance(value, bool) or not isinstance(value, numbers.Real)):
-        raise TypeError(f"{where}: {key} must be a real number, got {type(value).__name__}")
+    # plain floats and ints that fit a double skip the (slow) ABC check: this
+    # runs at every step; anything else must be a real number within float64's range
+    if type(value) is not float and (
+            type(value) is not int or not -_INT_FITS_DOUBLE < value < _INT_FITS_DOUBLE):
+        value = as_float(value, f"{where}: {key}")
     if not low <= value or (high is not None and not (value < high if high_open else value <= high)):
         bound = f"[{low}, {high})" if high_open else (f">= {low}" if high is None else f"[{low}, {high}]")
         raise ValueError(f"{where}: invalid {key}: {value} (must be {bound})")
@@ -281,7 +286,7 @@ class Optimizer:
         is unusable (the next step reports it)."""
         try:
             return _core.state_slots(self._algo, group)
-        except (TypeError, ValueError, KeyError):
+        except (TypeError, ValueError, KeyError, OverflowError):
             return (False, False, False)
 
     def state_dict(self):

@@ -32,11 +32,11 @@ Three families:
 To drive an optimizer's learning rate with one, see
 :class:`fastopt.lr_scheduler.ScheduleLR`.
 """
-import numbers
-import operator
+import math
 
 from ._schedules import Schedule
 from . import _schedules as _c
+from ._validate import as_float, as_int, as_int64
 
 __all__ = [
     "Schedule",
@@ -61,34 +61,24 @@ __all__ = [
 # ---------------------------------------------------------------- validation
 
 def _int(name, value, minimum=None):
-    """``value`` as an int (bools refused), at least ``minimum``."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got bool")
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
-    if minimum is not None and v < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {v}")
+    """An int argument of fastopt.lr_scheduler: any size, as torch's, within
+    float64's range (the schedulers compute with it in floats)."""
+    v = as_int(value, name, minimum)
+    as_float(v, name)
     return v
 
 
-def _float(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    return float(value)
-
-
 def _positive(name, value):
-    v = _float(name, value)
+    v = as_float(value, name)
     if not v > 0:
         raise ValueError(f"{name} must be > 0, got {value}")
     return v
 
 
 def _named(sched, name, **kwargs):
-    args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-    sched._repr = f"{name}({args})"
+    # Kept, not formatted: repr() formats on demand, so a deep nest of
+    # join_schedules holds no string per level (quadratic memory).
+    sched._repr = (name, kwargs)
     return sched
 
 
@@ -119,8 +109,8 @@ class FactorScheduler(Schedule):
 
     def __init__(self, factor=1, stop_factor_lr=1e-7, base_lr=0.1):
         self.factor = _positive("factor", factor)
-        self.stop_factor_lr = _float("stop_factor_lr", stop_factor_lr)
-        self.base_lr = _float("base_lr", base_lr)
+        self.stop_factor_lr = as_float(stop_factor_lr, "stop_factor_lr")
+        self.base_lr = as_float(base_lr, "base_lr")
         f, stop, base = self.factor, self.stop_factor_lr, self.base_lr
         if f > 1 and base * f < stop:
             self._adopt(_c.step(stop, f, 1, 0, stop))
@@ -151,12 +141,12 @@ class MultiFactorScheduler(Schedule):
     """
 
     def __init__(self, step, factor=1, base_lr=0.1):
-        milestones = [_int("step[%d]" % i, m, 0) for i, m in enumerate(step)]
+        milestones = [as_int64(m, "step[%d]" % i, 0) for i, m in enumerate(step)]
         if any(b <= a for a, b in zip(milestones, milestones[1:])):
             raise ValueError(f"step must be strictly increasing, got {milestones}")
         self.step = milestones
         self.factor = _positive("factor", factor)
-        self.base_lr = _float("base_lr", base_lr)
+        self.base_lr = as_float(base_lr, "base_lr")
         self._adopt(_c.multistep(self.base_lr, self.factor, milestones))
         _named(self, "MultiFactorScheduler", step=milestones, factor=factor, base_lr=base_lr)
 
@@ -195,15 +185,15 @@ class CosineScheduler(Schedule):
 
     def __init__(self, max_update, base_lr=0.01, final_lr=0, warmup_steps=0,
                  warmup_begin_lr=0):
-        self.warmup_steps = _int("warmup_steps", warmup_steps, 0)
-        self.max_update = _int("max_update", max_update)
+        self.warmup_steps = as_int64(warmup_steps, "warmup_steps", 0)
+        self.max_update = as_int64(max_update, "max_update")
         if self.max_update <= self.warmup_steps:
             raise ValueError(
                 f"max_update ({self.max_update}) must be > warmup_steps ({self.warmup_steps})"
             )
-        self.base_lr = _float("base_lr", base_lr)
-        self.final_lr = _float("final_lr", final_lr)
-        self.warmup_begin_lr = _float("warmup_begin_lr", warmup_begin_lr)
+        self.base_lr = as_float(base_lr, "base_lr")
+        self.final_lr = as_float(final_lr, "final_lr")
+        self.warmup_begin_lr = as_float(warmup_begin_lr, "warmup_begin_lr")
         self._adopt(_c.warmup_cosine(self.warmup_begin_lr, self.base_lr, self.final_lr,
                                      self.warmup_steps, self.max_update))
         _named(self, "CosineScheduler", max_update=max_update, base_lr=base_lr,
@@ -221,7 +211,7 @@ class SquareRootScheduler(Schedule):
     """
 
     def __init__(self, lr=0.1):
-        self.lr = _float("lr", lr)
+        self.lr = as_float(lr, "lr")
         self._adopt(_c.inv_sqrt(self.lr))
         _named(self, "SquareRootScheduler", lr=lr)
 
@@ -236,7 +226,7 @@ def constant_schedule(value):
     >>> constant_schedule(5)(100)
     5.0
     """
-    return _named(_c.constant(_float("value", value)), "constant_schedule", value=value)
+    return _named(_c.constant(as_float(value, "value")), "constant_schedule", value=value)
 
 
 def polynomial_schedule(init_value, end_value, power, transition_steps, transition_begin=0):
@@ -258,9 +248,9 @@ def polynomial_schedule(init_value, end_value, power, transition_steps, transiti
     (1.0, 0.01, 0.01)
     """
     sched = _c.polynomial(
-        _float("init_value", init_value), _float("end_value", end_value),
-        _float("power", power), _int("transition_steps", transition_steps),
-        _int("transition_begin", transition_begin))
+        as_float(init_value, "init_value"), as_float(end_value, "end_value"),
+        as_float(power, "power"), as_int64(transition_steps, "transition_steps"),
+        as_int64(transition_begin, "transition_begin"))
     return _named(sched, "polynomial_schedule", init_value=init_value, end_value=end_value,
                   power=power, transition_steps=transition_steps,
                   transition_begin=transition_begin)
@@ -278,8 +268,9 @@ def linear_schedule(init_value, end_value, transition_steps, transition_begin=0)
     [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
     """
     sched = _c.linear(
-        _float("init_value", init_value), _float("end_value", end_value),
-        _int("transition_steps", transition_steps), _int("transition_begin", transition_begin))
+        as_float(init_value, "init_value"), as_float(end_value, "end_value"),
+        as_int64(transition_steps, "transition_steps"),
+        as_int64(transition_begin, "transition_begin"))
     return _named(sched, "linear_schedule", init_value=init_value, end_value=end_value,
                   transition_steps=transition_steps, transition_begin=transition_begin)
 
@@ -303,12 +294,12 @@ def exponential_decay(init_value, transition_steps, decay_rate, transition_begin
     >>> [s(t) for t in range(5)]
     [1.0, 1.0, 0.5, 0.5, 0.25]
     """
-    rate = _float("decay_rate", decay_rate)
+    rate = as_float(decay_rate, "decay_rate")
     clip = 0 if end_value is None else (1 if rate < 1.0 else -1)
-    end = 0.0 if end_value is None else _float("end_value", end_value)
+    end = 0.0 if end_value is None else as_float(end_value, "end_value")
     sched = _c.exponential(
-        _float("init_value", init_value), _int("transition_steps", transition_steps), rate,
-        _int("transition_begin", transition_begin), bool(staircase), end, clip)
+        as_float(init_value, "init_value"), as_int64(transition_steps, "transition_steps"), rate,
+        as_int64(transition_begin, "transition_begin"), bool(staircase), end, clip)
     return _named(sched, "exponential_decay", init_value=init_value,
                   transition_steps=transition_steps, decay_rate=decay_rate,
                   transition_begin=transition_begin, staircase=staircase, end_value=end_value)
@@ -335,8 +326,9 @@ def cosine_decay_schedule(init_value, decay_steps, alpha=0.0, exponent=1.0):
     >>> s(0), s(10), s(99)
     (1.0, 0.1, 0.1)
     """
-    sched = _c.cosine(_float("init_value", init_value), _int("decay_steps", decay_steps, 1),
-                      _float("alpha", alpha), _float("exponent", exponent))
+    sched = _c.cosine(as_float(init_value, "init_value"),
+                      as_int64(decay_steps, "decay_steps", 1), as_float(alpha, "alpha"),
+                      as_float(exponent, "exponent"))
     return _named(sched, "cosine_decay_schedule", init_value=init_value,
                   decay_steps=decay_steps, alpha=alpha, exponent=exponent)
 
@@ -357,19 +349,20 @@ def warmup_cosine_decay_schedule(init_value, peak_value, warmup_steps, decay_ste
     >>> [round(s(t), 3) for t in range(8)]
     [0.0, 0.5, 1.0, 0.854, 0.5, 0.146, 0.0, 0.0]
     """
-    warmup = _int("warmup_steps", warmup_steps)
-    decay = _int("decay_steps", decay_steps)
+    warmup = as_int64(warmup_steps, "warmup_steps")
+    decay = as_int64(decay_steps, "decay_steps")
     if decay - warmup <= 0:
         raise ValueError(
             f"decay_steps ({decay}) must be > warmup_steps ({warmup}): "
             "decay_steps counts the warmup"
         )
-    peak = _float("peak_value", peak_value)
-    end = _float("end_value", end_value)
+    cosine_steps = as_int64(decay - warmup, "decay_steps - warmup_steps")
+    peak = as_float(peak_value, "peak_value")
+    end = as_float(end_value, "end_value")
     alpha = 0.0 if peak == 0.0 else end / peak
     sched = _c.join(
-        [_c.linear(_float("init_value", init_value), peak, warmup, 0),
-         _c.cosine(peak, decay - warmup, alpha, _float("exponent", exponent))],
+        [_c.linear(as_float(init_value, "init_value"), peak, warmup, 0),
+         _c.cosine(peak, cosine_steps, alpha, as_float(exponent, "exponent"))],
         [warmup])
     return _named(sched, "warmup_cosine_decay_schedule", init_value=init_value,
                   peak_value=peak_value, warmup_steps=warmup_steps, decay_steps=decay_steps,
@@ -394,13 +387,14 @@ def piecewise_constant_schedule(init_value, boundaries_and_scales=None):
     [1.0, 1.0, 0.5, 0.5, 0.05, 0.05]
     """
     items = sorted((boundaries_and_scales or {}).items())
-    bounds = [_int(f"boundary {b!r}", b) for b, _ in items]
-    scales = [_float(f"scale at boundary {b}", s) for b, s in items]
+    bounds = [as_int64(b, f"boundary {b!r}") for b, _ in items]
+    scales = [as_float(s, f"scale at boundary {b}") for b, s in items]
     if any(s < 0 for s in scales):
         raise ValueError(f"scales must be >= 0, got {dict(items)}")
-    sched = _c.piecewise(_float("init_value", init_value), bounds, scales)
+    sched = _c.piecewise(as_float(init_value, "init_value"), bounds, scales)
     return _named(sched, "piecewise_constant_schedule", init_value=init_value,
-                  boundaries_and_scales=boundaries_and_scales)
+                  boundaries_and_scales=None if boundaries_and_scales is None
+                  else dict(boundaries_and_scales))
 
 
 def join_schedules(schedules, boundaries):
@@ -425,7 +419,7 @@ def join_schedules(schedules, boundaries):
     [1.0, 1.0, 1.0, 1.0, 0.5, 0.0]
     """
     schedules = list(schedules)
-    bounds = [_int(f"boundaries[{i}]", b) for i, b in enumerate(boundaries)]
+    bounds = [as_int64(b, f"boundaries[{i}]") for i, b in enumerate(boundaries)]
     for i, s in enumerate(schedules):
         if not isinstance(s, Schedule):
             raise TypeError(
@@ -458,8 +452,8 @@ def cosine_restarts_schedule(init_value, T_0, T_mult=1, eta_min=0.0):
     >>> [s(t) for t in range(4)]
     [1.0, 0.5, 1.0, 0.5]
     """
-    sched = _c.cosine_restarts(_float("init_value", init_value), _float("eta_min", eta_min),
-                               _int("T_0", T_0, 1), _int("T_mult", T_mult, 1))
+    sched = _c.cosine_restarts(as_float(init_value, "init_value"), as_float(eta_min, "eta_min"),
+                               as_int64(T_0, "T_0", 1), as_int64(T_mult, "T_mult", 1))
     return _named(sched, "cosine_restarts_schedule", init_value=init_value, T_0=T_0,
                   T_mult=T_mult, eta_min=eta_min)
 
@@ -475,7 +469,9 @@ def cyclic_schedule(base_lr, max_lr, step_size_up=2000, step_size_down=None,
     .. math:: \eta_t = \eta_{base} + (\eta_{max} - \eta_{base})\, h\, g
 
     where :math:`g = 1` (``"triangular"``), :math:`2^{1-c}`
-    (``"triangular2"``) or :math:`\gamma^t` (``"exp_range"``).
+    (``"triangular2"``) or :math:`\gamma^t` (``"exp_range"``). Step sizes
+    with :math:`r = 0` (torch divides by it) or a sum that is not finite are
+    a ValueError.
 
     Examples
     --------
@@ -484,15 +480,22 @@ def cyclic_schedule(base_lr, max_lr, step_size_up=2000, step_size_down=None,
     [0.0, 0.5, 1.0, 0.5, 0.0]
     """
     up = _positive("step_size_up", step_size_up)
-    down = up if step_size_down is None else _float("step_size_down", step_size_down)
+    down = up if step_size_down is None else as_float(step_size_down, "step_size_down")
     if down < 0:
         raise ValueError(f"step_size_down must be >= 0, got {step_size_down}")
+    if not math.isfinite(up + down):
+        raise ValueError(f"step_size_up + step_size_down must be finite, got "
+                         f"{step_size_up} + {step_size_down}")
+    if not up / (up + down) > 0:
+        # torch's CyclicLR divides by this ratio at step 0 and raises
+        raise ValueError(f"step_size_up ({step_size_up}) is too small next to step_size_down "
+                         f"({step_size_down}): step_size_up / (step_size_up + step_size_down) is 0")
     if mode not in ("triangular", "triangular2", "exp_range"):
         raise ValueError(
             f"mode must be 'triangular', 'triangular2' or 'exp_range', got {mode!r}"
         )
-    sched = _c.cyclic(_float("base_lr", base_lr), _float("max_lr", max_lr), up, down, mode,
-                      _float("gamma", gamma))
+    sched = _c.cyclic(as_float(base_lr, "base_lr"), as_float(max_lr, "max_lr"), up, down, mode,
+                      as_float(gamma, "gamma"))
     return _named(sched, "cyclic_schedule", base_lr=base_lr, max_lr=max_lr,
                   step_size_up=step_size_up, step_size_down=step_size_down, mode=mode,
                   gamma=gamma)
@@ -510,6 +513,8 @@ def one_cycle_schedule(max_lr, total_steps, pct_start=0.3, anneal_strategy="cos"
     :math:`p \in [0, 1]` as :math:`b + (a - b)(1 + \cos \pi p)/2`
     (``"cos"``) or :math:`a + (b - a) p` (``"linear"``). Steps past
     ``total_steps - 1`` give the final value (torch's class raises there).
+    ``pct_start * total_steps == 1`` (a warm-up of no steps, where torch
+    divides by zero) is a ValueError.
 
     Examples
     --------
@@ -517,13 +522,17 @@ def one_cycle_schedule(max_lr, total_steps, pct_start=0.3, anneal_strategy="cos"
     >>> s(0), s(2), round(s(9), 12)
     (0.1, 1.0, 1e-05)
     """
-    total = _int("total_steps", total_steps, 1)
-    pct = _float("pct_start", pct_start)
+    total = as_int64(total_steps, "total_steps", 1)
+    pct = as_float(pct_start, "pct_start")
     if not 0.0 <= pct <= 1.0:
         raise ValueError(f"pct_start must be in [0, 1], got {pct_start}")
+    if pct * total - 1.0 == 0.0:
+        # the warm-up ends at step 0: torch's OneCycleLR divides 0 by 0 there and raises
+        raise ValueError(f"pct_start * total_steps must not be 1 (the warm-up would last no "
+                         f"steps), got pct_start={pct_start}, total_steps={total_steps}")
     if anneal_strategy not in ("cos", "linear"):
         raise ValueError(f"anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
-    peak = _float("max_lr", max_lr)
+    peak = as_float(max_lr, "max_lr")
     initial = peak / _positive("div_factor", div_factor)
     final = initial / _positive("final_div_factor", final_div_factor)
     sched = _c.onecycle(initial, peak, final, pct, total, anneal_strategy == "linear",

@@ -46,6 +46,7 @@ import torch.optim
 
 from . import _core
 from . import optim as _optim
+from ._validate import as_float
 
 __all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
 
@@ -334,8 +335,11 @@ class Adagrad(_Stepper, torch.optim.Adagrad):
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
                  eps=1e-10, foreach=None, *, maximize=False, differentiable=False, fused=None):
         self._fo_setup()
+        init = initial_accumulator_value
+        if type(init) is int and init.bit_length() > 63:  # torch.full_like takes int64-sized ints
+            init = as_float(init, "initial_accumulator_value")
         super().__init__(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                         initial_accumulator_value=initial_accumulator_value, eps=eps,
+                         initial_accumulator_value=init, eps=eps,
                          foreach=foreach, maximize=maximize, differentiable=differentiable,
                          fused=fused)
 

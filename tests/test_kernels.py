@@ -85,3 +85,16 @@ def test_isa_matches_scalar_nonfinite(opt, isa, dtype, rng):
             for a, e, name in pairs:
                 what = f"{opt.name} {options} n={n} {isa} {name}"
                 assert_bitwise(a, e, what)
+
+
+@pytest.mark.parametrize("clip_value", [0.5, 0.0, -1.0, np.inf, np.nan])
+def test_clip_value_isa_matches_scalar(isa, clip_value, dtype, rng):
+    grads = [rng.standard_normal(n).astype(dtype) for n in SIZES]
+    for g in grads[1:]:
+        g[: min(len(g), 8)] = np.array([0.0, -0.0, np.nan, -np.nan, np.inf, -np.inf, 0.5, -0.5],
+                                       dtype)[: min(len(g), 8)]
+    a, b = [g.copy() for g in grads], [g.copy() for g in grads]
+    fastopt.clip_grad_value_(a, clip_value, isa="scalar")
+    fastopt.clip_grad_value_(b, clip_value, isa=isa)
+    for x, y in zip(a, b):
+        assert_bitwise(y, x)

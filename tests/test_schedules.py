@@ -1,12 +1,14 @@
 """fastopt.schedules: the d2l.ai book's definitions, optax's formulas and
 torch's closed forms; scalar and array evaluation agree bit for bit."""
 import math
+import warnings
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import run_isolated
 from fastopt import schedules as S
 
 N = 300
@@ -440,3 +442,146 @@ def test_plot_example(tmp_path, monkeypatch):
     out = tmp_path / "schedules.png"
     module.main(str(out))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------- where torch raises, fastopt raises
+
+def torch_lrs(name, steps, **kwargs):
+    """torch's scheduler's lr at steps 0 .. steps - 1, or the exception it raises."""
+    torch = pytest.importorskip("torch")
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            sched = getattr(torch.optim.lr_scheduler, name)(opt, **kwargs)
+            lrs = [sched.get_last_lr()[0]]
+            for _ in range(steps - 1):
+                opt.step()
+                sched.step()
+                lrs.append(sched.get_last_lr()[0])
+        except (ZeroDivisionError, ValueError, OverflowError) as e:
+            return e
+    return lrs
+
+
+ONE_CYCLE_GRID = [(T, pct, three) for T in (1, 2, 3, 4, 5, 10, 20)
+                  for pct in (0.0, 0.05, 0.1, 0.2, 0.25, 1 / 3, 0.5, 0.6, 0.95, 1.0)
+                  for three in (False, True)]
+
+
+@pytest.mark.parametrize("T, pct, three", ONE_CYCLE_GRID)
+def test_one_cycle_raises_where_torch_raises(T, pct, three):
+    """Over total_steps x pct_start x three_phase: torch's OneCycleLR raises
+    exactly where one_cycle_schedule raises ValueError, and elsewhere both
+    give the same finite values."""
+    want = torch_lrs("OneCycleLR", T, max_lr=1.0, total_steps=T, pct_start=float(pct),
+                     three_phase=three)
+    if isinstance(want, Exception):
+        with pytest.raises(ValueError, match="pct_start"):
+            S.one_cycle_schedule(1.0, T, pct, three_phase=three)
+        return
+    got = S.one_cycle_schedule(1.0, T, pct, three_phase=three)(np.arange(T))
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
+CYCLIC_SIZES = [(1e-320, 1e300), (1e308, 1e308), (5e-324, 1.0), (1.0, 0.0), (3.0, 1e-300),
+                (2.0, 2.0), (1.0, math.nan)]
+
+
+@pytest.mark.parametrize("up, down", CYCLIC_SIZES)
+def test_cyclic_raises_where_torch_raises(up, down):
+    """Step sizes whose ratio is 0 (torch divides by it) or whose sum is not
+    finite: a ValueError, never NaN; the others match torch."""
+    want = torch_lrs("CyclicLR", 20, base_lr=0.1, max_lr=1.0, step_size_up=up,
+                     step_size_down=down)
+    ours = S.cyclic_schedule(0.1, 1.0, up, down)(np.arange(20)) if not (
+        isinstance(want, Exception) or not math.isfinite(up + down)) else None
+    if ours is None:
+        with pytest.raises(ValueError, match="step_size"):
+            S.cyclic_schedule(0.1, 1.0, up, down)
+    else:
+        np.testing.assert_allclose(ours, want, rtol=1e-12)
+
+
+# ------------------------------------------------------------- array shapes
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8])
+def test_zero_d_array_gives_zero_d(dtype):
+    s = S.cosine_decay_schedule(1.0, 10)
+    out = s(np.array(4, dtype))
+    assert type(out) is np.ndarray and out.shape == () and out.dtype == np.float64
+    assert out[()] == s(4)
+    assert type(s(4)) is float and type(s(np.int64(4))) is float
+    assert s([[1, 2]]).shape == (1, 2) and s([]).shape == (0,)
+
+
+# --------------------------------------------------------- deep join nests
+
+def test_deep_join_repr_is_short():
+    s = S.constant_schedule(1.0)
+    for i in range(50):
+        s = S.join_schedules([s, S.linear_schedule(1.0, 0.0, i + 1)], [i + 1])
+    r = repr(s)
+    assert r.startswith("join_schedules(schedules=[join_schedules(") and "(...)" in r
+    assert len(r) < 2000
+
+
+def test_piecewise_repr_is_a_snapshot():
+    bs = {2: 0.5}
+    s = S.piecewise_constant_schedule(1.0, bs)
+    bs[4] = 0.1
+    assert repr(s) == "piecewise_constant_schedule(init_value=1.0, boundaries_and_scales={2: 0.5})"
+
+
+def test_deep_join_memory_and_stack():
+    """6,000 schedules joined one inside the other: small memory, linear in
+    the depth (each level used to hold its whole repr string: 1.3 GiB), and
+    evaluation and freeing need no stack per level (they run in a thread
+    with a 256 KiB stack)."""
+    out = run_isolated("""
+        import threading, tracemalloc
+        import numpy as np
+        from fastopt import schedules as S
+
+        def fold(depth):
+            s = S.constant_schedule(1.0)
+            for i in range(depth):
+                s = S.join_schedules([s, S.constant_schedule(float(i))], [1])
+            return s
+
+        for depth in (3000, 6000):
+            tracemalloc.start()
+            s = fold(depth)
+            print("peak", depth, tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+            del s
+
+        result = {}
+        def run():
+            s = fold(6000)
+            # each join takes its second schedule from step 1 on: step 0 goes down every level
+            result["values"] = [s(0), *s(np.zeros(3, np.int64)).tolist(), s(5)]
+            result["repr"] = len(repr(s))
+            del s
+            result["freed"] = True
+        threading.stack_size(256 * 1024)
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+        print("values", *result["values"])
+        print("repr", result["repr"])
+        print("freed", result["freed"])
+    """, timeout=120)
+    lines = {}
+    for line in out.splitlines():
+        key, *values = line.split()
+        lines.setdefault(key, []).append(values)
+    peaks = {int(d): int(p) for d, p in lines["peak"]}
+    print(f"peak traced memory of a join_schedules nest: {peaks[3000] / 2**20:.1f} MiB at "
+          f"depth 3000, {peaks[6000] / 2**20:.1f} MiB at depth 6000")
+    assert peaks[6000] < 16 * 2**20 and peaks[6000] < 2.5 * peaks[3000]
+    # up to step 0 the innermost constant; from step 1 on the outermost join's last one
+    assert [float(v) for v in lines["values"][0]] == [1.0, 1.0, 1.0, 1.0, 6000 - 1.0]
+    assert int(lines["repr"][0][0]) < 2000
+    assert lines["freed"] == [["True"]]

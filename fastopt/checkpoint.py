@@ -65,6 +65,7 @@ import contextlib
 import os
 import re
 import secrets
+import stat
 import struct
 import sys
 import zlib
@@ -76,6 +77,8 @@ __all__ = ["save", "load", "FORMAT_VERSION"]
 FORMAT_VERSION = 1
 MAGIC = b"FASTOPT\0"
 MAX_DEPTH = 100  # state dicts nest a few levels; this bounds recursion
+NAME_MAX = 255  # bytes in a file name on common file systems
+_BLOCK = 1 << 18  # bytes copied, checksummed and written (or read) at a time
 
 _U8 = struct.Struct("<B")
 _U32 = struct.Struct("<I")
@@ -87,6 +90,8 @@ _DTYPE_STR = re.compile(r"[<>|][biufc][0-9]{1,2}\Z")
 _MAPPINGS = {dict: b"d", collections.OrderedDict: b"o", collections.Counter: b"c"}
 _SEQUENCES = {list: b"l", tuple: b"t"}
 _TYPES = {tag: cls for cls, tag in (*_MAPPINGS.items(), *_SEQUENCES.items())}
+_KEY_TYPES = (type(None), bool, int, float, str)
+_KEYS = "str, int, float, bool, None or tuples of these"
 _SUPPORTED = (
     "dict, OrderedDict, Counter, list, tuple, str, int, float, bool, None, "
     "NumPy arrays and scalars of bool or numeric dtype, CPU torch tensors"
@@ -142,17 +147,20 @@ def save(state_dict, path):
     _encode(state_dict, "state_dict", chunks, set())
     path = os.path.realpath(os.fsdecode(path))
     directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
-    f = open(tmp, "xb")  # honours the umask, like open(path, "wb")
+    target = _regular_file_or_none(path)
+    tmp = os.path.join(directory, _temp_name(name))
+    # A new file gets the mode open() would give it (0o666 less the umask);
+    # a replacement starts private and takes the old file's mode and owner.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY,
+                 0o666 if target is None else 0o600)
     try:
-        with f:
-            crc = 0
-            for chunk in chunks:
-                f.write(chunk)
-                crc = zlib.crc32(chunk, crc)
-            f.write(_U32.pack(crc))
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            if target is not None:
+                _copy_owner_and_mode(fd, target)
+            _write(fd, chunks)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -194,11 +202,102 @@ def load(path):
     listed in the module docstring.
     """
     path = os.fsdecode(path)
-    with open(path, "rb") as f:
+    with _open_regular_file(path) as f:
         try:
             return _Reader(f).file()
         except ValueError as e:
             raise ValueError(f"cannot load {path!r}: {e}") from None
+
+
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows would translate line ends
+
+
+def _regular_file_or_none(path):
+    """The stat of `path` if it exists (a ValueError unless a regular file)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"cannot save to {path!r}: it exists and is not a regular file")
+    return st
+
+
+def _temp_name(name):
+    """A fresh ``.<name>.<16 hex digits>.tmp``, `name` cut to fit in NAME_MAX bytes."""
+    suffix = f".{secrets.token_hex(8)}.tmp"
+    while len(os.fsencode(name)) > NAME_MAX - 1 - len(suffix):
+        name = name[:-1]
+    return f".{name}{suffix}"
+
+
+def _copy_owner_and_mode(fd, st):
+    """Give the file `fd` the owner and mode of the file `st` describes.
+
+    The owner is kept where permitted (a change of user needs privileges;
+    the group alone may still be kept). Done before writing, so the new file
+    is never readable by more users than the old one.
+    """
+    if not hasattr(os, "fchown"):  # Windows: no owners, modes are one flag
+        return
+    for uid in (st.st_uid, -1):
+        with contextlib.suppress(OSError):
+            os.fchown(fd, uid, st.st_gid)
+            break
+    os.fchmod(fd, stat.S_IMODE(st.st_mode))  # after fchown, which clears set-id bits
+
+
+def _write(fd, chunks):
+    """Write `chunks` and their CRC to `fd`.
+
+    Every byte goes through one private buffer, which is checksummed and then
+    written as it is: the CRC covers exactly the bytes written even if
+    another thread changes an array meanwhile (an array written concurrently
+    is saved as it was read, the file always loads).
+    """
+    buf = memoryview(bytearray(_BLOCK))
+    used = crc = 0
+
+    def flush():
+        nonlocal used, crc
+        data = buf[:used]
+        crc = zlib.crc32(data, crc)
+        while data:
+            data = data[os.write(fd, data):]
+        used = 0
+
+    for chunk in (*chunks, None):
+        if chunk is None:  # the end: the CRC of everything before it
+            flush()
+            chunk = _U32.pack(crc)
+        chunk = memoryview(chunk).cast("B")
+        while chunk:
+            n = min(len(chunk), _BLOCK - used)
+            buf[used : used + n] = chunk[:n]
+            used += n
+            chunk = chunk[n:]
+            if used == _BLOCK:
+                flush()
+    flush()
+
+
+def _open_regular_file(path):
+    """Open `path` for reading; a ValueError unless it is a regular file.
+
+    The type is checked on the opened file, so it cannot change in between,
+    and the open does not wait for a writer (a FIFO) or a device.
+    """
+    fd = os.open(path, os.O_RDONLY | _O_BINARY | getattr(os, "O_NONBLOCK", 0)
+                 | getattr(os, "O_NOCTTY", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"cannot load {path!r}: not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return open(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _fsync_directory(directory):
@@ -242,19 +341,21 @@ def _encode(obj, where, out, active):
         if len(active) >= MAX_DEPTH:
             raise ValueError(f"cannot save {where}: nested deeper than {MAX_DEPTH} levels")
         active.add(id(obj))
+        # One snapshot of the items, taken at once: the count written always
+        # matches the items written, whatever other threads do to `obj`.
+        items = list(obj.items() if cls in _MAPPINGS else obj)
+        out.append((_MAPPINGS.get(cls) or _SEQUENCES[cls]) + _U64.pack(len(items)))
         if cls in _MAPPINGS:
-            out.append(_MAPPINGS[cls] + _U64.pack(len(obj)))
-            for key, value in obj.items():
-                if type(key) not in (str, int):
+            for key, value in items:
+                if not _is_key(key):
                     raise TypeError(
                         f"cannot save {where}: key {key!r} has type "
-                        f"{_type_name(key)}; keys must be str or int"
+                        f"{_type_name(key)}; keys must be {_KEYS}"
                     )
                 _encode(key, where, out, active)
                 _encode(value, f"{where}[{key!r}]", out, active)
         else:
-            out.append(_SEQUENCES[cls] + _U64.pack(len(obj)))
-            for i, value in enumerate(obj):
+            for i, value in enumerate(items):
                 _encode(value, f"{where}[{i}]", out, active)
         active.discard(id(obj))
     elif _is_torch_tensor(obj):
@@ -299,6 +400,12 @@ def _tensor_to_numpy(t, where):
         ) from None
 
 
+def _is_key(obj):
+    """Whether `obj` can be a dict key in a checkpoint (hashable and saved exactly)."""
+    cls = type(obj)
+    return cls in _KEY_TYPES or (cls is tuple and all(map(_is_key, obj)))
+
+
 def _type_name(obj):
     cls = type(obj)
     if cls.__module__ == "builtins":
@@ -311,29 +418,44 @@ class _Reader:
 
     def __init__(self, f):
         self.f = f
-        self.left = os.fstat(f.fileno()).st_size
-        self.crc = 0
+        self.size = os.fstat(f.fileno()).st_size
 
     def file(self):
-        head = self.f.read(len(MAGIC))
-        if head != MAGIC:
+        # The first pass checks the CRC with a fixed-size buffer, so a damaged
+        # file (a sparse one announcing gigabytes, say) is refused before
+        # anything it announces is allocated. The second pass decodes and
+        # checks the CRC again: a file changed in between is refused too.
+        self.header()
+        buf = memoryview(bytearray(min(_BLOCK, self.size)))
+        while self.left > 4:
+            self.read_into(buf[: min(_BLOCK, self.left - 4)])
+        self.check_crc()
+        self.header()
+        obj = self.value(0)
+        self.check_crc()
+        if self.left:
+            raise ValueError(f"{self.left} unexpected bytes after the end of the checkpoint")
+        return obj
+
+    def header(self):
+        """Read the magic and the version from the start of the file."""
+        self.f.seek(0)
+        self.left = self.size
+        self.crc = 0
+        if self.take(min(len(MAGIC), self.size)) != MAGIC:
             raise ValueError(f"not a fastopt checkpoint (it does not start with {MAGIC!r})")
-        self.left -= len(MAGIC)
-        self.crc = zlib.crc32(head)
         (version,) = _U32.unpack(self.take(4))
         if version != FORMAT_VERSION:
             raise ValueError(
                 f"unsupported checkpoint format version {version}; "
                 f"this fastopt reads version {FORMAT_VERSION}"
             )
-        obj = self.value(0)
+
+    def check_crc(self):
         crc = self.crc
         (stored,) = _U32.unpack(self.take(4))
-        if self.left:
-            raise ValueError(f"{self.left} unexpected bytes after the end of the checkpoint")
         if stored != crc:
             raise ValueError("checksum mismatch: the file is corrupted or was modified")
-        return obj
 
     def take(self, n):
         """Read exactly `n` bytes."""
@@ -345,6 +467,19 @@ class _Reader:
         self.left -= n
         self.crc = zlib.crc32(data, self.crc)
         return data
+
+    def read_into(self, buf):
+        """Fill the writable buffer `buf` from the file."""
+        if len(buf) > self.left:
+            raise ValueError(f"file is truncated: {len(buf)} more bytes needed, {self.left} left")
+        done = 0
+        while done < len(buf):
+            n = self.f.readinto(buf[done:])
+            if not n:
+                raise ValueError("file changed size while being read")
+            done += n
+        self.left -= done
+        self.crc = zlib.crc32(buf, self.crc)
 
     def count(self):
         """Read a u64 count of items, each at least one byte long."""
@@ -383,7 +518,7 @@ class _Reader:
         d = {}
         for _ in range(n):
             key = self.value(depth + 1)
-            if type(key) not in (str, int):
+            if not _is_key(key):
                 raise ValueError(f"dict key of type {type(key).__name__}")
             d[key] = self.value(depth + 1)
         if len(d) != n:
@@ -411,13 +546,5 @@ class _Reader:
             a = np.empty(shape, dtype)
         except (ValueError, OverflowError) as e:
             raise ValueError(f"invalid array shape {shape}: {e}") from None
-        buf = memoryview(a.reshape(-1).view(np.uint8))
-        done = 0
-        while done < nbytes:
-            n = self.f.readinto(buf[done:])
-            if not n:
-                raise ValueError("file changed size while being read")
-            done += n
-        self.left -= nbytes
-        self.crc = zlib.crc32(buf, self.crc)
+        self.read_into(memoryview(a.reshape(-1).view(np.uint8)))
         return a

@@ -319,9 +319,9 @@ class MyDict(dict):
         ({"u": np.array(["text"])}, "state_dict['u']", "dtype <U4"),
         ({"t": np.datetime64("2020-01-01")}, "state_dict['t']", "dtype datetime64"),
         ({"m": np.ma.masked_array([1, 2], mask=[0, 1])}, "state_dict['m']", "MaskedArray"),
-        ({1.5: 0}, "state_dict: key 1.5", "keys must be str or int"),
-        ({"g": {True: 1}}, "state_dict['g']: key True", "keys must be str or int"),
-        ([{(1, 2): 3}], "state_dict[0]: key (1, 2)", "keys must be str or int"),
+        ({b"k": 0}, "state_dict: key b'k'", "keys must be str, int, float, bool, None or"),
+        ({"g": {np.int64(1): 1}}, "state_dict['g']: key", "type numpy.int64; keys must be"),
+        ([{(1, frozenset()): 3}], "state_dict[0]: key (1, frozenset())", "keys must be"),
     ],
 )
 def test_unsupported_values_raise_typeerror_naming_the_path(obj, where, what, tmp_path):
@@ -429,8 +429,12 @@ def test_any_changed_byte_is_detected(small_file, tmp_path):
 
 
 def test_extra_bytes_are_detected(small_file, tmp_path):
-    with pytest.raises(ValueError, match="unexpected bytes"):
+    # The checksum, checked before anything is decoded, is then not at the end.
+    with pytest.raises(ValueError, match="checksum mismatch"):
         load_bytes(small_file + b"\0", tmp_path)
+    # Bytes after a complete checkpoint, followed by a checksum that matches.
+    with pytest.raises(ValueError, match="unexpected bytes"):
+        load_bytes(craft(small_file[len(HEADER) :] + b"\0"), tmp_path)
 
 
 @settings(
@@ -463,7 +467,8 @@ def test_damaged_bodies_with_valid_checksums_only_raise_valueerror(small_file, t
         (b"a\x02V8\x00", "dtype"),
         (b"a\x03<f3\x00", "dtype"),
         (b"g\x03<f8\x01" + struct.pack("<Q", 1) + bytes(8), "scalar"),
-        (b"d" + struct.pack("<Q", 1) + b"f" + bytes(8) + b"N", "dict key"),
+        (b"d" + struct.pack("<Q", 1) + b"l" + bytes(8) + b"N", "dict key"),
+        (b"d" + struct.pack("<Q", 1) + b"t\1" + bytes(7) + b"l" + bytes(8) + b"N", "dict key"),
         (b"d" + struct.pack("<Q", 2) + (b"s" + struct.pack("<Q", 0) + b"N") * 2, "duplicate"),
         (b"s" + struct.pack("<Q", 1) + b"\xff", "utf-8"),
         (b"P", "unknown tag"),

@@ -127,7 +127,9 @@ def save(state_dict, path):
     ----------
     state_dict : dict
         An optimizer or scheduler state dict, or any tree of the supported
-        values listed in the module docstring.
+        values listed in the module docstring: dicts (keys str, int, float,
+        bool, None or tuples of these), lists, tuples, scalars, NumPy arrays
+        and CPU torch tensors.
     path : str or os.PathLike
         Destination file. It is replaced atomically: readers see either the
         previous file or the new one, never a partial file. A replaced file

@@ -2,6 +2,7 @@
 
 import base64
 import collections
+import contextlib
 import fractions
 import math
 import os
@@ -457,8 +458,9 @@ def special_files(tmp_path):
         specials["fifo"] = tmp_path / "fifo"
         os.mkfifo(specials["fifo"])
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # a private copy of /dev/null
-        specials["device"] = tmp_path / "null"
-        os.mknod(specials["device"], stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        with contextlib.suppress(PermissionError):
+            os.mknod(tmp_path / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+            specials["device"] = tmp_path / "null"
     return specials
 
 
@@ -479,8 +481,11 @@ def test_load_of_a_fifo_is_refused_without_waiting(tmp_path):
     assert "not a regular file" in out
 
 
+@pytest.mark.skipif(os.name == "nt", reason="POSIX special files and symlinks")
 def test_load_refuses_what_is_not_a_regular_file(tmp_path):
-    for kind, path in special_files(tmp_path).items():
+    specials = special_files(tmp_path)
+    specials["device"] = os.devnull  # reading it is harmless
+    for kind, path in specials.items():
         with pytest.raises(ValueError, match="not a regular file"):
             fastopt.load(path)
         os.symlink(path, tmp_path / f"link-to-{kind}")
@@ -766,6 +771,7 @@ def test_sparse_file_announcing_a_gigabyte_is_refused_without_allocating_it(tmp_
         """,
         timeout=120,
     )
+    os.unlink(path)  # a gigabyte where the file system stores no holes
     assert "checksum mismatch" in out
 
 

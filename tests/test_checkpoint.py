@@ -820,7 +820,8 @@ def test_memory_used_by_load_is_bounded_by_the_file(tmp_path):
     for name, path in files.items():
         size = os.path.getsize(path)
         data = array_bytes if name == "arrays" else 0
-        assert peaks[name] < data + BYTES_PER_BYTE * (size - data) + 2**20, (name, peaks[name], size)
+        bound = data + BYTES_PER_BYTE * (size - data) + 2**20
+        assert peaks[name] < bound, (name, peaks[name], size)
     # The bound is not loose for the worst case: one-item OrderedDicts.
     assert peaks["OrderedDict"] > BYTES_PER_BYTE / 2 * os.path.getsize(files["OrderedDict"])
 

@@ -7,8 +7,9 @@ arrays, and never imports a module or runs code from the file.
 
 Supported values
 ----------------
-``dict``, ``collections.OrderedDict`` and ``collections.Counter`` (keys ``str``
-or ``int``; key order kept), ``list``, ``tuple``, ``str``, ``int`` (any size),
+``dict``, ``collections.OrderedDict`` and ``collections.Counter`` (keys
+``str``, ``int``, ``float``, ``bool``, ``None`` or tuples of these; key order
+kept), ``list``, ``tuple``, ``str``, ``int`` (any size),
 ``float`` (every bit kept: NaN payloads, ``-0.0``, infinities), ``bool``,
 ``None``, ``numpy.ndarray`` and NumPy scalars of bool, integer, unsigned,
 floating or complex dtype (dtype and byte order kept, 0-d arrays stay 0-d).
@@ -16,9 +17,10 @@ A CPU ``torch.Tensor`` is saved as the NumPy array ``tensor.numpy()`` and
 loads back as that NumPy array. Anything else raises `TypeError` naming where
 it sits, e.g. ``state_dict['state'][0]['foo']``.
 
-Types come back exactly: tuples stay tuples, ``True`` stays a ``bool``,
-``np.float32(1.5)`` stays a ``np.float32``. Arrays come back C-contiguous and
-writeable, whatever their layout when saved. A value reached twice (the same
+Types come back exactly, dict keys included: tuples stay tuples, ``True``
+stays a ``bool`` and ``1.0`` a ``float``, ``np.float32(1.5)`` stays a
+``np.float32``. Arrays come back C-contiguous and writeable, whatever their
+layout when saved. A value reached twice (the same
 array in two places) is stored twice and loads as two independent values.
 
 File format (version 1)
@@ -38,26 +40,44 @@ A ``value`` is a one-byte tag followed by its body (``u64`` counts)::
     b"s" str      u64 n, n bytes UTF-8 ("surrogatepass")
     b"l" list     u64 n, n values
     b"t" tuple    u64 n, n values
-    b"d" dict     u64 n, n pairs (key value); a key is an "i" or "s" value
+    b"d" dict     u64 n, n pairs (key value); a key is an "N", "T", "F",
+                  "i", "f" or "s" value, or a "t" value of keys
     b"o" OrderedDict, b"c" Counter: as "d"
     b"a" ndarray  u8 k, k bytes dtype.str (e.g. "<f4"), u8 ndim,
                   ndim u64 dimensions, then the raw C-order bytes
     b"g" NumPy scalar: as "a" with ndim 0
 
+Files written before float, bool, None and tuple keys were accepted are
+byte for byte what this version writes for the same state dict: the format
+did not change, only the set of keys it is given.
+
 Writing is crash-safe: `save` checks the whole state dict first, writes the
 file under a temporary name in the destination directory
-(``.<name>.<random hex>.tmp``), flushes and fsyncs it, renames it over the
-destination with `os.replace` (atomic), then fsyncs the directory where the
-OS allows it. A crash or a kill during `save` leaves the previous file intact;
-it may leave a stale temporary file behind, which `load` never reads and
-which can be deleted.
+(``.<name>.<random hex>.tmp``, the name shortened to stay within 255 bytes),
+fsyncs it, renames it over the destination with `os.replace` (atomic), then
+fsyncs the directory where the OS allows it. A crash or a kill during `save`
+leaves the previous file intact; it may leave a stale temporary file behind,
+which `load` never reads and which can be deleted. `save` replaces only a
+regular file (a FIFO, a device or a directory raises `ValueError`), and the
+new file keeps the old one's mode and, where permitted, its owner.
+
+Every byte `save` writes is first copied into a private 256 KiB buffer, and
+the CRC is computed over that buffer: it covers exactly the bytes written,
+so the file always loads even while another thread changes an array being
+saved (such an array is saved as it was read, which can mix values from
+before and after a concurrent write, as with any copy taken without a lock).
 
 Loading checks everything: a file that is truncated, foreign, or changed in
-any byte raises `ValueError`. Every length read from the file is bounded by
-the bytes left in it, so a damaged file never makes `load` allocate more
-memory than the file's size. Array bytes are written straight from the
-array's buffer and read straight into a fresh array, so memory use stays
-close to the size of the data.
+any byte raises `ValueError`, and so does a path that is not a regular file
+(`load` never waits on a FIFO). `load` reads the file twice: first to check
+its CRC with a 256 KiB buffer, before anything is decoded, so a damaged file
+never makes it allocate what it announces (a sparse file announcing
+gigabytes is refused without allocating them); then to decode it, checking
+the CRC again. Memory: arrays take exactly their bytes in the file (read
+straight into the fresh array), and everything else takes at most 48 bytes
+of memory per byte of the file (as counted by `tracemalloc`; the worst case,
+a file of one-item OrderedDicts, takes 36; optimizer state dicts take far
+less), plus less than 1 MiB.
 """
 
 import collections
@@ -65,6 +85,7 @@ import contextlib
 import os
 import re
 import secrets
+import stat
 import struct
 import sys
 import zlib
@@ -76,6 +97,10 @@ __all__ = ["save", "load", "FORMAT_VERSION"]
 FORMAT_VERSION = 1
 MAGIC = b"FASTOPT\0"
 MAX_DEPTH = 100  # state dicts nest a few levels; this bounds recursion
+NAME_MAX = 255  # bytes in a file name on common file systems
+_BLOCK = 1 << 18  # bytes copied, checksummed and written (or read) at a time
+_O_BINARY = getattr(os, "O_BINARY", 0)  # without it, Windows translates line ends
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 _U8 = struct.Struct("<B")
 _U32 = struct.Struct("<I")
@@ -87,6 +112,8 @@ _DTYPE_STR = re.compile(r"[<>|][biufc][0-9]{1,2}\Z")
 _MAPPINGS = {dict: b"d", collections.OrderedDict: b"o", collections.Counter: b"c"}
 _SEQUENCES = {list: b"l", tuple: b"t"}
 _TYPES = {tag: cls for cls, tag in (*_MAPPINGS.items(), *_SEQUENCES.items())}
+_KEY_TYPES = (type(None), bool, int, float, str)
+_KEYS = "str, int, float, bool, None or tuples of these"
 _SUPPORTED = (
     "dict, OrderedDict, Counter, list, tuple, str, int, float, bool, None, "
     "NumPy arrays and scalars of bool or numeric dtype, CPU torch tensors"
@@ -100,11 +127,15 @@ def save(state_dict, path):
     ----------
     state_dict : dict
         An optimizer or scheduler state dict, or any tree of the supported
-        values listed in the module docstring.
+        values listed in the module docstring: dicts (keys str, int, float,
+        bool, None or tuples of these), lists, tuples, scalars, NumPy arrays
+        and CPU torch tensors.
     path : str or os.PathLike
         Destination file. It is replaced atomically: readers see either the
-        previous file or the new one, never a partial file. A symbolic link
-        is followed, so the file it points to is replaced.
+        previous file or the new one, never a partial file. A replaced file
+        keeps its mode and, where permitted, its owner; a new file gets the
+        mode ``open(path, "wb")`` would give it. A symbolic link is followed,
+        as ``open`` would, so the file it points to is replaced.
 
     Raises
     ------
@@ -112,7 +143,9 @@ def save(state_dict, path):
         If the tree holds a value of an unsupported type (the message names
         where, e.g. ``state_dict['state'][0]['foo']``). Nothing is written.
     ValueError
-        If the tree contains itself or nests deeper than 100 levels.
+        If the tree contains itself or nests deeper than 100 levels, or if
+        `path` exists and is not a regular file (a FIFO, a device, a
+        directory). Nothing is written.
     OSError
         If the file cannot be written; the previous file stays intact.
 
@@ -124,7 +157,10 @@ def save(state_dict, path):
     -----
     The whole tree is checked before the file is opened. A CPU
     ``torch.Tensor`` is saved as its NumPy array and loads back as one.
-    Contiguous arrays are written from their own memory, without a copy.
+    Arrays are copied to the file through a 256 KiB buffer, never whole
+    (only an array that is not C-contiguous is copied first). Saving while
+    another thread changes the arrays (a live optimizer ``state_dict()``)
+    gives a file that loads, holding each array as it was read.
 
     Examples
     --------
@@ -142,17 +178,20 @@ def save(state_dict, path):
     _encode(state_dict, "state_dict", chunks, set())
     path = os.path.realpath(os.fsdecode(path))
     directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
-    f = open(tmp, "xb")  # honours the umask, like open(path, "wb")
+    target = _regular_file_or_none(path)
+    tmp = os.path.join(directory, _temp_name(name))
+    # A new file gets the mode open() would give it (0o666 less the umask);
+    # a replacement starts private and takes the old file's mode and owner.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY,
+                 0o666 if target is None else 0o600)
     try:
-        with f:
-            crc = 0
-            for chunk in chunks:
-                f.write(chunk)
-                crc = zlib.crc32(chunk, crc)
-            f.write(_U32.pack(crc))
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            if target is not None:
+                _copy_owner_and_mode(fd, target)
+            _write(fd, chunks)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -167,7 +206,8 @@ def load(path):
     Parameters
     ----------
     path : str or os.PathLike
-        A file written by `save`.
+        A file written by `save`. It must be a regular file (checked on the
+        opened file; a FIFO or a device is refused without waiting on it).
 
     Returns
     -------
@@ -180,7 +220,8 @@ def load(path):
     ------
     ValueError
         If the file is not a fastopt checkpoint, has an unsupported format
-        version, is truncated, or has been changed since it was written.
+        version, is truncated, or has been changed since it was written, or
+        if `path` is not a regular file.
     OSError
         If the file cannot be read.
 
@@ -191,14 +232,111 @@ def load(path):
     Notes
     -----
     Loading never runs code from the file: it only builds the value types
-    listed in the module docstring.
+    listed in the module docstring. The file's CRC is checked before anything
+    is decoded. Arrays take exactly their size in the file; everything else
+    takes at most 48 bytes of memory per byte of the file, plus less than
+    1 MiB.
     """
     path = os.fsdecode(path)
-    with open(path, "rb") as f:
+    with _open_regular_file(path) as f:
         try:
             return _Reader(f).file()
         except ValueError as e:
             raise ValueError(f"cannot load {path!r}: {e}") from None
+
+
+def _regular_file_or_none(path):
+    """The stat of `path` if it exists (a ValueError unless a regular file)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"cannot save to {path!r}: it exists and is not a regular file")
+    return st
+
+
+def _temp_name(name):
+    """A fresh ``.<name>.<16 hex digits>.tmp``, `name` cut to fit in NAME_MAX bytes."""
+    suffix = f".{secrets.token_hex(8)}.tmp"
+    while len(os.fsencode(name)) > NAME_MAX - 1 - len(suffix):
+        name = name[:-1]
+    return f".{name}{suffix}"
+
+
+def _copy_owner_and_mode(fd, st):
+    """Give the file `fd` the owner and mode of the file `st` describes.
+
+    The owner is kept where permitted (a change of user needs privileges;
+    the group alone may still be kept). Done before writing, so the new file
+    is never readable by more users than the old one.
+    """
+    if not hasattr(os, "fchown"):  # Windows: no owners, modes are one flag
+        return
+    for uid in (st.st_uid, -1):  # the user and group, else the group only
+        with contextlib.suppress(OSError):
+            os.fchown(fd, uid, st.st_gid)
+            break
+    # After fchown, which clears set-id bits. Where the file system has no
+    # modes this fails, and the file stays private.
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, stat.S_IMODE(st.st_mode))
+
+
+def _write(fd, chunks):
+    """Write `chunks` and their CRC to `fd`.
+
+    Every byte goes through one private buffer, which is checksummed and then
+    written as it is: the CRC covers exactly the bytes written even if
+    another thread changes an array meanwhile. With the counts fixed when
+    the tree was encoded, the file loads by construction, so it is not read
+    back before the rename (that would double the cost of a large save).
+    """
+    buf = memoryview(bytearray(_BLOCK))
+    used = crc = 0
+
+    def put(chunk):
+        nonlocal used
+        chunk = memoryview(chunk).cast("B")
+        while chunk:
+            n = min(len(chunk), _BLOCK - used)
+            buf[used : used + n] = chunk[:n]
+            used += n
+            chunk = chunk[n:]
+            if used == _BLOCK:
+                flush()
+
+    def flush():
+        nonlocal used, crc
+        data = buf[:used]
+        crc = zlib.crc32(data, crc)
+        while data:
+            data = data[os.write(fd, data) :]
+        used = 0
+
+    for chunk in chunks:
+        put(chunk)
+    flush()
+    put(_U32.pack(crc))
+    flush()
+
+
+def _open_regular_file(path):
+    """Open `path` for reading; a ValueError unless it is a regular file.
+
+    The type is checked on the opened file, so it cannot change in between,
+    and the open does not wait for a writer (a FIFO) or a device.
+    """
+    fd = os.open(path, os.O_RDONLY | _O_BINARY | _O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"cannot load {path!r}: not a regular file")
+        if _O_NONBLOCK:
+            os.set_blocking(fd, True)
+        return open(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _fsync_directory(directory):
@@ -242,19 +380,21 @@ def _encode(obj, where, out, active):
         if len(active) >= MAX_DEPTH:
             raise ValueError(f"cannot save {where}: nested deeper than {MAX_DEPTH} levels")
         active.add(id(obj))
+        # One snapshot of the items, taken at once: the count written always
+        # matches the items written, whatever other threads do to `obj`.
+        items = list(obj.items() if cls in _MAPPINGS else obj)
+        out.append((_MAPPINGS.get(cls) or _SEQUENCES[cls]) + _U64.pack(len(items)))
         if cls in _MAPPINGS:
-            out.append(_MAPPINGS[cls] + _U64.pack(len(obj)))
-            for key, value in obj.items():
-                if type(key) not in (str, int):
+            for key, value in items:
+                if not _is_key(key):
                     raise TypeError(
                         f"cannot save {where}: key {key!r} has type "
-                        f"{_type_name(key)}; keys must be str or int"
+                        f"{_type_name(key)}; keys must be {_KEYS}"
                     )
                 _encode(key, where, out, active)
                 _encode(value, f"{where}[{key!r}]", out, active)
         else:
-            out.append(_SEQUENCES[cls] + _U64.pack(len(obj)))
-            for i, value in enumerate(obj):
+            for i, value in enumerate(items):
                 _encode(value, f"{where}[{i}]", out, active)
         active.discard(id(obj))
     elif _is_torch_tensor(obj):
@@ -299,6 +439,12 @@ def _tensor_to_numpy(t, where):
         ) from None
 
 
+def _is_key(obj):
+    """Whether `obj` can be a dict key in a checkpoint (hashable and saved exactly)."""
+    cls = type(obj)
+    return cls in _KEY_TYPES or (cls is tuple and all(map(_is_key, obj)))
+
+
 def _type_name(obj):
     cls = type(obj)
     if cls.__module__ == "builtins":
@@ -311,29 +457,47 @@ class _Reader:
 
     def __init__(self, f):
         self.f = f
-        self.left = os.fstat(f.fileno()).st_size
-        self.crc = 0
+        self.size = os.fstat(f.fileno()).st_size
 
     def file(self):
-        head = self.f.read(len(MAGIC))
-        if head != MAGIC:
+        # Two passes: the first checks the CRC with a small buffer, so a
+        # damaged file (a sparse one announcing gigabytes, say) is refused
+        # before anything it announces is allocated; the second decodes and
+        # checks the CRC again, so a file changed in between is refused too.
+        self.verify()
+        self.header()
+        obj = self.value(0)
+        self.check_crc()
+        if self.left:
+            raise ValueError(f"{self.left} unexpected bytes after the end of the checkpoint")
+        return obj
+
+    def header(self):
+        """Read the magic and the version from the start of the file."""
+        self.f.seek(0)
+        self.left = self.size
+        self.crc = 0
+        if self.take(min(len(MAGIC), self.size)) != MAGIC:
             raise ValueError(f"not a fastopt checkpoint (it does not start with {MAGIC!r})")
-        self.left -= len(MAGIC)
-        self.crc = zlib.crc32(head)
         (version,) = _U32.unpack(self.take(4))
         if version != FORMAT_VERSION:
             raise ValueError(
                 f"unsupported checkpoint format version {version}; "
                 f"this fastopt reads version {FORMAT_VERSION}"
             )
-        obj = self.value(0)
+
+    def verify(self):
+        self.header()
+        buf = memoryview(bytearray(min(_BLOCK, self.size)))
+        while self.left > 4:
+            self.read_into(buf[: min(_BLOCK, self.left - 4)])
+        self.check_crc()
+
+    def check_crc(self):
         crc = self.crc
         (stored,) = _U32.unpack(self.take(4))
-        if self.left:
-            raise ValueError(f"{self.left} unexpected bytes after the end of the checkpoint")
         if stored != crc:
             raise ValueError("checksum mismatch: the file is corrupted or was modified")
-        return obj
 
     def take(self, n):
         """Read exactly `n` bytes."""
@@ -345,6 +509,19 @@ class _Reader:
         self.left -= n
         self.crc = zlib.crc32(data, self.crc)
         return data
+
+    def read_into(self, buf):
+        """Fill the writable buffer `buf` from the file."""
+        if len(buf) > self.left:
+            raise ValueError(f"file is truncated: {len(buf)} more bytes needed, {self.left} left")
+        done = 0
+        while done < len(buf):
+            n = self.f.readinto(buf[done:])
+            if not n:
+                raise ValueError("file changed size while being read")
+            done += n
+        self.left -= done
+        self.crc = zlib.crc32(buf, self.crc)
 
     def count(self):
         """Read a u64 count of items, each at least one byte long."""
@@ -383,7 +560,7 @@ class _Reader:
         d = {}
         for _ in range(n):
             key = self.value(depth + 1)
-            if type(key) not in (str, int):
+            if not _is_key(key):
                 raise ValueError(f"dict key of type {type(key).__name__}")
             d[key] = self.value(depth + 1)
         if len(d) != n:
@@ -411,13 +588,5 @@ class _Reader:
             a = np.empty(shape, dtype)
         except (ValueError, OverflowError) as e:
             raise ValueError(f"invalid array shape {shape}: {e}") from None
-        buf = memoryview(a.reshape(-1).view(np.uint8))
-        done = 0
-        while done < nbytes:
-            n = self.f.readinto(buf[done:])
-            if not n:
-                raise ValueError("file changed size while being read")
-            done += n
-        self.left -= nbytes
-        self.crc = zlib.crc32(buf, self.crc)
+        self.read_into(memoryview(a.reshape(-1).view(np.uint8)))
         return a

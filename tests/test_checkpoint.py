@@ -1,15 +1,19 @@
 """Tests for fastopt.save / fastopt.load (fastopt/checkpoint.py)."""
 
+import base64
 import collections
+import contextlib
 import fractions
 import math
 import os
 import pickle
 import re
 import signal
+import stat
 import struct
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 import zlib
@@ -22,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastopt
+from conftest import run_isolated
 from fastopt import checkpoint
 
 # The directory holding the fastopt package, for child interpreters.
@@ -44,7 +49,7 @@ def assert_same(a, b, where="root"):
     if isinstance(a, dict):
         assert len(a) == len(b), where
         for (ka, va), (kb, vb) in zip(a.items(), b.items()):
-            assert type(ka) is type(kb) and ka == kb, f"{where}: key {ka!r} != {kb!r}"
+            assert_same(ka, kb, f"{where}: key {ka!r}")
             assert_same(va, vb, f"{where}[{ka!r}]")
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b), where
@@ -235,7 +240,11 @@ def raw_arrays(draw, max_dims=3):
 
 
 numpy_scalars = raw_arrays(max_dims=0).map(lambda a: a[()])
-keys = st.text(max_size=6) | st.integers()
+keys = st.recursive(
+    st.none() | st.booleans() | st.integers() | finite_or_not_floats | st.text(max_size=6),
+    lambda children: st.lists(children, max_size=3).map(tuple),
+    max_leaves=4,
+)
 leaves = (
     st.none()
     | st.booleans()
@@ -319,9 +328,9 @@ class MyDict(dict):
         ({"u": np.array(["text"])}, "state_dict['u']", "dtype <U4"),
         ({"t": np.datetime64("2020-01-01")}, "state_dict['t']", "dtype datetime64"),
         ({"m": np.ma.masked_array([1, 2], mask=[0, 1])}, "state_dict['m']", "MaskedArray"),
-        ({1.5: 0}, "state_dict: key 1.5", "keys must be str or int"),
-        ({"g": {True: 1}}, "state_dict['g']: key True", "keys must be str or int"),
-        ([{(1, 2): 3}], "state_dict[0]: key (1, 2)", "keys must be str or int"),
+        ({b"k": 0}, "state_dict: key b'k'", "keys must be str, int, float, bool, None or"),
+        ({"g": {np.int64(1): 1}}, "state_dict['g']: key", "type numpy.int64; keys must be"),
+        ([{(1, frozenset()): 3}], "state_dict[0]: key (1, frozenset())", "keys must be"),
     ],
 )
 def test_unsupported_values_raise_typeerror_naming_the_path(obj, where, what, tmp_path):
@@ -346,6 +355,64 @@ def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert fastopt.load(path) == {"version": 1}
     assert os.listdir(tmp_path) == ["ckpt"]
+
+
+# --------------------------------------------------------------------------
+# Dict keys
+
+
+KEYS = [None, True, False, 7, -(2**80), 1.5, -2.5, math.inf, math.nan, "s", (), (1, 2.0),
+        (None, (True, "x"), (-0.0,)), ((((3,),),),)]
+
+
+@pytest.mark.parametrize("kind", [dict, collections.OrderedDict, collections.Counter])
+def test_keys_come_back_with_their_types(kind, tmp_path):
+    tree = {"d": kind({key: i for i, key in enumerate(KEYS)})}
+    assert len(tree["d"]) == len(KEYS)
+    loaded = roundtrip(tree, tmp_path / "ckpt")
+    assert_same(tree, loaded)
+    assert [type(key) for key in loaded["d"]] == [type(key) for key in KEYS]
+
+
+def test_torch_style_checkpoint_dict(tmp_path):
+    """What torch.save users put in a checkpoint: keys of several types side by side."""
+    tree = {"epoch": 3, 0.5: "warmup", True: None, None: [1], ("layer", 0): {"lr": 0.1},
+            "best": {(1, 1.0): np.zeros(2)}}
+    loaded = roundtrip(tree, tmp_path / "ckpt")
+    assert_same(tree, loaded)
+    assert list(loaded) == ["epoch", 0.5, True, None, ("layer", 0), "best"]
+
+
+# A file written by fastopt 0.1.0 (before float, bool, None and tuple keys were
+# accepted), and the state dict it holds.
+OLD_FILE = base64.b64decode("""
+RkFTVE9QVAABAAAAZAUAAAAAAAAAcwUAAAAAAAAAc3RhdGVkAQAAAAAAAABpAQAAAAAAAAAAZAUA
+AAAAAAAAcwQAAAAAAAAAc3RlcGYAAAAAAAAIQHMHAAAAAAAAAGV4cF9hdmdhAzxmNAEDAAAAAAAA
+AAAAAAAAAIA/AAAAQHMBAAAAAAAAAG5nAzxpOAD5/////////3MBAAAAAAAAAHphAzxmOAAAAAAA
+AAD4P3MDAAAAAAAAAGJpZ2EDPnUyAgIAAAAAAAAAAgAAAAAAAAAAAAABAAIAA3MMAAAAAAAAAHBh
+cmFtX2dyb3Vwc2wBAAAAAAAAAGQHAAAAAAAAAHMCAAAAAAAAAGxyZvyp8dJNYlA/cwUAAAAAAAAA
+YmV0YXN0AgAAAAAAAABmzczMzMzM7D9mK4cW2c737z9zBgAAAAAAAABwYXJhbXNsAQAAAAAAAABp
+AQAAAAAAAAAAcwcAAAAAAAAAYW1zZ3JhZFRzCAAAAAAAAABtYXhpbWl6ZUZzBwAAAAAAAABmb3Jl
+YWNoTnMEAAAAAAAAAG5hbWVzBgAAAAAAAAB3w6ninJNzCgAAAAAAAABtaWxlc3RvbmVzYwIAAAAA
+AAAAaQEAAAAAAAAAHmkBAAAAAAAAAAFpAQAAAAAAAABQaQEAAAAAAAAAAnMFAAAAAAAAAG9yZGVy
+bwIAAAAAAAAAcwEAAAAAAAAAYmkBAAAAAAAAAAFzAQAAAAAAAABhaQkAAAAAAAAAAAAAAAAAAADA
+cwMAAAAAAAAAbmFuZgAAAAAAAPj/0cA/Rg==
+""")
+OLD_TREE = {
+    "state": {0: {"step": 3.0, "exp_avg": np.arange(3, dtype="<f4"), "n": np.int64(-7),
+                  "z": np.array(1.5), "big": np.arange(4, dtype=">u2").reshape(2, 2)}},
+    "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999), "params": [0], "amsgrad": True,
+                      "maximize": False, "foreach": None, "name": "wé✓"}],
+    "milestones": collections.Counter({30: 1, 80: 2}),
+    "order": collections.OrderedDict([("b", 1), ("a", -(2**70))]),
+    "nan": float_from_bits(0xFFF8000000000000),
+}
+
+
+def test_files_of_the_first_release_still_load(tmp_path):
+    assert_same(OLD_TREE, load_bytes(OLD_FILE, tmp_path))
+    fastopt.save(OLD_TREE, tmp_path / "new")
+    assert (tmp_path / "new").read_bytes() == OLD_FILE  # the encoding did not change
 
 
 # --------------------------------------------------------------------------
@@ -381,6 +448,113 @@ def test_load_ignores_stale_temporary_files(tmp_path):
     assert fastopt.load(path) == {"x": 1}
     fastopt.save({"x": 2}, path)
     assert fastopt.load(path) == {"x": 2}
+
+
+def special_files(tmp_path):
+    """Paths to files that are not regular files, each made where it can be."""
+    specials = {"directory": tmp_path / "dir"}
+    os.mkdir(specials["directory"])
+    if hasattr(os, "mkfifo"):
+        specials["fifo"] = tmp_path / "fifo"
+        os.mkfifo(specials["fifo"])
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # a private copy of /dev/null
+        with contextlib.suppress(PermissionError):
+            os.mknod(tmp_path / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+            specials["device"] = tmp_path / "null"
+    return specials
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_load_of_a_fifo_is_refused_without_waiting(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    out = run_isolated(
+        f"""
+        import fastopt
+        try:
+            fastopt.load({str(fifo)!r})
+        except ValueError as e:
+            print(e)
+        """,
+        timeout=30,
+    )
+    assert "not a regular file" in out
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX special files and symlinks")
+def test_load_refuses_what_is_not_a_regular_file(tmp_path):
+    specials = special_files(tmp_path)
+    specials["device"] = os.devnull  # reading it is harmless
+    for kind, path in specials.items():
+        with pytest.raises(ValueError, match="not a regular file"):
+            fastopt.load(path)
+        os.symlink(path, tmp_path / f"link-to-{kind}")
+        with pytest.raises(ValueError, match="not a regular file"):
+            fastopt.load(tmp_path / f"link-to-{kind}")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX special files and symlinks")
+def test_save_replaces_only_regular_files(tmp_path):
+    specials = special_files(tmp_path)
+    for kind, path in specials.items():
+        mode = os.lstat(path).st_mode
+        os.symlink(path, tmp_path / f"link-to-{kind}")
+        for target in (path, tmp_path / f"link-to-{kind}"):
+            with pytest.raises(ValueError, match="not a regular file"):
+                fastopt.save({"a": 1}, target)
+        assert os.lstat(path).st_mode == mode, kind  # still what it was
+        assert os.path.islink(tmp_path / f"link-to-{kind}")
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        [p.name for p in specials.values()] + [f"link-to-{k}" for k in specials]
+    )  # no temporary file was made
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o444, 0o2750])
+def test_resave_keeps_the_mode(mode, tmp_path):
+    path = tmp_path / "ckpt"
+    fastopt.save({"v": 1}, path)
+    os.chmod(path, mode)
+    fastopt.save({"v": 2}, path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == mode
+    assert fastopt.load(path) == {"v": 2}
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root")
+def test_resave_keeps_the_owner(tmp_path):
+    path = tmp_path / "ckpt"
+    fastopt.save({"v": 1}, path)
+    os.chown(path, 1234, 5678)
+    os.chmod(path, 0o4640)  # fchown clears set-id bits; the mode must come back whole
+    fastopt.save({"v": 2}, path)
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1234, 5678, 0o4640)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX umask")
+def test_new_file_mode_follows_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        fastopt.save({}, tmp_path / "ckpt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "ckpt").st_mode) == 0o640
+
+
+@pytest.mark.parametrize("name", ["c" * 234, "c" * 255, "é" * 127 + "x", "c" * 231 + "✓" * 8])
+def test_longest_file_names(name, tmp_path, monkeypatch):
+    assert 234 <= len(os.fsencode(name)) <= 255  # up to the limit of common file systems
+    temp_names = []
+    replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: temp_names.append(a) or replace(a, b))
+    for v in range(2):
+        fastopt.save({"v": v}, tmp_path / name)
+    assert fastopt.load(tmp_path / name) == {"v": 1}
+    assert os.listdir(tmp_path) == [name]
+    for temp in temp_names:
+        temp = os.path.basename(temp)
+        assert temp.startswith(".c" if name[0] == "c" else ".é") and temp.endswith(".tmp")
+        assert len(os.fsencode(temp)) <= 255
 
 
 # --------------------------------------------------------------------------
@@ -429,8 +603,12 @@ def test_any_changed_byte_is_detected(small_file, tmp_path):
 
 
 def test_extra_bytes_are_detected(small_file, tmp_path):
-    with pytest.raises(ValueError, match="unexpected bytes"):
+    # The checksum, checked before anything is decoded, is then not at the end.
+    with pytest.raises(ValueError, match="checksum mismatch"):
         load_bytes(small_file + b"\0", tmp_path)
+    # Bytes after a complete checkpoint, followed by a checksum that matches.
+    with pytest.raises(ValueError, match="unexpected bytes"):
+        load_bytes(craft(small_file[len(HEADER) :] + b"\0"), tmp_path)
 
 
 @settings(
@@ -463,7 +641,8 @@ def test_damaged_bodies_with_valid_checksums_only_raise_valueerror(small_file, t
         (b"a\x02V8\x00", "dtype"),
         (b"a\x03<f3\x00", "dtype"),
         (b"g\x03<f8\x01" + struct.pack("<Q", 1) + bytes(8), "scalar"),
-        (b"d" + struct.pack("<Q", 1) + b"f" + bytes(8) + b"N", "dict key"),
+        (b"d" + struct.pack("<Q", 1) + b"l" + bytes(8) + b"N", "dict key"),
+        (b"d" + struct.pack("<Q", 1) + b"t\1" + bytes(7) + b"l" + bytes(8) + b"N", "dict key"),
         (b"d" + struct.pack("<Q", 2) + (b"s" + struct.pack("<Q", 0) + b"N") * 2, "duplicate"),
         (b"s" + struct.pack("<Q", 1) + b"\xff", "utf-8"),
         (b"P", "unknown tag"),
@@ -570,6 +749,136 @@ def test_no_needless_copies(tmp_path):
     assert save_peak < 2**20
     assert big.nbytes <= load_peak < big.nbytes + 2**20
     np.testing.assert_array_equal(loaded["big"], big)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS, /proc")
+def test_sparse_file_announcing_a_gigabyte_is_refused_without_allocating_it(tmp_path):
+    path = tmp_path / "sparse.ckpt"
+    with open(path, "wb") as f:
+        f.write(HEADER + b"a\x03<f8\x01" + struct.pack("<Q", 2**27))  # 1 GiB of float64
+        f.truncate(f.tell() + 2**30 + 4)  # a hole: the bytes read as zeros, none stored
+    # The child may map 256 MiB more than it has at the start: far from a gigabyte.
+    out = run_isolated(
+        f"""
+        import resource, fastopt
+        with open("/proc/self/status") as f:
+            vm = next(int(line.split()[1]) for line in f if line.startswith("VmSize:"))
+        resource.setrlimit(resource.RLIMIT_AS, (vm * 1024 + 2**28, resource.RLIM_INFINITY))
+        try:
+            fastopt.load({str(path)!r})
+        except ValueError as e:
+            print(e)
+        """,
+        timeout=120,
+    )
+    os.unlink(path)  # a gigabyte where the file system stores no holes
+    assert "checksum mismatch" in out
+
+
+# Files of many tiny values: the worst cases for memory per byte of file.
+TINY_VALUES = {
+    "OrderedDict": collections.OrderedDict({None: None}),
+    "Counter": collections.Counter({None: 0}),
+    "dict": {None: None},
+    "tuple key": {(None,): None},
+    "0-d array": np.array(True),
+    "list": [],
+    "tuple": (None,),
+    "float": 0.5,
+    "str": "ab",
+}
+BYTES_PER_BYTE = 48  # the bound in the docstring of fastopt.checkpoint
+
+
+def test_memory_used_by_load_is_bounded_by_the_file(tmp_path):
+    """Peak memory of load, measured in a fresh process, against the documented bound."""
+    files = {}
+    for name, value in TINY_VALUES.items():
+        files[name] = tmp_path / f"{len(files)}.ckpt"
+        fastopt.save([value] * 5000, files[name])
+    wide = "\U0001f600" + "a" * 10**6  # one character makes the whole str 4 bytes a character
+    files["wide str"] = tmp_path / "wide.ckpt"
+    fastopt.save([wide] * 4, files["wide str"])
+    arrays = {"exp_avg": np.ones(2**21), "exp_avg_sq": np.ones(2**20, np.float32)}
+    files["arrays"] = tmp_path / "arrays.ckpt"
+    fastopt.save({"state": {0: arrays}, "param_groups": [{"lr": 0.1, "params": [0]}]},
+                 files["arrays"])
+    out = run_isolated(
+        f"""
+        import tracemalloc, fastopt
+        for path in {[str(p) for p in files.values()]!r}:
+            tracemalloc.start()
+            loaded = fastopt.load(path)
+            print(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+            del loaded
+        """,
+        timeout=300,
+    )
+    peaks = dict(zip(files, map(int, out.split())))
+    array_bytes = sum(a.nbytes for a in arrays.values())
+    for name, path in files.items():
+        size = os.path.getsize(path)
+        data = array_bytes if name == "arrays" else 0
+        bound = data + BYTES_PER_BYTE * (size - data) + 2**20
+        assert peaks[name] < bound, (name, peaks[name], size)
+    # The bound is not loose for the worst case: one-item OrderedDicts.
+    assert peaks["OrderedDict"] > BYTES_PER_BYTE / 2 * os.path.getsize(files["OrderedDict"])
+
+
+# --------------------------------------------------------------------------
+# Saving arrays that another thread changes
+
+
+def test_checksum_covers_the_bytes_written_when_an_array_changes(tmp_path, monkeypatch):
+    """A write to the array lands just after each checksum is computed."""
+    a = np.zeros(2**17)  # 1 MiB: several write buffers
+    crc32 = zlib.crc32
+
+    def crc32_then_change(data, value=0):
+        crc = crc32(data, value)
+        a[:] += 1
+        return crc
+
+    monkeypatch.setattr(zlib, "crc32", crc32_then_change)
+    fastopt.save({"a": a}, tmp_path / "ckpt")
+    monkeypatch.undo()
+    loaded = fastopt.load(tmp_path / "ckpt")["a"]
+    # Each part was saved as it was when it was copied: 0 first, more later on.
+    assert loaded[0] == 0 and loaded[-1] > 0 and (np.diff(loaded) >= 0).all()
+
+
+def test_save_while_another_thread_writes_the_arrays(tmp_path):
+    """Every save returns a file that loads, each element a value it held meanwhile."""
+    a = np.zeros(2**18)  # 2 MiB, written by NumPy without the GIL
+    b = np.zeros(2**14, np.float32)
+    count = {"started": 0, "done": 0}
+    stop = threading.Event()
+
+    def writer():
+        while not stop.is_set():
+            count["started"] += 1
+            a[:] = count["started"]
+            b[:] = -count["started"]
+            count["done"] = count["started"]
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        overlapped = 0
+        for i in range(20):
+            low = count["done"]
+            fastopt.save({"a": a, "b": b, "i": i}, tmp_path / "ckpt")
+            high = count["started"]
+            overlapped += high > low
+            loaded = fastopt.load(tmp_path / "ckpt")
+            assert loaded["i"] == i
+            for values in (loaded["a"], -loaded["b"].astype(np.float64)):
+                assert ((low <= values) & (values <= high) & (values % 1 == 0)).all()
+    finally:
+        stop.set()
+        thread.join()
+    assert overlapped > 10  # the writer did run during the saves
 
 
 # --------------------------------------------------------------------------

@@ -6,7 +6,9 @@ handwritten digits (1,797 8x8 images, shipped with scikit-learn, so nothing
 is downloaded). Every optimizer starts from the same weights and sees the
 same mini-batches in the same order; each has a learning-rate schedule from
 :mod:`fastopt.lr_scheduler`, stepped once per mini-batch. The run prints a
-table of final train/test accuracy and seconds per epoch and writes a PNG of
+table of final train/test accuracy and the time of one optimizer step (the
+median over every step of the run, with its 10th-90th percentile spread) and
+writes a PNG of
 the training loss, test accuracy and learning rate per optimizer, in the
 manner of the optimization chapter of *Dive into Deep Learning*.
 
@@ -134,12 +136,16 @@ class Result:
     train_accuracy: list = field(default_factory=list)
     test_accuracy: list = field(default_factory=list)
     lr: list = field(default_factory=list)             # per step
-    seconds: float = 0.0                              # training time, all epochs
-    step_seconds: float = 0.0                         # of which in opt.step
+    step_seconds: list = field(default_factory=list)   # wall time of each opt.step
 
-    @property
-    def seconds_per_epoch(self):
-        return self.seconds / max(1, len(self.train_loss))
+    def step_time(self):
+        """Seconds per ``opt.step``: the median, 10th and 90th percentiles over the run.
+
+        A quantile over hundreds of steps, unlike a total per epoch, is robust to
+        what else the machine does meanwhile (a burst of load, a garbage
+        collection), which can stretch a few steps many times over.
+        """
+        return tuple(float(q) for q in np.percentile(self.step_seconds, [50, 10, 90]))
 
 
 def train(data, name, epochs=20, batch_size=64, seed=0, on_epoch=None):
@@ -153,7 +159,6 @@ def train(data, name, epochs=20, batch_size=64, seed=0, on_epoch=None):
     rng = np.random.default_rng(seed + 1)    # the same batches for every optimizer
     result = Result(name, schedule_name)
     for _ in range(epochs):
-        start = time.perf_counter()
         order = rng.permutation(n)
         losses = []
         for i in range(0, n, batch_size):
@@ -162,10 +167,9 @@ def train(data, name, epochs=20, batch_size=64, seed=0, on_epoch=None):
             result.lr.append(opt.param_groups[0]["lr"])
             t = time.perf_counter()
             opt.step(grads)
-            result.step_seconds += time.perf_counter() - t
+            result.step_seconds.append(time.perf_counter() - t)
             sched.step()
             losses.append(loss)
-        result.seconds += time.perf_counter() - start
         result.train_loss.append(float(np.mean(losses)))
         result.train_accuracy.append(accuracy(params, data.x_train, data.y_train))
         result.test_accuracy.append(accuracy(params, data.x_test, data.y_test))
@@ -176,13 +180,13 @@ def train(data, name, epochs=20, batch_size=64, seed=0, on_epoch=None):
 
 def table(results):
     """The results as an aligned text table."""
-    rows = [("optimizer", "schedule", "train acc", "test acc", "final loss", "s/epoch",
-             "step ms")]
+    rows = [("optimizer", "schedule", "train acc", "test acc", "final loss",
+             "step us (median [p10-p90])")]
     for r in results:
-        steps = len(r.lr)
+        median, low, high = (1e6 * t for t in r.step_time())
         rows.append((r.name, r.schedule, f"{r.train_accuracy[-1]:.1%}",
                      f"{r.test_accuracy[-1]:.1%}", f"{r.train_loss[-1]:.4f}",
-                     f"{r.seconds_per_epoch:.4f}", f"{1e3 * r.step_seconds / max(1, steps):.3f}"))
+                     f"{median:.1f} [{low:.1f}-{high:.1f}]"))
     widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if k < 2 else c.rjust(w) for k, (c, w) in enumerate(zip(row, widths)))
              for row in rows]
@@ -190,35 +194,70 @@ def table(results):
     return "\n".join(lines)
 
 
+# One line style and marker per optimizer, so that curves lying on top of each
+# other (Adam and AdamW here) stay visible as two.
+_STYLES = [("-", "o"), ("--", "s"), ("-.", "^"), (":", "D"), ("-", "v"), ("--", "x")]
+
+
 def plot(results, path, title=None):
-    """Write training loss, test accuracy and learning rate per optimizer to `path`."""
+    """Write training loss, test accuracy and learning rate per optimizer to `path`.
+
+    The accuracy axis is zoomed on the range the runs end in (the first
+    epochs of slow starters fall below it), and the learning-rate panel draws
+    each distinct schedule once, naming the optimizers that follow it.
+    """
     try:
         import matplotlib
     except ImportError as e:
         raise ImportError(f"the figure is drawn with matplotlib; {_NEEDS_EXTRA}") from e
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for r in results:
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    schedules = []   # (label, lr / peak lr per step, names of the optimizers following it)
+    for k, r in enumerate(results):
+        ls, marker = _STYLES[k % len(_STYLES)]
+        style = dict(color=f"C{k}", ls=ls, marker=marker, ms=5, markevery=(k % 3, 3),
+                     label=r.name)
         epochs = np.arange(1, len(r.train_loss) + 1)
-        axes[0].plot(epochs, r.train_loss, label=r.name)
-        axes[1].plot(epochs, r.test_accuracy, label=r.name)
-        steps_per_epoch = len(r.lr) / len(r.train_loss)
-        axes[2].plot(np.arange(len(r.lr)) / steps_per_epoch, np.asarray(r.lr) / max(r.lr),
-                     label=f"{r.name} ({r.schedule})")
+        axes[0].plot(epochs, r.train_loss, **style)
+        axes[1].plot(epochs, r.test_accuracy, **style)
+        lr = np.asarray(r.lr) / max(r.lr)
+        for label, other, names in schedules:
+            if label == r.schedule and np.allclose(other, lr, rtol=1e-9, atol=0):
+                names.append(r.name)
+                break
+        else:
+            schedules.append((r.schedule, lr, [r.name]))
     axes[0].set(xlabel="epoch", ylabel="training loss", yscale="log", title="training loss")
-    axes[1].set(xlabel="epoch", ylabel="test accuracy", title="test accuracy")
-    axes[1].set_ylim(max(0.0, min(min(r.test_accuracy) for r in results) - 0.02), 1.0)
+    # Zoom on where the runs end: the lowest accuracy of the last half of the epochs.
+    late = [a for r in results for a in r.test_accuracy[len(r.test_accuracy) // 2:]]
+    low = max(0.0, np.floor(100 * min(late) - 1) / 100)
+    high = min(1.0, np.ceil(100 * max(late) + 0.5) / 100)
+    axes[1].set_ylim(low, high)
+    axes[1].yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    axes[1].set(xlabel="epoch", ylabel="test accuracy",
+                title=f"test accuracy (axis from {low:.0%}; earlier epochs below)")
+    steps_per_epoch = len(results[0].lr) / len(results[0].train_loss)
+    for k, (label, lr, names) in enumerate(schedules):
+        axes[2].plot(np.arange(len(lr)) / steps_per_epoch, lr, color="k", alpha=0.8,
+                     ls=_STYLES[k % len(_STYLES)][0], label=f"{label}: {', '.join(names)}")
     axes[2].set(xlabel="epoch", ylabel="lr / peak lr", title="learning-rate schedule")
     for ax in axes:
         ax.grid(True, alpha=0.3)
-    axes[0].legend()
-    axes[2].legend(fontsize="small")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    # Legends outside the plots, under the x labels: the optimizers centred
+    # under the first two panels, the schedules under the third.
+    left, middle = axes[0].get_position(), axes[1].get_position()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False,
+               bbox_to_anchor=((left.x0 + middle.x1) / 2, left.y0 - 0.1))
+    axes[2].legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize="small",
+                   frameon=False)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 

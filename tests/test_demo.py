@@ -1,4 +1,5 @@
 """`python -m fastopt demo`: the digits MLP learns with every optimizer."""
+import statistics
 import subprocess
 import sys
 
@@ -79,6 +80,15 @@ def test_table_lists_every_run(data):
     lines = demo.table(results).splitlines()
     assert lines[0].split()[:4] == ["optimizer", "schedule", "train", "acc"]
     assert [line.split()[0] for line in lines[2:]] == ["SGD", "Adam"]
+
+
+def test_step_time_is_median_and_spread_over_every_step(data):
+    result = demo.train(data, "SGD", epochs=2)
+    assert len(result.step_seconds) == len(result.lr) == 2 * -(-len(data.y_train) // 64)
+    median, low, high = result.step_time()
+    assert median == pytest.approx(statistics.median(result.step_seconds), rel=1e-12)
+    assert 0 < low <= median <= high <= max(result.step_seconds)
+    assert f"{1e6 * median:.1f} [" in demo.table([result])
 
 
 def test_command_line_writes_table_and_png(tmp_path):

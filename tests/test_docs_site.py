@@ -1,5 +1,7 @@
 """The documentation site builds with `mkdocs build --strict`, and its pages are complete."""
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +40,7 @@ def test_every_optimizer_has_its_formula():
 def test_mkdocs_build_is_strict_and_clean(tmp_path):
     pytest.importorskip("mkdocs")
     pytest.importorskip("mkdocstrings_handlers.python")
+    pytest.importorskip("latex2mathml")
     out = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d",
                           str(tmp_path / "site")], cwd=ROOT, capture_output=True, text=True,
                          timeout=300)
@@ -48,3 +51,83 @@ def test_mkdocs_build_is_strict_and_clean(tmp_path):
     for name in ("fastopt.SGD", "fastopt.torch", "clip_grad_norm_", "adam_"):
         assert name in reference
     assert ".. math::" not in reference  # docstring maths rendered, not shown raw
+    pages = {p.relative_to(tmp_path / "site").as_posix(): p.read_text(encoding="utf-8")
+             for p in (tmp_path / "site").rglob("*.html")}
+    # The site works offline: every script and stylesheet is one of its own files.
+    for name, html in pages.items():
+        for tag, url in re.findall(r"<(script|link)\b[^>]*?(?:src|href)=\"([^\"]+)\"", html):
+            assert not re.match(r"(?:[a-z]+:)?//", url), f"{name} loads {url}"
+    # The formulas are MathML, made at build time: no TeX left for a script to typeset.
+    for name in ("optimizers/index.html", "weight-decay/index.html", "reference/index.html"):
+        formulas = re.findall(r'class="arithmatex">(.*?)</(?:span|div)>', pages[name], re.S)
+        assert len(formulas) > 10, name
+        for formula in formulas:
+            assert formula.startswith("<math") and "<merror" not in formula, (name, formula)
+            # TeX that latex2mathml passed through as text, such as an alignment's &.
+            assert not re.search(r"&(?![#\w]+;)", formula), (name, formula)
+
+
+# Every shell command the README and docs/*.md show, run as a reader would:
+# in a copy of the checkout without build products, in a fresh virtual
+# environment (not --system-site-packages), page by page.
+
+SHELL_BLOCK = re.compile(r"^```(?:bash|sh)\n(.*?)^```", re.S | re.M)
+COMMAND_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+# Shell blocks shown but not run here, and why.
+NOT_RUN = {
+    'pip install -e ".[test]" && python -m pytest':
+        "the whole test suite: .ci/run runs this very line first (the slow tests are run by "
+        "the line after it), so running it here again would double CI's time",
+}
+
+
+def shell_blocks(page):
+    return [block.strip() for block in SHELL_BLOCK.findall(page.read_text(encoding="utf-8"))]
+
+
+def test_every_shell_block_is_run_or_says_why_not():
+    shown = {block for page in COMMAND_PAGES for block in shell_blocks(page)}
+    assert set(NOT_RUN) <= shown, "NOT_RUN lists a command no page shows"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'pip install -e ".[test]" && python -m pytest\n' in ci
+    assert "python -m pytest -m slow" in ci
+
+
+def checkout_copy(dest):
+    """The checkout's files (tracked, or new and not ignored) copied to `dest`: no build products."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=ROOT, capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("needs a git checkout")
+    for name in filter(None, listed.stdout.split("\0")):
+        src = ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", [p for p in COMMAND_PAGES if shell_blocks(p)],
+                         ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_shell_commands_of_the_docs_run_in_a_fresh_venv(page, tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    bindir = venv / ("Scripts" if os.name == "nt" else "bin")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PIP_USER")}
+    env.update(VIRTUAL_ENV=str(venv), PATH=str(bindir) + os.pathsep + env["PATH"],
+               MPLBACKEND="Agg")
+    checkout = None
+    for k, block in enumerate(shell_blocks(page)):
+        if block in NOT_RUN:
+            continue
+        if checkout is None or block.startswith("pip install"):
+            # An install starts from a clean checkout, as after a fresh clone, so
+            # that an earlier block's in-place build cannot stand in for it.
+            checkout = checkout_copy(tmp_path / f"checkout{k}")
+        out = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=checkout, env=env,
+                             capture_output=True, text=True, timeout=1800)
+        assert out.returncode == 0, (f"{page.name}: this block failed:\n{block}\n\n"
+                                     f"{out.stdout[-3000:]}\n{out.stderr[-5000:]}")

@@ -1,0 +1,68 @@
+"""mkdocs hooks: document the fastopt that is built, and render the maths offline.
+
+Which fastopt the API reference reads: the checkout's when its compiled core
+is built in place (``pip install -e .``, ``python setup.py build_ext
+--inplace``), otherwise the installed one (``pip install .``). griffe reads
+the package's source and inspects its compiled modules, so it needs a
+directory holding both; the checkout's ``fastopt/`` alone has no compiled
+``_core`` to resolve ``fastopt.clip_grad_norm_`` and friends from.
+
+The maths: pymdownx.arithmatex marks each formula (``\\(...\\)`` inline,
+``\\[...\\]`` display) in the page's HTML, and `on_page_content` turns each
+into MathML with latex2mathml, which browsers render natively: the site loads
+no script to show a formula, from anywhere.
+"""
+import html
+import importlib.machinery
+import os
+import re
+import sys
+
+from latex2mathml.converter import convert
+from mkdocs.exceptions import PluginError
+from mkdocs.plugins import event_priority
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _built_in_place(directory):
+    return any(os.path.exists(os.path.join(directory, "fastopt", "_core" + suffix))
+               for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+
+
+def fastopt_location():
+    """The directory that holds the fastopt package with its compiled core."""
+    if _built_in_place(ROOT):
+        return ROOT
+    others = [p for p in sys.path if p and os.path.abspath(p) != ROOT]
+    spec = importlib.machinery.PathFinder.find_spec("fastopt", others)
+    if spec is None or spec.origin is None or not _built_in_place(
+            os.path.dirname(os.path.dirname(spec.origin))):
+        raise PluginError("fastopt is neither built in place in the checkout nor installed: "
+                          'pip install ".[docs]" (or pip install -e ".[docs]") first')
+    return os.path.dirname(os.path.dirname(spec.origin))
+
+
+@event_priority(100)  # before mkdocstrings' on_config, which sets its handler up
+def on_config(config):
+    python = config.plugins["mkdocstrings"].config.handlers.setdefault("python", {})
+    python["paths"] = [fastopt_location()]
+    return config
+
+
+_FORMULA = re.compile(r'<(span|div) class="arithmatex">(.*?)</\1>', re.S)
+
+
+def _mathml(match):
+    tag, tex = match.group(1), html.unescape(match.group(2)).strip()
+    if tex[:2] in ("\\(", "\\["):  # arithmatex's generic mode: \( inline \), \[ display \]
+        tex = tex[2:-2]
+    display = "block" if tag == "div" else "inline"
+    # latex2mathml lays out align* as a table of right- and left-aligned
+    # columns, and aligned (its equivalent inside display maths) not at all.
+    tex = tex.replace("{aligned}", "{align*}")
+    return f'<{tag} class="arithmatex">{convert(tex, display=display)}</{tag}>'
+
+
+def on_page_content(content, page, config, files):
+    return _FORMULA.sub(_mathml, content)

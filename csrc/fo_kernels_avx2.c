@@ -9,9 +9,9 @@
 #include <math.h>
 #include <string.h>
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
 #elif defined(__GNUC__)
-#pragma GCC target("avx2,fma")
+#pragma GCC target("avx2")
 #endif
 #define FO_LOOP
 #define FO_VEC_AVX2 1

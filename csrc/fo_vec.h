@@ -1,47 +1,50 @@
 /*
- * The vector layer the kernel bodies (kernels/<algo>.inc) are written in.
- * Every body is written once, on "lanes": one lane is the scalar ISA, which
- * every file has; a file that defines FO_VEC_AVX512, FO_VEC_AVX2 or
- * FO_VEC_NEON before including fo_kernels.inc also gets that ISA's vectors.
- * Names end in the dtype and the width: _f32v / _f64v are the file's vector
- * (the one lane itself where no ISA is selected), _f32s / _f64s one lane.
+ * The lanes the kernel bodies (kernels/<algo>.inc) are written on. Each body
+ * exists once: fo_kernels.inc instantiates it per dtype on this file's
+ * vector, which is one lane (plain C) unless the including file defines
+ * FO_VEC_AVX512, FO_VEC_AVX2 or FO_VEC_NEON. Names end in the dtype,
+ * _f32 or _f64:
  *
- *   fo_vt_f32v              the type, FO_W_f32v lanes
- *   fo_set1_f32v(x)         broadcast
- *   fo_load_f32v(p)         FO_W lanes from p (unaligned)
- *   fo_store_f32v(p, v)     FO_W lanes to p, every NaN as the canonical one
- *   fo_add/sub/mul/div/sqrt_f32v
- *   fo_fma_f32v(a, b, c)    a * b + c, rounded once
- *   fo_maxnan_f32v(a, b)    a where a > b or a is NaN, else b
+ *   fo_vt_f32              the type, FO_W_f32 lanes
+ *   fo_set1_f32(x)         broadcast
+ *   fo_load_f32(p, n)      n == FO_W: FO_W lanes from p; n < FO_W: the first
+ *                           n, the other lanes 0 (memory past n is not read)
+ *   fo_store_f32(p, v, n)  the first n lanes to p, every NaN as the
+ *                           canonical one; memory past n is not written
+ *   fo_add/sub/mul/div/sqrt_f32
+ *   fo_maxnan_f32(a, b)    a where a > b or a is NaN, else b
  *
- * Policies (the same for every ISA, so every path gives the scalar bits):
+ * Policies, the same on every ISA (so every path computes the one-lane
+ * bits), measured on AMD EPYC Zen 4 and written down in docs/c-api.md:
  *
- * - Arithmetic: every operation is one correctly rounded IEEE operation per
- *   lane (no reciprocal or square-root approximations). A fused multiply-add
- *   is used only where a body asks for fo_fma, and is then fused on every
- *   path: a hardware FMA on AVX2 (the avx2 path requires the CPU's FMA bit),
- *   AVX-512 and NEON, C's correctly rounded fma() in the one-lane ISA. The
- *   build keeps -ffp-contract=off so the compiler fuses nothing by itself.
- *   The bodies follow torch's order of operations and do not use fo_fma:
- *   measured on Zen 4, fusing Adam and dropping a division gained at most
- *   ~1.1x in cache (the loop is bound by the divider and square root) while
- *   the SSE2 and scalar paths, which have no FMA instruction, would call a
- *   library fma() per multiply-add (several times slower). See docs/c-api.md.
- *
- * - Tails: a range's last (n mod FO_W) elements run through the same body
- *   on one lane (fo_kernels.inc). Masked loads and stores are avoided: on
- *   AMD Zen, AVX2's vmaskmov stores are microcoded and made many small
- *   tensors slower than larger ones; the one-lane tail is as fast on Intel.
- *
- * - NaNs: every store writes a NaN as one canonical quiet NaN (FO_CANON),
- *   because the sign and payload a NaN picks up depend on operand order,
- *   which compilers and ISAs choose differently.
+ * - One correctly rounded IEEE operation per lane operation: no fused
+ *   multiply-add, no reciprocal or square-root approximations. An FMA would
+ *   have to be fused on every path, and the one-lane paths (scalar, x86-64
+ *   SSE2 baseline) have no FMA instruction: fma() made them 2x and 5x slower,
+ *   while on AVX2 fusing Adam gained nothing over the next rule alone.
+ *   The build keeps -ffp-contract=off, so the compiler fuses nothing either.
+ * - Bodies follow torch's order of operations, except that a division by a
+ *   per-step scalar is a multiplication by its reciprocal, computed once per
+ *   step in double (fo_scalars.c): a division costs 5-10x a multiplication
+ *   here, and Adam in cache got 1.1x (float32) to 1.2x (float64) faster on
+ *   AVX2 and SSE2. The difference to torch is one rounding, far inside
+ *   API.md's tolerance. Divisions by per-element values stay.
+ * - Tails: the last (n mod FO_W) elements of a range run as one partial
+ *   vector. AVX-512 masks loads and stores. AVX2 masks the load (fast on
+ *   Intel and AMD) but stores through a buffer on the stack and n scalar
+ *   stores: vmaskmov stores are microcoded on AMD Zen, which made 1,000
+ *   tensors of 10 float32 slower than 1,000 of 16. Staging the loads too
+ *   (store-forwarding stalls) and running the tail on one lane (up to 15
+ *   scalar divisions) were both slower. NEON has no masks: both through
+ *   a buffer.
+ * - NaNs: every store writes a NaN as one canonical quiet NaN, because the
+ *   sign and payload a NaN picks up depend on operand order, which compilers
+ *   and ISAs choose differently.
  */
 #ifndef FO_VEC_H
 #define FO_VEC_H
 
 #include <math.h>
-#include <string.h>
 #include "fo_common.h"
 
 #if defined(FO_VEC_AVX512) || defined(FO_VEC_AVX2)
@@ -50,108 +53,124 @@
 #include <arm_neon.h>
 #endif
 
-/* ---- one lane: plain C, the reference every ISA must match ---- */
-#define FO_ONE_LANE_OPS(sfx, T, sqrtf_, fmaf_)                                          \
-    typedef T fo_vt_##sfx;                                                              \
-    FO_INLINE T fo_set1_##sfx(T x) { return x; }                                        \
-    FO_INLINE T fo_load_##sfx(const T *p) { return *p; }                                \
-    FO_INLINE void fo_store_##sfx(T *p, T v) { *p = v != v ? (T)NAN : v; }             \
-    FO_INLINE T fo_add_##sfx(T a, T b) { return a + b; }                                \
-    FO_INLINE T fo_sub_##sfx(T a, T b) { return a - b; }                                \
-    FO_INLINE T fo_mul_##sfx(T a, T b) { return a * b; }                                \
-    FO_INLINE T fo_div_##sfx(T a, T b) { return a / b; }                                \
-    FO_INLINE T fo_sqrt_##sfx(T a) { return sqrtf_(a); }                                \
-    FO_INLINE T fo_fma_##sfx(T a, T b, T c) { return fmaf_(a, b, c); }                  \
-    FO_INLINE T fo_maxnan_##sfx(T a, T b) { return (a > b || a != a) ? a : b; }
-FO_ONE_LANE_OPS(f32s, float, sqrtf, fmaf)
-FO_ONE_LANE_OPS(f64s, double, sqrt, fma)
-#define FO_W_f32s 1
-#define FO_W_f64s 1
+/* A store of the first n < W lanes through a buffer on the stack (a wide
+ * store, then narrow loads, which the CPU forwards). */
+#define FO_BUFFERED_STORE(T, W, storeu, p, v, n)                                        \
+    do {                                                                                \
+        T buf_[W];                                                                      \
+        storeu(buf_, v);                                                                \
+        for (size_t k_ = 0; k_ < (n); k_++) (p)[k_] = buf_[k_];                         \
+    } while (0)
 
 #if defined(FO_VEC_AVX512)
 #define FO_VEC 1
-#define FO_W_f32v 16
-#define FO_W_f64v 8
-#define FO_VEC_OPS(sfx, T, V, ps)                                                       \
+#define FO_W_f32 16
+#define FO_W_f64 8
+#define FO_VEC_OPS(sfx, T, V, W, ps, mask_t)                                            \
     typedef V fo_vt_##sfx;                                                              \
     FO_INLINE V fo_set1_##sfx(T x) { return _mm512_set1_##ps(x); }                      \
-    FO_INLINE V fo_load_##sfx(const T *p) { return _mm512_loadu_##ps(p); }              \
-    FO_INLINE void fo_store_##sfx(T *p, V v)                                            \
+    FO_INLINE V fo_load_##sfx(const T *p, size_t n)                                     \
     {                                                                                   \
-        _mm512_storeu_##ps(p, _mm512_mask_blend_##ps(_mm512_cmp_##ps##_mask(v, v, _CMP_UNORD_Q), \
-                                                     v, _mm512_set1_##ps(NAN)));        \
+        if (n == W) return _mm512_loadu_##ps(p);                                        \
+        return _mm512_maskz_loadu_##ps((mask_t)((1u << n) - 1u), p);                    \
+    }                                                                                   \
+    FO_INLINE void fo_store_##sfx(T *p, V v, size_t n)                                  \
+    {                                                                                   \
+        v = _mm512_mask_blend_##ps(_mm512_cmp_##ps##_mask(v, v, _CMP_UNORD_Q), v,        \
+                                   _mm512_set1_##ps(NAN));                              \
+        if (n == W) _mm512_storeu_##ps(p, v);                                           \
+        else _mm512_mask_storeu_##ps(p, (mask_t)((1u << n) - 1u), v);                   \
     }                                                                                   \
     FO_INLINE V fo_add_##sfx(V a, V b) { return _mm512_add_##ps(a, b); }                \
     FO_INLINE V fo_sub_##sfx(V a, V b) { return _mm512_sub_##ps(a, b); }                \
     FO_INLINE V fo_mul_##sfx(V a, V b) { return _mm512_mul_##ps(a, b); }                \
     FO_INLINE V fo_div_##sfx(V a, V b) { return _mm512_div_##ps(a, b); }                \
     FO_INLINE V fo_sqrt_##sfx(V a) { return _mm512_sqrt_##ps(a); }                      \
-    FO_INLINE V fo_fma_##sfx(V a, V b, V c) { return _mm512_fmadd_##ps(a, b, c); }      \
     FO_INLINE V fo_maxnan_##sfx(V a, V b)                                               \
     {                                                                                   \
         return _mm512_mask_blend_##ps(_mm512_cmp_##ps##_mask(a, b, _CMP_GT_OQ) |        \
                                           _mm512_cmp_##ps##_mask(a, a, _CMP_UNORD_Q),   \
                                       b, a);                                            \
     }
-FO_VEC_OPS(f32v, float, __m512, ps)
-FO_VEC_OPS(f64v, double, __m512d, pd)
+FO_VEC_OPS(f32, float, __m512, 16, ps, __mmask16)
+FO_VEC_OPS(f64, double, __m512d, 8, pd, __mmask8)
 #undef FO_VEC_OPS
 
 #elif defined(FO_VEC_AVX2)
 #define FO_VEC 1
-#define FO_W_f32v 8
-#define FO_W_f64v 4
-#define FO_VEC_OPS(sfx, T, V, ps)                                                       \
+#define FO_W_f32 8
+#define FO_W_f64 4
+/* Lane masks for the partial loads: lane k is on when k < n. */
+FO_INLINE __m256i fo_mask_f32(size_t n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+FO_INLINE __m256i fo_mask_f64(size_t n)
+{
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)n), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+#define FO_VEC_OPS(sfx, T, V, W, ps)                                                    \
     typedef V fo_vt_##sfx;                                                              \
     FO_INLINE V fo_set1_##sfx(T x) { return _mm256_set1_##ps(x); }                      \
-    FO_INLINE V fo_load_##sfx(const T *p) { return _mm256_loadu_##ps(p); }              \
-    FO_INLINE void fo_store_##sfx(T *p, V v)                                            \
+    FO_INLINE V fo_load_##sfx(const T *p, size_t n)                                     \
     {                                                                                   \
-        _mm256_storeu_##ps(p, _mm256_blendv_##ps(v, _mm256_set1_##ps(NAN),              \
-                                                 _mm256_cmp_##ps(v, v, _CMP_UNORD_Q))); \
+        if (n == W) return _mm256_loadu_##ps(p);                                        \
+        return _mm256_maskload_##ps(p, fo_mask_##sfx(n));                               \
+    }                                                                                   \
+    FO_INLINE void fo_store_##sfx(T *p, V v, size_t n)                                  \
+    {                                                                                   \
+        v = _mm256_blendv_##ps(v, _mm256_set1_##ps(NAN), _mm256_cmp_##ps(v, v, _CMP_UNORD_Q)); \
+        if (n == W) _mm256_storeu_##ps(p, v);                                           \
+        else FO_BUFFERED_STORE(T, W, _mm256_storeu_##ps, p, v, n);                      \
     }                                                                                   \
     FO_INLINE V fo_add_##sfx(V a, V b) { return _mm256_add_##ps(a, b); }                \
     FO_INLINE V fo_sub_##sfx(V a, V b) { return _mm256_sub_##ps(a, b); }                \
     FO_INLINE V fo_mul_##sfx(V a, V b) { return _mm256_mul_##ps(a, b); }                \
     FO_INLINE V fo_div_##sfx(V a, V b) { return _mm256_div_##ps(a, b); }                \
     FO_INLINE V fo_sqrt_##sfx(V a) { return _mm256_sqrt_##ps(a); }                      \
-    FO_INLINE V fo_fma_##sfx(V a, V b, V c) { return _mm256_fmadd_##ps(a, b, c); }      \
     FO_INLINE V fo_maxnan_##sfx(V a, V b)                                               \
     {                                                                                   \
         return _mm256_blendv_##ps(b, a, _mm256_or_##ps(_mm256_cmp_##ps(a, b, _CMP_GT_OQ), \
                                                        _mm256_cmp_##ps(a, a, _CMP_UNORD_Q))); \
     }
-FO_VEC_OPS(f32v, float, __m256, ps)
-FO_VEC_OPS(f64v, double, __m256d, pd)
+FO_VEC_OPS(f32, float, __m256, 8, ps)
+FO_VEC_OPS(f64, double, __m256d, 4, pd)
 #undef FO_VEC_OPS
 
 #elif defined(FO_VEC_NEON)
 #define FO_VEC 1
-#define FO_W_f32v 4
-#define FO_W_f64v 2
-#define FO_VEC_OPS(sfx, T, V, q)                                                        \
+#define FO_W_f32 4
+#define FO_W_f64 2
+#define FO_VEC_OPS(sfx, T, V, W, q)                                                     \
     typedef V fo_vt_##sfx;                                                              \
     FO_INLINE V fo_set1_##sfx(T x) { return vdupq_n_##q(x); }                           \
-    FO_INLINE V fo_load_##sfx(const T *p) { return vld1q_##q(p); }                      \
-    FO_INLINE void fo_store_##sfx(T *p, V v)                                            \
+    FO_INLINE V fo_load_##sfx(const T *p, size_t n)                                     \
     {                                                                                   \
-        vst1q_##q(p, vbslq_##q(vceqq_##q(v, v), v, vdupq_n_##q(NAN)));                  \
+        if (n == W) return vld1q_##q(p);                                                \
+        T buf[W] = {0};                                                                 \
+        for (size_t k = 0; k < n; k++) buf[k] = p[k];                                   \
+        return vld1q_##q(buf);                                                          \
+    }                                                                                   \
+    FO_INLINE void fo_store_##sfx(T *p, V v, size_t n)                                  \
+    {                                                                                   \
+        v = vbslq_##q(vceqq_##q(v, v), v, vdupq_n_##q(NAN));                            \
+        if (n == W) vst1q_##q(p, v);                                                    \
+        else FO_BUFFERED_STORE(T, W, vst1q_##q, p, v, n);                               \
     }                                                                                   \
     FO_INLINE V fo_add_##sfx(V a, V b) { return vaddq_##q(a, b); }                      \
     FO_INLINE V fo_sub_##sfx(V a, V b) { return vsubq_##q(a, b); }                      \
     FO_INLINE V fo_mul_##sfx(V a, V b) { return vmulq_##q(a, b); }                      \
     FO_INLINE V fo_div_##sfx(V a, V b) { return vdivq_##q(a, b); }                      \
-    FO_INLINE V fo_sqrt_##sfx(V a) { return vsqrtq_##q(a); }                            \
-    FO_INLINE V fo_fma_##sfx(V a, V b, V c) { return vfmaq_##q(c, a, b); }
-FO_VEC_OPS(f32v, float, float32x4_t, f32)
-FO_VEC_OPS(f64v, double, float64x2_t, f64)
+    FO_INLINE V fo_sqrt_##sfx(V a) { return vsqrtq_##q(a); }
+FO_VEC_OPS(f32, float, float32x4_t, 4, f32)
+FO_VEC_OPS(f64, double, float64x2_t, 2, f64)
 #undef FO_VEC_OPS
-FO_INLINE float32x4_t fo_maxnan_f32v(float32x4_t a, float32x4_t b)
+FO_INLINE float32x4_t fo_maxnan_f32(float32x4_t a, float32x4_t b)
 {
     uint32x4_t take = vorrq_u32(vcgtq_f32(a, b), vmvnq_u32(vceqq_f32(a, a)));
     return vbslq_f32(take, a, b);
 }
-FO_INLINE float64x2_t fo_maxnan_f64v(float64x2_t a, float64x2_t b)
+FO_INLINE float64x2_t fo_maxnan_f64(float64x2_t a, float64x2_t b)
 {
     /* a == a is false only for NaN; there is no 64-bit NOT, so invert as 32-bit */
     uint64x2_t nan = vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(vceqq_f64(a, a))));
@@ -159,26 +178,25 @@ FO_INLINE float64x2_t fo_maxnan_f64v(float64x2_t a, float64x2_t b)
 }
 
 #else
-/* No vector ISA: the file's "vector" is the one lane (the compiler may
- * still vectorise the loop over it, as the x86-64 baseline does). */
-#define FO_W_f32v 1
-#define FO_W_f64v 1
-#define FO_ALIAS_OPS(v, s)                                                              \
-    typedef fo_vt_##s fo_vt_##v;                                                        \
-    FO_INLINE fo_vt_##s fo_set1_##v(fo_vt_##s x) { return x; }                          \
-    FO_INLINE fo_vt_##s fo_load_##v(const fo_vt_##s *p) { return fo_load_##s(p); }      \
-    FO_INLINE void fo_store_##v(fo_vt_##s *p, fo_vt_##s x) { fo_store_##s(p, x); }      \
-    FO_INLINE fo_vt_##s fo_add_##v(fo_vt_##s a, fo_vt_##s b) { return a + b; }          \
-    FO_INLINE fo_vt_##s fo_sub_##v(fo_vt_##s a, fo_vt_##s b) { return a - b; }          \
-    FO_INLINE fo_vt_##s fo_mul_##v(fo_vt_##s a, fo_vt_##s b) { return a * b; }          \
-    FO_INLINE fo_vt_##s fo_div_##v(fo_vt_##s a, fo_vt_##s b) { return a / b; }          \
-    FO_INLINE fo_vt_##s fo_sqrt_##v(fo_vt_##s a) { return fo_sqrt_##s(a); }             \
-    FO_INLINE fo_vt_##s fo_fma_##v(fo_vt_##s a, fo_vt_##s b, fo_vt_##s c) { return fo_fma_##s(a, b, c); } \
-    FO_INLINE fo_vt_##s fo_maxnan_##v(fo_vt_##s a, fo_vt_##s b) { return fo_maxnan_##s(a, b); }
-FO_ALIAS_OPS(f32v, f32s)
-FO_ALIAS_OPS(f64v, f64s)
-#undef FO_ALIAS_OPS
-#endif
+/* No vector ISA: one lane, plain C; the reference every ISA must match. The
+ * compiler may still vectorise the loop over it (the x86-64 baseline: SSE2). */
+#define FO_W_f32 1
+#define FO_W_f64 1
+#define FO_ONE_LANE_OPS(sfx, T, sqrt_)                                                  \
+    typedef T fo_vt_##sfx;                                                              \
+    FO_INLINE T fo_set1_##sfx(T x) { return x; }                                        \
+    FO_INLINE T fo_load_##sfx(const T *p, size_t n) { (void)n; return *p; }             \
+    FO_INLINE void fo_store_##sfx(T *p, T v, size_t n) { (void)n; *p = v != v ? (T)NAN : v; } \
+    FO_INLINE T fo_add_##sfx(T a, T b) { return a + b; }                                \
+    FO_INLINE T fo_sub_##sfx(T a, T b) { return a - b; }                                \
+    FO_INLINE T fo_mul_##sfx(T a, T b) { return a * b; }                                \
+    FO_INLINE T fo_div_##sfx(T a, T b) { return a / b; }                                \
+    FO_INLINE T fo_sqrt_##sfx(T a) { return sqrt_(a); }                                 \
+    FO_INLINE T fo_maxnan_##sfx(T a, T b) { return (a > b || a != a) ? a : b; }
+FO_ONE_LANE_OPS(f32, float, sqrtf)
+FO_ONE_LANE_OPS(f64, double, sqrt)
 #undef FO_ONE_LANE_OPS
+
+#endif
 
 #endif /* FO_VEC_H */

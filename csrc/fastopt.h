@@ -94,7 +94,7 @@ typedef struct fo_scalars {
     double avg_decay;     /* RMSprop alpha, Adam beta2 */
     double avg_weight;    /* RMSprop 1 - alpha, Adam 1 - beta2 */
     double lerp_weight;   /* Adam 1 - beta1, RMSprop 1 - alpha (grad_avg) */
-    double denom_scale;   /* Adam 1 / sqrt(1 - beta2^t), multiplies sqrt(v) */
+    double denom_scale;   /* Adam sqrt(1 - beta2^t) */
     double eps;
     double scale;         /* grad_scale: factor */
     double power;         /* grad_sumpow: p */

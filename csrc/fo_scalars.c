@@ -6,7 +6,7 @@
  *   Adagrad  clr = lr / (1 + (t - 1) * lr_decay),  neg_lr = -clr
  *   RMSprop  neg_lr = -lr
  *   Adam     step_size = lr / (1 - beta1^t),  neg_lr = -step_size,
- *            denom_scale = 1 / (1 - beta2^t)^0.5,  AdamW param_decay = 1 - lr * wd
+ *            denom_scale = (1 - beta2^t)^0.5,  AdamW param_decay = 1 - lr * wd
  */
 #include <math.h>
 #include <string.h>
@@ -75,7 +75,7 @@ unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo
         s->avg_decay = h->beta2;
         s->avg_weight = 1 - h->beta2;
         s->neg_lr = -(h->lr / (1 - pow(h->beta1, t)));
-        s->denom_scale = 1 / pow(1 - pow(h->beta2, t), 0.5);
+        s->denom_scale = pow(1 - pow(h->beta2, t), 0.5);
         break;
     }
     }

@@ -17,18 +17,17 @@
  * Policies, the same on every ISA (so every path computes the one-lane
  * bits), measured on AMD EPYC Zen 4 and written down in docs/c-api.md:
  *
- * - One correctly rounded IEEE operation per lane operation: no fused
- *   multiply-add, no reciprocal or square-root approximations. An FMA would
+ * - One correctly rounded IEEE operation per lane operation, in torch's
+ *   order of operations: no fused multiply-add, no reciprocal or square-root
+ *   approximations, no division turned into a multiplication. An FMA would
  *   have to be fused on every path, and the one-lane paths (scalar, x86-64
- *   SSE2 baseline) have no FMA instruction: fma() made them 2x and 5x slower,
- *   while on AVX2 fusing Adam gained nothing over the next rule alone.
- *   The build keeps -ffp-contract=off, so the compiler fuses nothing either.
- * - Bodies follow torch's order of operations, except that a division by a
- *   per-step scalar is a multiplication by its reciprocal, computed once per
- *   step in double (fo_scalars.c): a division costs 5-10x a multiplication
- *   here, and Adam in cache got 1.1x (float32) to 1.2x (float64) faster on
- *   AVX2 and SSE2. The difference to torch is one rounding, far inside
- *   API.md's tolerance. Divisions by per-element values stay.
+ *   SSE2 baseline) have no FMA instruction: with fma() Adam got 2x (scalar)
+ *   and 5x (SSE2) slower, while on AVX2 fusing it gained nothing beyond
+ *   dropping a division. Dropping Adam's division by sqrt(1 - beta2^t) (a
+ *   multiplication by its reciprocal) gained 1.07x (float32) to 1.2x
+ *   (float64) in cache, nothing from memory, and moved results off torch's
+ *   by a rounding from the first step; kept out. The build keeps
+ *   -ffp-contract=off, so the compiler fuses nothing either.
  * - Tails: the last (n mod FO_W) elements of a range run as one partial
  *   vector. AVX-512 masks loads and stores. AVX2 masks the load (fast on
  *   Intel and AMD) but stores through a buffer on the stack and n scalar

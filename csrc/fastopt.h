@@ -15,7 +15,8 @@
  *   for each tensor i:
  *       items[i] = (fo_item){param, grad, {exp_avg, exp_avg_sq, NULL}, n, FO_F32};
  *       fo_prepare_item(t, FO_ADAM, &h, step, 0, &scalars[i], &items[i]);
- *   fo_run(items, count, NULL);
+ *   size_t pieces = fo_plan(items, count);   (sets each item's vstart)
+ *   fo_run(items, count, pieces, NULL);
  *
  * The caller guarantees the preconditions (no overlap between written and
  * read buffers, lengths right); the library never checks them in its loops.
@@ -35,8 +36,22 @@ extern "C" {
 
 typedef enum fo_dtype { FO_F32 = 0, FO_F64 = 1 } fo_dtype;
 
-typedef enum fo_algo { FO_SGD = 0, FO_ADAGRAD = 1, FO_RMSPROP = 2, FO_ADAM = 3 } fo_algo;
-#define FO_NUM_ALGOS 4
+/* The algorithms, listed once: X(name, NAME, modes), where `modes` is the
+ * number of mode variants (see the mode bits below). The enum, the kernel
+ * wrappers and the kernel tables are generated from this list; an
+ * algorithm's loop body is csrc/kernels/<name>.inc. */
+#define FO_ALGOS(X)             \
+    X(sgd, SGD, 16)             \
+    X(adagrad, ADAGRAD, 2)      \
+    X(rmsprop, RMSPROP, 16)     \
+    X(adam, ADAM, 16)
+
+#define FO_ALGO_ENUM_(name, NAME, modes) FO_##NAME,
+#define FO_ALGO_COUNT_(name, NAME, modes) +1
+typedef enum fo_algo { FO_ALGOS(FO_ALGO_ENUM_) } fo_algo;
+enum { FO_NUM_ALGOS = 0 FO_ALGOS(FO_ALGO_COUNT_) };
+#undef FO_ALGO_ENUM_
+#undef FO_ALGO_COUNT_
 
 /* Instruction-set paths. SCALAR is the portable loop with vectorisation
  * disabled; BASE is the architecture's baseline (on x86-64 the same loop
@@ -97,24 +112,35 @@ typedef struct fo_item {
     void *state[3];         /* algorithm state buffers, see fo_prepare() */
     size_t n;               /* elements */
     int dtype;              /* fo_dtype */
-    /* filled by fo_prepare_item() / fo_run(): */
+    /* filled by fo_prepare_item(): */
     const fo_scalars *scalars;
     fo_kernel kernel;
+    /* filled by fo_plan(): */
     size_t vstart;          /* offset of the item in the job's byte space */
 } fo_item;
 
-/* Mode bits: variants compiled as separate loops, chosen once per call. */
-enum {
-    FO_MODE_L2 = 1,              /* grad += weight_decay * param            */
-    FO_MODE_DECOUPLED = 2,       /* Adam: param *= 1 - lr * weight_decay    */
-    FO_MODE_AMSGRAD = 4,         /* Adam                                    */
-    FO_MODE_LERP_HIGH = 8,       /* lerp weight >= 0.5: torch's other form  */
-    FO_MODE_MOMENTUM = 2,        /* SGD, RMSprop                            */
-    FO_MODE_NESTEROV = 4,        /* SGD                                     */
-    FO_MODE_FIRST = 8,           /* SGD: momentum buffer starts as grad     */
-    FO_MODE_CENTERED = 4         /* RMSprop                                 */
+/* Mode bits, per algorithm: the variants compiled as separate loops, which
+ * fo_prepare() picks once per call. */
+enum fo_sgd_mode {
+    FO_SGD_L2 = 1,               /* grad += weight_decay * param            */
+    FO_SGD_MOMENTUM = 2,
+    FO_SGD_NESTEROV = 4,
+    FO_SGD_FIRST = 8             /* the momentum buffer starts as grad      */
 };
-#define FO_NUM_MODES 16
+enum fo_adagrad_mode { FO_ADAGRAD_L2 = 1 };
+enum fo_rmsprop_mode {
+    FO_RMSPROP_L2 = 1,
+    FO_RMSPROP_MOMENTUM = 2,
+    FO_RMSPROP_CENTERED = 4,
+    FO_RMSPROP_LERP_HIGH = 8     /* lerp weight >= 0.5: torch's other form  */
+};
+enum fo_adam_mode {
+    FO_ADAM_L2 = 1,              /* Adam                                    */
+    FO_ADAM_DECOUPLED = 2,       /* AdamW: param *= 1 - lr * weight_decay   */
+    FO_ADAM_AMSGRAD = 4,
+    FO_ADAM_LERP_HIGH = 8
+};
+#define FO_NUM_MODES 16 /* the most any algorithm has */
 
 /* Bandwidth probes: STREAM-style copy and triad, and the in-place
  * read-modify-write an optimizer does. */

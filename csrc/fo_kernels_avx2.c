@@ -1,8 +1,7 @@
-/* The explicit AVX2 loops (fo_vec.h; 8 float32 or 4 float64 lanes, masked
- * tails). The target is set here, for this file only, so the rest of the
- * library stays baseline; MSVC gets /arch:AVX2 for this file from setup.py.
- * FMA is left off on purpose: fused multiply-adds would round differently
- * from the scalar path. The reductions (grad.inc) stay auto-vectorised. */
+/* The AVX2 kernels (fo_vec.h; 8 float32 or 4 float64 lanes). The target is
+ * set here, for this file only, so the rest of the library stays baseline;
+ * MSVC gets /arch:AVX2 for this file from setup.py. The gradient reductions
+ * (grad.inc) are plain loops the compiler vectorises. */
 #include "fo_common.h"
 #if defined(FO_X86_64)
 /* System headers first, outside the target region (fo_vec.h includes them again). */
@@ -15,7 +14,7 @@
 #pragma GCC target("avx2")
 #endif
 #define FO_LOOP
-#define FO_VEC_AVX2 1 /* explicit SIMD loops (fo_vec.h) */
+#define FO_VEC_AVX2 1
 #define FO_ISA FO_ISA_AVX2
 #define FO_TABLE_NAME fo_table_avx2
 #include "fo_kernels.inc"

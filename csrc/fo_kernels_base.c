@@ -1,6 +1,6 @@
 /* The architecture's baseline with no extra compiler flags: on x86-64 the
- * portable loops auto-vectorised for SSE2; on arm64 the explicit NEON loops
- * (fo_vec.h), NEON being part of every arm64 CPU. */
+ * one-lane bodies (fo_vec.h) in loops the compiler vectorises for SSE2; on
+ * arm64 NEON vectors, NEON being part of every arm64 CPU. */
 #include "fo_common.h"
 #if defined(FO_ARM64)
 #define FO_VEC_NEON 1

@@ -1,5 +1,5 @@
-/* The portable loops with vectorisation disabled: the reference path that
- * every SIMD path must match bit for bit. */
+/* The one-lane bodies with vectorisation disabled: the reference path that
+ * every other path must match bit for bit. */
 #if defined(__clang__)
 #define FO_LOOP _Pragma("clang loop vectorize(disable) interleave(disable)")
 #elif defined(__GNUC__)

@@ -28,7 +28,7 @@ fo_hyper fo_hyper_defaults(fo_algo algo)
 /* torch's lerp switches formula at weight 0.5. (torch decides on the weight
  * rounded to the tensor's dtype; the two can disagree only for a float32
  * weight within 2^-25 of 0.5, where both formulas agree to rounding.) */
-static unsigned fo_lerp_mode(double w) { return fabs(w) < 0.5 ? 0u : (unsigned)FO_MODE_LERP_HIGH; }
+static int fo_lerp_high(double w) { return !(fabs(w) < 0.5); }
 
 unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo_scalars *s)
 {
@@ -41,23 +41,24 @@ unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo
     s->param_decay = 1.0;
     switch (algo) {
     case FO_SGD:
-        if (h->weight_decay != 0) mode |= FO_MODE_L2;
+        if (h->weight_decay != 0) mode |= FO_SGD_L2;
         if (h->momentum != 0) {
-            mode |= FO_MODE_MOMENTUM;
-            if (h->nesterov) mode |= FO_MODE_NESTEROV;
-            if (first) mode |= FO_MODE_FIRST;
+            mode |= FO_SGD_MOMENTUM;
+            if (h->nesterov) mode |= FO_SGD_NESTEROV;
+            if (first) mode |= FO_SGD_FIRST;
         }
         s->momentum = h->momentum;
         s->one_minus_dampening = 1 - h->dampening;
         break;
     case FO_ADAGRAD:
-        if (h->weight_decay != 0) mode |= FO_MODE_L2;
+        if (h->weight_decay != 0) mode |= FO_ADAGRAD_L2;
         s->neg_lr = -(h->lr / (1 + (double)(step - 1) * h->lr_decay));
         break;
     case FO_RMSPROP:
-        if (h->weight_decay != 0) mode |= FO_MODE_L2;
-        if (h->momentum > 0) mode |= FO_MODE_MOMENTUM;
-        if (h->centered) mode |= FO_MODE_CENTERED | fo_lerp_mode(1 - h->alpha);
+        if (h->weight_decay != 0) mode |= FO_RMSPROP_L2;
+        if (h->momentum > 0) mode |= FO_RMSPROP_MOMENTUM;
+        if (h->centered && fo_lerp_high(1 - h->alpha)) mode |= FO_RMSPROP_LERP_HIGH;
+        if (h->centered) mode |= FO_RMSPROP_CENTERED;
         s->momentum = h->momentum;
         s->avg_decay = h->alpha;
         s->avg_weight = 1 - h->alpha;
@@ -66,9 +67,9 @@ unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo
     case FO_ADAM: {
         double t = (double)step;
         if (h->weight_decay != 0)
-            mode |= h->decoupled_weight_decay ? FO_MODE_DECOUPLED : FO_MODE_L2;
-        if (h->amsgrad) mode |= FO_MODE_AMSGRAD;
-        mode |= fo_lerp_mode(1 - h->beta1);
+            mode |= h->decoupled_weight_decay ? FO_ADAM_DECOUPLED : FO_ADAM_L2;
+        if (h->amsgrad) mode |= FO_ADAM_AMSGRAD;
+        if (fo_lerp_high(1 - h->beta1)) mode |= FO_ADAM_LERP_HIGH;
         s->param_decay = 1 - h->lr * h->weight_decay;
         s->lerp_weight = 1 - h->beta1;
         s->avg_decay = h->beta2;

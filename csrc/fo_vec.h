@@ -1,27 +1,49 @@
 /*
- * A small vector abstraction for the explicit SIMD loops (the *_lanes bodies in
- * the kernels/ files). A kernel file selects one vector ISA by defining
- * FO_VEC_AVX512, FO_VEC_AVX2 or FO_VEC_NEON before including fo_kernels.inc;
- * this header then gives, per dtype suffix (_f32, _f64):
+ * The lanes the kernel bodies (kernels/<algo>.inc) are written on. Each body
+ * exists once: fo_kernels.inc instantiates it per dtype on this file's
+ * vector, which is one lane (plain C) unless the including file defines
+ * FO_VEC_AVX512, FO_VEC_AVX2 or FO_VEC_NEON. Names end in the dtype,
+ * _f32 or _f64:
  *
- *   fo_v_f32                 the vector type, FO_W_f32 lanes
- *   fo_vset1_f32(x)          broadcast
- *   fo_vload_f32(p, n)       n == FO_W: a full load; n < FO_W: the first n
- *   fo_vstore_f32(p, v, n)   lanes (masked where the ISA has masks), the
- *                            others read as 0 and never written; a store
- *                            writes every NaN as the canonical one (FO_CANON)
- *   fo_vadd/vsub/vmul/vdiv/vsqrt_f32
- *   fo_vmaxnan_f32(a, b)     a where a > b or a is NaN, else b
+ *   fo_vt_f32              the type, FO_W_f32 lanes
+ *   fo_set1_f32(x)         broadcast
+ *   fo_load_f32(p, n)      n == FO_W: FO_W lanes from p; n < FO_W: the first
+ *                           n, the other lanes 0 (memory past n is not read)
+ *   fo_store_f32(p, v, n)  the first n lanes to p, every NaN as the
+ *                           canonical one; memory past n is not written
+ *   fo_add/sub/mul/div/sqrt_f32
+ *   fo_maxnan_f32(a, b)    a where a > b or a is NaN, else b
  *
- * Every operation is one correctly rounded IEEE operation per lane (no fused
- * multiply-add, no reciprocal approximations), so a lane computes exactly the
- * bits the scalar loop computes for its element.
+ * Policies, the same on every ISA (so every path computes the one-lane
+ * bits), measured on AMD EPYC Zen 4 and written down in docs/c-api.md:
+ *
+ * - One correctly rounded IEEE operation per lane operation, in torch's
+ *   order of operations: no fused multiply-add, no reciprocal or square-root
+ *   approximations, no division turned into a multiplication. An FMA would
+ *   have to be fused on every path, and the one-lane paths (scalar, x86-64
+ *   SSE2 baseline) have no FMA instruction: with fma() Adam got 2x (scalar)
+ *   and 5x (SSE2) slower, while on AVX2 fusing it gained nothing beyond
+ *   dropping a division. Dropping Adam's division by sqrt(1 - beta2^t) (a
+ *   multiplication by its reciprocal) gained 1.07x (float32) to 1.2x
+ *   (float64) in cache, nothing from memory, and moved results off torch's
+ *   by a rounding from the first step; kept out. The build keeps
+ *   -ffp-contract=off, so the compiler fuses nothing either.
+ * - Tails: the last (n mod FO_W) elements of a range run as one partial
+ *   vector. AVX-512 masks loads and stores. AVX2 masks the load (fast on
+ *   Intel and AMD) but stores through a buffer on the stack and n scalar
+ *   stores: vmaskmov stores are microcoded on AMD Zen, which made 1,000
+ *   tensors of 10 float32 slower than 1,000 of 16. Staging the loads too
+ *   (store-forwarding stalls) and running the tail on one lane (up to 15
+ *   scalar divisions) were both slower. NEON has no masks: both through
+ *   a buffer.
+ * - NaNs: every store writes a NaN as one canonical quiet NaN, because the
+ *   sign and payload a NaN picks up depend on operand order, which compilers
+ *   and ISAs choose differently.
  */
 #ifndef FO_VEC_H
 #define FO_VEC_H
 
 #include <math.h>
-#include <string.h>
 #include "fo_common.h"
 
 #if defined(FO_VEC_AVX512) || defined(FO_VEC_AVX2)
@@ -30,40 +52,44 @@
 #include <arm_neon.h>
 #endif
 
+/* A store of the first n < W lanes through a buffer on the stack (a wide
+ * store, then narrow loads, which the CPU forwards). */
+#define FO_BUFFERED_STORE(T, W, storeu, p, v, n)                                        \
+    do {                                                                                \
+        T buf_[W];                                                                      \
+        storeu(buf_, v);                                                                \
+        for (size_t k_ = 0; k_ < (n); k_++) (p)[k_] = buf_[k_];                         \
+    } while (0)
+
 #if defined(FO_VEC_AVX512)
 #define FO_VEC 1
 #define FO_W_f32 16
 #define FO_W_f64 8
-typedef __m512 fo_v_f32;
-typedef __m512d fo_v_f64;
 #define FO_VEC_OPS(sfx, T, V, W, ps, mask_t)                                            \
-    FO_INLINE V fo_vset1_##sfx(T x) { return _mm512_set1_##ps(x); }                     \
-    FO_INLINE V fo_vload_##sfx(const T *p, size_t n)                                    \
+    typedef V fo_vt_##sfx;                                                              \
+    FO_INLINE V fo_set1_##sfx(T x) { return _mm512_set1_##ps(x); }                      \
+    FO_INLINE V fo_load_##sfx(const T *p, size_t n)                                     \
     {                                                                                   \
         if (n == W) return _mm512_loadu_##ps(p);                                        \
         return _mm512_maskz_loadu_##ps((mask_t)((1u << n) - 1u), p);                    \
     }                                                                                   \
-    FO_INLINE V fo_vcanon_##sfx(V v)                                                    \
+    FO_INLINE void fo_store_##sfx(T *p, V v, size_t n)                                  \
     {                                                                                   \
-        return _mm512_mask_blend_##ps(_mm512_cmp_##ps##_mask(v, v, _CMP_UNORD_Q), v,     \
-                                      _mm512_set1_##ps(NAN));                           \
-    }                                                                                   \
-    FO_INLINE void fo_vstore_##sfx(T *p, V v, size_t n)                                 \
-    {                                                                                   \
-        v = fo_vcanon_##sfx(v);                                                         \
+        v = _mm512_mask_blend_##ps(_mm512_cmp_##ps##_mask(v, v, _CMP_UNORD_Q), v,        \
+                                   _mm512_set1_##ps(NAN));                              \
         if (n == W) _mm512_storeu_##ps(p, v);                                           \
-        else _mm512_mask_storeu_##ps(p, (mask_t)((1u << n) - 1u), v);                  \
+        else _mm512_mask_storeu_##ps(p, (mask_t)((1u << n) - 1u), v);                   \
     }                                                                                   \
-    FO_INLINE V fo_vadd_##sfx(V a, V b) { return _mm512_add_##ps(a, b); }               \
-    FO_INLINE V fo_vsub_##sfx(V a, V b) { return _mm512_sub_##ps(a, b); }               \
-    FO_INLINE V fo_vmul_##sfx(V a, V b) { return _mm512_mul_##ps(a, b); }               \
-    FO_INLINE V fo_vdiv_##sfx(V a, V b) { return _mm512_div_##ps(a, b); }               \
-    FO_INLINE V fo_vsqrt_##sfx(V a) { return _mm512_sqrt_##ps(a); }                     \
-    FO_INLINE V fo_vmaxnan_##sfx(V a, V b)                                              \
+    FO_INLINE V fo_add_##sfx(V a, V b) { return _mm512_add_##ps(a, b); }                \
+    FO_INLINE V fo_sub_##sfx(V a, V b) { return _mm512_sub_##ps(a, b); }                \
+    FO_INLINE V fo_mul_##sfx(V a, V b) { return _mm512_mul_##ps(a, b); }                \
+    FO_INLINE V fo_div_##sfx(V a, V b) { return _mm512_div_##ps(a, b); }                \
+    FO_INLINE V fo_sqrt_##sfx(V a) { return _mm512_sqrt_##ps(a); }                      \
+    FO_INLINE V fo_maxnan_##sfx(V a, V b)                                               \
     {                                                                                   \
-        mask_t take = (mask_t)(_mm512_cmp_##ps##_mask(a, b, _CMP_GT_OQ) |               \
-                               _mm512_cmp_##ps##_mask(a, a, _CMP_UNORD_Q));             \
-        return _mm512_mask_blend_##ps(take, b, a);                                      \
+        return _mm512_mask_blend_##ps(_mm512_cmp_##ps##_mask(a, b, _CMP_GT_OQ) |        \
+                                          _mm512_cmp_##ps##_mask(a, a, _CMP_UNORD_Q),   \
+                                      b, a);                                            \
     }
 FO_VEC_OPS(f32, float, __m512, 16, ps, __mmask16)
 FO_VEC_OPS(f64, double, __m512d, 8, pd, __mmask8)
@@ -73,94 +99,103 @@ FO_VEC_OPS(f64, double, __m512d, 8, pd, __mmask8)
 #define FO_VEC 1
 #define FO_W_f32 8
 #define FO_W_f64 4
-typedef __m256 fo_v_f32;
-typedef __m256d fo_v_f64;
-/* Lane masks for the partial loads and stores: lane k is on when k < n. */
-FO_INLINE __m256i fo_vmask32(size_t n)
+/* Lane masks for the partial loads: lane k is on when k < n. */
+FO_INLINE __m256i fo_mask_f32(size_t n)
 {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
-FO_INLINE __m256i fo_vmask64(size_t n)
+FO_INLINE __m256i fo_mask_f64(size_t n)
 {
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)n), _mm256_setr_epi64x(0, 1, 2, 3));
 }
-#define FO_VEC_OPS(sfx, T, V, W, ps, bits)                                              \
-    FO_INLINE V fo_vset1_##sfx(T x) { return _mm256_set1_##ps(x); }                     \
-    FO_INLINE V fo_vload_##sfx(const T *p, size_t n)                                    \
+#define FO_VEC_OPS(sfx, T, V, W, ps)                                                    \
+    typedef V fo_vt_##sfx;                                                              \
+    FO_INLINE V fo_set1_##sfx(T x) { return _mm256_set1_##ps(x); }                      \
+    FO_INLINE V fo_load_##sfx(const T *p, size_t n)                                     \
     {                                                                                   \
         if (n == W) return _mm256_loadu_##ps(p);                                        \
-        return _mm256_maskload_##ps(p, fo_vmask##bits(n));                              \
+        return _mm256_maskload_##ps(p, fo_mask_##sfx(n));                               \
     }                                                                                   \
-    FO_INLINE V fo_vcanon_##sfx(V v)                                                    \
+    FO_INLINE void fo_store_##sfx(T *p, V v, size_t n)                                  \
     {                                                                                   \
-        return _mm256_blendv_##ps(v, _mm256_set1_##ps(NAN), _mm256_cmp_##ps(v, v, _CMP_UNORD_Q)); \
-    }                                                                                   \
-    FO_INLINE void fo_vstore_##sfx(T *p, V v, size_t n)                                 \
-    {                                                                                   \
-        v = fo_vcanon_##sfx(v);                                                         \
+        v = _mm256_blendv_##ps(v, _mm256_set1_##ps(NAN), _mm256_cmp_##ps(v, v, _CMP_UNORD_Q)); \
         if (n == W) _mm256_storeu_##ps(p, v);                                           \
-        else _mm256_maskstore_##ps(p, fo_vmask##bits(n), v);                            \
+        else FO_BUFFERED_STORE(T, W, _mm256_storeu_##ps, p, v, n);                      \
     }                                                                                   \
-    FO_INLINE V fo_vadd_##sfx(V a, V b) { return _mm256_add_##ps(a, b); }               \
-    FO_INLINE V fo_vsub_##sfx(V a, V b) { return _mm256_sub_##ps(a, b); }               \
-    FO_INLINE V fo_vmul_##sfx(V a, V b) { return _mm256_mul_##ps(a, b); }               \
-    FO_INLINE V fo_vdiv_##sfx(V a, V b) { return _mm256_div_##ps(a, b); }               \
-    FO_INLINE V fo_vsqrt_##sfx(V a) { return _mm256_sqrt_##ps(a); }                     \
-    FO_INLINE V fo_vmaxnan_##sfx(V a, V b)                                              \
+    FO_INLINE V fo_add_##sfx(V a, V b) { return _mm256_add_##ps(a, b); }                \
+    FO_INLINE V fo_sub_##sfx(V a, V b) { return _mm256_sub_##ps(a, b); }                \
+    FO_INLINE V fo_mul_##sfx(V a, V b) { return _mm256_mul_##ps(a, b); }                \
+    FO_INLINE V fo_div_##sfx(V a, V b) { return _mm256_div_##ps(a, b); }                \
+    FO_INLINE V fo_sqrt_##sfx(V a) { return _mm256_sqrt_##ps(a); }                      \
+    FO_INLINE V fo_maxnan_##sfx(V a, V b)                                               \
     {                                                                                   \
-        V take = _mm256_or_##ps(_mm256_cmp_##ps(a, b, _CMP_GT_OQ),                      \
-                                _mm256_cmp_##ps(a, a, _CMP_UNORD_Q));                   \
-        return _mm256_blendv_##ps(b, a, take);                                          \
+        return _mm256_blendv_##ps(b, a, _mm256_or_##ps(_mm256_cmp_##ps(a, b, _CMP_GT_OQ), \
+                                                       _mm256_cmp_##ps(a, a, _CMP_UNORD_Q))); \
     }
-FO_VEC_OPS(f32, float, __m256, 8, ps, 32)
-FO_VEC_OPS(f64, double, __m256d, 4, pd, 64)
+FO_VEC_OPS(f32, float, __m256, 8, ps)
+FO_VEC_OPS(f64, double, __m256d, 4, pd)
 #undef FO_VEC_OPS
 
 #elif defined(FO_VEC_NEON)
 #define FO_VEC 1
 #define FO_W_f32 4
 #define FO_W_f64 2
-typedef float32x4_t fo_v_f32;
-typedef float64x2_t fo_v_f64;
-/* NEON has no masked memory operations: a partial vector goes through a
- * zeroed buffer on the stack. */
 #define FO_VEC_OPS(sfx, T, V, W, q)                                                     \
-    FO_INLINE V fo_vset1_##sfx(T x) { return vdupq_n_##q(x); }                          \
-    FO_INLINE V fo_vload_##sfx(const T *p, size_t n)                                    \
+    typedef V fo_vt_##sfx;                                                              \
+    FO_INLINE V fo_set1_##sfx(T x) { return vdupq_n_##q(x); }                           \
+    FO_INLINE V fo_load_##sfx(const T *p, size_t n)                                     \
     {                                                                                   \
         if (n == W) return vld1q_##q(p);                                                \
         T buf[W] = {0};                                                                 \
-        memcpy(buf, p, n * sizeof(T));                                                  \
+        for (size_t k = 0; k < n; k++) buf[k] = p[k];                                   \
         return vld1q_##q(buf);                                                          \
     }                                                                                   \
-    FO_INLINE V fo_vcanon_##sfx(V v) { return vbslq_##q(vceqq_##q(v, v), v, vdupq_n_##q(NAN)); } \
-    FO_INLINE void fo_vstore_##sfx(T *p, V v, size_t n)                                 \
+    FO_INLINE void fo_store_##sfx(T *p, V v, size_t n)                                  \
     {                                                                                   \
-        v = fo_vcanon_##sfx(v);                                                         \
-        if (n == W) { vst1q_##q(p, v); return; }                                        \
-        T buf[W];                                                                       \
-        vst1q_##q(buf, v);                                                              \
-        memcpy(p, buf, n * sizeof(T));                                                  \
+        v = vbslq_##q(vceqq_##q(v, v), v, vdupq_n_##q(NAN));                            \
+        if (n == W) vst1q_##q(p, v);                                                    \
+        else FO_BUFFERED_STORE(T, W, vst1q_##q, p, v, n);                               \
     }                                                                                   \
-    FO_INLINE V fo_vadd_##sfx(V a, V b) { return vaddq_##q(a, b); }                     \
-    FO_INLINE V fo_vsub_##sfx(V a, V b) { return vsubq_##q(a, b); }                     \
-    FO_INLINE V fo_vmul_##sfx(V a, V b) { return vmulq_##q(a, b); }                     \
-    FO_INLINE V fo_vdiv_##sfx(V a, V b) { return vdivq_##q(a, b); }                     \
-    FO_INLINE V fo_vsqrt_##sfx(V a) { return vsqrtq_##q(a); }
+    FO_INLINE V fo_add_##sfx(V a, V b) { return vaddq_##q(a, b); }                      \
+    FO_INLINE V fo_sub_##sfx(V a, V b) { return vsubq_##q(a, b); }                      \
+    FO_INLINE V fo_mul_##sfx(V a, V b) { return vmulq_##q(a, b); }                      \
+    FO_INLINE V fo_div_##sfx(V a, V b) { return vdivq_##q(a, b); }                      \
+    FO_INLINE V fo_sqrt_##sfx(V a) { return vsqrtq_##q(a); }
 FO_VEC_OPS(f32, float, float32x4_t, 4, f32)
 FO_VEC_OPS(f64, double, float64x2_t, 2, f64)
-FO_INLINE float32x4_t fo_vmaxnan_f32(float32x4_t a, float32x4_t b)
+#undef FO_VEC_OPS
+FO_INLINE float32x4_t fo_maxnan_f32(float32x4_t a, float32x4_t b)
 {
     uint32x4_t take = vorrq_u32(vcgtq_f32(a, b), vmvnq_u32(vceqq_f32(a, a)));
     return vbslq_f32(take, a, b);
 }
-FO_INLINE float64x2_t fo_vmaxnan_f64(float64x2_t a, float64x2_t b)
+FO_INLINE float64x2_t fo_maxnan_f64(float64x2_t a, float64x2_t b)
 {
     /* a == a is false only for NaN; there is no 64-bit NOT, so invert as 32-bit */
     uint64x2_t nan = vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(vceqq_f64(a, a))));
     return vbslq_f64(vorrq_u64(vcgtq_f64(a, b), nan), a, b);
 }
-#undef FO_VEC_OPS
+
+#else
+/* No vector ISA: one lane, plain C; the reference every ISA must match. The
+ * compiler may still vectorise the loop over it (the x86-64 baseline: SSE2). */
+#define FO_W_f32 1
+#define FO_W_f64 1
+#define FO_ONE_LANE_OPS(sfx, T, sqrt_)                                                  \
+    typedef T fo_vt_##sfx;                                                              \
+    FO_INLINE T fo_set1_##sfx(T x) { return x; }                                        \
+    FO_INLINE T fo_load_##sfx(const T *p, size_t n) { (void)n; return *p; }             \
+    FO_INLINE void fo_store_##sfx(T *p, T v, size_t n) { (void)n; *p = v != v ? (T)NAN : v; } \
+    FO_INLINE T fo_add_##sfx(T a, T b) { return a + b; }                                \
+    FO_INLINE T fo_sub_##sfx(T a, T b) { return a - b; }                                \
+    FO_INLINE T fo_mul_##sfx(T a, T b) { return a * b; }                                \
+    FO_INLINE T fo_div_##sfx(T a, T b) { return a / b; }                                \
+    FO_INLINE T fo_sqrt_##sfx(T a) { return sqrt_(a); }                                 \
+    FO_INLINE T fo_maxnan_##sfx(T a, T b) { return (a > b || a != a) ? a : b; }
+FO_ONE_LANE_OPS(f32, float, sqrtf)
+FO_ONE_LANE_OPS(f64, double, sqrt)
+#undef FO_ONE_LANE_OPS
+
 #endif
 
 #endif /* FO_VEC_H */

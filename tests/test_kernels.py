@@ -1,9 +1,12 @@
 """Every SIMD path gives the same bits as the scalar one, for every algorithm,
-option combination, dtype and length (tails included)."""
+option combination (so every compiled mode), dtype and length (every tail
+included), with finite, extreme and non-finite gradients; tails write only
+their own elements; thread counts do not change the bits."""
 import numpy as np
 import pytest
 
 import fastopt
+from fastopt import _core
 from conftest import OPTIMIZERS, assert_bitwise, functional_step, new_state
 
 SIZES = (0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 1000, 4099)
@@ -31,12 +34,27 @@ def run(name, options, p, grads, isa):
     return p, state
 
 
+def with_nonfinite(rng, grads):
+    """NaNs of both signs and infinities at random places of every gradient."""
+    for g in grads:
+        if g.size:
+            g[rng.integers(0, g.size, 4)] = [np.nan, -np.nan, np.inf, -np.inf]
+    return grads
+
+
 @pytest.mark.parametrize("opt", OPTIMIZERS, ids=str)
-@pytest.mark.parametrize("special", [False, True], ids=["normal", "special"])
-def test_isa_matches_scalar(opt, isa, special, dtype, rng):
+@pytest.mark.parametrize("values", ["normal", "special", "nonfinite"])
+def test_isa_matches_scalar(opt, isa, values, dtype, rng):
+    """The kernel table: every path against the scalar one, bitwise (NaNs
+    included: kernels store every NaN as one canonical NaN, so operand order,
+    which decides a NaN's sign and payload, cannot show), for every option
+    combination (together they select every compiled mode), both dtypes and
+    lengths that leave every possible tail."""
     for options in opt.combos:
         for n in SIZES:
-            p, grads = inputs(rng, n, dtype, special)
+            p, grads = inputs(rng, n, dtype, values == "special")
+            if values == "nonfinite":
+                grads = with_nonfinite(rng, grads)
             expected = run(opt.name, options, p, grads, "scalar")
             actual = run(opt.name, options, p, grads, isa)
             what = f"{opt.name} {options} n={n} {isa}"
@@ -68,23 +86,62 @@ def test_each_isa_is_used(rng):
         fastopt.functional.sgd_(p, np.ones(4), step=1, isa="bogus")
 
 
+@pytest.mark.parametrize("isa_name", _core.isa_names())
 @pytest.mark.parametrize("opt", OPTIMIZERS, ids=str)
-def test_isa_matches_scalar_nonfinite(opt, isa, dtype, rng):
-    """NaN and Inf gradients give the same bits on every path, NaNs included
-    (kernels store every NaN as one canonical NaN, so operand order, which
-    decides a NaN's sign and payload, cannot show)."""
+def test_tail_leaves_neighbours_alone(opt, isa_name, dtype, rng):
+    """A partial vector writes only its own elements, in every buffer."""
+    pad = 16
     for options in opt.combos:
-        for n in (1, 9, 33, 100):
+        for n in (1, 3, 7, 9, 15, 17, 33):
             p, grads = inputs(rng, n, dtype, special=False)
-            for g in grads:
-                g[rng.integers(0, n, 4)] = [np.nan, -np.nan, np.inf, -np.inf]
-            expected = run(opt.name, options, p, grads, "scalar")
-            actual = run(opt.name, options, p, grads, isa)
-            pairs = [(actual[0], expected[0], "param")] + \
-                [(actual[1][k], expected[1][k], k) for k in expected[1]]
-            for a, e, name in pairs:
-                what = f"{opt.name} {options} n={n} {isa} {name}"
-                assert_bitwise(a, e, what)
+            whole = {k: rng.standard_normal(n + 2 * pad).astype(dtype)
+                     for k in ["param"] + list(new_state(opt.name, p))}
+            before = {k: w.copy() for k, w in whole.items()}
+            param = whole["param"][pad:pad + n]
+            param[:] = p
+            state = {k: w[pad:pad + n] for k, w in whole.items() if k != "param"}
+            for k, v in state.items():
+                v[:] = 0.1 if opt.name == "Adagrad" else 0.0
+            functional_step(opt.name, param, grads[0], state, 1, options, isa_name)
+            for k, w in whole.items():
+                what = f"{opt.name} {options} n={n} {isa_name} {k}"
+                assert_bitwise(w[:pad], before[k][:pad], what + " before")
+                assert_bitwise(w[pad + n:], before[k][pad + n:], what + " after")
+
+
+def test_probe_kernels_agree():
+    n = 4099
+    for isa in _core.isa_names():
+        a, b, c = np.ones(n, np.float32), np.full(n, 2.0, np.float32), np.full(n, 3.0, np.float32)
+        _core.bandwidth_probe("copy", a, b, isa=isa)
+        np.testing.assert_array_equal(a, b)
+        _core.bandwidth_probe("triad", a, b, c, 0.5, isa=isa)
+        np.testing.assert_array_equal(a, np.full(n, 3.5, np.float32))
+        _core.bandwidth_probe("rmw", a, b, None, 0.25, isa=isa)
+        np.testing.assert_array_equal(a, np.full(n, 4.0, np.float32))
+
+
+@pytest.mark.parametrize("isa_name", _core.isa_names())
+def test_same_bits_for_any_thread_count(isa_name):
+    """Large enough to be cut into many pieces: 1, 2 and 3 threads agree bitwise."""
+    before = fastopt.get_num_threads()
+    sizes = [300_001, 17, 70_000, 5]
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            fastopt.set_num_threads(threads)
+            rng = np.random.default_rng(5)
+            ps = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+            opt = fastopt.AdamW(ps, lr=1e-2)
+            for _ in range(3):
+                opt._engine.step([rng.standard_normal(n).astype(np.float32) for n in sizes],
+                                 opt.param_groups, False, isa_name)
+            results.append([p.copy() for p in ps])
+    finally:
+        fastopt.set_num_threads(before)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert_bitwise(b, a)
 
 
 @pytest.mark.parametrize("clip_value", [0.5, 0.0, -1.0, np.inf, np.nan])

@@ -220,7 +220,7 @@ class _Stepper:
         if plan is not None:
             try:
                 grads = plan.current_grads(self)
-            except (TypeError, ValueError, RuntimeError, AttributeError):
+            except (TypeError, ValueError, RuntimeError, AttributeError, LookupError):
                 grads = None  # not what the plan was made for: the checked path says why
             if grads is not None:
                 hypers = self._fo_hypers(plan.group_ids)
@@ -310,19 +310,20 @@ class _Plan:
         names = _core.STATE_NAMES[algo]
         self.state = opt.state
         self.slots = slots
+        everything = [p for group in opt.param_groups for p in group["params"]]
+        self.ids = list(map(id, everything))
+        self.sizes = [len(group["params"]) for group in opt.param_groups]
         self.params = [p for p, _ in active]
-        self.groups = [gi for _, gi in active]
-        self.group_ids = sorted(set(self.groups))
+        self.idle = [p for p in everything if p.grad is None]
+        groups = [gi for _, gi in active]
+        self.group_ids = sorted(set(groups))
         self.ptrs = [p.data_ptr() for p in self.params]
         self.flat = [not p.is_contiguous() for p in self.params]
         # parameters whose gradient the engine cannot read as it is
         self.fix = [k for k, p in enumerate(self.params)
                     if self.flat[k] or not _same_layout(p.grad, p)]
-        self.entries, bufsets, started = [], [], []
-        index_of = {}
-        for group in opt.param_groups:
-            for p in group["params"]:
-                index_of[id(p)] = len(index_of)
+        entries, bufsets, started = [], [], []
+        index_of = {id(p): i for i, p in enumerate(everything)}
         for p, gi in active:
             state = opt.state[p] if p in opt.state else {}
             fresh = opt._init_state(state, p, hypers[gi])
@@ -332,59 +333,65 @@ class _Plan:
                 buf = state.get(name)
                 if buf is not None and not _same_layout(buf, p):
                     state[name] = _in_layout(buf, p)
+            needed = [name for name, used in zip(names, slots[gi]) if used]
+            for name in (["step"] if algo != "sgd" else []) + needed:
+                if state.get(name) is None:  # the C core would write through a null pointer
+                    raise ValueError(
+                        f"the state of parameter {index_of[id(p)]} has no {name!r} (deleted, or "
+                        "loaded from an incomplete state dict); restore it, or clear the "
+                        "parameter's state (optimizer.state[param] = {}) to start afresh")
             bufs = tuple(state.get(name) if used else None for name, used in zip(names, slots[gi]))
             bufs += (None,) * (3 - len(bufs))  # the C core has three state slots
             bufsets.append(bufs)
-            self.entries.append(state)
+            entries.append(state)
             if "step" in state:
                 state["step"] = _step_tensor(state["step"])
                 started.append(float(state["step"]) > 0)
             else:  # SGD: a fresh momentum buffer starts as the gradient
                 started.append(not fresh)
-        steps = [state["step"].detach().reshape(()) for state in self.entries if "step" in state]
+        steps = [state["step"].detach().reshape(()) for state in entries if "step" in state]
         self.step_views = [t.numpy() for t in steps]  # read before each step
         self.step_cells = [memoryview(v) for v in self.step_views]  # advanced after it
-        self.state_items = list(opt.state.items())
-        self.tensors = [tuple((t, t.data_ptr() if isinstance(t, torch.Tensor) else None)
-                              for t in state.values()) for state in self.entries]
+        self.items = list(opt.state.items())
+        # every state tensor, by where it is and where its memory is
+        self.where = [(state, key) for state in entries for key, t in state.items()
+                      if isinstance(t, torch.Tensor)]
+        self.state_ptrs = [state[key].data_ptr() for state, key in self.where]
         self.engine = _core.Engine(
             algo, [_array(p, flat) for p, flat in zip(self.params, self.flat)],
             [tuple(None if b is None else _array(b, flat) for b in bufs)
              for bufs, flat in zip(bufsets, self.flat)],
-            [index_of[id(p)] for p in self.params], self.groups)
+            [index_of[id(p)] for p in self.params], groups)
         self.engine.started[:] = started
 
     def current_grads(self, opt):
-        """The gradients as the engine reads them, or None when the plan no longer fits:
-        other parameters with a gradient, other memory, other state tensors."""
-        state = opt.state
-        if state is not self.state or len(state) != len(self.state_items):
+        """The gradients as the engine reads them, or None when the plan no longer fits
+        (other parameters, groups or gradients, other memory, other state tensors).
+
+        Comprehensions over the whole lists: this runs at every step.
+        """
+        state, groups = opt.state, opt.param_groups
+        if (state is not self.state or len(state) != len(self.items)
+                or [len(group["params"]) for group in groups] != self.sizes
+                or list(map(id, [p for group in groups for p in group["params"]])) != self.ids):
             return None
-        params, groups, ptrs = self.params, self.groups, self.ptrs
-        n = len(params)
-        grads = []
-        for gi, group in enumerate(opt.param_groups):
-            for p in group["params"]:
-                g = p.grad
-                if g is None:
-                    continue
-                k = len(grads)
-                if k == n or p is not params[k] or gi != groups[k] or p.data_ptr() != ptrs[k]:
-                    return None
-                grads.append(g.numpy())
-        if len(grads) != n:
+        try:
+            grads = [p.grad.numpy() for p in self.params]
+        except AttributeError:  # a gradient is None now
             return None
-        for (key, entry), (key0, entry0) in zip(state.items(), self.state_items):
+        if [p.data_ptr() for p in self.params] != self.ptrs:
+            return None
+        for p in self.idle:
+            if p.grad is not None:
+                return None
+        for (key, entry), (key0, entry0) in zip(state.items(), self.items):
             if key is not key0 or entry is not entry0:
                 return None
-        for entry, tensors in zip(self.entries, self.tensors):
-            if len(entry) != len(tensors):
-                return None
-            for t, (t0, ptr) in zip(entry.values(), tensors):
-                if t is not t0 or (ptr is not None and t.data_ptr() != ptr):
-                    return None  # replaced, or set_() to other memory
+        if [entry[key].data_ptr() for entry, key in self.where] != self.state_ptrs:
+            return None  # replaced, or set_() to other memory
         for k in self.fix:
-            grads[k] = _grad_array(params[k].grad, params[k], self.flat[k])
+            p = self.params[k]
+            grads[k] = _grad_array(p.grad, p, self.flat[k])
         return grads
 
     def checked_grads(self):

@@ -20,14 +20,19 @@ Because the state dicts are torch's own, a checkpoint saved from
 round, and learning-rate schedulers from ``torch.optim.lr_scheduler`` work
 unchanged.
 
-What ``step`` accepts: dense (strided) CPU tensors of dtype float32 or
-float64 whose parameter and gradient are contiguous. Anything else (a CUDA,
-MPS or meta tensor, float16/bfloat16/complex, a sparse gradient, a
-non-contiguous parameter) raises TypeError or ValueError naming the
-parameter by its index in ``state_dict()`` order, before any tensor or any
-state is changed. ``differentiable=True`` and ``capturable=True`` are not
-supported (ValueError); ``foreach`` and ``fused`` are kept in the groups (so
-state dicts round-trip) and do not change what runs.
+What ``step`` accepts: dense CPU tensors of dtype float32 or float64, in any
+dimension order (a ``channels_last`` or transposed parameter is stepped as
+one flat buffer, its state kept in its layout; a gradient in another layout
+is copied into the parameter's for the step). Anything else (a CUDA, MPS or
+meta tensor, float16/bfloat16/complex, a sparse gradient, a parameter that
+is a slice or an ``expand()`` of another tensor) raises TypeError or
+ValueError naming the parameter by its index in ``state_dict()`` order,
+before any tensor or any state is changed. Hyperparameter ranges are
+checked at construction and by ``add_param_group``, as torch does; a step
+checks only that they are numbers. ``differentiable=True`` and
+``capturable=True`` are not supported (ValueError); ``foreach`` and
+``fused`` are kept in the groups (so state dicts round-trip) and do not
+change what runs.
 
 To make a GPU model's optimizer step on the CPU, keep a float32 CPU copy of
 the parameters (the "master weights"), copy the gradients to it, step this

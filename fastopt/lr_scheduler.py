@@ -30,10 +30,14 @@ Thread-safety: a scheduler and its optimizer's groups are mutated by
 """
 import copy
 import math
+import numbers
+import sys
 import types
 import warnings
 from bisect import bisect_right
 from collections import Counter
+
+import numpy as np
 
 from ._validate import as_float
 from .schedules import _int
@@ -82,8 +86,32 @@ def _check_optimizer(optimizer):
     return optimizer
 
 
+def _torch_tensor(value):
+    """Whether value is a torch tensor (without importing torch)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _copy(value):
+    """A value that does not alias ``value`` (a tensor or array learning rate)."""
+    if _torch_tensor(value):
+        return value.clone()
+    return value.copy() if isinstance(value, np.ndarray) else value
+
+
+def _set(group, key, value):
+    """Set ``group[key]`` to ``value``, in place when it holds a tensor or array (as torch)."""
+    old = group[key]
+    if _torch_tensor(old):
+        old.fill_(value.squeeze() if _torch_tensor(value) and value.dim() else value)
+    elif isinstance(old, np.ndarray):
+        old[...] = value
+    else:
+        group[key] = value
+
+
 def _format_param(name, optimizer, param):
-    """One value per param group: ``param`` itself if a list or tuple."""
+    """One value per param group (copies): ``param`` itself if a list or tuple."""
     if isinstance(param, (list, tuple)):
         if len(param) != len(optimizer.param_groups):
             raise ValueError(
@@ -97,11 +125,12 @@ def _format_param(name, optimizer, param):
     for v in values:
         if type(v) is int:  # one past float64's range would overflow the lr arithmetic
             as_float(v, name)
-    return values
+    return [_copy(v) for v in values]
 
 
-def _lrs(optimizer):
-    return [group["lr"] for group in optimizer.param_groups]
+def _lrs(optimizer, key="lr"):
+    """The groups' ``key`` values (copies: a tensor lr edited later does not change them)."""
+    return [_copy(group[key]) for group in optimizer.param_groups]
 
 
 def _per_group(name, optimizer, fn):
@@ -144,7 +173,7 @@ class LRScheduler:
         last_epoch = _int("last_epoch", last_epoch, -1)
         if last_epoch == -1:
             for group in optimizer.param_groups:
-                group.setdefault("initial_lr", group["lr"])
+                group.setdefault("initial_lr", _copy(group["lr"]))
         else:
             for i, group in enumerate(optimizer.param_groups):
                 if "initial_lr" not in group:
@@ -152,7 +181,7 @@ class LRScheduler:
                         f"param 'initial_lr' is not specified in param_groups[{i}] when "
                         "resuming a scheduler with last_epoch >= 0"
                     )
-        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+        self.base_lrs = _lrs(optimizer, "initial_lr")
         self.last_epoch = last_epoch
         self._initial_step()
 
@@ -189,7 +218,7 @@ class LRScheduler:
             closed_form = getattr(self, "_get_closed_form_lr", None)
             values = closed_form() if closed_form is not None else self.get_lr()
         for group, lr in zip(self.optimizer.param_groups, values, strict=True):
-            group["lr"] = lr
+            _set(group, "lr", lr)
         self._last_lr = _lrs(self.optimizer)
 
     def state_dict(self):
@@ -580,7 +609,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
                 self.T_cur = epoch
         self.last_epoch = math.floor(epoch)
         for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
-            group["lr"] = lr
+            _set(group, "lr", lr)
         self._last_lr = _lrs(self.optimizer)
 
 
@@ -642,7 +671,7 @@ class CyclicLR(LRScheduler):
         base_lrs = _format_param("base_lr", optimizer, base_lr)
         if last_epoch == -1:
             for lr, group in zip(base_lrs, optimizer.param_groups, strict=True):
-                group["lr"] = lr
+                _set(group, "lr", lr)
         self.max_lrs = _format_param("max_lr", optimizer, max_lr)
         step_size_up = float(_positive("step_size_up", step_size_up))
         if step_size_down is not None and step_size_down < 0:
@@ -716,6 +745,12 @@ class CyclicLR(LRScheduler):
             self._scale_fn_custom.__dict__.update(fn)
 
 
+def _phase(end_step, start_lr, end_lr, start_momentum, end_momentum):
+    """One of OneCycleLR's phases, as torch stores it (state dicts interchange)."""
+    return {"end_step": end_step, "start_lr": start_lr, "end_lr": end_lr,
+            "start_momentum": start_momentum, "end_momentum": end_momentum}
+
+
 class OneCycleLR(LRScheduler):
     r"""The 1cycle policy: warm up to ``max_lr``, then anneal far below the start.
 
@@ -775,18 +810,18 @@ class OneCycleLR(LRScheduler):
         T = self.total_steps
         as_float(T, "total_steps"), as_float(div_factor, "div_factor")
         as_float(final_div_factor, "final_div_factor")
-        # (end step, start lr key, end lr key, start momentum key, end momentum key)
+        # torch's phases: (end step, start lr key, end lr key, start momentum key, end momentum key)
         up = (float(pct_start * T) - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum")
         if three_phase:
-            self._schedule_phases = [
+            phases = [
                 up,
                 (float(2 * pct_start * T) - 2, "max_lr", "initial_lr", "base_momentum",
                  "max_momentum"),
                 (T - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum"),
             ]
         else:
-            self._schedule_phases = [
-                up, (T - 1, "max_lr", "min_lr", "base_momentum", "max_momentum")]
+            phases = [up, (T - 1, "max_lr", "min_lr", "base_momentum", "max_momentum")]
+        self._schedule_phases = [_phase(*p) for p in phases]
         max_lrs = _format_param("max_lr", optimizer, max_lr)
         if last_epoch == -1:
             for peak, group in zip(max_lrs, optimizer.param_groups, strict=True):
@@ -821,16 +856,24 @@ class OneCycleLR(LRScheduler):
         last = len(self._schedule_phases) - 1
         for group in self.optimizer.param_groups:
             start_step = 0.0
-            for i, (end_step, lr0, lr1, m0, m1) in enumerate(self._schedule_phases):
+            for i, phase in enumerate(self._schedule_phases):
+                end_step = phase["end_step"]
                 if step_num <= end_step or i == last:
                     pct = (step_num - start_step) / (end_step - start_step)
-                    lrs.append(self._anneal(group[lr0], group[lr1], pct))
+                    lrs.append(self._anneal(group[phase["start_lr"]], group[phase["end_lr"]], pct))
                     if self.cycle_momentum:
-                        _set_momentum(group, self.use_beta1,
-                                      self._anneal(group[m0], group[m1], pct))
+                        _set_momentum(group, self.use_beta1, self._anneal(
+                            group[phase["start_momentum"]], group[phase["end_momentum"]], pct))
                     break
                 start_step = end_step
         return lrs
+
+    def load_state_dict(self, state_dict):
+        """Restore a state from :meth:`state_dict` (torch's, or fastopt's own)."""
+        super().load_state_dict(state_dict)
+        # earlier fastopt builds stored the phases as tuples
+        self._schedule_phases = [p if isinstance(p, dict) else _phase(*p)
+                                 for p in self._schedule_phases]
 
 
 class ReduceLROnPlateau(LRScheduler):
@@ -933,7 +976,7 @@ class ReduceLROnPlateau(LRScheduler):
             old_lr = float(group["lr"])
             new_lr = max(old_lr * self.factor, self.min_lrs[i])
             if old_lr - new_lr > self.eps:
-                group["lr"] = new_lr
+                _set(group, "lr", new_lr)
 
     @property
     def in_cooldown(self):
@@ -1014,7 +1057,7 @@ class SequentialLR(_NestedState, LRScheduler):
         self.last_epoch = last_epoch + 1
         self.optimizer = optimizer
         for group in optimizer.param_groups:  # back to the initial lrs
-            group["lr"] = group["initial_lr"]
+            _set(group, "lr", group["initial_lr"])
         self._undo(self)  # the constructors' steps
         idx = bisect_right(self._milestones, 0)
         self._schedulers[idx]._initial_step()

@@ -20,14 +20,19 @@ Because the state dicts are torch's own, a checkpoint saved from
 round, and learning-rate schedulers from ``torch.optim.lr_scheduler`` work
 unchanged.
 
-What ``step`` accepts: dense (strided) CPU tensors of dtype float32 or
-float64 whose parameter and gradient are contiguous. Anything else (a CUDA,
-MPS or meta tensor, float16/bfloat16/complex, a sparse gradient, a
-non-contiguous parameter) raises TypeError or ValueError naming the
-parameter by its index in ``state_dict()`` order, before any tensor or any
-state is changed. ``differentiable=True`` and ``capturable=True`` are not
-supported (ValueError); ``foreach`` and ``fused`` are kept in the groups (so
-state dicts round-trip) and do not change what runs.
+What ``step`` accepts: dense CPU tensors of dtype float32 or float64, in any
+dimension order (a ``channels_last`` or transposed parameter is stepped as
+one flat buffer, its state kept in its layout; a gradient in another layout
+is copied into the parameter's for the step). Anything else (a CUDA, MPS or
+meta tensor, float16/bfloat16/complex, a sparse gradient, a parameter that
+is a slice or an ``expand()`` of another tensor) raises TypeError or
+ValueError naming the parameter by its index in ``state_dict()`` order,
+before any tensor or any state is changed. Hyperparameter ranges are
+checked at construction and by ``add_param_group``, as torch does; a step
+checks only that they are numbers. ``differentiable=True`` and
+``capturable=True`` are not supported (ValueError); ``foreach`` and
+``fused`` are kept in the groups (so state dicts round-trip) and do not
+change what runs.
 
 To make a GPU model's optimizer step on the CPU, keep a float32 CPU copy of
 the parameters (the "master weights"), copy the gradients to it, step this
@@ -53,6 +58,11 @@ __all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
 _DTYPES = (torch.float32, torch.float64)
 
 
+def _scalar_dtype():
+    """The dtype torch.optim gives step counts (float64 under a float64 default dtype)."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
 def _plain(value):
     """A hyperparameter as a Python scalar (torch allows 0-d tensors for some)."""
     if isinstance(value, torch.Tensor):
@@ -62,6 +72,25 @@ def _plain(value):
     if isinstance(value, (tuple, list)):
         return tuple(_plain(v) for v in value)
     return value
+
+
+def _c_scalar(value, key, where):
+    """A hyperparameter as the C core reads it (numbers that convert to double), else TypeError."""
+    kind = type(value)
+    if kind is float or kind is int or kind is bool:
+        return value
+    if isinstance(value, (torch.Tensor, tuple, list)):
+        value = _plain(value)
+        if type(value) is not tuple:
+            return _c_scalar(value, key, where)
+        return tuple(_c_scalar(v, key, where) for v in value)
+    if not isinstance(value, (str, bytes)):
+        try:
+            float(value)  # NumPy scalars and other real numbers
+            return value
+        except (TypeError, ValueError):
+            pass
+    raise TypeError(f"{where}: {key} must be a real number, got {type(value).__name__}")
 
 
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
@@ -92,7 +121,7 @@ def _check_sharding(p, what):
 
 
 def _check_tensor(t, what):
-    """TypeError/ValueError unless t is a dense, contiguous CPU float32/float64 tensor."""
+    """TypeError unless t is a dense-layout CPU float32/float64 tensor."""
     if t.layout != torch.strided:
         raise TypeError(f"{what} is a {t.layout} tensor; fastopt.torch steps dense tensors only "
                         "(sparse gradients are not supported: use torch.optim.SparseAdam or a dense "
@@ -104,10 +133,50 @@ def _check_tensor(t, what):
     if t.dtype not in _DTYPES:
         raise TypeError(f"{what} has dtype {t.dtype}; fastopt.torch steps float32 and float64 "
                         "tensors (keep float32 master weights for float16/bfloat16 models)")
-    if not t.is_contiguous():
-        raise ValueError(f"{what} is not contiguous (strides {t.stride()} for shape "
-                         f"{tuple(t.shape)}); fastopt.torch updates contiguous tensors only: make "
-                         "the parameter contiguous before creating the optimizer")
+
+
+def _dense(t):
+    """Whether t's elements fill its memory span once each: contiguous in some dimension
+    order (channels_last, a transpose), so it can be stepped as one flat buffer."""
+    expected = 1
+    for stride, size in sorted((st, n) for n, st in zip(t.shape, t.stride()) if n != 1):
+        if stride != expected:
+            return t.numel() == 0
+        expected *= size
+    return True
+
+
+def _same_layout(a, b):
+    """Whether a and b (same shape) keep their elements in the same memory order."""
+    return a.numel() == 0 or all(x == y for n, x, y in zip(a.shape, a.stride(), b.stride())
+                                 if n != 1)
+
+
+def _in_layout(t, like):
+    """A copy of t with like's strides (a dense tensor's layout is kept by empty_like)."""
+    return torch.empty_like(like, memory_format=torch.preserve_format).copy_(t)
+
+
+def _array(t, flat):
+    """A NumPy view of t: as it is (C-contiguous), or, flat, its memory span as 1-D."""
+    t = _local(t).detach()
+    return t.as_strided((t.numel(),), (1,)).numpy() if flat else t.numpy()
+
+
+def _grad_array(grad, param, flat):
+    """The gradient as the engine reads it: in its parameter's memory order (a copy if not)."""
+    grad, param = _local(grad), _local(param)
+    if not _same_layout(grad, param):
+        grad = _in_layout(grad, param)
+    return _array(grad, flat)
+
+
+def _step_tensor(step):
+    """torch's step count: a 0-d CPU float tensor of its own (made one if it is not)."""
+    if (isinstance(step, torch.Tensor) and step.device.type == "cpu" and step.numel() == 1
+            and step.dtype in _DTYPES and not step.requires_grad):
+        return step
+    return torch.tensor(float(step), dtype=_scalar_dtype())
 
 
 class _Stepper:
@@ -131,19 +200,40 @@ class _Stepper:
     def add_param_group(self, param_group):
         super().add_param_group(param_group)
         try:
-            self._fo_hyper(self.param_groups[-1], f"param group {len(self.param_groups) - 1}")
+            self._fo_check_group(self.param_groups[-1], f"param group {len(self.param_groups) - 1}")
         except Exception:
             self.param_groups.pop()
             raise
 
-    def _fo_hyper(self, group, where):
-        """The group's hyperparameters as plain scalars, checked by fastopt.optim's rules."""
+    def _fo_check_group(self, group, where):
+        """Check a new group's hyperparameters by fastopt.optim's rules (torch's ranges).
+
+        This runs where torch checks (construction, add_param_group). A step
+        checks types only, so a value a scheduler sets mid-run is used as
+        torch uses it.
+        """
         for flag in ("differentiable", "capturable"):
             if group.get(flag):
                 raise ValueError(f"{where}: {flag}=True is not supported by fastopt.torch")
-        hyper = {key: _plain(group[key]) for key in self._hyper_keys}
-        self._fastopt._check_group(hyper, where)
-        return hyper
+        self._fastopt._check_group({key: _plain(group[key]) for key in self._hyper_keys}, where)
+
+    def _fo_hypers(self, group_ids):
+        """Per group, the hyperparameters as the C core reads them.
+
+        Only the groups in ``group_ids`` (those with a parameter to step) are
+        read; the others get a stand-in the engine never uses.
+        """
+        groups = self.param_groups
+        hypers = {}
+        for gi in group_ids:
+            where = f"param group {gi}"
+            hyper = {key: _c_scalar(groups[gi][key], key, where) for key in self._hyper_keys}
+            betas = hyper.get("betas", (0, 0))
+            if type(betas) is not tuple or len(betas) != 2:
+                raise TypeError(f"{where}: betas must be a pair of numbers, got {betas!r}")
+            hypers[gi] = hyper
+        first = hypers[group_ids[0]]
+        return [hypers.get(gi, first) for gi in range(len(groups))]
 
     def _init_state(self, state, param, hyper):
         """Create torch's state entries that are missing for a parameter about to step."""
@@ -155,45 +245,53 @@ class _Stepper:
 
         Every parameter with a gradient is updated in one call into the C
         core. Nothing is changed when a parameter, gradient or state tensor
-        is not a contiguous CPU float32/float64 tensor: a TypeError or
-        ValueError names it first.
+        cannot be stepped (not a dense CPU float32/float64 tensor): a
+        TypeError or ValueError names it first.
         """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-
-        algo = self._fastopt._algo
-        hypers = [self._fo_hyper(g, f"param group {gi}") for gi, g in enumerate(self.param_groups)]
-        slots = [_core.state_slots(algo, h) for h in hypers]
+        plan = self._fo_plan
+        if plan is not None:
+            try:
+                grads = plan.current_grads(self)
+            except (TypeError, ValueError, RuntimeError, AttributeError, LookupError):
+                grads = None  # not what the plan was made for: the checked path says why
+            if grads is not None:
+                hypers = self._fo_hypers(plan.group_ids)
+                if plan.slots == self._fo_slots(hypers):
+                    try:
+                        plan.run(grads, hypers)
+                        return loss
+                    except (TypeError, ValueError, RuntimeError):
+                        pass  # nothing was written; redo the step with every check below
+        self._fo_plan = None
         active = [(p, gi) for gi, group in enumerate(self.param_groups)
                   for p in group["params"] if p.grad is not None]
         if not active:
             return loss
-        plan = self._fo_plan
-        if plan is not None and plan.matches(self.state, active, slots):
-            try:
-                plan.run([_local(p.grad).numpy() for p, _ in active], hypers)
-                return loss
-            except (TypeError, ValueError, RuntimeError):
-                pass  # nothing was written; redo the step with every check below
-        self._fo_plan = None
+        hypers = self._fo_hypers(sorted({gi for _, gi in active}))
+        slots = self._fo_slots(hypers)
         self._fo_check(active)
-        added = [(p, set(self.state[p]) if p in self.state else None) for p, _ in active]
+        before = [(p, dict(self.state[p]) if p in self.state else None) for p, _ in active]
         try:
             plan = _Plan(self, active, hypers, slots)
-            plan.run([_local(p.grad).detach().numpy() for p, _ in active], hypers)
+            plan.run(plan.checked_grads(), hypers)
         except Exception:
-            # Leave the state as it was: drop entries this call created.
-            for p, before in added:
-                if before is None:
+            # Leave the state as it was: the entries this call created or replaced.
+            for p, entries in before:
+                if entries is None:
                     self.state.pop(p, None)
                 else:
-                    for name in set(self.state[p]) - before:
-                        del self.state[p][name]
+                    self.state[p].clear()
+                    self.state[p].update(entries)
             raise
         self._fo_plan = plan
         return loss
+
+    def _fo_slots(self, hypers):
+        return [_core.state_slots(self._fastopt._algo, h) for h in hypers]
 
     def _fo_check(self, active):
         """Raise TypeError/ValueError naming the first parameter, gradient or state at fault."""
@@ -206,6 +304,12 @@ class _Stepper:
             what = f"parameter {index_of[id(p)]}"
             _check_sharding(p, what)
             _check_tensor(_local(p), what)
+            if not _dense(_local(p)):
+                raise ValueError(
+                    f"{what} (shape {tuple(p.shape)}, strides {p.stride()}) is a view that skips "
+                    "or reuses memory (a slice or an expand() of another tensor), which "
+                    "fastopt.torch cannot update in place; give it memory of its own "
+                    "(param.data = param.data.clone()) or step it with torch.optim")
             _check_tensor(_local(p.grad), f"gradient of {what}")
             if p.grad.dtype != p.dtype or p.grad.shape != p.shape:
                 raise TypeError(f"gradient of {what} has dtype {p.grad.dtype} and shape "
@@ -227,75 +331,117 @@ class _Stepper:
 class _Plan:
     """One optimizer's step, prepared: a C engine over NumPy views of the tensors.
 
-    It stays valid while the same parameters (same storage) step with the
-    same state tensors; ``matches`` checks that cheaply, so a step costs a
-    few attribute lookups per parameter plus one call into C. The ``step``
-    counts of all parameters live in one float32 tensor, and each
-    ``state["step"]`` is a 0-d view of it, so they advance in one operation.
+    A dense parameter that is not C-contiguous (channels_last, transposed)
+    is stepped as one flat buffer over its memory span, with its state in
+    the same layout (elementwise updates do not care about the order). The
+    plan stays valid while the same parameters (same memory) step with the
+    same state tensors (same memory); ``current_grads`` checks that at every
+    step, cheaply, so a step costs a few attribute lookups per tensor plus
+    one call into C. Each parameter keeps its own 0-d ``step`` tensor, as
+    in torch; the engine reads the counts from them and they advance after
+    the step.
     """
 
     def __init__(self, opt, active, hypers, slots):
         algo = opt._fastopt._algo
         names = _core.STATE_NAMES[algo]
         self.state = opt.state
-        self.params = [p for p, _ in active]
-        self.groups = [gi for _, gi in active]
-        self.ptrs = [_local(p).data_ptr() for p in self.params]
         self.slots = slots
-        self.entries, self.buffers = [], []   # per parameter: its state dict, its tensors
-        steps, started, bufsets = [], [], []
-        index_of = {}
-        for group in opt.param_groups:
-            for p in group["params"]:
-                index_of[id(p)] = len(index_of)
+        everything = [p for group in opt.param_groups for p in group["params"]]
+        self.ids = list(map(id, everything))
+        self.sizes = [len(group["params"]) for group in opt.param_groups]
+        self.params = [p for p, _ in active]
+        self.idle = [p for p in everything if p.grad is None]
+        groups = [gi for _, gi in active]
+        self.group_ids = sorted(set(groups))
+        self.ptrs = [_local(p).data_ptr() for p in self.params]
+        self.flat = [not _local(p).is_contiguous() for p in self.params]
+        # parameters whose gradient the engine cannot read as it is
+        self.fix = [k for k, p in enumerate(self.params)
+                    if self.flat[k] or not _same_layout(_local(p.grad), _local(p))]
+        entries, bufsets, started = [], [], []
+        index_of = {id(p): i for i, p in enumerate(everything)}
         for p, gi in active:
             state = opt.state[p] if p in opt.state else {}
             fresh = opt._init_state(state, p, hypers[gi])
             if state and p not in opt.state:  # torch keeps no entry for stateless SGD
                 opt.state[p] = state
+            for name in names:  # a loaded buffer in another layout: copied into the param's
+                buf = state.get(name)
+                if buf is not None and not _same_layout(buf, p):
+                    state[name] = _in_layout(buf, p)
+            needed = [name for name, used in zip(names, slots[gi]) if used]
+            for name in (["step"] if algo != "sgd" else []) + needed:
+                if state.get(name) is None:  # the C core would write through a null pointer
+                    raise ValueError(
+                        f"the state of parameter {index_of[id(p)]} has no {name!r} (deleted, or "
+                        "loaded from an incomplete state dict); restore it, or clear the "
+                        "parameter's state (optimizer.state[param] = {}) to start afresh")
             bufs = tuple(state.get(name) if used else None for name, used in zip(names, slots[gi]))
             bufs += (None,) * (3 - len(bufs))  # the C core has three state slots
             bufsets.append(bufs)
-            self.entries.append(state)
+            entries.append(state)
             if "step" in state:
-                steps.append(float(state["step"]))
-                started.append(steps[-1] > 0)
+                state["step"] = _step_tensor(state["step"])
+                started.append(float(state["step"]) > 0)
             else:  # SGD: a fresh momentum buffer starts as the gradient
-                steps.append(0.0)
                 started.append(not fresh)
-        self.has_step = algo != "sgd"
-        self.step_counts = torch.tensor(steps, dtype=torch.float32)
-        self.step_view = self.step_counts.numpy()
-        if self.has_step:
-            for k, state in enumerate(self.entries):
-                state["step"] = self.step_counts[k]
-        for state, bufs in zip(self.entries, bufsets):
-            self.buffers.append(tuple((name, state[name]) for name in state))
+        steps = [state["step"].detach().reshape(()) for state in entries if "step" in state]
+        self.step_views = [t.numpy() for t in steps]  # read before each step
+        self.step_cells = [memoryview(v) for v in self.step_views]  # advanced after it
+        self.items = list(opt.state.items())
+        # every state tensor, by where it is and where its memory is
+        self.where = [(state, key) for state in entries for key, t in state.items()
+                      if isinstance(t, torch.Tensor)]
+        self.state_ptrs = [_local(state[key]).data_ptr() for state, key in self.where]
         self.engine = _core.Engine(
-            algo, [_local(p).detach().numpy() for p in self.params],
-            [tuple(None if b is None else _local(b).numpy() for b in bufs) for bufs in bufsets],
-            [index_of[id(p)] for p in self.params], self.groups)
+            algo, [_array(p, flat) for p, flat in zip(self.params, self.flat)],
+            [tuple(None if b is None else _array(b, flat) for b in bufs)
+             for bufs, flat in zip(bufsets, self.flat)],
+            [index_of[id(p)] for p in self.params], groups)
         self.engine.started[:] = started
 
-    def matches(self, state, active, slots):
-        if state is not self.state or slots != self.slots or len(active) != len(self.params):
-            return False
-        for (p, gi), q, g, ptr, entry, bufs in zip(active, self.params, self.groups, self.ptrs,
-                                                    self.entries, self.buffers):
-            if p is not q or gi != g or _local(p).data_ptr() != ptr or state.get(p) is not entry:
-                return False
-            for name, buf in bufs:
-                if entry.get(name) is not buf:
-                    return False
-        return True
+    def current_grads(self, opt):
+        """The gradients as the engine reads them, or None when the plan no longer fits
+        (other parameters, groups or gradients, other memory, other state tensors).
+
+        Comprehensions over the whole lists: this runs at every step.
+        """
+        state, groups = opt.state, opt.param_groups
+        if (state is not self.state or len(state) != len(self.items)
+                or [len(group["params"]) for group in groups] != self.sizes
+                or list(map(id, [p for group in groups for p in group["params"]])) != self.ids):
+            return None
+        try:
+            grads = [_local(p.grad).numpy() for p in self.params]
+        except AttributeError:  # a gradient is None now
+            return None
+        if [_local(p).data_ptr() for p in self.params] != self.ptrs:
+            return None
+        for p in self.idle:
+            if p.grad is not None:
+                return None
+        for (key, entry), (key0, entry0) in zip(state.items(), self.items):
+            if key is not key0 or entry is not entry0:
+                return None
+        if [_local(entry[key]).data_ptr() for entry, key in self.where] != self.state_ptrs:
+            return None  # replaced, or set_() to other memory
+        for k in self.fix:
+            p = self.params[k]
+            grads[k] = _grad_array(p.grad, p, self.flat[k])
+        return grads
+
+    def checked_grads(self):
+        """The gradients as the engine reads them (after _Stepper._fo_check)."""
+        return [_grad_array(p.grad.detach(), p, flat) for p, flat in zip(self.params, self.flat)]
 
     def run(self, grads, hypers):
         engine = self.engine
-        if self.has_step:
-            engine.steps[:] = self.step_view  # torch's step counts are the truth
+        if self.step_views:
+            engine.steps[:] = self.step_views  # torch's step counts are the truth
         engine.step(grads, hypers)
-        if self.has_step:
-            self.step_view += 1
+        for cell in self.step_cells:
+            cell[()] += 1
 
 
 class SGD(_Stepper, torch.optim.SGD):
@@ -317,7 +463,7 @@ class SGD(_Stepper, torch.optim.SGD):
 
     def _init_state(self, state, param, hyper):
         if hyper["momentum"] != 0 and state.get("momentum_buffer") is None:
-            state["momentum_buffer"] = torch.empty_like(param, memory_format=torch.contiguous_format)
+            state["momentum_buffer"] = torch.empty_like(param, memory_format=torch.preserve_format)
             return True
         return False
 
@@ -346,9 +492,11 @@ class Adagrad(_Stepper, torch.optim.Adagrad):
     def _init_state(self, state, param, hyper):
         if "sum" in state:
             return False
-        state["step"] = torch.tensor(0.0, dtype=torch.float32)
-        state["sum"] = torch.full_like(param, hyper["initial_accumulator_value"],
-                                       memory_format=torch.contiguous_format)
+        state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
+        # torch fills every group's sum with the constructor's value (self.defaults),
+        # whatever a group's own initial_accumulator_value says
+        state["sum"] = torch.full_like(param, _plain(self.defaults["initial_accumulator_value"]),
+                                       memory_format=torch.preserve_format)
         return True
 
 
@@ -373,12 +521,12 @@ class RMSprop(_Stepper, torch.optim.RMSprop):
     def _init_state(self, state, param, hyper):
         fresh = not state
         if fresh:
-            state["step"] = torch.tensor(0.0, dtype=torch.float32)
-            state["square_avg"] = torch.zeros_like(param, memory_format=torch.contiguous_format)
+            state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
+            state["square_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         if hyper["momentum"] > 0 and "momentum_buffer" not in state:
-            state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.contiguous_format)
+            state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         if hyper["centered"] and "grad_avg" not in state:
-            state["grad_avg"] = torch.zeros_like(param, memory_format=torch.contiguous_format)
+            state["grad_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         return fresh
 
 
@@ -405,11 +553,11 @@ class Adam(_Stepper, torch.optim.Adam):
     def _init_state(self, state, param, hyper):
         fresh = not state
         if fresh:
-            state["step"] = torch.tensor(0.0, dtype=torch.float32)
-            state["exp_avg"] = torch.zeros_like(param, memory_format=torch.contiguous_format)
-            state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.contiguous_format)
+            state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
+            state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         if hyper["amsgrad"] and "max_exp_avg_sq" not in state:
-            state["max_exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.contiguous_format)
+            state["max_exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         return fresh
 
 

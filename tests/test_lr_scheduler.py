@@ -7,8 +7,9 @@ import types
 import numpy as np
 import pytest
 
+import fastopt
 from fastopt import lr_scheduler as L
-from fastopt import schedules
+from fastopt import schedules, swa_utils
 
 N = 300
 
@@ -472,6 +473,204 @@ def test_initial_lr_and_resume():
     fresh = make_standin("sgd")
     with pytest.raises(KeyError, match="initial_lr"):
         L.StepLR(fresh, step_size=2, last_epoch=5)
+
+
+# ------------------------------------------------- state dicts shared with torch
+
+FASTOPT = types.SimpleNamespace(lr_scheduler=L, swa_utils=swa_utils)
+
+SWALR_CASES = [
+    (dict(swa_lr=0.05), "sgd"),
+    (dict(swa_lr=[0.02, 0.01], anneal_epochs=3, anneal_strategy="linear"), "sgd2"),
+    (dict(swa_lr=0.001, anneal_epochs=0), "adam"),
+    (dict(swa_lr=0.2, anneal_epochs=1, anneal_strategy="cos"), "sgd"),
+]
+
+
+def interchange_cases():
+    """Every scheduler class (and SWALR): (id, build(lib, optimizer), kind, metrics)."""
+    out = [(f"{c}-{i}", lambda m, o, c=c, k=k: getattr(m.lr_scheduler, c)(o, **k), kind, None)
+           for i, (c, k, kind) in enumerate(CASES)]
+    out += [(k, lambda m, o, k=k: nested_cases(m.lr_scheduler)[k](o), "sgd", None)
+            for k in nested_cases()]
+    out += [(f"plateau-{i}", lambda m, o, k=k: m.lr_scheduler.ReduceLROnPlateau(o, **k),
+             "sgd2" if isinstance(k.get("min_lr"), list) else "sgd", plateau_metrics(i))
+            for i, k in enumerate(PLATEAU_CASES)]
+    out += [(f"SWALR-{i}", lambda m, o, k=k: m.swa_utils.SWALR(o, **k), kind, None)
+            for i, (k, kind) in enumerate(SWALR_CASES)]
+    return out
+
+
+INTERCHANGE = interchange_cases()
+
+
+def torch_lib():
+    torch = pytest.importorskip("torch")
+    return types.SimpleNamespace(lr_scheduler=torch.optim.lr_scheduler,
+                                 swa_utils=torch.optim.swa_utils)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("direction", ["fastopt->torch", "torch->fastopt"])
+@pytest.mark.parametrize("name, build, kind, metrics", INTERCHANGE, ids=[c[0] for c in INTERCHANGE])
+def test_state_dict_interchanges_with_torch(name, build, kind, metrics, direction):
+    # A scheduler's state dict (with its optimizer's) loads into the other
+    # library's class, and both go on with the same learning rates and momenta.
+    libs = {"fastopt": FASTOPT, "torch": torch_lib()}
+    source, target = direction.split("->")
+    opt = make_torch(kind)
+    sched = build(libs[source], opt)
+    run(sched, opt, metrics, 0, 5)
+    saved_opt, saved = copy.deepcopy(opt.state_dict()), copy.deepcopy(sched.state_dict())
+    opt2 = make_torch(kind)
+    sched2 = build(libs[target], opt2)  # built first, as torch advises, then loaded
+    opt2.load_state_dict(saved_opt)
+    sched2.load_state_dict(saved)
+    want = run(sched, opt, metrics, 5, 15)
+    got = run(sched2, opt2, metrics, 5, 15)
+    np.testing.assert_allclose(np.array(got, float), np.array(want, float), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(sched2.get_last_lr(), sched.get_last_lr(), rtol=1e-12, atol=0)
+
+
+def test_one_cycle_loads_tuple_phases():
+    # Earlier fastopt builds stored OneCycleLR's phases as tuples; those state dicts still load.
+    opt = make_standin("sgd")
+    sched = L.OneCycleLR(opt, max_lr=0.1, total_steps=20)
+    for _ in range(4):
+        sched.step()
+    state = sched.state_dict()
+    phase_keys = ("end_step", "start_lr", "end_lr", "start_momentum", "end_momentum")
+    state["_schedule_phases"] = [tuple(p[k] for k in phase_keys) for p in state["_schedule_phases"]]
+    opt2 = make_standin("sgd")
+    opt2.param_groups[:] = copy.deepcopy(opt.param_groups)
+    sched2 = L.OneCycleLR(opt2, max_lr=0.1, total_steps=20)
+    sched2.load_state_dict(state)
+    assert run(sched2, opt2, None, 4, 14) == run(sched, opt, None, 4, 14)
+
+
+# ---------------------------------------------------------- tensor learning rates
+
+TENSOR_LR = [
+    ("StepLR", dict(step_size=2, gamma=0.5)),
+    ("MultiStepLR", dict(milestones=[2, 5])),
+    ("ExponentialLR", dict(gamma=0.9)),
+    ("LinearLR", dict(start_factor=0.25, total_iters=4)),
+    ("CosineAnnealingLR", dict(T_max=5, eta_min=0.01)),
+    ("CosineAnnealingWarmRestarts", dict(T_0=3, T_mult=2)),
+    ("CyclicLR", dict(base_lr=0.01, max_lr=0.1, step_size_up=3, cycle_momentum=False)),
+    ("OneCycleLR", dict(max_lr=0.1, total_steps=20)),
+    ("ReduceLROnPlateau", dict(patience=0, factor=0.5)),
+    ("SequentialLR", None),
+    ("SWALR", dict(swa_lr=0.02, anneal_epochs=3)),
+]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name, kwargs", TENSOR_LR, ids=[t[0] for t in TENSOR_LR])
+def test_tensor_lr_as_in_torch(name, kwargs):
+    # torch keeps a tensor lr the same tensor (updated in place), copies it
+    # for initial_lr and base_lrs, and hands out copies from get_last_lr().
+    torch = pytest.importorskip("torch")
+    libs = {"fastopt": FASTOPT, "torch": torch_lib()}
+    seen = {}
+    for lib_name, lib in libs.items():
+        user_lr = torch.tensor(0.1, dtype=torch.float64)
+        opt = torch.optim.SGD([torch.zeros(2, requires_grad=True)], lr=user_lr, momentum=0.9)
+        lr = opt.param_groups[0]["lr"]
+        if name == "SWALR":
+            sched = lib.swa_utils.SWALR(opt, **kwargs)
+        elif name == "SequentialLR":
+            m = lib.lr_scheduler
+            sched = m.SequentialLR(opt, [m.ConstantLR(opt, factor=0.5, total_iters=2),
+                                         m.ExponentialLR(opt, gamma=0.8)], milestones=[3])
+        else:
+            sched = getattr(lib.lr_scheduler, name)(opt, **kwargs)
+        flags, values = [], []
+        for t in range(8):
+            if t == 4:
+                lr.mul_(2.0)  # the user edits the lr in place: the base does not move
+            opt.step()
+            sched.step(1.0) if name == "ReduceLROnPlateau" else sched.step()
+            group = opt.param_groups[0]
+            last = sched.get_last_lr()[0]
+            initial = group.get("initial_lr")
+            bases = getattr(sched, "base_lrs", [])
+            flags.append((group["lr"] is lr, type(last).__name__, last is lr,
+                          type(initial).__name__, initial is lr,
+                          [type(b).__name__ for b in bases], [b is lr for b in bases]))
+            values.append([float(group["lr"]), float(last), float(initial or 0)]
+                          + [float(b) for b in bases])
+        seen[lib_name] = flags, values
+    assert seen["fastopt"][0] == seen["torch"][0]
+    np.testing.assert_allclose(seen["fastopt"][1], seen["torch"][1], rtol=1e-12, atol=0)
+    assert seen["torch"][0][-1][:3] == (True, "Tensor", False)  # what the oracle does
+
+
+def test_float_lrs_stay_floats():
+    opt = fastopt.SGD([np.zeros(3)], lr=0.1, momentum=0.9)
+    for sched in (L.StepLR(opt, step_size=1), L.ReduceLROnPlateau(opt, patience=0),
+                  swa_utils.SWALR(opt, swa_lr=0.05, anneal_epochs=2)):
+        for _ in range(3):
+            opt.step([np.ones(3)])
+            sched.step(1.0) if isinstance(sched, L.ReduceLROnPlateau) else sched.step()
+        assert type(opt.param_groups[0]["lr"]) is float
+        assert all(type(v) is float for v in sched.get_last_lr())
+
+
+# --------------------------------------------------------------------- SWALR
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("before", [0, 4])
+@pytest.mark.parametrize("kwargs, kind", SWALR_CASES, ids=[f"SWALR-{i}" for i in range(4)])
+def test_swalr_matches_torch(kwargs, kind, before):
+    # Step for step against torch's SWALR, also after epochs of another scheduler.
+    torch = pytest.importorskip("torch")
+
+    def trace(opt, lib):
+        lrs = []
+        if before:
+            warm = lib.lr_scheduler.CosineAnnealingLR(opt, T_max=10, eta_min=0.001)
+            for _ in range(before):
+                opt.step()
+                warm.step()
+        sched = lib.swa_utils.SWALR(opt, **kwargs)
+        for _ in range(12):
+            lrs.append([(float(g["lr"]), float(g["swa_lr"])) for g in opt.param_groups])
+            assert sched.get_last_lr() == [g["lr"] for g in opt.param_groups]
+            opt.step()
+            sched.step()
+        return lrs, sched
+
+    want, tsched = trace(make_torch(kind), torch_lib())
+    for opt in (make_standin(kind), make_torch(kind)):
+        got, fsched = trace(opt, FASTOPT)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+        assert fsched.last_epoch == tsched.last_epoch
+        assert sorted(fsched.state_dict()) == sorted(
+            k for k in tsched.state_dict() if k != "_get_lr_called_within_step")
+
+
+def test_swalr_on_fastopt_optimizer():
+    w = np.zeros(4)
+    opt = fastopt.SGD([w], lr=0.5)
+    sched = swa_utils.SWALR(opt, swa_lr=0.1, anneal_epochs=4, anneal_strategy="linear")
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(5):
+        opt.step([np.ones(4)])
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    # linear annealing from 0.5 to 0.1 over 4 epochs, then 0.1
+    np.testing.assert_allclose(lrs, [0.5, 0.4, 0.3, 0.2, 0.1, 0.1], rtol=1e-12)
+    np.testing.assert_allclose(w, -np.sum(lrs[:5]) * np.ones(4), rtol=1e-12)
+
+
+def test_swalr_bad_arguments():
+    with pytest.raises(ValueError, match="anneal_strategy"):
+        swa_utils.SWALR(sgd(), swa_lr=0.1, anneal_strategy="exp")
+    with pytest.raises(ValueError, match="anneal_epochs"):
+        swa_utils.SWALR(sgd(), swa_lr=0.1, anneal_epochs=-1)
+    with pytest.raises(ValueError, match="swa_lr must have the same length"):
+        swa_utils.SWALR(sgd(), swa_lr=[0.1, 0.2])
 
 
 # ------------------------------------------------------------------ bad input

@@ -173,11 +173,14 @@ class Optimizer:
         groups' arrays are not the engine's (groups reordered, removed or
         added, arrays replaced) the engine is rebuilt for them first."""
         groups, hypers, layout = _core.read_groups(self.param_groups)
-        if check:
-            for gi, hyper in enumerate(hypers):
-                self._check_group(hyper, f"param group {gi}")
         if len(layout) != len(self._slots) or not self._engine.matches(layout):
             self._relayout(groups, [_core.params_tuple(p) for p in layout])
+        if check:
+            for gi, hyper in enumerate(hypers):
+                try:
+                    self._check_group(hyper, f"param group {gi}")
+                except KeyError as e:  # a group dict put in by hand without every hyperparameter
+                    raise ValueError(f"param group {gi} has no {e.args[0]!r}") from None
         return hypers
 
     def _relayout(self, groups, layout):

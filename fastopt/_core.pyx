@@ -26,7 +26,7 @@ from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.math cimport INFINITY, isfinite, pow
 from libc.stdint cimport int64_t, uint8_t, uintptr_t
 from libc.stdlib cimport free, malloc, qsort, realloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcmp, memcpy, memset
 
 cnp.import_array()
 
@@ -542,10 +542,12 @@ cdef class Engine:
                 return False
             if k + size > self.n:
                 return False
-            for j in range(size):
-                if self.group_of[k] != gi or objs[j] != PyList_GET_ITEM(self._params, k):
+            if memcmp(objs, (<PyListObject *>self._params).ob_item + k, size * sizeof(PyObject *)) != 0:
+                return False
+            for j in range(k, k + size):
+                if self.group_of[j] != gi:
                     return False
-                k += 1
+            k += size
         return k == self.n
 
     cdef point_state(self, Py_ssize_t i, tuple bufs):
@@ -658,8 +660,6 @@ cdef class Engine:
             p = <cnp.ndarray>self._params[i]
             if not cnp.PyArray_ISWRITEABLE(p):
                 raise ValueError(f"{describe(self._names[i])} is read-only")
-            if <size_t>cnp.PyArray_SIZE(p) != self.items[i].n or dtype_code(p) != self.items[i].dtype:
-                raise ValueError(f"{describe(self._names[i])} changed its dtype or size")
             if not cnp.PyArray_CheckExact(obj):
                 raise TypeError(f"gradient of {describe(self._names[i])} must be a numpy array, "
                                 f"got {type(obj).__name__}")

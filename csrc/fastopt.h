@@ -185,11 +185,17 @@ fo_hyper fo_hyper_defaults(fo_algo algo);
 /* Scalars for the step numbered `step` (1 for the first update) and the
  * mode bits that select the loop. `first` marks SGD's first momentum step. */
 unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo_scalars *out);
-/* fo_prepare, then set item->scalars and item->kernel from table t. */
-void fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t step,
-                     int first, fo_scalars *scalars, fo_item *item);
+/* fo_prepare, then set item->scalars and item->kernel from table t. Returns 0,
+ * or -1 when a state buffer the chosen loop needs is NULL: then item->kernel
+ * is NULL and fo_run() leaves the item alone. */
+int fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t step,
+                    int first, fo_scalars *scalars, fo_item *item);
 /* State buffers an algorithm uses under h, as a bit mask of state[] slots. */
 unsigned fo_state_slots(fo_algo algo, const fo_hyper *h);
+/* State buffers the loop of `mode` (from fo_prepare) reads and writes. */
+unsigned fo_mode_slots(fo_algo algo, unsigned mode);
+/* The slots of fo_mode_slots(algo, mode) that are NULL in item (0: none). */
+unsigned fo_missing_slots(fo_algo algo, unsigned mode, const fo_item *item);
 
 /* ---- threads (fo_pool.c) ---- */
 int fo_set_num_threads(int n);    /* n >= 1; returns 0, or -1 on failure */

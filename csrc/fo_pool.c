@@ -178,7 +178,7 @@ static void fo_run_piece(const fo_job *job, size_t k)
         size_t esize = it->dtype == FO_F64 ? sizeof(double) : sizeof(float);
         size_t start = it->vstart, stop = start + fo_item_bytes(it);
         size_t from = (a > start ? a : start) - start, to = (b < stop ? b : stop) - start;
-        if (to > from) it->kernel(it, from / esize, to / esize, acc);
+        if (to > from && it->kernel) it->kernel(it, from / esize, to / esize, acc);
     }
 }
 

@@ -82,12 +82,17 @@ unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo
     return mode;
 }
 
-void fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t step,
-                     int first, fo_scalars *scalars, fo_item *item)
+int fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t step,
+                    int first, fo_scalars *scalars, fo_item *item)
 {
     unsigned mode = fo_prepare(algo, h, step, first, scalars);
     item->scalars = scalars;
+    if (fo_missing_slots(algo, mode, item)) {
+        item->kernel = NULL;
+        return -1;
+    }
     item->kernel = t->update[algo][item->dtype][mode];
+    return 0;
 }
 
 unsigned fo_state_slots(fo_algo algo, const fo_hyper *h)
@@ -99,4 +104,24 @@ unsigned fo_state_slots(fo_algo algo, const fo_hyper *h)
     case FO_ADAM: return 3u | (h->amsgrad ? 4u : 0u);
     }
     return 0;
+}
+
+unsigned fo_mode_slots(fo_algo algo, unsigned mode)
+{
+    switch (algo) {
+    case FO_SGD: return (mode & FO_SGD_MOMENTUM) ? 1u : 0u;
+    case FO_ADAGRAD: return 1u;
+    case FO_RMSPROP:
+        return 1u | ((mode & FO_RMSPROP_MOMENTUM) ? 2u : 0u) | ((mode & FO_RMSPROP_CENTERED) ? 4u : 0u);
+    case FO_ADAM: return 3u | ((mode & FO_ADAM_AMSGRAD) ? 4u : 0u);
+    }
+    return 0;
+}
+
+unsigned fo_missing_slots(fo_algo algo, unsigned mode, const fo_item *item)
+{
+    unsigned need = fo_mode_slots(algo, mode), missing = 0;
+    for (unsigned k = 0; k < 3; k++)
+        if ((need >> k & 1u) && item->state[k] == NULL) missing |= 1u << k;
+    return missing;
 }

@@ -82,9 +82,11 @@ cdef extern from "fastopt.h" nogil:
 
     fo_hyper fo_hyper_defaults(fo_algo algo) noexcept
     unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo_scalars *out) noexcept
-    void fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t step,
-                         int first, fo_scalars *scalars, fo_item *item) noexcept
+    int fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t step,
+                        int first, fo_scalars *scalars, fo_item *item) noexcept
     unsigned fo_state_slots(fo_algo algo, const fo_hyper *h) noexcept
+    unsigned fo_mode_slots(fo_algo algo, unsigned mode) noexcept
+    unsigned fo_missing_slots(fo_algo algo, unsigned mode, const fo_item *item) noexcept
 
     int fo_set_num_threads(int n) noexcept
     int fo_get_num_threads() noexcept

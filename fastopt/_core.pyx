@@ -6,25 +6,39 @@ checks every array (dtype, shape, contiguity, alignment, writeability and
 overlap) before the GIL is released and the C core runs, so a bad argument
 raises TypeError/ValueError with nothing touched.
 
-Thread-safety: an ``Engine`` holds no Python-visible mutable state during a
-step except the arrays it updates; callers (``fastopt.Optimizer``) serialise
+Thread-safety: an ``Engine`` keeps its own references to every array it
+points at (a step also to its gradients) and cannot be changed while a step
+runs with the GIL released (``set_state``, ``extend`` and a second ``step``
+raise RuntimeError), so nothing other Python threads do can make the C core
+read freed or missing memory. Callers (``fastopt.Optimizer``) serialise
 steps of one engine with a lock. Different engines may step concurrently
 from different Python threads.
 """
 import os
+from collections.abc import Mapping
 
 import numpy as np
 
 from ._validate import as_float
 
 cimport numpy as cnp
-from cpython.object cimport PyObject
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.math cimport INFINITY, isfinite, pow
 from libc.stdint cimport int64_t, uint8_t, uintptr_t
-from libc.stdlib cimport free, malloc, qsort
-from libc.string cimport memcpy, memset
+from libc.stdlib cimport free, malloc, qsort, realloc
+from libc.string cimport memcmp, memcpy, memset
 
 cnp.import_array()
+
+cdef PyTypeObject *ndarray_type = <PyTypeObject *>np.ndarray  # the exact type, for fast checks
+
+cdef extern from "Python.h":
+    ctypedef struct PyListObject:
+        PyObject **ob_item
+    ctypedef struct PyTupleObject:
+        PyObject *ob_item[1]
 
 ALGOS = {"sgd": FO_SGD, "adagrad": FO_ADAGRAD, "rmsprop": FO_RMSPROP, "adam": FO_ADAM}
 # State buffer names per algorithm, in C slot order (torch's names).
@@ -182,31 +196,185 @@ cdef int range_cmp(const void *a, const void *b) noexcept nogil:
     return -1 if x < y else (1 if x > y else 0)
 
 
+# A forked child has none of its parent's threads: an engine one of them was
+# stepping when the process forked must not look busy in the child.
+cdef unsigned long fork_epoch = 1
+
+
+def _after_fork_in_child():
+    global fork_epoch
+    fork_epoch += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def gradient_arrays(grads, names=None):
+    """``grads`` as a tuple of ndarrays (None stays None), each object converted once.
+
+    The tuple holds a reference to every gradient for as long as it lives, so
+    nothing done meanwhile to the caller's list (by another thread, or by an
+    ``__array__`` method) can free or swap what a step reads. ``names`` (by
+    default the indices) name the gradients in errors.
+    """
+    cdef tuple t = grads if type(grads) is tuple else tuple(grads)
+    cdef Py_ssize_t i
+    cdef list out = None
+    cdef PyObject *o
+    for i in range(len(t)):
+        o = PyTuple_GET_ITEM(t, i)
+        if o == <PyObject *>None or o.ob_type == ndarray_type:
+            continue
+        obj = <object>o
+        what = f"gradient of {describe(i if names is None else names[i])}"
+        try:
+            a = np.asarray(obj)
+        except Exception as e:
+            raise TypeError(f"{what} must be a numpy array, got {type(obj).__name__}") from e
+        if not cnp.PyArray_CheckExact(a):
+            raise TypeError(f"{what} must be a numpy array, got {type(obj).__name__}")
+        if out is None:
+            out = list(t)
+        out[i] = a
+    return t if out is None else tuple(out)
+
+
+cpdef tuple params_tuple(params):
+    """A group's "params" as a tuple (an array alone counts as a list of one)."""
+    if type(params) is list or type(params) is tuple:
+        return tuple(params)
+    if isinstance(params, np.ndarray) or not hasattr(params, "__iter__"):
+        return (params,)
+    return tuple(params)
+
+
+def read_groups(param_groups):
+    """Each param group read once: ``(groups, hypers, layout)``, the list of
+    group dicts, per group a copy of it without ``"params"``, and per group
+    its params: the list itself, else as ``params_tuple`` gives them."""
+    cdef list groups = list(param_groups)
+    cdef list hypers = [], layout = []
+    cdef Py_ssize_t gi
+    for gi in range(len(groups)):
+        group = groups[gi]
+        if not isinstance(group, Mapping):
+            raise TypeError(f"param group {gi} must be a dict, got {type(group).__name__}")
+        hyper = dict(group)
+        params = hyper.pop("params", _NO_PARAMS)
+        if params is _NO_PARAMS:
+            raise ValueError(f"param group {gi} has no 'params' entry")
+        # a list is compared with the engine as it is (in C, no thread can
+        # change it meanwhile): copying it at every step would cost more
+        layout.append(params if type(params) is list else params_tuple(params))
+        hypers.append(hyper)
+    return groups, hypers, layout
+
+
+_NO_PARAMS = object()
+
+
+cdef class Hypers:
+    """Every param group's hyperparameters as the C struct, each dict read once.
+
+    ``Hypers(algo, groups)``: a step decides which state buffers must exist
+    (``slots``: per group, which of the three slots the algorithm uses) and
+    runs its kernels from the same structs, so a value that changes
+    meanwhile cannot make the two disagree. ``groups`` keeps the dicts.
+    """
+    cdef fo_hyper *h
+    cdef Py_ssize_t n
+    cdef fo_algo algo
+    cdef readonly tuple groups
+    cdef readonly tuple slots
+
+    def __cinit__(self):
+        self.h = NULL
+
+    def __dealloc__(self):
+        free(self.h)
+
+    def __init__(self, algo, groups):
+        if self.h != NULL:
+            raise RuntimeError("Hypers objects are initialised once")
+        if algo not in ALGOS:
+            raise ValueError(f"unknown algorithm {algo!r}")
+        self.algo = ALGOS[algo]
+        cdef tuple gs = tuple(groups)
+        cdef Py_ssize_t k, n = len(gs)
+        self.h = <fo_hyper *>malloc(max(n, 1) * sizeof(fo_hyper))
+        if self.h == NULL:
+            raise MemoryError()
+        cdef unsigned mask
+        slots = []
+        for k in range(n):
+            if not isinstance(gs[k], dict):
+                raise TypeError(f"param group {k}'s hyperparameters must be a dict, got "
+                                f"{type(gs[k]).__name__}")
+            self.h[k] = hyper_from(self.algo, gs[k])
+            mask = fo_state_slots(self.algo, &self.h[k])
+            slots.append((bool(mask & 1u), bool(mask & 2u), bool(mask & 4u)))
+        self.n = n
+        self.groups = gs
+        self.slots = tuple(slots)
+
+
+cdef tuple state_arrays(bufs, cnp.ndarray param, what):
+    """A parameter's state slots as three validated arrays (or None), each
+    writeable, C-contiguous and aligned, with the parameter's dtype and size."""
+    if type(bufs) is not tuple:
+        raise TypeError(f"state of {what} must be a tuple of 3 arrays or None, "
+                        f"got {type(bufs).__name__}")
+    if len(bufs) > 3:
+        raise ValueError(f"state of {what}: expected 3 state slots (arrays or None), got {len(bufs)}")
+    cdef cnp.ndarray a
+    out = [None, None, None]
+    for k in range(len(bufs)):  # a shorter tuple leaves the last slots empty
+        if bufs[k] is None:
+            continue
+        if not isinstance(bufs[k], np.ndarray):
+            raise TypeError(f"state slot {k} of {what} must be a numpy array or None, "
+                            f"got {type(bufs[k]).__name__}")
+        a = as_param_array(bufs[k], f"state slot {k} of {what}")
+        if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(param) or cnp.PyArray_SIZE(a) != cnp.PyArray_SIZE(param):
+            raise ValueError(f"state slot {k} of {what} has dtype {a.dtype} and {a.size} elements, "
+                             f"its parameter {param.dtype} and {param.size}")
+        out[k] = a
+    return tuple(out)
+
+
 cdef class Engine:
     """One optimizer's parameters and state buffers, stepped in one C call.
 
-    ``Engine(algo, params, states, names)`` takes the validated parameter
+    ``Engine(algo, params, states, names, group_of)`` takes the parameter
     arrays, per parameter a tuple of three state arrays (or None for a slot
-    the algorithm does not use), and how each parameter is named in errors.
-    ``steps`` (int64) and ``started`` (uint8) are per-parameter counters
-    owned by the engine and shared with Python as NumPy arrays.
+    not in use), how each parameter is named in errors, and the index of
+    each parameter's group in the ``hypers`` of ``step``. Everything is
+    validated here (TypeError/ValueError), and the engine keeps its own
+    references to every array it points at. ``steps`` (int64) and
+    ``started`` (uint8) are per-parameter counters owned by the engine and
+    shared with Python as NumPy arrays.
+
+    While a step runs (the GIL released) the engine cannot be changed:
+    ``set_state``, ``extend`` and another ``step`` raise RuntimeError.
     """
     cdef fo_algo algo
-    cdef Py_ssize_t n
+    cdef readonly str algo_name
+    cdef Py_ssize_t n, cap
     cdef fo_item *items      # per parameter: param and state pointers, n, dtype
     cdef fo_item *run        # per step: the parameters that have a gradient
     cdef Py_ssize_t *run_of  # per step: the parameter index of each run entry
     cdef fo_scalars *scalars # per step: one per distinct (group, step)
-    cdef double *partials
-    cdef size_t partials_len
     cdef Range *written      # sorted memory ranges of params and state (for overlap checks)
     cdef Py_ssize_t nwritten
     cdef bint written_stale  # state pointers changed since `written` was sorted
     cdef uintptr_t *clear    # per parameter: last gradient range found disjoint from `written`
     cdef int *group_of
-    cdef readonly list params
-    cdef readonly list states
-    cdef readonly list names
+    cdef unsigned long busy  # fork_epoch while a step runs, else 0
+    cdef list _params        # the engine's own references (never shown as a list)
+    cdef list _states
+    cdef list _names
+    cdef object _steps_buf, _started_buf  # capacity `cap`; steps/started view the first n
     cdef readonly object steps
     cdef readonly object started
     cdef int64_t[::1] steps_view
@@ -217,97 +385,228 @@ cdef class Engine:
         self.run = NULL
         self.run_of = NULL
         self.scalars = NULL
-        self.partials = NULL
         self.written = NULL
         self.group_of = NULL
         self.clear = NULL
+        self._params, self._states, self._names = [], [], []
 
     def __dealloc__(self):
         free(self.items)
         free(self.run)
         free(self.run_of)
         free(self.scalars)
-        free(self.partials)
         free(self.written)
         free(self.group_of)
         free(self.clear)
 
-    def __init__(self, algo, list params, list states, list names, list group_of):
-        if algo not in ALGOS:
+    def __init__(self, algo, params, states, names, group_of):
+        if self.items != NULL:
+            raise RuntimeError("an Engine is initialised once")
+        if not isinstance(algo, str) or algo not in ALGOS:
             raise ValueError(f"unknown algorithm {algo!r}")
         self.algo = ALGOS[algo]
-        self.n = len(params)
-        self.params = params
-        self.names = names
-        self.states = states
-        n = max(self.n, 1)
-        self.items = <fo_item *>malloc(n * sizeof(fo_item))
-        self.run = <fo_item *>malloc(n * sizeof(fo_item))
-        self.run_of = <Py_ssize_t *>malloc(n * sizeof(Py_ssize_t))
-        self.scalars = <fo_scalars *>malloc(n * sizeof(fo_scalars))
-        self.group_of = <int *>malloc(n * sizeof(int))
-        self.written = <Range *>malloc(4 * n * sizeof(Range))
-        self.clear = <uintptr_t *>malloc(2 * n * sizeof(uintptr_t))
-        if not (self.items and self.run and self.run_of and self.scalars and self.group_of and self.written
-                and self.clear):
-            raise MemoryError()
-        memset(self.items, 0, n * sizeof(fo_item))
-        self.steps = np.zeros(self.n, np.int64)
-        self.started = np.zeros(self.n, np.uint8)
-        self.steps_view = self.steps
-        self.started_view = self.started
-        cdef Py_ssize_t i
-        for i in range(self.n):
-            self.group_of[i] = group_of[i]
-            self.items[i].param = cnp.PyArray_DATA(<cnp.ndarray>params[i])
-            self.items[i].n = <size_t>cnp.PyArray_SIZE(<cnp.ndarray>params[i])
-            self.items[i].dtype = dtype_code(<cnp.ndarray>params[i])
-            self.point_state(i, states[i])
+        self.algo_name = algo
+        self.reserve(max(len(params), 1))
+        self.append(params, states, names, group_of)
         self.index_written()
 
-    def set_state(self, Py_ssize_t i, tuple bufs):
-        """Point parameter i's state slots at `bufs` (three arrays or None)."""
+    @property
+    def params(self):
+        return tuple(self._params)
+
+    @property
+    def states(self):
+        return tuple(self._states)
+
+    @property
+    def names(self):
+        return tuple(self._names)
+
+    cdef reserve(self, Py_ssize_t cap):
+        """Room for `cap` parameters (grows geometrically; nothing moves on failure)."""
+        if cap <= self.cap:
+            return
+        cap = max(cap, 2 * self.cap)
+        cdef void *p
+        p = realloc(self.items, cap * sizeof(fo_item))
+        if p == NULL:
+            raise MemoryError()
+        self.items = <fo_item *>p
+        p = realloc(self.run, cap * sizeof(fo_item))
+        if p == NULL:
+            raise MemoryError()
+        self.run = <fo_item *>p
+        p = realloc(self.run_of, cap * sizeof(Py_ssize_t))
+        if p == NULL:
+            raise MemoryError()
+        self.run_of = <Py_ssize_t *>p
+        p = realloc(self.scalars, cap * sizeof(fo_scalars))
+        if p == NULL:
+            raise MemoryError()
+        self.scalars = <fo_scalars *>p
+        p = realloc(self.group_of, cap * sizeof(int))
+        if p == NULL:
+            raise MemoryError()
+        self.group_of = <int *>p
+        p = realloc(self.written, 4 * cap * sizeof(Range))
+        if p == NULL:
+            raise MemoryError()
+        self.written = <Range *>p
+        p = realloc(self.clear, 2 * cap * sizeof(uintptr_t))
+        if p == NULL:
+            raise MemoryError()
+        self.clear = <uintptr_t *>p
+        steps = np.zeros(cap, np.int64)
+        started = np.zeros(cap, np.uint8)
+        if self._steps_buf is not None:
+            steps[: self.n] = self.steps
+            started[: self.n] = self.started
+        self._steps_buf, self._started_buf = steps, started
+        self.steps_view, self.started_view = steps, started
+        self.steps, self.started = steps[: self.n], started[: self.n]
+        self.cap = cap
+
+    cdef append(self, params, states, names, group_of):
+        """Validate parameters and their state and add them after the others."""
+        params, states, names, group_of = tuple(params), tuple(states), tuple(names), tuple(group_of)
+        cdef Py_ssize_t m = len(params), i, j
+        if not len(states) == len(names) == len(group_of) == m:
+            raise ValueError(f"got {m} params, {len(states)} states, {len(names)} names and "
+                             f"{len(group_of)} group indices: one of each per parameter")
+        cdef cnp.ndarray p
+        arrays, bufsets = [], []
+        for i in range(m):
+            what = describe(names[i])
+            p = as_param_array(params[i], what)
+            bufsets.append(state_arrays(states[i], p, what))
+            g = group_of[i]
+            if isinstance(g, bool) or not isinstance(g, (int, np.integer)):
+                raise TypeError(f"group index of {what} must be an int, got {type(g).__name__}")
+            if not 0 <= g < 2**31 - 1:
+                raise ValueError(f"group index of {what} must be >= 0, got {g}")
+            arrays.append(p)
+        self.reserve(self.n + m)
+        for i in range(m):  # nothing can fail from here on
+            j = self.n + i
+            p = <cnp.ndarray>arrays[i]
+            self.group_of[j] = group_of[i]
+            memset(&self.items[j], 0, sizeof(fo_item))
+            self.items[j].param = cnp.PyArray_DATA(p)
+            self.items[j].n = <size_t>cnp.PyArray_SIZE(p)
+            self.items[j].dtype = dtype_code(p)
+            self._states.append(None)
+            self.point_state(j, bufsets[i])
+        self._params += arrays
+        self._names += names
+        self.n += m
+        self.steps, self.started = self._steps_buf[: self.n], self._started_buf[: self.n]
+
+    def extend(self, params, states, names, group_of):
+        """Add parameters (Engine's arguments), checking their memory against
+        everything the engine writes; on an error nothing changes."""
+        if self.busy == fork_epoch:
+            raise RuntimeError("cannot add parameters while the engine runs a step")
+        if self.written_stale:
+            self.index_written()
+        cdef Py_ssize_t n0 = self.n, i, owner, k
+        self.append(params, states, names, group_of)
+        try:
+            k = self.collect_ranges(n0, self.nwritten)
+            self.check_sorted(self.written + self.nwritten, k)
+            for i in range(self.nwritten, self.nwritten + k):
+                owner = self.overlaps_written(self.written[i].lo, self.written[i].hi)
+                if owner >= 0:
+                    self.raise_overlap(owner, self.written[i].owner)
+        except BaseException:
+            del self._params[n0:], self._states[n0:], self._names[n0:]
+            self.n = n0
+            self.steps, self.started = self._steps_buf[: n0], self._started_buf[: n0]
+            raise
+        merge_sorted(self.written, self.nwritten, k)
+        self.nwritten += k
+        memset(self.clear, 0, 2 * self.cap * sizeof(uintptr_t))
+
+    def set_state(self, Py_ssize_t i, bufs):
+        """Point parameter i's state slots at `bufs` (a tuple of three arrays or None)."""
         if not 0 <= i < self.n:
             raise IndexError(f"parameter index {i} out of range")
-        if len(bufs) != 3:
-            raise ValueError(f"expected 3 state slots (arrays or None), got {len(bufs)}")
-        self.point_state(i, bufs)
+        if self.busy == fork_epoch:
+            raise RuntimeError("cannot change state buffers while the engine runs a step")
+        self.point_state(i, state_arrays(bufs, <cnp.ndarray>self._params[i], describe(self._names[i])))
         self.written_stale = True  # re-sorted at the next step
 
+    def matches(self, list layout):
+        """True when ``layout`` (per group, a list or tuple of its arrays)
+        holds exactly this engine's parameters (the same objects), each in
+        its group. Runs in C from start to end, so no other thread changes
+        the lists meanwhile."""
+        cdef Py_ssize_t gi, j, k = 0, size
+        cdef object seq
+        cdef PyObject **objs
+        for gi in range(len(layout)):
+            seq = layout[gi]
+            if type(seq) is list:
+                size, objs = PyList_GET_SIZE(seq), (<PyListObject *>seq).ob_item
+            elif type(seq) is tuple:
+                size, objs = PyTuple_GET_SIZE(seq), (<PyTupleObject *>seq).ob_item
+            else:
+                return False
+            if k + size > self.n:
+                return False
+            if memcmp(objs, (<PyListObject *>self._params).ob_item + k, size * sizeof(PyObject *)) != 0:
+                return False
+            for j in range(k, k + size):
+                if self.group_of[j] != gi:
+                    return False
+            k += size
+        return k == self.n
+
     cdef point_state(self, Py_ssize_t i, tuple bufs):
+        """bufs: three validated arrays or None (state_arrays)."""
         cdef Py_ssize_t k
-        self.states[i] = bufs
-        for k in range(3):  # a shorter tuple leaves the last slots empty
-            if k >= len(bufs) or bufs[k] is None:
+        self._states[i] = bufs
+        for k in range(3):
+            if bufs[k] is None:
                 self.items[i].state[k] = NULL
             else:
                 self.items[i].state[k] = cnp.PyArray_DATA(<cnp.ndarray>bufs[k])
 
-    cdef index_written(self):
-        """Sort the memory of all params and state buffers; reject overlaps."""
-        cdef Py_ssize_t i, k, m = 0
+    cdef Py_ssize_t collect_ranges(self, Py_ssize_t first, Py_ssize_t at) except -1:
+        """The memory of parameters first.. and their state, into written[at:],
+        sorted; returns how many ranges."""
+        cdef Py_ssize_t i, m = at
         cdef cnp.ndarray a
-        for i in range(self.n):
-            arrays = [self.params[i]] + [b for b in self.states[i] if b is not None]
-            for a in arrays:
+        for i in range(first, self.n):
+            for a in [self._params[i]] + [b for b in self._states[i] if b is not None]:
                 if cnp.PyArray_NBYTES(a) == 0:
                     continue
                 self.written[m].lo = <uintptr_t>cnp.PyArray_DATA(a)
                 self.written[m].hi = self.written[m].lo + <uintptr_t>cnp.PyArray_NBYTES(a)
                 self.written[m].owner = i
                 m += 1
-        qsort(self.written, m, sizeof(Range), range_cmp)
+        qsort(self.written + at, m - at, sizeof(Range), range_cmp)
+        return m - at
+
+    cdef check_sorted(self, Range *r, Py_ssize_t m):
+        cdef Py_ssize_t k
+        for k in range(1, m):
+            if r[k].lo < r[k - 1].hi:
+                self.raise_overlap(r[k - 1].owner, r[k].owner)
+
+    cdef raise_overlap(self, Py_ssize_t a, Py_ssize_t b):
+        a_name, b_name = describe(self._names[a]), describe(self._names[b])
+        if a == b:
+            raise ValueError(f"{a_name} shares memory with its own state")
+        raise ValueError(f"{a_name} and {b_name} share memory; "
+                         "each parameter must have memory of its own")
+
+    cdef index_written(self):
+        """Sort the memory of all params and state buffers; reject overlaps."""
+        cdef Py_ssize_t m = self.collect_ranges(0, 0)
+        self.check_sorted(self.written, m)
         self.nwritten = m
         self.written_stale = False
-        memset(self.clear, 0, 2 * max(self.n, 1) * sizeof(uintptr_t))
-        for k in range(1, m):
-            if self.written[k].lo < self.written[k - 1].hi:
-                a_name = describe(self.names[self.written[k - 1].owner])
-                b_name = describe(self.names[self.written[k].owner])
-                if a_name == b_name:
-                    raise ValueError(f"{a_name} shares memory with its own state")
-                raise ValueError(f"{a_name} and {b_name} share memory; "
-                                 "each parameter must have memory of its own")
+        memset(self.clear, 0, 2 * self.cap * sizeof(uintptr_t))
 
     cdef Py_ssize_t overlaps_written(self, uintptr_t lo, uintptr_t hi) noexcept:
         """Index of a parameter whose memory (or state) meets [lo, hi), else -1."""
@@ -325,56 +624,59 @@ cdef class Engine:
             return self.written[a - 1].owner
         return -1
 
-    def step(self, list grads, list hypers, bint skip_nonfinite=False, isa=None):
+    def step(self, grads, hypers, bint skip_nonfinite=False, isa=None):
         """Apply one update to every parameter whose gradient is not None.
 
-        ``hypers[g]`` is a dict of group g's hyperparameters. Returns False
-        (and changes nothing) when skip_nonfinite is set and a gradient
-        holds NaN or Inf.
+        ``hypers``: a ``Hypers`` of this algorithm, or per group a dict of its
+        hyperparameters. Returns False (and changes nothing) when
+        skip_nonfinite is set and a gradient holds NaN or Inf.
         """
         cdef const fo_table *table = table_by_name(isa)
-        if len(grads) != self.n:
-            raise ValueError(f"expected {self.n} gradients (one per parameter), got {len(grads)}")
-        cdef fo_hyper *hyper = <fo_hyper *>malloc(max(len(hypers), 1) * sizeof(fo_hyper))
-        if hyper == NULL:
-            raise MemoryError()
+        # Everything that may run Python code (__array__, __float__) happens
+        # before the engine is marked busy and its pointers are read. A tuple
+        # is taken as gradient_arrays() made it: anything in it but an
+        # ndarray or None is a TypeError.
+        cdef tuple gs = grads if type(grads) is tuple else gradient_arrays(grads, self._names)
+        if len(gs) != self.n:
+            raise ValueError(f"expected {self.n} gradients (one per parameter), got {len(gs)}")
+        cdef Hypers h = hypers if type(hypers) is Hypers else Hypers(self.algo_name, hypers)
+        if h.algo != self.algo:
+            raise ValueError("the hyperparameters are for another algorithm")
+        if self.busy == fork_epoch:
+            raise RuntimeError("the engine is already running a step")
+        self.busy = fork_epoch
         try:
-            for k in range(len(hypers)):
-                hyper[k] = hyper_from(self.algo, hypers[k])
-            return self._step(grads, hyper, table, skip_nonfinite)
+            return self._step(gs, h, table, skip_nonfinite)
         finally:
-            free(hyper)
+            self.busy = 0
 
-    cdef object _step(self, list grads, fo_hyper *hyper, const fo_table *table, bint skip_nonfinite):
+    cdef object _step(self, tuple grads, Hypers hypers, const fo_table *table, bint skip_nonfinite):
         cdef Py_ssize_t i, k, m = 0, nsc = 0, owner
         cdef cnp.ndarray g, p
         cdef int grp, last_grp = -1
         cdef int64_t step, last_step = -1
         cdef int first, last_first = -1
-        cdef unsigned mode = 0
+        cdef unsigned mode = 0, need = 0, missing
         cdef uintptr_t lo, hi
         cdef object obj
-        keep = None  # gradients converted by np.asarray stay alive through the step
         # The common case (an ndarray of the parameter's dtype and shape) is
         # checked in C without building any Python object; anything else goes
-        # through as_grad_array(), which converts or raises the named error.
+        # through as_grad_array(), which raises the named error.
         if self.written_stale:
             self.index_written()
         for i in range(self.n):
             obj = grads[i]
             if obj is None:
                 continue
-            p = <cnp.ndarray>self.params[i]
+            p = <cnp.ndarray>self._params[i]
             if not cnp.PyArray_ISWRITEABLE(p):
-                raise ValueError(f"{describe(self.names[i])} is read-only")
-            if cnp.PyArray_CheckExact(obj) and grad_matches(<cnp.ndarray>obj, p):
-                g = <cnp.ndarray>obj
-            else:
-                g = as_grad_array(obj, p, f"gradient of {describe(self.names[i])}")
-                if g is not obj:
-                    if keep is None:
-                        keep = []
-                    keep.append(g)
+                raise ValueError(f"{describe(self._names[i])} is read-only")
+            if not cnp.PyArray_CheckExact(obj):
+                raise TypeError(f"gradient of {describe(self._names[i])} must be a numpy array, "
+                                f"got {type(obj).__name__}")
+            g = <cnp.ndarray>obj
+            if not grad_matches(g, p):
+                g = as_grad_array(g, p, f"gradient of {describe(self._names[i])}")
             lo = <uintptr_t>cnp.PyArray_DATA(g)
             hi = lo + <uintptr_t>(self.items[i].n * (8 if self.items[i].dtype == FO_F64 else 4))
             # Whether [lo, hi) meets the written memory depends on nothing else,
@@ -382,20 +684,33 @@ cdef class Engine:
             if lo != self.clear[2 * i] or hi != self.clear[2 * i + 1]:
                 owner = self.overlaps_written(lo, hi)
                 if owner >= 0:
-                    raise ValueError(f"gradient of {describe(self.names[i])} shares memory with "
-                                     f"{describe(self.names[owner])} or its state; gradients must "
+                    raise ValueError(f"gradient of {describe(self._names[i])} shares memory with "
+                                     f"{describe(self._names[owner])} or its state; gradients must "
                                      "not alias what the step writes")
                 self.clear[2 * i], self.clear[2 * i + 1] = lo, hi
+            grp = self.group_of[i]
+            if grp >= hypers.n:
+                raise ValueError(f"{describe(self._names[i])} is in param group {grp}, but the "
+                                 f"step got hyperparameters for {hypers.n} groups")
             self.run[m] = self.items[i]
             self.run_of[m] = i
             self.run[m].grad = cnp.PyArray_DATA(g)
-            grp = self.group_of[i]
             step = self.steps_view[i] + 1
             first = not self.started_view[i]
             if grp != last_grp or step != last_step or first != last_first:
                 nsc += 1
                 last_grp, last_step, last_first = grp, step, first
-                mode = fo_prepare(self.algo, &hyper[grp], step, first, &self.scalars[nsc - 1])
+                mode = fo_prepare(self.algo, &hypers.h[grp], step, first, &self.scalars[nsc - 1])
+                need = fo_mode_slots(self.algo, mode)
+            # every state buffer the loop touches must be there (as fo_prepare_item checks)
+            if need and ((need & 1u and self.run[m].state[0] == NULL) or
+                         (need & 2u and self.run[m].state[1] == NULL) or
+                         (need & 4u and self.run[m].state[2] == NULL)):
+                missing = fo_missing_slots(self.algo, mode, &self.run[m])
+                k = 0 if missing & 1u else (1 if missing & 2u else 2)
+                raise ValueError(f"{describe(self._names[i])} has no "
+                                 f"{STATE_NAMES[self.algo_name][k]!r} state buffer, which the "
+                                 f"hyperparameters of param group {grp} need")
             # the same scalars and loop as fo_prepare_item(), without redoing the maths
             self.run[m].scalars = &self.scalars[nsc - 1]
             self.run[m].kernel = table.update[<int>self.algo][self.run[m].dtype][mode]
@@ -409,6 +724,27 @@ cdef class Engine:
             self.steps_view[self.run_of[k]] += 1
             self.started_view[self.run_of[k]] = 1
         return True
+
+
+cdef int merge_sorted(Range *r, Py_ssize_t h, Py_ssize_t k) except -1:
+    """Merge the sorted runs r[:h] and r[h:h + k] in place."""
+    if k == 0:
+        return 0
+    cdef Range *tail = <Range *>malloc(k * sizeof(Range))
+    if tail == NULL:
+        raise MemoryError()
+    memcpy(tail, r + h, k * sizeof(Range))
+    cdef Py_ssize_t i = h - 1, j = k - 1, out = h + k - 1
+    while j >= 0:
+        if i >= 0 and r[i].lo > tail[j].lo:
+            r[out] = r[i]
+            i -= 1
+        else:
+            r[out] = tail[j]
+            j -= 1
+        out -= 1
+    free(tail)
+    return 0
 
 
 cdef inline bint grad_matches(cnp.ndarray g, cnp.ndarray like) noexcept:
@@ -426,6 +762,8 @@ cdef inline bint grad_matches(cnp.ndarray g, cnp.ndarray like) noexcept:
 
 cdef fo_hyper hyper_from(fo_algo algo, dict h) except *:
     """A group's hyperparameters as the C struct (ranges are checked in Python)."""
+    if h is None:
+        raise TypeError("hyperparameters must be a dict, got None")
     cdef fo_hyper c = fo_hyper_defaults(algo)
     c.lr = h["lr"]
     c.weight_decay = h.get("weight_decay", 0.0)
@@ -627,9 +965,15 @@ def clip_grad_value_(grads, clip_value, foreach=None, *, isa=None):
         free(items)
 
 
-def check_disjoint(list arrays, list what):
-    """Raise ValueError when two of the arrays share memory."""
+def check_disjoint(arrays, what):
+    """Raise ValueError when two of the arrays share memory (``what`` names them)."""
+    arrays, what = tuple(arrays), tuple(what)
     cdef Py_ssize_t m = len(arrays), i, k = 0
+    if len(what) < m:
+        raise ValueError(f"got {m} arrays and only {len(what)} names")
+    for i in range(m):
+        if not isinstance(arrays[i], np.ndarray):
+            raise TypeError(f"{what[i]} must be a numpy array, got {type(arrays[i]).__name__}")
     cdef Range *r = <Range *>malloc(max(m, 1) * sizeof(Range))
     if r == NULL:
         raise MemoryError()

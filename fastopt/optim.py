@@ -8,11 +8,18 @@ takes effect at the next one.
 Thread-safety: ``step``, ``state_dict``, ``load_state_dict`` and
 ``add_param_group`` of one optimizer are serialised by a lock, so two
 threads stepping the same optimizer take turns. Different optimizers step
-concurrently, and the GIL is released while the C core runs.
+concurrently, and the GIL is released while the C core runs. A step reads
+each group once (a copy of its hyperparameters, a tuple of its arrays) and
+holds its own references to every array it touches, gradients included, so
+what other threads do meanwhile to the lists, dicts and arrays they hold
+cannot crash it. A forked child gets fresh locks.
 """
+import bisect
 import math
 import numbers
+import os
 import threading
+import weakref
 from collections.abc import Mapping
 
 import numpy as np
@@ -41,6 +48,21 @@ def _check_value(value, key, where, low=0.0, high=None, high_open=False):
         raise ValueError(f"{where}: invalid {key}: {value} (must be {bound})")
 
 
+# Every live optimizer, so that a forked child can replace their locks: a
+# thread of the parent may hold one at the fork, and the child has no such
+# thread to release it.
+_live = weakref.WeakSet()
+
+
+def _reset_locks_in_child():
+    for opt in list(_live):
+        opt._lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_locks_in_child)
+
+
 class Optimizer:
     """Base class of fastopt's optimizers.
 
@@ -60,6 +82,17 @@ class Optimizer:
     skip_nonfinite : bool, keyword-only
         When True, a step whose gradients hold any NaN or Inf changes
         nothing and returns False.
+
+    Notes
+    -----
+    A group's ``"params"`` is the truth, as in torch: groups may be
+    reordered, removed or added, and arrays replaced, between steps. State
+    follows each array wherever it moves (an array that leaves and comes
+    back finds its state again, as in torch); a new array is checked as in
+    the constructor and gets fresh state at its first step; gradients line
+    up with the groups as they are at the step. An optimizer built from a
+    dict refuses such edits with a ValueError at the next step: its
+    parameters are named by key.
     """
 
     _algo = None
@@ -70,10 +103,11 @@ class Optimizer:
         self.param_groups = []
         self._lock = threading.RLock()
         self._keys = None
-        self._params = []      # validated ndarrays, in group order
-        self._group_of = []    # group index of each parameter
+        self._params = []      # validated ndarrays, in group order (as the engine has them)
+        self._group_of = []    # group index of each parameter (non-decreasing)
         self._states = []      # per parameter: tuple of 3 state arrays or None
         self._slots = []       # per group: which state slots are allocated
+        self._retired = {}     # id -> (array, states, step, started) of arrays taken out of the groups
         self._engine = None
         if isinstance(params, Mapping):
             self._keys = list(params.keys())
@@ -90,6 +124,8 @@ class Optimizer:
         for group in groups:
             self._append_group(group)
         self._rebuild_engine()
+        self._sync_state()
+        _live.add(self)
 
     # -- groups and state ----------------------------------------------------
 
@@ -101,10 +137,7 @@ class Optimizer:
             raise TypeError(f"param group must be a dict, got {type(group).__name__}")
         if "params" not in group:
             raise ValueError("param group must have a 'params' entry")
-        arrays = group["params"]
-        if isinstance(arrays, np.ndarray) or not hasattr(arrays, "__iter__"):
-            arrays = [arrays]
-        arrays = list(arrays)
+        arrays = list(_core.params_tuple(group["params"]))
         group = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}}
         gi = len(self.param_groups)
         self._check_group(group, f"param group {gi}")
@@ -141,41 +174,90 @@ class Optimizer:
         """What a new state buffer holds (torch's initial value)."""
         return 0.0
 
-    def _rebuild_engine(self):
-        old = self._engine
-        names = [self._name(i) for i in range(len(self._params))]
-        engine = _core.Engine(self._algo, self._params, list(self._states), names, self._group_of)
-        if old is not None:
-            engine.steps[: len(old.steps)] = old.steps
-            engine.started[: len(old.started)] = old.started
+    def _rebuild_engine(self, steps=None, started=None):
+        """A new engine over the parameters and state (counters from `steps`
+        and `started`, else zero)."""
+        names = list(range(len(self._params))) if self._keys is None else self._keys
+        engine = _core.Engine(self._algo, self._params, self._states, names, self._group_of)
+        if steps is not None:
+            engine.steps[:] = steps
+            engine.started[:] = started
         self._engine = engine
-        self._sync_state()
 
-    def _sync_state(self):
-        """Check every group's hyperparameters, then allocate state slots newly
-        needed. Returns a function that takes the allocations back, for a
-        step that fails afterwards (a failed step leaves the state as it was)."""
-        for gi, group in enumerate(self.param_groups):
-            self._check_group(group, f"param group {gi}")
+    def _snapshot(self, check=True):
+        """The groups as a step sees them, each read once: per group a copy of
+        its hyperparameters (checked, unless `check` is false). When the
+        groups' arrays are not the engine's (groups reordered, removed or
+        added, arrays replaced) the engine is rebuilt for them first."""
+        groups, hypers, layout = _core.read_groups(self.param_groups)
+        if len(layout) != len(self._slots) or not self._engine.matches(layout):
+            self._relayout(groups, [_core.params_tuple(p) for p in layout])
+        if check:
+            for gi, hyper in enumerate(hypers):
+                try:
+                    self._check_group(hyper, f"param group {gi}")
+                except KeyError as e:  # a group dict put in by hand without every hyperparameter
+                    raise ValueError(f"param group {gi} has no {e.args[0]!r}") from None
+        return hypers
+
+    def _relayout(self, groups, layout):
+        """Rebuild the engine for the arrays the groups now hold (`layout`: per
+        group, a tuple). Each array keeps its state and step count (torch keys
+        state by the parameter); an array taken out keeps them aside in case
+        it comes back; a new one is validated as in the constructor."""
+        if self._keys is not None:
+            raise ValueError("an optimizer built from a dict has fixed parameters (state and "
+                             "gradients are matched to them by key): param_groups cannot be "
+                             "reordered, removed or added to, nor its arrays replaced")
+        old = self._engine
+        index = {id(p): i for i, p in enumerate(self._params)}
+        entries, group_of = [], []
+        for gi, objs in enumerate(layout):
+            for obj in objs:
+                i = index.get(id(obj))  # both alive: the same id is the same object
+                if i is not None:
+                    entry = (obj, self._states[i], int(old.steps[i]), int(old.started[i]))
+                else:
+                    entry = self._retired.get(id(obj))
+                    if entry is None or entry[0] is not obj:
+                        entry = (self._as_param(obj, len(entries)), (None,) * 3, 0, 0)
+                entries.append(entry)
+                group_of.append(gi)
+        params = [e[0] for e in entries]
+        engine = _core.Engine(self._algo, params, [e[1] for e in entries],
+                              list(range(len(params))), group_of)  # rejects shared memory
+        engine.steps[:] = [e[2] for e in entries]
+        engine.started[:] = [e[3] for e in entries]
+        kept = {id(p) for p in params}
+        retired = {k: e for k, e in self._retired.items() if k not in kept}
+        for i, p in enumerate(self._params):
+            if id(p) not in kept:
+                retired[id(p)] = (p, self._states[i], int(old.steps[i]), int(old.started[i]))
+        self._engine, self._retired = engine, retired
+        self._params, self._states, self._group_of = params, [e[1] for e in entries], group_of
+        self._slots = [None] * len(layout)  # _sync_state rechecks every group
+        start = 0
+        for group, objs in zip(groups, layout):
+            arrays = params[start:start + len(objs)]
+            start += len(objs)
+            # what the constructor does: a group lists the validated arrays
+            if type(group["params"]) is not list or any(a is not o for a, o in zip(arrays, objs)):
+                group["params"] = arrays
+
+    def _sync_state(self, hypers=None):
+        """Allocate the state slots each group's hyperparameters need.
+        `hypers` is the step's _core.Hypers (by default read and checked from
+        param_groups). Returns a function that takes the allocations back,
+        for a step that fails afterwards (a failed step leaves the state as
+        it was)."""
+        if hypers is None:
+            hypers = _core.Hypers(self._algo, self._snapshot())
         old_slots, old_states = {}, {}
-        for gi, group in enumerate(self.param_groups):
-            slots = _core.state_slots(self._algo, group)
-            if slots == self._slots[gi]:
-                continue
-            old_slots[gi] = self._slots[gi]
-            members = [i for i in range(len(self._params)) if self._group_of[i] == gi]
-            for i in members:
-                old_states[i] = (self._states[i], int(self._engine.started[i]))
-            for k in range(3):
-                missing = [i for i in members if slots[k] and self._states[i][k] is None]
-                new = _state_buffers([self._params[i] for i in missing], self._initial_value(group, k))
-                for i, buf in zip(missing, new):
-                    self._states[i] = self._states[i][:k] + (buf,) + self._states[i][k + 1:]
-                    if self._algo == "sgd":
-                        self._engine.started[i] = 0  # the buffer starts as the grad
-            for i in members:
-                self._engine.set_state(i, self._states[i])
-            self._slots[gi] = slots
+        for gi, slots in enumerate(hypers.slots):
+            if slots != self._slots[gi]:
+                old_slots[gi] = self._slots[gi]
+                self._allocate(gi, hypers.groups[gi], slots, old_states)
+                self._slots[gi] = slots
 
         def undo():
             for i, (bufs, started) in old_states.items():
@@ -186,23 +268,89 @@ class Optimizer:
                 self._slots[gi] = slots
         return undo
 
+    def _allocate(self, gi, group, slots, saved):
+        """Create the state buffers of group gi that `slots` needs and it lacks;
+        `saved` gets what each member had before."""
+        members = range(bisect.bisect_left(self._group_of, gi), bisect.bisect_right(self._group_of, gi))
+        for i in members:
+            saved.setdefault(i, (self._states[i], int(self._engine.started[i])))
+        for i in self._new_buffers(members, group, slots):
+            if self._algo == "sgd":
+                self._engine.started[i] = 0  # the buffer starts as the grad
+        for i in members:
+            self._engine.set_state(i, self._states[i])
+
+    def _new_buffers(self, members, group, slots):
+        """Put new buffers in the state slots of `members` that `slots` needs
+        and they lack; returns the members that got one."""
+        changed = set()
+        for k in range(3):
+            missing = [i for i in members if slots[k] and self._states[i][k] is None]
+            new = _state_buffers([self._params[i] for i in missing], self._initial_value(group, k))
+            for i, buf in zip(missing, new):
+                self._states[i] = self._states[i][:k] + (buf,) + self._states[i][k + 1:]
+                changed.add(i)
+        return changed
+
     def add_param_group(self, param_group):
         """Add a group of parameters (a dict with ``"params"``), as in torch."""
         if self._keys is not None:
             raise TypeError("add_param_group is not available for dict params")
         with self._lock:
-            n_params, n_groups = len(self._params), len(self.param_groups)
+            if len(self.param_groups) != len(self._slots):
+                self._snapshot(check=False)  # groups added or removed by hand: catch up first
             try:
-                self._append_group(param_group)
-                self._rebuild_engine()
-            except Exception:
-                del self._params[n_params:], self._group_of[n_params:], self._states[n_params:]
-                del self.param_groups[n_groups:], self._slots[n_groups:]
-                raise
+                self._add_group(param_group)
+            except ValueError:
+                # the overlap found may be with an array replaced by hand since the last step
+                engine = self._engine
+                self._snapshot(check=False)
+                if self._engine is engine:
+                    raise
+                self._add_group(param_group)
+
+    def _add_group(self, param_group):
+        """Append a group, with its state (created now, as the constructor
+        does), and grow the engine by it: no rebuild, so adding many groups
+        one by one stays linear."""
+        n_params, n_groups = len(self._params), len(self.param_groups)
+        try:
+            self._append_group(param_group)
+            group = self.param_groups[n_groups]
+            slots = _core.state_slots(self._algo, group)
+            new = range(n_params, len(self._params))
+            self._new_buffers(new, group, slots)
+            self._engine.extend(self._params[n_params:], self._states[n_params:],
+                                [self._name(i) for i in new], self._group_of[n_params:])
+        except Exception:
+            del self._params[n_params:], self._group_of[n_params:], self._states[n_params:]
+            del self.param_groups[n_groups:], self._slots[n_groups:]
+            raise
+        self._slots[n_groups] = slots
+
+    def __getstate__(self):
+        with self._lock:
+            self._snapshot(check=False)  # the state of the arrays param_groups holds now
+            state = {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_engine")}
+            state["_retired"] = list(self._retired.values())
+            state["_counters"] = (self._engine.steps.copy(), self._engine.started.copy())
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        steps, started = state.pop("_counters")
+        state["_retired"] = {id(e[0]): e for e in state["_retired"]}
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+        self._rebuild_engine(steps, started)
+        _live.add(self)
 
     # -- stepping ------------------------------------------------------------
 
     def _grad_list(self, grads):
+        """The gradients as a tuple of ndarrays in parameter order, converted
+        once, before the step reads anything else (so nothing an ``__array__``
+        or another thread does to the caller's list matters)."""
         if self._keys is not None:
             if not isinstance(grads, Mapping):
                 raise TypeError("this optimizer's params are a dict: step() takes a dict of "
@@ -213,13 +361,12 @@ class Optimizer:
             if len(grads) != len(self._keys):
                 extra = [k for k in grads if k not in set(self._keys)]
                 raise ValueError(f"gradient for unknown parameter {extra[0]!r}")
-            return [grads[k] for k in self._keys]
-        if type(grads) is list:
-            return grads
-        if isinstance(grads, (np.ndarray, Mapping)) or not hasattr(grads, "__iter__"):
+            return _core.gradient_arrays([grads[k] for k in self._keys], self._keys)
+        if type(grads) is not list and (isinstance(grads, (np.ndarray, Mapping))
+                                        or not hasattr(grads, "__iter__")):
             raise TypeError("step() takes a list of gradients, one per parameter in group "
                             f"order, got {type(grads).__name__}")
-        return list(grads)
+        return _core.gradient_arrays(grads)
 
     def step(self, grads):
         """Update every parameter in place from its gradient.
@@ -239,9 +386,11 @@ class Optimizer:
         """
         grads = self._grad_list(grads)
         with self._lock:
-            undo = self._sync_state()
+            # each group read once: the same structs decide the state and run the kernels
+            hypers = _core.Hypers(self._algo, self._snapshot())
+            undo = self._sync_state(hypers)
             try:
-                applied = self._engine.step(grads, self.param_groups, self.skip_nonfinite)
+                applied = self._engine.step(grads, hypers, self.skip_nonfinite)
             except BaseException:
                 undo()
                 raise
@@ -254,7 +403,9 @@ class Optimizer:
     @property
     def state(self):
         """Per-parameter state (index, or key for dict params, to a dict of arrays)."""
-        sd = self._state_entries(copy=False)
+        with self._lock:
+            self._snapshot(check=False)  # the arrays param_groups holds now
+            sd = self._state_entries(copy=False)
         return {self._name(i): entry for i, entry in sd.items()}
 
     def _state_entries(self, copy):
@@ -300,6 +451,7 @@ class Optimizer:
         Arrays are copies, so the dict stays as it was when later steps run.
         """
         with self._lock:
+            self._snapshot(check=False)  # the arrays param_groups holds now
             groups, index = [], 0
             for group in self.param_groups:
                 g = {k: v for k, v in group.items() if k != "params"}
@@ -323,6 +475,7 @@ class Optimizer:
         state (which has none) is ignored, as torch ignores it.
         """
         with self._lock:
+            self._snapshot(check=False)  # the arrays param_groups holds now
             groups, states, steps = self._check_state_dict(state_dict)
             self._apply_state_dict(groups, states, steps)
 

@@ -32,7 +32,7 @@ if _os.environ.get("FASTOPT_NUM_THREADS"):
                          f"{_os.environ['FASTOPT_NUM_THREADS']!r}") from None
     _core.set_num_threads(_threads)
 
-from . import functional, lr_scheduler, schedules  # noqa: E402
+from . import functional, lr_scheduler, schedules, swa_utils  # noqa: E402
 from .checkpoint import load, save  # noqa: E402
 from ._core import (  # noqa: E402
     clip_grad_norm_, clip_grad_value_, get_num_threads, set_num_threads)
@@ -42,7 +42,7 @@ __all__ = [
     "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW",
     "functional", "clip_grad_norm_", "clip_grad_value_", "set_num_threads", "get_num_threads",
     "show_config",
-    "save", "load", "schedules", "lr_scheduler",
+    "save", "load", "schedules", "lr_scheduler", "swa_utils",
 ]
 
 

@@ -29,6 +29,7 @@ def test_group_edits_match_torch(name):
     swapped, an array replaced, groups put back and added: fastopt steps
     exactly the parameters torch.optim steps after the same edits, with the
     hyperparameters of the group each parameter is in now."""
+    pytest.importorskip("torch")
     run_isolated(f"""
         import numpy as np, torch, fastopt
         name, options = {name!r}, {FULL[name]!r}

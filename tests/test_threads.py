@@ -212,8 +212,11 @@ def test_workers_are_batch_threads(threads):
     def policies():
         found = {}
         for tid in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+            try:
+                with open(f"/proc/self/task/{tid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except FileNotFoundError:  # a thread another test started has just ended
+                continue
             found[int(tid)] = int(fields[38])  # field 41, "policy"; the split starts at field 3
         return found
     SCHED_BATCH = 3

@@ -7,11 +7,14 @@ the optimizer state of only 1/N of the parameters' elements. A step
 1. checks this rank's gradients, then agrees with the other ranks that all
    of them are fine (one small ``Allreduce``), so a bad gradient on one rank
    makes every rank raise instead of leaving the others waiting;
-2. sends each rank the gradient elements of its shard (``Alltoallv``) and
-   averages them: the N contributions are summed in rank order, then divided
-   by N, so the result is the same bits whatever MPI's reduction order;
+2. sends each rank the gradient elements of its shard straight from the
+   gradient arrays and averages them: the N contributions are summed in rank
+   order into a shard-sized buffer, then divided by N, so the result is the
+   same bits whatever MPI's reduction order;
 3. steps the shard with a fastopt optimizer over views of the parameters;
-4. gathers the updated shards into every rank's parameters (``Allgatherv``).
+4. gathers the updated shards into every rank's parameters, in place.
+
+Besides the state, a rank holds two shard-sized buffers.
 
 Every rank ends the step with the parameters one process would have after
 stepping on the averaged gradient, bit for bit: the optimizers are

@@ -10,8 +10,9 @@ It times one process stepping fastopt.Adam on the whole model (the
 baseline), then for each rank count launches ``mpiexec -n N`` on itself. Each
 rank runs one fastopt thread (FASTOPT_NUM_THREADS=1). A step's time is the
 slowest rank's median over --steps steps (after 3 warm-up steps); "state" is
-the Adam buffers a rank holds, "buffers" the communication buffers
-ShardedOptimizer keeps (flat gradient/parameter buffer and receive buffer).
+the Adam buffers a rank holds, "extra" what ShardedOptimizer allocates beyond
+that state (the buffers it holds plus the peak within a step, measured with
+tracemalloc in steps apart from the timed ones).
 """
 import argparse
 import os
@@ -19,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tracemalloc
 
 import numpy as np
 
@@ -51,6 +53,20 @@ def state_bytes(opt):
                for v in entry.values() if isinstance(v, np.ndarray))
 
 
+def extra_bytes(make, grads):
+    """What the optimizer make() returns allocates beyond its state: the
+    buffers it holds and the peak of a step's temporaries."""
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    opt = make()
+    opt.step(grads)  # the state exists from the first step on
+    tracemalloc.reset_peak()
+    opt.step(grads)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak - base - (state_bytes(opt._local) if opt._local is not None else 0)
+
+
 def worker(numel, steps):
     from mpi4py import MPI
     from fastopt.distributed import ShardedOptimizer
@@ -63,8 +79,10 @@ def worker(numel, steps):
     comm.Barrier()
     t_zero = timed(lambda: zero.step(grads), steps)
     zero_state = state_bytes(zero._local) if zero._local is not None else 0
-    zero_buffers = zero._flat.nbytes + zero._recv.nbytes
     del zero, params
+    params = model(numel)
+    zero_extra = extra_bytes(lambda: ShardedOptimizer(fastopt.Adam, params, lr=1e-3), grads)
+    del params
 
     params = model(numel)
     plain = fastopt.Adam(params, lr=1e-3)
@@ -79,7 +97,7 @@ def worker(numel, steps):
         plain.step(views)
     comm.Barrier()
     t_dp = timed(allreduce_step, steps)
-    rows = comm.gather((t_zero, zero_state, zero_buffers, t_dp, state_bytes(plain), flat.nbytes))
+    rows = comm.gather((t_zero, zero_state, zero_extra, t_dp, state_bytes(plain), flat.nbytes))
     if rank == 0:
         worst = [max(r[k] for r in rows) for k in range(6)]
         print(" ".join(repr(x) for x in worst))
@@ -104,7 +122,7 @@ def main():
     print(f"Adam, float32, {numel:.3g} elements ({numel * 4 / mib:.0f} MiB of parameters), "
           f"median of {args.steps} steps, load average {os.getloadavg()[0]:.1f}")
     print(f"one process, no MPI: step {t_alone * 1e3:.1f} ms, state {state_bytes(alone) / mib:.0f} MiB\n")
-    print("| ranks | ZeRO-1 step (ms) | ZeRO-1 state per rank (MiB) | ZeRO-1 buffers (MiB) "
+    print("| ranks | ZeRO-1 step (ms) | ZeRO-1 state per rank (MiB) | ZeRO-1 extra (MiB) "
           "| all-reduce DP step (ms) | DP state per rank (MiB) | DP buffer (MiB) |")
     print("|---|---|---|---|---|---|---|")
     mpiexec = shutil.which("mpiexec", path=os.pathsep.join(

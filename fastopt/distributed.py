@@ -7,11 +7,14 @@ the optimizer state of only 1/N of the parameters' elements. A step
 1. checks this rank's gradients, then agrees with the other ranks that all
    of them are fine (one small ``Allreduce``), so a bad gradient on one rank
    makes every rank raise instead of leaving the others waiting;
-2. sends each rank the gradient elements of its shard (``Alltoallv``) and
-   averages them: the N contributions are summed in rank order, then divided
-   by N, so the result is the same bits whatever MPI's reduction order;
+2. sends each rank the gradient elements of its shard straight from the
+   gradient arrays and averages them: the N contributions are summed in rank
+   order into a shard-sized buffer, then divided by N, so the result is the
+   same bits whatever MPI's reduction order;
 3. steps the shard with a fastopt optimizer over views of the parameters;
-4. gathers the updated shards into every rank's parameters (``Allgatherv``).
+4. gathers the updated shards into every rank's parameters, in place.
+
+Besides the state, a rank holds two shard-sized buffers.
 
 Every rank ends the step with the parameters one process would have after
 stepping on the averaged gradient, bit for bit: the optimizers are
@@ -27,6 +30,7 @@ count, and the pieces of one parameter always step together.
 fastopt``; ``pip install "fastopt[mpi]"`` installs it with an MPI library.
 """
 import threading
+import weakref
 from collections.abc import Mapping
 
 import numpy as np
@@ -48,6 +52,11 @@ def _mpi():
         raise ImportError('fastopt.distributed needs mpi4py and an MPI library: '
                           'pip install "fastopt[mpi]"') from e
     return MPI
+
+
+def _free(MPI, comm):
+    if not MPI.Is_finalized():
+        comm.Free()
 
 
 def _bounds(total, world):
@@ -130,12 +139,18 @@ class ShardedOptimizer:
         self.pieces = _pieces(sizes, lo, hi)
         dtype = self._params[0].dtype
 
-        # Buffers: the flat gradients to send, reused for the gathered
-        # parameters; what this rank receives from each rank for its shard.
-        self._flat = np.empty(self.numel, dtype)
-        self._recv = np.empty((world, hi - lo), dtype)
-        self._counts = [self._bounds[r + 1] - self._bounds[r] for r in range(world)]
-        self._grad_views = [self._recv[0, self._offsets[i] + a - lo:self._offsets[i] + b - lo]
+        # What each rank r owns; the MPI type of one element; a communicator
+        # of our own, so no message of the user's can match ours.
+        self._pieces_of = [_pieces(sizes, self._bounds[r], self._bounds[r + 1])
+                           for r in range(world)]
+        self._type = MPI.FLOAT if dtype == np.float32 else MPI.DOUBLE
+        self._wire = self.comm.Dup()
+        weakref.finalize(self, _free, MPI, self._wire)
+        # The only buffers, one shard each: the mean gradient of this shard,
+        # and one other rank's contribution to it while it is added.
+        self._mean = np.empty(hi - lo, dtype)
+        self._incoming = np.empty(hi - lo if world > 1 else 0, dtype)
+        self._grad_views = [self._mean[self._offsets[i] + a - lo:self._offsets[i] + b - lo]
                             for i, a, b in self.pieces]
 
         # The local optimizer: one group per original group with pieces here.
@@ -287,20 +302,12 @@ class ShardedOptimizer:
                 error = self._check(grads)
             has_grad = [g is not None for g in grads] if error is None else None
             self._agree(error, has_grad)
-            MPI, comm, world = self._MPI, self.comm, self.world_size
-            flat, recv = self._flat, self._recv
-            for p, g, o in zip(self._params, grads, self._offsets):
-                if g is not None:
-                    np.copyto(flat[o:o + p.size].reshape(p.shape), g)
-            comm.Alltoallv([flat, (self._counts, self._bounds[:-1])],
-                           [recv, ([recv.shape[1]] * world, [r * recv.shape[1] for r in range(world)])])
-            mean = recv[0]
-            for r in range(1, world):
-                mean += recv[r]
-            mean /= world
+            live = {i: np.ascontiguousarray(g).reshape(-1)  # a copy only if g is strided
+                    for i, g in enumerate(grads) if g is not None}
+            mean = self._reduce(live)
             if self.skip_nonfinite:
-                bad = np.array([not np.isfinite(mean).all()], np.int64)
-                comm.Allreduce(MPI.IN_PLACE, bad, op=MPI.SUM)
+                bad = np.array([not all(np.isfinite(v).all() for v in mean)], np.int64)
+                self.comm.Allreduce(self._MPI.IN_PLACE, bad, op=self._MPI.SUM)
                 if bad[0]:
                     return False
             if self._local is not None:
@@ -308,14 +315,78 @@ class ShardedOptimizer:
                     lg.update(self._hyper(self.param_groups[gi]))
                 self._local.step([view if grads[i] is not None else None
                                   for view, (i, _, _) in zip(self._grad_views, self.pieces)])
-            for i, a, b in self.pieces:
-                o = self._offsets[i]
-                flat[o + a:o + b] = self._params[i].reshape(-1)[a:b]
-            comm.Allgatherv(MPI.IN_PLACE, [flat, (self._counts, self._bounds[:-1])])
-            for p, g, o in zip(self._params, grads, self._offsets):
-                if g is not None:
-                    np.copyto(p.reshape(-1), flat[o:o + p.size])
+            self._gather(live)
             return True
+
+    def _blocks(self, views):
+        """An MPI datatype covering the 1-D contiguous arrays ``views`` where
+        they are (used with ``MPI.BOTTOM``): a message goes straight from or
+        into them, without a staging copy."""
+        return self._type.Create_hindexed([v.size for v in views],
+                                          [self._MPI.Get_address(v) for v in views]).Commit()
+
+    def _reduce(self, live):
+        """Every rank's gradient elements of this shard, averaged; returns the
+        views of ``self._mean`` for the parameters in ``live`` (flat gradients
+        by parameter index, the same indices on every rank).
+
+        Each rank sends its elements of every other shard straight from its
+        gradients, and adds what it receives in rank order (rank 0's, plus
+        rank 1's, ...), then divides by N: the same bits as one process
+        summing the N gradients in that order, with one shard of buffer."""
+        MPI, wire, rank, world = self._MPI, self._wire, self.rank, self.world_size
+        lo = self._bounds[rank]
+        types, sends = [], []
+        for d in range(world):
+            views = [live[i][a:b] for i, a, b in self._pieces_of[d] if i in live]
+            if d != rank and views:
+                types.append(self._blocks(views))
+                sends.append(wire.Isend([MPI.BOTTOM, 1, types[-1]], dest=d))
+        spans = [(self._offsets[i] + a - lo, self._offsets[i] + b - lo, live[i][a:b])
+                 for i, a, b in self.pieces if i in live]
+        mean = [self._mean[x:y] for x, y, _ in spans]
+        incoming = [self._incoming[x:y] for x, y, _ in spans]
+        if mean and world > 1:
+            types += [self._blocks(mean), self._blocks(incoming)]
+            into_mean, into_incoming = types[-2:]
+        for s in range(world if mean else 0):
+            if s == rank:
+                for m, (_, _, g) in zip(mean, spans):
+                    if s == 0:
+                        np.copyto(m, g)
+                    else:
+                        m += g
+            elif s == 0:
+                wire.Recv([MPI.BOTTOM, 1, into_mean], source=s)
+            else:
+                wire.Recv([MPI.BOTTOM, 1, into_incoming], source=s)
+                for m, c in zip(mean, incoming):
+                    m += c
+        for m in mean:
+            m /= world
+        MPI.Request.Waitall(sends)
+        for t in types:
+            t.Free()
+        return mean
+
+    def _gather(self, live):
+        """Every rank's updated elements of the parameters in ``live`` into
+        this rank's parameters, in place: one all-to-all whose messages
+        go straight between the parameters' own memory."""
+        MPI, rank, world = self._MPI, self.rank, self.world_size
+        types = [self._blocks(views) if views else None
+                 for views in ([self._params[i].reshape(-1)[a:b]
+                                for i, a, b in self._pieces_of[r] if i in live]
+                               for r in range(world))]
+        mine = types[rank]
+        sends = [int(mine is not None and r != rank) for r in range(world)]
+        receives = [int(t is not None and r != rank) for r, t in enumerate(types)]
+        self.comm.Alltoallw(
+            [MPI.BOTTOM, (sends, [0] * world), [self._type if mine is None else mine] * world],
+            [MPI.BOTTOM, (receives, [0] * world), [self._type if t is None else t for t in types]])
+        for t in types:
+            if t is not None:
+                t.Free()
 
     # -- state dicts --------------------------------------------------------------
 
@@ -324,6 +395,8 @@ class ShardedOptimizer:
         for group in self.param_groups:
             n = len(group["params"])
             groups.append({**self._hyper(group), "params": list(range(index, index + n))})
+            if self._keys is not None:  # as the unsharded optimizer records dict params
+                groups[-1]["param_names"] = self._keys[index:index + n]
             index += n
         return groups
 
@@ -443,9 +516,17 @@ class ShardedOptimizer:
             if len(g["params"]) != len(arrays):
                 raise ValueError(f"loaded param group {gi} has {len(g['params'])} parameters, "
                                  f"this optimizer's has {len(arrays)}")
-            id_map.update({pid: base + k for k, pid in enumerate(g["params"])})
+            order = list(range(base, base + len(arrays)))
+            names = g.get("param_names")
+            if self._keys is not None and names is not None:  # state follows the names
+                index_of = {self._keys[i]: i for i in order}
+                if len(names) != len(order) or set(names) != set(index_of):
+                    raise ValueError(f"loaded param group {gi} has param_names {list(names)}, "
+                                     f"this optimizer's parameters are {list(index_of)}")
+                order = [index_of[n] for n in names]
+            id_map.update(zip(g["params"], order))
             base += len(arrays)
-            group = self._hyper(g)
+            group = {k: v for k, v in self._hyper(g).items() if k != "param_names"}
             if "betas" in group:
                 group["betas"] = tuple(group["betas"])
             self.optimizer_cls._check_group({**self._hyper(self.param_groups[gi]), **group},

@@ -265,6 +265,49 @@ def test_a_bad_rank_makes_every_rank_raise():
         assert line.split() == [f"{name}:{r}" for r in range(3)], out
 
 
+@pytest.mark.parametrize("n", [2, 3])
+@needs_mpi
+def test_extra_memory_is_two_shards_and_one_parameter(n):
+    """What a rank allocates beyond the Adam state (held buffers, and the
+    peak within a step, measured by tracemalloc) is at most two shards plus
+    one parameter (a strided gradient's contiguous copy), not the model; the
+    parameters still match the unsharded optimizer bit for bit."""
+    out = mpirun(n, """
+    import tracemalloc
+    shapes = [(300, 301), (100003,), (250, 401), (77,), (200, 300)]  # cut by the shards
+    def model(seed):
+        return [np.random.default_rng((seed, i)).standard_normal(s) for i, s in enumerate(shapes)]
+    def rank_grads(t, k):
+        g = model((t, k))
+        g[2] = np.ascontiguousarray(g[2].T).T  # strided: sent from a contiguous copy
+        return g
+    steps = [[rank_grads(t, k) for k in range(N)] for t in range(2)]
+    params, alone = model(0), model(0)
+    ref = fastopt.Adam(alone, lr=0.01, amsgrad=True)
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    opt = ShardedOptimizer(fastopt.Adam, params, lr=0.01, amsgrad=True)
+    opt.step(steps[0][rank])
+    state = sum(v.nbytes for entry in opt._local.state.values() for v in entry.values()
+                if isinstance(v, np.ndarray))
+    tracemalloc.reset_peak()
+    opt.step(steps[1][rank])
+    extra = tracemalloc.get_traced_memory()[1] - base - state
+    tracemalloc.stop()
+    for t in range(2):
+        total = [sum(g) for g in zip(*steps[t])]  # rank order, as the optimizer sums
+        ref.step([np.ascontiguousarray(g / N) for g in total])
+    assert all(np.array_equal(p, q) for p, q in zip(params, alone))
+    numel = sum(p.size for p in params)
+    shard = -(-numel // N) * 8
+    limit = 2 * shard + max(p.nbytes for p in params) + 2 ** 16
+    assert state >= 3 * (numel // N) * 8, state  # the state was counted, not the buffers
+    assert extra <= limit, (extra, limit, numel * 8)
+    report("ok")
+    """)
+    assert out.split() == [f"ok:{r}" for r in range(n)]
+
+
 @needs_mpi
 def test_more_ranks_than_elements_and_dict_params():
     """Ranks with an empty shard still take part; dict params step by key."""

@@ -82,7 +82,7 @@ class ShardedOptimizer:
         parameters). All parameters share one dtype (float32 or float64).
     comm : mpi4py.MPI.Comm, optional
         The processes that share the work; ``MPI.COMM_WORLD`` by default.
-    **hyperparameters
+    **hyperparameters : any
         ``optimizer_cls``'s arguments (``lr=...``), and ``skip_nonfinite``.
 
     Notes
@@ -349,6 +349,11 @@ class ShardedOptimizer:
         ``optimizer_cls`` would have (``fastopt.save`` writes it; any
         `ShardedOptimizer` or the unsharded optimizer loads it), and None on
         the other ranks.
+
+        Parameters
+        ----------
+        to : int, default 0
+            The rank that receives the whole state.
         """
         shards = self.comm.gather(self.state_dict(), root=to)
         return self._merge(shards) if self.rank == to else None
@@ -405,6 +410,11 @@ class ShardedOptimizer:
         (each rank takes its own part: this re-partitions); or this rank's
         own ``state_dict()`` saved with the same number of ranks. Not
         collective. Everything is checked before anything changes.
+
+        Parameters
+        ----------
+        state_dict : dict or list of dict
+            A whole state dict, all shards of a checkpoint, or this rank's shard.
         """
         with self._lock:
             if isinstance(state_dict, (list, tuple)):

@@ -57,7 +57,7 @@ class Optimizer:
         ``"params"`` and any hyperparameters that differ from ``defaults``.
     defaults : dict
         Hyperparameters of groups that do not set them.
-    skip_nonfinite : bool, keyword-only
+    skip_nonfinite : bool, default False
         When True, a step whose gradients hold any NaN or Inf changes
         nothing and returns False.
     """
@@ -187,7 +187,15 @@ class Optimizer:
         return undo
 
     def add_param_group(self, param_group):
-        """Add a group of parameters (a dict with ``"params"``), as in torch."""
+        """Add a group of parameters, as in torch.
+
+        Parameters
+        ----------
+        param_group : dict
+            ``"params"`` (an array or a list of arrays) and any
+            hyperparameters that differ from the optimizer's defaults. Not
+            available when the optimizer's params are a dict.
+        """
         if self._keys is not None:
             raise TypeError("add_param_group is not available for dict params")
         with self._lock:
@@ -321,6 +329,12 @@ class Optimizer:
         under its name (whatever the key order); without names (older
         files, list params), state goes by position. A ``"step"`` in an SGD
         state (which has none) is ignored, as torch ignores it.
+
+        Parameters
+        ----------
+        state_dict : dict
+            ``{"state": ..., "param_groups": ...}`` as ``state_dict()``
+            returns it (or as ``fastopt.load`` reads it back).
         """
         with self._lock:
             groups, states, steps = self._check_state_dict(state_dict)
@@ -522,25 +536,36 @@ def _check_buffer(value, param, where):
 
 
 class SGD(Optimizer):
-    r"""Stochastic gradient descent, optionally with momentum (torch.optim.SGD).
+    """Stochastic gradient descent, optionally with momentum (torch.optim.SGD).
 
-    .. math::
-        g &\leftarrow \pm\nabla + \lambda\theta \\
-        b &\leftarrow \mu b + (1 - \tau) g \quad (b_1 = g) \\
-        g &\leftarrow g + \mu b \text{ (Nesterov) or } b \\
-        \theta &\leftarrow \theta - \gamma g
+    One step, for gradient ∇ and parameter θ (± is − with ``maximize``)::
+
+        g ← ±∇ + λ·θ
+        b ← μ·b + (1 − τ)·g          (b = g at the first step)
+        g ← g + μ·b (Nesterov)  or  g ← b
+        θ ← θ − γ·g
+
+    with γ = ``lr``, μ = ``momentum``, τ = ``dampening``, λ = ``weight_decay``;
+    without momentum, g is used directly.
 
     Parameters
     ----------
-    params : see :class:`Optimizer`
+    params : list of arrays, dict of arrays, or list of group dicts
+        The arrays to update in place (see ``Optimizer``).
     lr : float, default 1e-3
+        Learning rate γ, >= 0.
     momentum : float, default 0
+        Momentum factor μ, >= 0; 0 keeps no momentum buffer.
     dampening : float, default 0
+        Dampening τ of the gradient's share in the momentum buffer.
     weight_decay : float, default 0
-        L2 penalty added to the gradient.
+        L2 penalty λ, >= 0, added to the gradient as λ·θ.
     nesterov : bool, default False
+        Nesterov momentum (needs momentum > 0 and dampening = 0).
     maximize : bool, default False
+        Ascend the gradient (maximise the objective) instead of descending.
     skip_nonfinite : bool, default False
+        Skip (and return False from) a step whose gradients hold NaN or Inf.
 
     Examples
     --------
@@ -572,24 +597,33 @@ class SGD(Optimizer):
 
 
 class Adagrad(Optimizer):
-    r"""Adagrad (torch.optim.Adagrad).
+    """Adagrad (torch.optim.Adagrad).
 
-    .. math::
-        g &\leftarrow \pm\nabla + \lambda\theta, \qquad
-        \tilde\gamma = \gamma / (1 + (t - 1)\eta) \\
-        s &\leftarrow s + g^2 \\
-        \theta &\leftarrow \theta - \tilde\gamma\, g / (\sqrt{s} + \epsilon)
+    Step t (1 for the first), for gradient ∇ and parameter θ::
+
+        g ← ±∇ + λ·θ
+        γₜ = γ / (1 + (t − 1)·η)
+        s ← s + g²
+        θ ← θ − γₜ·g / (√s + ε)
 
     Parameters
     ----------
-    params : see :class:`Optimizer`
+    params : list of arrays, dict of arrays, or list of group dicts
+        The arrays to update in place (see ``Optimizer``).
     lr : float, default 1e-2
+        Learning rate γ, >= 0.
     lr_decay : float, default 0
+        Learning-rate decay η, >= 0.
     weight_decay : float, default 0
+        L2 penalty λ, >= 0, added to the gradient as λ·θ.
     initial_accumulator_value : float, default 0
+        Initial value of the sum of squares s, >= 0.
     eps : float, default 1e-10
+        ε added to the denominator, >= 0.
     maximize : bool, default False
+        Ascend the gradient (maximise the objective) instead of descending.
     skip_nonfinite : bool, default False
+        Skip (and return False from) a step whose gradients hold NaN or Inf.
     """
 
     _algo = "adagrad"
@@ -610,27 +644,37 @@ class Adagrad(Optimizer):
 
 
 class RMSprop(Optimizer):
-    r"""RMSprop (torch.optim.RMSprop).
+    """RMSprop (torch.optim.RMSprop).
 
-    .. math::
-        g &\leftarrow \pm\nabla + \lambda\theta \\
-        v &\leftarrow \alpha v + (1 - \alpha) g^2 \\
-        \bar g &\leftarrow \mathrm{lerp}(\bar g, g, 1 - \alpha) \text{ (centered)},
-        \quad d = \sqrt{v - \bar g^2} + \epsilon \text{ or } \sqrt{v} + \epsilon \\
-        b &\leftarrow \mu b + g / d, \quad \theta \leftarrow \theta - \gamma b
-        \text{ (momentum) or } \theta \leftarrow \theta - \gamma g / d
+    One step, for gradient ∇ and parameter θ::
+
+        g ← ±∇ + λ·θ
+        v ← α·v + (1 − α)·g²
+        ḡ ← lerp(ḡ, g, 1 − α),  d = √(v − ḡ²) + ε     (centered)
+                                 d = √v + ε            (otherwise)
+        b ← μ·b + g / d,  θ ← θ − γ·b                 (momentum > 0)
+        θ ← θ − γ·g / d                                (otherwise)
 
     Parameters
     ----------
-    params : see :class:`Optimizer`
+    params : list of arrays, dict of arrays, or list of group dicts
+        The arrays to update in place (see ``Optimizer``).
     lr : float, default 1e-2
+        Learning rate γ, >= 0.
     alpha : float, default 0.99
+        Smoothing constant α of the squared-gradient average, >= 0.
     eps : float, default 1e-8
+        ε added to the denominator, >= 0.
     weight_decay : float, default 0
+        L2 penalty λ, >= 0, added to the gradient as λ·θ.
     momentum : float, default 0
+        Momentum factor μ, >= 0; 0 keeps no momentum buffer.
     centered : bool, default False
+        Normalise by the gradient's estimated variance (keeps ḡ).
     maximize : bool, default False
+        Ascend the gradient (maximise the objective) instead of descending.
     skip_nonfinite : bool, default False
+        Skip (and return False from) a step whose gradients hold NaN or Inf.
     """
 
     _algo = "rmsprop"
@@ -648,31 +692,40 @@ class RMSprop(Optimizer):
 
 
 class Adam(Optimizer):
-    r"""Adam, and AMSGrad (torch.optim.Adam).
+    """Adam, and AMSGrad (torch.optim.Adam).
 
-    .. math::
-        g &\leftarrow \pm\nabla + \lambda\theta \\
-        m &\leftarrow \beta_1 m + (1 - \beta_1) g, \quad
-        v \leftarrow \beta_2 v + (1 - \beta_2) g^2 \\
-        \hat v &= \max(\hat v, v) \text{ (AMSGrad) or } v \\
-        \theta &\leftarrow \theta - \frac{\gamma}{1 - \beta_1^t}\,
-        \frac{m}{\sqrt{\hat v} / \sqrt{1 - \beta_2^t} + \epsilon}
+    Step t (1 for the first), for gradient ∇ and parameter θ::
 
-    With ``decoupled_weight_decay=True`` (what :class:`AdamW` sets) the
-    weight decay multiplies the parameter by :math:`1 - \gamma\lambda`
-    instead of entering the gradient.
+        g ← ±∇ + λ·θ
+        m ← β₁·m + (1 − β₁)·g
+        v ← β₂·v + (1 − β₂)·g²
+        v̂ ← max(v̂, v) (AMSGrad)  or  v̂ = v
+        θ ← θ − γ / (1 − β₁ᵗ) · m / (√v̂ / √(1 − β₂ᵗ) + ε)
+
+    With ``decoupled_weight_decay=True`` (what ``AdamW`` sets) the weight
+    decay multiplies the parameter by (1 − γ·λ) instead of entering the
+    gradient.
 
     Parameters
     ----------
-    params : see :class:`Optimizer`
+    params : list of arrays, dict of arrays, or list of group dicts
+        The arrays to update in place (see ``Optimizer``).
     lr : float, default 1e-3
+        Learning rate γ, >= 0.
     betas : (float, float), default (0.9, 0.999)
+        Decay rates (β₁, β₂) of the first and second moments, each in [0, 1).
     eps : float, default 1e-8
+        ε added to the denominator, >= 0.
     weight_decay : float, default 0
+        Weight decay λ, >= 0: added to the gradient as λ·θ, or decoupled.
     amsgrad : bool, default False
+        Divide by the running maximum of v (AMSGrad).
     maximize : bool, default False
+        Ascend the gradient (maximise the objective) instead of descending.
     decoupled_weight_decay : bool, default False
+        Multiply θ by (1 − γ·λ) before the update instead (AdamW).
     skip_nonfinite : bool, default False
+        Skip (and return False from) a step whose gradients hold NaN or Inf.
 
     Examples
     --------
@@ -709,14 +762,33 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    r"""AdamW: Adam with decoupled weight decay (torch.optim.AdamW).
+    """AdamW: Adam with decoupled weight decay (torch.optim.AdamW).
 
-    The parameter is multiplied by :math:`1 - \gamma\lambda` before the Adam
-    update instead of :math:`\lambda\theta` being added to the gradient
-    (Loshchilov & Hutter), so the decay is not rescaled by Adam's
-    per-coordinate step size.
+    The parameter is multiplied by (1 − γ·λ) before the Adam update instead
+    of λ·θ being added to the gradient (Loshchilov & Hutter), so the decay is
+    not rescaled by Adam's per-coordinate step size::
 
-    Parameters are those of :class:`Adam`, with ``weight_decay=1e-2``.
+        θ ← θ·(1 − γ·λ)
+        then Adam's update, with g = ±∇
+
+    Parameters
+    ----------
+    params : list of arrays, dict of arrays, or list of group dicts
+        The arrays to update in place (see ``Optimizer``).
+    lr : float, default 1e-3
+        Learning rate γ, >= 0.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates (β₁, β₂) of the first and second moments, each in [0, 1).
+    eps : float, default 1e-8
+        ε added to the denominator, >= 0.
+    weight_decay : float, default 1e-2
+        Weight decay λ, >= 0: θ is multiplied by (1 − γ·λ) at each step.
+    amsgrad : bool, default False
+        Divide by the running maximum of v (AMSGrad).
+    maximize : bool, default False
+        Ascend the gradient (maximise the objective) instead of descending.
+    skip_nonfinite : bool, default False
+        Skip (and return False from) a step whose gradients hold NaN or Inf.
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,

@@ -1,4 +1,4 @@
-r"""Stochastic Weight Averaging helpers (torch.optim.swa_utils), for fastopt.
+"""Stochastic Weight Averaging helpers (torch.optim.swa_utils), for fastopt.
 
 :class:`SWALR` anneals each group's learning rate to a fixed ``swa_lr`` over
 ``anneal_epochs`` epochs and then holds it there, as torch's
@@ -24,29 +24,33 @@ __all__ = ["SWALR"]
 
 
 class SWALR(LRScheduler):
-    r"""Anneal each group's learning rate to ``swa_lr``, then keep it there.
+    """Anneal each group's learning rate to ``swa_lr``, then keep it there.
 
-    At the :math:`t`-th call of ``step`` (construction is the 0th), with
-    :math:`\alpha_t = a(\min(1, t / \max(1, T)))` for :math:`T` =
-    ``anneal_epochs`` and :math:`a(x) = (1 - \cos \pi x) / 2` ("cos") or
-    :math:`x` ("linear"), the learning rate is
+    At the t-th call of ``step`` (construction is the 0th), with
+    α_t = a(min(1, t / max(1, T))) for T = ``anneal_epochs`` and
+    a(x) = (1 − cos(π·x)) / 2 ("cos") or x ("linear"), the learning rate is::
 
-    .. math:: \eta_t = \alpha_t\, \eta_{swa} + (1 - \alpha_t)\, \eta_{start}
+        lr(t) = α_t · swa_lr + (1 − α_t) · lr_start
 
-    where :math:`\eta_{start}` is the learning rate the group had when the
-    annealing began (recovered from the current one at every step, as torch
-    does, so another scheduler may have set it). With ``anneal_epochs=0`` the
-    learning rate is ``swa_lr`` from the first step on.
+    where lr_start is the learning rate the group had when the annealing began
+    (recovered from the current one at every step, as torch does, so another
+    scheduler may have set it). With ``anneal_epochs=0`` the learning rate is
+    ``swa_lr`` from the first step on.
 
     Parameters
     ----------
     optimizer : optimizer
+        Any object with torch-style ``param_groups`` (fastopt, torch or other).
     swa_lr : float or list of float
         The target learning rate, for all groups or one per group (stored
         as ``group["swa_lr"]``).
-    anneal_epochs : int, >= 0
-    anneal_strategy : {"cos", "linear"}
-    last_epoch : int
+    anneal_epochs : int, default 10
+        Epochs of the annealing, >= 0.
+    anneal_strategy : {"cos", "linear"}, default "cos"
+        The shape a(x) of the annealing.
+    last_epoch : int, default -1
+        Index of the last epoch: -1 starts a new schedule; another value
+        resumes one and needs ``initial_lr`` in every group.
 
     Examples
     --------
@@ -105,6 +109,12 @@ class SWALR(LRScheduler):
                 for group in groups]
 
     def load_state_dict(self, state_dict):
-        """Restore a state from :meth:`state_dict` (torch's or fastopt's)."""
+        """Restore a state from :meth:`state_dict` (torch's or fastopt's).
+
+        Parameters
+        ----------
+        state_dict : dict
+            A dict that ``state_dict()`` returned.
+        """
         super().load_state_dict(state_dict)
         self._set_anneal_func(self._anneal_strategy)

@@ -198,6 +198,14 @@ class _Stepper:
         self._fo_setup()
 
     def add_param_group(self, param_group):
+        """Add a group of parameters, as torch.optim does, checking its hyperparameters.
+
+        Parameters
+        ----------
+        param_group : dict
+            ``"params"`` (a tensor or an iterable of tensors) and any
+            hyperparameters that differ from the optimizer's defaults.
+        """
         super().add_param_group(param_group)
         try:
             self._fo_check_group(self.param_groups[-1], f"param group {len(self.param_groups) - 1}")
@@ -247,6 +255,17 @@ class _Stepper:
         core. Nothing is changed when a parameter, gradient or state tensor
         cannot be stepped (not a dense CPU float32/float64 tensor): a
         TypeError or ValueError names it first.
+
+        Parameters
+        ----------
+        closure : callable or None, default None
+            Re-evaluates the model and returns the loss, as in torch; called
+            with gradients enabled before the step.
+
+        Returns
+        -------
+        object
+            The closure's loss; None without a closure.
         """
         loss = None
         if closure is not None:
@@ -449,6 +468,32 @@ class SGD(_Stepper, torch.optim.SGD):
 
     State per parameter: ``momentum_buffer`` (when ``momentum != 0``), which
     starts as the first gradient, as in torch.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of param-group dicts
+        The parameters to optimise (``model.parameters()``), as for torch.optim.
+    lr : float or tensor, default 1e-3
+        Learning rate, >= 0.
+    momentum : float, default 0
+        Momentum factor, >= 0.
+    dampening : float, default 0
+        Dampening of the gradient's share in the momentum buffer.
+    weight_decay : float, default 0
+        Weight decay, >= 0: L2 penalty added to the gradient.
+    nesterov : bool, default False
+        Nesterov momentum (needs momentum > 0 and dampening = 0).
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    foreach : bool or None, default None
+        Kept in the groups for torch's state dicts; fastopt always steps all
+        parameters in one call into its C core.
+    differentiable : bool, default False
+        Autograd through the step in torch; not supported by fastopt
+        (ValueError for True).
+    fused : bool or None, default None
+        Kept in the groups for torch's state dicts; changes nothing (fastopt's
+        step is its own fused CPU kernel).
     """
 
     _fastopt = _optim.SGD
@@ -473,6 +518,32 @@ class Adagrad(_Stepper, torch.optim.Adagrad):
 
     State per parameter: ``step`` and ``sum`` (which starts at
     ``initial_accumulator_value``), created at construction as torch does.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of param-group dicts
+        The parameters to optimise (``model.parameters()``), as for torch.optim.
+    lr : float or tensor, default 1e-2
+        Learning rate, >= 0.
+    lr_decay : float, default 0
+        Learning-rate decay, >= 0: step t uses lr / (1 + (t − 1)·lr_decay).
+    weight_decay : float, default 0
+        Weight decay, >= 0: L2 penalty added to the gradient.
+    initial_accumulator_value : float, default 0
+        Initial value of the sum of squared gradients, >= 0.
+    eps : float, default 1e-10
+        Added to the denominator, >= 0.
+    foreach : bool or None, default None
+        Kept in the groups for torch's state dicts; fastopt always steps all
+        parameters in one call into its C core.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    differentiable : bool, default False
+        Autograd through the step in torch; not supported by fastopt
+        (ValueError for True).
+    fused : bool or None, default None
+        Kept in the groups for torch's state dicts; changes nothing (fastopt's
+        step is its own fused CPU kernel).
     """
 
     _fastopt = _optim.Adagrad
@@ -505,6 +576,34 @@ class RMSprop(_Stepper, torch.optim.RMSprop):
 
     State per parameter: ``step``, ``square_avg``, ``momentum_buffer`` (when
     ``momentum > 0``) and ``grad_avg`` (when ``centered``), zeros at first.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of param-group dicts
+        The parameters to optimise (``model.parameters()``), as for torch.optim.
+    lr : float or tensor, default 1e-2
+        Learning rate, >= 0.
+    alpha : float, default 0.99
+        Smoothing constant of the averages, >= 0.
+    eps : float, default 1e-8
+        Added to the denominator, >= 0.
+    weight_decay : float, default 0
+        Weight decay, >= 0: L2 penalty added to the gradient.
+    momentum : float, default 0
+        Momentum factor, >= 0.
+    centered : bool, default False
+        Normalise by the gradient's estimated variance.
+    capturable : bool, default False
+        For CUDA graphs in torch; fastopt steps on the CPU and raises
+        ValueError for True.
+    foreach : bool or None, default None
+        Kept in the groups for torch's state dicts; fastopt always steps all
+        parameters in one call into its C core.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    differentiable : bool, default False
+        Autograd through the step in torch; not supported by fastopt
+        (ValueError for True).
     """
 
     _fastopt = _optim.RMSprop
@@ -535,6 +634,37 @@ class Adam(_Stepper, torch.optim.Adam):
 
     State per parameter: ``step``, ``exp_avg``, ``exp_avg_sq`` and
     ``max_exp_avg_sq`` (when ``amsgrad``), zeros at first.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of param-group dicts
+        The parameters to optimise (``model.parameters()``), as for torch.optim.
+    lr : float or tensor, default 1e-3
+        Learning rate, >= 0.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first and second moments, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator, >= 0.
+    weight_decay : float, default 0
+        Weight decay, >= 0: added to the gradient, or decoupled.
+    amsgrad : bool, default False
+        Divide by the running maximum of the second moment (AMSGrad).
+    foreach : bool or None, default None
+        Kept in the groups for torch's state dicts; fastopt always steps all
+        parameters in one call into its C core.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    capturable : bool, default False
+        For CUDA graphs in torch; fastopt steps on the CPU and raises
+        ValueError for True.
+    differentiable : bool, default False
+        Autograd through the step in torch; not supported by fastopt
+        (ValueError for True).
+    fused : bool or None, default None
+        Kept in the groups for torch's state dicts; changes nothing (fastopt's
+        step is its own fused CPU kernel).
+    decoupled_weight_decay : bool, default False
+        Multiply the parameter by (1 − lr·weight_decay) instead (AdamW).
     """
 
     _fastopt = _optim.Adam
@@ -566,6 +696,35 @@ class AdamW(_Stepper, torch.optim.AdamW):
 
     Adam with decoupled weight decay: the parameter is multiplied by
     ``1 - lr * weight_decay`` before the Adam update.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of param-group dicts
+        The parameters to optimise (``model.parameters()``), as for torch.optim.
+    lr : float or tensor, default 1e-3
+        Learning rate, >= 0.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first and second moments, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator, >= 0.
+    weight_decay : float, default 1e-2
+        Weight decay, >= 0: the parameter is multiplied by (1 − lr·weight_decay).
+    amsgrad : bool, default False
+        Divide by the running maximum of the second moment (AMSGrad).
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    foreach : bool or None, default None
+        Kept in the groups for torch's state dicts; fastopt always steps all
+        parameters in one call into its C core.
+    capturable : bool, default False
+        For CUDA graphs in torch; fastopt steps on the CPU and raises
+        ValueError for True.
+    differentiable : bool, default False
+        Autograd through the step in torch; not supported by fastopt
+        (ValueError for True).
+    fused : bool or None, default None
+        Kept in the groups for torch's state dicts; changes nothing (fastopt's
+        step is its own fused CPU kernel).
     """
 
     _fastopt = _optim.AdamW

@@ -28,11 +28,13 @@ fastopt``; ``pip install "fastopt[mpi]"`` installs it with an MPI library.
 """
 import threading
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from . import _core
 from . import optim as _optim
+from ._typing import Grads, Params, StateDict
 
 __all__ = ["ShardedOptimizer"]
 
@@ -99,7 +101,8 @@ class ShardedOptimizer:
             opt.step(grads_of_loss(w, b, batch))  # w, b: the same on every rank
     """
 
-    def __init__(self, optimizer_cls, params, comm=None, **hyperparameters):
+    def __init__(self, optimizer_cls: type[_optim.Optimizer], params: Params, comm: Any = None,
+                 **hyperparameters: Any) -> None:
         MPI = _mpi()
         self._MPI = MPI
         self.comm = MPI.COMM_WORLD if comm is None else comm
@@ -256,7 +259,7 @@ class ShardedOptimizer:
             raise ValueError(f"the gradient of {_core.describe(self._name(split[0]))} is None on "
                              f"some ranks but not others ({flags[1 + split[0]]} of {world})")
 
-    def step(self, grads):
+    def step(self, grads: Grads) -> bool:
         """Average the gradients over the ranks, update the parameters in place.
 
         Parameters
@@ -327,7 +330,7 @@ class ShardedOptimizer:
             index += n
         return groups
 
-    def state_dict(self):
+    def state_dict(self) -> StateDict:
         """This rank's shard of the state, and where it sits.
 
         ``{"state": {k: <state of piece k>}, "param_groups": <as the unsharded
@@ -342,7 +345,7 @@ class ShardedOptimizer:
                               "numel": self.numel,
                               "pieces": np.array(self.pieces, np.int64).reshape(-1, 3)}}
 
-    def consolidate_state_dict(self, to=0):
+    def consolidate_state_dict(self, to: int = 0) -> StateDict | None:
         """Collectively gather the whole state on rank ``to``.
 
         Returns, on rank ``to``, the state dict the unsharded
@@ -401,7 +404,7 @@ class ShardedOptimizer:
             state[i] = entry
         return {"state": state, "param_groups": [dict(g) for g in shards[0]["param_groups"]]}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any] | list[Mapping[str, Any]]) -> None:
         """Load a whole state dict, this rank's shard, or all shards of a checkpoint.
 
         ``state_dict`` is one of: a whole (unsharded) state dict, as from

@@ -20,6 +20,7 @@ Examples
 array([0.9, 0.9, 0.9, 0.9])
 """
 from . import _core
+from ._typing import Array
 from .optim import _MAX_STEP, SGD, Adagrad, Adam, RMSprop, _check_step
 
 __all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_"]
@@ -51,8 +52,9 @@ def _update(cls, param, grad, buffers, step, hyper, isa):
     engine.step([grad], [hyper], False, isa)
 
 
-def sgd_(param, grad, momentum_buffer=None, *, step, lr=1e-3, momentum=0, dampening=0,
-         weight_decay=0, nesterov=False, maximize=False, isa=None):
+def sgd_(param: Array, grad: Array, momentum_buffer: Array | None = None, *, step: int,
+         lr: float = 1e-3, momentum: float = 0, dampening: float = 0, weight_decay: float = 0,
+         nesterov: bool = False, maximize: bool = False, isa: str | None = None) -> None:
     """One SGD step in place (see ``fastopt.SGD``).
 
     Parameters
@@ -85,8 +87,9 @@ def sgd_(param, grad, momentum_buffer=None, *, step, lr=1e-3, momentum=0, dampen
     _update(SGD, param, grad, (momentum_buffer,), step, hyper, isa)
 
 
-def adagrad_(param, grad, sum, *, step, lr=1e-2, lr_decay=0, weight_decay=0, eps=1e-10,
-             maximize=False, isa=None):
+def adagrad_(param: Array, grad: Array, sum: Array, *, step: int, lr: float = 1e-2,
+             lr_decay: float = 0, weight_decay: float = 0, eps: float = 1e-10,
+             maximize: bool = False, isa: str | None = None) -> None:
     """One Adagrad step in place (see ``fastopt.Adagrad``).
 
     Parameters
@@ -117,9 +120,10 @@ def adagrad_(param, grad, sum, *, step, lr=1e-2, lr_decay=0, weight_decay=0, eps
     _update(Adagrad, param, grad, (sum,), step, hyper, isa)
 
 
-def rmsprop_(param, grad, square_avg, momentum_buffer=None, grad_avg=None, *, step, lr=1e-2,
-             alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, maximize=False,
-             isa=None):
+def rmsprop_(param: Array, grad: Array, square_avg: Array, momentum_buffer: Array | None = None,
+             grad_avg: Array | None = None, *, step: int, lr: float = 1e-2, alpha: float = 0.99,
+             eps: float = 1e-8, weight_decay: float = 0, momentum: float = 0,
+             centered: bool = False, maximize: bool = False, isa: str | None = None) -> None:
     """One RMSprop step in place (see ``fastopt.RMSprop``).
 
     Parameters
@@ -158,9 +162,11 @@ def rmsprop_(param, grad, square_avg, momentum_buffer=None, grad_avg=None, *, st
     _update(RMSprop, param, grad, (square_avg, momentum_buffer, grad_avg), step, hyper, isa)
 
 
-def adam_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, *, step, lr=1e-3,
-          betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, maximize=False,
-          decoupled_weight_decay=False, isa=None):
+def adam_(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array,
+          max_exp_avg_sq: Array | None = None, *, step: int, lr: float = 1e-3,
+          betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0,
+          amsgrad: bool = False, maximize: bool = False, decoupled_weight_decay: bool = False,
+          isa: str | None = None) -> None:
     """One Adam step in place (see ``fastopt.Adam``).
 
     Parameters
@@ -174,7 +180,8 @@ def adam_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, *, step, lr=1e-
     exp_avg_sq : ndarray
         The second moment, param's shape and dtype, updated in place.
     max_exp_avg_sq : ndarray or None, default None
-        The running maximum of exp_avg_sq, param's shape and dtype, updated in place; required when amsgrad.
+        The running maximum of exp_avg_sq, param's shape and dtype, updated in
+        place; required when amsgrad.
     step : int, keyword-only
         The number of this update, 1 for the first.
     lr : float, default 1e-3
@@ -199,9 +206,11 @@ def adam_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, *, step, lr=1e-
     _update(Adam, param, grad, (exp_avg, exp_avg_sq, max_exp_avg_sq), step, hyper, isa)
 
 
-def adamw_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, *, step, lr=1e-3,
-           betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, maximize=False,
-           isa=None):
+def adamw_(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array,
+           max_exp_avg_sq: Array | None = None, *, step: int, lr: float = 1e-3,
+           betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+           weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False,
+           isa: str | None = None) -> None:
     """One AdamW step in place (see ``fastopt.AdamW``).
 
     Parameters
@@ -215,7 +224,8 @@ def adamw_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, *, step, lr=1e
     exp_avg_sq : ndarray
         The second moment, param's shape and dtype, updated in place.
     max_exp_avg_sq : ndarray or None, default None
-        The running maximum of exp_avg_sq, param's shape and dtype, updated in place; required when amsgrad.
+        The running maximum of exp_avg_sq, param's shape and dtype, updated in
+        place; required when amsgrad.
     step : int, keyword-only
         The number of this update, 1 for the first.
     lr : float, default 1e-3

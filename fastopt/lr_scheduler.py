@@ -36,9 +36,12 @@ import types
 import warnings
 from bisect import bisect_right
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from ._typing import HasParamGroups, ScheduleFn, StateDict
 from ._validate import as_float
 from .schedules import _int
 
@@ -168,7 +171,7 @@ class LRScheduler:
     # Attributes that state_dict() leaves out: references, not state.
     _not_state = ("optimizer",)
 
-    def __init__(self, optimizer, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, last_epoch: int = -1) -> None:
         self.optimizer = _check_optimizer(optimizer)
         last_epoch = _int("last_epoch", last_epoch, -1)
         if last_epoch == -1:
@@ -194,15 +197,15 @@ class LRScheduler:
         finally:
             self._is_initial = False
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         """The learning rates for ``last_epoch`` (called by :meth:`step`)."""
         raise NotImplementedError
 
-    def get_last_lr(self):
+    def get_last_lr(self) -> list[float]:
         """The learning rates the last :meth:`step` set, one per group."""
         return self._last_lr
 
-    def step(self, epoch=None):
+    def step(self, epoch: float | None = None) -> None:
         """Advance one epoch (or, deprecated, jump to ``epoch``) and set the lrs.
 
         Parameters
@@ -228,7 +231,7 @@ class LRScheduler:
             _set(group, "lr", lr)
         self._last_lr = _lrs(self.optimizer)
 
-    def state_dict(self):
+    def state_dict(self) -> StateDict:
         """The scheduler's state: a dict of plain values (a copy)."""
         return {
             key: copy.deepcopy(value)
@@ -236,7 +239,7 @@ class LRScheduler:
             if key not in self._not_state
         }
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a state from :meth:`state_dict`.
 
         Parameters
@@ -265,17 +268,18 @@ class _LambdaState:
 
     _not_state = ("optimizer", "lr_lambdas")
 
-    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, lr_lambda: ScheduleFn | Sequence[ScheduleFn],
+                 last_epoch: int = -1) -> None:
         self.optimizer = _check_optimizer(optimizer)
         self.lr_lambdas = _per_group("lr_lambda", optimizer, lr_lambda)
         super().__init__(optimizer, last_epoch)
 
-    def state_dict(self):
+    def state_dict(self) -> StateDict:
         state = LRScheduler.state_dict(self)
         state["lr_lambdas"] = _function_state(self.lr_lambdas)
         return state
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a state from :meth:`state_dict`.
 
         Parameters
@@ -305,7 +309,7 @@ class LambdaLR(_LambdaState, LRScheduler):
         resumes one and needs ``initial_lr`` in every group.
     """
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         return [base_lr * lmbda(self.last_epoch)
                 for lmbda, base_lr in zip(self.lr_lambdas, self.base_lrs, strict=True)]
 
@@ -326,7 +330,7 @@ class MultiplicativeLR(_LambdaState, LRScheduler):
         resumes one and needs ``initial_lr`` in every group.
     """
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self._is_initial:
             return _lrs(self.optimizer)
         return [group["lr"] * lmbda(self.last_epoch)
@@ -352,12 +356,13 @@ class StepLR(LRScheduler):
         resumes one and needs ``initial_lr`` in every group.
     """
 
-    def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, step_size: int, gamma: float = 0.1,
+                 last_epoch: int = -1) -> None:
         self.step_size = _int("step_size", step_size, 1)
         self.gamma = _positive("gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
             return _lrs(self.optimizer)
         return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
@@ -385,13 +390,14 @@ class MultiStepLR(LRScheduler):
         resumes one and needs ``initial_lr`` in every group.
     """
 
-    def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, milestones: Iterable[int], gamma: float = 0.1,
+                 last_epoch: int = -1) -> None:
         self.milestones = Counter(
             _int(f"milestones[{i}]", m, 0) for i, m in enumerate(milestones))
         self.gamma = _positive("gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self.last_epoch not in self.milestones:
             return _lrs(self.optimizer)
         return [group["lr"] * self.gamma ** self.milestones[self.last_epoch]
@@ -422,7 +428,8 @@ class ConstantLR(LRScheduler):
         resumes one and needs ``initial_lr`` in every group.
     """
 
-    def __init__(self, optimizer, factor=1.0 / 3, total_iters=5, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, factor: float = 1.0 / 3, total_iters: int = 5,
+                 last_epoch: int = -1) -> None:
         if not 0 < factor <= 1.0:
             raise ValueError(
                 f"Constant multiplicative factor expected to be in (0, 1], got {factor}")
@@ -430,7 +437,7 @@ class ConstantLR(LRScheduler):
         self.total_iters = _int("total_iters", total_iters, 1)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self.last_epoch == 0:
             return [group["lr"] * self.factor for group in self.optimizer.param_groups]
         if self.last_epoch != self.total_iters:
@@ -462,8 +469,8 @@ class LinearLR(LRScheduler):
         resumes one and needs ``initial_lr`` in every group.
     """
 
-    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5,
-                 last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, start_factor: float = 1.0 / 3,
+                 end_factor: float = 1.0, total_iters: int = 5, last_epoch: int = -1) -> None:
         if start_factor > 1.0 or start_factor <= 0:
             raise ValueError(
                 "Starting multiplicative factor expected to be greater than 0 and less "
@@ -476,7 +483,7 @@ class LinearLR(LRScheduler):
         self.total_iters = _int("total_iters", total_iters, 1)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self.last_epoch == 0:
             return [group["lr"] * self.start_factor for group in self.optimizer.param_groups]
         if self._is_initial or self.last_epoch > self.total_iters:
@@ -508,11 +515,11 @@ class ExponentialLR(LRScheduler):
         resumes one and needs ``initial_lr`` in every group.
     """
 
-    def __init__(self, optimizer, gamma, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, gamma: float, last_epoch: int = -1) -> None:
         self.gamma = _positive("gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self._is_initial:
             return _lrs(self.optimizer)
         return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
@@ -539,13 +546,14 @@ class PolynomialLR(LRScheduler):
         resumes one and needs ``initial_lr`` in every group.
     """
 
-    def __init__(self, optimizer, total_iters=5, power=1.0, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, total_iters: int = 5, power: float = 1.0,
+                 last_epoch: int = -1) -> None:
         self.total_iters = _int("total_iters", total_iters, 1)
         self.power = power
         as_float(power, "power")
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self._is_initial or self.last_epoch > self.total_iters:
             return _lrs(self.optimizer)
         decay = ((1.0 - self.last_epoch / self.total_iters)
@@ -577,13 +585,14 @@ class CosineAnnealingLR(LRScheduler):
         resumes one and needs ``initial_lr`` in every group.
     """
 
-    def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, T_max: int, eta_min: float = 0.0,
+                 last_epoch: int = -1) -> None:
         self.T_max = _int("T_max", T_max, 1)
         self.eta_min = eta_min
         as_float(eta_min, "eta_min")
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self._is_initial:
             return _lrs(self.optimizer)
         t, T, eta_min = self.last_epoch, self.T_max, self.eta_min
@@ -629,7 +638,8 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         resumes one and needs ``initial_lr`` in every group.
     """
 
-    def __init__(self, optimizer, T_0, T_mult=1, eta_min=0.0, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, T_0: int, T_mult: int = 1, eta_min: float = 0.0,
+                 last_epoch: int = -1) -> None:
         if not isinstance(T_0, int) or isinstance(T_0, bool) or T_0 <= 0:
             raise ValueError(f"Expected positive integer T_0, but got {T_0}")
         if not isinstance(T_mult, int) or isinstance(T_mult, bool) or T_mult < 1:
@@ -645,12 +655,12 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         self.T_cur = last_epoch
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         return [self.eta_min + (base_lr - self.eta_min)
                 * (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2
                 for base_lr in self.base_lrs]
 
-    def step(self, epoch=None):
+    def step(self, epoch: float | None = None) -> None:
         """Advance one epoch, or go to ``epoch``.
 
         Parameters
@@ -749,9 +759,12 @@ class CyclicLR(LRScheduler):
 
     _not_state = ("optimizer", "_scale_fn_custom")
 
-    def __init__(self, optimizer, base_lr, max_lr, step_size_up=2000, step_size_down=None,
-                 mode="triangular", gamma=1.0, scale_fn=None, scale_mode="cycle",
-                 cycle_momentum=True, base_momentum=0.8, max_momentum=0.9, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, base_lr: float | Sequence[float],
+                 max_lr: float | Sequence[float], step_size_up: float = 2000,
+                 step_size_down: float | None = None, mode: str = "triangular", gamma: float = 1.0,
+                 scale_fn: Callable[[float], float] | None = None, scale_mode: str = "cycle",
+                 cycle_momentum: bool = True, base_momentum: float | Sequence[float] = 0.8,
+                 max_momentum: float | Sequence[float] = 0.9, last_epoch: int = -1) -> None:
         self.optimizer = _check_optimizer(optimizer)
         base_lrs = _format_param("base_lr", optimizer, base_lr)
         if last_epoch == -1:
@@ -789,7 +802,7 @@ class CyclicLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
         self.base_lrs = base_lrs
 
-    def scale_fn(self, x):
+    def scale_fn(self, x: float) -> float:
         """The amplitude scale at ``x``.
 
         Parameters
@@ -805,7 +818,7 @@ class CyclicLR(LRScheduler):
             return 1 / (2.0 ** (x - 1))
         return self.gamma ** x
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         cycle = math.floor(1 + self.last_epoch / self.total_size)
         x = 1.0 + self.last_epoch / self.total_size - cycle
         if x <= self.step_ratio:
@@ -821,14 +834,14 @@ class CyclicLR(LRScheduler):
                 _set_momentum(group, self.use_beta1, m - (m - b) * scale_factor * scale)
         return lrs
 
-    def state_dict(self):
+    def state_dict(self) -> StateDict:
         state = super().state_dict()
         state["_scale_fn_custom"] = (
             None if self._scale_fn_custom is None
             else _function_state([self._scale_fn_custom])[0])
         return state
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a state from :meth:`state_dict`.
 
         Parameters
@@ -897,10 +910,14 @@ class OneCycleLR(LRScheduler):
         resumes one and needs ``initial_lr`` in every group.
     """
 
-    def __init__(self, optimizer, max_lr, total_steps=None, epochs=None, steps_per_epoch=None,
-                 pct_start=0.3, anneal_strategy="cos", cycle_momentum=True,
-                 base_momentum=0.85, max_momentum=0.95, div_factor=25.0,
-                 final_div_factor=1e4, three_phase=False, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, max_lr: float | Sequence[float],
+                 total_steps: int | None = None, epochs: int | None = None,
+                 steps_per_epoch: int | None = None, pct_start: float = 0.3,
+                 anneal_strategy: str = "cos", cycle_momentum: bool = True,
+                 base_momentum: float | Sequence[float] = 0.85,
+                 max_momentum: float | Sequence[float] = 0.95, div_factor: float = 25.0,
+                 final_div_factor: float = 1e4, three_phase: bool = False,
+                 last_epoch: int = -1) -> None:
         self.optimizer = _check_optimizer(optimizer)
         if total_steps is not None:
             if not isinstance(total_steps, int) or total_steps <= 0:
@@ -960,7 +977,7 @@ class OneCycleLR(LRScheduler):
             return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
         return (end - start) * pct + start
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         step_num = self.last_epoch
         if step_num > self.total_steps:
             raise ValueError(
@@ -982,7 +999,7 @@ class OneCycleLR(LRScheduler):
                 start_step = end_step
         return lrs
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a state from :meth:`state_dict` (torch's, or fastopt's own).
 
         Parameters
@@ -1034,8 +1051,10 @@ class ReduceLROnPlateau(LRScheduler):
         Reductions smaller than this are not made, >= 0.
     """
 
-    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4,
-                 threshold_mode="rel", cooldown=0, min_lr=0, eps=1e-8):
+    def __init__(self, optimizer: HasParamGroups, mode: str = "min", factor: float = 0.1,
+                 patience: int = 10, threshold: float = 1e-4, threshold_mode: str = "rel",
+                 cooldown: int = 0, min_lr: float | Sequence[float] = 0,
+                 eps: float = 1e-8) -> None:
         if factor >= 1.0:
             raise ValueError("Factor should be < 1.0.")
         if factor < 0:
@@ -1074,7 +1093,7 @@ class ReduceLROnPlateau(LRScheduler):
         self.cooldown_counter = 0
         self.num_bad_epochs = 0
 
-    def step(self, metrics, epoch=None):
+    def step(self, metrics: float, epoch: int | None = None) -> None:
         """Record ``metrics`` for one epoch, reducing the lrs on a plateau.
 
         Parameters
@@ -1121,7 +1140,7 @@ class ReduceLROnPlateau(LRScheduler):
                 _set(group, "lr", new_lr)
 
     @property
-    def in_cooldown(self):
+    def in_cooldown(self) -> bool:
         return self.cooldown_counter > 0
 
     def _is_better(self, a, best):
@@ -1155,12 +1174,12 @@ class _NestedState:
 
     _not_state = ("optimizer", "_schedulers")
 
-    def state_dict(self):
+    def state_dict(self) -> StateDict:
         state = LRScheduler.state_dict(self)
         state["_schedulers"] = [s.state_dict() for s in self._schedulers]
         return state
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a state from :meth:`state_dict`.
 
         Parameters
@@ -1194,7 +1213,8 @@ class SequentialLR(_NestedState, LRScheduler):
         resumes one and needs ``initial_lr`` in every group.
     """
 
-    def __init__(self, optimizer, schedulers, milestones, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, schedulers: Sequence[LRScheduler],
+                 milestones: Iterable[int], last_epoch: int = -1) -> None:
         _check_schedulers(type(self).__name__, optimizer, schedulers)
         milestones = list(milestones)
         if len(milestones) != len(schedulers) - 1:
@@ -1224,7 +1244,7 @@ class SequentialLR(_NestedState, LRScheduler):
         elif hasattr(sched, "last_epoch"):
             sched.last_epoch -= 1
 
-    def step(self):
+    def step(self) -> None:
         """Advance one epoch with the scheduler whose turn it is."""
         self.last_epoch += 1
         idx = bisect_right(self._milestones, self.last_epoch)
@@ -1249,7 +1269,8 @@ class ChainedScheduler(_NestedState, LRScheduler):
         The schedulers' optimizer; None takes the first scheduler's.
     """
 
-    def __init__(self, schedulers, optimizer=None):
+    def __init__(self, schedulers: Iterable[LRScheduler],
+                 optimizer: HasParamGroups | None = None) -> None:
         schedulers = list(schedulers)
         if optimizer is None and schedulers:
             optimizer = schedulers[0].optimizer
@@ -1258,7 +1279,7 @@ class ChainedScheduler(_NestedState, LRScheduler):
         self.optimizer = optimizer
         self._last_lr = _lrs(schedulers[-1].optimizer)
 
-    def step(self):
+    def step(self) -> None:
         """Step every scheduler, in order."""
         for scheduler in self._schedulers:
             scheduler.step()
@@ -1299,12 +1320,13 @@ class ScheduleLR(LRScheduler):
 
     _not_state = ("optimizer", "schedules")
 
-    def __init__(self, optimizer, schedule, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, schedule: ScheduleFn | Sequence[ScheduleFn],
+                 last_epoch: int = -1) -> None:
         self.optimizer = _check_optimizer(optimizer)
         self.schedules = _per_group("schedule", optimizer, schedule)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         return [float(s(self.last_epoch)) for s in self.schedules]
 
     _get_closed_form_lr = get_lr

@@ -14,10 +14,12 @@ import math
 import numbers
 import threading
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from . import _core
+from ._typing import Grads, Params, StateDict
 from ._validate import as_float
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
@@ -62,9 +64,13 @@ class Optimizer:
         nothing and returns False.
     """
 
-    _algo = None
+    _algo: str | None = None
+    param_groups: list[dict[str, Any]]
+    defaults: dict[str, Any]
+    skip_nonfinite: bool
 
-    def __init__(self, params, defaults, *, skip_nonfinite=False):
+    def __init__(self, params: Params, defaults: Mapping[str, Any], *,
+                 skip_nonfinite: bool = False) -> None:
         self.defaults = dict(defaults)
         self.skip_nonfinite = bool(skip_nonfinite)
         self.param_groups = []
@@ -186,7 +192,7 @@ class Optimizer:
                 self._slots[gi] = slots
         return undo
 
-    def add_param_group(self, param_group):
+    def add_param_group(self, param_group: Mapping[str, Any]) -> None:
         """Add a group of parameters, as in torch.
 
         Parameters
@@ -229,7 +235,7 @@ class Optimizer:
                             f"order, got {type(grads).__name__}")
         return list(grads)
 
-    def step(self, grads):
+    def step(self, grads: Grads) -> bool:
         """Update every parameter in place from its gradient.
 
         Parameters
@@ -260,7 +266,7 @@ class Optimizer:
     # -- state dicts ---------------------------------------------------------
 
     @property
-    def state(self):
+    def state(self) -> dict[Any, dict[str, Any]]:
         """Per-parameter state (index, or key for dict params, to a dict of arrays)."""
         sd = self._state_entries(copy=False)
         return {self._name(i): entry for i, entry in sd.items()}
@@ -297,7 +303,7 @@ class Optimizer:
         except (TypeError, ValueError, KeyError, OverflowError):
             return (False, False, False)
 
-    def state_dict(self):
+    def state_dict(self) -> StateDict:
         """The optimizer's state in torch's layout.
 
         ``{"state": {index: {"step": float, <buffer name>: ndarray, ...}},
@@ -318,7 +324,7 @@ class Optimizer:
                 groups.append(g)
             return {"state": self._state_entries(copy=True), "param_groups": groups}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Load a state dict made by ``state_dict()`` (or by torch.optim's same class).
 
         The whole dict is checked first (group count and sizes, names, buffer
@@ -461,7 +467,7 @@ class Optimizer:
         self._slots = [None] * len(self.param_groups)  # let _sync_state recheck every group
         self._sync_state()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
         for gi, group in enumerate(self.param_groups):
             lines.append(f"Parameter Group {gi}")
@@ -580,8 +586,9 @@ class SGD(Optimizer):
 
     _algo = "sgd"
 
-    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
-                 nesterov=False, *, maximize=False, skip_nonfinite=False):
+    def __init__(self, params: Params, lr: float = 1e-3, momentum: float = 0,
+                 dampening: float = 0, weight_decay: float = 0, nesterov: bool = False, *,
+                 maximize: bool = False, skip_nonfinite: bool = False) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov,
                                       maximize=maximize), skip_nonfinite=skip_nonfinite)
@@ -628,8 +635,10 @@ class Adagrad(Optimizer):
 
     _algo = "adagrad"
 
-    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
-                 eps=1e-10, *, maximize=False, skip_nonfinite=False):
+    def __init__(self, params: Params, lr: float = 1e-2, lr_decay: float = 0,
+                 weight_decay: float = 0, initial_accumulator_value: float = 0,
+                 eps: float = 1e-10, *, maximize: bool = False,
+                 skip_nonfinite: bool = False) -> None:
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value,
                                       maximize=maximize), skip_nonfinite=skip_nonfinite)
@@ -679,8 +688,9 @@ class RMSprop(Optimizer):
 
     _algo = "rmsprop"
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
-                 centered=False, *, maximize=False, skip_nonfinite=False):
+    def __init__(self, params: Params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0, momentum: float = 0, centered: bool = False, *,
+                 maximize: bool = False, skip_nonfinite: bool = False) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps,
                                       centered=centered, weight_decay=weight_decay,
                                       maximize=maximize), skip_nonfinite=skip_nonfinite)
@@ -740,9 +750,10 @@ class Adam(Optimizer):
 
     _algo = "adam"
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
-                 amsgrad=False, *, maximize=False, decoupled_weight_decay=False,
-                 skip_nonfinite=False):
+    def __init__(self, params: Params, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
+                 decoupled_weight_decay: bool = False, skip_nonfinite: bool = False) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas) if hasattr(betas, "__iter__") else betas,
                                       eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                                       maximize=maximize,
@@ -791,8 +802,10 @@ class AdamW(Adam):
         Skip (and return False from) a step whose gradients hold NaN or Inf.
     """
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, *, maximize=False, skip_nonfinite=False):
+    def __init__(self, params: Params, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
+                 skip_nonfinite: bool = False) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True,
                          skip_nonfinite=skip_nonfinite)

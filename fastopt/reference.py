@@ -23,7 +23,12 @@ array([0.9, 0.9])
 >>> sorted(state)
 ['exp_avg', 'exp_avg_sq']
 """
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
+
+from ._typing import Array, Grads
 
 __all__ = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "UPDATES", "ReferenceOptimizer"]
 
@@ -46,8 +51,9 @@ def _lerp(start, end, weight):
     return end - (end - start) * (_scalar(1, start) - w)
 
 
-def sgd(param, grad, state, step, *, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
-        nesterov=False, maximize=False):
+def sgd(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-3,
+        momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0,
+        nesterov: bool = False, maximize: bool = False) -> tuple[Array, dict[str, Array]]:
     """One SGD step::
 
         g = ±∇ + λ·θ
@@ -101,8 +107,10 @@ def sgd(param, grad, state, step, *, lr=1e-3, momentum=0.0, dampening=0.0, weigh
     return p + _scalar(-lr, p) * g, state
 
 
-def adagrad(param, grad, state, step, *, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
-            initial_accumulator_value=0.0, eps=1e-10, maximize=False):
+def adagrad(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-2,
+            lr_decay: float = 0.0, weight_decay: float = 0.0,
+            initial_accumulator_value: float = 0.0, eps: float = 1e-10,
+            maximize: bool = False) -> tuple[Array, dict[str, Array]]:
     """One Adagrad step::
 
         g = ±∇ + λ·θ,   γₜ = γ / (1 + (t − 1)·η)
@@ -151,8 +159,10 @@ def adagrad(param, grad, state, step, *, lr=1e-2, lr_decay=0.0, weight_decay=0.0
     return p + (_scalar(-clr, p) * g) / std, {"sum": total}
 
 
-def rmsprop(param, grad, state, step, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
-            momentum=0.0, centered=False, maximize=False):
+def rmsprop(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-2,
+            alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
+            momentum: float = 0.0, centered: bool = False,
+            maximize: bool = False) -> tuple[Array, dict[str, Array]]:
     """One RMSprop step::
 
         g = ±∇ + λ·θ
@@ -214,8 +224,10 @@ def rmsprop(param, grad, state, step, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_d
     return p + (_scalar(-lr, p) * g) / avg, new
 
 
-def adam(param, grad, state, step, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-         amsgrad=False, maximize=False, decoupled_weight_decay=False):
+def adam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-3,
+         betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+         amsgrad: bool = False, maximize: bool = False,
+         decoupled_weight_decay: bool = False) -> tuple[Array, dict[str, Array]]:
     """One Adam (or AMSGrad, or with ``decoupled_weight_decay`` AdamW) step::
 
         g = ±∇ + λ·θ (Adam),   θ = θ·(1 − γ·λ) (AdamW)
@@ -278,8 +290,9 @@ def adam(param, grad, state, step, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, wei
     return p + (_scalar(-step_size, p) * exp_avg) / denom, new
 
 
-def adamw(param, grad, state, step, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-          amsgrad=False, maximize=False):
+def adamw(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-3,
+          betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
+          amsgrad: bool = False, maximize: bool = False) -> tuple[Array, dict[str, Array]]:
     """One AdamW step: :func:`adam` with decoupled weight decay.
 
     Parameters
@@ -338,7 +351,7 @@ class ReferenceOptimizer:
         The hyperparameters of groups that do not set them.
     """
 
-    def __init__(self, name, params, defaults):
+    def __init__(self, name: str, params: list[Any], defaults: Mapping[str, Any]) -> None:
         self.update = UPDATES[name]
         groups = list(params)
         if not isinstance(groups[0], dict):
@@ -352,7 +365,7 @@ class ReferenceOptimizer:
                 self.state.append({})
                 self.steps.append(0)
 
-    def step(self, grads):
+    def step(self, grads: Grads) -> None:
         """Update every parameter from its gradient.
 
         Parameters

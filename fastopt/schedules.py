@@ -33,6 +33,7 @@ To drive an optimizer's learning rate with one, see
 :class:`fastopt.lr_scheduler.ScheduleLR`.
 """
 import math
+from collections.abc import Mapping, Sequence
 
 from ._schedules import Schedule
 from . import _schedules as _c
@@ -109,7 +110,8 @@ class FactorScheduler(Schedule):
     [0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.01, 0.01]
     """
 
-    def __init__(self, factor=1, stop_factor_lr=1e-7, base_lr=0.1):
+    def __init__(self, factor: float = 1, stop_factor_lr: float = 1e-7,
+                 base_lr: float = 0.1) -> None:
         self.factor = _positive("factor", factor)
         self.stop_factor_lr = as_float(stop_factor_lr, "stop_factor_lr")
         self.base_lr = as_float(base_lr, "base_lr")
@@ -143,7 +145,7 @@ class MultiFactorScheduler(Schedule):
     [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
     """
 
-    def __init__(self, step, factor=1, base_lr=0.1):
+    def __init__(self, step: Sequence[int], factor: float = 1, base_lr: float = 0.1) -> None:
         milestones = [as_int64(m, "step[%d]" % i, 0) for i, m in enumerate(step)]
         if any(b <= a for a, b in zip(milestones, milestones[1:])):
             raise ValueError(f"step must be strictly increasing, got {milestones}")
@@ -184,8 +186,8 @@ class CosineScheduler(Schedule):
     [0.0, 0.5, 1.0, 0.5, 0.0, 0.0]
     """
 
-    def __init__(self, max_update, base_lr=0.01, final_lr=0, warmup_steps=0,
-                 warmup_begin_lr=0):
+    def __init__(self, max_update: int, base_lr: float = 0.01, final_lr: float = 0,
+                 warmup_steps: int = 0, warmup_begin_lr: float = 0) -> None:
         self.warmup_steps = as_int64(warmup_steps, "warmup_steps", 0)
         self.max_update = as_int64(max_update, "max_update")
         if self.max_update <= self.warmup_steps:
@@ -218,7 +220,7 @@ class SquareRootScheduler(Schedule):
     (1.0, 0.5)
     """
 
-    def __init__(self, lr=0.1):
+    def __init__(self, lr: float = 0.1) -> None:
         self.lr = as_float(lr, "lr")
         self._adopt(_c.inv_sqrt(self.lr))
         _named(self, "SquareRootScheduler", lr=lr)
@@ -226,7 +228,7 @@ class SquareRootScheduler(Schedule):
 
 # -------------------------------------------------------------------- optax
 
-def constant_schedule(value):
+def constant_schedule(value: float) -> Schedule:
     """optax's ``constant_schedule``: ``value`` at every step.
 
     Parameters
@@ -242,7 +244,8 @@ def constant_schedule(value):
     return _named(_c.constant(as_float(value, "value")), "constant_schedule", value=value)
 
 
-def polynomial_schedule(init_value, end_value, power, transition_steps, transition_begin=0):
+def polynomial_schedule(init_value: float, end_value: float, power: float, transition_steps: int,
+                        transition_begin: int = 0) -> Schedule:
     """optax's ``polynomial_schedule``.
 
     With I = ``init_value``, E = ``end_value``, P = ``power``,
@@ -282,7 +285,8 @@ def polynomial_schedule(init_value, end_value, power, transition_steps, transiti
                   transition_begin=transition_begin)
 
 
-def linear_schedule(init_value, end_value, transition_steps, transition_begin=0):
+def linear_schedule(init_value: float, end_value: float, transition_steps: int,
+                    transition_begin: int = 0) -> Schedule:
     """optax's ``linear_schedule``: :func:`polynomial_schedule` with power 1::
 
         lr(t) = (I − E) · (1 − c / T) + E,   c = clip(t − B, 0, T)
@@ -312,8 +316,9 @@ def linear_schedule(init_value, end_value, transition_steps, transition_begin=0)
                   transition_steps=transition_steps, transition_begin=transition_begin)
 
 
-def exponential_decay(init_value, transition_steps, decay_rate, transition_begin=0,
-                      staircase=False, end_value=None):
+def exponential_decay(init_value: float, transition_steps: int, decay_rate: float,
+                      transition_begin: int = 0, staircase: bool = False,
+                      end_value: float | None = None) -> Schedule:
     """optax's ``exponential_decay``::
 
         lr(t) = I                     t <= B
@@ -356,7 +361,8 @@ def exponential_decay(init_value, transition_steps, decay_rate, transition_begin
                   transition_begin=transition_begin, staircase=staircase, end_value=end_value)
 
 
-def cosine_decay_schedule(init_value, decay_steps, alpha=0.0, exponent=1.0):
+def cosine_decay_schedule(init_value: float, decay_steps: int, alpha: float = 0.0,
+                          exponent: float = 1.0) -> Schedule:
     """optax's ``cosine_decay_schedule``::
 
         lr(t) = I · ((1 − α) · ((1 + cos(π·min(t, T) / T)) / 2)^p + α)
@@ -385,8 +391,9 @@ def cosine_decay_schedule(init_value, decay_steps, alpha=0.0, exponent=1.0):
                   decay_steps=decay_steps, alpha=alpha, exponent=exponent)
 
 
-def warmup_cosine_decay_schedule(init_value, peak_value, warmup_steps, decay_steps,
-                                 end_value=0.0, exponent=1.0):
+def warmup_cosine_decay_schedule(init_value: float, peak_value: float, warmup_steps: int,
+                                 decay_steps: int, end_value: float = 0.0,
+                                 exponent: float = 1.0) -> Schedule:
     """optax's ``warmup_cosine_decay_schedule``: linear warmup, cosine decay.
 
     :func:`linear_schedule` from ``init_value`` to ``peak_value`` over
@@ -436,7 +443,9 @@ def warmup_cosine_decay_schedule(init_value, peak_value, warmup_steps, decay_ste
                   end_value=end_value, exponent=exponent)
 
 
-def piecewise_constant_schedule(init_value, boundaries_and_scales=None):
+def piecewise_constant_schedule(init_value: float,
+                                boundaries_and_scales: Mapping[int, float] | None = None
+                                ) -> Schedule:
     """optax's ``piecewise_constant_schedule``::
 
         lr(t) = I · (product of the scales whose boundary is <= t)
@@ -465,7 +474,7 @@ def piecewise_constant_schedule(init_value, boundaries_and_scales=None):
                   else dict(boundaries_and_scales))
 
 
-def join_schedules(schedules, boundaries):
+def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
     """optax's ``join_schedules``: one schedule after another.
 
     Schedule k runs from boundary k − 1 on, and sees the steps counted from
@@ -504,7 +513,8 @@ def join_schedules(schedules, boundaries):
 
 # ----------------------------------------------------- torch's closed forms
 
-def cosine_restarts_schedule(init_value, T_0, T_mult=1, eta_min=0.0):
+def cosine_restarts_schedule(init_value: float, T_0: int, T_mult: int = 1,
+                             eta_min: float = 0.0) -> Schedule:
     """Cosine annealing with warm restarts (SGDR), as torch's
     ``CosineAnnealingWarmRestarts``.
 
@@ -536,8 +546,9 @@ def cosine_restarts_schedule(init_value, T_0, T_mult=1, eta_min=0.0):
                   T_mult=T_mult, eta_min=eta_min)
 
 
-def cyclic_schedule(base_lr, max_lr, step_size_up=2000, step_size_down=None,
-                    mode="triangular", gamma=1.0):
+def cyclic_schedule(base_lr: float, max_lr: float, step_size_up: float = 2000,
+                    step_size_down: float | None = None, mode: str = "triangular",
+                    gamma: float = 1.0) -> Schedule:
     """Cyclical learning rate, as torch's ``CyclicLR``.
 
     With S = S_up + S_down, cycle c = ⌊1 + t/S⌋, x = 1 + t/S − c and the
@@ -592,8 +603,9 @@ def cyclic_schedule(base_lr, max_lr, step_size_up=2000, step_size_down=None,
                   gamma=gamma)
 
 
-def one_cycle_schedule(max_lr, total_steps, pct_start=0.3, anneal_strategy="cos",
-                       div_factor=25.0, final_div_factor=1e4, three_phase=False):
+def one_cycle_schedule(max_lr: float, total_steps: int, pct_start: float = 0.3,
+                       anneal_strategy: str = "cos", div_factor: float = 25.0,
+                       final_div_factor: float = 1e4, three_phase: bool = False) -> Schedule:
     """The 1cycle policy, as torch's ``OneCycleLR``.
 
     From ``max_lr / div_factor`` up to ``max_lr`` over the first

@@ -17,7 +17,10 @@ fastopt optimizers, torch optimizers or anything with torch-style
 Thread-safety: as for :mod:`fastopt.lr_scheduler`.
 """
 import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from ._typing import HasParamGroups
 from .lr_scheduler import LRScheduler, _check_optimizer, _format_param
 
 __all__ = ["SWALR"]
@@ -64,8 +67,9 @@ class SWALR(LRScheduler):
 
     _not_state = ("optimizer", "anneal_func")
 
-    def __init__(self, optimizer, swa_lr, anneal_epochs=10, anneal_strategy="cos",
-                 last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, swa_lr: float | Sequence[float],
+                 anneal_epochs: int = 10, anneal_strategy: str = "cos",
+                 last_epoch: int = -1) -> None:
         _check_optimizer(optimizer)
         swa_lrs = _format_param("swa_lr", optimizer, swa_lr)
         for lr, group in zip(swa_lrs, optimizer.param_groups, strict=True):
@@ -97,7 +101,7 @@ class SWALR(LRScheduler):
         self._anneal_strategy = anneal_strategy
         self.anneal_func = self._cosine_anneal if anneal_strategy == "cos" else self._linear_anneal
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         step = self._step_count - 1
         if self.anneal_epochs == 0:
             step = max(1, step)
@@ -108,7 +112,7 @@ class SWALR(LRScheduler):
                 + self._get_initial_lr(group["lr"], group["swa_lr"], prev_alpha) * (1 - alpha)
                 for group in groups]
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a state from :meth:`state_dict` (torch's or fastopt's).
 
         Parameters

@@ -1,49 +1,23 @@
 """A griffe extension for the API reference: the docstrings' reStructuredText bits as Markdown.
 
-fastopt's docstrings are numpydoc, written for Sphinx as well as for
-``help()``: update rules are ``.. math::`` blocks and cross-references are
-``:class:`` roles. mkdocstrings renders docstrings as Markdown, so this turns
-``.. math::`` blocks into display maths for pymdownx.arithmatex (an
-``aligned`` environment when the block aligns with ``&``), ``:math:`x```
-into inline maths, and ``:class:`X``` / ``:func:`` / ``:mod:`` / ``:meth:``
-into inline code.
+fastopt's docstrings are numpydoc, written to read well in ``help()`` (update
+rules are plain-text formulas in ``::`` literal blocks) and for Sphinx.
+mkdocstrings renders docstrings as Markdown, where an indented block already
+is a code block: this turns the ``::`` that ends the paragraph before one
+into ``:`` (as Sphinx shows it), and ``:class:`X``` / ``:func:`` / ``:mod:`` /
+``:meth:`` cross-references into inline code.
 """
 import re
-import textwrap
 
 import griffe
 
 _ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|obj|exc):`~?([^`]+)`")
-_MATH_ROLE = re.compile(r":math:`([^`]+)`")
-
-
-def _math_blocks(text):
-    lines = text.split("\n")
-    out, i = [], 0
-    while i < len(lines):
-        line = lines[i]
-        stripped = line.lstrip()
-        if not stripped.startswith(".. math::"):
-            out.append(line)
-            i += 1
-            continue
-        indent = line[: len(line) - len(stripped)]
-        body = [stripped[len(".. math::"):].strip()]
-        i += 1
-        while i < len(lines) and (not lines[i].strip() or
-                                  len(lines[i]) - len(lines[i].lstrip()) > len(indent)):
-            body.append(lines[i])
-            i += 1
-        tex = textwrap.dedent("\n".join(b for b in body if b.strip())).strip()
-        if "&" in tex or "\\\\" in tex:
-            tex = "\\begin{aligned}\n" + tex + "\n\\end{aligned}"
-        out += [indent + "\\[", *(indent + t for t in tex.split("\n")), indent + "\\]", ""]
-    return "\n".join(out)
+# "text::" or a lone "::" at the end of a line that a blank line and an indented block follow
+_LITERAL = re.compile(r"(\S?)[ \t]*::[ \t]*\n(?=[ \t]*\n)")
 
 
 def rst_to_markdown(text):
-    text = _math_blocks(text)
-    text = _MATH_ROLE.sub(lambda m: "\\(" + m.group(1) + "\\)", text)
+    text = _LITERAL.sub(lambda m: m.group(1) + (":" if m.group(1) else "") + "\n", text)
     return _ROLE.sub(lambda m: "`" + m.group(1) + "`", text)
 
 

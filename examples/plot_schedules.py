@@ -10,12 +10,14 @@ schedulers of fastopt.lr_scheduler, stepped 300 times on a stand-in optimizer
 """
 import sys
 import types
+from collections.abc import Callable
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from numpy.typing import ArrayLike  # noqa: E402
 
 from fastopt import lr_scheduler as L  # noqa: E402
 from fastopt import schedules as S  # noqa: E402
@@ -42,12 +44,12 @@ SCHEDULES = {
 }
 
 
-def optimizer():
+def optimizer() -> types.SimpleNamespace:
     return types.SimpleNamespace(param_groups=[{"lr": 0.1, "momentum": 0.9}],
                                  defaults={"lr": 0.1, "momentum": 0.9})
 
 
-SCHEDULERS = {
+SCHEDULERS: dict[str, Callable[[types.SimpleNamespace], L.LRScheduler]] = {
     "LambdaLR": lambda o: L.LambdaLR(o, lambda t: 1 / (1 + 0.02 * t)),
     "MultiplicativeLR": lambda o: L.MultiplicativeLR(o, lambda t: 0.99),
     "StepLR": lambda o: L.StepLR(o, step_size=50, gamma=0.5),
@@ -70,7 +72,7 @@ SCHEDULERS = {
 }
 
 
-def run(build):
+def run(build: Callable[[types.SimpleNamespace], L.LRScheduler]) -> list[float]:
     opt = optimizer()
     sched = build(opt)
     lrs = []
@@ -80,7 +82,7 @@ def run(build):
     return lrs
 
 
-def plateau():
+def plateau() -> list[float]:
     """ReduceLROnPlateau on a loss that improves, then stalls."""
     opt = optimizer()
     sched = L.ReduceLROnPlateau(opt, factor=0.5, patience=15, cooldown=10)
@@ -88,12 +90,13 @@ def plateau():
     lrs = []
     for t in STEPS:
         lrs.append(opt.param_groups[0]["lr"])
-        sched.step(1 / (1 + min(t, 120) / 10) + rng.normal(0, 1e-3))
+        sched.step(1 / (1 + min(int(t), 120) / 10) + rng.normal(0, 1e-3))
     return lrs
 
 
-def main(path="docs/img/schedules.png"):
-    curves = [(name, s(STEPS), "fastopt.schedules") for name, s in SCHEDULES.items()]
+def main(path: str = "docs/img/schedules.png") -> None:
+    curves: list[tuple[str, ArrayLike, str]] = [
+        (name, s(STEPS), "fastopt.schedules") for name, s in SCHEDULES.items()]
     curves += [(name, run(b), "fastopt.lr_scheduler") for name, b in SCHEDULERS.items()]
     curves.append(("ReduceLROnPlateau", plateau(), "fastopt.lr_scheduler"))
     cols = 6

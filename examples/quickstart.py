@@ -3,6 +3,7 @@
 Run: python examples/quickstart.py
 """
 import numpy as np
+from numpy.typing import NDArray
 
 import fastopt
 
@@ -17,12 +18,13 @@ b = np.zeros(k, np.float32)
 opt = fastopt.Adam([w, b], lr=0.01)
 
 
-def loss_and_grads(xb, yb):
+def loss_and_grads(xb: NDArray[np.float32], yb: NDArray[np.int64]
+                   ) -> tuple[float, NDArray[np.float32], NDArray[np.float32]]:
     logits = xb @ w + b
     logits -= logits.max(axis=1, keepdims=True)
     p = np.exp(logits)
     p /= p.sum(axis=1, keepdims=True)
-    loss = -np.log(p[np.arange(len(yb)), yb] + 1e-12).mean()
+    loss = float(-np.log(p[np.arange(len(yb)), yb] + 1e-12).mean())
     p[np.arange(len(yb)), yb] -= 1
     p /= len(yb)
     return loss, xb.T @ p, p.sum(axis=0)

@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 
-def show_config():
+def show_config() -> None:
     """Print the version, the SIMD path in use (and those available) and the thread count."""
     import platform
     import numpy

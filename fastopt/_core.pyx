@@ -88,7 +88,14 @@ def select_isa(name):
 
 
 def set_num_threads(n):
-    """Set the number of threads a step may use (including the caller)."""
+    """Set the number of threads a step may use (including the caller).
+
+    Parameters
+    ----------
+    n : int
+        Thread count, in [1, 1024]; 1 runs every step in the calling thread.
+        Results are the same bits for any count.
+    """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"number of threads must be an int, got {type(n).__name__}")
     if n < 1 or n > 1024:
@@ -860,9 +867,28 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, fo
     computed in one pass in C in double, the same for any thread count. Every
     gradient is then multiplied by ``min(1, max_norm / (total_norm + 1e-6))``.
 
-    Returns the total norm as a float. With ``error_if_nonfinite`` a NaN or
-    Inf total norm raises RuntimeError before anything is scaled.
-    ``foreach`` is accepted for torch's signature and changes nothing.
+    Parameters
+    ----------
+    grads : array or iterable of arrays
+        The gradients, scaled in place: writeable, C-contiguous float32 or
+        float64 arrays (None entries are skipped).
+    max_norm : float
+        The largest total norm the gradients keep.
+    norm_type : float, default 2.0
+        Order p of the norm: any p > 0, or ``float("inf")`` for the largest
+        absolute value.
+    error_if_nonfinite : bool, default False
+        Raise RuntimeError, scaling nothing, when the total norm is NaN or Inf.
+    foreach : bool or None, default None
+        Accepted for torch's signature; changes nothing.
+    isa : str or None, default None
+        Force a SIMD path by name (tests and benchmarks); None uses the
+        one in use.
+
+    Returns
+    -------
+    float
+        The total norm of the gradients before clipping.
     """
     max_norm = as_float(max_norm, "max_norm")
     cdef double p = as_float(norm_type, "norm_type")
@@ -937,8 +963,19 @@ def clip_grad_value_(grads, clip_value, foreach=None, *, isa=None):
     in one pass in C, spread over the thread pool. As torch's clamp, a NaN
     element stays NaN, a negative ``clip_value`` sets every other element to
     ``clip_value``, and a NaN ``clip_value`` makes every element NaN.
-    ``foreach`` is accepted for torch's signature and changes nothing.
-    Returns None.
+
+    Parameters
+    ----------
+    grads : array or iterable of arrays
+        The gradients, clamped in place: writeable, C-contiguous float32 or
+        float64 arrays (None entries are skipped).
+    clip_value : float
+        The bound: elements end in [-clip_value, clip_value].
+    foreach : bool or None, default None
+        Accepted for torch's signature; changes nothing.
+    isa : str or None, default None
+        Force a SIMD path by name (tests and benchmarks); None uses the
+        one in use.
     """
     cdef double c = as_float(clip_value, "clip_value")
     cdef const fo_table *table = table_by_name(isa)

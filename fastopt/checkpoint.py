@@ -90,6 +90,9 @@ import struct
 import sys
 import zlib
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
@@ -120,7 +123,7 @@ _SUPPORTED = (
 )
 
 
-def save(state_dict, path):
+def save(state_dict: Mapping[Any, Any], path: str | os.PathLike[str]) -> None:
     """Save a state dict to a file, atomically and without pickle.
 
     Parameters
@@ -200,7 +203,7 @@ def save(state_dict, path):
     _fsync_directory(directory)
 
 
-def load(path):
+def load(path: str | os.PathLike[str]) -> Any:
     """Load a state dict saved by `save`.
 
     Parameters

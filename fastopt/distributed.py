@@ -32,11 +32,13 @@ fastopt``; ``pip install "fastopt[mpi]"`` installs it with an MPI library.
 import threading
 import weakref
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from . import _core
 from . import optim as _optim
+from ._typing import Grads, Params, StateDict
 
 __all__ = ["ShardedOptimizer"]
 
@@ -91,7 +93,7 @@ class ShardedOptimizer:
         parameters). All parameters share one dtype (float32 or float64).
     comm : mpi4py.MPI.Comm, optional
         The processes that share the work; ``MPI.COMM_WORLD`` by default.
-    **hyperparameters
+    **hyperparameters : any
         ``optimizer_cls``'s arguments (``lr=...``), and ``skip_nonfinite``.
 
     Notes
@@ -108,7 +110,8 @@ class ShardedOptimizer:
             opt.step(grads_of_loss(w, b, batch))  # w, b: the same on every rank
     """
 
-    def __init__(self, optimizer_cls, params, comm=None, **hyperparameters):
+    def __init__(self, optimizer_cls: type[_optim.Optimizer], params: Params, comm: Any = None,
+                 **hyperparameters: Any) -> None:
         MPI = _mpi()
         self._MPI = MPI
         self.comm = MPI.COMM_WORLD if comm is None else comm
@@ -271,7 +274,7 @@ class ShardedOptimizer:
             raise ValueError(f"the gradient of {_core.describe(self._name(split[0]))} is None on "
                              f"some ranks but not others ({flags[1 + split[0]]} of {world})")
 
-    def step(self, grads):
+    def step(self, grads: Grads) -> bool:
         """Average the gradients over the ranks, update the parameters in place.
 
         Parameters
@@ -400,7 +403,7 @@ class ShardedOptimizer:
             index += n
         return groups
 
-    def state_dict(self):
+    def state_dict(self) -> StateDict:
         """This rank's shard of the state, and where it sits.
 
         ``{"state": {k: <state of piece k>}, "param_groups": <as the unsharded
@@ -415,13 +418,18 @@ class ShardedOptimizer:
                               "numel": self.numel,
                               "pieces": np.array(self.pieces, np.int64).reshape(-1, 3)}}
 
-    def consolidate_state_dict(self, to=0):
+    def consolidate_state_dict(self, to: int = 0) -> StateDict | None:
         """Collectively gather the whole state on rank ``to``.
 
         Returns, on rank ``to``, the state dict the unsharded
         ``optimizer_cls`` would have (``fastopt.save`` writes it; any
         `ShardedOptimizer` or the unsharded optimizer loads it), and None on
         the other ranks.
+
+        Parameters
+        ----------
+        to : int, default 0
+            The rank that receives the whole state.
         """
         shards = self.comm.gather(self.state_dict(), root=to)
         return self._merge(shards) if self.rank == to else None
@@ -469,7 +477,7 @@ class ShardedOptimizer:
             state[i] = entry
         return {"state": state, "param_groups": [dict(g) for g in shards[0]["param_groups"]]}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any] | list[Mapping[str, Any]]) -> None:
         """Load a whole state dict, this rank's shard, or all shards of a checkpoint.
 
         ``state_dict`` is one of: a whole (unsharded) state dict, as from
@@ -478,6 +486,11 @@ class ShardedOptimizer:
         (each rank takes its own part: this re-partitions); or this rank's
         own ``state_dict()`` saved with the same number of ranks. Not
         collective. Everything is checked before anything changes.
+
+        Parameters
+        ----------
+        state_dict : dict or list of dict
+            A whole state dict, all shards of a checkpoint, or this rank's shard.
         """
         with self._lock:
             if isinstance(state_dict, (list, tuple)):

@@ -20,6 +20,7 @@ Examples
 array([0.9, 0.9, 0.9, 0.9])
 """
 from . import _core
+from ._typing import Array
 from .optim import _MAX_STEP, SGD, Adagrad, Adam, RMSprop, _check_step
 
 __all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_"]
@@ -51,47 +52,197 @@ def _update(cls, param, grad, buffers, step, hyper, isa):
     engine.step([grad], [hyper], False, isa)
 
 
-def sgd_(param, grad, momentum_buffer=None, *, step, lr=1e-3, momentum=0, dampening=0,
-         weight_decay=0, nesterov=False, maximize=False, isa=None):
-    """One SGD step in place (see :class:`fastopt.SGD`); ``momentum_buffer`` is
-    required when ``momentum != 0``."""
+def sgd_(param: Array, grad: Array, momentum_buffer: Array | None = None, *, step: int,
+         lr: float = 1e-3, momentum: float = 0, dampening: float = 0, weight_decay: float = 0,
+         nesterov: bool = False, maximize: bool = False, isa: str | None = None) -> None:
+    """One SGD step in place (see ``fastopt.SGD``).
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter, updated in place (writeable, C-contiguous float32 or float64).
+    grad : ndarray
+        Its gradient, of param's shape; only read.
+    momentum_buffer : ndarray or None, default None
+        The momentum buffer, param's shape and dtype, updated in place; required when momentum != 0.
+    step : int, keyword-only
+        The number of this update, 1 for the first.
+    lr : float, default 1e-3
+        Learning rate, >= 0.
+    momentum : float, default 0
+        Momentum factor, >= 0.
+    dampening : float, default 0
+        Dampening of the gradient's share in the momentum buffer.
+    weight_decay : float, default 0
+        L2 penalty, >= 0, added to the gradient.
+    nesterov : bool, default False
+        Nesterov momentum (needs momentum > 0 and dampening = 0).
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    isa : str or None, default None
+        Force a SIMD path by name (tests and benchmarks); None uses the one in use.
+    """
     hyper = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                  nesterov=nesterov, maximize=maximize)
     _update(SGD, param, grad, (momentum_buffer,), step, hyper, isa)
 
 
-def adagrad_(param, grad, sum, *, step, lr=1e-2, lr_decay=0, weight_decay=0, eps=1e-10,
-             maximize=False, isa=None):
-    """One Adagrad step in place (see :class:`fastopt.Adagrad`)."""
+def adagrad_(param: Array, grad: Array, sum: Array, *, step: int, lr: float = 1e-2,
+             lr_decay: float = 0, weight_decay: float = 0, eps: float = 1e-10,
+             maximize: bool = False, isa: str | None = None) -> None:
+    """One Adagrad step in place (see ``fastopt.Adagrad``).
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter, updated in place (writeable, C-contiguous float32 or float64).
+    grad : ndarray
+        Its gradient, of param's shape; only read.
+    sum : ndarray
+        The sum of squared gradients, param's shape and dtype, updated in place.
+    step : int, keyword-only
+        The number of this update, 1 for the first.
+    lr : float, default 1e-2
+        Learning rate, >= 0.
+    lr_decay : float, default 0
+        Learning-rate decay, >= 0: step t uses lr / (1 + (t − 1)·lr_decay).
+    weight_decay : float, default 0
+        L2 penalty, >= 0, added to the gradient.
+    eps : float, default 1e-10
+        Added to the denominator, >= 0.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    isa : str or None, default None
+        Force a SIMD path by name (tests and benchmarks); None uses the one in use.
+    """
     hyper = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
                  initial_accumulator_value=0, maximize=maximize)
     _update(Adagrad, param, grad, (sum,), step, hyper, isa)
 
 
-def rmsprop_(param, grad, square_avg, momentum_buffer=None, grad_avg=None, *, step, lr=1e-2,
-             alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, maximize=False,
-             isa=None):
-    """One RMSprop step in place (see :class:`fastopt.RMSprop`); ``momentum_buffer``
-    is required when ``momentum > 0`` and ``grad_avg`` when ``centered``."""
+def rmsprop_(param: Array, grad: Array, square_avg: Array, momentum_buffer: Array | None = None,
+             grad_avg: Array | None = None, *, step: int, lr: float = 1e-2, alpha: float = 0.99,
+             eps: float = 1e-8, weight_decay: float = 0, momentum: float = 0,
+             centered: bool = False, maximize: bool = False, isa: str | None = None) -> None:
+    """One RMSprop step in place (see ``fastopt.RMSprop``).
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter, updated in place (writeable, C-contiguous float32 or float64).
+    grad : ndarray
+        Its gradient, of param's shape; only read.
+    square_avg : ndarray
+        The average of squared gradients, param's shape and dtype, updated in place.
+    momentum_buffer : ndarray or None, default None
+        The momentum buffer, param's shape and dtype, updated in place; required when momentum > 0.
+    grad_avg : ndarray or None, default None
+        The average gradient, param's shape and dtype, updated in place; required when centered.
+    step : int, keyword-only
+        The number of this update, 1 for the first.
+    lr : float, default 1e-2
+        Learning rate, >= 0.
+    alpha : float, default 0.99
+        Smoothing constant of the averages, >= 0.
+    eps : float, default 1e-8
+        Added to the denominator, >= 0.
+    weight_decay : float, default 0
+        L2 penalty, >= 0, added to the gradient.
+    momentum : float, default 0
+        Momentum factor, >= 0.
+    centered : bool, default False
+        Normalise by the gradient's estimated variance.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    isa : str or None, default None
+        Force a SIMD path by name (tests and benchmarks); None uses the one in use.
+    """
     hyper = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                  centered=centered, maximize=maximize)
     _update(RMSprop, param, grad, (square_avg, momentum_buffer, grad_avg), step, hyper, isa)
 
 
-def adam_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, *, step, lr=1e-3,
-          betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, maximize=False,
-          decoupled_weight_decay=False, isa=None):
-    """One Adam step in place (see :class:`fastopt.Adam`); ``max_exp_avg_sq`` is
-    required when ``amsgrad``."""
+def adam_(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array,
+          max_exp_avg_sq: Array | None = None, *, step: int, lr: float = 1e-3,
+          betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0,
+          amsgrad: bool = False, maximize: bool = False, decoupled_weight_decay: bool = False,
+          isa: str | None = None) -> None:
+    """One Adam step in place (see ``fastopt.Adam``).
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter, updated in place (writeable, C-contiguous float32 or float64).
+    grad : ndarray
+        Its gradient, of param's shape; only read.
+    exp_avg : ndarray
+        The first moment, param's shape and dtype, updated in place.
+    exp_avg_sq : ndarray
+        The second moment, param's shape and dtype, updated in place.
+    max_exp_avg_sq : ndarray or None, default None
+        The running maximum of exp_avg_sq, param's shape and dtype, updated in
+        place; required when amsgrad.
+    step : int, keyword-only
+        The number of this update, 1 for the first.
+    lr : float, default 1e-3
+        Learning rate, >= 0.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first and second moments, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator, >= 0.
+    weight_decay : float, default 0
+        Weight decay, >= 0: added to the gradient, or decoupled.
+    amsgrad : bool, default False
+        Divide by the running maximum of the second moment (AMSGrad).
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    decoupled_weight_decay : bool, default False
+        Multiply param by (1 − lr·weight_decay) instead (AdamW).
+    isa : str or None, default None
+        Force a SIMD path by name (tests and benchmarks); None uses the one in use.
+    """
     hyper = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                  maximize=maximize, decoupled_weight_decay=decoupled_weight_decay)
     _update(Adam, param, grad, (exp_avg, exp_avg_sq, max_exp_avg_sq), step, hyper, isa)
 
 
-def adamw_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, *, step, lr=1e-3,
-           betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, maximize=False,
-           isa=None):
-    """One AdamW step in place (see :class:`fastopt.AdamW`)."""
+def adamw_(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array,
+           max_exp_avg_sq: Array | None = None, *, step: int, lr: float = 1e-3,
+           betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+           weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False,
+           isa: str | None = None) -> None:
+    """One AdamW step in place (see ``fastopt.AdamW``).
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter, updated in place (writeable, C-contiguous float32 or float64).
+    grad : ndarray
+        Its gradient, of param's shape; only read.
+    exp_avg : ndarray
+        The first moment, param's shape and dtype, updated in place.
+    exp_avg_sq : ndarray
+        The second moment, param's shape and dtype, updated in place.
+    max_exp_avg_sq : ndarray or None, default None
+        The running maximum of exp_avg_sq, param's shape and dtype, updated in
+        place; required when amsgrad.
+    step : int, keyword-only
+        The number of this update, 1 for the first.
+    lr : float, default 1e-3
+        Learning rate, >= 0.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first and second moments, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator, >= 0.
+    weight_decay : float, default 1e-2
+        Weight decay, >= 0: param is multiplied by (1 − lr·weight_decay).
+    amsgrad : bool, default False
+        Divide by the running maximum of the second moment (AMSGrad).
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    isa : str or None, default None
+        Force a SIMD path by name (tests and benchmarks); None uses the one in use.
+    """
     adam_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step=step, lr=lr, betas=betas,
           eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
           decoupled_weight_decay=True, isa=isa)

@@ -1,4 +1,4 @@
-r"""torch's learning-rate schedulers, for fastopt optimizers.
+"""torch's learning-rate schedulers, for fastopt optimizers.
 
 The classes, their arguments and their behaviour are those of
 ``torch.optim.lr_scheduler`` (torch 2.13): the same learning rates come out,
@@ -36,9 +36,12 @@ import types
 import warnings
 from bisect import bisect_right
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from ._typing import HasParamGroups, ScheduleFn, StateDict
 from ._validate import as_float
 from .schedules import _int
 
@@ -153,9 +156,9 @@ class LRScheduler:
     ----------
     optimizer : object with ``param_groups``
         The optimizer whose learning rates this scheduler sets.
-    last_epoch : int
-        Index of the last epoch; -1 (default) starts a new schedule. Another
-        value resumes one and needs ``initial_lr`` in every group.
+    last_epoch : int, default -1
+        Index of the last epoch: -1 starts a new schedule; another value
+        resumes one and needs ``initial_lr`` in every group.
 
     Attributes
     ----------
@@ -168,7 +171,7 @@ class LRScheduler:
     # Attributes that state_dict() leaves out: references, not state.
     _not_state = ("optimizer",)
 
-    def __init__(self, optimizer, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, last_epoch: int = -1) -> None:
         self.optimizer = _check_optimizer(optimizer)
         last_epoch = _int("last_epoch", last_epoch, -1)
         if last_epoch == -1:
@@ -194,16 +197,23 @@ class LRScheduler:
         finally:
             self._is_initial = False
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         """The learning rates for ``last_epoch`` (called by :meth:`step`)."""
         raise NotImplementedError
 
-    def get_last_lr(self):
+    def get_last_lr(self) -> list[float]:
         """The learning rates the last :meth:`step` set, one per group."""
         return self._last_lr
 
-    def step(self, epoch=None):
-        """Advance one epoch (or, deprecated, jump to ``epoch``) and set the lrs."""
+    def step(self, epoch: float | None = None) -> None:
+        """Advance one epoch (or, deprecated, jump to ``epoch``) and set the lrs.
+
+        Parameters
+        ----------
+        epoch : int or None, default None
+            None advances one epoch; an int (deprecated, as in torch) jumps
+            to that epoch with the closed form where there is one.
+        """
         self._step_count += 1
         if epoch is not None:
             warnings.warn(_EPOCH_DEPRECATION, UserWarning, stacklevel=2)
@@ -221,7 +231,7 @@ class LRScheduler:
             _set(group, "lr", lr)
         self._last_lr = _lrs(self.optimizer)
 
-    def state_dict(self):
+    def state_dict(self) -> StateDict:
         """The scheduler's state: a dict of plain values (a copy)."""
         return {
             key: copy.deepcopy(value)
@@ -229,8 +239,14 @@ class LRScheduler:
             if key not in self._not_state
         }
 
-    def load_state_dict(self, state_dict):
-        """Restore a state from :meth:`state_dict`."""
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict`.
+
+        Parameters
+        ----------
+        state_dict : dict
+            A dict that ``state_dict()`` returned.
+        """
         self.__dict__.update(copy.deepcopy(state_dict))
 
 
@@ -252,17 +268,25 @@ class _LambdaState:
 
     _not_state = ("optimizer", "lr_lambdas")
 
-    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, lr_lambda: ScheduleFn | Sequence[ScheduleFn],
+                 last_epoch: int = -1) -> None:
         self.optimizer = _check_optimizer(optimizer)
         self.lr_lambdas = _per_group("lr_lambda", optimizer, lr_lambda)
         super().__init__(optimizer, last_epoch)
 
-    def state_dict(self):
+    def state_dict(self) -> StateDict:
         state = LRScheduler.state_dict(self)
         state["lr_lambdas"] = _function_state(self.lr_lambdas)
         return state
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict`.
+
+        Parameters
+        ----------
+        state_dict : dict
+            A dict that ``state_dict()`` returned.
+        """
         state = dict(state_dict)
         lambdas = state.pop("lr_lambdas")
         LRScheduler.load_state_dict(self, state)
@@ -270,37 +294,43 @@ class _LambdaState:
 
 
 class LambdaLR(_LambdaState, LRScheduler):
-    r"""Learning rate = initial lr times a function of the epoch.
+    """Learning rate = initial lr times a function of the epoch::
 
-    .. math:: \eta_t = \eta_0 \cdot \lambda(t)
+        lr(t) = lr₀ · λ(t)
 
     Parameters
     ----------
     optimizer : optimizer
+        Any object with torch-style ``param_groups`` (fastopt, torch or other).
     lr_lambda : callable or list of callables
         ``epoch -> factor``, or one per param group.
-    last_epoch : int
+    last_epoch : int, default -1
+        Index of the last epoch: -1 starts a new schedule; another value
+        resumes one and needs ``initial_lr`` in every group.
     """
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         return [base_lr * lmbda(self.last_epoch)
                 for lmbda, base_lr in zip(self.lr_lambdas, self.base_lrs, strict=True)]
 
 
 class MultiplicativeLR(_LambdaState, LRScheduler):
-    r"""Multiply the learning rate by a function of the epoch at every step.
+    """Multiply the learning rate by a function of the epoch at every step::
 
-    .. math:: \eta_t = \eta_{t-1} \cdot \lambda(t),\quad \eta_0 = \text{initial lr}
+        lr(t) = lr(t − 1) · λ(t),   lr(0) = initial lr
 
     Parameters
     ----------
     optimizer : optimizer
+        Any object with torch-style ``param_groups`` (fastopt, torch or other).
     lr_lambda : callable or list of callables
         ``epoch -> factor``, or one per param group.
-    last_epoch : int
+    last_epoch : int, default -1
+        Index of the last epoch: -1 starts a new schedule; another value
+        resumes one and needs ``initial_lr`` in every group.
     """
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self._is_initial:
             return _lrs(self.optimizer)
         return [group["lr"] * lmbda(self.last_epoch)
@@ -309,24 +339,30 @@ class MultiplicativeLR(_LambdaState, LRScheduler):
 
 
 class StepLR(LRScheduler):
-    r"""Decay by ``gamma`` every ``step_size`` epochs.
+    """Decay by ``gamma`` every ``step_size`` epochs::
 
-    .. math:: \eta_t = \eta_0 \cdot \gamma^{\lfloor t / s \rfloor}
+        lr(t) = lr₀ · γ^⌊t / step_size⌋
 
     Parameters
     ----------
     optimizer : optimizer
-    step_size : int, >= 1
-    gamma : float, > 0
-    last_epoch : int
+        Any object with torch-style ``param_groups`` (fastopt, torch or other).
+    step_size : int
+        Epochs between decays, >= 1.
+    gamma : float, default 0.1
+        Multiplicative factor of the decay, > 0.
+    last_epoch : int, default -1
+        Index of the last epoch: -1 starts a new schedule; another value
+        resumes one and needs ``initial_lr`` in every group.
     """
 
-    def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, step_size: int, gamma: float = 0.1,
+                 last_epoch: int = -1) -> None:
         self.step_size = _int("step_size", step_size, 1)
         self.gamma = _positive("gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
             return _lrs(self.optimizer)
         return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
@@ -337,25 +373,31 @@ class StepLR(LRScheduler):
 
 
 class MultiStepLR(LRScheduler):
-    r"""Decay by ``gamma`` at each milestone (a repeated milestone counts twice).
+    """Decay by ``gamma`` at each milestone (a repeated milestone counts twice)::
 
-    .. math:: \eta_t = \eta_0 \cdot \gamma^{\#\{m_i \le t\}}
+        lr(t) = lr₀ · γ^(number of milestones <= t)
 
     Parameters
     ----------
     optimizer : optimizer
-    milestones : iterable of int, >= 0
-    gamma : float, > 0
-    last_epoch : int
+        Any object with torch-style ``param_groups`` (fastopt, torch or other).
+    milestones : iterable of int
+        The epochs (>= 0) at which the learning rate is multiplied by gamma.
+    gamma : float, default 0.1
+        Multiplicative factor of the decay, > 0.
+    last_epoch : int, default -1
+        Index of the last epoch: -1 starts a new schedule; another value
+        resumes one and needs ``initial_lr`` in every group.
     """
 
-    def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, milestones: Iterable[int], gamma: float = 0.1,
+                 last_epoch: int = -1) -> None:
         self.milestones = Counter(
             _int(f"milestones[{i}]", m, 0) for i, m in enumerate(milestones))
         self.gamma = _positive("gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self.last_epoch not in self.milestones:
             return _lrs(self.optimizer)
         return [group["lr"] * self.gamma ** self.milestones[self.last_epoch]
@@ -368,21 +410,26 @@ class MultiStepLR(LRScheduler):
 
 
 class ConstantLR(LRScheduler):
-    r"""Scale by ``factor`` until epoch ``total_iters``.
+    """Scale by ``factor`` until epoch ``total_iters``::
 
-    .. math:: \eta_t = \eta_0 \cdot (f \text{ if } t < T \text{ else } 1)
+        lr(t) = lr₀ · factor   for t < total_iters,   lr₀ after
 
     Parameters
     ----------
     optimizer : optimizer
-    factor : float in (0, 1]
-    total_iters : int, >= 1
-        (torch accepts 0 but then keeps the factor forever, against its
-        closed form; fastopt refuses it.)
-    last_epoch : int
+        Any object with torch-style ``param_groups`` (fastopt, torch or other).
+    factor : float, default 1/3
+        The scale of the learning rate until total_iters, in (0, 1].
+    total_iters : int, default 5
+        Epochs at the scaled rate, >= 1 (torch accepts 0 but then keeps the
+        factor forever, against its closed form; fastopt refuses it).
+    last_epoch : int, default -1
+        Index of the last epoch: -1 starts a new schedule; another value
+        resumes one and needs ``initial_lr`` in every group.
     """
 
-    def __init__(self, optimizer, factor=1.0 / 3, total_iters=5, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, factor: float = 1.0 / 3, total_iters: int = 5,
+                 last_epoch: int = -1) -> None:
         if not 0 < factor <= 1.0:
             raise ValueError(
                 f"Constant multiplicative factor expected to be in (0, 1], got {factor}")
@@ -390,7 +437,7 @@ class ConstantLR(LRScheduler):
         self.total_iters = _int("total_iters", total_iters, 1)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self.last_epoch == 0:
             return [group["lr"] * self.factor for group in self.optimizer.param_groups]
         if self.last_epoch != self.total_iters:
@@ -403,21 +450,27 @@ class ConstantLR(LRScheduler):
 
 
 class LinearLR(LRScheduler):
-    r"""Scale linearly from ``start_factor`` to ``end_factor`` over ``total_iters``.
+    """Scale linearly from ``start_factor`` to ``end_factor`` over ``total_iters``::
 
-    .. math:: \eta_t = \eta_0 \left(f_s + (f_e - f_s) \frac{\min(t, T)}{T}\right)
+        lr(t) = lr₀ · (f_s + (f_e − f_s) · min(t, T) / T)
 
     Parameters
     ----------
     optimizer : optimizer
-    start_factor : float in (0, 1]
-    end_factor : float in [0, 1]
-    total_iters : int, >= 1
-    last_epoch : int
+        Any object with torch-style ``param_groups`` (fastopt, torch or other).
+    start_factor : float, default 1/3
+        The scale f_s at epoch 0, in (0, 1].
+    end_factor : float, default 1.0
+        The scale f_e from epoch T = total_iters on, in [0, 1].
+    total_iters : int, default 5
+        Epochs T of the ramp, >= 1.
+    last_epoch : int, default -1
+        Index of the last epoch: -1 starts a new schedule; another value
+        resumes one and needs ``initial_lr`` in every group.
     """
 
-    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5,
-                 last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, start_factor: float = 1.0 / 3,
+                 end_factor: float = 1.0, total_iters: int = 5, last_epoch: int = -1) -> None:
         if start_factor > 1.0 or start_factor <= 0:
             raise ValueError(
                 "Starting multiplicative factor expected to be greater than 0 and less "
@@ -430,7 +483,7 @@ class LinearLR(LRScheduler):
         self.total_iters = _int("total_iters", total_iters, 1)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self.last_epoch == 0:
             return [group["lr"] * self.start_factor for group in self.optimizer.param_groups]
         if self._is_initial or self.last_epoch > self.total_iters:
@@ -447,20 +500,26 @@ class LinearLR(LRScheduler):
 
 
 class ExponentialLR(LRScheduler):
-    r"""Decay by ``gamma`` every epoch: :math:`\eta_t = \eta_0 \gamma^t`.
+    """Decay by ``gamma`` every epoch::
+
+        lr(t) = lr₀ · γ^t
 
     Parameters
     ----------
     optimizer : optimizer
-    gamma : float, > 0
-    last_epoch : int
+        Any object with torch-style ``param_groups`` (fastopt, torch or other).
+    gamma : float
+        Multiplicative factor per epoch, > 0.
+    last_epoch : int, default -1
+        Index of the last epoch: -1 starts a new schedule; another value
+        resumes one and needs ``initial_lr`` in every group.
     """
 
-    def __init__(self, optimizer, gamma, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, gamma: float, last_epoch: int = -1) -> None:
         self.gamma = _positive("gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self._is_initial:
             return _lrs(self.optimizer)
         return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
@@ -470,25 +529,31 @@ class ExponentialLR(LRScheduler):
 
 
 class PolynomialLR(LRScheduler):
-    r"""Polynomial decay to 0 over ``total_iters`` epochs.
+    """Polynomial decay to 0 over ``total_iters`` epochs::
 
-    .. math:: \eta_t = \eta_0 \left(1 - \frac{\min(t, T)}{T}\right)^p
+        lr(t) = lr₀ · (1 − min(t, T) / T)^p
 
     Parameters
     ----------
     optimizer : optimizer
-    total_iters : int, >= 1
-    power : float
-    last_epoch : int
+        Any object with torch-style ``param_groups`` (fastopt, torch or other).
+    total_iters : int, default 5
+        Epochs T of the decay, >= 1.
+    power : float, default 1.0
+        The exponent p.
+    last_epoch : int, default -1
+        Index of the last epoch: -1 starts a new schedule; another value
+        resumes one and needs ``initial_lr`` in every group.
     """
 
-    def __init__(self, optimizer, total_iters=5, power=1.0, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, total_iters: int = 5, power: float = 1.0,
+                 last_epoch: int = -1) -> None:
         self.total_iters = _int("total_iters", total_iters, 1)
         self.power = power
         as_float(power, "power")
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self._is_initial or self.last_epoch > self.total_iters:
             return _lrs(self.optimizer)
         decay = ((1.0 - self.last_epoch / self.total_iters)
@@ -501,28 +566,33 @@ class PolynomialLR(LRScheduler):
 
 
 class CosineAnnealingLR(LRScheduler):
-    r"""Cosine annealing from the initial lr to ``eta_min`` over ``T_max`` epochs.
+    """Cosine annealing from the initial lr to ``eta_min`` over ``T_max`` epochs::
 
-    .. math:: \eta_t = \eta_{min} + (\eta_0 - \eta_{min})
-              \frac{1 + \cos(\pi t / T_{max})}{2}
+        lr(t) = eta_min + (lr₀ − eta_min) · (1 + cos(π·t / T_max)) / 2
 
     (continued periodically past ``T_max``, as in torch).
 
     Parameters
     ----------
     optimizer : optimizer
-    T_max : int, >= 1
-    eta_min : float
-    last_epoch : int
+        Any object with torch-style ``param_groups`` (fastopt, torch or other).
+    T_max : int
+        Epochs of a half period, >= 1.
+    eta_min : float, default 0.0
+        The smallest learning rate.
+    last_epoch : int, default -1
+        Index of the last epoch: -1 starts a new schedule; another value
+        resumes one and needs ``initial_lr`` in every group.
     """
 
-    def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, T_max: int, eta_min: float = 0.0,
+                 last_epoch: int = -1) -> None:
         self.T_max = _int("T_max", T_max, 1)
         self.eta_min = eta_min
         as_float(eta_min, "eta_min")
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self._is_initial:
             return _lrs(self.optimizer)
         t, T, eta_min = self.last_epoch, self.T_max, self.eta_min
@@ -544,26 +614,32 @@ class CosineAnnealingLR(LRScheduler):
 
 
 class CosineAnnealingWarmRestarts(LRScheduler):
-    r"""Cosine annealing with warm restarts (SGDR).
+    """Cosine annealing with warm restarts (SGDR).
 
-    Periods last :math:`T_i = T_0 T_{mult}^i` epochs; with :math:`T_{cur}` the
-    epochs since the last restart,
+    Periods last T_i = T_0 · T_mult^i epochs; with T_cur the epochs since the
+    last restart::
 
-    .. math:: \eta_t = \eta_{min} + (\eta_0 - \eta_{min})
-              \frac{1 + \cos(\pi T_{cur} / T_i)}{2}
+        lr(t) = eta_min + (lr₀ − eta_min) · (1 + cos(π·T_cur / T_i)) / 2
 
     ``step(epoch)`` accepts a fractional epoch, as in torch.
 
     Parameters
     ----------
     optimizer : optimizer
-    T_0 : int, >= 1
-    T_mult : int, >= 1
-    eta_min : float
-    last_epoch : int
+        Any object with torch-style ``param_groups`` (fastopt, torch or other).
+    T_0 : int
+        Epochs of the first period, >= 1.
+    T_mult : int, default 1
+        Factor by which each period is longer than the last, >= 1.
+    eta_min : float, default 0.0
+        The smallest learning rate.
+    last_epoch : int, default -1
+        Index of the last epoch: -1 starts a new schedule; another value
+        resumes one and needs ``initial_lr`` in every group.
     """
 
-    def __init__(self, optimizer, T_0, T_mult=1, eta_min=0.0, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, T_0: int, T_mult: int = 1, eta_min: float = 0.0,
+                 last_epoch: int = -1) -> None:
         if not isinstance(T_0, int) or isinstance(T_0, bool) or T_0 <= 0:
             raise ValueError(f"Expected positive integer T_0, but got {T_0}")
         if not isinstance(T_mult, int) or isinstance(T_mult, bool) or T_mult < 1:
@@ -579,13 +655,20 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         self.T_cur = last_epoch
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         return [self.eta_min + (base_lr - self.eta_min)
                 * (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2
                 for base_lr in self.base_lrs]
 
-    def step(self, epoch=None):
-        """Advance one epoch, or go to ``epoch`` (may be fractional)."""
+    def step(self, epoch: float | None = None) -> None:
+        """Advance one epoch, or go to ``epoch``.
+
+        Parameters
+        ----------
+        epoch : float or None, default None
+            None advances one epoch; a number (>= 0, may be fractional)
+            goes to that epoch.
+        """
         if epoch is None and self.last_epoch < 0:
             epoch = 0
         if epoch is None:
@@ -630,43 +713,58 @@ def _set_momentum(group, use_beta1, momentum):
 
 
 class CyclicLR(LRScheduler):
-    r"""Cyclical learning rate (and inverse cyclical momentum).
+    """Cyclical learning rate (and inverse cyclical momentum).
 
-    With :math:`S = S_{up} + S_{down}`, cycle :math:`c = \lfloor 1 + t / S
-    \rfloor`, :math:`x = 1 + t/S - c` and :math:`r = S_{up} / S`, the height
-    :math:`h = x / r` for :math:`x \le r`, else :math:`(x - 1) / (r - 1)`:
+    With S = S_up + S_down, cycle c = ⌊1 + t/S⌋, x = 1 + t/S − c, r = S_up/S
+    and the height h = x/r for x <= r, else (x − 1)/(r − 1)::
 
-    .. math::
-        \eta_t = \eta_{base} + (\eta_{max} - \eta_{base})\, h\, g,\quad
-        m_t = m_{max} - (m_{max} - m_{base})\, h\, g
+        lr(t) = base_lr + (max_lr − base_lr) · h · g
+        m(t)  = max_momentum − (max_momentum − base_momentum) · h · g
 
-    with :math:`g` = ``scale_fn(c)`` (scale_mode "cycle") or
-    ``scale_fn(t)`` ("iterations"): 1 for "triangular", :math:`2^{1-c}` for
-    "triangular2", :math:`\gamma^t` for "exp_range". The momentum cycles
-    ``group["momentum"]``, or beta1 of ``group["betas"]`` when the optimizer's
-    ``defaults`` have ``betas``.
+    with g = ``scale_fn(c)`` (scale_mode "cycle") or ``scale_fn(t)``
+    ("iterations"): 1 for "triangular", 2^(1 − c) for "triangular2", γ^t for
+    "exp_range". The momentum cycles ``group["momentum"]``, or beta1 of
+    ``group["betas"]`` when the optimizer's ``defaults`` have ``betas``.
 
     Parameters
     ----------
     optimizer : optimizer
-    base_lr, max_lr : float or list of float
-    step_size_up : int or float, > 0
-    step_size_down : int or float, >= 0, optional (default ``step_size_up``)
-    mode : {"triangular", "triangular2", "exp_range"}
-    gamma : float
-    scale_fn : callable, optional
-        Replaces ``mode``.
-    scale_mode : {"cycle", "iterations"}
-    cycle_momentum : bool
-    base_momentum, max_momentum : float or list of float
-    last_epoch : int
+        Any object with torch-style ``param_groups`` (fastopt, torch or other).
+    base_lr : float or list of float
+        The lowest learning rate of a cycle, for all groups or one per group.
+    max_lr : float or list of float
+        The highest learning rate of a cycle, for all groups or one per group.
+    step_size_up : int or float, default 2000
+        Steps S_up from base_lr up to max_lr, > 0.
+    step_size_down : int or float or None, default None
+        Steps S_down back down, >= 0; None means step_size_up.
+    mode : {"triangular", "triangular2", "exp_range"}, default "triangular"
+        The amplitude's scale per cycle (ignored when scale_fn is given).
+    gamma : float, default 1.0
+        The base of "exp_range"'s scale γ^t.
+    scale_fn : callable or None, default None
+        ``x -> scale`` replacing mode's scale.
+    scale_mode : {"cycle", "iterations"}, default "cycle"
+        Whether scale_fn takes the cycle number or the step.
+    cycle_momentum : bool, default True
+        Cycle the momentum (or beta1) inversely to the learning rate.
+    base_momentum : float or list of float, default 0.8
+        The momentum at max_lr.
+    max_momentum : float or list of float, default 0.9
+        The momentum at base_lr.
+    last_epoch : int, default -1
+        Index of the last epoch: -1 starts a new schedule; another value
+        resumes one and needs ``initial_lr`` in every group.
     """
 
     _not_state = ("optimizer", "_scale_fn_custom")
 
-    def __init__(self, optimizer, base_lr, max_lr, step_size_up=2000, step_size_down=None,
-                 mode="triangular", gamma=1.0, scale_fn=None, scale_mode="cycle",
-                 cycle_momentum=True, base_momentum=0.8, max_momentum=0.9, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, base_lr: float | Sequence[float],
+                 max_lr: float | Sequence[float], step_size_up: float = 2000,
+                 step_size_down: float | None = None, mode: str = "triangular", gamma: float = 1.0,
+                 scale_fn: Callable[[float], float] | None = None, scale_mode: str = "cycle",
+                 cycle_momentum: bool = True, base_momentum: float | Sequence[float] = 0.8,
+                 max_momentum: float | Sequence[float] = 0.9, last_epoch: int = -1) -> None:
         self.optimizer = _check_optimizer(optimizer)
         base_lrs = _format_param("base_lr", optimizer, base_lr)
         if last_epoch == -1:
@@ -704,8 +802,14 @@ class CyclicLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
         self.base_lrs = base_lrs
 
-    def scale_fn(self, x):
-        """The amplitude scale at ``x`` (cycle or iteration, see scale_mode)."""
+    def scale_fn(self, x: float) -> float:
+        """The amplitude scale at ``x``.
+
+        Parameters
+        ----------
+        x : float
+            The cycle number or the step, as ``scale_mode`` says.
+        """
         if self._scale_fn_custom is not None:
             return self._scale_fn_custom(x)
         if self.mode == "triangular":
@@ -714,7 +818,7 @@ class CyclicLR(LRScheduler):
             return 1 / (2.0 ** (x - 1))
         return self.gamma ** x
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         cycle = math.floor(1 + self.last_epoch / self.total_size)
         x = 1.0 + self.last_epoch / self.total_size - cycle
         if x <= self.step_ratio:
@@ -730,14 +834,21 @@ class CyclicLR(LRScheduler):
                 _set_momentum(group, self.use_beta1, m - (m - b) * scale_factor * scale)
         return lrs
 
-    def state_dict(self):
+    def state_dict(self) -> StateDict:
         state = super().state_dict()
         state["_scale_fn_custom"] = (
             None if self._scale_fn_custom is None
             else _function_state([self._scale_fn_custom])[0])
         return state
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict`.
+
+        Parameters
+        ----------
+        state_dict : dict
+            A dict that ``state_dict()`` returned.
+        """
         state = dict(state_dict)
         fn = state.pop("_scale_fn_custom", None)
         super().load_state_dict(state)
@@ -752,41 +863,61 @@ def _phase(end_step, start_lr, end_lr, start_momentum, end_momentum):
 
 
 class OneCycleLR(LRScheduler):
-    r"""The 1cycle policy: warm up to ``max_lr``, then anneal far below the start.
+    """The 1cycle policy: warm up to ``max_lr``, then anneal far below the start.
 
-    Phases (two, or three with ``three_phase``) end at steps
-    :math:`pT - 1`, (:math:`2pT - 2`,) :math:`T - 1`, for :math:`T` =
-    ``total_steps`` and :math:`p` = ``pct_start``; the lr goes from
-    ``max_lr / div_factor`` to ``max_lr`` (, back to the start) and then to
-    ``max_lr / (div_factor * final_div_factor)``, the momentum the opposite
-    way between ``max_momentum`` and ``base_momentum``. Each phase anneals
-    from :math:`a` to :math:`b` over its fraction :math:`q` as
+    Phases (two, or three with ``three_phase``) end at steps p·T − 1,
+    (2·p·T − 2,) T − 1, for T = ``total_steps`` and p = ``pct_start``; the lr
+    goes from ``max_lr / div_factor`` to ``max_lr`` (, back to the start) and
+    then to ``max_lr / (div_factor * final_div_factor)``, the momentum the
+    opposite way between ``max_momentum`` and ``base_momentum``. Each phase
+    anneals from a to b over its fraction q as::
 
-    .. math:: b + (a - b)\frac{1 + \cos \pi q}{2}\ (\text{cos}),\qquad
-              a + (b - a)\, q\ (\text{linear}).
+        b + (a − b) · (1 + cos(π·q)) / 2     ("cos")
+        a + (b − a) · q                      ("linear")
 
     Stepping past ``total_steps`` raises ``ValueError``, as in torch.
 
     Parameters
     ----------
     optimizer : optimizer
+        Any object with torch-style ``param_groups`` (fastopt, torch or other).
     max_lr : float or list of float
-    total_steps : int, optional
-        Or give ``epochs`` and ``steps_per_epoch``.
-    epochs, steps_per_epoch : int, optional
-    pct_start : float in [0, 1]
-    anneal_strategy : {"cos", "linear"}
-    cycle_momentum : bool
-    base_momentum, max_momentum : float or list of float
-    div_factor, final_div_factor : float
-    three_phase : bool
-    last_epoch : int
+        The peak learning rate, for all groups or one per group.
+    total_steps : int or None, default None
+        Steps T of the whole cycle; None computes epochs * steps_per_epoch.
+    epochs : int or None, default None
+        Epochs of training (with steps_per_epoch, when total_steps is None).
+    steps_per_epoch : int or None, default None
+        Steps per epoch (with epochs, when total_steps is None).
+    pct_start : float, default 0.3
+        Fraction p of the cycle spent warming up, in [0, 1].
+    anneal_strategy : {"cos", "linear"}, default "cos"
+        The shape of each phase.
+    cycle_momentum : bool, default True
+        Cycle the momentum (or beta1) inversely to the learning rate.
+    base_momentum : float or list of float, default 0.85
+        The momentum at the peak learning rate.
+    max_momentum : float or list of float, default 0.95
+        The momentum at the start and the end.
+    div_factor : float, default 25.0
+        The starting learning rate is max_lr / div_factor.
+    final_div_factor : float, default 1e4
+        The final learning rate is the starting one / final_div_factor.
+    three_phase : bool, default False
+        Come back down to the starting lr before the final annealing.
+    last_epoch : int, default -1
+        Index of the last epoch: -1 starts a new schedule; another value
+        resumes one and needs ``initial_lr`` in every group.
     """
 
-    def __init__(self, optimizer, max_lr, total_steps=None, epochs=None, steps_per_epoch=None,
-                 pct_start=0.3, anneal_strategy="cos", cycle_momentum=True,
-                 base_momentum=0.85, max_momentum=0.95, div_factor=25.0,
-                 final_div_factor=1e4, three_phase=False, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, max_lr: float | Sequence[float],
+                 total_steps: int | None = None, epochs: int | None = None,
+                 steps_per_epoch: int | None = None, pct_start: float = 0.3,
+                 anneal_strategy: str = "cos", cycle_momentum: bool = True,
+                 base_momentum: float | Sequence[float] = 0.85,
+                 max_momentum: float | Sequence[float] = 0.95, div_factor: float = 25.0,
+                 final_div_factor: float = 1e4, three_phase: bool = False,
+                 last_epoch: int = -1) -> None:
         self.optimizer = _check_optimizer(optimizer)
         if total_steps is not None:
             if not isinstance(total_steps, int) or total_steps <= 0:
@@ -846,7 +977,7 @@ class OneCycleLR(LRScheduler):
             return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
         return (end - start) * pct + start
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         step_num = self.last_epoch
         if step_num > self.total_steps:
             raise ValueError(
@@ -868,8 +999,14 @@ class OneCycleLR(LRScheduler):
                 start_step = end_step
         return lrs
 
-    def load_state_dict(self, state_dict):
-        """Restore a state from :meth:`state_dict` (torch's, or fastopt's own)."""
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict` (torch's, or fastopt's own).
+
+        Parameters
+        ----------
+        state_dict : dict
+            A dict that ``state_dict()`` returned.
+        """
         super().load_state_dict(state_dict)
         # earlier fastopt builds stored the phases as tuples
         self._schedule_phases = [p if isinstance(p, dict) else _phase(*p)
@@ -877,32 +1014,47 @@ class OneCycleLR(LRScheduler):
 
 
 class ReduceLROnPlateau(LRScheduler):
-    r"""Reduce the learning rate when a metric has stopped improving.
+    """Reduce the learning rate when a metric has stopped improving.
 
     After more than ``patience`` epochs without improvement (then
     ``cooldown`` epochs of rest), each group's lr becomes
-    :math:`\max(\eta \cdot f, \eta_{min})`, unless that changes it by no more
-    than ``eps``. A metric :math:`a` improves on the best :math:`b` when
-    :math:`a < b(1 - \theta)` ("min", "rel"), :math:`a < b - \theta` ("min",
-    "abs"), :math:`a > b(1 + \theta)` ("max", "rel") or :math:`a > b + \theta`
-    ("max", "abs"). Applies no step at construction and sets no
-    ``initial_lr``, as in torch; ``step(metrics)`` takes the metric.
+    ``max(lr · factor, min_lr)``, unless that changes it by no more than
+    ``eps``. A metric a improves on the best b when::
+
+        a < b · (1 − threshold)    ("min", "rel")
+        a < b − threshold          ("min", "abs")
+        a > b · (1 + threshold)    ("max", "rel")
+        a > b + threshold          ("max", "abs")
+
+    Applies no step at construction and sets no ``initial_lr``, as in torch;
+    ``step(metrics)`` takes the metric.
 
     Parameters
     ----------
     optimizer : optimizer
-    mode : {"min", "max"}
-    factor : float in [0, 1)
-    patience : int, >= 0
-    threshold : float
-    threshold_mode : {"rel", "abs"}
-    cooldown : int, >= 0
-    min_lr : float or list of float (one per group)
-    eps : float, >= 0
+        Any object with torch-style ``param_groups`` (fastopt, torch or other).
+    mode : {"min", "max"}, default "min"
+        Whether the metric improves by going down (a loss) or up (an accuracy).
+    factor : float, default 0.1
+        Multiplier of the learning rate at a reduction, in [0, 1).
+    patience : int, default 10
+        Epochs without improvement tolerated before a reduction, >= 0.
+    threshold : float, default 1e-4
+        How much better than the best a metric must be to count.
+    threshold_mode : {"rel", "abs"}, default "rel"
+        Whether threshold is relative to the best or absolute.
+    cooldown : int, default 0
+        Epochs after a reduction during which none is counted, >= 0.
+    min_lr : float or list of float, default 0
+        The lowest learning rate, for all groups or one per group.
+    eps : float, default 1e-8
+        Reductions smaller than this are not made, >= 0.
     """
 
-    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4,
-                 threshold_mode="rel", cooldown=0, min_lr=0, eps=1e-8):
+    def __init__(self, optimizer: HasParamGroups, mode: str = "min", factor: float = 0.1,
+                 patience: int = 10, threshold: float = 1e-4, threshold_mode: str = "rel",
+                 cooldown: int = 0, min_lr: float | Sequence[float] = 0,
+                 eps: float = 1e-8) -> None:
         if factor >= 1.0:
             raise ValueError("Factor should be < 1.0.")
         if factor < 0:
@@ -941,8 +1093,17 @@ class ReduceLROnPlateau(LRScheduler):
         self.cooldown_counter = 0
         self.num_bad_epochs = 0
 
-    def step(self, metrics, epoch=None):
-        """Record ``metrics`` for one epoch, reducing the lrs on a plateau."""
+    def step(self, metrics: float, epoch: int | None = None) -> None:
+        """Record ``metrics`` for one epoch, reducing the lrs on a plateau.
+
+        Parameters
+        ----------
+        metrics : float
+            This epoch's value of the monitored metric.
+        epoch : int or None, default None
+            Deprecated, as in torch: the epoch number to record instead of
+            the next one.
+        """
         current = float(metrics)
         if epoch is None:
             epoch = self.last_epoch + 1
@@ -979,7 +1140,7 @@ class ReduceLROnPlateau(LRScheduler):
                 _set(group, "lr", new_lr)
 
     @property
-    def in_cooldown(self):
+    def in_cooldown(self) -> bool:
         return self.cooldown_counter > 0
 
     def _is_better(self, a, best):
@@ -1013,12 +1174,19 @@ class _NestedState:
 
     _not_state = ("optimizer", "_schedulers")
 
-    def state_dict(self):
+    def state_dict(self) -> StateDict:
         state = LRScheduler.state_dict(self)
         state["_schedulers"] = [s.state_dict() for s in self._schedulers]
         return state
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict`.
+
+        Parameters
+        ----------
+        state_dict : dict
+            A dict that ``state_dict()`` returned.
+        """
         state = dict(state_dict)
         nested = state.pop("_schedulers")
         LRScheduler.load_state_dict(self, state)
@@ -1035,14 +1203,18 @@ class SequentialLR(_NestedState, LRScheduler):
     Parameters
     ----------
     optimizer : optimizer
+        Any object with torch-style ``param_groups`` (fastopt, torch or other).
     schedulers : list of schedulers
         All on ``optimizer``; no ReduceLROnPlateau.
     milestones : list of int
         Increasing; one fewer than ``schedulers``.
-    last_epoch : int
+    last_epoch : int, default -1
+        Index of the last epoch: -1 starts a new schedule; another value
+        resumes one and needs ``initial_lr`` in every group.
     """
 
-    def __init__(self, optimizer, schedulers, milestones, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, schedulers: Sequence[LRScheduler],
+                 milestones: Iterable[int], last_epoch: int = -1) -> None:
         _check_schedulers(type(self).__name__, optimizer, schedulers)
         milestones = list(milestones)
         if len(milestones) != len(schedulers) - 1:
@@ -1072,7 +1244,7 @@ class SequentialLR(_NestedState, LRScheduler):
         elif hasattr(sched, "last_epoch"):
             sched.last_epoch -= 1
 
-    def step(self):
+    def step(self) -> None:
         """Advance one epoch with the scheduler whose turn it is."""
         self.last_epoch += 1
         idx = bisect_right(self._milestones, self.last_epoch)
@@ -1093,11 +1265,12 @@ class ChainedScheduler(_NestedState, LRScheduler):
     ----------
     schedulers : sequence of schedulers
         All on one optimizer; no ReduceLROnPlateau.
-    optimizer : optimizer, optional
-        Defaults to the first scheduler's.
+    optimizer : optimizer or None, default None
+        The schedulers' optimizer; None takes the first scheduler's.
     """
 
-    def __init__(self, schedulers, optimizer=None):
+    def __init__(self, schedulers: Iterable[LRScheduler],
+                 optimizer: HasParamGroups | None = None) -> None:
         schedulers = list(schedulers)
         if optimizer is None and schedulers:
             optimizer = schedulers[0].optimizer
@@ -1106,7 +1279,7 @@ class ChainedScheduler(_NestedState, LRScheduler):
         self.optimizer = optimizer
         self._last_lr = _lrs(schedulers[-1].optimizer)
 
-    def step(self):
+    def step(self) -> None:
         """Step every scheduler, in order."""
         for scheduler in self._schedulers:
             scheduler.step()
@@ -1114,7 +1287,9 @@ class ChainedScheduler(_NestedState, LRScheduler):
 
 
 class ScheduleLR(LRScheduler):
-    r"""Set the learning rate from a schedule: :math:`\eta_t = S(t)`.
+    """Set the learning rate from a schedule::
+
+        lr(t) = schedule(t)
 
     Drives an optimizer with any callable ``step -> lr``, such as the
     schedules of :mod:`fastopt.schedules`. Unlike :class:`LambdaLR`, the
@@ -1123,9 +1298,12 @@ class ScheduleLR(LRScheduler):
     Parameters
     ----------
     optimizer : optimizer
+        Any object with torch-style ``param_groups`` (fastopt, torch or other).
     schedule : callable or list of callables
         ``int -> float``, or one per param group.
-    last_epoch : int
+    last_epoch : int, default -1
+        Index of the last epoch: -1 starts a new schedule; another value
+        resumes one and needs ``initial_lr`` in every group.
 
     Examples
     --------
@@ -1142,12 +1320,13 @@ class ScheduleLR(LRScheduler):
 
     _not_state = ("optimizer", "schedules")
 
-    def __init__(self, optimizer, schedule, last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, schedule: ScheduleFn | Sequence[ScheduleFn],
+                 last_epoch: int = -1) -> None:
         self.optimizer = _check_optimizer(optimizer)
         self.schedules = _per_group("schedule", optimizer, schedule)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         return [float(s(self.last_epoch)) for s in self.schedules]
 
     _get_closed_form_lr = get_lr

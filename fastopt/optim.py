@@ -21,10 +21,12 @@ import os
 import threading
 import weakref
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from . import _core
+from ._typing import Grads, Params, StateDict
 from ._validate import as_float
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
@@ -79,7 +81,7 @@ class Optimizer:
         ``"params"`` and any hyperparameters that differ from ``defaults``.
     defaults : dict
         Hyperparameters of groups that do not set them.
-    skip_nonfinite : bool, keyword-only
+    skip_nonfinite : bool, default False
         When True, a step whose gradients hold any NaN or Inf changes
         nothing and returns False.
 
@@ -95,9 +97,13 @@ class Optimizer:
     parameters are named by key.
     """
 
-    _algo = None
+    _algo: str | None = None
+    param_groups: list[dict[str, Any]]
+    defaults: dict[str, Any]
+    skip_nonfinite: bool
 
-    def __init__(self, params, defaults, *, skip_nonfinite=False):
+    def __init__(self, params: Params, defaults: Mapping[str, Any], *,
+                 skip_nonfinite: bool = False) -> None:
         self.defaults = dict(defaults)
         self.skip_nonfinite = bool(skip_nonfinite)
         self.param_groups = []
@@ -292,8 +298,16 @@ class Optimizer:
                 changed.add(i)
         return changed
 
-    def add_param_group(self, param_group):
-        """Add a group of parameters (a dict with ``"params"``), as in torch."""
+    def add_param_group(self, param_group: Mapping[str, Any]) -> None:
+        """Add a group of parameters, as in torch.
+
+        Parameters
+        ----------
+        param_group : dict
+            ``"params"`` (an array or a list of arrays) and any
+            hyperparameters that differ from the optimizer's defaults. Not
+            available when the optimizer's params are a dict.
+        """
         if self._keys is not None:
             raise TypeError("add_param_group is not available for dict params")
         with self._lock:
@@ -368,7 +382,7 @@ class Optimizer:
                             f"order, got {type(grads).__name__}")
         return _core.gradient_arrays(grads)
 
-    def step(self, grads):
+    def step(self, grads: Grads) -> bool:
         """Update every parameter in place from its gradient.
 
         Parameters
@@ -401,7 +415,7 @@ class Optimizer:
     # -- state dicts ---------------------------------------------------------
 
     @property
-    def state(self):
+    def state(self) -> dict[Any, dict[str, Any]]:
         """Per-parameter state (index, or key for dict params, to a dict of arrays)."""
         with self._lock:
             self._snapshot(check=False)  # the arrays param_groups holds now
@@ -440,7 +454,7 @@ class Optimizer:
         except (TypeError, ValueError, KeyError, OverflowError):
             return (False, False, False)
 
-    def state_dict(self):
+    def state_dict(self) -> StateDict:
         """The optimizer's state in torch's layout.
 
         ``{"state": {index: {"step": float, <buffer name>: ndarray, ...}},
@@ -462,7 +476,7 @@ class Optimizer:
                 groups.append(g)
             return {"state": self._state_entries(copy=True), "param_groups": groups}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Load a state dict made by ``state_dict()`` (or by torch.optim's same class).
 
         The whole dict is checked first (group count and sizes, names, buffer
@@ -473,6 +487,12 @@ class Optimizer:
         under its name (whatever the key order); without names (older
         files, list params), state goes by position. A ``"step"`` in an SGD
         state (which has none) is ignored, as torch ignores it.
+
+        Parameters
+        ----------
+        state_dict : dict
+            ``{"state": ..., "param_groups": ...}`` as ``state_dict()``
+            returns it (or as ``fastopt.load`` reads it back).
         """
         with self._lock:
             self._snapshot(check=False)  # the arrays param_groups holds now
@@ -600,7 +620,7 @@ class Optimizer:
         self._slots = [None] * len(self.param_groups)  # let _sync_state recheck every group
         self._sync_state()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
         for gi, group in enumerate(self.param_groups):
             lines.append(f"Parameter Group {gi}")
@@ -675,25 +695,36 @@ def _check_buffer(value, param, where):
 
 
 class SGD(Optimizer):
-    r"""Stochastic gradient descent, optionally with momentum (torch.optim.SGD).
+    """Stochastic gradient descent, optionally with momentum (torch.optim.SGD).
 
-    .. math::
-        g &\leftarrow \pm\nabla + \lambda\theta \\
-        b &\leftarrow \mu b + (1 - \tau) g \quad (b_1 = g) \\
-        g &\leftarrow g + \mu b \text{ (Nesterov) or } b \\
-        \theta &\leftarrow \theta - \gamma g
+    One step, for gradient ∇ and parameter θ (± is − with ``maximize``)::
+
+        g ← ±∇ + λ·θ
+        b ← μ·b + (1 − τ)·g          (b = g at the first step)
+        g ← g + μ·b (Nesterov)  or  g ← b
+        θ ← θ − γ·g
+
+    with γ = ``lr``, μ = ``momentum``, τ = ``dampening``, λ = ``weight_decay``;
+    without momentum, g is used directly.
 
     Parameters
     ----------
-    params : see :class:`Optimizer`
+    params : list of arrays, dict of arrays, or list of group dicts
+        The arrays to update in place (see ``Optimizer``).
     lr : float, default 1e-3
+        Learning rate γ, >= 0.
     momentum : float, default 0
+        Momentum factor μ, >= 0; 0 keeps no momentum buffer.
     dampening : float, default 0
+        Dampening τ of the gradient's share in the momentum buffer.
     weight_decay : float, default 0
-        L2 penalty added to the gradient.
+        L2 penalty λ, >= 0, added to the gradient as λ·θ.
     nesterov : bool, default False
+        Nesterov momentum (needs momentum > 0 and dampening = 0).
     maximize : bool, default False
+        Ascend the gradient (maximise the objective) instead of descending.
     skip_nonfinite : bool, default False
+        Skip (and return False from) a step whose gradients hold NaN or Inf.
 
     Examples
     --------
@@ -708,8 +739,9 @@ class SGD(Optimizer):
 
     _algo = "sgd"
 
-    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
-                 nesterov=False, *, maximize=False, skip_nonfinite=False):
+    def __init__(self, params: Params, lr: float = 1e-3, momentum: float = 0,
+                 dampening: float = 0, weight_decay: float = 0, nesterov: bool = False, *,
+                 maximize: bool = False, skip_nonfinite: bool = False) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov,
                                       maximize=maximize), skip_nonfinite=skip_nonfinite)
@@ -725,30 +757,41 @@ class SGD(Optimizer):
 
 
 class Adagrad(Optimizer):
-    r"""Adagrad (torch.optim.Adagrad).
+    """Adagrad (torch.optim.Adagrad).
 
-    .. math::
-        g &\leftarrow \pm\nabla + \lambda\theta, \qquad
-        \tilde\gamma = \gamma / (1 + (t - 1)\eta) \\
-        s &\leftarrow s + g^2 \\
-        \theta &\leftarrow \theta - \tilde\gamma\, g / (\sqrt{s} + \epsilon)
+    Step t (1 for the first), for gradient ∇ and parameter θ::
+
+        g ← ±∇ + λ·θ
+        γₜ = γ / (1 + (t − 1)·η)
+        s ← s + g²
+        θ ← θ − γₜ·g / (√s + ε)
 
     Parameters
     ----------
-    params : see :class:`Optimizer`
+    params : list of arrays, dict of arrays, or list of group dicts
+        The arrays to update in place (see ``Optimizer``).
     lr : float, default 1e-2
+        Learning rate γ, >= 0.
     lr_decay : float, default 0
+        Learning-rate decay η, >= 0.
     weight_decay : float, default 0
+        L2 penalty λ, >= 0, added to the gradient as λ·θ.
     initial_accumulator_value : float, default 0
+        Initial value of the sum of squares s, >= 0.
     eps : float, default 1e-10
+        ε added to the denominator, >= 0.
     maximize : bool, default False
+        Ascend the gradient (maximise the objective) instead of descending.
     skip_nonfinite : bool, default False
+        Skip (and return False from) a step whose gradients hold NaN or Inf.
     """
 
     _algo = "adagrad"
 
-    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
-                 eps=1e-10, *, maximize=False, skip_nonfinite=False):
+    def __init__(self, params: Params, lr: float = 1e-2, lr_decay: float = 0,
+                 weight_decay: float = 0, initial_accumulator_value: float = 0,
+                 eps: float = 1e-10, *, maximize: bool = False,
+                 skip_nonfinite: bool = False) -> None:
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value,
                                       maximize=maximize), skip_nonfinite=skip_nonfinite)
@@ -763,33 +806,44 @@ class Adagrad(Optimizer):
 
 
 class RMSprop(Optimizer):
-    r"""RMSprop (torch.optim.RMSprop).
+    """RMSprop (torch.optim.RMSprop).
 
-    .. math::
-        g &\leftarrow \pm\nabla + \lambda\theta \\
-        v &\leftarrow \alpha v + (1 - \alpha) g^2 \\
-        \bar g &\leftarrow \mathrm{lerp}(\bar g, g, 1 - \alpha) \text{ (centered)},
-        \quad d = \sqrt{v - \bar g^2} + \epsilon \text{ or } \sqrt{v} + \epsilon \\
-        b &\leftarrow \mu b + g / d, \quad \theta \leftarrow \theta - \gamma b
-        \text{ (momentum) or } \theta \leftarrow \theta - \gamma g / d
+    One step, for gradient ∇ and parameter θ::
+
+        g ← ±∇ + λ·θ
+        v ← α·v + (1 − α)·g²
+        ḡ ← lerp(ḡ, g, 1 − α),  d = √(v − ḡ²) + ε     (centered)
+                                 d = √v + ε            (otherwise)
+        b ← μ·b + g / d,  θ ← θ − γ·b                 (momentum > 0)
+        θ ← θ − γ·g / d                                (otherwise)
 
     Parameters
     ----------
-    params : see :class:`Optimizer`
+    params : list of arrays, dict of arrays, or list of group dicts
+        The arrays to update in place (see ``Optimizer``).
     lr : float, default 1e-2
+        Learning rate γ, >= 0.
     alpha : float, default 0.99
+        Smoothing constant α of the squared-gradient average, >= 0.
     eps : float, default 1e-8
+        ε added to the denominator, >= 0.
     weight_decay : float, default 0
+        L2 penalty λ, >= 0, added to the gradient as λ·θ.
     momentum : float, default 0
+        Momentum factor μ, >= 0; 0 keeps no momentum buffer.
     centered : bool, default False
+        Normalise by the gradient's estimated variance (keeps ḡ).
     maximize : bool, default False
+        Ascend the gradient (maximise the objective) instead of descending.
     skip_nonfinite : bool, default False
+        Skip (and return False from) a step whose gradients hold NaN or Inf.
     """
 
     _algo = "rmsprop"
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
-                 centered=False, *, maximize=False, skip_nonfinite=False):
+    def __init__(self, params: Params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0, momentum: float = 0, centered: bool = False, *,
+                 maximize: bool = False, skip_nonfinite: bool = False) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps,
                                       centered=centered, weight_decay=weight_decay,
                                       maximize=maximize), skip_nonfinite=skip_nonfinite)
@@ -801,31 +855,40 @@ class RMSprop(Optimizer):
 
 
 class Adam(Optimizer):
-    r"""Adam, and AMSGrad (torch.optim.Adam).
+    """Adam, and AMSGrad (torch.optim.Adam).
 
-    .. math::
-        g &\leftarrow \pm\nabla + \lambda\theta \\
-        m &\leftarrow \beta_1 m + (1 - \beta_1) g, \quad
-        v \leftarrow \beta_2 v + (1 - \beta_2) g^2 \\
-        \hat v &= \max(\hat v, v) \text{ (AMSGrad) or } v \\
-        \theta &\leftarrow \theta - \frac{\gamma}{1 - \beta_1^t}\,
-        \frac{m}{\sqrt{\hat v} / \sqrt{1 - \beta_2^t} + \epsilon}
+    Step t (1 for the first), for gradient ∇ and parameter θ::
 
-    With ``decoupled_weight_decay=True`` (what :class:`AdamW` sets) the
-    weight decay multiplies the parameter by :math:`1 - \gamma\lambda`
-    instead of entering the gradient.
+        g ← ±∇ + λ·θ
+        m ← β₁·m + (1 − β₁)·g
+        v ← β₂·v + (1 − β₂)·g²
+        v̂ ← max(v̂, v) (AMSGrad)  or  v̂ = v
+        θ ← θ − γ / (1 − β₁ᵗ) · m / (√v̂ / √(1 − β₂ᵗ) + ε)
+
+    With ``decoupled_weight_decay=True`` (what ``AdamW`` sets) the weight
+    decay multiplies the parameter by (1 − γ·λ) instead of entering the
+    gradient.
 
     Parameters
     ----------
-    params : see :class:`Optimizer`
+    params : list of arrays, dict of arrays, or list of group dicts
+        The arrays to update in place (see ``Optimizer``).
     lr : float, default 1e-3
+        Learning rate γ, >= 0.
     betas : (float, float), default (0.9, 0.999)
+        Decay rates (β₁, β₂) of the first and second moments, each in [0, 1).
     eps : float, default 1e-8
+        ε added to the denominator, >= 0.
     weight_decay : float, default 0
+        Weight decay λ, >= 0: added to the gradient as λ·θ, or decoupled.
     amsgrad : bool, default False
+        Divide by the running maximum of v (AMSGrad).
     maximize : bool, default False
+        Ascend the gradient (maximise the objective) instead of descending.
     decoupled_weight_decay : bool, default False
+        Multiply θ by (1 − γ·λ) before the update instead (AdamW).
     skip_nonfinite : bool, default False
+        Skip (and return False from) a step whose gradients hold NaN or Inf.
 
     Examples
     --------
@@ -840,9 +903,10 @@ class Adam(Optimizer):
 
     _algo = "adam"
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
-                 amsgrad=False, *, maximize=False, decoupled_weight_decay=False,
-                 skip_nonfinite=False):
+    def __init__(self, params: Params, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
+                 decoupled_weight_decay: bool = False, skip_nonfinite: bool = False) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas) if hasattr(betas, "__iter__") else betas,
                                       eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                                       maximize=maximize,
@@ -862,18 +926,39 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    r"""AdamW: Adam with decoupled weight decay (torch.optim.AdamW).
+    """AdamW: Adam with decoupled weight decay (torch.optim.AdamW).
 
-    The parameter is multiplied by :math:`1 - \gamma\lambda` before the Adam
-    update instead of :math:`\lambda\theta` being added to the gradient
-    (Loshchilov & Hutter), so the decay is not rescaled by Adam's
-    per-coordinate step size.
+    The parameter is multiplied by (1 − γ·λ) before the Adam update instead
+    of λ·θ being added to the gradient (Loshchilov & Hutter), so the decay is
+    not rescaled by Adam's per-coordinate step size::
 
-    Parameters are those of :class:`Adam`, with ``weight_decay=1e-2``.
+        θ ← θ·(1 − γ·λ)
+        then Adam's update, with g = ±∇
+
+    Parameters
+    ----------
+    params : list of arrays, dict of arrays, or list of group dicts
+        The arrays to update in place (see ``Optimizer``).
+    lr : float, default 1e-3
+        Learning rate γ, >= 0.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates (β₁, β₂) of the first and second moments, each in [0, 1).
+    eps : float, default 1e-8
+        ε added to the denominator, >= 0.
+    weight_decay : float, default 1e-2
+        Weight decay λ, >= 0: θ is multiplied by (1 − γ·λ) at each step.
+    amsgrad : bool, default False
+        Divide by the running maximum of v (AMSGrad).
+    maximize : bool, default False
+        Ascend the gradient (maximise the objective) instead of descending.
+    skip_nonfinite : bool, default False
+        Skip (and return False from) a step whose gradients hold NaN or Inf.
     """
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, *, maximize=False, skip_nonfinite=False):
+    def __init__(self, params: Params, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
+                 skip_nonfinite: bool = False) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True,
                          skip_nonfinite=skip_nonfinite)

@@ -1,4 +1,4 @@
-r"""Plain NumPy implementations of fastopt's algorithms: the test oracle.
+"""Plain NumPy implementations of fastopt's algorithms: the test oracle.
 
 Each function is one update written directly from the formulas in the
 torch.optim documentation, element-wise in NumPy, with nothing shared with
@@ -23,7 +23,12 @@ array([0.9, 0.9])
 >>> sorted(state)
 ['exp_avg', 'exp_avg_sq']
 """
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
+
+from ._typing import Array, Grads
 
 __all__ = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "UPDATES", "ReferenceOptimizer"]
 
@@ -38,23 +43,52 @@ def _signed(grad, maximize):
 
 
 def _lerp(start, end, weight):
-    r"""torch.lerp: :math:`s + w (e - s)`, or :math:`e - (e - s)(1 - w)` when
-    :math:`|w| \ge 1/2` (the form torch switches to, exact at w = 1)."""
+    """torch.lerp: s + w·(e − s), or e − (e − s)·(1 − w) when |w| >= 1/2
+    (the form torch switches to, exact at w = 1)."""
     w = _scalar(weight, start)
     if abs(w) < 0.5:
         return start + w * (end - start)
     return end - (end - start) * (_scalar(1, start) - w)
 
 
-def sgd(param, grad, state, step, *, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
-        nesterov=False, maximize=False):
-    r"""One SGD step.
+def sgd(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-3,
+        momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0,
+        nesterov: bool = False, maximize: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One SGD step::
 
-    .. math::
-        g &= \pm\nabla + \lambda\theta \\
-        b &= g \text{ at the first step, else } \mu b + (1 - \tau) g \\
-        g &= g + \mu b \text{ (Nesterov), else } b \\
-        \theta &= \theta - \gamma g
+        g = ±∇ + λ·θ
+        b = g at the first step, else μ·b + (1 − τ)·g
+        g = g + μ·b (Nesterov), else b
+        θ = θ − γ·g
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter (not modified).
+    grad : ndarray
+        Its gradient.
+    state : dict
+        The state, with torch's buffer names; empty before the first step.
+    step : int
+        The number of this update, 1 for the first.
+    lr : float, default 1e-3
+        Learning rate γ.
+    momentum : float, default 0.0
+        Momentum factor μ.
+    dampening : float, default 0.0
+        Dampening τ.
+    weight_decay : float, default 0.0
+        L2 penalty λ.
+    nesterov : bool, default False
+        Nesterov momentum.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+
+
+    Returns
+    -------
+    (ndarray, dict)
+        The updated parameter and the new state.
     """
     del step  # SGD keeps no step count: the momentum buffer's presence marks the first step
     p = param
@@ -73,15 +107,44 @@ def sgd(param, grad, state, step, *, lr=1e-3, momentum=0.0, dampening=0.0, weigh
     return p + _scalar(-lr, p) * g, state
 
 
-def adagrad(param, grad, state, step, *, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
-            initial_accumulator_value=0.0, eps=1e-10, maximize=False):
-    r"""One Adagrad step.
+def adagrad(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-2,
+            lr_decay: float = 0.0, weight_decay: float = 0.0,
+            initial_accumulator_value: float = 0.0, eps: float = 1e-10,
+            maximize: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One Adagrad step::
 
-    .. math::
-        g &= \pm\nabla + \lambda\theta, \qquad
-        \tilde\gamma = \gamma / (1 + (t - 1)\eta) \\
-        s &= s + g^2 \quad (s_0 = \text{initial\_accumulator\_value}) \\
-        \theta &= \theta - \tilde\gamma\, g / (\sqrt{s} + \epsilon)
+        g = ±∇ + λ·θ,   γₜ = γ / (1 + (t − 1)·η)
+        s = s + g²      (s starts at initial_accumulator_value)
+        θ = θ − γₜ·g / (√s + ε)
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter (not modified).
+    grad : ndarray
+        Its gradient.
+    state : dict
+        The state, with torch's buffer names; empty before the first step.
+    step : int
+        The number of this update, 1 for the first.
+    lr : float, default 1e-2
+        Learning rate γ.
+    lr_decay : float, default 0.0
+        Learning-rate decay η.
+    weight_decay : float, default 0.0
+        L2 penalty λ.
+    initial_accumulator_value : float, default 0.0
+        The sum's value before the first step.
+    eps : float, default 1e-10
+        ε added to the denominator.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+
+
+    Returns
+    -------
+    (ndarray, dict)
+        The updated parameter and the new state.
     """
     p = param
     g = _signed(grad, maximize)
@@ -96,17 +159,47 @@ def adagrad(param, grad, state, step, *, lr=1e-2, lr_decay=0.0, weight_decay=0.0
     return p + (_scalar(-clr, p) * g) / std, {"sum": total}
 
 
-def rmsprop(param, grad, state, step, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
-            momentum=0.0, centered=False, maximize=False):
-    r"""One RMSprop step.
+def rmsprop(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-2,
+            alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
+            momentum: float = 0.0, centered: bool = False,
+            maximize: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One RMSprop step::
 
-    .. math::
-        g &= \pm\nabla + \lambda\theta \\
-        v &= \alpha v + (1 - \alpha) g^2 \\
-        \bar g &= \alpha \bar g + (1 - \alpha) g, \quad
-        d = \sqrt{v - \bar g^2} + \epsilon \text{ (centered), else } \sqrt{v} + \epsilon \\
-        b &= \mu b + g / d, \quad \theta = \theta - \gamma b \text{ (momentum > 0)},
-        \text{ else } \theta = \theta - \gamma g / d
+        g = ±∇ + λ·θ
+        v = α·v + (1 − α)·g²
+        ḡ = α·ḡ + (1 − α)·g,  d = √(v − ḡ²) + ε (centered), else √v + ε
+        b = μ·b + g / d,  θ = θ − γ·b (momentum > 0), else θ = θ − γ·g / d
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter (not modified).
+    grad : ndarray
+        Its gradient.
+    state : dict
+        The state, with torch's buffer names; empty before the first step.
+    step : int
+        The number of this update, 1 for the first.
+    lr : float, default 1e-2
+        Learning rate γ.
+    alpha : float, default 0.99
+        Smoothing constant α.
+    eps : float, default 1e-8
+        ε added to the denominator.
+    weight_decay : float, default 0.0
+        L2 penalty λ.
+    momentum : float, default 0.0
+        Momentum factor μ.
+    centered : bool, default False
+        Normalise by the gradient's estimated variance.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+
+
+    Returns
+    -------
+    (ndarray, dict)
+        The updated parameter and the new state.
     """
     del step  # RMSprop's update does not depend on the step number
     p = param
@@ -131,17 +224,47 @@ def rmsprop(param, grad, state, step, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_d
     return p + (_scalar(-lr, p) * g) / avg, new
 
 
-def adam(param, grad, state, step, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-         amsgrad=False, maximize=False, decoupled_weight_decay=False):
-    r"""One Adam (or AMSGrad, or with ``decoupled_weight_decay`` AdamW) step.
+def adam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-3,
+         betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+         amsgrad: bool = False, maximize: bool = False,
+         decoupled_weight_decay: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One Adam (or AMSGrad, or with ``decoupled_weight_decay`` AdamW) step::
 
-    .. math::
-        g &= \pm\nabla + \lambda\theta \text{ (Adam)}, \quad
-        \theta = \theta (1 - \gamma\lambda) \text{ (AdamW)} \\
-        m &= \beta_1 m + (1 - \beta_1) g, \quad v = \beta_2 v + (1 - \beta_2) g^2 \\
-        \hat v &= \max(\hat v, v) \text{ (AMSGrad), else } v \\
-        \theta &= \theta - \frac{\gamma}{1 - \beta_1^t}
-        \frac{m}{\sqrt{\hat v} / \sqrt{1 - \beta_2^t} + \epsilon}
+        g = ±∇ + λ·θ (Adam),   θ = θ·(1 − γ·λ) (AdamW)
+        m = β₁·m + (1 − β₁)·g,   v = β₂·v + (1 − β₂)·g²
+        v̂ = max(v̂, v) (AMSGrad), else v
+        θ = θ − γ / (1 − β₁ᵗ) · m / (√v̂ / √(1 − β₂ᵗ) + ε)
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter (not modified).
+    grad : ndarray
+        Its gradient.
+    state : dict
+        The state, with torch's buffer names; empty before the first step.
+    step : int
+        The number of this update, 1 for the first.
+    lr : float, default 1e-3
+        Learning rate γ.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates (β₁, β₂) of the moments.
+    eps : float, default 1e-8
+        ε added to the denominator.
+    weight_decay : float, default 0.0
+        Weight decay λ.
+    amsgrad : bool, default False
+        Divide by the running maximum of v (AMSGrad).
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    decoupled_weight_decay : bool, default False
+        Decay the parameter directly (AdamW) instead of through the gradient.
+
+
+    Returns
+    -------
+    (ndarray, dict)
+        The updated parameter and the new state.
     """
     beta1, beta2 = betas
     p = param
@@ -167,9 +290,40 @@ def adam(param, grad, state, step, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, wei
     return p + (_scalar(-step_size, p) * exp_avg) / denom, new
 
 
-def adamw(param, grad, state, step, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-          amsgrad=False, maximize=False):
-    """One AdamW step: :func:`adam` with decoupled weight decay."""
+def adamw(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-3,
+          betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
+          amsgrad: bool = False, maximize: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One AdamW step: :func:`adam` with decoupled weight decay.
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter (not modified).
+    grad : ndarray
+        Its gradient.
+    state : dict
+        The state, with torch's buffer names; empty before the first step.
+    step : int
+        The number of this update, 1 for the first.
+    lr : float, default 1e-3
+        Learning rate γ.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates (β₁, β₂) of the moments.
+    eps : float, default 1e-8
+        ε added to the denominator.
+    weight_decay : float, default 1e-2
+        Weight decay λ.
+    amsgrad : bool, default False
+        Divide by the running maximum of v (AMSGrad).
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+
+
+    Returns
+    -------
+    (ndarray, dict)
+        The updated parameter and the new state.
+    """
     return adam(param, grad, state, step, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                 amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True)
 
@@ -183,12 +337,21 @@ class ReferenceOptimizer:
     with the functions above: the same parameter groups, defaults, per-
     parameter step counts and None-skips as :class:`fastopt.Optimizer`.
 
-    ``params`` is a list of arrays or a list of group dicts; ``defaults``
-    the class's hyperparameters (those a group does not set). The current
-    parameters are in ``params`` and their state in ``state`` (by index).
+    The current parameters are in ``params`` and their state in ``state``
+    (by index).
+
+    Parameters
+    ----------
+    name : str
+        The optimizer class's name: a key of ``UPDATES`` ("SGD", "Adam", ...).
+    params : list of arrays or list of group dicts
+        The initial parameters (copied), or groups with their own
+        hyperparameters.
+    defaults : dict
+        The hyperparameters of groups that do not set them.
     """
 
-    def __init__(self, name, params, defaults):
+    def __init__(self, name: str, params: list[Any], defaults: Mapping[str, Any]) -> None:
         self.update = UPDATES[name]
         groups = list(params)
         if not isinstance(groups[0], dict):
@@ -202,7 +365,14 @@ class ReferenceOptimizer:
                 self.state.append({})
                 self.steps.append(0)
 
-    def step(self, grads):
+    def step(self, grads: Grads) -> None:
+        """Update every parameter from its gradient.
+
+        Parameters
+        ----------
+        grads : list of arrays
+            One gradient per parameter, in group order; None skips one.
+        """
         for i, grad in enumerate(grads):
             if grad is None:
                 continue

@@ -1,4 +1,4 @@
-r"""Learning-rate schedules as pure callables ``step -> lr``, evaluated in C.
+"""Learning-rate schedules as pure callables ``step -> lr``, evaluated in C.
 
 Every schedule here is a :class:`Schedule`: call it with an int to get a
 float, or with an integer NumPy array of any shape to get a float64 array of
@@ -33,6 +33,7 @@ To drive an optimizer's learning rate with one, see
 :class:`fastopt.lr_scheduler.ScheduleLR`.
 """
 import math
+from collections.abc import Mapping, Sequence
 
 from ._schedules import Schedule
 from . import _schedules as _c
@@ -85,20 +86,22 @@ def _named(sched, name, **kwargs):
 # ------------------------------------------------------------------- d2l.ai
 
 class FactorScheduler(Schedule):
-    r"""d2l.ai's ``FactorScheduler``: multiply by ``factor`` every step.
+    """d2l.ai's ``FactorScheduler``: multiply by ``factor`` every step::
 
-    .. math:: \eta_t = \max(\eta_{stop},\ \eta_0 \cdot f^{t+1})
+        lr(t) = max(stop_factor_lr, base_lr · factor^(t + 1))
 
     (for ``factor > 1`` with ``base_lr * factor < stop_factor_lr`` the book's
     recursion first clamps to ``stop_factor_lr`` and then grows:
-    :math:`\eta_{stop} f^t`; this class gives that too).
+    stop_factor_lr · factor^t; this class gives that too).
 
     Parameters
     ----------
-    factor : float, > 0
-    stop_factor_lr : float
-        Lower bound.
-    base_lr : float
+    factor : float, default 1
+        Multiplier per step, > 0.
+    stop_factor_lr : float, default 1e-7
+        Lower bound of the value.
+    base_lr : float, default 0.1
+        The value before the first step.
 
     Examples
     --------
@@ -107,7 +110,8 @@ class FactorScheduler(Schedule):
     [0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.01, 0.01]
     """
 
-    def __init__(self, factor=1, stop_factor_lr=1e-7, base_lr=0.1):
+    def __init__(self, factor: float = 1, stop_factor_lr: float = 1e-7,
+                 base_lr: float = 0.1) -> None:
         self.factor = _positive("factor", factor)
         self.stop_factor_lr = as_float(stop_factor_lr, "stop_factor_lr")
         self.base_lr = as_float(base_lr, "base_lr")
@@ -121,17 +125,18 @@ class FactorScheduler(Schedule):
 
 
 class MultiFactorScheduler(Schedule):
-    r"""d2l.ai's ``MultiFactorScheduler``: multiply by ``factor`` at milestones.
+    """d2l.ai's ``MultiFactorScheduler``: multiply by ``factor`` at milestones::
 
-    .. math:: \eta_t = \eta_0 \cdot f^{k(t)},\quad
-              k(t) = \#\{i : \text{step}_i \le t\}
+        lr(t) = base_lr · factor^(number of milestones <= t)
 
     Parameters
     ----------
     step : list of int
         Milestones, >= 0, strictly increasing.
-    factor : float, > 0
-    base_lr : float
+    factor : float, default 1
+        Multiplier at each milestone, > 0.
+    base_lr : float, default 0.1
+        The value before the first milestone.
 
     Examples
     --------
@@ -140,7 +145,7 @@ class MultiFactorScheduler(Schedule):
     [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
     """
 
-    def __init__(self, step, factor=1, base_lr=0.1):
+    def __init__(self, step: Sequence[int], factor: float = 1, base_lr: float = 0.1) -> None:
         milestones = [as_int64(m, "step[%d]" % i, 0) for i, m in enumerate(step)]
         if any(b <= a for a, b in zip(milestones, milestones[1:])):
             raise ValueError(f"step must be strictly increasing, got {milestones}")
@@ -152,28 +157,26 @@ class MultiFactorScheduler(Schedule):
 
 
 class CosineScheduler(Schedule):
-    r"""d2l.ai's ``CosineScheduler``: linear warmup, then cosine decay.
+    """d2l.ai's ``CosineScheduler``: linear warmup, then cosine decay.
 
-    With :math:`W` = ``warmup_steps`` and :math:`M` = ``max_update``:
+    With W = ``warmup_steps``, M = ``max_update``, lr₀ = ``base_lr``,
+    lr_w = ``warmup_begin_lr`` and lr_T = ``final_lr``::
 
-    .. math::
-        \eta_t = \begin{cases}
-        \eta_w + (\eta_0 - \eta_w)\, t / W & t < W \\
-        \eta_T + (\eta_0 - \eta_T)\,
-            \frac{1 + \cos(\pi (t - W) / (M - W))}{2} & W \le t \le M \\
-        \eta_T & t > M
-        \end{cases}
+        t < W:        lr(t) = lr_w + (lr₀ − lr_w) · t / W
+        W <= t <= M:  lr(t) = lr_T + (lr₀ − lr_T) · (1 + cos(π·(t − W) / (M − W))) / 2
+        t > M:        lr(t) = lr_T
 
     Parameters
     ----------
     max_update : int
         Step at which the decay ends; > ``warmup_steps``.
-    base_lr : float
+    base_lr : float, default 0.01
         Value at the end of the warmup.
-    final_lr : float
+    final_lr : float, default 0
         Value from ``max_update`` on.
-    warmup_steps : int, >= 0
-    warmup_begin_lr : float
+    warmup_steps : int, default 0
+        Steps of linear warmup, >= 0.
+    warmup_begin_lr : float, default 0
         Value at step 0 when there is a warmup.
 
     Examples
@@ -183,8 +186,8 @@ class CosineScheduler(Schedule):
     [0.0, 0.5, 1.0, 0.5, 0.0, 0.0]
     """
 
-    def __init__(self, max_update, base_lr=0.01, final_lr=0, warmup_steps=0,
-                 warmup_begin_lr=0):
+    def __init__(self, max_update: int, base_lr: float = 0.01, final_lr: float = 0,
+                 warmup_steps: int = 0, warmup_begin_lr: float = 0) -> None:
         self.warmup_steps = as_int64(warmup_steps, "warmup_steps", 0)
         self.max_update = as_int64(max_update, "max_update")
         if self.max_update <= self.warmup_steps:
@@ -201,7 +204,14 @@ class CosineScheduler(Schedule):
 
 
 class SquareRootScheduler(Schedule):
-    r"""d2l.ai's ``SquareRootScheduler``: :math:`\eta_t = \eta / \sqrt{t + 1}`.
+    """d2l.ai's ``SquareRootScheduler``::
+
+        lr(t) = lr / √(t + 1)
+
+    Parameters
+    ----------
+    lr : float, default 0.1
+        Value at step 0.
 
     Examples
     --------
@@ -210,7 +220,7 @@ class SquareRootScheduler(Schedule):
     (1.0, 0.5)
     """
 
-    def __init__(self, lr=0.1):
+    def __init__(self, lr: float = 0.1) -> None:
         self.lr = as_float(lr, "lr")
         self._adopt(_c.inv_sqrt(self.lr))
         _named(self, "SquareRootScheduler", lr=lr)
@@ -218,8 +228,13 @@ class SquareRootScheduler(Schedule):
 
 # -------------------------------------------------------------------- optax
 
-def constant_schedule(value):
+def constant_schedule(value: float) -> Schedule:
     """optax's ``constant_schedule``: ``value`` at every step.
+
+    Parameters
+    ----------
+    value : float
+        The value.
 
     Examples
     --------
@@ -229,17 +244,31 @@ def constant_schedule(value):
     return _named(_c.constant(as_float(value, "value")), "constant_schedule", value=value)
 
 
-def polynomial_schedule(init_value, end_value, power, transition_steps, transition_begin=0):
-    r"""optax's ``polynomial_schedule``.
+def polynomial_schedule(init_value: float, end_value: float, power: float, transition_steps: int,
+                        transition_begin: int = 0) -> Schedule:
+    """optax's ``polynomial_schedule``.
 
-    With :math:`I` = ``init_value``, :math:`E` = ``end_value``, :math:`P` =
-    ``power``, :math:`T` = ``transition_steps``, :math:`B` =
-    ``transition_begin`` and :math:`c = \mathrm{clip}(t - B, 0, T)`:
+    With I = ``init_value``, E = ``end_value``, P = ``power``,
+    T = ``transition_steps``, B = ``transition_begin`` and
+    c = clip(t − B, 0, T)::
 
-    .. math:: \eta_t = (I - E)\,(1 - c / T)^P + E
+        lr(t) = (I − E) · (1 − c / T)^P + E
 
     As in optax, ``transition_steps <= 0`` gives the constant ``init_value``
     and a negative ``transition_begin`` counts as 0.
+
+    Parameters
+    ----------
+    init_value : float
+        Value I up to transition_begin.
+    end_value : float
+        Value E from transition_begin + transition_steps on.
+    power : float
+        The exponent P.
+    transition_steps : int
+        Steps T of the transition (<= 0: the constant init_value).
+    transition_begin : int, default 0
+        Steps B before the transition starts (a negative value counts as 0).
 
     Examples
     --------
@@ -256,10 +285,22 @@ def polynomial_schedule(init_value, end_value, power, transition_steps, transiti
                   transition_begin=transition_begin)
 
 
-def linear_schedule(init_value, end_value, transition_steps, transition_begin=0):
-    r"""optax's ``linear_schedule``: :func:`polynomial_schedule` with power 1.
+def linear_schedule(init_value: float, end_value: float, transition_steps: int,
+                    transition_begin: int = 0) -> Schedule:
+    """optax's ``linear_schedule``: :func:`polynomial_schedule` with power 1::
 
-    .. math:: \eta_t = (I - E)\,(1 - c / T) + E,\quad c = \mathrm{clip}(t - B, 0, T)
+        lr(t) = (I − E) · (1 − c / T) + E,   c = clip(t − B, 0, T)
+
+    Parameters
+    ----------
+    init_value : float
+        Value I up to transition_begin.
+    end_value : float
+        Value E from transition_begin + transition_steps on.
+    transition_steps : int
+        Steps T of the transition (<= 0: the constant init_value).
+    transition_begin : int, default 0
+        Steps B before the transition starts (a negative value counts as 0).
 
     Examples
     --------
@@ -275,18 +316,33 @@ def linear_schedule(init_value, end_value, transition_steps, transition_begin=0)
                   transition_steps=transition_steps, transition_begin=transition_begin)
 
 
-def exponential_decay(init_value, transition_steps, decay_rate, transition_begin=0,
-                      staircase=False, end_value=None):
-    r"""optax's ``exponential_decay``.
+def exponential_decay(init_value: float, transition_steps: int, decay_rate: float,
+                      transition_begin: int = 0, staircase: bool = False,
+                      end_value: float | None = None) -> Schedule:
+    """optax's ``exponential_decay``::
 
-    .. math::
-        \eta_t = \begin{cases} I & t \le B \\ I \cdot r^{p} & t > B \end{cases},
-        \quad p = \frac{t - B}{T}\ (\lfloor\cdot\rfloor \text{ if staircase})
+        lr(t) = I                     t <= B
+        lr(t) = I · r^((t − B) / T)    t > B   (exponent floored if staircase)
 
     then, if ``end_value`` is given, bounded by it from below (``decay_rate
     < 1``) or above. As in optax, ``transition_steps <= 0`` or ``decay_rate
     == 0`` give the constant ``init_value``, and a negative
     ``transition_begin`` counts as 0.
+
+    Parameters
+    ----------
+    init_value : float
+        Value I up to transition_begin.
+    transition_steps : int
+        Steps T per factor of decay_rate.
+    decay_rate : float
+        The factor r.
+    transition_begin : int, default 0
+        Steps B before the transition starts (a negative value counts as 0).
+    staircase : bool, default False
+        Decay in whole steps of T (floor the exponent).
+    end_value : float or None, default None
+        Bound of the value, or None for none.
 
     Examples
     --------
@@ -305,20 +361,22 @@ def exponential_decay(init_value, transition_steps, decay_rate, transition_begin
                   transition_begin=transition_begin, staircase=staircase, end_value=end_value)
 
 
-def cosine_decay_schedule(init_value, decay_steps, alpha=0.0, exponent=1.0):
-    r"""optax's ``cosine_decay_schedule``.
+def cosine_decay_schedule(init_value: float, decay_steps: int, alpha: float = 0.0,
+                          exponent: float = 1.0) -> Schedule:
+    """optax's ``cosine_decay_schedule``::
 
-    .. math::
-        \eta_t = I\left((1 - \alpha)\left[\tfrac12\left(1 + \cos\frac{\pi\,
-        \min(t, T)}{T}\right)\right]^p + \alpha\right)
+        lr(t) = I · ((1 − α) · ((1 + cos(π·min(t, T) / T)) / 2)^p + α)
 
     Parameters
     ----------
     init_value : float
-    decay_steps : int, > 0
-    alpha : float
-        Final value as a fraction of ``init_value``.
-    exponent : float
+        Value I at step 0.
+    decay_steps : int
+        Steps T of the decay, > 0.
+    alpha : float, default 0.0
+        Final value α as a fraction of ``init_value``.
+    exponent : float, default 1.0
+        The exponent p of the cosine term.
 
     Examples
     --------
@@ -333,15 +391,31 @@ def cosine_decay_schedule(init_value, decay_steps, alpha=0.0, exponent=1.0):
                   decay_steps=decay_steps, alpha=alpha, exponent=exponent)
 
 
-def warmup_cosine_decay_schedule(init_value, peak_value, warmup_steps, decay_steps,
-                                 end_value=0.0, exponent=1.0):
-    r"""optax's ``warmup_cosine_decay_schedule``: linear warmup, cosine decay.
+def warmup_cosine_decay_schedule(init_value: float, peak_value: float, warmup_steps: int,
+                                 decay_steps: int, end_value: float = 0.0,
+                                 exponent: float = 1.0) -> Schedule:
+    """optax's ``warmup_cosine_decay_schedule``: linear warmup, cosine decay.
 
     :func:`linear_schedule` from ``init_value`` to ``peak_value`` over
     ``warmup_steps``, joined at ``warmup_steps`` with
     :func:`cosine_decay_schedule` from ``peak_value`` over ``decay_steps -
     warmup_steps`` steps with ``alpha = end_value / peak_value`` (0 when
     ``peak_value`` is 0). ``decay_steps`` counts the warmup.
+
+    Parameters
+    ----------
+    init_value : float
+        Value at step 0.
+    peak_value : float
+        Value at the end of the warmup.
+    warmup_steps : int
+        Steps of the linear warmup.
+    decay_steps : int
+        Steps of warmup and decay together.
+    end_value : float, default 0.0
+        Value from decay_steps on.
+    exponent : float, default 1.0
+        The exponent of the cosine term.
 
     Examples
     --------
@@ -369,15 +443,18 @@ def warmup_cosine_decay_schedule(init_value, peak_value, warmup_steps, decay_ste
                   end_value=end_value, exponent=exponent)
 
 
-def piecewise_constant_schedule(init_value, boundaries_and_scales=None):
-    r"""optax's ``piecewise_constant_schedule``.
+def piecewise_constant_schedule(init_value: float,
+                                boundaries_and_scales: Mapping[int, float] | None = None
+                                ) -> Schedule:
+    """optax's ``piecewise_constant_schedule``::
 
-    .. math:: \eta_t = I \prod_{b_i \le t} s_i
+        lr(t) = I · (product of the scales whose boundary is <= t)
 
     Parameters
     ----------
     init_value : float
-    boundaries_and_scales : dict of int to float, optional
+        Value I before the first boundary.
+    boundaries_and_scales : dict of int to float or None, default None
         ``{step: scale}``; the scales must be >= 0.
 
     Examples
@@ -397,13 +474,13 @@ def piecewise_constant_schedule(init_value, boundaries_and_scales=None):
                   else dict(boundaries_and_scales))
 
 
-def join_schedules(schedules, boundaries):
-    r"""optax's ``join_schedules``: one schedule after another.
+def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
+    """optax's ``join_schedules``: one schedule after another.
 
-    Schedule :math:`k` runs from boundary :math:`k - 1` on, and sees the
-    steps counted from that boundary:
+    Schedule k runs from boundary k − 1 on, and sees the steps counted from
+    that boundary::
 
-    .. math:: \eta_t = S_k(t - b_{k-1}),\quad k = \#\{i : b_i \le t\},\ b_{-1} = 0
+        lr(t) = S_k(t − b_(k−1)),   k = number of boundaries <= t,   b_(−1) = 0
 
     Parameters
     ----------
@@ -436,15 +513,26 @@ def join_schedules(schedules, boundaries):
 
 # ----------------------------------------------------- torch's closed forms
 
-def cosine_restarts_schedule(init_value, T_0, T_mult=1, eta_min=0.0):
-    r"""Cosine annealing with warm restarts (SGDR), as torch's
+def cosine_restarts_schedule(init_value: float, T_0: int, T_mult: int = 1,
+                             eta_min: float = 0.0) -> Schedule:
+    """Cosine annealing with warm restarts (SGDR), as torch's
     ``CosineAnnealingWarmRestarts``.
 
-    The :math:`i`-th period lasts :math:`T_i = T_0 T_{mult}^i` steps; with
-    :math:`T_{cur}` the steps since the last restart:
+    The i-th period lasts T_i = T_0 · T_mult^i steps; with T_cur the steps
+    since the last restart::
 
-    .. math:: \eta_t = \eta_{min} + (I - \eta_{min})\,
-              \frac{1 + \cos(\pi T_{cur} / T_i)}{2}
+        lr(t) = eta_min + (I − eta_min) · (1 + cos(π·T_cur / T_i)) / 2
+
+    Parameters
+    ----------
+    init_value : float
+        Value I at the start of each period.
+    T_0 : int
+        Steps of the first period, >= 1.
+    T_mult : int, default 1
+        Factor by which each period is longer than the last, >= 1.
+    eta_min : float, default 0.0
+        The smallest value.
 
     Examples
     --------
@@ -458,20 +546,34 @@ def cosine_restarts_schedule(init_value, T_0, T_mult=1, eta_min=0.0):
                   T_mult=T_mult, eta_min=eta_min)
 
 
-def cyclic_schedule(base_lr, max_lr, step_size_up=2000, step_size_down=None,
-                    mode="triangular", gamma=1.0):
-    r"""Cyclical learning rate, as torch's ``CyclicLR``.
+def cyclic_schedule(base_lr: float, max_lr: float, step_size_up: float = 2000,
+                    step_size_down: float | None = None, mode: str = "triangular",
+                    gamma: float = 1.0) -> Schedule:
+    """Cyclical learning rate, as torch's ``CyclicLR``.
 
-    With :math:`S = S_{up} + S_{down}`, cycle :math:`c = \lfloor 1 + t/S
-    \rfloor` and :math:`x = 1 + t/S - c`, the height :math:`h = x / r` for
-    :math:`x \le r = S_{up}/S`, else :math:`(x - 1)/(r - 1)`:
+    With S = S_up + S_down, cycle c = ⌊1 + t/S⌋, x = 1 + t/S − c and the
+    height h = x/r for x <= r = S_up/S, else (x − 1)/(r − 1)::
 
-    .. math:: \eta_t = \eta_{base} + (\eta_{max} - \eta_{base})\, h\, g
+        lr(t) = base_lr + (max_lr − base_lr) · h · g
 
-    where :math:`g = 1` (``"triangular"``), :math:`2^{1-c}`
-    (``"triangular2"``) or :math:`\gamma^t` (``"exp_range"``). Step sizes
-    with :math:`r = 0` (torch divides by it) or a sum that is not finite are
-    a ValueError.
+    where g = 1 ("triangular"), 2^(1 − c) ("triangular2") or γ^t
+    ("exp_range"). Step sizes with r = 0 (torch divides by it) or a sum that
+    is not finite are a ValueError.
+
+    Parameters
+    ----------
+    base_lr : float
+        The lowest value of a cycle.
+    max_lr : float
+        The highest value of a cycle.
+    step_size_up : float, default 2000
+        Steps S_up from base_lr up to max_lr.
+    step_size_down : float or None, default None
+        Steps S_down back down; None means step_size_up.
+    mode : {"triangular", "triangular2", "exp_range"}, default "triangular"
+        The amplitude's scale per cycle.
+    gamma : float, default 1.0
+        The base γ of "exp_range"'s scale.
 
     Examples
     --------
@@ -501,20 +603,40 @@ def cyclic_schedule(base_lr, max_lr, step_size_up=2000, step_size_down=None,
                   gamma=gamma)
 
 
-def one_cycle_schedule(max_lr, total_steps, pct_start=0.3, anneal_strategy="cos",
-                       div_factor=25.0, final_div_factor=1e4, three_phase=False):
-    r"""The 1cycle policy, as torch's ``OneCycleLR``.
+def one_cycle_schedule(max_lr: float, total_steps: int, pct_start: float = 0.3,
+                       anneal_strategy: str = "cos", div_factor: float = 25.0,
+                       final_div_factor: float = 1e4, three_phase: bool = False) -> Schedule:
+    """The 1cycle policy, as torch's ``OneCycleLR``.
 
     From ``max_lr / div_factor`` up to ``max_lr`` over the first
     ``pct_start * total_steps - 1`` steps, then down to ``max_lr /
     (div_factor * final_div_factor)`` at step ``total_steps - 1`` (with
     ``three_phase``, first back down to the initial value, symmetrically).
-    Each phase anneals from :math:`a` to :math:`b` over its fraction
-    :math:`p \in [0, 1]` as :math:`b + (a - b)(1 + \cos \pi p)/2`
-    (``"cos"``) or :math:`a + (b - a) p` (``"linear"``). Steps past
-    ``total_steps - 1`` give the final value (torch's class raises there).
-    ``pct_start * total_steps == 1`` (a warm-up of no steps, where torch
-    divides by zero) is a ValueError.
+    Each phase anneals from a to b over its fraction q in [0, 1] as::
+
+        b + (a − b) · (1 + cos(π·q)) / 2     ("cos")
+        a + (b − a) · q                      ("linear")
+
+    Steps past ``total_steps - 1`` give the final value (torch's class raises
+    there). ``pct_start * total_steps == 1`` (a warm-up of no steps, where
+    torch divides by zero) is a ValueError.
+
+    Parameters
+    ----------
+    max_lr : float
+        The peak value.
+    total_steps : int
+        Steps of the whole cycle.
+    pct_start : float, default 0.3
+        Fraction of the cycle spent warming up, in [0, 1].
+    anneal_strategy : {"cos", "linear"}, default "cos"
+        The shape of each phase.
+    div_factor : float, default 25.0
+        The starting value is max_lr / div_factor.
+    final_div_factor : float, default 1e4
+        The final value is the starting one / final_div_factor.
+    three_phase : bool, default False
+        Come back down to the starting value before the final annealing.
 
     Examples
     --------

@@ -1,4 +1,4 @@
-r"""Stochastic Weight Averaging helpers (torch.optim.swa_utils), for fastopt.
+"""Stochastic Weight Averaging helpers (torch.optim.swa_utils), for fastopt.
 
 :class:`SWALR` anneals each group's learning rate to a fixed ``swa_lr`` over
 ``anneal_epochs`` epochs and then holds it there, as torch's
@@ -17,36 +17,43 @@ fastopt optimizers, torch optimizers or anything with torch-style
 Thread-safety: as for :mod:`fastopt.lr_scheduler`.
 """
 import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from ._typing import HasParamGroups
 from .lr_scheduler import LRScheduler, _check_optimizer, _format_param
 
 __all__ = ["SWALR"]
 
 
 class SWALR(LRScheduler):
-    r"""Anneal each group's learning rate to ``swa_lr``, then keep it there.
+    """Anneal each group's learning rate to ``swa_lr``, then keep it there.
 
-    At the :math:`t`-th call of ``step`` (construction is the 0th), with
-    :math:`\alpha_t = a(\min(1, t / \max(1, T)))` for :math:`T` =
-    ``anneal_epochs`` and :math:`a(x) = (1 - \cos \pi x) / 2` ("cos") or
-    :math:`x` ("linear"), the learning rate is
+    At the t-th call of ``step`` (construction is the 0th), with
+    α_t = a(min(1, t / max(1, T))) for T = ``anneal_epochs`` and
+    a(x) = (1 − cos(π·x)) / 2 ("cos") or x ("linear"), the learning rate is::
 
-    .. math:: \eta_t = \alpha_t\, \eta_{swa} + (1 - \alpha_t)\, \eta_{start}
+        lr(t) = α_t · swa_lr + (1 − α_t) · lr_start
 
-    where :math:`\eta_{start}` is the learning rate the group had when the
-    annealing began (recovered from the current one at every step, as torch
-    does, so another scheduler may have set it). With ``anneal_epochs=0`` the
-    learning rate is ``swa_lr`` from the first step on.
+    where lr_start is the learning rate the group had when the annealing began
+    (recovered from the current one at every step, as torch does, so another
+    scheduler may have set it). With ``anneal_epochs=0`` the learning rate is
+    ``swa_lr`` from the first step on.
 
     Parameters
     ----------
     optimizer : optimizer
+        Any object with torch-style ``param_groups`` (fastopt, torch or other).
     swa_lr : float or list of float
         The target learning rate, for all groups or one per group (stored
         as ``group["swa_lr"]``).
-    anneal_epochs : int, >= 0
-    anneal_strategy : {"cos", "linear"}
-    last_epoch : int
+    anneal_epochs : int, default 10
+        Epochs of the annealing, >= 0.
+    anneal_strategy : {"cos", "linear"}, default "cos"
+        The shape a(x) of the annealing.
+    last_epoch : int, default -1
+        Index of the last epoch: -1 starts a new schedule; another value
+        resumes one and needs ``initial_lr`` in every group.
 
     Examples
     --------
@@ -60,8 +67,9 @@ class SWALR(LRScheduler):
 
     _not_state = ("optimizer", "anneal_func")
 
-    def __init__(self, optimizer, swa_lr, anneal_epochs=10, anneal_strategy="cos",
-                 last_epoch=-1):
+    def __init__(self, optimizer: HasParamGroups, swa_lr: float | Sequence[float],
+                 anneal_epochs: int = 10, anneal_strategy: str = "cos",
+                 last_epoch: int = -1) -> None:
         _check_optimizer(optimizer)
         swa_lrs = _format_param("swa_lr", optimizer, swa_lr)
         for lr, group in zip(swa_lrs, optimizer.param_groups, strict=True):
@@ -93,7 +101,7 @@ class SWALR(LRScheduler):
         self._anneal_strategy = anneal_strategy
         self.anneal_func = self._cosine_anneal if anneal_strategy == "cos" else self._linear_anneal
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         step = self._step_count - 1
         if self.anneal_epochs == 0:
             step = max(1, step)
@@ -104,7 +112,13 @@ class SWALR(LRScheduler):
                 + self._get_initial_lr(group["lr"], group["swa_lr"], prev_alpha) * (1 - alpha)
                 for group in groups]
 
-    def load_state_dict(self, state_dict):
-        """Restore a state from :meth:`state_dict` (torch's or fastopt's)."""
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict` (torch's or fastopt's).
+
+        Parameters
+        ----------
+        state_dict : dict
+            A dict that ``state_dict()`` returned.
+        """
         super().load_state_dict(state_dict)
         self._set_anneal_func(self._anneal_strategy)

@@ -45,6 +45,8 @@ released while the C core runs).
 # This module is fastopt.torch; with absolute imports (Python 3's only kind)
 # the next line imports the real torch package, never this file.
 import sys
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 import torch.optim
@@ -197,7 +199,15 @@ class _Stepper:
         super().__setstate__(state)
         self._fo_setup()
 
-    def add_param_group(self, param_group):
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group of parameters, as torch.optim does, checking its hyperparameters.
+
+        Parameters
+        ----------
+        param_group : dict
+            ``"params"`` (a tensor or an iterable of tensors) and any
+            hyperparameters that differ from the optimizer's defaults.
+        """
         super().add_param_group(param_group)
         try:
             self._fo_check_group(self.param_groups[-1], f"param group {len(self.param_groups) - 1}")
@@ -240,13 +250,24 @@ class _Stepper:
         raise NotImplementedError
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform a single optimization step (see torch.optim.Optimizer.step).
 
         Every parameter with a gradient is updated in one call into the C
         core. Nothing is changed when a parameter, gradient or state tensor
         cannot be stepped (not a dense CPU float32/float64 tensor): a
         TypeError or ValueError names it first.
+
+        Parameters
+        ----------
+        closure : callable or None, default None
+            Re-evaluates the model and returns the loss, as in torch; called
+            with gradients enabled before the step.
+
+        Returns
+        -------
+        object
+            The closure's loss; None without a closure.
         """
         loss = None
         if closure is not None:
@@ -449,13 +470,42 @@ class SGD(_Stepper, torch.optim.SGD):
 
     State per parameter: ``momentum_buffer`` (when ``momentum != 0``), which
     starts as the first gradient, as in torch.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of param-group dicts
+        The parameters to optimise (``model.parameters()``), as for torch.optim.
+    lr : float or tensor, default 1e-3
+        Learning rate, >= 0.
+    momentum : float, default 0
+        Momentum factor, >= 0.
+    dampening : float, default 0
+        Dampening of the gradient's share in the momentum buffer.
+    weight_decay : float, default 0
+        Weight decay, >= 0: L2 penalty added to the gradient.
+    nesterov : bool, default False
+        Nesterov momentum (needs momentum > 0 and dampening = 0).
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    foreach : bool or None, default None
+        Kept in the groups for torch's state dicts; fastopt always steps all
+        parameters in one call into its C core.
+    differentiable : bool, default False
+        Autograd through the step in torch; not supported by fastopt
+        (ValueError for True).
+    fused : bool or None, default None
+        Kept in the groups for torch's state dicts; changes nothing (fastopt's
+        step is its own fused CPU kernel).
     """
 
     _fastopt = _optim.SGD
     _hyper_keys = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
 
-    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False,
-                 *, maximize=False, foreach=None, differentiable=False, fused=None):
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float | torch.Tensor = 1e-3, momentum: float = 0, dampening: float = 0,
+                 weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, differentiable: bool = False,
+                 fused: bool | None = None) -> None:
         self._fo_setup()
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening,
                          weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
@@ -473,13 +523,42 @@ class Adagrad(_Stepper, torch.optim.Adagrad):
 
     State per parameter: ``step`` and ``sum`` (which starts at
     ``initial_accumulator_value``), created at construction as torch does.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of param-group dicts
+        The parameters to optimise (``model.parameters()``), as for torch.optim.
+    lr : float or tensor, default 1e-2
+        Learning rate, >= 0.
+    lr_decay : float, default 0
+        Learning-rate decay, >= 0: step t uses lr / (1 + (t − 1)·lr_decay).
+    weight_decay : float, default 0
+        Weight decay, >= 0: L2 penalty added to the gradient.
+    initial_accumulator_value : float, default 0
+        Initial value of the sum of squared gradients, >= 0.
+    eps : float, default 1e-10
+        Added to the denominator, >= 0.
+    foreach : bool or None, default None
+        Kept in the groups for torch's state dicts; fastopt always steps all
+        parameters in one call into its C core.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    differentiable : bool, default False
+        Autograd through the step in torch; not supported by fastopt
+        (ValueError for True).
+    fused : bool or None, default None
+        Kept in the groups for torch's state dicts; changes nothing (fastopt's
+        step is its own fused CPU kernel).
     """
 
     _fastopt = _optim.Adagrad
     _hyper_keys = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps", "maximize")
 
-    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
-                 eps=1e-10, foreach=None, *, maximize=False, differentiable=False, fused=None):
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float | torch.Tensor = 1e-2, lr_decay: float = 0, weight_decay: float = 0,
+                 initial_accumulator_value: float = 0, eps: float = 1e-10,
+                 foreach: bool | None = None, *, maximize: bool = False,
+                 differentiable: bool = False, fused: bool | None = None) -> None:
         self._fo_setup()
         init = initial_accumulator_value
         if type(init) is int and init.bit_length() > 63:  # torch.full_like takes int64-sized ints
@@ -505,14 +584,44 @@ class RMSprop(_Stepper, torch.optim.RMSprop):
 
     State per parameter: ``step``, ``square_avg``, ``momentum_buffer`` (when
     ``momentum > 0``) and ``grad_avg`` (when ``centered``), zeros at first.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of param-group dicts
+        The parameters to optimise (``model.parameters()``), as for torch.optim.
+    lr : float or tensor, default 1e-2
+        Learning rate, >= 0.
+    alpha : float, default 0.99
+        Smoothing constant of the averages, >= 0.
+    eps : float, default 1e-8
+        Added to the denominator, >= 0.
+    weight_decay : float, default 0
+        Weight decay, >= 0: L2 penalty added to the gradient.
+    momentum : float, default 0
+        Momentum factor, >= 0.
+    centered : bool, default False
+        Normalise by the gradient's estimated variance.
+    capturable : bool, default False
+        For CUDA graphs in torch; fastopt steps on the CPU and raises
+        ValueError for True.
+    foreach : bool or None, default None
+        Kept in the groups for torch's state dicts; fastopt always steps all
+        parameters in one call into its C core.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    differentiable : bool, default False
+        Autograd through the step in torch; not supported by fastopt
+        (ValueError for True).
     """
 
     _fastopt = _optim.RMSprop
     _hyper_keys = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize")
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
-                 centered=False, capturable=False, foreach=None, maximize=False,
-                 differentiable=False):
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float | torch.Tensor = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0, momentum: float = 0, centered: bool = False,
+                 capturable: bool = False, foreach: bool | None = None, maximize: bool = False,
+                 differentiable: bool = False) -> None:
         self._fo_setup()
         super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                          momentum=momentum, centered=centered, capturable=capturable,
@@ -535,15 +644,49 @@ class Adam(_Stepper, torch.optim.Adam):
 
     State per parameter: ``step``, ``exp_avg``, ``exp_avg_sq`` and
     ``max_exp_avg_sq`` (when ``amsgrad``), zeros at first.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of param-group dicts
+        The parameters to optimise (``model.parameters()``), as for torch.optim.
+    lr : float or tensor, default 1e-3
+        Learning rate, >= 0.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first and second moments, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator, >= 0.
+    weight_decay : float, default 0
+        Weight decay, >= 0: added to the gradient, or decoupled.
+    amsgrad : bool, default False
+        Divide by the running maximum of the second moment (AMSGrad).
+    foreach : bool or None, default None
+        Kept in the groups for torch's state dicts; fastopt always steps all
+        parameters in one call into its C core.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    capturable : bool, default False
+        For CUDA graphs in torch; fastopt steps on the CPU and raises
+        ValueError for True.
+    differentiable : bool, default False
+        Autograd through the step in torch; not supported by fastopt
+        (ValueError for True).
+    fused : bool or None, default None
+        Kept in the groups for torch's state dicts; changes nothing (fastopt's
+        step is its own fused CPU kernel).
+    decoupled_weight_decay : bool, default False
+        Multiply the parameter by (1 − lr·weight_decay) instead (AdamW).
     """
 
     _fastopt = _optim.Adam
     _hyper_keys = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize",
                    "decoupled_weight_decay")
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
-                 amsgrad=False, *, foreach=None, maximize=False, capturable=False,
-                 differentiable=False, fused=None, decoupled_weight_decay=False):
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float | torch.Tensor = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0, amsgrad: bool = False, *,
+                 foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None,
+                 decoupled_weight_decay: bool = False) -> None:
         self._fo_setup()
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, foreach=foreach, maximize=maximize,
@@ -566,15 +709,46 @@ class AdamW(_Stepper, torch.optim.AdamW):
 
     Adam with decoupled weight decay: the parameter is multiplied by
     ``1 - lr * weight_decay`` before the Adam update.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of param-group dicts
+        The parameters to optimise (``model.parameters()``), as for torch.optim.
+    lr : float or tensor, default 1e-3
+        Learning rate, >= 0.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first and second moments, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator, >= 0.
+    weight_decay : float, default 1e-2
+        Weight decay, >= 0: the parameter is multiplied by (1 − lr·weight_decay).
+    amsgrad : bool, default False
+        Divide by the running maximum of the second moment (AMSGrad).
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    foreach : bool or None, default None
+        Kept in the groups for torch's state dicts; fastopt always steps all
+        parameters in one call into its C core.
+    capturable : bool, default False
+        For CUDA graphs in torch; fastopt steps on the CPU and raises
+        ValueError for True.
+    differentiable : bool, default False
+        Autograd through the step in torch; not supported by fastopt
+        (ValueError for True).
+    fused : bool or None, default None
+        Kept in the groups for torch's state dicts; changes nothing (fastopt's
+        step is its own fused CPU kernel).
     """
 
     _fastopt = _optim.AdamW
     _hyper_keys = Adam._hyper_keys
     _init_state = Adam._init_state
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, *, maximize=False, foreach=None, capturable=False,
-                 differentiable=False, fused=None):
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float | torch.Tensor = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *,
+                 maximize: bool = False, foreach: bool | None = None, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None) -> None:
         self._fo_setup()
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, foreach=foreach,

@@ -201,7 +201,7 @@ def test_grads_list_mutated_by_another_thread():
     while the step runs with the GIL released: the step holds its own
     references, so nothing it reads is freed."""
     run_isolated("""
-        import threading, numpy as np, fastopt
+        import threading, time, numpy as np, fastopt
         fastopt.set_num_threads(2)
         n = 200_000
         ps = [np.zeros(n, np.float32) for _ in range(4)]
@@ -214,11 +214,13 @@ def test_grads_list_mutated_by_another_thread():
                 grads[1] = np.full(n, 2.0, np.float32)
                 grads.clear()
                 grads.extend(np.ones(n, np.float32) for _ in range(4))
+                time.sleep(0)  # let the stepping thread find the list whole now and then
 
         t = threading.Thread(target=mutate)
         t.start()
-        done = 0
-        for _ in range(300):
+        done = tries = 0
+        while done < 100 and tries < 100_000:  # steps that ran while the list kept changing
+            tries += 1
             try:
                 opt.step(grads)
                 done += 1

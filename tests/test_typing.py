@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+import fastopt
+
 from test_docstrings import public_objects
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = ROOT / "fastopt"
+PACKAGE = Path(fastopt.__file__).resolve().parent  # the checkout's, or the installed wheel's
 source_tree = pytest.mark.skipif(not (ROOT / "examples").is_dir(),
                                  reason="needs a source tree (examples/, pyproject.toml)")
 

@@ -133,7 +133,7 @@ step "tests, default SIMD path"
 
 for isa in $isas; do
     step "fast tests, FASTOPT_SIMD=$isa"
-    FASTOPT_SIMD="$isa" "$venv_py" -m pytest -q -p no:cacheprovider -m "not slow" tests
+    FASTOPT_SIMD="$isa" "$venv_py" -m pytest -q -p no:cacheprovider -m "not slow and not distributed" tests
 done
 
 # The oldest NumPy that pyproject.toml admits (numpy>=1.23) where it has

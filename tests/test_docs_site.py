@@ -86,6 +86,8 @@ NOT_RUN = {
 
 
 def shell_blocks(page):
+    if not page.is_file():  # tests run from a copy without the docs (the wheel's tests)
+        return []
     return [block.strip() for block in SHELL_BLOCK.findall(page.read_text(encoding="utf-8"))]
 
 

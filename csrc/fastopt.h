@@ -83,6 +83,17 @@ typedef struct fo_hyper {
     int maximize;
 } fo_hyper;
 
+/* The fields of fo_hyper by name, for bindings that fill it from a table of
+ * names (fastopt/_spec.py): each field's offset and whether it is an int
+ * (else a double). fo_num_hyper_fields entries. */
+typedef struct fo_hyper_field {
+    const char *name;
+    size_t offset;
+    int is_int;
+} fo_hyper_field;
+extern const fo_hyper_field fo_hyper_fields[];
+extern const int fo_num_hyper_fields;
+
 /* Per-step scalars, computed once per call in double by fo_prepare(). */
 typedef struct fo_scalars {
     double grad_sign;     /* -1 when maximizing, else 1 (exact either way) */
@@ -181,6 +192,8 @@ const fo_table *fo_table_active(void);
 int fo_select(fo_isa isa);
 
 /* ---- per-step scalars (fo_scalars.c) ---- */
+/* The name of an algorithm in FO_ALGOS ("adam"), NULL when out of range. */
+const char *fo_algo_name(int algo);
 fo_hyper fo_hyper_defaults(fo_algo algo);
 /* Scalars for the step numbered `step` (1 for the first update) and the
  * mode bits that select the loop. `first` marks SGD's first momentum step. */

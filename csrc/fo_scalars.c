@@ -9,8 +9,28 @@
  *            denom_scale = (1 - beta2^t)^0.5,  AdamW param_decay = 1 - lr * wd
  */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 #include "fo_common.h"
+
+#define FO_ALGO_NAME_(name, NAME, modes) #name,
+static const char *const fo_algo_names[] = { FO_ALGOS(FO_ALGO_NAME_) };
+#undef FO_ALGO_NAME_
+
+const char *fo_algo_name(int algo)
+{
+    return algo >= 0 && algo < FO_NUM_ALGOS ? fo_algo_names[algo] : NULL;
+}
+
+#define FO_FIELD_(name, is_int) { #name, offsetof(fo_hyper, name), is_int }
+const fo_hyper_field fo_hyper_fields[] = {
+    FO_FIELD_(lr, 0), FO_FIELD_(weight_decay, 0), FO_FIELD_(eps, 0), FO_FIELD_(momentum, 0),
+    FO_FIELD_(dampening, 0), FO_FIELD_(alpha, 0), FO_FIELD_(beta1, 0), FO_FIELD_(beta2, 0),
+    FO_FIELD_(lr_decay, 0), FO_FIELD_(nesterov, 1), FO_FIELD_(centered, 1), FO_FIELD_(amsgrad, 1),
+    FO_FIELD_(decoupled_weight_decay, 1), FO_FIELD_(maximize, 1),
+};
+#undef FO_FIELD_
+const int fo_num_hyper_fields = (int)(sizeof fo_hyper_fields / sizeof fo_hyper_fields[0]);
 
 fo_hyper fo_hyper_defaults(fo_algo algo)
 {

@@ -26,26 +26,26 @@ __all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_"]
 
 
 def _update(cls, param, grad, buffers, step, hyper, isa):
+    """One step of optimizer class `cls`; `buffers` in the order of its spec's state."""
+    spec = cls._spec
     step = _check_step(step, "step (the number of this update)", low=1, high=_MAX_STEP)
+    hyper = {**spec.defaults, **hyper}  # what a function does not take (Adagrad's initial value)
     cls._check_group(hyper, "arguments")
     p = _core.as_param(param, "param")
-    needed = _core.state_slots(cls._algo, hyper)
-    names = _core.STATE_NAMES[cls._algo]
-    states = []
-    for k, name in enumerate(names):
-        buf = buffers[k] if k < len(buffers) else None
-        if buf is None:
-            if needed[k]:
-                raise ValueError(f"{name} is required with these hyperparameters")
-            states.append(None)
+    needed = _core.state_slots(spec.algo, hyper)
+    states = [None, None, None]  # the engine takes three slots per parameter
+    for k, buf in enumerate(spec.state):
+        given = buffers[k] if k < len(buffers) else None
+        if given is None:
+            if needed[buf.slot]:
+                raise ValueError(f"{buf.name} is required with these hyperparameters")
             continue
-        a = _core.as_param(buf, name)
+        a = _core.as_param(given, buf.name)
         if a.dtype != p.dtype or a.shape != p.shape:
-            raise ValueError(f"{name} must have param's dtype {p.dtype} and shape {p.shape}, "
+            raise ValueError(f"{buf.name} must have param's dtype {p.dtype} and shape {p.shape}, "
                              f"got {a.dtype} {a.shape}")
-        states.append(a if needed[k] else None)
-    states += [None] * (3 - len(states))  # the engine takes three slots per parameter
-    engine = _core.Engine(cls._algo, [p], [tuple(states)], ["param"], [0])
+        states[buf.slot] = a if needed[buf.slot] else None
+    engine = _core.Engine(spec.algo, [p], [tuple(states)], ["param"], [0])
     engine.steps[0] = step - 1
     engine.started[0] = step > 1
     engine.step([grad], [hyper], False, isa)
@@ -63,8 +63,7 @@ def sgd_(param, grad, momentum_buffer=None, *, step, lr=1e-3, momentum=0, dampen
 def adagrad_(param, grad, sum, *, step, lr=1e-2, lr_decay=0, weight_decay=0, eps=1e-10,
              maximize=False, isa=None):
     """One Adagrad step in place (see :class:`fastopt.Adagrad`)."""
-    hyper = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
-                 initial_accumulator_value=0, maximize=maximize)
+    hyper = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps, maximize=maximize)
     _update(Adagrad, param, grad, (sum,), step, hyper, isa)
 
 

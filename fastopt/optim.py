@@ -25,6 +25,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import _core
+from ._spec import FIRST_GRAD, SPECS
 from ._validate import as_float
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
@@ -95,7 +96,14 @@ class Optimizer:
     parameters are named by key.
     """
 
-    _algo = None
+    _spec = None  # the optimizer's row in fastopt._spec
+    _algo = None  # its C algorithm, _spec.algo
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__module__ == __name__:  # fastopt's own classes; a user's subclass inherits
+            cls._spec = SPECS[cls.__name__]
+        cls._algo = cls._spec.algo if cls._spec is not None else None
 
     def __init__(self, params, defaults, *, skip_nonfinite=False):
         self.defaults = dict(defaults)
@@ -165,13 +173,30 @@ class Optimizer:
                                 f"for torch tensors use fastopt.torch.{name}") from None
         return _core.as_param(array, what)
 
-    @staticmethod
-    def _check_group(group, where):
-        """Raise TypeError/ValueError when a hyperparameter is out of range."""
-        raise NotImplementedError
+    @classmethod
+    def _check_group(cls, group, where):
+        """Raise TypeError/ValueError when a hyperparameter is out of range
+        (the spec's range rules, torch's)."""
+        for hyper in cls._spec.hypers:
+            if hyper.rule is None:
+                continue
+            if len(hyper.c) > 1:  # a pair such as betas: each number by its own name
+                value = group[hyper.name]
+                if not isinstance(value, (tuple, list)) or len(value) != len(hyper.c):
+                    raise TypeError(f"{where}: {hyper.name} must be a pair of numbers, "
+                                    f"got {value!r}")
+                for name, v in zip(hyper.c, value):
+                    _check_value(v, name, where, *hyper.rule)
+            else:
+                _check_number(group, hyper.name, where, *hyper.rule)
+        if cls._spec.check is not None:
+            cls._spec.check(group, where)
 
     def _initial_value(self, group, slot):
         """What a new state buffer holds (torch's initial value)."""
+        for buf in self._spec.state:
+            if buf.slot == slot:
+                return buf.initial(group)
         return 0.0
 
     def _rebuild_engine(self, steps=None, started=None):
@@ -274,8 +299,9 @@ class Optimizer:
         members = range(bisect.bisect_left(self._group_of, gi), bisect.bisect_right(self._group_of, gi))
         for i in members:
             saved.setdefault(i, (self._states[i], int(self._engine.started[i])))
+        restarts = any(b.init == FIRST_GRAD for b in self._spec.state)
         for i in self._new_buffers(members, group, slots):
-            if self._algo == "sgd":
+            if restarts:
                 self._engine.started[i] = 0  # the buffer starts as the grad
         for i in members:
             self._engine.set_state(i, self._states[i])
@@ -416,13 +442,13 @@ class Optimizer:
         # enables has no buffer until the next step creates it with its
         # initial value; a state dict holds that value, so it loads again.
         needed = [self._needed_slots(g) for g in self.param_groups] if copy else None
+        spec = self._spec
         for i, bufs in enumerate(self._states):
-            has_step = self._algo != "sgd"
-            if self._algo in ("rmsprop", "adam") and steps[i] == 0:
+            if spec.step and not spec.eager and steps[i] == 0:
                 continue  # torch creates this state at the first step
-            if self._algo == "sgd" and not (bufs[0] is not None and started[i]):
-                continue
-            entry = {"step": float(steps[i])} if has_step else {}
+            if not spec.step and not (started[i] and any(b is not None for b in bufs)):
+                continue  # no step count: state appears with a started buffer
+            entry = {"step": float(steps[i])} if spec.step else {}
             for k, (name, buf) in enumerate(zip(names, bufs)):
                 if buf is not None:
                     entry[name] = buf.copy() if copy else buf
@@ -529,15 +555,19 @@ class Optimizer:
             group = {k: v for k, v in saved.items() if k != "params"}
             if self._keys is not None:
                 group.pop("param_names", None)  # state_dict() writes the current keys
-            if "betas" in group:
-                group["betas"] = tuple(group["betas"])
+            for hyper in self._spec.hypers:
+                if len(hyper.c) > 1 and hyper.name in group:  # a pair such as betas
+                    group[hyper.name] = tuple(group[hyper.name])
             group = {**{k: v for k, v in mine.items() if k != "params"}, **group}
             self._check_group(group, f"loaded param group {gi}")
             group["params"] = mine["params"]
             groups.append(group)
             id_map.update(zip(saved["params"], order))
             base += len(mine["params"])
-        names = _core.STATE_NAMES[self._algo]
+        spec = self._spec
+        names = spec.state_names
+        # a buffer that starts as the first gradient may be saved as None (torch's SGD)
+        none_ok = {b.name for b in spec.state if b.init == FIRST_GRAD}
         states, steps = {}, {}
         for pid, entry in saved_state.items():
             if pid not in id_map:
@@ -551,18 +581,18 @@ class Optimizer:
             for key, value in entry.items():
                 if key == "step":
                     step = _check_step(value, f"{where}, 'step'")
-                    if self._algo != "sgd":  # torch's SGD keeps no step count: ignored
+                    if spec.step:  # torch's SGD keeps no step count: ignored
                         steps[i] = step
-                elif key in names and value is None and self._algo == "sgd":
+                elif key in none_ok and value is None:
                     continue  # older torch SGD checkpoints: momentum not started yet
                 elif key in names:
                     bufs[names.index(key)] = _check_buffer(value, param, f"{where}, {key!r}")
                 else:
                     raise ValueError(f"{where} has unknown entry {key!r} "
                                      f"(a {type(self).__name__} state has {('step',) + names})")
-            if self._algo != "sgd" and i not in steps:
+            if spec.step and i not in steps:
                 raise ValueError(f"{where} has no 'step'")
-            if self._algo == "sgd" and bufs[0] is None:
+            if not spec.step and all(b is None for b in bufs):
                 continue  # no momentum yet: the same as no state
             # torch fails at the next step on a state without a buffer its
             # group needs (amsgrad, momentum, centered): refuse it here
@@ -596,7 +626,8 @@ class Optimizer:
                     buf[...] = self._initial_value(group, k)
             engine.set_state(i, self._states[i])
             engine.steps[i] = steps.get(i, 0)
-            engine.started[i] = 1 if (i in states and (self._algo != "sgd" or loaded[0] is not None)) else 0
+            started = i in states and (self._spec.step or any(b is not None for b in loaded))
+            engine.started[i] = 1 if started else 0
         self._slots = [None] * len(self.param_groups)  # let _sync_state recheck every group
         self._sync_state()
 
@@ -706,22 +737,11 @@ class SGD(Optimizer):
     array([0.8, 0.8, 0.8])
     """
 
-    _algo = "sgd"
-
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
                  nesterov=False, *, maximize=False, skip_nonfinite=False):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov,
                                       maximize=maximize), skip_nonfinite=skip_nonfinite)
-
-    @staticmethod
-    def _check_group(group, where):
-        _check_number(group, "lr", where)
-        _check_number(group, "momentum", where)
-        _check_number(group, "dampening", where, low=-math.inf, high=math.inf)
-        _check_number(group, "weight_decay", where)
-        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
-            raise ValueError(f"{where}: Nesterov momentum requires a momentum and zero dampening")
 
 
 class Adagrad(Optimizer):
@@ -745,21 +765,11 @@ class Adagrad(Optimizer):
     skip_nonfinite : bool, default False
     """
 
-    _algo = "adagrad"
-
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
                  eps=1e-10, *, maximize=False, skip_nonfinite=False):
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value,
                                       maximize=maximize), skip_nonfinite=skip_nonfinite)
-
-    @staticmethod
-    def _check_group(group, where):
-        for key in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
-            _check_number(group, key, where)
-
-    def _initial_value(self, group, slot):
-        return group["initial_accumulator_value"]
 
 
 class RMSprop(Optimizer):
@@ -786,18 +796,11 @@ class RMSprop(Optimizer):
     skip_nonfinite : bool, default False
     """
 
-    _algo = "rmsprop"
-
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
                  centered=False, *, maximize=False, skip_nonfinite=False):
         super().__init__(params, dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps,
                                       centered=centered, weight_decay=weight_decay,
                                       maximize=maximize), skip_nonfinite=skip_nonfinite)
-
-    @staticmethod
-    def _check_group(group, where):
-        for key in ("lr", "eps", "momentum", "weight_decay", "alpha"):
-            _check_number(group, key, where)
 
 
 class Adam(Optimizer):
@@ -838,8 +841,6 @@ class Adam(Optimizer):
     array([-0.49999994,  0.49999994], dtype=float32)
     """
 
-    _algo = "adam"
-
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  amsgrad=False, *, maximize=False, decoupled_weight_decay=False,
                  skip_nonfinite=False):
@@ -848,17 +849,6 @@ class Adam(Optimizer):
                                       maximize=maximize,
                                       decoupled_weight_decay=decoupled_weight_decay),
                          skip_nonfinite=skip_nonfinite)
-
-    @staticmethod
-    def _check_group(group, where):
-        _check_number(group, "lr", where)
-        _check_number(group, "eps", where)
-        _check_number(group, "weight_decay", where)
-        betas = group["betas"]
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise TypeError(f"{where}: betas must be a pair of numbers, got {betas!r}")
-        _check_value(betas[0], "beta1", where, 0.0, 1.0, high_open=True)
-        _check_value(betas[1], "beta2", where, 0.0, 1.0, high_open=True)
 
 
 class AdamW(Adam):

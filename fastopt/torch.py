@@ -51,6 +51,7 @@ import torch.optim
 
 from . import _core
 from . import optim as _optim
+from ._spec import FIRST_GRAD
 from ._validate import as_float
 
 __all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
@@ -182,13 +183,18 @@ def _step_tensor(step):
 class _Stepper:
     """The part shared by all fastopt.torch optimizers: validation, state, one C call.
 
-    A subclass sets ``_fastopt`` (the fastopt.optim class whose ``_algo`` and
-    ``_check_group`` it uses), ``_hyper_keys`` (the group keys the C core
-    reads) and ``_init_state`` (torch's state entries for a parameter).
+    Each subclass gets ``_fastopt`` (the fastopt.optim class of the same
+    name, whose spec, ``_algo`` and ``_check_group`` it uses) and
+    ``_hyper_keys`` (the spec's hyperparameters, the group keys read).
     """
 
     _fastopt = None
-    _hyper_keys = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__module__ == __name__:  # fastopt.torch's classes; a user's subclass inherits
+            cls._fastopt = getattr(_optim, cls.__name__)
+            cls._hyper_keys = tuple(h.name for h in cls._fastopt._spec.hypers)
 
     def _fo_setup(self):
         self._fo_plan = None  # the prepared step (_Plan), kept while it matches
@@ -236,8 +242,37 @@ class _Stepper:
         return [hypers.get(gi, first) for gi in range(len(groups))]
 
     def _init_state(self, state, param, hyper):
-        """Create torch's state entries that are missing for a parameter about to step."""
-        raise NotImplementedError
+        """Create torch's state entries that are missing for a parameter about
+        to step, as the spec says; returns whether a buffer was created."""
+        spec = self._fastopt._spec
+        fresh = not state
+        if fresh and spec.step:
+            state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
+        created = False
+        for buf in spec.state:
+            if buf.when is None:
+                if not fresh:
+                    continue
+            elif not buf.used(hyper):
+                continue
+            elif buf.init == FIRST_GRAD:
+                if state.get(buf.name) is not None:  # torch's SGD may keep a None buffer
+                    continue
+            elif buf.name in state:
+                continue
+            state[buf.name] = self._new_buffer(buf, param)
+            created = True
+        return created
+
+    def _new_buffer(self, buf, param):
+        like = dict(memory_format=torch.preserve_format)
+        if buf.init == FIRST_GRAD:  # the first step writes it
+            return torch.empty_like(param, **like)
+        if isinstance(buf.init, str):
+            # torch creates such a buffer in its constructor, from the constructor's
+            # value (self.defaults), whatever a group's own value says
+            return torch.full_like(param, _plain(self.defaults[buf.init]), **like)
+        return torch.full_like(param, buf.init, **like)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -299,7 +334,7 @@ class _Stepper:
         for group in self.param_groups:
             for p in group["params"]:
                 index_of[id(p)] = len(index_of)
-        names = _core.STATE_NAMES[self._fastopt._algo]
+        names = self._fastopt._spec.state_names
         for p, _ in active:
             what = f"parameter {index_of[id(p)]}"
             _check_sharding(p, what)
@@ -343,8 +378,8 @@ class _Plan:
     """
 
     def __init__(self, opt, active, hypers, slots):
-        algo = opt._fastopt._algo
-        names = _core.STATE_NAMES[algo]
+        spec = opt._fastopt._spec
+        names = spec.state_names
         self.state = opt.state
         self.slots = slots
         everything = [p for group in opt.param_groups for p in group["params"]]
@@ -371,7 +406,7 @@ class _Plan:
                 if buf is not None and not _same_layout(buf, p):
                     state[name] = _in_layout(buf, p)
             needed = [name for name, used in zip(names, slots[gi]) if used]
-            for name in (["step"] if algo != "sgd" else []) + needed:
+            for name in (["step"] if spec.step else []) + needed:
                 if state.get(name) is None:  # the C core would write through a null pointer
                     raise ValueError(
                         f"the state of parameter {index_of[id(p)]} has no {name!r} (deleted, or "
@@ -395,7 +430,7 @@ class _Plan:
                       if isinstance(t, torch.Tensor)]
         self.state_ptrs = [_local(state[key]).data_ptr() for state, key in self.where]
         self.engine = _core.Engine(
-            algo, [_array(p, flat) for p, flat in zip(self.params, self.flat)],
+            spec.algo, [_array(p, flat) for p, flat in zip(self.params, self.flat)],
             [tuple(None if b is None else _array(b, flat) for b in bufs)
              for bufs, flat in zip(bufsets, self.flat)],
             [index_of[id(p)] for p in self.params], groups)
@@ -451,21 +486,12 @@ class SGD(_Stepper, torch.optim.SGD):
     starts as the first gradient, as in torch.
     """
 
-    _fastopt = _optim.SGD
-    _hyper_keys = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
-
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False,
                  *, maximize=False, foreach=None, differentiable=False, fused=None):
         self._fo_setup()
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening,
                          weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
                          foreach=foreach, differentiable=differentiable, fused=fused)
-
-    def _init_state(self, state, param, hyper):
-        if hyper["momentum"] != 0 and state.get("momentum_buffer") is None:
-            state["momentum_buffer"] = torch.empty_like(param, memory_format=torch.preserve_format)
-            return True
-        return False
 
 
 class Adagrad(_Stepper, torch.optim.Adagrad):
@@ -474,9 +500,6 @@ class Adagrad(_Stepper, torch.optim.Adagrad):
     State per parameter: ``step`` and ``sum`` (which starts at
     ``initial_accumulator_value``), created at construction as torch does.
     """
-
-    _fastopt = _optim.Adagrad
-    _hyper_keys = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps", "maximize")
 
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
                  eps=1e-10, foreach=None, *, maximize=False, differentiable=False, fused=None):
@@ -489,16 +512,6 @@ class Adagrad(_Stepper, torch.optim.Adagrad):
                          foreach=foreach, maximize=maximize, differentiable=differentiable,
                          fused=fused)
 
-    def _init_state(self, state, param, hyper):
-        if "sum" in state:
-            return False
-        state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
-        # torch fills every group's sum with the constructor's value (self.defaults),
-        # whatever a group's own initial_accumulator_value says
-        state["sum"] = torch.full_like(param, _plain(self.defaults["initial_accumulator_value"]),
-                                       memory_format=torch.preserve_format)
-        return True
-
 
 class RMSprop(_Stepper, torch.optim.RMSprop):
     """torch.optim.RMSprop stepped by fastopt (same signature, defaults and state dict).
@@ -506,9 +519,6 @@ class RMSprop(_Stepper, torch.optim.RMSprop):
     State per parameter: ``step``, ``square_avg``, ``momentum_buffer`` (when
     ``momentum > 0``) and ``grad_avg`` (when ``centered``), zeros at first.
     """
-
-    _fastopt = _optim.RMSprop
-    _hyper_keys = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize")
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
                  centered=False, capturable=False, foreach=None, maximize=False,
@@ -518,17 +528,6 @@ class RMSprop(_Stepper, torch.optim.RMSprop):
                          momentum=momentum, centered=centered, capturable=capturable,
                          foreach=foreach, maximize=maximize, differentiable=differentiable)
 
-    def _init_state(self, state, param, hyper):
-        fresh = not state
-        if fresh:
-            state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
-            state["square_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        if hyper["momentum"] > 0 and "momentum_buffer" not in state:
-            state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        if hyper["centered"] and "grad_avg" not in state:
-            state["grad_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        return fresh
-
 
 class Adam(_Stepper, torch.optim.Adam):
     """torch.optim.Adam stepped by fastopt (same signature, defaults and state dict).
@@ -536,10 +535,6 @@ class Adam(_Stepper, torch.optim.Adam):
     State per parameter: ``step``, ``exp_avg``, ``exp_avg_sq`` and
     ``max_exp_avg_sq`` (when ``amsgrad``), zeros at first.
     """
-
-    _fastopt = _optim.Adam
-    _hyper_keys = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize",
-                   "decoupled_weight_decay")
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  amsgrad=False, *, foreach=None, maximize=False, capturable=False,
@@ -550,16 +545,6 @@ class Adam(_Stepper, torch.optim.Adam):
                          capturable=capturable, differentiable=differentiable, fused=fused,
                          decoupled_weight_decay=decoupled_weight_decay)
 
-    def _init_state(self, state, param, hyper):
-        fresh = not state
-        if fresh:
-            state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
-            state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        if hyper["amsgrad"] and "max_exp_avg_sq" not in state:
-            state["max_exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        return fresh
-
 
 class AdamW(_Stepper, torch.optim.AdamW):
     """torch.optim.AdamW stepped by fastopt (same signature, defaults and state dict).
@@ -567,10 +552,6 @@ class AdamW(_Stepper, torch.optim.AdamW):
     Adam with decoupled weight decay: the parameter is multiplied by
     ``1 - lr * weight_decay`` before the Adam update.
     """
-
-    _fastopt = _optim.AdamW
-    _hyper_keys = Adam._hyper_keys
-    _init_state = Adam._init_state
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
                  amsgrad=False, *, maximize=False, foreach=None, capturable=False,

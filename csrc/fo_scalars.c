@@ -7,6 +7,7 @@
  *   RMSprop  neg_lr = -lr
  *   Adam     step_size = lr / (1 - beta1^t),  neg_lr = -step_size,
  *            denom_scale = (1 - beta2^t)^0.5,  AdamW param_decay = 1 - lr * wd
+ *   Adamax   clr = lr / (1 - beta1^t),  neg_lr = -clr
  */
 #include <math.h>
 #include <stddef.h>
@@ -41,6 +42,7 @@ fo_hyper fo_hyper_defaults(fo_algo algo)
     case FO_ADAGRAD: h.lr = 1e-2; h.eps = 1e-10; break;
     case FO_RMSPROP: h.lr = 1e-2; h.alpha = 0.99; h.eps = 1e-8; break;
     case FO_ADAM: h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; break;
+    case FO_ADAMAX: h.lr = 2e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; break;
     }
     return h;
 }
@@ -98,6 +100,13 @@ unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo
         s->denom_scale = pow(1 - pow(h->beta2, t), 0.5);
         break;
     }
+    case FO_ADAMAX:
+        if (h->weight_decay != 0) mode |= FO_ADAMAX_L2;
+        if (fo_lerp_high(1 - h->beta1)) mode |= FO_ADAMAX_LERP_HIGH;
+        s->lerp_weight = 1 - h->beta1;
+        s->avg_decay = h->beta2;
+        s->neg_lr = -(h->lr / (1 - pow(h->beta1, (double)step)));
+        break;
     }
     return mode;
 }
@@ -122,6 +131,7 @@ unsigned fo_state_slots(fo_algo algo, const fo_hyper *h)
     case FO_ADAGRAD: return 1u;
     case FO_RMSPROP: return 1u | (h->momentum > 0 ? 2u : 0u) | (h->centered ? 4u : 0u);
     case FO_ADAM: return 3u | (h->amsgrad ? 4u : 0u);
+    case FO_ADAMAX: return 3u;
     }
     return 0;
 }
@@ -134,6 +144,7 @@ unsigned fo_mode_slots(fo_algo algo, unsigned mode)
     case FO_RMSPROP:
         return 1u | ((mode & FO_RMSPROP_MOMENTUM) ? 2u : 0u) | ((mode & FO_RMSPROP_CENTERED) ? 4u : 0u);
     case FO_ADAM: return 3u | ((mode & FO_ADAM_AMSGRAD) ? 4u : 0u);
+    case FO_ADAMAX: return 3u;
     }
     return 0;
 }

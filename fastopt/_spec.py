@@ -139,6 +139,17 @@ _ROWS = [
     ), step=True, eager=False),
     _adam("Adam", 0, False),
     _adam("AdamW", 1e-2, True),
+    Spec("Adamax", "adamax", (
+        Hyper("lr", 2e-3, NONNEG, ("lr",), _LR),
+        Hyper("betas", (0.9, 0.999), UNIT, ("beta1", "beta2"),
+              "decay rates of the gradient's running average and of its infinity norm"),
+        Hyper("eps", 1e-8, NONNEG, ("eps",), "added to |g| in the infinity norm"),
+        Hyper("weight_decay", 0, NONNEG, ("weight_decay",), _WD),
+        Hyper("maximize", False, FLAG, ("maximize",), _MAX),
+    ), (
+        Buffer("exp_avg", 0, 0.0),
+        Buffer("exp_inf", 1, 0.0),
+    ), step=True, eager=False),
 ]
 
 SPECS = {spec.name: spec for spec in _ROWS}

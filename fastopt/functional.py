@@ -20,9 +20,9 @@ Examples
 array([0.9, 0.9, 0.9, 0.9])
 """
 from . import _core
-from .optim import _MAX_STEP, SGD, Adagrad, Adam, RMSprop, _check_step
+from .optim import _MAX_STEP, SGD, Adagrad, Adam, Adamax, RMSprop, _check_step
 
-__all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_"]
+__all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "adamax_"]
 
 
 def _update(cls, param, grad, buffers, step, hyper, isa):
@@ -94,3 +94,10 @@ def adamw_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, *, step, lr=1e
     adam_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step=step, lr=lr, betas=betas,
           eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
           decoupled_weight_decay=True, isa=isa)
+
+
+def adamax_(param, grad, exp_avg, exp_inf, *, step, lr=2e-3, betas=(0.9, 0.999), eps=1e-8,
+            weight_decay=0, maximize=False, isa=None):
+    """One Adamax step in place (see :class:`fastopt.Adamax`)."""
+    hyper = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, maximize=maximize)
+    _update(Adamax, param, grad, (exp_avg, exp_inf), step, hyper, isa)

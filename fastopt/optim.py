@@ -28,7 +28,7 @@ from . import _core
 from ._spec import FIRST_GRAD, SPECS
 from ._validate import as_float
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax"]
 
 
 def _check_number(group, key, where, low=0.0, high=None, high_open=False):
@@ -866,4 +866,32 @@ class AdamW(Adam):
                  amsgrad=False, *, maximize=False, skip_nonfinite=False):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True,
+                         skip_nonfinite=skip_nonfinite)
+
+
+class Adamax(Optimizer):
+    r"""Adamax: Adam with an infinity norm (torch.optim.Adamax).
+
+    .. math::
+        g &\leftarrow \pm\nabla + \lambda\theta \\
+        m &\leftarrow \beta_1 m + (1 - \beta_1) g, \quad
+        u \leftarrow \max(\beta_2 u, |g| + \epsilon) \\
+        \theta &\leftarrow \theta - \frac{\gamma}{1 - \beta_1^t}\, \frac{m}{u}
+
+    Parameters
+    ----------
+    params : see :class:`Optimizer`
+    lr : float, default 2e-3
+    betas : (float, float), default (0.9, 0.999)
+    eps : float, default 1e-8
+    weight_decay : float, default 0
+        L2 penalty added to the gradient.
+    maximize : bool, default False
+    skip_nonfinite : bool, default False
+    """
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, *,
+                 maximize=False, skip_nonfinite=False):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas) if hasattr(betas, "__iter__") else betas,
+                                      eps=eps, weight_decay=weight_decay, maximize=maximize),
                          skip_nonfinite=skip_nonfinite)

@@ -25,7 +25,7 @@ array([0.9, 0.9])
 """
 import numpy as np
 
-__all__ = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "UPDATES", "ReferenceOptimizer"]
+__all__ = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "adamax", "UPDATES", "ReferenceOptimizer"]
 
 
 def _scalar(x, like):
@@ -174,8 +174,31 @@ def adamw(param, grad, state, step, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, we
                 amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True)
 
 
+def adamax(param, grad, state, step, *, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+           maximize=False):
+    r"""One Adamax step.
+
+    .. math::
+        g &= \pm\nabla + \lambda\theta \\
+        m &= \beta_1 m + (1 - \beta_1) g, \quad u = \max(\beta_2 u, |g| + \epsilon) \\
+        \theta &= \theta - \frac{\gamma}{1 - \beta_1^t} \frac{m}{u}
+    """
+    beta1, beta2 = betas
+    p = param
+    g = _signed(grad, maximize)
+    zeros = np.zeros_like(p)
+    if weight_decay != 0:
+        g = g + _scalar(weight_decay, p) * p
+    exp_avg = _lerp(state.get("exp_avg", zeros), g, 1 - beta1)
+    # NaN propagates from either side, as torch.maximum
+    exp_inf = np.maximum(state.get("exp_inf", zeros) * _scalar(beta2, p), np.abs(g) + _scalar(eps, p))
+    clr = lr / (1 - beta1**step)
+    return p + (_scalar(-clr, p) * exp_avg) / exp_inf, {"exp_avg": exp_avg, "exp_inf": exp_inf}
+
+
 #: The update function of each optimizer class, by class name.
-UPDATES = {"SGD": sgd, "Adagrad": adagrad, "RMSprop": rmsprop, "Adam": adam, "AdamW": adamw}
+UPDATES = {"SGD": sgd, "Adagrad": adagrad, "RMSprop": rmsprop, "Adam": adam, "AdamW": adamw,
+           "Adamax": adamax}
 
 
 class ReferenceOptimizer:

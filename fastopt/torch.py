@@ -1,6 +1,6 @@
 """torch.optim optimizers stepped by fastopt's C core.
 
-``fastopt.torch.SGD``, ``Adagrad``, ``RMSprop``, ``Adam`` and ``AdamW`` are
+``fastopt.torch.SGD``, ``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW`` and ``Adamax`` are
 subclasses of the torch.optim classes of the same name, with their
 signatures, defaults, ``param_groups`` and state dicts. Only ``step`` is
 different: it updates every CPU float32/float64 parameter that has a
@@ -54,7 +54,7 @@ from . import optim as _optim
 from ._spec import FIRST_GRAD
 from ._validate import as_float
 
-__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
+__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax"]
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -560,3 +560,17 @@ class AdamW(_Stepper, torch.optim.AdamW):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, foreach=foreach,
                          capturable=capturable, differentiable=differentiable, fused=fused)
+
+
+class Adamax(_Stepper, torch.optim.Adamax):
+    """torch.optim.Adamax stepped by fastopt (same signature, defaults and state dict).
+
+    State per parameter: ``step``, ``exp_avg`` and ``exp_inf``, zeros at first.
+    """
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 foreach=None, *, maximize=False, differentiable=False, capturable=False):
+        self._fo_setup()
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         foreach=foreach, maximize=maximize, differentiable=differentiable,
+                         capturable=capturable)

@@ -108,6 +108,17 @@ OPTIMIZERS = [
         {"lr": 0.01, "betas": (0.7, 0.99), "weight_decay": 0.1, "amsgrad": True, "maximize": True},
     ], _cases(lr=[0.01], betas=[(0.9, 0.999), (0.3, 0.9)], weight_decay=[0, 0.1],
               amsgrad=[False, True], maximize=[False, True])),
+    Opt("Adamax", [
+        {"lr": 0.01},
+        {"lr": 0.01, "betas": (0.8, 0.99)},
+        {"lr": 0.01, "betas": (0.3, 0.9)},  # lerp weight >= 0.5
+        {"lr": 0.01, "betas": (0.0, 0.0)},
+        {"lr": 0.01, "eps": 1e-3},
+        {"lr": 0.01, "weight_decay": 0.1},
+        {"lr": 0.01, "maximize": True},
+        {"lr": 0.01, "betas": (0.5, 0.95), "eps": 1e-4, "weight_decay": 0.05, "maximize": True},
+    ], _cases(lr=[0.01], betas=[(0.9, 0.999), (0.3, 0.9)], weight_decay=[0, 0.1],
+              maximize=[False, True])),
 ]
 BY_NAME = {o.name: o for o in OPTIMIZERS}
 assert sorted(BY_NAME) == sorted(SPECS), "every optimizer in fastopt._spec needs test options here"

@@ -34,6 +34,7 @@ bytes per float32 element).
 """
 import argparse
 import gc
+import inspect
 import json
 import os
 import platform
@@ -50,18 +51,36 @@ except ImportError:  # run as `python benchmarks/run.py` from a source tree
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import fastopt
 from fastopt import _core
+from fastopt._spec import SPECS
 
 # ---------------------------------------------------------------- algorithms
 
-# name: fastopt class, hyperparameters, buffers read, buffers written,
-# torch class, fused available in torch on CPU, optax factory name
-ALGOS = {
-    "adam": dict(cls="Adam", hyper=dict(lr=1e-3), reads=4, writes=3, fused=True),
-    "adamw": dict(cls="AdamW", hyper=dict(lr=1e-3, weight_decay=1e-2), reads=4, writes=3, fused=True),
-    "sgd": dict(cls="SGD", hyper=dict(lr=1e-3, momentum=0.9), reads=3, writes=2, fused=True),
-    "adagrad": dict(cls="Adagrad", hyper=dict(lr=1e-2), reads=3, writes=2, fused=True),
-    "rmsprop": dict(cls="RMSprop", hyper=dict(lr=1e-2), reads=3, writes=2, fused=False),
-}
+# Every optimizer in fastopt._spec is timed; these set what differs from its
+# defaults (besides lr, always given).
+SETTINGS = {"AdamW": dict(weight_decay=1e-2), "SGD": dict(momentum=0.9)}
+
+
+def _torch_has_fused(name):
+    try:
+        import torch
+    except ImportError:
+        return False
+    return "fused" in inspect.signature(getattr(torch.optim, name)).parameters
+
+
+def _algos():
+    """name: fastopt class, hyperparameters, buffers read, buffers written (the
+    parameter, its gradient and the state buffers used), fused in torch on CPU."""
+    out = {}
+    for name, spec in SPECS.items():
+        hyper = dict(lr=spec.defaults["lr"], **SETTINGS.get(name, {}))
+        used = sum(spec.slots({**spec.defaults, **hyper}))
+        out[name.lower()] = dict(cls=name, hyper=hyper, reads=2 + used, writes=1 + used,
+                                 fused=_torch_has_fused(name))
+    return out
+
+
+ALGOS = _algos()
 
 
 def numpy_step(algo, hyper, dtype):
@@ -415,13 +434,18 @@ def run_isas(args, out):
     dtype = np.dtype(args.dtype).type
     rows = []
     fastopt.set_num_threads(1)
-    calls = {
-        "adam": lambda p, g, s, isa: F.adam_(p, g, s[0], s[1], step=1, isa=isa),
-        "adamw": lambda p, g, s, isa: F.adamw_(p, g, s[0], s[1], step=1, isa=isa),
-        "sgd": lambda p, g, s, isa: F.sgd_(p, g, s[0], step=2, momentum=0.9, isa=isa),
-        "adagrad": lambda p, g, s, isa: F.adagrad_(p, g, s[0], step=1, isa=isa),
-        "rmsprop": lambda p, g, s, isa: F.rmsprop_(p, g, s[0], step=1, isa=isa),
-    }
+
+    def call(algo):
+        """fastopt.functional's step of algo, its state buffers from a list of arrays."""
+        spec, hyper = SPECS[ALGOS[algo]["cls"]], ALGOS[algo]["hyper"]
+        used = [b.used({**spec.defaults, **hyper}) for b in spec.state]
+        fn = getattr(F, algo + "_")
+
+        def run(p, g, s, isa):
+            buffers = iter(s)
+            fn(p, g, *[next(buffers) if u else None for u in used], step=2, isa=isa, **hyper)
+        return run
+    calls = {algo: call(algo) for algo in args.algos}
     for n in (10**5, 10**6):
         rng = np.random.default_rng(3)
         g = rng.standard_normal(n).astype(dtype)
@@ -429,7 +453,7 @@ def run_isas(args, out):
             # fresh arrays per algorithm: one's state is no valid state for another
             # (a momentum buffer read as Adagrad's sum turns parameters into NaN)
             p = rng.standard_normal(n).astype(dtype)
-            state = [np.zeros(n, dtype), np.zeros(n, dtype)]
+            state = [np.zeros(n, dtype) for _ in range(3)]
             entries = [(isa, lambda: None, lambda isa=isa: calls[algo](p, g, state, isa))
                        for isa in _core.isa_names()]
             times = interleaved(entries, args.budget * 2, max(args.min_reps, 20))

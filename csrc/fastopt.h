@@ -44,7 +44,8 @@ typedef enum fo_dtype { FO_F32 = 0, FO_F64 = 1 } fo_dtype;
     X(sgd, SGD, 16)             \
     X(adagrad, ADAGRAD, 2)      \
     X(rmsprop, RMSPROP, 16)     \
-    X(adam, ADAM, 16)
+    X(adam, ADAM, 16)           \
+    X(adamax, ADAMAX, 4)
 
 #define FO_ALGO_ENUM_(name, NAME, modes) FO_##NAME,
 #define FO_ALGO_COUNT_(name, NAME, modes) +1
@@ -74,7 +75,7 @@ typedef struct fo_hyper {
     double momentum;                 /* SGD, RMSprop */
     double dampening;                /* SGD */
     double alpha;                    /* RMSprop smoothing */
-    double beta1, beta2;             /* Adam */
+    double beta1, beta2;             /* Adam, Adamax */
     double lr_decay;                 /* Adagrad */
     int nesterov;                    /* SGD */
     int centered;                    /* RMSprop */
@@ -83,17 +84,28 @@ typedef struct fo_hyper {
     int maximize;
 } fo_hyper;
 
+/* The fields of fo_hyper by name, for bindings that fill it from a table of
+ * names (fastopt/_spec.py): each field's offset and whether it is an int
+ * (else a double). fo_num_hyper_fields entries. */
+typedef struct fo_hyper_field {
+    const char *name;
+    size_t offset;
+    int is_int;
+} fo_hyper_field;
+extern const fo_hyper_field fo_hyper_fields[];
+extern const int fo_num_hyper_fields;
+
 /* Per-step scalars, computed once per call in double by fo_prepare(). */
 typedef struct fo_scalars {
     double grad_sign;     /* -1 when maximizing, else 1 (exact either way) */
     double weight_decay;  /* L2 term: grad + weight_decay * param */
     double param_decay;   /* decoupled: param * (1 - lr * weight_decay) */
-    double neg_lr;        /* SGD, RMSprop: -lr; Adagrad: -clr; Adam: -step_size */
+    double neg_lr;        /* SGD, RMSprop: -lr; Adagrad, Adamax: -clr; Adam: -step_size */
     double momentum;
     double one_minus_dampening;
-    double avg_decay;     /* RMSprop alpha, Adam beta2 */
+    double avg_decay;     /* RMSprop alpha, Adam and Adamax beta2 */
     double avg_weight;    /* RMSprop 1 - alpha, Adam 1 - beta2 */
-    double lerp_weight;   /* Adam 1 - beta1, RMSprop 1 - alpha (grad_avg) */
+    double lerp_weight;   /* Adam and Adamax 1 - beta1, RMSprop 1 - alpha (grad_avg) */
     double denom_scale;   /* Adam sqrt(1 - beta2^t) */
     double eps;
     double scale;         /* grad_scale: factor */
@@ -140,6 +152,7 @@ enum fo_adam_mode {
     FO_ADAM_AMSGRAD = 4,
     FO_ADAM_LERP_HIGH = 8
 };
+enum fo_adamax_mode { FO_ADAMAX_L2 = 1, FO_ADAMAX_LERP_HIGH = 2 };
 #define FO_NUM_MODES 16 /* the most any algorithm has */
 
 /* Bandwidth probes: STREAM-style copy and triad, and the in-place
@@ -181,6 +194,8 @@ const fo_table *fo_table_active(void);
 int fo_select(fo_isa isa);
 
 /* ---- per-step scalars (fo_scalars.c) ---- */
+/* The name of an algorithm in FO_ALGOS ("adam"), NULL when out of range. */
+const char *fo_algo_name(int algo);
 fo_hyper fo_hyper_defaults(fo_algo algo);
 /* Scalars for the step numbered `step` (1 for the first update) and the
  * mode bits that select the loop. `first` marks SGD's first momentum step. */

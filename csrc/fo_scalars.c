@@ -7,10 +7,31 @@
  *   RMSprop  neg_lr = -lr
  *   Adam     step_size = lr / (1 - beta1^t),  neg_lr = -step_size,
  *            denom_scale = (1 - beta2^t)^0.5,  AdamW param_decay = 1 - lr * wd
+ *   Adamax   clr = lr / (1 - beta1^t),  neg_lr = -clr
  */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 #include "fo_common.h"
+
+#define FO_ALGO_NAME_(name, NAME, modes) #name,
+static const char *const fo_algo_names[] = { FO_ALGOS(FO_ALGO_NAME_) };
+#undef FO_ALGO_NAME_
+
+const char *fo_algo_name(int algo)
+{
+    return algo >= 0 && algo < FO_NUM_ALGOS ? fo_algo_names[algo] : NULL;
+}
+
+#define FO_FIELD_(name, is_int) { #name, offsetof(fo_hyper, name), is_int }
+const fo_hyper_field fo_hyper_fields[] = {
+    FO_FIELD_(lr, 0), FO_FIELD_(weight_decay, 0), FO_FIELD_(eps, 0), FO_FIELD_(momentum, 0),
+    FO_FIELD_(dampening, 0), FO_FIELD_(alpha, 0), FO_FIELD_(beta1, 0), FO_FIELD_(beta2, 0),
+    FO_FIELD_(lr_decay, 0), FO_FIELD_(nesterov, 1), FO_FIELD_(centered, 1), FO_FIELD_(amsgrad, 1),
+    FO_FIELD_(decoupled_weight_decay, 1), FO_FIELD_(maximize, 1),
+};
+#undef FO_FIELD_
+const int fo_num_hyper_fields = (int)(sizeof fo_hyper_fields / sizeof fo_hyper_fields[0]);
 
 fo_hyper fo_hyper_defaults(fo_algo algo)
 {
@@ -21,6 +42,7 @@ fo_hyper fo_hyper_defaults(fo_algo algo)
     case FO_ADAGRAD: h.lr = 1e-2; h.eps = 1e-10; break;
     case FO_RMSPROP: h.lr = 1e-2; h.alpha = 0.99; h.eps = 1e-8; break;
     case FO_ADAM: h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; break;
+    case FO_ADAMAX: h.lr = 2e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; break;
     }
     return h;
 }
@@ -78,6 +100,13 @@ unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo
         s->denom_scale = pow(1 - pow(h->beta2, t), 0.5);
         break;
     }
+    case FO_ADAMAX:
+        if (h->weight_decay != 0) mode |= FO_ADAMAX_L2;
+        if (fo_lerp_high(1 - h->beta1)) mode |= FO_ADAMAX_LERP_HIGH;
+        s->lerp_weight = 1 - h->beta1;
+        s->avg_decay = h->beta2;
+        s->neg_lr = -(h->lr / (1 - pow(h->beta1, (double)step)));
+        break;
     }
     return mode;
 }
@@ -102,6 +131,7 @@ unsigned fo_state_slots(fo_algo algo, const fo_hyper *h)
     case FO_ADAGRAD: return 1u;
     case FO_RMSPROP: return 1u | (h->momentum > 0 ? 2u : 0u) | (h->centered ? 4u : 0u);
     case FO_ADAM: return 3u | (h->amsgrad ? 4u : 0u);
+    case FO_ADAMAX: return 3u;
     }
     return 0;
 }
@@ -114,6 +144,7 @@ unsigned fo_mode_slots(fo_algo algo, unsigned mode)
     case FO_RMSPROP:
         return 1u | ((mode & FO_RMSPROP_MOMENTUM) ? 2u : 0u) | ((mode & FO_RMSPROP_CENTERED) ? 4u : 0u);
     case FO_ADAM: return 3u | ((mode & FO_ADAM_AMSGRAD) ? 4u : 0u);
+    case FO_ADAMAX: return 3u;
     }
     return 0;
 }

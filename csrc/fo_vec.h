@@ -11,7 +11,7 @@
  *                           n, the other lanes 0 (memory past n is not read)
  *   fo_store_f32(p, v, n)  the first n lanes to p, every NaN as the
  *                           canonical one; memory past n is not written
- *   fo_add/sub/mul/div/sqrt_f32
+ *   fo_add/sub/mul/div/sqrt/abs_f32
  *   fo_maxnan_f32(a, b)    a where a > b or a is NaN, else b
  *
  * Policies, the same on every ISA (so every path computes the one-lane
@@ -85,6 +85,7 @@
     FO_INLINE V fo_mul_##sfx(V a, V b) { return _mm512_mul_##ps(a, b); }                \
     FO_INLINE V fo_div_##sfx(V a, V b) { return _mm512_div_##ps(a, b); }                \
     FO_INLINE V fo_sqrt_##sfx(V a) { return _mm512_sqrt_##ps(a); }                      \
+    FO_INLINE V fo_abs_##sfx(V a) { return _mm512_abs_##ps(a); }                        \
     FO_INLINE V fo_maxnan_##sfx(V a, V b)                                               \
     {                                                                                   \
         return _mm512_mask_blend_##ps(_mm512_cmp_##ps##_mask(a, b, _CMP_GT_OQ) |        \
@@ -127,6 +128,7 @@ FO_INLINE __m256i fo_mask_f64(size_t n)
     FO_INLINE V fo_mul_##sfx(V a, V b) { return _mm256_mul_##ps(a, b); }                \
     FO_INLINE V fo_div_##sfx(V a, V b) { return _mm256_div_##ps(a, b); }                \
     FO_INLINE V fo_sqrt_##sfx(V a) { return _mm256_sqrt_##ps(a); }                      \
+    FO_INLINE V fo_abs_##sfx(V a) { return _mm256_andnot_##ps(_mm256_set1_##ps(-0.0), a); } \
     FO_INLINE V fo_maxnan_##sfx(V a, V b)                                               \
     {                                                                                   \
         return _mm256_blendv_##ps(b, a, _mm256_or_##ps(_mm256_cmp_##ps(a, b, _CMP_GT_OQ), \
@@ -160,7 +162,8 @@ FO_VEC_OPS(f64, double, __m256d, 4, pd)
     FO_INLINE V fo_sub_##sfx(V a, V b) { return vsubq_##q(a, b); }                      \
     FO_INLINE V fo_mul_##sfx(V a, V b) { return vmulq_##q(a, b); }                      \
     FO_INLINE V fo_div_##sfx(V a, V b) { return vdivq_##q(a, b); }                      \
-    FO_INLINE V fo_sqrt_##sfx(V a) { return vsqrtq_##q(a); }
+    FO_INLINE V fo_sqrt_##sfx(V a) { return vsqrtq_##q(a); }                          \
+    FO_INLINE V fo_abs_##sfx(V a) { return vabsq_##q(a); }
 FO_VEC_OPS(f32, float, float32x4_t, 4, f32)
 FO_VEC_OPS(f64, double, float64x2_t, 2, f64)
 #undef FO_VEC_OPS
@@ -181,7 +184,7 @@ FO_INLINE float64x2_t fo_maxnan_f64(float64x2_t a, float64x2_t b)
  * compiler may still vectorise the loop over it (the x86-64 baseline: SSE2). */
 #define FO_W_f32 1
 #define FO_W_f64 1
-#define FO_ONE_LANE_OPS(sfx, T, sqrt_)                                                  \
+#define FO_ONE_LANE_OPS(sfx, T, sqrt_, abs_)                                            \
     typedef T fo_vt_##sfx;                                                              \
     FO_INLINE T fo_set1_##sfx(T x) { return x; }                                        \
     FO_INLINE T fo_load_##sfx(const T *p, size_t n) { (void)n; return *p; }             \
@@ -191,9 +194,10 @@ FO_INLINE float64x2_t fo_maxnan_f64(float64x2_t a, float64x2_t b)
     FO_INLINE T fo_mul_##sfx(T a, T b) { return a * b; }                                \
     FO_INLINE T fo_div_##sfx(T a, T b) { return a / b; }                                \
     FO_INLINE T fo_sqrt_##sfx(T a) { return sqrt_(a); }                                 \
+    FO_INLINE T fo_abs_##sfx(T a) { return abs_(a); }                                   \
     FO_INLINE T fo_maxnan_##sfx(T a, T b) { return (a > b || a != a) ? a : b; }
-FO_ONE_LANE_OPS(f32, float, sqrtf)
-FO_ONE_LANE_OPS(f64, double, sqrt)
+FO_ONE_LANE_OPS(f32, float, sqrtf, fabsf)
+FO_ONE_LANE_OPS(f64, double, sqrt, fabs)
 #undef FO_ONE_LANE_OPS
 
 #endif

@@ -41,6 +41,16 @@ cdef extern from "fastopt.h" nogil:
         int decoupled_weight_decay
         int maximize
 
+    ctypedef struct fo_hyper_field:
+        const char *name
+        size_t offset
+        int is_int
+
+    const fo_hyper_field fo_hyper_fields[]
+    const int fo_num_hyper_fields
+    int FO_NUM_ALGOS
+    const char *fo_algo_name(int algo) noexcept
+
     ctypedef struct fo_scalars:
         double scale
         double power

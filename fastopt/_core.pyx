@@ -19,6 +19,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from . import _spec
 from ._validate import as_float
 
 cimport numpy as cnp
@@ -40,14 +41,24 @@ cdef extern from "Python.h":
     ctypedef struct PyTupleObject:
         PyObject *ob_item[1]
 
-ALGOS = {"sgd": FO_SGD, "adagrad": FO_ADAGRAD, "rmsprop": FO_RMSPROP, "adam": FO_ADAM}
-# State buffer names per algorithm, in C slot order (torch's names).
-STATE_NAMES = {
-    "sgd": ("momentum_buffer",),
-    "adagrad": ("sum",),
-    "rmsprop": ("square_avg", "momentum_buffer", "grad_avg"),
-    "adam": ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
-}
+# The C core's algorithms by name (FO_ALGOS), and each one's state buffer
+# names in C slot order (torch's names), from the spec.
+ALGOS = {fo_algo_name(i).decode(): i for i in range(FO_NUM_ALGOS)}
+STATE_NAMES = {}
+for _row in _spec.SPECS.values():
+    if _row.algo not in ALGOS:
+        raise ImportError(f"{_row.name}'s algorithm {_row.algo!r} is not in the C core "
+                          f"(FO_ALGOS: {list(ALGOS)}): rebuild the extension")
+    STATE_NAMES.setdefault(_row.algo, _row.state_names)
+
+# fo_hyper's fields by name: (offset, is int)
+_HYPER_FIELDS = {fo_hyper_fields[i].name.decode(): (fo_hyper_fields[i].offset, fo_hyper_fields[i].is_int)
+                 for i in range(fo_num_hyper_fields)}
+# Per algorithm id: (group key, index in the value or None, length of the value,
+# field offset, is int, default) for every field besides lr.
+_C_FIELDS = {ALGOS[algo]: tuple((key, k, n) + _HYPER_FIELDS[field] + (default,)
+                                for key, k, n, field, default in _spec.c_fields(algo))
+             for algo in STATE_NAMES}
 
 
 # ---------------------------------------------------------------- ISA, threads
@@ -768,30 +779,29 @@ cdef inline bint grad_matches(cnp.ndarray g, cnp.ndarray like) noexcept:
 
 
 cdef fo_hyper hyper_from(fo_algo algo, dict h) except *:
-    """A group's hyperparameters as the C struct (ranges are checked in Python)."""
+    """A group's hyperparameters as the C struct (ranges are checked in Python):
+    lr, which every group has, and the fields the spec lists for `algo`, each
+    the spec's default when the dict lacks it."""
     if h is None:
         raise TypeError("hyperparameters must be a dict, got None")
+    fields = _C_FIELDS.get(<int>algo)
+    if fields is None:
+        raise ValueError(f"unknown algorithm {<int>algo}")
     cdef fo_hyper c = fo_hyper_defaults(algo)
+    cdef char *base = <char *>&c
+    cdef size_t offset
     c.lr = h["lr"]
-    c.weight_decay = h.get("weight_decay", 0.0)
-    c.maximize = bool(h.get("maximize", False))
-    if algo == FO_SGD:
-        c.momentum = h.get("momentum", 0.0)
-        c.dampening = h.get("dampening", 0.0)
-        c.nesterov = bool(h.get("nesterov", False))
-    elif algo == FO_ADAGRAD:
-        c.lr_decay = h.get("lr_decay", 0.0)
-        c.eps = h.get("eps", 1e-10)
-    elif algo == FO_RMSPROP:
-        c.alpha = h.get("alpha", 0.99)
-        c.eps = h.get("eps", 1e-8)
-        c.momentum = h.get("momentum", 0.0)
-        c.centered = bool(h.get("centered", False))
-    else:
-        c.beta1, c.beta2 = h.get("betas", (0.9, 0.999))
-        c.eps = h.get("eps", 1e-8)
-        c.amsgrad = bool(h.get("amsgrad", False))
-        c.decoupled_weight_decay = bool(h.get("decoupled_weight_decay", False))
+    for key, k, n, offset, is_int, default in fields:
+        value = h.get(key, default)
+        if k is not None:  # one of the n numbers of a pair such as betas
+            value = tuple(value)
+            if len(value) != n:
+                raise ValueError(f"{key} must hold {n} numbers, got {len(value)}")
+            value = value[k]
+        if is_int:
+            (<int *>(base + offset))[0] = bool(value)
+        else:
+            (<double *>(base + offset))[0] = value
     return c
 
 

@@ -21,32 +21,32 @@ array([0.9, 0.9, 0.9, 0.9])
 """
 from . import _core
 from ._typing import Array
-from .optim import _MAX_STEP, SGD, Adagrad, Adam, RMSprop, _check_step
+from .optim import _MAX_STEP, SGD, Adagrad, Adam, Adamax, RMSprop, _check_step
 
-__all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_"]
+__all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "adamax_"]
 
 
 def _update(cls, param, grad, buffers, step, hyper, isa):
+    """One step of optimizer class `cls`; `buffers` in the order of its spec's state."""
+    spec = cls._spec
     step = _check_step(step, "step (the number of this update)", low=1, high=_MAX_STEP)
+    hyper = {**spec.defaults, **hyper}  # what a function does not take (Adagrad's initial value)
     cls._check_group(hyper, "arguments")
     p = _core.as_param(param, "param")
-    needed = _core.state_slots(cls._algo, hyper)
-    names = _core.STATE_NAMES[cls._algo]
-    states = []
-    for k, name in enumerate(names):
-        buf = buffers[k] if k < len(buffers) else None
-        if buf is None:
-            if needed[k]:
-                raise ValueError(f"{name} is required with these hyperparameters")
-            states.append(None)
+    needed = _core.state_slots(spec.algo, hyper)
+    states = [None, None, None]  # the engine takes three slots per parameter
+    for k, buf in enumerate(spec.state):
+        given = buffers[k] if k < len(buffers) else None
+        if given is None:
+            if needed[buf.slot]:
+                raise ValueError(f"{buf.name} is required with these hyperparameters")
             continue
-        a = _core.as_param(buf, name)
+        a = _core.as_param(given, buf.name)
         if a.dtype != p.dtype or a.shape != p.shape:
-            raise ValueError(f"{name} must have param's dtype {p.dtype} and shape {p.shape}, "
+            raise ValueError(f"{buf.name} must have param's dtype {p.dtype} and shape {p.shape}, "
                              f"got {a.dtype} {a.shape}")
-        states.append(a if needed[k] else None)
-    states += [None] * (3 - len(states))  # the engine takes three slots per parameter
-    engine = _core.Engine(cls._algo, [p], [tuple(states)], ["param"], [0])
+        states[buf.slot] = a if needed[buf.slot] else None
+    engine = _core.Engine(spec.algo, [p], [tuple(states)], ["param"], [0])
     engine.steps[0] = step - 1
     engine.started[0] = step > 1
     engine.step([grad], [hyper], False, isa)
@@ -115,8 +115,7 @@ def adagrad_(param: Array, grad: Array, sum: Array, *, step: int, lr: float = 1e
     isa : str or None, default None
         Force a SIMD path by name (tests and benchmarks); None uses the one in use.
     """
-    hyper = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
-                 initial_accumulator_value=0, maximize=maximize)
+    hyper = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps, maximize=maximize)
     _update(Adagrad, param, grad, (sum,), step, hyper, isa)
 
 
@@ -246,3 +245,37 @@ def adamw_(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array,
     adam_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step=step, lr=lr, betas=betas,
           eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
           decoupled_weight_decay=True, isa=isa)
+
+
+def adamax_(param: Array, grad: Array, exp_avg: Array, exp_inf: Array, *, step: int,
+            lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+            weight_decay: float = 0, maximize: bool = False, isa: str | None = None) -> None:
+    """One Adamax step in place (see ``fastopt.Adamax``).
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter, updated in place (writeable, C-contiguous float32 or float64).
+    grad : ndarray
+        Its gradient, of param's shape; only read.
+    exp_avg : ndarray
+        The first moment, param's shape and dtype, updated in place.
+    exp_inf : ndarray
+        The infinity norm, param's shape and dtype, updated in place.
+    step : int, keyword-only
+        The number of this update, 1 for the first.
+    lr : float, default 2e-3
+        Learning rate, >= 0.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first moment and of the infinity norm, each in [0, 1).
+    eps : float, default 1e-8
+        Added to |g| in the infinity norm, >= 0.
+    weight_decay : float, default 0
+        L2 penalty, >= 0, added to the gradient.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    isa : str or None, default None
+        Force a SIMD path by name (tests and benchmarks); None uses the one in use.
+    """
+    hyper = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, maximize=maximize)
+    _update(Adamax, param, grad, (exp_avg, exp_inf), step, hyper, isa)

@@ -27,9 +27,10 @@ import numpy as np
 
 from . import _core
 from ._typing import Grads, Params, StateDict
+from ._spec import FIRST_GRAD, SPECS, Spec
 from ._validate import as_float
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax"]
 
 
 def _check_number(group, key, where, low=0.0, high=None, high_open=False):
@@ -97,10 +98,17 @@ class Optimizer:
     parameters are named by key.
     """
 
-    _algo: str | None = None
+    _spec: Spec | None = None  # the optimizer's row in fastopt._spec
+    _algo: str | None = None  # its C algorithm, _spec.algo
     param_groups: list[dict[str, Any]]
     defaults: dict[str, Any]
     skip_nonfinite: bool
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__module__ == __name__:  # fastopt's own classes; a user's subclass inherits
+            cls._spec = SPECS[cls.__name__]
+        cls._algo = cls._spec.algo if cls._spec is not None else None
 
     def __init__(self, params: Params, defaults: Mapping[str, Any], *,
                  skip_nonfinite: bool = False) -> None:
@@ -171,13 +179,30 @@ class Optimizer:
                                 f"for torch tensors use fastopt.torch.{name}") from None
         return _core.as_param(array, what)
 
-    @staticmethod
-    def _check_group(group, where):
-        """Raise TypeError/ValueError when a hyperparameter is out of range."""
-        raise NotImplementedError
+    @classmethod
+    def _check_group(cls, group, where):
+        """Raise TypeError/ValueError when a hyperparameter is out of range
+        (the spec's range rules, torch's)."""
+        for hyper in cls._spec.hypers:
+            if hyper.rule is None:
+                continue
+            if len(hyper.c) > 1:  # a pair such as betas: each number by its own name
+                value = group[hyper.name]
+                if not isinstance(value, (tuple, list)) or len(value) != len(hyper.c):
+                    raise TypeError(f"{where}: {hyper.name} must be a pair of numbers, "
+                                    f"got {value!r}")
+                for name, v in zip(hyper.c, value):
+                    _check_value(v, name, where, *hyper.rule)
+            else:
+                _check_number(group, hyper.name, where, *hyper.rule)
+        if cls._spec.check is not None:
+            cls._spec.check(group, where)
 
     def _initial_value(self, group, slot):
         """What a new state buffer holds (torch's initial value)."""
+        for buf in self._spec.state:
+            if buf.slot == slot:
+                return buf.initial(group)
         return 0.0
 
     def _rebuild_engine(self, steps=None, started=None):
@@ -280,8 +305,9 @@ class Optimizer:
         members = range(bisect.bisect_left(self._group_of, gi), bisect.bisect_right(self._group_of, gi))
         for i in members:
             saved.setdefault(i, (self._states[i], int(self._engine.started[i])))
+        restarts = any(b.init == FIRST_GRAD for b in self._spec.state)
         for i in self._new_buffers(members, group, slots):
-            if self._algo == "sgd":
+            if restarts:
                 self._engine.started[i] = 0  # the buffer starts as the grad
         for i in members:
             self._engine.set_state(i, self._states[i])
@@ -430,13 +456,13 @@ class Optimizer:
         # enables has no buffer until the next step creates it with its
         # initial value; a state dict holds that value, so it loads again.
         needed = [self._needed_slots(g) for g in self.param_groups] if copy else None
+        spec = self._spec
         for i, bufs in enumerate(self._states):
-            has_step = self._algo != "sgd"
-            if self._algo in ("rmsprop", "adam") and steps[i] == 0:
+            if spec.step and not spec.eager and steps[i] == 0:
                 continue  # torch creates this state at the first step
-            if self._algo == "sgd" and not (bufs[0] is not None and started[i]):
-                continue
-            entry = {"step": float(steps[i])} if has_step else {}
+            if not spec.step and not (started[i] and any(b is not None for b in bufs)):
+                continue  # no step count: state appears with a started buffer
+            entry = {"step": float(steps[i])} if spec.step else {}
             for k, (name, buf) in enumerate(zip(names, bufs)):
                 if buf is not None:
                     entry[name] = buf.copy() if copy else buf
@@ -549,15 +575,19 @@ class Optimizer:
             group = {k: v for k, v in saved.items() if k != "params"}
             if self._keys is not None:
                 group.pop("param_names", None)  # state_dict() writes the current keys
-            if "betas" in group:
-                group["betas"] = tuple(group["betas"])
+            for hyper in self._spec.hypers:
+                if len(hyper.c) > 1 and hyper.name in group:  # a pair such as betas
+                    group[hyper.name] = tuple(group[hyper.name])
             group = {**{k: v for k, v in mine.items() if k != "params"}, **group}
             self._check_group(group, f"loaded param group {gi}")
             group["params"] = mine["params"]
             groups.append(group)
             id_map.update(zip(saved["params"], order))
             base += len(mine["params"])
-        names = _core.STATE_NAMES[self._algo]
+        spec = self._spec
+        names = spec.state_names
+        # a buffer that starts as the first gradient may be saved as None (torch's SGD)
+        none_ok = {b.name for b in spec.state if b.init == FIRST_GRAD}
         states, steps = {}, {}
         for pid, entry in saved_state.items():
             if pid not in id_map:
@@ -571,18 +601,18 @@ class Optimizer:
             for key, value in entry.items():
                 if key == "step":
                     step = _check_step(value, f"{where}, 'step'")
-                    if self._algo != "sgd":  # torch's SGD keeps no step count: ignored
+                    if spec.step:  # torch's SGD keeps no step count: ignored
                         steps[i] = step
-                elif key in names and value is None and self._algo == "sgd":
+                elif key in none_ok and value is None:
                     continue  # older torch SGD checkpoints: momentum not started yet
                 elif key in names:
                     bufs[names.index(key)] = _check_buffer(value, param, f"{where}, {key!r}")
                 else:
                     raise ValueError(f"{where} has unknown entry {key!r} "
                                      f"(a {type(self).__name__} state has {('step',) + names})")
-            if self._algo != "sgd" and i not in steps:
+            if spec.step and i not in steps:
                 raise ValueError(f"{where} has no 'step'")
-            if self._algo == "sgd" and bufs[0] is None:
+            if not spec.step and all(b is None for b in bufs):
                 continue  # no momentum yet: the same as no state
             # torch fails at the next step on a state without a buffer its
             # group needs (amsgrad, momentum, centered): refuse it here
@@ -616,7 +646,8 @@ class Optimizer:
                     buf[...] = self._initial_value(group, k)
             engine.set_state(i, self._states[i])
             engine.steps[i] = steps.get(i, 0)
-            engine.started[i] = 1 if (i in states and (self._algo != "sgd" or loaded[0] is not None)) else 0
+            started = i in states and (self._spec.step or any(b is not None for b in loaded))
+            engine.started[i] = 1 if started else 0
         self._slots = [None] * len(self.param_groups)  # let _sync_state recheck every group
         self._sync_state()
 
@@ -737,23 +768,12 @@ class SGD(Optimizer):
     array([0.8, 0.8, 0.8])
     """
 
-    _algo = "sgd"
-
     def __init__(self, params: Params, lr: float = 1e-3, momentum: float = 0,
                  dampening: float = 0, weight_decay: float = 0, nesterov: bool = False, *,
                  maximize: bool = False, skip_nonfinite: bool = False) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov,
                                       maximize=maximize), skip_nonfinite=skip_nonfinite)
-
-    @staticmethod
-    def _check_group(group, where):
-        _check_number(group, "lr", where)
-        _check_number(group, "momentum", where)
-        _check_number(group, "dampening", where, low=-math.inf, high=math.inf)
-        _check_number(group, "weight_decay", where)
-        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
-            raise ValueError(f"{where}: Nesterov momentum requires a momentum and zero dampening")
 
 
 class Adagrad(Optimizer):
@@ -786,8 +806,6 @@ class Adagrad(Optimizer):
         Skip (and return False from) a step whose gradients hold NaN or Inf.
     """
 
-    _algo = "adagrad"
-
     def __init__(self, params: Params, lr: float = 1e-2, lr_decay: float = 0,
                  weight_decay: float = 0, initial_accumulator_value: float = 0,
                  eps: float = 1e-10, *, maximize: bool = False,
@@ -795,14 +813,6 @@ class Adagrad(Optimizer):
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value,
                                       maximize=maximize), skip_nonfinite=skip_nonfinite)
-
-    @staticmethod
-    def _check_group(group, where):
-        for key in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
-            _check_number(group, key, where)
-
-    def _initial_value(self, group, slot):
-        return group["initial_accumulator_value"]
 
 
 class RMSprop(Optimizer):
@@ -839,19 +849,12 @@ class RMSprop(Optimizer):
         Skip (and return False from) a step whose gradients hold NaN or Inf.
     """
 
-    _algo = "rmsprop"
-
     def __init__(self, params: Params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0, momentum: float = 0, centered: bool = False, *,
                  maximize: bool = False, skip_nonfinite: bool = False) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps,
                                       centered=centered, weight_decay=weight_decay,
                                       maximize=maximize), skip_nonfinite=skip_nonfinite)
-
-    @staticmethod
-    def _check_group(group, where):
-        for key in ("lr", "eps", "momentum", "weight_decay", "alpha"):
-            _check_number(group, key, where)
 
 
 class Adam(Optimizer):
@@ -901,8 +904,6 @@ class Adam(Optimizer):
     array([-0.49999994,  0.49999994], dtype=float32)
     """
 
-    _algo = "adam"
-
     def __init__(self, params: Params, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
@@ -912,17 +913,6 @@ class Adam(Optimizer):
                                       maximize=maximize,
                                       decoupled_weight_decay=decoupled_weight_decay),
                          skip_nonfinite=skip_nonfinite)
-
-    @staticmethod
-    def _check_group(group, where):
-        _check_number(group, "lr", where)
-        _check_number(group, "eps", where)
-        _check_number(group, "weight_decay", where)
-        betas = group["betas"]
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise TypeError(f"{where}: betas must be a pair of numbers, got {betas!r}")
-        _check_value(betas[0], "beta1", where, 0.0, 1.0, high_open=True)
-        _check_value(betas[1], "beta2", where, 0.0, 1.0, high_open=True)
 
 
 class AdamW(Adam):
@@ -961,4 +951,41 @@ class AdamW(Adam):
                  skip_nonfinite: bool = False) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True,
+                         skip_nonfinite=skip_nonfinite)
+
+
+class Adamax(Optimizer):
+    """Adamax: Adam with an infinity norm (torch.optim.Adamax).
+
+    Step t (1 for the first), for gradient ∇ and parameter θ::
+
+        g ← ±∇ + λ·θ
+        m ← β₁·m + (1 − β₁)·g
+        u ← max(β₂·u, |g| + ε)
+        θ ← θ − γ / (1 − β₁ᵗ) · m / u
+
+    Parameters
+    ----------
+    params : list of arrays, dict of arrays, or list of group dicts
+        The arrays to update in place (see ``Optimizer``).
+    lr : float, default 2e-3
+        Learning rate γ, >= 0.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates (β₁, β₂) of the first moment and of the infinity norm, each in [0, 1).
+    eps : float, default 1e-8
+        ε added to |g| in the infinity norm, >= 0.
+    weight_decay : float, default 0
+        L2 penalty λ, >= 0, added to the gradient as λ·θ.
+    maximize : bool, default False
+        Ascend the gradient (maximise the objective) instead of descending.
+    skip_nonfinite : bool, default False
+        Skip (and return False from) a step whose gradients hold NaN or Inf.
+    """
+
+    def __init__(self, params: Params, lr: float = 2e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, *, maximize: bool = False,
+                 skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=tuple(betas) if hasattr(betas, "__iter__") else betas,
+                                      eps=eps, weight_decay=weight_decay, maximize=maximize),
                          skip_nonfinite=skip_nonfinite)

@@ -30,7 +30,7 @@ import numpy as np
 
 from ._typing import Array, Grads
 
-__all__ = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "UPDATES", "ReferenceOptimizer"]
+__all__ = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "adamax", "UPDATES", "ReferenceOptimizer"]
 
 
 def _scalar(x, like):
@@ -328,8 +328,57 @@ def adamw(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, l
                 amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True)
 
 
+def adamax(param: Array, grad: Array, state: Mapping[str, Array], step: int, *,
+           lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+           weight_decay: float = 0.0, maximize: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One Adamax step::
+
+        g = ±∇ + λ·θ
+        m = β₁·m + (1 − β₁)·g,   u = max(β₂·u, |g| + ε)
+        θ = θ − γ / (1 − β₁ᵗ) · m / u
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter (not modified).
+    grad : ndarray
+        Its gradient.
+    state : dict
+        The state, with torch's buffer names; empty before the first step.
+    step : int
+        The number of this update, 1 for the first.
+    lr : float, default 2e-3
+        Learning rate γ.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates (β₁, β₂) of the first moment and of the infinity norm.
+    eps : float, default 1e-8
+        ε added to |g|.
+    weight_decay : float, default 0
+        L2 penalty λ.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+
+    Returns
+    -------
+    (ndarray, dict)
+        The updated parameter and the new state.
+    """
+    beta1, beta2 = betas
+    p = param
+    g = _signed(grad, maximize)
+    zeros = np.zeros_like(p)
+    if weight_decay != 0:
+        g = g + _scalar(weight_decay, p) * p
+    exp_avg = _lerp(state.get("exp_avg", zeros), g, 1 - beta1)
+    # NaN propagates from either side, as torch.maximum
+    exp_inf = np.maximum(state.get("exp_inf", zeros) * _scalar(beta2, p), np.abs(g) + _scalar(eps, p))
+    clr = lr / (1 - beta1**step)
+    return p + (_scalar(-clr, p) * exp_avg) / exp_inf, {"exp_avg": exp_avg, "exp_inf": exp_inf}
+
+
 #: The update function of each optimizer class, by class name.
-UPDATES = {"SGD": sgd, "Adagrad": adagrad, "RMSprop": rmsprop, "Adam": adam, "AdamW": adamw}
+UPDATES = {"SGD": sgd, "Adagrad": adagrad, "RMSprop": rmsprop, "Adam": adam, "AdamW": adamw,
+           "Adamax": adamax}
 
 
 class ReferenceOptimizer:

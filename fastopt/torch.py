@@ -1,6 +1,6 @@
 """torch.optim optimizers stepped by fastopt's C core.
 
-``fastopt.torch.SGD``, ``Adagrad``, ``RMSprop``, ``Adam`` and ``AdamW`` are
+``fastopt.torch.SGD``, ``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW`` and ``Adamax`` are
 subclasses of the torch.optim classes of the same name, with their
 signatures, defaults, ``param_groups`` and state dicts. Only ``step`` is
 different: it updates every CPU float32/float64 parameter that has a
@@ -53,9 +53,10 @@ import torch.optim
 
 from . import _core
 from . import optim as _optim
+from ._spec import FIRST_GRAD
 from ._validate import as_float
 
-__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
+__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax"]
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -184,13 +185,18 @@ def _step_tensor(step):
 class _Stepper:
     """The part shared by all fastopt.torch optimizers: validation, state, one C call.
 
-    A subclass sets ``_fastopt`` (the fastopt.optim class whose ``_algo`` and
-    ``_check_group`` it uses), ``_hyper_keys`` (the group keys the C core
-    reads) and ``_init_state`` (torch's state entries for a parameter).
+    Each subclass gets ``_fastopt`` (the fastopt.optim class of the same
+    name, whose spec, ``_algo`` and ``_check_group`` it uses) and
+    ``_hyper_keys`` (the spec's hyperparameters, the group keys read).
     """
 
     _fastopt = None
-    _hyper_keys = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__module__ == __name__:  # fastopt.torch's classes; a user's subclass inherits
+            cls._fastopt = getattr(_optim, cls.__name__)
+            cls._hyper_keys = tuple(h.name for h in cls._fastopt._spec.hypers)
 
     def _fo_setup(self):
         self._fo_plan = None  # the prepared step (_Plan), kept while it matches
@@ -246,8 +252,37 @@ class _Stepper:
         return [hypers.get(gi, first) for gi in range(len(groups))]
 
     def _init_state(self, state, param, hyper):
-        """Create torch's state entries that are missing for a parameter about to step."""
-        raise NotImplementedError
+        """Create torch's state entries that are missing for a parameter about
+        to step, as the spec says; returns whether a buffer was created."""
+        spec = self._fastopt._spec
+        fresh = not state
+        if fresh and spec.step:
+            state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
+        created = False
+        for buf in spec.state:
+            if buf.when is None:
+                if not fresh:
+                    continue
+            elif not buf.used(hyper):
+                continue
+            elif buf.init == FIRST_GRAD:
+                if state.get(buf.name) is not None:  # torch's SGD may keep a None buffer
+                    continue
+            elif buf.name in state:
+                continue
+            state[buf.name] = self._new_buffer(buf, param)
+            created = True
+        return created
+
+    def _new_buffer(self, buf, param):
+        like = dict(memory_format=torch.preserve_format)
+        if buf.init == FIRST_GRAD:  # the first step writes it
+            return torch.empty_like(param, **like)
+        if isinstance(buf.init, str):
+            # torch creates such a buffer in its constructor, from the constructor's
+            # value (self.defaults), whatever a group's own value says
+            return torch.full_like(param, _plain(self.defaults[buf.init]), **like)
+        return torch.full_like(param, buf.init, **like)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -320,7 +355,7 @@ class _Stepper:
         for group in self.param_groups:
             for p in group["params"]:
                 index_of[id(p)] = len(index_of)
-        names = _core.STATE_NAMES[self._fastopt._algo]
+        names = self._fastopt._spec.state_names
         for p, _ in active:
             what = f"parameter {index_of[id(p)]}"
             _check_sharding(p, what)
@@ -364,8 +399,8 @@ class _Plan:
     """
 
     def __init__(self, opt, active, hypers, slots):
-        algo = opt._fastopt._algo
-        names = _core.STATE_NAMES[algo]
+        spec = opt._fastopt._spec
+        names = spec.state_names
         self.state = opt.state
         self.slots = slots
         everything = [p for group in opt.param_groups for p in group["params"]]
@@ -392,7 +427,7 @@ class _Plan:
                 if buf is not None and not _same_layout(buf, p):
                     state[name] = _in_layout(buf, p)
             needed = [name for name, used in zip(names, slots[gi]) if used]
-            for name in (["step"] if algo != "sgd" else []) + needed:
+            for name in (["step"] if spec.step else []) + needed:
                 if state.get(name) is None:  # the C core would write through a null pointer
                     raise ValueError(
                         f"the state of parameter {index_of[id(p)]} has no {name!r} (deleted, or "
@@ -416,7 +451,7 @@ class _Plan:
                       if isinstance(t, torch.Tensor)]
         self.state_ptrs = [_local(state[key]).data_ptr() for state, key in self.where]
         self.engine = _core.Engine(
-            algo, [_array(p, flat) for p, flat in zip(self.params, self.flat)],
+            spec.algo, [_array(p, flat) for p, flat in zip(self.params, self.flat)],
             [tuple(None if b is None else _array(b, flat) for b in bufs)
              for bufs, flat in zip(bufsets, self.flat)],
             [index_of[id(p)] for p in self.params], groups)
@@ -498,9 +533,6 @@ class SGD(_Stepper, torch.optim.SGD):
         step is its own fused CPU kernel).
     """
 
-    _fastopt = _optim.SGD
-    _hyper_keys = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
-
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
                  lr: float | torch.Tensor = 1e-3, momentum: float = 0, dampening: float = 0,
                  weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
@@ -510,12 +542,6 @@ class SGD(_Stepper, torch.optim.SGD):
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening,
                          weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
                          foreach=foreach, differentiable=differentiable, fused=fused)
-
-    def _init_state(self, state, param, hyper):
-        if hyper["momentum"] != 0 and state.get("momentum_buffer") is None:
-            state["momentum_buffer"] = torch.empty_like(param, memory_format=torch.preserve_format)
-            return True
-        return False
 
 
 class Adagrad(_Stepper, torch.optim.Adagrad):
@@ -551,9 +577,6 @@ class Adagrad(_Stepper, torch.optim.Adagrad):
         step is its own fused CPU kernel).
     """
 
-    _fastopt = _optim.Adagrad
-    _hyper_keys = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps", "maximize")
-
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
                  lr: float | torch.Tensor = 1e-2, lr_decay: float = 0, weight_decay: float = 0,
                  initial_accumulator_value: float = 0, eps: float = 1e-10,
@@ -567,16 +590,6 @@ class Adagrad(_Stepper, torch.optim.Adagrad):
                          initial_accumulator_value=init, eps=eps,
                          foreach=foreach, maximize=maximize, differentiable=differentiable,
                          fused=fused)
-
-    def _init_state(self, state, param, hyper):
-        if "sum" in state:
-            return False
-        state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
-        # torch fills every group's sum with the constructor's value (self.defaults),
-        # whatever a group's own initial_accumulator_value says
-        state["sum"] = torch.full_like(param, _plain(self.defaults["initial_accumulator_value"]),
-                                       memory_format=torch.preserve_format)
-        return True
 
 
 class RMSprop(_Stepper, torch.optim.RMSprop):
@@ -614,9 +627,6 @@ class RMSprop(_Stepper, torch.optim.RMSprop):
         (ValueError for True).
     """
 
-    _fastopt = _optim.RMSprop
-    _hyper_keys = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize")
-
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
                  lr: float | torch.Tensor = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0, momentum: float = 0, centered: bool = False,
@@ -626,17 +636,6 @@ class RMSprop(_Stepper, torch.optim.RMSprop):
         super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                          momentum=momentum, centered=centered, capturable=capturable,
                          foreach=foreach, maximize=maximize, differentiable=differentiable)
-
-    def _init_state(self, state, param, hyper):
-        fresh = not state
-        if fresh:
-            state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
-            state["square_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        if hyper["momentum"] > 0 and "momentum_buffer" not in state:
-            state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        if hyper["centered"] and "grad_avg" not in state:
-            state["grad_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        return fresh
 
 
 class Adam(_Stepper, torch.optim.Adam):
@@ -677,10 +676,6 @@ class Adam(_Stepper, torch.optim.Adam):
         Multiply the parameter by (1 − lr·weight_decay) instead (AdamW).
     """
 
-    _fastopt = _optim.Adam
-    _hyper_keys = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize",
-                   "decoupled_weight_decay")
-
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
                  lr: float | torch.Tensor = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0, amsgrad: bool = False, *,
@@ -692,16 +687,6 @@ class Adam(_Stepper, torch.optim.Adam):
                          amsgrad=amsgrad, foreach=foreach, maximize=maximize,
                          capturable=capturable, differentiable=differentiable, fused=fused,
                          decoupled_weight_decay=decoupled_weight_decay)
-
-    def _init_state(self, state, param, hyper):
-        fresh = not state
-        if fresh:
-            state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
-            state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        if hyper["amsgrad"] and "max_exp_avg_sq" not in state:
-            state["max_exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        return fresh
 
 
 class AdamW(_Stepper, torch.optim.AdamW):
@@ -740,10 +725,6 @@ class AdamW(_Stepper, torch.optim.AdamW):
         step is its own fused CPU kernel).
     """
 
-    _fastopt = _optim.AdamW
-    _hyper_keys = Adam._hyper_keys
-    _init_state = Adam._init_state
-
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
                  lr: float | torch.Tensor = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *,
@@ -753,3 +734,44 @@ class AdamW(_Stepper, torch.optim.AdamW):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, foreach=foreach,
                          capturable=capturable, differentiable=differentiable, fused=fused)
+
+
+class Adamax(_Stepper, torch.optim.Adamax):
+    """torch.optim.Adamax stepped by fastopt (same signature, defaults and state dict).
+
+    State per parameter: ``step``, ``exp_avg`` and ``exp_inf``, zeros at first.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of param-group dicts
+        The parameters to optimise (``model.parameters()``), as for torch.optim.
+    lr : float or tensor, default 2e-3
+        Learning rate, >= 0.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first moment and of the infinity norm, each in [0, 1).
+    eps : float, default 1e-8
+        Added to |g| in the infinity norm, >= 0.
+    weight_decay : float, default 0
+        Weight decay, >= 0: L2 penalty added to the gradient.
+    foreach : bool or None, default None
+        Kept in the groups for torch's state dicts; fastopt always steps all
+        parameters in one call into its C core.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    differentiable : bool, default False
+        Autograd through the step in torch; not supported by fastopt
+        (ValueError for True).
+    capturable : bool, default False
+        For CUDA graphs in torch; fastopt steps on the CPU and raises
+        ValueError for True.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float | torch.Tensor = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0, foreach: bool | None = None, *,
+                 maximize: bool = False, differentiable: bool = False,
+                 capturable: bool = False) -> None:
+        self._fo_setup()
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         foreach=foreach, maximize=maximize, differentiable=differentiable,
+                         capturable=capturable)

@@ -11,6 +11,7 @@ import pytest
 
 import fastopt
 from fastopt import _core
+from fastopt._spec import SPECS
 
 
 def _cases(**choices):
@@ -20,20 +21,27 @@ def _cases(**choices):
 
 
 class Opt:
-    """One optimizer class: its name in fastopt and torch, its state buffer
-    names, the option dicts the generic tests run (together they set every
-    option to a non-default value, alone and combined) and every valid
-    combination of option values (for the kernel tests)."""
+    """One optimizer class: its name in fastopt and torch, its spec (state
+    buffer names and rules, fastopt._spec), the option dicts the generic
+    tests run (together they set every option to a non-default value, alone
+    and combined) and every valid combination of option values (for the
+    kernel tests)."""
 
     def __init__(self, name, options, combos):
         self.name = name
         self.cls = getattr(fastopt, name)
+        self.spec = SPECS[name]
         self.options = options
         self.combos = [c for c in combos if self.valid(c)]
 
     def valid(self, options):
-        if self.name == "SGD" and options.get("nesterov"):
-            return options.get("momentum", 0) > 0 and options.get("dampening", 0) == 0
+        """Whether the spec's rule across hyperparameters (SGD's Nesterov) allows these."""
+        if self.spec.check is None:
+            return True
+        try:
+            self.spec.check({**self.spec.defaults, **options}, "options")
+        except ValueError:
+            return False
         return True
 
     def __repr__(self):
@@ -100,8 +108,20 @@ OPTIMIZERS = [
         {"lr": 0.01, "betas": (0.7, 0.99), "weight_decay": 0.1, "amsgrad": True, "maximize": True},
     ], _cases(lr=[0.01], betas=[(0.9, 0.999), (0.3, 0.9)], weight_decay=[0, 0.1],
               amsgrad=[False, True], maximize=[False, True])),
+    Opt("Adamax", [
+        {"lr": 0.01},
+        {"lr": 0.01, "betas": (0.8, 0.99)},
+        {"lr": 0.01, "betas": (0.3, 0.9)},  # lerp weight >= 0.5
+        {"lr": 0.01, "betas": (0.0, 0.0)},
+        {"lr": 0.01, "eps": 1e-3},
+        {"lr": 0.01, "weight_decay": 0.1},
+        {"lr": 0.01, "maximize": True},
+        {"lr": 0.01, "betas": (0.5, 0.95), "eps": 1e-4, "weight_decay": 0.05, "maximize": True},
+    ], _cases(lr=[0.01], betas=[(0.9, 0.999), (0.3, 0.9)], weight_decay=[0, 0.1],
+              maximize=[False, True])),
 ]
 BY_NAME = {o.name: o for o in OPTIMIZERS}
+assert sorted(BY_NAME) == sorted(SPECS), "every optimizer in fastopt._spec needs test options here"
 
 # (optimizer, options) pairs: every option dict of every optimizer.
 OPTION_CASES = [pytest.param(o, opts, id=f"{o.name}-{i}")
@@ -214,17 +234,14 @@ def functional_step(name, param, grad, state, step, options, isa=None):
     """One step of ``fastopt.functional`` for the class ``name``, with the
     state buffers taken from the dict ``state`` by torch's names."""
     from fastopt import functional as F
-    fn = {"SGD": F.sgd_, "Adagrad": F.adagrad_, "RMSprop": F.rmsprop_, "Adam": F.adam_,
-          "AdamW": F.adamw_}[name]
-    algo = BY_NAME[name].cls._algo
-    buffers = [state.get(n) for n in _core.STATE_NAMES[algo]]
+    fn = getattr(F, name.lower() + "_")
+    buffers = [state.get(n) for n in SPECS[name].state_names]
     fn(param, grad, *buffers, step=step, isa=isa, **options)
 
 
 def new_state(name, param, fill=0.0):
     """Buffers for every state slot of class ``name`` (all of them, used or not)."""
-    algo = BY_NAME[name].cls._algo
-    return {n: np.full_like(param, fill) for n in _core.STATE_NAMES[algo]}
+    return {n: np.full_like(param, fill) for n in SPECS[name].state_names}
 
 
 def run_isolated(code, timeout=60):

@@ -7,6 +7,7 @@ import pytest
 import fastopt
 from conftest import OPTION_CASES, assert_bitwise, assert_close, functional_step, new_state
 from fastopt import functional as F
+from fastopt._spec import SPECS
 
 
 @pytest.mark.parametrize("opt, options", OPTION_CASES)
@@ -58,7 +59,7 @@ def test_functional_docstring_example():
 
 
 @pytest.mark.parametrize("fn, buffers", [
-    (F.sgd_, 1), (F.adagrad_, 1), (F.rmsprop_, 3), (F.adam_, 3), (F.adamw_, 3)])
+    (F.sgd_, 1), (F.adagrad_, 1), (F.rmsprop_, 3), (F.adam_, 3), (F.adamw_, 3), (F.adamax_, 2)])
 def test_functional_accepts_unused_buffers_and_float32(fn, buffers, rng):
     p = rng.standard_normal(9).astype(np.float32)
     bufs = [np.zeros(9, np.float32) for _ in range(buffers)]
@@ -67,7 +68,8 @@ def test_functional_accepts_unused_buffers_and_float32(fn, buffers, rng):
 
 
 def test_functional_all_exported():
-    assert sorted(F.__all__) == sorted(["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_"])
+    # one function per optimizer in the spec
+    assert sorted(F.__all__) == sorted(name.lower() + "_" for name in SPECS)
     assert fastopt.functional is F
 
 

@@ -89,6 +89,9 @@ HYPER = {
     "AdamW": st.fixed_dictionaries({"lr": small, "betas": st.tuples(unit, unit),
                                     "eps": st.floats(1e-8, 1.0), "weight_decay": small,
                                     "amsgrad": flag, "maximize": flag}),
+    "Adamax": st.fixed_dictionaries({"lr": small, "betas": st.tuples(unit, unit),
+                                     "eps": st.floats(1e-8, 1.0), "weight_decay": small,
+                                     "maximize": flag}),
 }
 
 

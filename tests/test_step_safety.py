@@ -19,6 +19,7 @@ FULL = {
     "RMSprop": {"lr": 0.01, "momentum": 0.5, "centered": True, "weight_decay": 0.1},
     "Adam": {"lr": 0.01, "amsgrad": True, "weight_decay": 0.1},
     "AdamW": {"lr": 0.01, "amsgrad": True},
+    "Adamax": {"lr": 0.01, "weight_decay": 0.1},
 }
 NAMES = [o.name for o in OPTIMIZERS]
 

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _schedules as _c
 from ._typing import HasParamGroups, ScheduleFn, StateDict
 from ._validate import as_float
 from .schedules import _int
@@ -656,8 +657,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        return [self.eta_min + (base_lr - self.eta_min)
-                * (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2
+        return [_c.sgdr_at(base_lr, self.eta_min, self.T_cur, self.T_i)
                 for base_lr in self.base_lrs]
 
     def step(self, epoch: float | None = None) -> None:
@@ -812,26 +812,17 @@ class CyclicLR(LRScheduler):
         """
         if self._scale_fn_custom is not None:
             return self._scale_fn_custom(x)
-        if self.mode == "triangular":
-            return 1.0
-        if self.mode == "triangular2":
-            return 1 / (2.0 ** (x - 1))
-        return self.gamma ** x
+        return _c.cyclic_scale(self.mode, self.gamma, x)
 
     def get_lr(self) -> list[float]:
-        cycle = math.floor(1 + self.last_epoch / self.total_size)
-        x = 1.0 + self.last_epoch / self.total_size - cycle
-        if x <= self.step_ratio:
-            scale_factor = x / self.step_ratio
-        else:
-            scale_factor = (x - 1) / (self.step_ratio - 1)
-        scale = self.scale_fn(cycle if self.scale_mode == "cycle" else self.last_epoch)
-        lrs = [base_lr + (max_lr - base_lr) * scale_factor * scale
+        t, total, ratio = self.last_epoch, self.total_size, self.step_ratio
+        scale = self.scale_fn(_c.cyclic_cycle(total, t) if self.scale_mode == "cycle" else t)
+        lrs = [_c.cyclic_at(base_lr, max_lr, total, ratio, t, scale)
                for base_lr, max_lr in zip(self.base_lrs, self.max_lrs, strict=True)]
-        if self.cycle_momentum:
+        if self.cycle_momentum:  # from max_momentum at base_lr to base_momentum at max_lr
             for group, b, m in zip(self.optimizer.param_groups, self.base_momentums,
                                    self.max_momentums, strict=True):
-                _set_momentum(group, self.use_beta1, m - (m - b) * scale_factor * scale)
+                _set_momentum(group, self.use_beta1, _c.cyclic_at(m, b, total, ratio, t, scale))
         return lrs
 
     def state_dict(self) -> StateDict:
@@ -972,11 +963,6 @@ class OneCycleLR(LRScheduler):
                     group["base_momentum"] = b
         super().__init__(optimizer, last_epoch)
 
-    def _anneal(self, start, end, pct):
-        if self._anneal_func_type == "cos":
-            return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
-        return (end - start) * pct + start
-
     def get_lr(self) -> list[float]:
         step_num = self.last_epoch
         if step_num > self.total_steps:
@@ -984,20 +970,17 @@ class OneCycleLR(LRScheduler):
                 f"Tried to step {step_num} times. The specified number of total steps is "
                 f"{self.total_steps}")
         lrs = []
-        last = len(self._schedule_phases) - 1
         for group in self.optimizer.param_groups:
-            start_step = 0.0
-            for i, phase in enumerate(self._schedule_phases):
-                end_step = phase["end_step"]
-                if step_num <= end_step or i == last:
-                    pct = (step_num - start_step) / (end_step - start_step)
-                    lrs.append(self._anneal(group[phase["start_lr"]], group[phase["end_lr"]], pct))
-                    if self.cycle_momentum:
-                        _set_momentum(group, self.use_beta1, self._anneal(
-                            group[phase["start_momentum"]], group[phase["end_momentum"]], pct))
-                    break
-                start_step = end_step
+            lrs.append(self._at(group, "start_lr", "end_lr"))
+            if self.cycle_momentum:
+                _set_momentum(group, self.use_beta1,
+                              self._at(group, "start_momentum", "end_momentum"))
         return lrs
+
+    def _at(self, group, start, end):
+        # each phase's values are keys of the group, read at every step as torch does
+        phases = [(p["end_step"], group[p[start]], group[p[end]]) for p in self._schedule_phases]
+        return _c.phases_at(phases, self._anneal_func_type == "linear", self.last_epoch)
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a state from :meth:`state_dict` (torch's, or fastopt's own).

@@ -31,7 +31,6 @@ Thread-safety: a scheduler and its optimizer's groups are mutated by
 import copy
 import math
 import numbers
-import sys
 import types
 import warnings
 from bisect import bisect_right
@@ -43,8 +42,7 @@ import numpy as np
 
 from . import _schedules as _c
 from ._typing import HasParamGroups, ScheduleFn, StateDict
-from ._validate import as_float
-from .schedules import _int
+from ._validate import as_float, as_int_float64, is_int, is_torch_tensor
 
 __all__ = [
     "LRScheduler",
@@ -73,13 +71,6 @@ _EPOCH_DEPRECATION = (
 )
 
 
-def _positive(name, value):
-    as_float(value, name)  # a real number within float64's range
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return value
-
-
 def _check_optimizer(optimizer):
     groups = getattr(optimizer, "param_groups", None)
     if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
@@ -90,15 +81,9 @@ def _check_optimizer(optimizer):
     return optimizer
 
 
-def _torch_tensor(value):
-    """Whether value is a torch tensor (without importing torch)."""
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(value, torch.Tensor)
-
-
 def _copy(value):
     """A value that does not alias ``value`` (a tensor or array learning rate)."""
-    if _torch_tensor(value):
+    if is_torch_tensor(value):
         return value.clone()
     return value.copy() if isinstance(value, np.ndarray) else value
 
@@ -106,8 +91,8 @@ def _copy(value):
 def _set(group, key, value):
     """Set ``group[key]`` to ``value``, in place when it holds a tensor or array (as torch)."""
     old = group[key]
-    if _torch_tensor(old):
-        old.fill_(value.squeeze() if _torch_tensor(value) and value.dim() else value)
+    if is_torch_tensor(old):
+        old.fill_(value.squeeze() if is_torch_tensor(value) and value.dim() else value)
     elif isinstance(old, np.ndarray):
         old[...] = value
     else:
@@ -174,7 +159,7 @@ class LRScheduler:
 
     def __init__(self, optimizer: HasParamGroups, last_epoch: int = -1) -> None:
         self.optimizer = _check_optimizer(optimizer)
-        last_epoch = _int("last_epoch", last_epoch, -1)
+        last_epoch = as_int_float64(last_epoch, "last_epoch", -1)
         if last_epoch == -1:
             for group in optimizer.param_groups:
                 group.setdefault("initial_lr", _copy(group["lr"]))
@@ -359,8 +344,9 @@ class StepLR(LRScheduler):
 
     def __init__(self, optimizer: HasParamGroups, step_size: int, gamma: float = 0.1,
                  last_epoch: int = -1) -> None:
-        self.step_size = _int("step_size", step_size, 1)
-        self.gamma = _positive("gamma", gamma)
+        self.step_size = as_int_float64(step_size, "step_size", 1)
+        as_float(gamma, "gamma", above=0)
+        self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -394,8 +380,9 @@ class MultiStepLR(LRScheduler):
     def __init__(self, optimizer: HasParamGroups, milestones: Iterable[int], gamma: float = 0.1,
                  last_epoch: int = -1) -> None:
         self.milestones = Counter(
-            _int(f"milestones[{i}]", m, 0) for i, m in enumerate(milestones))
-        self.gamma = _positive("gamma", gamma)
+            as_int_float64(m, f"milestones[{i}]", 0) for i, m in enumerate(milestones))
+        as_float(gamma, "gamma", above=0)
+        self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -435,7 +422,7 @@ class ConstantLR(LRScheduler):
             raise ValueError(
                 f"Constant multiplicative factor expected to be in (0, 1], got {factor}")
         self.factor = factor
-        self.total_iters = _int("total_iters", total_iters, 1)
+        self.total_iters = as_int_float64(total_iters, "total_iters", 1)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -481,7 +468,7 @@ class LinearLR(LRScheduler):
                 f"Ending multiplicative factor expected to be between 0 and 1, got {end_factor}")
         self.start_factor = start_factor
         self.end_factor = end_factor
-        self.total_iters = _int("total_iters", total_iters, 1)
+        self.total_iters = as_int_float64(total_iters, "total_iters", 1)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -517,7 +504,8 @@ class ExponentialLR(LRScheduler):
     """
 
     def __init__(self, optimizer: HasParamGroups, gamma: float, last_epoch: int = -1) -> None:
-        self.gamma = _positive("gamma", gamma)
+        as_float(gamma, "gamma", above=0)
+        self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -549,7 +537,7 @@ class PolynomialLR(LRScheduler):
 
     def __init__(self, optimizer: HasParamGroups, total_iters: int = 5, power: float = 1.0,
                  last_epoch: int = -1) -> None:
-        self.total_iters = _int("total_iters", total_iters, 1)
+        self.total_iters = as_int_float64(total_iters, "total_iters", 1)
         self.power = power
         as_float(power, "power")
         super().__init__(optimizer, last_epoch)
@@ -588,7 +576,7 @@ class CosineAnnealingLR(LRScheduler):
 
     def __init__(self, optimizer: HasParamGroups, T_max: int, eta_min: float = 0.0,
                  last_epoch: int = -1) -> None:
-        self.T_max = _int("T_max", T_max, 1)
+        self.T_max = as_int_float64(T_max, "T_max", 1)
         self.eta_min = eta_min
         as_float(eta_min, "eta_min")
         super().__init__(optimizer, last_epoch)
@@ -641,9 +629,9 @@ class CosineAnnealingWarmRestarts(LRScheduler):
 
     def __init__(self, optimizer: HasParamGroups, T_0: int, T_mult: int = 1, eta_min: float = 0.0,
                  last_epoch: int = -1) -> None:
-        if not isinstance(T_0, int) or isinstance(T_0, bool) or T_0 <= 0:
+        if not is_int(T_0, 1):
             raise ValueError(f"Expected positive integer T_0, but got {T_0}")
-        if not isinstance(T_mult, int) or isinstance(T_mult, bool) or T_mult < 1:
+        if not is_int(T_mult, 1):
             raise ValueError(f"Expected integer T_mult >= 1, but got {T_mult}")
         if not isinstance(eta_min, (float, int)):
             raise ValueError(
@@ -771,11 +759,9 @@ class CyclicLR(LRScheduler):
             for lr, group in zip(base_lrs, optimizer.param_groups, strict=True):
                 _set(group, "lr", lr)
         self.max_lrs = _format_param("max_lr", optimizer, max_lr)
-        step_size_up = float(_positive("step_size_up", step_size_up))
-        if step_size_down is not None and step_size_down < 0:
-            raise ValueError(f"step_size_down must be >= 0, got {step_size_down}")
-        step_size_down = (as_float(step_size_down, "step_size_down") if step_size_down is not None
-                          else step_size_up)
+        step_size_up = as_float(step_size_up, "step_size_up", above=0)
+        step_size_down = (step_size_up if step_size_down is None
+                          else as_float(step_size_down, "step_size_down", at_least=0))
         self.total_size = step_size_up + step_size_down
         self.step_ratio = step_size_up / self.total_size
         if mode not in ("triangular", "triangular2", "exp_range") and scale_fn is None:
@@ -783,6 +769,7 @@ class CyclicLR(LRScheduler):
         if scale_mode not in ("cycle", "iterations"):
             raise ValueError(f"scale_mode must be 'cycle' or 'iterations', got {scale_mode!r}")
         self.mode = mode
+        as_float(gamma, "gamma")  # the C formula takes it as a double
         self.gamma = gamma
         self._scale_fn_custom = scale_fn
         self.scale_mode = scale_mode
@@ -911,13 +898,13 @@ class OneCycleLR(LRScheduler):
                  last_epoch: int = -1) -> None:
         self.optimizer = _check_optimizer(optimizer)
         if total_steps is not None:
-            if not isinstance(total_steps, int) or total_steps <= 0:
+            if not is_int(total_steps, 1):
                 raise ValueError(f"Expected positive integer total_steps, but got {total_steps}")
             self.total_steps = total_steps
         elif epochs is not None and steps_per_epoch is not None:
-            if not isinstance(epochs, int) or epochs <= 0:
+            if not is_int(epochs, 1):
                 raise ValueError(f"Expected positive integer epochs, but got {epochs}")
-            if not isinstance(steps_per_epoch, int) or steps_per_epoch <= 0:
+            if not is_int(steps_per_epoch, 1):
                 raise ValueError(
                     f"Expected positive integer steps_per_epoch, but got {steps_per_epoch}")
             self.total_steps = epochs * steps_per_epoch
@@ -1053,8 +1040,8 @@ class ReduceLROnPlateau(LRScheduler):
         else:
             self.default_min_lr = min_lr
             self.min_lrs = [min_lr] * len(optimizer.param_groups)
-        self.patience = _int("patience", patience, 0)
-        self.cooldown = _int("cooldown", cooldown, 0)
+        self.patience = as_int_float64(patience, "patience", 0)
+        self.cooldown = as_int_float64(cooldown, "cooldown", 0)
         if eps < 0:
             raise ValueError(f"eps must be >= 0, got {eps}")
         self.eps = eps

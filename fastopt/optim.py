@@ -16,7 +16,6 @@ cannot crash it. A forked child gets fresh locks.
 """
 import bisect
 import math
-import numbers
 import os
 import threading
 import weakref
@@ -28,27 +27,9 @@ import numpy as np
 from . import _core
 from ._typing import Grads, Params, StateDict
 from ._spec import FIRST_GRAD, SPECS, Spec
-from ._validate import as_float
+from ._validate import as_whole, float_array, in_range
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax"]
-
-
-def _check_number(group, key, where, low=0.0, high=None, high_open=False):
-    _check_value(group[key], key, where, low, high, high_open)
-
-
-_INT_FITS_DOUBLE = 2**1023  # an int smaller than this in magnitude converts to a float
-
-
-def _check_value(value, key, where, low=0.0, high=None, high_open=False):
-    # plain floats and ints that fit a double skip the (slow) ABC check: this
-    # runs at every step; anything else must be a real number within float64's range
-    if type(value) is not float and (
-            type(value) is not int or not -_INT_FITS_DOUBLE < value < _INT_FITS_DOUBLE):
-        value = as_float(value, f"{where}: {key}")
-    if not low <= value or (high is not None and not (value < high if high_open else value <= high)):
-        bound = f"[{low}, {high})" if high_open else (f">= {low}" if high is None else f"[{low}, {high}]")
-        raise ValueError(f"{where}: invalid {key}: {value} (must be {bound})")
 
 
 # Every live optimizer, so that a forked child can replace their locks: a
@@ -192,9 +173,9 @@ class Optimizer:
                     raise TypeError(f"{where}: {hyper.name} must be a pair of numbers, "
                                     f"got {value!r}")
                 for name, v in zip(hyper.c, value):
-                    _check_value(v, name, where, *hyper.rule)
+                    in_range(v, name, where, *hyper.rule)
             else:
-                _check_number(group, hyper.name, where, *hyper.rule)
+                in_range(group[hyper.name], hyper.name, where, *hyper.rule)
         if cls._spec.check is not None:
             cls._spec.check(group, where)
 
@@ -600,13 +581,13 @@ class Optimizer:
             bufs = [None, None, None]
             for key, value in entry.items():
                 if key == "step":
-                    step = _check_step(value, f"{where}, 'step'")
+                    step = as_whole(value, f"{where}, 'step'", 0, _MAX_STEP - 1)
                     if spec.step:  # torch's SGD keeps no step count: ignored
                         steps[i] = step
                 elif key in none_ok and value is None:
                     continue  # older torch SGD checkpoints: momentum not started yet
                 elif key in names:
-                    bufs[names.index(key)] = _check_buffer(value, param, f"{where}, {key!r}")
+                    bufs[names.index(key)] = float_array(value, param.shape, f"{where}, {key!r}")
                 else:
                     raise ValueError(f"{where} has unknown entry {key!r} "
                                      f"(a {type(self).__name__} state has {('step',) + names})")
@@ -688,41 +669,6 @@ def _state_buffers(params, value):
 # The C core numbers updates with an int64: the largest update number, and so
 # the largest count of updates done that can still take a step.
 _MAX_STEP = 2**63 - 1
-
-
-def _check_step(value, what, low=0, high=_MAX_STEP - 1):
-    """A step count as an int in [low, high]. Steps are whole numbers: an int,
-    a NumPy integer, an integral float, or a 0-d int/float array or tensor
-    (torch keeps steps as float tensors); never a bool or a str."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        step = int(value)  # exact, however large
-    else:
-        try:
-            arr = None if isinstance(value, (str, bytes)) else np.asarray(value)
-        except Exception:
-            arr = None
-        if arr is None or arr.shape != () or arr.dtype.kind not in "iuf":
-            raise TypeError(f"{what} must be a whole number, got {type(value).__name__}"
-                            + ("" if arr is None or arr.shape == () else f" of shape {arr.shape}"))
-        x = arr[()]
-        if arr.dtype.kind == "f" and not (np.isfinite(x) and x == np.floor(x)):
-            raise ValueError(f"{what} must be a whole number, got {value!r}")
-        step = int(x)  # exact for every float width
-    if not low <= step <= high:
-        raise ValueError(f"{what} must be a whole number in [{low}, {high}], got {value!r}")
-    return step
-
-
-def _check_buffer(value, param, where):
-    try:
-        arr = np.asarray(value)
-    except Exception:
-        raise TypeError(f"{where} must be an array, got {type(value).__name__}") from None
-    if arr.dtype.kind != "f":
-        raise TypeError(f"{where} must be a float array, got dtype {arr.dtype}")
-    if arr.shape != param.shape:
-        raise ValueError(f"{where} has shape {arr.shape}, expected {param.shape}")
-    return arr
 
 
 class SGD(Optimizer):

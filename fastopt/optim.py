@@ -506,65 +506,13 @@ class Optimizer:
             groups, states, steps = self._check_state_dict(state_dict)
             self._apply_state_dict(groups, states, steps)
 
-    def _saved_order(self, saved, gi, base):
-        """This optimizer's parameter index for each entry of a saved group's
-        "params": by name when the group has "param_names" and the params
-        are a dict, else by position."""
-        mine = range(base, base + len(self.param_groups[gi]["params"]))
-        names = saved.get("param_names")
-        if self._keys is None or names is None:
-            return list(mine)
-        where = f"loaded param group {gi}"
-        if isinstance(names, (str, bytes, Mapping)) or not hasattr(names, "__iter__"):
-            raise TypeError(f"{where}: param_names must be a list of names, got {type(names).__name__}")
-        names = list(names)
-        if len(names) != len(saved["params"]):
-            raise ValueError(f"{where} has {len(saved['params'])} params but "
-                             f"{len(names)} param_names")
-        index_of = {self._keys[i]: i for i in mine}
-        try:
-            unknown = [name for name in names if name not in index_of]
-            saved_names = set(names)
-            missing = [key for key in index_of if key not in saved_names]  # names given twice
-        except TypeError:
-            raise TypeError(f"{where}: param_names must hold parameter names (dict keys)") from None
-        if unknown:
-            raise ValueError(f"{where} has state for {_core.describe(unknown[0])}, which this "
-                             f"optimizer does not have (its parameters: {list(index_of)})")
-        if missing:
-            raise ValueError(f"{where} has nothing for {_core.describe(missing[0])} "
-                             f"(its param_names: {names})")
-        return [index_of[name] for name in names]
-
     def _check_state_dict(self, sd):
         if not isinstance(sd, Mapping) or "state" not in sd or "param_groups" not in sd:
             raise TypeError("state dict must be a dict with 'state' and 'param_groups'")
         saved_groups, saved_state = sd["param_groups"], sd["state"]
         if not isinstance(saved_state, Mapping):
             raise TypeError("state dict's 'state' must be a dict")
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError(f"loaded state dict has {len(saved_groups)} parameter groups, "
-                             f"this optimizer has {len(self.param_groups)}")
-        id_map, groups, base = {}, [], 0
-        for gi, (saved, mine) in enumerate(zip(saved_groups, self.param_groups)):
-            if not isinstance(saved, Mapping) or "params" not in saved:
-                raise TypeError(f"param group {gi} of the state dict must be a dict with 'params'")
-            order = self._saved_order(saved, gi, base)
-            if len(saved["params"]) != len(mine["params"]):
-                raise ValueError(f"loaded param group {gi} has {len(saved['params'])} parameters, "
-                                 f"this optimizer's has {len(mine['params'])}")
-            group = {k: v for k, v in saved.items() if k != "params"}
-            if self._keys is not None:
-                group.pop("param_names", None)  # state_dict() writes the current keys
-            for hyper in self._spec.hypers:
-                if len(hyper.c) > 1 and hyper.name in group:  # a pair such as betas
-                    group[hyper.name] = tuple(group[hyper.name])
-            group = {**{k: v for k, v in mine.items() if k != "params"}, **group}
-            self._check_group(group, f"loaded param group {gi}")
-            group["params"] = mine["params"]
-            groups.append(group)
-            id_map.update(zip(saved["params"], order))
-            base += len(mine["params"])
+        groups, id_map = _loaded_groups(type(self), saved_groups, self.param_groups, self._keys)
         spec = self._spec
         names = spec.state_names
         # a buffer that starts as the first gradient may be saved as None (torch's SGD)
@@ -640,6 +588,69 @@ class Optimizer:
                 lines.append(f"    {key}: {group[key]}")
         lines.append(")")
         return "\n".join(lines)
+
+
+def _saved_order(saved, gi, mine, keys):
+    """The parameter index for each entry of a saved group's "params" (`mine`:
+    the indices of its group here): by name when the group has "param_names"
+    and the params are a dict (`keys`), else by position."""
+    names = saved.get("param_names")
+    if keys is None or names is None:
+        return list(mine)
+    where = f"loaded param group {gi}"
+    if isinstance(names, (str, bytes, Mapping)) or not hasattr(names, "__iter__"):
+        raise TypeError(f"{where}: param_names must be a list of names, got {type(names).__name__}")
+    names = list(names)
+    if len(names) != len(saved["params"]):
+        raise ValueError(f"{where} has {len(saved['params'])} params but "
+                         f"{len(names)} param_names")
+    index_of = {keys[i]: i for i in mine}
+    try:
+        unknown = [name for name in names if name not in index_of]
+        saved_names = set(names)
+        missing = [key for key in index_of if key not in saved_names]  # names given twice
+    except TypeError:
+        raise TypeError(f"{where}: param_names must hold parameter names (dict keys)") from None
+    if unknown:
+        raise ValueError(f"{where} has state for {_core.describe(unknown[0])}, which this "
+                         f"optimizer does not have (its parameters: {list(index_of)})")
+    if missing:
+        raise ValueError(f"{where} has nothing for {_core.describe(missing[0])} "
+                         f"(its param_names: {names})")
+    return [index_of[name] for name in names]
+
+
+def _loaded_groups(cls, saved_groups, groups, keys):
+    """A loaded state dict's param groups, checked against an optimizer's
+    `groups` (dicts with their "params") for the optimizer class `cls` whose
+    dict params have `keys` (else None): the new groups (the saved
+    hyperparameters over the current ones, and the current "params") and a
+    map saved parameter id -> parameter index."""
+    if len(saved_groups) != len(groups):
+        raise ValueError(f"loaded state dict has {len(saved_groups)} parameter groups, "
+                         f"this optimizer has {len(groups)}")
+    id_map, out, base = {}, [], 0
+    for gi, (saved, mine) in enumerate(zip(saved_groups, groups)):
+        if not isinstance(saved, Mapping) or "params" not in saved:
+            raise TypeError(f"param group {gi} of the state dict must be a dict with 'params'")
+        n = len(mine["params"])
+        order = _saved_order(saved, gi, range(base, base + n), keys)
+        if len(saved["params"]) != n:
+            raise ValueError(f"loaded param group {gi} has {len(saved['params'])} parameters, "
+                             f"this optimizer's has {n}")
+        group = {k: v for k, v in saved.items() if k != "params"}
+        if keys is not None:
+            group.pop("param_names", None)  # state_dict() writes the current keys
+        for hyper in cls._spec.hypers:
+            if len(hyper.c) > 1 and hyper.name in group:  # a pair such as betas
+                group[hyper.name] = tuple(group[hyper.name])
+        group = {**{k: v for k, v in mine.items() if k != "params"}, **group}
+        cls._check_group(group, f"loaded param group {gi}")
+        group["params"] = mine["params"]
+        out.append(group)
+        id_map.update(zip(saved["params"], order))
+        base += n
+    return out, id_map
 
 
 _ALIGN = 64  # bytes: a cache line, and the widest SIMD vector

@@ -51,6 +51,7 @@ except ImportError:  # run as `python benchmarks/run.py` from a source tree
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import fastopt
 from fastopt import _core
+from fastopt.bench import NumpyOptimizer, interleaved, time_calls
 from fastopt._spec import SPECS
 
 # ---------------------------------------------------------------- algorithms
@@ -83,87 +84,9 @@ def _algos():
 ALGOS = _algos()
 
 
-def numpy_step(algo, hyper, dtype):
-    """A hand-written NumPy step over lists of arrays (in place, preallocated temporaries)."""
-    lr = dtype.type(hyper["lr"])
-
-    if algo in ("adam", "adamw"):
-        b1, b2, eps, wd = 0.9, 0.999, 1e-8, hyper.get("weight_decay", 0.0)
-
-        def step(params, grads, state, t):
-            bc1 = 1 - b1 ** t
-            bc2s = (1 - b2 ** t) ** 0.5
-            for p, g, (m, v, tmp) in zip(params, grads, state):
-                if algo == "adamw":
-                    p *= dtype.type(1 - hyper["lr"] * wd)
-                m *= dtype.type(b1)
-                np.multiply(g, dtype.type(1 - b1), out=tmp)
-                m += tmp
-                v *= dtype.type(b2)
-                np.multiply(g, g, out=tmp)
-                tmp *= dtype.type(1 - b2)
-                v += tmp
-                np.sqrt(v, out=tmp)
-                tmp /= dtype.type(bc2s)
-                tmp += dtype.type(eps)
-                np.divide(m, tmp, out=tmp)
-                tmp *= dtype.type(-hyper["lr"] / bc1)
-                p += tmp
-        return step, 3
-    if algo == "sgd":
-        mom = dtype.type(hyper["momentum"])
-
-        def step(params, grads, state, t):
-            for p, g, (buf, tmp) in zip(params, grads, state):
-                buf *= mom
-                buf += g
-                np.multiply(buf, -lr, out=tmp)
-                p += tmp
-        return step, 2
-    if algo == "adagrad":
-        def step(params, grads, state, t):
-            for p, g, (s, tmp) in zip(params, grads, state):
-                np.multiply(g, g, out=tmp)
-                s += tmp
-                np.sqrt(s, out=tmp)
-                tmp += dtype.type(1e-10)
-                np.divide(g, tmp, out=tmp)
-                tmp *= -lr
-                p += tmp
-        return step, 2
-    if algo == "rmsprop":
-        alpha = dtype.type(0.99)
-
-        def step(params, grads, state, t):
-            for p, g, (v, tmp) in zip(params, grads, state):
-                v *= alpha
-                np.multiply(g, g, out=tmp)
-                tmp *= dtype.type(1) - alpha
-                v += tmp
-                np.sqrt(v, out=tmp)
-                tmp += dtype.type(1e-8)
-                np.divide(g, tmp, out=tmp)
-                tmp *= -lr
-                p += tmp
-        return step, 2
-    raise ValueError(algo)
-
-
 # ------------------------------------------------------------------- timing
 
-def time_calls(fn, budget, min_reps, warmup=2):
-    """Run fn until `budget` seconds are spent (at least min_reps times); per-call seconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_reps or time.perf_counter() - start < budget:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        if len(times) >= 10000:
-            break
-    return times
+ROUNDS = dict(warmup=2, max_rounds=5000)  # per interleaved run (fastopt.bench)
 
 
 def summary(times):
@@ -211,14 +134,8 @@ def fastopt_case(algo, sizes, dtype, rng):
 
 def numpy_case(algo, sizes, dtype, rng):
     params, grads = make_arrays(sizes, dtype, rng, 2)
-    step, nbuf = numpy_step(algo, ALGOS[algo]["hyper"], np.dtype(dtype))
-    state = [tuple(np.zeros_like(p) for _ in range(nbuf)) for p in params]
-    counter = [0]
-
-    def run():
-        counter[0] += 1
-        step(params, grads, state, counter[0])
-    return run
+    opt = NumpyOptimizer(algo, params, **ALGOS[algo]["hyper"])
+    return lambda: opt.step(grads)
 
 
 def torch_case(torch, algo, sizes, dtype, rng, variant):
@@ -305,28 +222,6 @@ def measure(factory, threads, torch, budget, min_reps):
     return summary(times)
 
 
-def interleaved(entries, budget, min_rounds):
-    """Time several (key, prepare, fn) in alternation, one call each per round,
-    so that load that comes and goes on the machine hits all of them alike."""
-    times = {key: [] for key, _, _ in entries}
-    for _, prepare, fn in entries:  # warm up
-        prepare()
-        fn()
-        fn()
-    start = time.perf_counter()
-    rounds = 0
-    while rounds < min_rounds or time.perf_counter() - start < budget:
-        for key, prepare, fn in entries:
-            prepare()
-            t0 = time.perf_counter()
-            fn()
-            times[key].append(time.perf_counter() - t0)
-        rounds += 1
-        if rounds >= 5000:
-            break
-    return times
-
-
 def run_sizes(args, out):
     """Per size and algorithm, every implementation in turn; each is timed at every
     thread count in alternation with the in-place bandwidth probe, so its fraction
@@ -373,7 +268,7 @@ def run_sizes(args, out):
                         for t in threads:
                             entries.append(((name, t), lambda t=t: fastopt.set_num_threads(t), fn))
                             entries.append((("probe", t), lambda t=t: fastopt.set_num_threads(t), probe))
-                        times = interleaved(entries, args.budget * len(threads), args.min_reps)
+                        times = interleaved(entries, args.budget * len(threads), args.min_reps, **ROUNDS)
                         for t in threads:
                             reference[t] = 12 * total / min(times[("probe", t)]) / 1e9
                     else:
@@ -456,7 +351,7 @@ def run_isas(args, out):
             state = [np.zeros(n, dtype) for _ in range(3)]
             entries = [(isa, lambda: None, lambda isa=isa: calls[algo](p, g, state, isa))
                        for isa in _core.isa_names()]
-            times = interleaved(entries, args.budget * 2, max(args.min_reps, 20))
+            times = interleaved(entries, args.budget * 2, max(args.min_reps, 20), **ROUNDS)
             for isa, ts in times.items():
                 rows.append(dict(summary(ts), algo=algo, n=n, isa=isa, ns_per_elem=min(ts) / n * 1e9))
             line = "  ".join(f"{isa} {min(ts) / n * 1e9:.3f}" for isa, ts in times.items())
@@ -551,7 +446,7 @@ def run_head_to_head(args, out):
             theirs = torch_case(torch, algo, sizes, dtype, rng, variant)
             pause = lambda: time.sleep(H2H_PAUSE)  # noqa: E731
             times = interleaved([("fastopt", pause, mine), ("torch", pause, theirs)],
-                                args.budget * 4, args.min_reps * 3)
+                                args.budget * 4, args.min_reps * 3, **ROUNDS)
             del mine, theirs
             gc.collect()
             r = {"algo": algo, "size": label, "threads": threads, "torch": f"torch {variant}",

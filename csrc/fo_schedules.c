@@ -119,6 +119,11 @@ double fo_sched_warmup_cosine(const fo_sched_warmup_cosine_params *p, int64_t st
                  * (1.0 + cos(FO_PI * (double)(t - W) / (double)(M - W))) / 2.0;
 }
 
+double fo_sgdr_at(double base_lr, double eta_min, double T_cur, double T_i)
+{
+    return eta_min + (base_lr - eta_min) * (1.0 + cos(FO_PI * T_cur / T_i)) / 2.0;
+}
+
 double fo_sched_cosine_restarts(const fo_sched_cosine_restarts_params *p, int64_t step)
 {
     int64_t T_i = at_least_one(p->T_0), mult = at_least_one(p->T_mult);
@@ -135,24 +140,37 @@ double fo_sched_cosine_restarts(const fo_sched_cosine_restarts_params *p, int64_
             T_i *= mult;
         }
     }
-    return p->eta_min
-           + (p->base_lr - p->eta_min) * (1.0 + cos(FO_PI * (double)T_cur / (double)T_i)) / 2.0;
+    return fo_sgdr_at(p->base_lr, p->eta_min, (double)T_cur, (double)T_i);
+}
+
+double fo_cyclic_cycle(double total, double t)
+{
+    return floor(1.0 + t / total);
+}
+
+double fo_cyclic_scale(fo_cyclic_mode mode, double gamma, double x)
+{
+    switch (mode) {
+    case FO_CYCLIC_TRIANGULAR2: return 1.0 / pow(2.0, x - 1.0);
+    case FO_CYCLIC_EXP_RANGE: return pow(gamma, x);
+    default: return 1.0;
+    }
+}
+
+double fo_cyclic_at(double lo, double hi, double total, double ratio, double t, double scale)
+{
+    double x = 1.0 + t / total - fo_cyclic_cycle(total, t);
+    double h = x <= ratio ? x / ratio : (x - 1.0) / (ratio - 1.0);
+    return lo + (hi - lo) * h * scale;
 }
 
 double fo_sched_cyclic(const fo_sched_cyclic_params *p, int64_t step)
 {
     double t = (double)nonneg(step);
     double total = p->step_size_up + p->step_size_down;
-    double ratio = p->step_size_up / total;
-    double cycle = floor(1.0 + t / total);
-    double x = 1.0 + t / total - cycle;
-    double scale = x <= ratio ? x / ratio : (x - 1.0) / (ratio - 1.0);
-    double height = (p->max_lr - p->base_lr) * scale;
-    switch (p->mode) {
-    case FO_CYCLIC_TRIANGULAR2: return p->base_lr + height * (1.0 / pow(2.0, cycle - 1.0));
-    case FO_CYCLIC_EXP_RANGE: return p->base_lr + height * pow(p->gamma, t);
-    default: return p->base_lr + height * 1.0;
-    }
+    double x = p->mode == FO_CYCLIC_EXP_RANGE ? t : fo_cyclic_cycle(total, t);
+    return fo_cyclic_at(p->base_lr, p->max_lr, total, p->step_size_up / total, t,
+                        fo_cyclic_scale(p->mode, p->gamma, x));
 }
 
 static double anneal(int linear, double start, double end, double pct)
@@ -162,28 +180,32 @@ static double anneal(int linear, double start, double end, double pct)
     return end + (start - end) / 2.0 * (cos(FO_PI * pct) + 1.0);
 }
 
+double fo_phases_at(const fo_phase *phases, size_t n, int linear, double t, int *empty)
+{
+    double start_step = 0.0;
+    size_t i = 0;
+    while (i + 1 < n && !(t <= phases[i].end_step))
+        start_step = phases[i++].end_step;
+    const fo_phase *ph = &phases[i];
+    if (empty)
+        *empty = ph->end_step == start_step;
+    return anneal(linear, ph->start, ph->end, (t - start_step) / (ph->end_step - start_step));
+}
+
 double fo_sched_onecycle(const fo_sched_onecycle_params *p, int64_t step)
 {
     int64_t total = at_least_one(p->total_steps);
     int64_t t = nonneg(step);
     if (t > total - 1)
         t = total - 1;
-    double s = (double)t;
-    double end1 = p->pct_start * (double)total - 1.0;
-    double start_lr, end_lr, start_step, end_step;
-    if (s <= end1) {
-        start_lr = p->initial_lr, end_lr = p->max_lr, start_step = 0.0, end_step = end1;
-    } else if (!p->three_phase) {
-        start_lr = p->max_lr, end_lr = p->min_lr, start_step = end1, end_step = (double)(total - 1);
-    } else {
-        double end2 = 2.0 * p->pct_start * (double)total - 2.0;
-        if (s <= end2)
-            start_lr = p->max_lr, end_lr = p->initial_lr, start_step = end1, end_step = end2;
-        else
-            start_lr = p->initial_lr, end_lr = p->min_lr, start_step = end2,
-            end_step = (double)(total - 1);
-    }
-    return anneal(p->linear, start_lr, end_lr, (s - start_step) / (end_step - start_step));
+    double end1 = p->pct_start * (double)total - 1.0, last = (double)(total - 1);
+    fo_phase two[2] = {{end1, p->initial_lr, p->max_lr}, {last, p->max_lr, p->min_lr}};
+    fo_phase three[3] = {{end1, p->initial_lr, p->max_lr},
+                         {2.0 * p->pct_start * (double)total - 2.0, p->max_lr, p->initial_lr},
+                         {last, p->initial_lr, p->min_lr}};
+    if (p->three_phase)
+        return fo_phases_at(three, 3, p->linear, (double)t, NULL);
+    return fo_phases_at(two, 2, p->linear, (double)t, NULL);
 }
 
 double fo_sched_piecewise(const fo_sched_piecewise_params *p, int64_t step)

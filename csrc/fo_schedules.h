@@ -193,6 +193,32 @@ FO_SCHED_DECLARE(piecewise)
 FO_SCHED_DECLARE(inv_sqrt)
 FO_SCHED_DECLARE(join)
 
+/*
+ * torch's CyclicLR, OneCycleLR and CosineAnnealingWarmRestarts at one point,
+ * in torch's order of operations. The schedules above are built on these,
+ * and fastopt.lr_scheduler's classes call them with the state torch keeps
+ * (T_cur and T_i, total_size and step_ratio, the phases), which may be
+ * fractional, so both give the same bits.
+ */
+/* SGDR: eta_min + (base_lr - eta_min) * (1 + cos(pi T_cur / T_i)) / 2 */
+double fo_sgdr_at(double base_lr, double eta_min, double T_cur, double T_i);
+/* CyclicLR's cycle number at step t: floor(1 + t / total) */
+double fo_cyclic_cycle(double total, double t);
+/* A built-in mode's scale at x (the cycle; the step for exp_range):
+ * 1, 1 / 2^(x - 1) or gamma^x */
+double fo_cyclic_scale(fo_cyclic_mode mode, double gamma, double x);
+/* lo + (hi - lo) * h * scale, h the triangle wave of CyclicLR at step t
+ * (ratio = step_size_up / total); hi < lo gives the inverse momentum cycle */
+double fo_cyclic_at(double lo, double hi, double total, double ratio, double t, double scale);
+
+/* One phase of OneCycleLR: from `start` at the previous phase's end_step (0
+ * for the first) to `end` at end_step. */
+typedef struct { double end_step, start, end; } fo_phase;
+/* The value at step t: the first phase with t <= end_step, or the last one
+ * (which continues past its end); cosine or linear annealing. *empty (unless
+ * NULL) is set to whether that phase has no length (torch divides by zero). */
+double fo_phases_at(const fo_phase *phases, size_t n, int linear, double t, int *empty);
+
 /* Any schedule, by its tag. */
 double fo_sched_eval(const fo_sched *s, int64_t step);
 void fo_sched_eval_array(const fo_sched *s, const int64_t *steps, double *out, size_t n);

@@ -107,6 +107,14 @@ cdef extern from "fo_schedules.h" nogil:
         fo_sched_kind kind
         fo_sched_any_params p
 
+    double fo_sgdr_at(double base_lr, double eta_min, double T_cur, double T_i)
+    double fo_cyclic_cycle(double total, double t)
+    double fo_cyclic_scale(fo_cyclic_mode mode, double gamma, double x)
+    double fo_cyclic_at(double lo, double hi, double total, double ratio, double t, double scale)
+    ctypedef struct fo_phase:
+        double end_step, start, end
+    double fo_phases_at(const fo_phase *phases, size_t n, int linear, double t, int *empty)
+
     double fo_sched_eval(const fo_sched *s, int64_t step)
     void fo_sched_eval_array(const fo_sched *s, const int64_t *steps, double *out, size_t n)
     void fo_sched_fill(const fo_sched *s, int64_t start, double *out, size_t n)
@@ -330,6 +338,41 @@ def onecycle(double initial_lr, double max_lr, double min_lr, double pct_start,
     s.s.p.onecycle = fo_sched_onecycle_params(
         initial_lr, max_lr, min_lr, pct_start, total_steps, linear, three_phase)
     return s
+
+
+# torch's CyclicLR, OneCycleLR and CosineAnnealingWarmRestarts at one point:
+# fastopt.lr_scheduler's classes call these with the state torch keeps, so
+# they and the schedules above share one formula (csrc/fo_schedules.h).
+
+def sgdr_at(double base_lr, double eta_min, double T_cur, double T_i):
+    return fo_sgdr_at(base_lr, eta_min, T_cur, T_i)
+
+
+def cyclic_cycle(double total, double t):
+    """The cycle number, an int (torch's ``math.floor``)."""
+    return int(fo_cyclic_cycle(total, t))
+
+
+def cyclic_scale(str mode, double gamma, double x):
+    return fo_cyclic_scale(_CYCLIC_MODES[mode], gamma, x)
+
+
+def cyclic_at(double lo, double hi, double total, double ratio, double t, double scale):
+    return fo_cyclic_at(lo, hi, total, ratio, t, scale)
+
+
+def phases_at(phases, bint linear, double t):
+    """``phases``: up to three ``(end_step, start, end)``."""
+    cdef fo_phase ph[3]
+    cdef int n = len(phases), empty = 0
+    if not 1 <= n <= 3:
+        raise ValueError(f"OneCycleLR has 2 or 3 phases, got {n}")
+    for i in range(n):
+        ph[i].end_step, ph[i].start, ph[i].end = phases[i]
+    cdef double v = fo_phases_at(ph, n, linear, t, &empty)
+    if empty:  # what torch's Python division raises there
+        raise ZeroDivisionError("float division by zero")
+    return v
 
 
 def piecewise(double init_value, boundaries, scales):

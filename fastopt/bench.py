@@ -31,7 +31,8 @@ import numpy as np
 from . import _core, get_num_threads, set_num_threads
 from .optim import Adam
 
-__all__ = ["SHAPES", "NumpyAdam", "contenders", "measure", "run", "main"]
+__all__ = ["SHAPES", "numpy_step", "NumpyOptimizer", "NumpyAdam", "contenders", "interleaved",
+           "time_calls", "measure", "run", "main"]
 
 # name: list of tensor sizes
 SHAPES = {
@@ -43,34 +44,98 @@ HYPER = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
 BYTES_PER_ELEMENT = 7  # times the itemsize: 4 buffers read, 3 written
 
 
-class NumpyAdam:
-    """Adam over a list of arrays in NumPy: in place, no allocations per step."""
+def numpy_step(algo, hyper, dtype):
+    """A hand-written NumPy step of `algo` (adam, adamw, sgd, adagrad, rmsprop)
+    over lists of arrays, in place with preallocated temporaries (about the
+    best plain NumPy does): ``(step(params, grads, state, t), buffers per
+    parameter)``, `state` holding that many zero arrays per parameter."""
+    dtype = np.dtype(dtype)
+    lr = dtype.type(hyper["lr"])
 
-    def __init__(self, params, lr, betas, eps, weight_decay):
-        self.params, self.lr, (self.b1, self.b2), self.eps = params, lr, betas, eps
-        self.m = [np.zeros_like(p) for p in params]
-        self.v = [np.zeros_like(p) for p in params]
-        self.tmp = [np.empty_like(p) for p in params]
+    if algo in ("adam", "adamw"):
+        (b1, b2), eps = hyper.get("betas", (0.9, 0.999)), hyper.get("eps", 1e-8)
+        wd = hyper.get("weight_decay", 0.0)
+
+        def step(params, grads, state, t):
+            bc1 = 1 - b1 ** t
+            bc2s = (1 - b2 ** t) ** 0.5
+            for p, g, (m, v, tmp) in zip(params, grads, state):
+                if algo == "adamw":
+                    p *= dtype.type(1 - hyper["lr"] * wd)
+                m *= dtype.type(b1)
+                np.multiply(g, dtype.type(1 - b1), out=tmp)
+                m += tmp
+                v *= dtype.type(b2)
+                np.multiply(g, g, out=tmp)
+                tmp *= dtype.type(1 - b2)
+                v += tmp
+                np.sqrt(v, out=tmp)
+                tmp /= dtype.type(bc2s)
+                tmp += dtype.type(eps)
+                np.divide(m, tmp, out=tmp)
+                tmp *= dtype.type(-hyper["lr"] / bc1)
+                p += tmp
+        return step, 3
+    if algo == "sgd":
+        mom = dtype.type(hyper.get("momentum", 0.0))
+
+        def step(params, grads, state, t):
+            for p, g, (buf, tmp) in zip(params, grads, state):
+                buf *= mom
+                buf += g
+                np.multiply(buf, -lr, out=tmp)
+                p += tmp
+        return step, 2
+    if algo == "adagrad":
+        eps = dtype.type(hyper.get("eps", 1e-10))
+
+        def step(params, grads, state, t):
+            for p, g, (s, tmp) in zip(params, grads, state):
+                np.multiply(g, g, out=tmp)
+                s += tmp
+                np.sqrt(s, out=tmp)
+                tmp += eps
+                np.divide(g, tmp, out=tmp)
+                tmp *= -lr
+                p += tmp
+        return step, 2
+    if algo == "rmsprop":
+        alpha, eps = dtype.type(hyper.get("alpha", 0.99)), dtype.type(hyper.get("eps", 1e-8))
+
+        def step(params, grads, state, t):
+            for p, g, (v, tmp) in zip(params, grads, state):
+                v *= alpha
+                np.multiply(g, g, out=tmp)
+                tmp *= dtype.type(1) - alpha
+                v += tmp
+                np.sqrt(v, out=tmp)
+                tmp += eps
+                np.divide(g, tmp, out=tmp)
+                tmp *= -lr
+                p += tmp
+        return step, 2
+    raise ValueError(f"no NumPy baseline for {algo!r}")
+
+
+class NumpyOptimizer:
+    """:func:`numpy_step` of `algo` with its state, over a list of arrays."""
+
+    def __init__(self, algo, params, **hyper):
+        self._step, nbuf = numpy_step(algo, hyper, params[0].dtype)
+        self.params = params
+        self.state = [tuple(np.zeros_like(p) for _ in range(nbuf)) for p in params]
         self.t = 0
 
     def step(self, grads):
         self.t += 1
-        c1, c2 = 1 - self.b1 ** self.t, 1 - self.b2 ** self.t
-        step_size, root_c2 = self.lr / c1, np.sqrt(c2)
-        for p, g, m, v, d in zip(self.params, grads, self.m, self.v, self.tmp):
-            m *= self.b1
-            np.multiply(g, 1 - self.b1, out=d)
-            m += d
-            np.multiply(g, g, out=d)
-            v *= self.b2
-            d *= 1 - self.b2
-            v += d
-            np.sqrt(v, out=d)
-            d /= root_c2
-            d += self.eps
-            np.divide(m, d, out=d)
-            d *= step_size
-            p -= d
+        self._step(self.params, grads, self.state, self.t)
+
+
+class NumpyAdam(NumpyOptimizer):
+    """Adam over a list of arrays in NumPy: in place, no allocations per step."""
+
+    def __init__(self, params, lr, betas, eps, weight_decay):
+        super().__init__("adam", params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
 
 def contenders(with_torch=True):
@@ -120,29 +185,48 @@ def contenders(with_torch=True):
     return out
 
 
-def measure(steps, budget=0.5, min_reps=3):
-    """Best wall-clock seconds of one call of each function in `steps` (a dict).
+def interleaved(entries, budget, min_rounds, warmup=1, max_rounds=1000):
+    """Per-call seconds of each ``(key, prepare, fn)`` in `entries`: {key: [seconds, ...]}.
 
     The functions take turns, one call each per round, until `budget`
-    seconds have passed (and at least `min_reps` rounds), so a burst of load
-    from elsewhere on the machine hits all of them alike; each gets one
-    warm-up call first (first touch of state buffers, thread start).
+    seconds have passed (and at least `min_rounds` rounds, at most
+    `max_rounds`), so load that comes and goes on the machine hits all of
+    them alike; `prepare` (None, or untimed, such as setting a thread count)
+    runs before each call. Each gets `warmup` calls first (first touch of
+    state buffers, thread start); the garbage collector waits meanwhile.
     """
-    for step in steps.values():
-        step()
-    best = {name: float("inf") for name in steps}
+    for _, prepare, fn in entries:
+        if prepare is not None:
+            prepare()
+        for _ in range(warmup):
+            fn()
+    times = {key: [] for key, _, _ in entries}
     rounds, deadline = 0, time.perf_counter() + budget
     gc.disable()
     try:
-        while rounds < min_reps or (time.perf_counter() < deadline and rounds < 1000):
-            for name, step in steps.items():
+        while rounds < min_rounds or (time.perf_counter() < deadline and rounds < max_rounds):
+            for key, prepare, fn in entries:
+                if prepare is not None:
+                    prepare()
                 t = time.perf_counter()
-                step()
-                best[name] = min(best[name], time.perf_counter() - t)
+                fn()
+                times[key].append(time.perf_counter() - t)
             rounds += 1
     finally:
         gc.enable()
-    return best
+    return times
+
+
+def time_calls(fn, budget, min_reps, warmup=2):
+    """Per-call seconds of `fn` alone, as :func:`interleaved` times it."""
+    return interleaved([(None, None, fn)], budget, min_reps, warmup, max_rounds=10000)[None]
+
+
+def measure(steps, budget=0.5, min_reps=3):
+    """Best wall-clock seconds of one call of each function in `steps` (a
+    dict), timed in turns by :func:`interleaved`."""
+    times = interleaved([(name, None, step) for name, step in steps.items()], budget, min_reps)
+    return {name: min(t) for name, t in times.items()}
 
 
 def run(shapes=None, names=None, dtype="float32", budget=0.5, threads=None, png=None,

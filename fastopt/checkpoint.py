@@ -87,13 +87,14 @@ import re
 import secrets
 import stat
 import struct
-import sys
 import zlib
 
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from ._validate import is_torch_tensor
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
 
@@ -400,7 +401,7 @@ def _encode(obj, where, out, active):
             for i, value in enumerate(items):
                 _encode(value, f"{where}[{i}]", out, active)
         active.discard(id(obj))
-    elif _is_torch_tensor(obj):
+    elif is_torch_tensor(obj):
         _encode_array(b"a", _tensor_to_numpy(obj, where), where, out)
     else:
         raise TypeError(
@@ -421,12 +422,6 @@ def _encode_array(tag, a, where, out):
     if a.size:
         # A view of the bytes; copies only an array that is not C-contiguous.
         out.append(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
-
-
-def _is_torch_tensor(obj):
-    # Look torch up only for objects that come from it: never import it.
-    torch = sys.modules.get("torch") if type(obj).__module__.startswith("torch") else None
-    return torch is not None and isinstance(obj, torch.Tensor)
 
 
 def _tensor_to_numpy(t, where):

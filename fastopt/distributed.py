@@ -39,6 +39,7 @@ import numpy as np
 from . import _core
 from . import optim as _optim
 from ._typing import Grads, Params, StateDict
+from ._validate import float_array
 
 __all__ = ["ShardedOptimizer"]
 
@@ -518,34 +519,11 @@ class ShardedOptimizer:
                 mine.update(group)
 
     def _check_groups(self, saved):
-        """The saved groups' hyperparameters, checked, and saved id -> parameter index."""
-        if len(saved) != len(self.param_groups):
-            raise ValueError(f"loaded state dict has {len(saved)} parameter groups, "
-                             f"this optimizer has {len(self.param_groups)}")
-        id_map, groups, base = {}, [], 0
-        for gi, (g, arrays) in enumerate(zip(saved, self._group_lists)):
-            if not isinstance(g, Mapping) or "params" not in g:
-                raise TypeError(f"param group {gi} of the state dict must be a dict with 'params'")
-            if len(g["params"]) != len(arrays):
-                raise ValueError(f"loaded param group {gi} has {len(g['params'])} parameters, "
-                                 f"this optimizer's has {len(arrays)}")
-            order = list(range(base, base + len(arrays)))
-            names = g.get("param_names")
-            if self._keys is not None and names is not None:  # state follows the names
-                index_of = {self._keys[i]: i for i in order}
-                if len(names) != len(order) or set(names) != set(index_of):
-                    raise ValueError(f"loaded param group {gi} has param_names {list(names)}, "
-                                     f"this optimizer's parameters are {list(index_of)}")
-                order = [index_of[n] for n in names]
-            id_map.update(zip(g["params"], order))
-            base += len(arrays)
-            group = {k: v for k, v in self._hyper(g).items() if k != "param_names"}
-            if "betas" in group:
-                group["betas"] = tuple(group["betas"])
-            self.optimizer_cls._check_group({**self._hyper(self.param_groups[gi]), **group},
-                                            f"loaded param group {gi}")
-            groups.append(group)
-        return groups, id_map
+        """The saved groups' hyperparameters, checked as the optimizer class
+        checks them, and saved id -> parameter index."""
+        mine = [{**g, "params": arrays} for g, arrays in zip(self.param_groups, self._group_lists)]
+        groups, id_map = _optim._loaded_groups(self.optimizer_cls, saved, mine, self._keys)
+        return [self._hyper(g) for g in groups], id_map
 
     def _slice(self, state, id_map):
         """This rank's pieces of a whole state dict's state, checked against
@@ -565,10 +543,8 @@ class ShardedOptimizer:
                 if key not in names:
                     raise ValueError(f"{what} has unknown entry {key!r} "
                                      f"(a {self.optimizer_cls.__name__} state has {names})")
-                if key != "step" and value is not None and \
-                        np.shape(value) != self._params[i].shape:
-                    raise ValueError(f"{what}, {key!r} has shape {np.shape(value)}, "
-                                     f"expected {self._params[i].shape}")
+                if key != "step" and value is not None:
+                    float_array(value, self._params[i].shape, f"{what}, {key!r}")
             whole[i] = entry
         return {k: {key: value if key == "step" or value is None
                     else np.asarray(value).reshape(-1)[a:b]

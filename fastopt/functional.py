@@ -21,7 +21,8 @@ array([0.9, 0.9, 0.9, 0.9])
 """
 from . import _core
 from ._typing import Array
-from .optim import _MAX_STEP, SGD, Adagrad, Adam, Adamax, RMSprop, _check_step
+from ._validate import as_whole
+from .optim import _MAX_STEP, SGD, Adagrad, Adam, Adamax, RMSprop
 
 __all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "adamax_"]
 
@@ -29,7 +30,7 @@ __all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "adamax_"]
 def _update(cls, param, grad, buffers, step, hyper, isa):
     """One step of optimizer class `cls`; `buffers` in the order of its spec's state."""
     spec = cls._spec
-    step = _check_step(step, "step (the number of this update)", low=1, high=_MAX_STEP)
+    step = as_whole(step, "step (the number of this update)", 1, _MAX_STEP)
     hyper = {**spec.defaults, **hyper}  # what a function does not take (Adagrad's initial value)
     cls._check_group(hyper, "arguments")
     p = _core.as_param(param, "param")

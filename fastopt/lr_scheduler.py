@@ -31,7 +31,6 @@ Thread-safety: a scheduler and its optimizer's groups are mutated by
 import copy
 import math
 import numbers
-import sys
 import types
 import warnings
 from bisect import bisect_right
@@ -41,9 +40,9 @@ from typing import Any
 
 import numpy as np
 
+from . import _schedules as _c
 from ._typing import HasParamGroups, ScheduleFn, StateDict
-from ._validate import as_float
-from .schedules import _int
+from ._validate import as_float, as_int_float64, is_int, is_torch_tensor
 
 __all__ = [
     "LRScheduler",
@@ -72,13 +71,6 @@ _EPOCH_DEPRECATION = (
 )
 
 
-def _positive(name, value):
-    as_float(value, name)  # a real number within float64's range
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return value
-
-
 def _check_optimizer(optimizer):
     groups = getattr(optimizer, "param_groups", None)
     if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
@@ -89,15 +81,9 @@ def _check_optimizer(optimizer):
     return optimizer
 
 
-def _torch_tensor(value):
-    """Whether value is a torch tensor (without importing torch)."""
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(value, torch.Tensor)
-
-
 def _copy(value):
     """A value that does not alias ``value`` (a tensor or array learning rate)."""
-    if _torch_tensor(value):
+    if is_torch_tensor(value):
         return value.clone()
     return value.copy() if isinstance(value, np.ndarray) else value
 
@@ -105,8 +91,8 @@ def _copy(value):
 def _set(group, key, value):
     """Set ``group[key]`` to ``value``, in place when it holds a tensor or array (as torch)."""
     old = group[key]
-    if _torch_tensor(old):
-        old.fill_(value.squeeze() if _torch_tensor(value) and value.dim() else value)
+    if is_torch_tensor(old):
+        old.fill_(value.squeeze() if is_torch_tensor(value) and value.dim() else value)
     elif isinstance(old, np.ndarray):
         old[...] = value
     else:
@@ -173,7 +159,7 @@ class LRScheduler:
 
     def __init__(self, optimizer: HasParamGroups, last_epoch: int = -1) -> None:
         self.optimizer = _check_optimizer(optimizer)
-        last_epoch = _int("last_epoch", last_epoch, -1)
+        last_epoch = as_int_float64(last_epoch, "last_epoch", -1)
         if last_epoch == -1:
             for group in optimizer.param_groups:
                 group.setdefault("initial_lr", _copy(group["lr"]))
@@ -358,8 +344,9 @@ class StepLR(LRScheduler):
 
     def __init__(self, optimizer: HasParamGroups, step_size: int, gamma: float = 0.1,
                  last_epoch: int = -1) -> None:
-        self.step_size = _int("step_size", step_size, 1)
-        self.gamma = _positive("gamma", gamma)
+        self.step_size = as_int_float64(step_size, "step_size", 1)
+        as_float(gamma, "gamma", above=0)
+        self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -393,8 +380,9 @@ class MultiStepLR(LRScheduler):
     def __init__(self, optimizer: HasParamGroups, milestones: Iterable[int], gamma: float = 0.1,
                  last_epoch: int = -1) -> None:
         self.milestones = Counter(
-            _int(f"milestones[{i}]", m, 0) for i, m in enumerate(milestones))
-        self.gamma = _positive("gamma", gamma)
+            as_int_float64(m, f"milestones[{i}]", 0) for i, m in enumerate(milestones))
+        as_float(gamma, "gamma", above=0)
+        self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -434,7 +422,7 @@ class ConstantLR(LRScheduler):
             raise ValueError(
                 f"Constant multiplicative factor expected to be in (0, 1], got {factor}")
         self.factor = factor
-        self.total_iters = _int("total_iters", total_iters, 1)
+        self.total_iters = as_int_float64(total_iters, "total_iters", 1)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -480,7 +468,7 @@ class LinearLR(LRScheduler):
                 f"Ending multiplicative factor expected to be between 0 and 1, got {end_factor}")
         self.start_factor = start_factor
         self.end_factor = end_factor
-        self.total_iters = _int("total_iters", total_iters, 1)
+        self.total_iters = as_int_float64(total_iters, "total_iters", 1)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -516,7 +504,8 @@ class ExponentialLR(LRScheduler):
     """
 
     def __init__(self, optimizer: HasParamGroups, gamma: float, last_epoch: int = -1) -> None:
-        self.gamma = _positive("gamma", gamma)
+        as_float(gamma, "gamma", above=0)
+        self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -548,7 +537,7 @@ class PolynomialLR(LRScheduler):
 
     def __init__(self, optimizer: HasParamGroups, total_iters: int = 5, power: float = 1.0,
                  last_epoch: int = -1) -> None:
-        self.total_iters = _int("total_iters", total_iters, 1)
+        self.total_iters = as_int_float64(total_iters, "total_iters", 1)
         self.power = power
         as_float(power, "power")
         super().__init__(optimizer, last_epoch)
@@ -587,7 +576,7 @@ class CosineAnnealingLR(LRScheduler):
 
     def __init__(self, optimizer: HasParamGroups, T_max: int, eta_min: float = 0.0,
                  last_epoch: int = -1) -> None:
-        self.T_max = _int("T_max", T_max, 1)
+        self.T_max = as_int_float64(T_max, "T_max", 1)
         self.eta_min = eta_min
         as_float(eta_min, "eta_min")
         super().__init__(optimizer, last_epoch)
@@ -640,9 +629,9 @@ class CosineAnnealingWarmRestarts(LRScheduler):
 
     def __init__(self, optimizer: HasParamGroups, T_0: int, T_mult: int = 1, eta_min: float = 0.0,
                  last_epoch: int = -1) -> None:
-        if not isinstance(T_0, int) or isinstance(T_0, bool) or T_0 <= 0:
+        if not is_int(T_0, 1):
             raise ValueError(f"Expected positive integer T_0, but got {T_0}")
-        if not isinstance(T_mult, int) or isinstance(T_mult, bool) or T_mult < 1:
+        if not is_int(T_mult, 1):
             raise ValueError(f"Expected integer T_mult >= 1, but got {T_mult}")
         if not isinstance(eta_min, (float, int)):
             raise ValueError(
@@ -656,8 +645,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        return [self.eta_min + (base_lr - self.eta_min)
-                * (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2
+        return [_c.sgdr_at(base_lr, self.eta_min, self.T_cur, self.T_i)
                 for base_lr in self.base_lrs]
 
     def step(self, epoch: float | None = None) -> None:
@@ -771,11 +759,9 @@ class CyclicLR(LRScheduler):
             for lr, group in zip(base_lrs, optimizer.param_groups, strict=True):
                 _set(group, "lr", lr)
         self.max_lrs = _format_param("max_lr", optimizer, max_lr)
-        step_size_up = float(_positive("step_size_up", step_size_up))
-        if step_size_down is not None and step_size_down < 0:
-            raise ValueError(f"step_size_down must be >= 0, got {step_size_down}")
-        step_size_down = (as_float(step_size_down, "step_size_down") if step_size_down is not None
-                          else step_size_up)
+        step_size_up = as_float(step_size_up, "step_size_up", above=0)
+        step_size_down = (step_size_up if step_size_down is None
+                          else as_float(step_size_down, "step_size_down", at_least=0))
         self.total_size = step_size_up + step_size_down
         self.step_ratio = step_size_up / self.total_size
         if mode not in ("triangular", "triangular2", "exp_range") and scale_fn is None:
@@ -783,6 +769,7 @@ class CyclicLR(LRScheduler):
         if scale_mode not in ("cycle", "iterations"):
             raise ValueError(f"scale_mode must be 'cycle' or 'iterations', got {scale_mode!r}")
         self.mode = mode
+        as_float(gamma, "gamma")  # the C formula takes it as a double
         self.gamma = gamma
         self._scale_fn_custom = scale_fn
         self.scale_mode = scale_mode
@@ -812,26 +799,17 @@ class CyclicLR(LRScheduler):
         """
         if self._scale_fn_custom is not None:
             return self._scale_fn_custom(x)
-        if self.mode == "triangular":
-            return 1.0
-        if self.mode == "triangular2":
-            return 1 / (2.0 ** (x - 1))
-        return self.gamma ** x
+        return _c.cyclic_scale(self.mode, self.gamma, x)
 
     def get_lr(self) -> list[float]:
-        cycle = math.floor(1 + self.last_epoch / self.total_size)
-        x = 1.0 + self.last_epoch / self.total_size - cycle
-        if x <= self.step_ratio:
-            scale_factor = x / self.step_ratio
-        else:
-            scale_factor = (x - 1) / (self.step_ratio - 1)
-        scale = self.scale_fn(cycle if self.scale_mode == "cycle" else self.last_epoch)
-        lrs = [base_lr + (max_lr - base_lr) * scale_factor * scale
+        t, total, ratio = self.last_epoch, self.total_size, self.step_ratio
+        scale = self.scale_fn(_c.cyclic_cycle(total, t) if self.scale_mode == "cycle" else t)
+        lrs = [_c.cyclic_at(base_lr, max_lr, total, ratio, t, scale)
                for base_lr, max_lr in zip(self.base_lrs, self.max_lrs, strict=True)]
-        if self.cycle_momentum:
+        if self.cycle_momentum:  # from max_momentum at base_lr to base_momentum at max_lr
             for group, b, m in zip(self.optimizer.param_groups, self.base_momentums,
                                    self.max_momentums, strict=True):
-                _set_momentum(group, self.use_beta1, m - (m - b) * scale_factor * scale)
+                _set_momentum(group, self.use_beta1, _c.cyclic_at(m, b, total, ratio, t, scale))
         return lrs
 
     def state_dict(self) -> StateDict:
@@ -920,13 +898,13 @@ class OneCycleLR(LRScheduler):
                  last_epoch: int = -1) -> None:
         self.optimizer = _check_optimizer(optimizer)
         if total_steps is not None:
-            if not isinstance(total_steps, int) or total_steps <= 0:
+            if not is_int(total_steps, 1):
                 raise ValueError(f"Expected positive integer total_steps, but got {total_steps}")
             self.total_steps = total_steps
         elif epochs is not None and steps_per_epoch is not None:
-            if not isinstance(epochs, int) or epochs <= 0:
+            if not is_int(epochs, 1):
                 raise ValueError(f"Expected positive integer epochs, but got {epochs}")
-            if not isinstance(steps_per_epoch, int) or steps_per_epoch <= 0:
+            if not is_int(steps_per_epoch, 1):
                 raise ValueError(
                     f"Expected positive integer steps_per_epoch, but got {steps_per_epoch}")
             self.total_steps = epochs * steps_per_epoch
@@ -972,11 +950,6 @@ class OneCycleLR(LRScheduler):
                     group["base_momentum"] = b
         super().__init__(optimizer, last_epoch)
 
-    def _anneal(self, start, end, pct):
-        if self._anneal_func_type == "cos":
-            return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
-        return (end - start) * pct + start
-
     def get_lr(self) -> list[float]:
         step_num = self.last_epoch
         if step_num > self.total_steps:
@@ -984,20 +957,17 @@ class OneCycleLR(LRScheduler):
                 f"Tried to step {step_num} times. The specified number of total steps is "
                 f"{self.total_steps}")
         lrs = []
-        last = len(self._schedule_phases) - 1
         for group in self.optimizer.param_groups:
-            start_step = 0.0
-            for i, phase in enumerate(self._schedule_phases):
-                end_step = phase["end_step"]
-                if step_num <= end_step or i == last:
-                    pct = (step_num - start_step) / (end_step - start_step)
-                    lrs.append(self._anneal(group[phase["start_lr"]], group[phase["end_lr"]], pct))
-                    if self.cycle_momentum:
-                        _set_momentum(group, self.use_beta1, self._anneal(
-                            group[phase["start_momentum"]], group[phase["end_momentum"]], pct))
-                    break
-                start_step = end_step
+            lrs.append(self._at(group, "start_lr", "end_lr"))
+            if self.cycle_momentum:
+                _set_momentum(group, self.use_beta1,
+                              self._at(group, "start_momentum", "end_momentum"))
         return lrs
+
+    def _at(self, group, start, end):
+        # each phase's values are keys of the group, read at every step as torch does
+        phases = [(p["end_step"], group[p[start]], group[p[end]]) for p in self._schedule_phases]
+        return _c.phases_at(phases, self._anneal_func_type == "linear", self.last_epoch)
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a state from :meth:`state_dict` (torch's, or fastopt's own).
@@ -1070,8 +1040,8 @@ class ReduceLROnPlateau(LRScheduler):
         else:
             self.default_min_lr = min_lr
             self.min_lrs = [min_lr] * len(optimizer.param_groups)
-        self.patience = _int("patience", patience, 0)
-        self.cooldown = _int("cooldown", cooldown, 0)
+        self.patience = as_int_float64(patience, "patience", 0)
+        self.cooldown = as_int_float64(cooldown, "cooldown", 0)
         if eps < 0:
             raise ValueError(f"eps must be >= 0, got {eps}")
         self.eps = eps

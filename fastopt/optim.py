@@ -16,7 +16,6 @@ cannot crash it. A forked child gets fresh locks.
 """
 import bisect
 import math
-import numbers
 import os
 import threading
 import weakref
@@ -28,27 +27,9 @@ import numpy as np
 from . import _core
 from ._typing import Grads, Params, StateDict
 from ._spec import FIRST_GRAD, SPECS, Spec
-from ._validate import as_float
+from ._validate import as_whole, float_array, in_range
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax"]
-
-
-def _check_number(group, key, where, low=0.0, high=None, high_open=False):
-    _check_value(group[key], key, where, low, high, high_open)
-
-
-_INT_FITS_DOUBLE = 2**1023  # an int smaller than this in magnitude converts to a float
-
-
-def _check_value(value, key, where, low=0.0, high=None, high_open=False):
-    # plain floats and ints that fit a double skip the (slow) ABC check: this
-    # runs at every step; anything else must be a real number within float64's range
-    if type(value) is not float and (
-            type(value) is not int or not -_INT_FITS_DOUBLE < value < _INT_FITS_DOUBLE):
-        value = as_float(value, f"{where}: {key}")
-    if not low <= value or (high is not None and not (value < high if high_open else value <= high)):
-        bound = f"[{low}, {high})" if high_open else (f">= {low}" if high is None else f"[{low}, {high}]")
-        raise ValueError(f"{where}: invalid {key}: {value} (must be {bound})")
 
 
 # Every live optimizer, so that a forked child can replace their locks: a
@@ -192,9 +173,9 @@ class Optimizer:
                     raise TypeError(f"{where}: {hyper.name} must be a pair of numbers, "
                                     f"got {value!r}")
                 for name, v in zip(hyper.c, value):
-                    _check_value(v, name, where, *hyper.rule)
+                    in_range(v, name, where, *hyper.rule)
             else:
-                _check_number(group, hyper.name, where, *hyper.rule)
+                in_range(group[hyper.name], hyper.name, where, *hyper.rule)
         if cls._spec.check is not None:
             cls._spec.check(group, where)
 
@@ -525,65 +506,13 @@ class Optimizer:
             groups, states, steps = self._check_state_dict(state_dict)
             self._apply_state_dict(groups, states, steps)
 
-    def _saved_order(self, saved, gi, base):
-        """This optimizer's parameter index for each entry of a saved group's
-        "params": by name when the group has "param_names" and the params
-        are a dict, else by position."""
-        mine = range(base, base + len(self.param_groups[gi]["params"]))
-        names = saved.get("param_names")
-        if self._keys is None or names is None:
-            return list(mine)
-        where = f"loaded param group {gi}"
-        if isinstance(names, (str, bytes, Mapping)) or not hasattr(names, "__iter__"):
-            raise TypeError(f"{where}: param_names must be a list of names, got {type(names).__name__}")
-        names = list(names)
-        if len(names) != len(saved["params"]):
-            raise ValueError(f"{where} has {len(saved['params'])} params but "
-                             f"{len(names)} param_names")
-        index_of = {self._keys[i]: i for i in mine}
-        try:
-            unknown = [name for name in names if name not in index_of]
-            saved_names = set(names)
-            missing = [key for key in index_of if key not in saved_names]  # names given twice
-        except TypeError:
-            raise TypeError(f"{where}: param_names must hold parameter names (dict keys)") from None
-        if unknown:
-            raise ValueError(f"{where} has state for {_core.describe(unknown[0])}, which this "
-                             f"optimizer does not have (its parameters: {list(index_of)})")
-        if missing:
-            raise ValueError(f"{where} has nothing for {_core.describe(missing[0])} "
-                             f"(its param_names: {names})")
-        return [index_of[name] for name in names]
-
     def _check_state_dict(self, sd):
         if not isinstance(sd, Mapping) or "state" not in sd or "param_groups" not in sd:
             raise TypeError("state dict must be a dict with 'state' and 'param_groups'")
         saved_groups, saved_state = sd["param_groups"], sd["state"]
         if not isinstance(saved_state, Mapping):
             raise TypeError("state dict's 'state' must be a dict")
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError(f"loaded state dict has {len(saved_groups)} parameter groups, "
-                             f"this optimizer has {len(self.param_groups)}")
-        id_map, groups, base = {}, [], 0
-        for gi, (saved, mine) in enumerate(zip(saved_groups, self.param_groups)):
-            if not isinstance(saved, Mapping) or "params" not in saved:
-                raise TypeError(f"param group {gi} of the state dict must be a dict with 'params'")
-            order = self._saved_order(saved, gi, base)
-            if len(saved["params"]) != len(mine["params"]):
-                raise ValueError(f"loaded param group {gi} has {len(saved['params'])} parameters, "
-                                 f"this optimizer's has {len(mine['params'])}")
-            group = {k: v for k, v in saved.items() if k != "params"}
-            if self._keys is not None:
-                group.pop("param_names", None)  # state_dict() writes the current keys
-            for hyper in self._spec.hypers:
-                if len(hyper.c) > 1 and hyper.name in group:  # a pair such as betas
-                    group[hyper.name] = tuple(group[hyper.name])
-            group = {**{k: v for k, v in mine.items() if k != "params"}, **group}
-            self._check_group(group, f"loaded param group {gi}")
-            group["params"] = mine["params"]
-            groups.append(group)
-            id_map.update(zip(saved["params"], order))
-            base += len(mine["params"])
+        groups, id_map = _loaded_groups(type(self), saved_groups, self.param_groups, self._keys)
         spec = self._spec
         names = spec.state_names
         # a buffer that starts as the first gradient may be saved as None (torch's SGD)
@@ -600,13 +529,13 @@ class Optimizer:
             bufs = [None, None, None]
             for key, value in entry.items():
                 if key == "step":
-                    step = _check_step(value, f"{where}, 'step'")
+                    step = as_whole(value, f"{where}, 'step'", 0, _MAX_STEP - 1)
                     if spec.step:  # torch's SGD keeps no step count: ignored
                         steps[i] = step
                 elif key in none_ok and value is None:
                     continue  # older torch SGD checkpoints: momentum not started yet
                 elif key in names:
-                    bufs[names.index(key)] = _check_buffer(value, param, f"{where}, {key!r}")
+                    bufs[names.index(key)] = float_array(value, param.shape, f"{where}, {key!r}")
                 else:
                     raise ValueError(f"{where} has unknown entry {key!r} "
                                      f"(a {type(self).__name__} state has {('step',) + names})")
@@ -661,6 +590,69 @@ class Optimizer:
         return "\n".join(lines)
 
 
+def _saved_order(saved, gi, mine, keys):
+    """The parameter index for each entry of a saved group's "params" (`mine`:
+    the indices of its group here): by name when the group has "param_names"
+    and the params are a dict (`keys`), else by position."""
+    names = saved.get("param_names")
+    if keys is None or names is None:
+        return list(mine)
+    where = f"loaded param group {gi}"
+    if isinstance(names, (str, bytes, Mapping)) or not hasattr(names, "__iter__"):
+        raise TypeError(f"{where}: param_names must be a list of names, got {type(names).__name__}")
+    names = list(names)
+    if len(names) != len(saved["params"]):
+        raise ValueError(f"{where} has {len(saved['params'])} params but "
+                         f"{len(names)} param_names")
+    index_of = {keys[i]: i for i in mine}
+    try:
+        unknown = [name for name in names if name not in index_of]
+        saved_names = set(names)
+        missing = [key for key in index_of if key not in saved_names]  # names given twice
+    except TypeError:
+        raise TypeError(f"{where}: param_names must hold parameter names (dict keys)") from None
+    if unknown:
+        raise ValueError(f"{where} has state for {_core.describe(unknown[0])}, which this "
+                         f"optimizer does not have (its parameters: {list(index_of)})")
+    if missing:
+        raise ValueError(f"{where} has nothing for {_core.describe(missing[0])} "
+                         f"(its param_names: {names})")
+    return [index_of[name] for name in names]
+
+
+def _loaded_groups(cls, saved_groups, groups, keys):
+    """A loaded state dict's param groups, checked against an optimizer's
+    `groups` (dicts with their "params") for the optimizer class `cls` whose
+    dict params have `keys` (else None): the new groups (the saved
+    hyperparameters over the current ones, and the current "params") and a
+    map saved parameter id -> parameter index."""
+    if len(saved_groups) != len(groups):
+        raise ValueError(f"loaded state dict has {len(saved_groups)} parameter groups, "
+                         f"this optimizer has {len(groups)}")
+    id_map, out, base = {}, [], 0
+    for gi, (saved, mine) in enumerate(zip(saved_groups, groups)):
+        if not isinstance(saved, Mapping) or "params" not in saved:
+            raise TypeError(f"param group {gi} of the state dict must be a dict with 'params'")
+        n = len(mine["params"])
+        order = _saved_order(saved, gi, range(base, base + n), keys)
+        if len(saved["params"]) != n:
+            raise ValueError(f"loaded param group {gi} has {len(saved['params'])} parameters, "
+                             f"this optimizer's has {n}")
+        group = {k: v for k, v in saved.items() if k != "params"}
+        if keys is not None:
+            group.pop("param_names", None)  # state_dict() writes the current keys
+        for hyper in cls._spec.hypers:
+            if len(hyper.c) > 1 and hyper.name in group:  # a pair such as betas
+                group[hyper.name] = tuple(group[hyper.name])
+        group = {**{k: v for k, v in mine.items() if k != "params"}, **group}
+        cls._check_group(group, f"loaded param group {gi}")
+        group["params"] = mine["params"]
+        out.append(group)
+        id_map.update(zip(saved["params"], order))
+        base += n
+    return out, id_map
+
+
 _ALIGN = 64  # bytes: a cache line, and the widest SIMD vector
 
 
@@ -688,41 +680,6 @@ def _state_buffers(params, value):
 # The C core numbers updates with an int64: the largest update number, and so
 # the largest count of updates done that can still take a step.
 _MAX_STEP = 2**63 - 1
-
-
-def _check_step(value, what, low=0, high=_MAX_STEP - 1):
-    """A step count as an int in [low, high]. Steps are whole numbers: an int,
-    a NumPy integer, an integral float, or a 0-d int/float array or tensor
-    (torch keeps steps as float tensors); never a bool or a str."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        step = int(value)  # exact, however large
-    else:
-        try:
-            arr = None if isinstance(value, (str, bytes)) else np.asarray(value)
-        except Exception:
-            arr = None
-        if arr is None or arr.shape != () or arr.dtype.kind not in "iuf":
-            raise TypeError(f"{what} must be a whole number, got {type(value).__name__}"
-                            + ("" if arr is None or arr.shape == () else f" of shape {arr.shape}"))
-        x = arr[()]
-        if arr.dtype.kind == "f" and not (np.isfinite(x) and x == np.floor(x)):
-            raise ValueError(f"{what} must be a whole number, got {value!r}")
-        step = int(x)  # exact for every float width
-    if not low <= step <= high:
-        raise ValueError(f"{what} must be a whole number in [{low}, {high}], got {value!r}")
-    return step
-
-
-def _check_buffer(value, param, where):
-    try:
-        arr = np.asarray(value)
-    except Exception:
-        raise TypeError(f"{where} must be an array, got {type(value).__name__}") from None
-    if arr.dtype.kind != "f":
-        raise TypeError(f"{where} must be a float array, got dtype {arr.dtype}")
-    if arr.shape != param.shape:
-        raise ValueError(f"{where} has shape {arr.shape}, expected {param.shape}")
-    return arr
 
 
 class SGD(Optimizer):

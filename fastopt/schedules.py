@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 
 from ._schedules import Schedule
 from . import _schedules as _c
-from ._validate import as_float, as_int, as_int64
+from ._validate import as_float, as_int64
 
 __all__ = [
     "Schedule",
@@ -57,23 +57,6 @@ __all__ = [
     "cyclic_schedule",
     "one_cycle_schedule",
 ]
-
-
-# ---------------------------------------------------------------- validation
-
-def _int(name, value, minimum=None):
-    """An int argument of fastopt.lr_scheduler: any size, as torch's, within
-    float64's range (the schedulers compute with it in floats)."""
-    v = as_int(value, name, minimum)
-    as_float(v, name)
-    return v
-
-
-def _positive(name, value):
-    v = as_float(value, name)
-    if not v > 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return v
 
 
 def _named(sched, name, **kwargs):
@@ -112,7 +95,7 @@ class FactorScheduler(Schedule):
 
     def __init__(self, factor: float = 1, stop_factor_lr: float = 1e-7,
                  base_lr: float = 0.1) -> None:
-        self.factor = _positive("factor", factor)
+        self.factor = as_float(factor, "factor", above=0)
         self.stop_factor_lr = as_float(stop_factor_lr, "stop_factor_lr")
         self.base_lr = as_float(base_lr, "base_lr")
         f, stop, base = self.factor, self.stop_factor_lr, self.base_lr
@@ -150,7 +133,7 @@ class MultiFactorScheduler(Schedule):
         if any(b <= a for a, b in zip(milestones, milestones[1:])):
             raise ValueError(f"step must be strictly increasing, got {milestones}")
         self.step = milestones
-        self.factor = _positive("factor", factor)
+        self.factor = as_float(factor, "factor", above=0)
         self.base_lr = as_float(base_lr, "base_lr")
         self._adopt(_c.multistep(self.base_lr, self.factor, milestones))
         _named(self, "MultiFactorScheduler", step=milestones, factor=factor, base_lr=base_lr)
@@ -581,10 +564,8 @@ def cyclic_schedule(base_lr: float, max_lr: float, step_size_up: float = 2000,
     >>> [s(t) for t in range(5)]
     [0.0, 0.5, 1.0, 0.5, 0.0]
     """
-    up = _positive("step_size_up", step_size_up)
-    down = up if step_size_down is None else as_float(step_size_down, "step_size_down")
-    if down < 0:
-        raise ValueError(f"step_size_down must be >= 0, got {step_size_down}")
+    up = as_float(step_size_up, "step_size_up", above=0)
+    down = up if step_size_down is None else as_float(step_size_down, "step_size_down", at_least=0)
     if not math.isfinite(up + down):
         raise ValueError(f"step_size_up + step_size_down must be finite, got "
                          f"{step_size_up} + {step_size_down}")
@@ -655,8 +636,8 @@ def one_cycle_schedule(max_lr: float, total_steps: int, pct_start: float = 0.3,
     if anneal_strategy not in ("cos", "linear"):
         raise ValueError(f"anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
     peak = as_float(max_lr, "max_lr")
-    initial = peak / _positive("div_factor", div_factor)
-    final = initial / _positive("final_div_factor", final_div_factor)
+    initial = peak / as_float(div_factor, "div_factor", above=0)
+    final = initial / as_float(final_div_factor, "final_div_factor", above=0)
     sched = _c.onecycle(initial, peak, final, pct, total, anneal_strategy == "linear",
                         bool(three_phase))
     return _named(sched, "one_cycle_schedule", max_lr=max_lr, total_steps=total_steps,

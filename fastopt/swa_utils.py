@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._typing import HasParamGroups
+from ._validate import is_int
 from .lr_scheduler import LRScheduler, _check_optimizer, _format_param
 
 __all__ = ["SWALR"]
@@ -78,7 +79,7 @@ class SWALR(LRScheduler):
             raise ValueError("anneal_strategy must be one of 'cos' or 'linear', "
                              f"instead got {anneal_strategy}")
         self._set_anneal_func(anneal_strategy)
-        if isinstance(anneal_epochs, bool) or not isinstance(anneal_epochs, int) or anneal_epochs < 0:
+        if not is_int(anneal_epochs, 0):
             raise ValueError(f"anneal_epochs must be equal or greater than 0, got {anneal_epochs}")
         self.anneal_epochs = anneal_epochs
         super().__init__(optimizer, last_epoch)

@@ -26,6 +26,26 @@ def test_numpy_baseline_is_adam(dtype, rtol):
         assert np.abs(x - x0).max() > 1e-3  # and the parameters moved
 
 
+@pytest.mark.parametrize("algo, cls, hyper", [
+    ("sgd", fastopt.SGD, dict(lr=0.01, momentum=0.9)),
+    ("adagrad", fastopt.Adagrad, dict(lr=0.01)),
+    ("rmsprop", fastopt.RMSprop, dict(lr=0.001)),
+    ("adamw", fastopt.AdamW, dict(lr=0.001, weight_decay=1e-2)),
+])
+def test_numpy_baselines_of_the_suite_compute_the_optimizers(algo, cls, hyper):
+    # benchmarks/run.py times these NumPy baselines: each is the optimizer it stands for
+    rng = np.random.default_rng(1)
+    a = [rng.standard_normal(n) for n in (1, 17, 1000)]
+    b = [x.copy() for x in a]
+    ours, theirs = cls(a, **hyper), bench.NumpyOptimizer(algo, b, **hyper)
+    for _ in range(30):
+        grads = [rng.standard_normal(x.shape) for x in a]
+        ours.step(grads)
+        theirs.step(grads)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-12)
+
+
 def test_run_times_every_contender():
     lines = []
     rows = bench.run(shapes=["1000 x 10"], budget=0.01, progress=False, out=lines.append)

@@ -331,6 +331,38 @@ def test_more_ranks_than_elements_and_dict_params():
 
 
 @needs_mpi
+def test_bad_loaded_groups_raise_as_the_optimizer_class_does():
+    """A loaded state dict's groups are checked by the same code as the
+    optimizer class's load_state_dict: the same error, word for word."""
+    out = mpirun(2, """
+    def sd_of(params):
+        return fastopt.Adam(params, lr=0.01).state_dict()
+
+    def error(opt, sd):
+        try:
+            opt.load_state_dict(sd)
+        except (TypeError, ValueError) as e:
+            return type(e), str(e)
+        return None
+
+    named = {"a": np.ones(4), "b": np.ones(3)}
+    good = sd_of({k: v.copy() for k, v in named.items()})
+    renamed = dict(good, param_groups=[dict(good["param_groups"][0], param_names=["a", "c"])])
+    bad_lr = dict(good, param_groups=[dict(good["param_groups"][0], lr=-1.0)])
+    bad_betas = dict(good, param_groups=[dict(good["param_groups"][0], betas=[0.9, 1.5])])
+    two_groups = dict(good, param_groups=good["param_groups"] * 2)
+    for sd in (renamed, bad_lr, bad_betas, two_groups):
+        sharded = ShardedOptimizer(fastopt.Adam, {k: v.copy() for k, v in named.items()}, lr=0.01)
+        alone = fastopt.Adam({k: v.copy() for k, v in named.items()}, lr=0.01)
+        want = error(alone, sd)
+        assert want is not None
+        assert error(sharded, sd) == want, (error(sharded, sd), want)
+    report("ok")
+    """)
+    assert out.split() == ["ok:0", "ok:1"]
+
+
+@needs_mpi
 def test_example_trains_on_two_ranks():
     """examples/mpi_train.py runs under mpiexec -n 2 and its loss falls."""
     env = dict(os.environ, PYTHONPATH=ROOT, FASTOPT_NUM_THREADS="1")

@@ -733,3 +733,77 @@ BAD = [
 def test_bad_arguments(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+# --------------------------------- one formula: the classes and fastopt.schedules
+
+ONE_FORMULA = [c for c in CASES if c[0] in ("CyclicLR", "OneCycleLR", "CosineAnnealingWarmRestarts")]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name, kwargs, kind", ONE_FORMULA, ids=[c[0] for c in ONE_FORMULA])
+def test_c_formula_classes_match_torch_bit_for_bit(name, kwargs, kind):
+    torch = pytest.importorskip("torch")
+    topt, fopt = make_torch(kind), make_standin(kind)
+    t_lrs, t_moms = trajectory(topt, getattr(torch.optim.lr_scheduler, name)(topt, **kwargs))
+    f_lrs, f_moms = trajectory(fopt, getattr(L, name)(fopt, **kwargs))
+    assert f_lrs.tobytes() == t_lrs.tobytes()
+    assert f_moms.tobytes() == t_moms.tobytes()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_warm_restarts_fractional_epochs_match_torch_bit_for_bit():
+    torch = pytest.importorskip("torch")
+    epochs = [0.5, 1.25, 3.0, 6.75, 7.0, 20.5, 2.0, 44.125]
+    got = {}
+    for lib, opt in (("torch", make_torch("sgd")), ("fastopt", make_standin("sgd"))):
+        mod = torch.optim.lr_scheduler if lib == "torch" else L
+        sched = mod.CosineAnnealingWarmRestarts(opt, T_0=3, T_mult=2, eta_min=0.01)
+        lrs = []
+        for e in epochs:
+            sched.step(e)
+            sched.step()  # and on from there, by one
+            lrs.append(float(opt.param_groups[0]["lr"]))
+        got[lib] = lrs
+    assert got["fastopt"] == got["torch"]
+
+
+def _class_lrs(cls, n, **kwargs):
+    opt = StandIn([{"lr": 0.1, "momentum": 0.9}], {"lr": 0.1, "momentum": 0.9})
+    sched = cls(opt, **kwargs)
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(n - 1):
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    return lrs
+
+
+@pytest.mark.parametrize("mode, gamma", [("triangular", 1.0), ("triangular2", 1.0),
+                                         ("exp_range", 0.995)])
+def test_cyclic_class_equals_schedule(mode, gamma):
+    kw = dict(base_lr=0.003, max_lr=0.07, step_size_up=7, step_size_down=13, mode=mode,
+              gamma=gamma)
+    want = schedules.cyclic_schedule(**kw)(np.arange(N))
+    assert _class_lrs(L.CyclicLR, N, **kw) == want.tolist()
+
+
+@pytest.mark.parametrize("strategy", ["cos", "linear"])
+@pytest.mark.parametrize("three_phase", [False, True])
+def test_one_cycle_class_equals_schedule(strategy, three_phase):
+    kw = dict(max_lr=0.4, total_steps=N, pct_start=0.35, anneal_strategy=strategy,
+              div_factor=20.0, final_div_factor=50.0, three_phase=three_phase)
+    want = schedules.one_cycle_schedule(**kw)(np.arange(N))
+    assert _class_lrs(L.OneCycleLR, N, **kw) == want.tolist()
+
+
+def test_warm_restarts_class_equals_schedule():
+    want = schedules.cosine_restarts_schedule(0.1, T_0=5, T_mult=3, eta_min=0.002)(np.arange(N))
+    assert _class_lrs(L.CosineAnnealingWarmRestarts, N, T_0=5, T_mult=3,
+                      eta_min=0.002) == want.tolist()
+
+
+def test_one_cycle_empty_phase_divides_by_zero_as_torch():
+    torch = pytest.importorskip("torch")
+    for mod, opt in ((torch.optim.lr_scheduler, make_torch("sgd")), (L, make_standin("sgd"))):
+        with pytest.raises(ZeroDivisionError):
+            mod.OneCycleLR(opt, max_lr=0.1, total_steps=10, pct_start=0.1)

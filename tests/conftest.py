@@ -44,6 +44,12 @@ class Opt:
             return False
         return True
 
+    @property
+    def full(self):
+        """The option dict that allocates the most state buffers (of those, the one that sets most)."""
+        return max(self.options,
+                   key=lambda o: (sum(self.spec.slots({**self.spec.defaults, **o})), len(o)))
+
     def __repr__(self):
         return self.name
 
@@ -234,7 +240,7 @@ def functional_step(name, param, grad, state, step, options, isa=None):
     """One step of ``fastopt.functional`` for the class ``name``, with the
     state buffers taken from the dict ``state`` by torch's names."""
     from fastopt import functional as F
-    fn = getattr(F, name.lower() + "_")
+    fn = getattr(F, SPECS[name].function + "_")
     buffers = [state.get(n) for n in SPECS[name].state_names]
     fn(param, grad, *buffers, step=step, isa=isa, **options)
 

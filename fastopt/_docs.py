@@ -133,4 +133,4 @@ def document(obj, spec, shared, returns=None):
     after = _SECTION.search(doc)
     at = after.start() if after else len(doc)
     head, tail = doc[:at].rstrip(), doc[at:]
-    obj.__doc__ = head + "\n\n" + section + ("\n" + tail if tail else "")
+    obj.__doc__ = (head + "\n\n" + section + ("\n" + tail if tail else "")).rstrip() + "\n"

@@ -7,6 +7,11 @@ the package's source and inspects its compiled modules, so it needs a
 directory holding both; the checkout's ``fastopt/`` alone has no compiled
 ``_core`` to resolve ``fastopt.clip_grad_norm_`` and friends from.
 
+The optimizers: a ``::: fastopt.{optimizer}`` block of a page (with the
+options indented under it) is repeated for each optimizer of that fastopt's
+``fastopt/_spec.py``, in its order (`on_page_markdown`), so the API reference
+lists every optimizer without naming them.
+
 The maths: pymdownx.arithmatex marks each formula (``\\(...\\)`` inline,
 ``\\[...\\]`` display) in the page's HTML, and `on_page_content` turns each
 into MathML with latex2mathml, which browsers render natively: the site loads
@@ -14,6 +19,7 @@ no script to show a formula, from anywhere.
 """
 import html
 import importlib.machinery
+import importlib.util
 import os
 import re
 import sys
@@ -48,6 +54,26 @@ def on_config(config):
     python = config.plugins["mkdocstrings"].config.handlers.setdefault("python", {})
     python["paths"] = [fastopt_location()]
     return config
+
+
+def optimizer_names():
+    """The optimizers of the fastopt the reference reads (fastopt/_spec.py imports nothing of fastopt)."""
+    path = os.path.join(fastopt_location(), "fastopt", "_spec.py")
+    spec = importlib.util.spec_from_file_location("fastopt_spec_for_docs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return list(module.SPECS)
+
+
+_PER_OPTIMIZER = re.compile(r"^(:::[^\n]*\{optimizer\}[^\n]*\n(?:[ \t]+\S[^\n]*\n)*)", re.M)
+
+
+def on_page_markdown(markdown, page, config, files):
+    if "{optimizer}" not in markdown:
+        return markdown
+    names = optimizer_names()
+    return _PER_OPTIMIZER.sub(
+        lambda m: "\n".join(m.group(1).replace("{optimizer}", name) for name in names), markdown)
 
 
 _FORMULA = re.compile(r'<(span|div) class="arithmatex">(.*?)</\1>', re.S)

@@ -1,8 +1,8 @@
 """fastopt: fast, exact CPU optimizers for NumPy arrays.
 
-SGD (momentum, Nesterov), Adagrad, RMSprop, Adam (AMSGrad), AdamW and Adamax with
-torch.optim's names, defaults, state layout and numbers, stepped by a C core
-with runtime SIMD dispatch and a thread pool.
+Optimizers (``fastopt.SGD``, ``fastopt.Adam``, ...: ``fastopt.optim.__all__``)
+with torch.optim's names, defaults, state layout and numbers, stepped by a C
+core with runtime SIMD dispatch and a thread pool.
 
 Environment variables read at import:
   FASTOPT_SIMD=scalar|sse2|avx2|avx512|neon  force a SIMD path
@@ -36,10 +36,11 @@ from . import functional, lr_scheduler, schedules, swa_utils  # noqa: E402
 from .checkpoint import load, save  # noqa: E402
 from ._core import (  # noqa: E402
     clip_grad_norm_, clip_grad_value_, get_num_threads, set_num_threads)
-from .optim import SGD, Adagrad, Adam, Adamax, AdamW, Optimizer, RMSprop  # noqa: E402
+from . import optim as _optim  # noqa: E402
+from .optim import *  # noqa: E402,F401,F403  Optimizer and one class per optimizer of fastopt._spec
 
 __all__ = [
-    "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax",
+    *_optim.__all__,
     "functional", "clip_grad_norm_", "clip_grad_value_", "set_num_threads", "get_num_threads",
     "show_config",
     "save", "load", "schedules", "lr_scheduler", "swa_utils",

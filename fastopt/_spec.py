@@ -3,11 +3,20 @@
 One row (``Spec``) per optimizer class: the C algorithm that steps it (a name
 in ``FO_ALGOS``, csrc/fastopt.h), its hyperparameters (name, default, range
 rule, the ``fo_hyper`` fields the C core reads, a line for the docs), its
-state buffers (torch's name, C slot, initial value, when it exists) and its
-step-count rules. ``fastopt.Optimizer``, ``fastopt.torch``,
-``fastopt.functional``, ``fastopt._core`` and the tests derive what they do
-per optimizer from these rows; the thin classes only repeat the signatures
-and docstrings users read (a test checks their defaults against these).
+state buffers (torch's name, C slot, initial value, when it exists, a line
+for the docs) and its step-count rules. ``fastopt.Optimizer``,
+``fastopt.torch``, ``fastopt.functional``, ``fastopt.reference``,
+``fastopt._core``, the docs and the tests derive what they do per optimizer,
+and which optimizers there are, from these rows; the thin classes and
+functions only repeat the signatures users read (a test checks their
+defaults against these) and the docstring text particular to them: their
+"Parameters" sections are written from the docs lines here (fastopt._docs).
+
+A Hyper's doc is the start of its description, with the symbol the update
+rules use (γ for lr, λ for weight_decay, ...); the type, default and range
+are added from the signature and the rule ("Learning rate γ" becomes
+"lr : float, default 1e-3 / Learning rate γ, >= 0."). A Buffer's doc names
+it for fastopt.functional's buffer arguments, and says when it is required.
 """
 import math
 from typing import Callable, NamedTuple, Optional, Tuple, Union
@@ -38,6 +47,7 @@ class Buffer(NamedTuple):
     slot: int                              # the C state slot, 0-2
     init: Union[float, str]                # a number, a hyperparameter's name, or FIRST_GRAD
     when: Optional[Callable[[dict], bool]] = None  # exists when when(group); None: always
+    doc: str = ""                          # what it holds (its symbol), when it is required
 
     def initial(self, group):
         """The value a new buffer holds (FIRST_GRAD buffers are overwritten by the first step)."""
@@ -57,6 +67,11 @@ class Spec(NamedTuple):
     step: bool                   # the state has a "step" count (torch's SGD has none)
     eager: bool                  # state exists from construction (torch's Adagrad), else from the first step
     check: Optional[Callable[[dict, str], None]] = None  # a rule across hyperparameters
+
+    @property
+    def function(self):
+        """The name of its fastopt.reference function (fastopt.functional's adds a "_")."""
+        return self.name.lower()
 
     @property
     def defaults(self):
@@ -79,76 +94,91 @@ def _nesterov(group, where):
         raise ValueError(f"{where}: Nesterov momentum requires a momentum and zero dampening")
 
 
-_LR = "learning rate"
-_WD = "L2 penalty added to the gradient"
-_MAX = "maximize the objective (step along the gradient)"
-_BETAS = "decay rates of the gradient's running average and of its square's"
+_LR = "Learning rate γ"
+_WD = "L2 penalty λ (adds λ·θ to the gradient)"
+_MAX = "Ascend the gradient (maximise the objective) instead of descending"
+_MOMENTUM = "Momentum factor μ (0 keeps no momentum buffer)"
+_EPS = "ε added to the denominator"
+_M = "The first moment m"
 
 
 def _adam(name, weight_decay, decoupled):
     return Spec(name, "adam", (
         Hyper("lr", 1e-3, NONNEG, ("lr",), _LR),
-        Hyper("betas", (0.9, 0.999), UNIT, ("beta1", "beta2"), _BETAS),
-        Hyper("eps", 1e-8, NONNEG, ("eps",), "added to the denominator"),
+        Hyper("betas", (0.9, 0.999), UNIT, ("beta1", "beta2"),
+              "Decay rates (β₁, β₂) of the first and second moments"),
+        Hyper("eps", 1e-8, NONNEG, ("eps",), _EPS),
         Hyper("weight_decay", weight_decay, NONNEG, ("weight_decay",),
-              "decoupled weight decay" if decoupled else _WD),
-        Hyper("amsgrad", False, FLAG, ("amsgrad",), "use the running maximum of exp_avg_sq"),
+              "Decoupled weight decay λ (θ is multiplied by (1 − γ·λ) at each step)" if decoupled
+              else "Weight decay λ (adds λ·θ to the gradient, or with decoupled_weight_decay "
+                   "multiplies θ by (1 − γ·λ))"),
+        Hyper("amsgrad", False, FLAG, ("amsgrad",),
+              "Divide by the running maximum v̂ of the second moment v (AMSGrad)"),
         Hyper("maximize", False, FLAG, ("maximize",), _MAX),
         Hyper("decoupled_weight_decay", decoupled, FLAG, ("decoupled_weight_decay",),
-              "AdamW's weight decay (param *= 1 - lr * weight_decay)"),
+              "Multiply θ by (1 − γ·λ) before the update instead of adding λ·θ to the "
+              "gradient (AdamW)"),
     ), (
-        Buffer("exp_avg", 0, 0.0),
-        Buffer("exp_avg_sq", 1, 0.0),
-        Buffer("max_exp_avg_sq", 2, 0.0, lambda g: g["amsgrad"]),
+        Buffer("exp_avg", 0, 0.0, doc=_M),
+        Buffer("exp_avg_sq", 1, 0.0, doc="The second moment v"),
+        Buffer("max_exp_avg_sq", 2, 0.0, lambda g: g["amsgrad"],
+               doc="The running maximum v̂ of exp_avg_sq (required when amsgrad)"),
     ), step=True, eager=False)
 
 
 _ROWS = [
     Spec("SGD", "sgd", (
         Hyper("lr", 1e-3, NONNEG, ("lr",), _LR),
-        Hyper("momentum", 0, NONNEG, ("momentum",), "momentum factor"),
-        Hyper("dampening", 0, REAL, ("dampening",), "dampening of the momentum"),
+        Hyper("momentum", 0, NONNEG, ("momentum",), _MOMENTUM),
+        Hyper("dampening", 0, REAL, ("dampening",),
+              "Dampening τ of the gradient's share in the momentum buffer"),
         Hyper("weight_decay", 0, NONNEG, ("weight_decay",), _WD),
-        Hyper("nesterov", False, FLAG, ("nesterov",), "Nesterov momentum"),
+        Hyper("nesterov", False, FLAG, ("nesterov",),
+              "Nesterov momentum (needs momentum > 0 and dampening = 0)"),
         Hyper("maximize", False, FLAG, ("maximize",), _MAX),
     ), (
-        Buffer("momentum_buffer", 0, FIRST_GRAD, lambda g: g["momentum"] != 0),
+        Buffer("momentum_buffer", 0, FIRST_GRAD, lambda g: g["momentum"] != 0,
+               doc="The momentum buffer b (required when momentum != 0)"),
     ), step=False, eager=False, check=_nesterov),
     Spec("Adagrad", "adagrad", (
         Hyper("lr", 1e-2, NONNEG, ("lr",), _LR),
-        Hyper("lr_decay", 0, NONNEG, ("lr_decay",), "learning-rate decay per step"),
+        Hyper("lr_decay", 0, NONNEG, ("lr_decay",),
+              "Learning-rate decay η (step t uses γ / (1 + (t − 1)·η))"),
         Hyper("weight_decay", 0, NONNEG, ("weight_decay",), _WD),
-        Hyper("initial_accumulator_value", 0, NONNEG, (), "the initial value of sum"),
-        Hyper("eps", 1e-10, NONNEG, ("eps",), "added to the denominator"),
+        Hyper("initial_accumulator_value", 0, NONNEG, (), "Initial value of the sum of squares s"),
+        Hyper("eps", 1e-10, NONNEG, ("eps",), _EPS),
         Hyper("maximize", False, FLAG, ("maximize",), _MAX),
     ), (
-        Buffer("sum", 0, "initial_accumulator_value"),
+        Buffer("sum", 0, "initial_accumulator_value", doc="The sum of squared gradients s"),
     ), step=True, eager=True),
     Spec("RMSprop", "rmsprop", (
         Hyper("lr", 1e-2, NONNEG, ("lr",), _LR),
-        Hyper("alpha", 0.99, NONNEG, ("alpha",), "smoothing constant"),
-        Hyper("eps", 1e-8, NONNEG, ("eps",), "added to the denominator"),
+        Hyper("alpha", 0.99, NONNEG, ("alpha",), "Smoothing constant α of the averages"),
+        Hyper("eps", 1e-8, NONNEG, ("eps",), _EPS),
         Hyper("weight_decay", 0, NONNEG, ("weight_decay",), _WD),
-        Hyper("momentum", 0, NONNEG, ("momentum",), "momentum factor"),
-        Hyper("centered", False, FLAG, ("centered",), "normalise by the gradient's variance"),
+        Hyper("momentum", 0, NONNEG, ("momentum",), _MOMENTUM),
+        Hyper("centered", False, FLAG, ("centered",),
+              "Normalise by the gradient's estimated variance (keeps the average gradient ḡ)"),
         Hyper("maximize", False, FLAG, ("maximize",), _MAX),
     ), (
-        Buffer("square_avg", 0, 0.0),
-        Buffer("momentum_buffer", 1, 0.0, lambda g: g["momentum"] > 0),
-        Buffer("grad_avg", 2, 0.0, lambda g: g["centered"]),
+        Buffer("square_avg", 0, 0.0, doc="The average v of squared gradients"),
+        Buffer("momentum_buffer", 1, 0.0, lambda g: g["momentum"] > 0,
+               doc="The momentum buffer b (required when momentum > 0)"),
+        Buffer("grad_avg", 2, 0.0, lambda g: g["centered"],
+               doc="The average gradient ḡ (required when centered)"),
     ), step=True, eager=False),
     _adam("Adam", 0, False),
     _adam("AdamW", 1e-2, True),
     Spec("Adamax", "adamax", (
         Hyper("lr", 2e-3, NONNEG, ("lr",), _LR),
         Hyper("betas", (0.9, 0.999), UNIT, ("beta1", "beta2"),
-              "decay rates of the gradient's running average and of its infinity norm"),
-        Hyper("eps", 1e-8, NONNEG, ("eps",), "added to |g| in the infinity norm"),
+              "Decay rates (β₁, β₂) of the first moment and of the infinity norm"),
+        Hyper("eps", 1e-8, NONNEG, ("eps",), "ε added to |g| in the infinity norm"),
         Hyper("weight_decay", 0, NONNEG, ("weight_decay",), _WD),
         Hyper("maximize", False, FLAG, ("maximize",), _MAX),
     ), (
-        Buffer("exp_avg", 0, 0.0),
-        Buffer("exp_inf", 1, 0.0),
+        Buffer("exp_avg", 0, 0.0, doc=_M),
+        Buffer("exp_inf", 1, 0.0, doc="The infinity norm u"),
     ), step=True, eager=False),
 ]
 

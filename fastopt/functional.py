@@ -19,12 +19,23 @@ Examples
 >>> p
 array([0.9, 0.9, 0.9, 0.9])
 """
-from . import _core
+from . import _core, _docs
+from ._spec import SPECS
 from ._typing import Array
 from ._validate import as_whole
 from .optim import _MAX_STEP, SGD, Adagrad, Adam, Adamax, RMSprop
 
-__all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "adamax_"]
+__all__ = [spec.function + "_" for spec in SPECS.values()]  # one per optimizer of fastopt._spec
+
+# What the functions' docstrings say of the arguments that are not their
+# spec's hyperparameters and state buffers.
+_ARGS = {
+    "param": ("ndarray", "The parameter, updated in place (writeable, C-contiguous float32 or "
+                         "float64)."),
+    "grad": ("ndarray", "Its gradient, of param's shape; only read."),
+    "step": ("int, keyword-only", "The number of this update, 1 for the first."),
+    "isa": (None, "Force a SIMD path by name (tests and benchmarks); None uses the one in use."),
+}
 
 
 def _update(cls, param, grad, buffers, step, hyper, isa):
@@ -56,33 +67,7 @@ def _update(cls, param, grad, buffers, step, hyper, isa):
 def sgd_(param: Array, grad: Array, momentum_buffer: Array | None = None, *, step: int,
          lr: float = 1e-3, momentum: float = 0, dampening: float = 0, weight_decay: float = 0,
          nesterov: bool = False, maximize: bool = False, isa: str | None = None) -> None:
-    """One SGD step in place (see ``fastopt.SGD``).
-
-    Parameters
-    ----------
-    param : ndarray
-        The parameter, updated in place (writeable, C-contiguous float32 or float64).
-    grad : ndarray
-        Its gradient, of param's shape; only read.
-    momentum_buffer : ndarray or None, default None
-        The momentum buffer, param's shape and dtype, updated in place; required when momentum != 0.
-    step : int, keyword-only
-        The number of this update, 1 for the first.
-    lr : float, default 1e-3
-        Learning rate, >= 0.
-    momentum : float, default 0
-        Momentum factor, >= 0.
-    dampening : float, default 0
-        Dampening of the gradient's share in the momentum buffer.
-    weight_decay : float, default 0
-        L2 penalty, >= 0, added to the gradient.
-    nesterov : bool, default False
-        Nesterov momentum (needs momentum > 0 and dampening = 0).
-    maximize : bool, default False
-        Ascend the gradient instead of descending.
-    isa : str or None, default None
-        Force a SIMD path by name (tests and benchmarks); None uses the one in use.
-    """
+    """One SGD step in place (see ``fastopt.SGD``)."""
     hyper = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                  nesterov=nesterov, maximize=maximize)
     _update(SGD, param, grad, (momentum_buffer,), step, hyper, isa)
@@ -91,31 +76,7 @@ def sgd_(param: Array, grad: Array, momentum_buffer: Array | None = None, *, ste
 def adagrad_(param: Array, grad: Array, sum: Array, *, step: int, lr: float = 1e-2,
              lr_decay: float = 0, weight_decay: float = 0, eps: float = 1e-10,
              maximize: bool = False, isa: str | None = None) -> None:
-    """One Adagrad step in place (see ``fastopt.Adagrad``).
-
-    Parameters
-    ----------
-    param : ndarray
-        The parameter, updated in place (writeable, C-contiguous float32 or float64).
-    grad : ndarray
-        Its gradient, of param's shape; only read.
-    sum : ndarray
-        The sum of squared gradients, param's shape and dtype, updated in place.
-    step : int, keyword-only
-        The number of this update, 1 for the first.
-    lr : float, default 1e-2
-        Learning rate, >= 0.
-    lr_decay : float, default 0
-        Learning-rate decay, >= 0: step t uses lr / (1 + (t − 1)·lr_decay).
-    weight_decay : float, default 0
-        L2 penalty, >= 0, added to the gradient.
-    eps : float, default 1e-10
-        Added to the denominator, >= 0.
-    maximize : bool, default False
-        Ascend the gradient instead of descending.
-    isa : str or None, default None
-        Force a SIMD path by name (tests and benchmarks); None uses the one in use.
-    """
+    """One Adagrad step in place (see ``fastopt.Adagrad``)."""
     hyper = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps, maximize=maximize)
     _update(Adagrad, param, grad, (sum,), step, hyper, isa)
 
@@ -124,39 +85,7 @@ def rmsprop_(param: Array, grad: Array, square_avg: Array, momentum_buffer: Arra
              grad_avg: Array | None = None, *, step: int, lr: float = 1e-2, alpha: float = 0.99,
              eps: float = 1e-8, weight_decay: float = 0, momentum: float = 0,
              centered: bool = False, maximize: bool = False, isa: str | None = None) -> None:
-    """One RMSprop step in place (see ``fastopt.RMSprop``).
-
-    Parameters
-    ----------
-    param : ndarray
-        The parameter, updated in place (writeable, C-contiguous float32 or float64).
-    grad : ndarray
-        Its gradient, of param's shape; only read.
-    square_avg : ndarray
-        The average of squared gradients, param's shape and dtype, updated in place.
-    momentum_buffer : ndarray or None, default None
-        The momentum buffer, param's shape and dtype, updated in place; required when momentum > 0.
-    grad_avg : ndarray or None, default None
-        The average gradient, param's shape and dtype, updated in place; required when centered.
-    step : int, keyword-only
-        The number of this update, 1 for the first.
-    lr : float, default 1e-2
-        Learning rate, >= 0.
-    alpha : float, default 0.99
-        Smoothing constant of the averages, >= 0.
-    eps : float, default 1e-8
-        Added to the denominator, >= 0.
-    weight_decay : float, default 0
-        L2 penalty, >= 0, added to the gradient.
-    momentum : float, default 0
-        Momentum factor, >= 0.
-    centered : bool, default False
-        Normalise by the gradient's estimated variance.
-    maximize : bool, default False
-        Ascend the gradient instead of descending.
-    isa : str or None, default None
-        Force a SIMD path by name (tests and benchmarks); None uses the one in use.
-    """
+    """One RMSprop step in place (see ``fastopt.RMSprop``)."""
     hyper = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                  centered=centered, maximize=maximize)
     _update(RMSprop, param, grad, (square_avg, momentum_buffer, grad_avg), step, hyper, isa)
@@ -167,40 +96,7 @@ def adam_(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array,
           betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0,
           amsgrad: bool = False, maximize: bool = False, decoupled_weight_decay: bool = False,
           isa: str | None = None) -> None:
-    """One Adam step in place (see ``fastopt.Adam``).
-
-    Parameters
-    ----------
-    param : ndarray
-        The parameter, updated in place (writeable, C-contiguous float32 or float64).
-    grad : ndarray
-        Its gradient, of param's shape; only read.
-    exp_avg : ndarray
-        The first moment, param's shape and dtype, updated in place.
-    exp_avg_sq : ndarray
-        The second moment, param's shape and dtype, updated in place.
-    max_exp_avg_sq : ndarray or None, default None
-        The running maximum of exp_avg_sq, param's shape and dtype, updated in
-        place; required when amsgrad.
-    step : int, keyword-only
-        The number of this update, 1 for the first.
-    lr : float, default 1e-3
-        Learning rate, >= 0.
-    betas : (float, float), default (0.9, 0.999)
-        Decay rates of the first and second moments, each in [0, 1).
-    eps : float, default 1e-8
-        Added to the denominator, >= 0.
-    weight_decay : float, default 0
-        Weight decay, >= 0: added to the gradient, or decoupled.
-    amsgrad : bool, default False
-        Divide by the running maximum of the second moment (AMSGrad).
-    maximize : bool, default False
-        Ascend the gradient instead of descending.
-    decoupled_weight_decay : bool, default False
-        Multiply param by (1 − lr·weight_decay) instead (AdamW).
-    isa : str or None, default None
-        Force a SIMD path by name (tests and benchmarks); None uses the one in use.
-    """
+    """One Adam step in place (see ``fastopt.Adam``)."""
     hyper = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                  maximize=maximize, decoupled_weight_decay=decoupled_weight_decay)
     _update(Adam, param, grad, (exp_avg, exp_avg_sq, max_exp_avg_sq), step, hyper, isa)
@@ -211,38 +107,7 @@ def adamw_(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array,
            betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
            weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False,
            isa: str | None = None) -> None:
-    """One AdamW step in place (see ``fastopt.AdamW``).
-
-    Parameters
-    ----------
-    param : ndarray
-        The parameter, updated in place (writeable, C-contiguous float32 or float64).
-    grad : ndarray
-        Its gradient, of param's shape; only read.
-    exp_avg : ndarray
-        The first moment, param's shape and dtype, updated in place.
-    exp_avg_sq : ndarray
-        The second moment, param's shape and dtype, updated in place.
-    max_exp_avg_sq : ndarray or None, default None
-        The running maximum of exp_avg_sq, param's shape and dtype, updated in
-        place; required when amsgrad.
-    step : int, keyword-only
-        The number of this update, 1 for the first.
-    lr : float, default 1e-3
-        Learning rate, >= 0.
-    betas : (float, float), default (0.9, 0.999)
-        Decay rates of the first and second moments, each in [0, 1).
-    eps : float, default 1e-8
-        Added to the denominator, >= 0.
-    weight_decay : float, default 1e-2
-        Weight decay, >= 0: param is multiplied by (1 − lr·weight_decay).
-    amsgrad : bool, default False
-        Divide by the running maximum of the second moment (AMSGrad).
-    maximize : bool, default False
-        Ascend the gradient instead of descending.
-    isa : str or None, default None
-        Force a SIMD path by name (tests and benchmarks); None uses the one in use.
-    """
+    """One AdamW step in place (see ``fastopt.AdamW``)."""
     adam_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step=step, lr=lr, betas=betas,
           eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
           decoupled_weight_decay=True, isa=isa)
@@ -251,32 +116,10 @@ def adamw_(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array,
 def adamax_(param: Array, grad: Array, exp_avg: Array, exp_inf: Array, *, step: int,
             lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
             weight_decay: float = 0, maximize: bool = False, isa: str | None = None) -> None:
-    """One Adamax step in place (see ``fastopt.Adamax``).
-
-    Parameters
-    ----------
-    param : ndarray
-        The parameter, updated in place (writeable, C-contiguous float32 or float64).
-    grad : ndarray
-        Its gradient, of param's shape; only read.
-    exp_avg : ndarray
-        The first moment, param's shape and dtype, updated in place.
-    exp_inf : ndarray
-        The infinity norm, param's shape and dtype, updated in place.
-    step : int, keyword-only
-        The number of this update, 1 for the first.
-    lr : float, default 2e-3
-        Learning rate, >= 0.
-    betas : (float, float), default (0.9, 0.999)
-        Decay rates of the first moment and of the infinity norm, each in [0, 1).
-    eps : float, default 1e-8
-        Added to |g| in the infinity norm, >= 0.
-    weight_decay : float, default 0
-        L2 penalty, >= 0, added to the gradient.
-    maximize : bool, default False
-        Ascend the gradient instead of descending.
-    isa : str or None, default None
-        Force a SIMD path by name (tests and benchmarks); None uses the one in use.
-    """
+    """One Adamax step in place (see ``fastopt.Adamax``)."""
     hyper = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, maximize=maximize)
     _update(Adamax, param, grad, (exp_avg, exp_inf), step, hyper, isa)
+
+
+for _spec in SPECS.values():
+    _docs.document(globals()[_spec.function + "_"], _spec, _ARGS)

@@ -26,9 +26,13 @@ import numpy as np
 
 from . import _core
 from ._typing import Grads, Params, StateDict
+from . import _docs
 from ._spec import FIRST_GRAD, SPECS, Spec
 from ._validate import as_whole, float_array, in_range
 
+# A literal list, not one made from SPECS: ``fastopt`` re-exports it with
+# ``from .optim import *``, which type checkers read statically (a test checks
+# that it names every optimizer of the spec).
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax"]
 
 
@@ -50,8 +54,14 @@ if hasattr(os, "register_at_fork"):
 class Optimizer:
     """Base class of fastopt's optimizers.
 
-    Subclasses set ``_algo`` (the C kernel family) and ``_check_group``
-    (range checks of one group's hyperparameters, torch's rules).
+    What each optimizer is comes from its row in ``fastopt._spec`` (``_spec``,
+    found by the class name for fastopt's own classes; a subclass of one of
+    them inherits it): the C algorithm that steps it (``_algo``), its
+    hyperparameters' defaults and range rules (which ``_check_group``
+    applies, torch's rules), its state buffers (names, C slots, initial
+    values, when each exists) and whether it counts steps. A subclass such as
+    ``SGD`` only gives its signature and the docstring text particular to it;
+    the docstring's "Parameters" section is written from the spec.
 
     Parameters
     ----------
@@ -89,6 +99,7 @@ class Optimizer:
         super().__init_subclass__(**kwargs)
         if cls.__module__ == __name__:  # fastopt's own classes; a user's subclass inherits
             cls._spec = SPECS[cls.__name__]
+            _docs.document(cls, cls._spec, _ARGS)
         cls._algo = cls._spec.algo if cls._spec is not None else None
 
     def __init__(self, params: Params, defaults: Mapping[str, Any], *,
@@ -652,6 +663,13 @@ def _loaded_groups(cls, saved_groups, groups, keys):
         base += n
     return out, id_map
 
+# What the optimizer classes' docstrings say of the arguments that are not
+# their spec's hyperparameters.
+_ARGS = {
+    "params": ("list of arrays, dict of arrays, or list of group dicts",
+               "The arrays to update in place (see ``Optimizer``)."),
+    "skip_nonfinite": (None, "Skip (and return False from) a step whose gradients hold NaN or Inf."),
+}
 
 _ALIGN = 64  # bytes: a cache line, and the widest SIMD vector
 
@@ -695,25 +713,6 @@ class SGD(Optimizer):
     with γ = ``lr``, μ = ``momentum``, τ = ``dampening``, λ = ``weight_decay``;
     without momentum, g is used directly.
 
-    Parameters
-    ----------
-    params : list of arrays, dict of arrays, or list of group dicts
-        The arrays to update in place (see ``Optimizer``).
-    lr : float, default 1e-3
-        Learning rate γ, >= 0.
-    momentum : float, default 0
-        Momentum factor μ, >= 0; 0 keeps no momentum buffer.
-    dampening : float, default 0
-        Dampening τ of the gradient's share in the momentum buffer.
-    weight_decay : float, default 0
-        L2 penalty λ, >= 0, added to the gradient as λ·θ.
-    nesterov : bool, default False
-        Nesterov momentum (needs momentum > 0 and dampening = 0).
-    maximize : bool, default False
-        Ascend the gradient (maximise the objective) instead of descending.
-    skip_nonfinite : bool, default False
-        Skip (and return False from) a step whose gradients hold NaN or Inf.
-
     Examples
     --------
     >>> import numpy as np, fastopt
@@ -742,25 +741,6 @@ class Adagrad(Optimizer):
         γₜ = γ / (1 + (t − 1)·η)
         s ← s + g²
         θ ← θ − γₜ·g / (√s + ε)
-
-    Parameters
-    ----------
-    params : list of arrays, dict of arrays, or list of group dicts
-        The arrays to update in place (see ``Optimizer``).
-    lr : float, default 1e-2
-        Learning rate γ, >= 0.
-    lr_decay : float, default 0
-        Learning-rate decay η, >= 0.
-    weight_decay : float, default 0
-        L2 penalty λ, >= 0, added to the gradient as λ·θ.
-    initial_accumulator_value : float, default 0
-        Initial value of the sum of squares s, >= 0.
-    eps : float, default 1e-10
-        ε added to the denominator, >= 0.
-    maximize : bool, default False
-        Ascend the gradient (maximise the objective) instead of descending.
-    skip_nonfinite : bool, default False
-        Skip (and return False from) a step whose gradients hold NaN or Inf.
     """
 
     def __init__(self, params: Params, lr: float = 1e-2, lr_decay: float = 0,
@@ -783,27 +763,6 @@ class RMSprop(Optimizer):
                                  d = √v + ε            (otherwise)
         b ← μ·b + g / d,  θ ← θ − γ·b                 (momentum > 0)
         θ ← θ − γ·g / d                                (otherwise)
-
-    Parameters
-    ----------
-    params : list of arrays, dict of arrays, or list of group dicts
-        The arrays to update in place (see ``Optimizer``).
-    lr : float, default 1e-2
-        Learning rate γ, >= 0.
-    alpha : float, default 0.99
-        Smoothing constant α of the squared-gradient average, >= 0.
-    eps : float, default 1e-8
-        ε added to the denominator, >= 0.
-    weight_decay : float, default 0
-        L2 penalty λ, >= 0, added to the gradient as λ·θ.
-    momentum : float, default 0
-        Momentum factor μ, >= 0; 0 keeps no momentum buffer.
-    centered : bool, default False
-        Normalise by the gradient's estimated variance (keeps ḡ).
-    maximize : bool, default False
-        Ascend the gradient (maximise the objective) instead of descending.
-    skip_nonfinite : bool, default False
-        Skip (and return False from) a step whose gradients hold NaN or Inf.
     """
 
     def __init__(self, params: Params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
@@ -828,27 +787,6 @@ class Adam(Optimizer):
     With ``decoupled_weight_decay=True`` (what ``AdamW`` sets) the weight
     decay multiplies the parameter by (1 − γ·λ) instead of entering the
     gradient.
-
-    Parameters
-    ----------
-    params : list of arrays, dict of arrays, or list of group dicts
-        The arrays to update in place (see ``Optimizer``).
-    lr : float, default 1e-3
-        Learning rate γ, >= 0.
-    betas : (float, float), default (0.9, 0.999)
-        Decay rates (β₁, β₂) of the first and second moments, each in [0, 1).
-    eps : float, default 1e-8
-        ε added to the denominator, >= 0.
-    weight_decay : float, default 0
-        Weight decay λ, >= 0: added to the gradient as λ·θ, or decoupled.
-    amsgrad : bool, default False
-        Divide by the running maximum of v (AMSGrad).
-    maximize : bool, default False
-        Ascend the gradient (maximise the objective) instead of descending.
-    decoupled_weight_decay : bool, default False
-        Multiply θ by (1 − γ·λ) before the update instead (AdamW).
-    skip_nonfinite : bool, default False
-        Skip (and return False from) a step whose gradients hold NaN or Inf.
 
     Examples
     --------
@@ -881,25 +819,6 @@ class AdamW(Adam):
 
         θ ← θ·(1 − γ·λ)
         then Adam's update, with g = ±∇
-
-    Parameters
-    ----------
-    params : list of arrays, dict of arrays, or list of group dicts
-        The arrays to update in place (see ``Optimizer``).
-    lr : float, default 1e-3
-        Learning rate γ, >= 0.
-    betas : (float, float), default (0.9, 0.999)
-        Decay rates (β₁, β₂) of the first and second moments, each in [0, 1).
-    eps : float, default 1e-8
-        ε added to the denominator, >= 0.
-    weight_decay : float, default 1e-2
-        Weight decay λ, >= 0: θ is multiplied by (1 − γ·λ) at each step.
-    amsgrad : bool, default False
-        Divide by the running maximum of v (AMSGrad).
-    maximize : bool, default False
-        Ascend the gradient (maximise the objective) instead of descending.
-    skip_nonfinite : bool, default False
-        Skip (and return False from) a step whose gradients hold NaN or Inf.
     """
 
     def __init__(self, params: Params, lr: float = 1e-3,
@@ -920,23 +839,6 @@ class Adamax(Optimizer):
         m ← β₁·m + (1 − β₁)·g
         u ← max(β₂·u, |g| + ε)
         θ ← θ − γ / (1 − β₁ᵗ) · m / u
-
-    Parameters
-    ----------
-    params : list of arrays, dict of arrays, or list of group dicts
-        The arrays to update in place (see ``Optimizer``).
-    lr : float, default 2e-3
-        Learning rate γ, >= 0.
-    betas : (float, float), default (0.9, 0.999)
-        Decay rates (β₁, β₂) of the first moment and of the infinity norm, each in [0, 1).
-    eps : float, default 1e-8
-        ε added to |g| in the infinity norm, >= 0.
-    weight_decay : float, default 0
-        L2 penalty λ, >= 0, added to the gradient as λ·θ.
-    maximize : bool, default False
-        Ascend the gradient (maximise the objective) instead of descending.
-    skip_nonfinite : bool, default False
-        Skip (and return False from) a step whose gradients hold NaN or Inf.
     """
 
     def __init__(self, params: Params, lr: float = 2e-3,

@@ -28,9 +28,22 @@ from typing import Any
 
 import numpy as np
 
+from . import _docs
+from ._spec import SPECS
 from ._typing import Array, Grads
 
-__all__ = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "adamax", "UPDATES", "ReferenceOptimizer"]
+# one function per optimizer of fastopt._spec
+__all__ = [spec.function for spec in SPECS.values()] + ["UPDATES", "ReferenceOptimizer"]
+
+# What the functions' docstrings say of the arguments that are not their
+# spec's hyperparameters, and of what they return.
+_ARGS = {
+    "param": ("ndarray", "The parameter (not modified)."),
+    "grad": ("ndarray", "Its gradient."),
+    "state": ("dict", "The state, with torch's buffer names; empty before the first step."),
+    "step": ("int", "The number of this update, 1 for the first."),
+}
+_RETURNS = ("(ndarray, dict)", "The updated parameter and the new state.")
 
 
 def _scalar(x, like):
@@ -54,41 +67,14 @@ def _lerp(start, end, weight):
 def sgd(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-3,
         momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0,
         nesterov: bool = False, maximize: bool = False) -> tuple[Array, dict[str, Array]]:
-    """One SGD step::
+    """One SGD step.
+
+    For gradient ∇ and parameter θ (± is − with ``maximize``)::
 
         g = ±∇ + λ·θ
         b = g at the first step, else μ·b + (1 − τ)·g
         g = g + μ·b (Nesterov), else b
         θ = θ − γ·g
-
-    Parameters
-    ----------
-    param : ndarray
-        The parameter (not modified).
-    grad : ndarray
-        Its gradient.
-    state : dict
-        The state, with torch's buffer names; empty before the first step.
-    step : int
-        The number of this update, 1 for the first.
-    lr : float, default 1e-3
-        Learning rate γ.
-    momentum : float, default 0.0
-        Momentum factor μ.
-    dampening : float, default 0.0
-        Dampening τ.
-    weight_decay : float, default 0.0
-        L2 penalty λ.
-    nesterov : bool, default False
-        Nesterov momentum.
-    maximize : bool, default False
-        Ascend the gradient instead of descending.
-
-
-    Returns
-    -------
-    (ndarray, dict)
-        The updated parameter and the new state.
     """
     del step  # SGD keeps no step count: the momentum buffer's presence marks the first step
     p = param
@@ -111,40 +97,13 @@ def adagrad(param: Array, grad: Array, state: Mapping[str, Array], step: int, *,
             lr_decay: float = 0.0, weight_decay: float = 0.0,
             initial_accumulator_value: float = 0.0, eps: float = 1e-10,
             maximize: bool = False) -> tuple[Array, dict[str, Array]]:
-    """One Adagrad step::
+    """One Adagrad step.
+
+    At step t, for gradient ∇ and parameter θ (± is − with ``maximize``)::
 
         g = ±∇ + λ·θ,   γₜ = γ / (1 + (t − 1)·η)
         s = s + g²      (s starts at initial_accumulator_value)
         θ = θ − γₜ·g / (√s + ε)
-
-    Parameters
-    ----------
-    param : ndarray
-        The parameter (not modified).
-    grad : ndarray
-        Its gradient.
-    state : dict
-        The state, with torch's buffer names; empty before the first step.
-    step : int
-        The number of this update, 1 for the first.
-    lr : float, default 1e-2
-        Learning rate γ.
-    lr_decay : float, default 0.0
-        Learning-rate decay η.
-    weight_decay : float, default 0.0
-        L2 penalty λ.
-    initial_accumulator_value : float, default 0.0
-        The sum's value before the first step.
-    eps : float, default 1e-10
-        ε added to the denominator.
-    maximize : bool, default False
-        Ascend the gradient instead of descending.
-
-
-    Returns
-    -------
-    (ndarray, dict)
-        The updated parameter and the new state.
     """
     p = param
     g = _signed(grad, maximize)
@@ -163,43 +122,14 @@ def rmsprop(param: Array, grad: Array, state: Mapping[str, Array], step: int, *,
             alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
             momentum: float = 0.0, centered: bool = False,
             maximize: bool = False) -> tuple[Array, dict[str, Array]]:
-    """One RMSprop step::
+    """One RMSprop step.
+
+    For gradient ∇ and parameter θ (± is − with ``maximize``)::
 
         g = ±∇ + λ·θ
         v = α·v + (1 − α)·g²
         ḡ = α·ḡ + (1 − α)·g,  d = √(v − ḡ²) + ε (centered), else √v + ε
         b = μ·b + g / d,  θ = θ − γ·b (momentum > 0), else θ = θ − γ·g / d
-
-    Parameters
-    ----------
-    param : ndarray
-        The parameter (not modified).
-    grad : ndarray
-        Its gradient.
-    state : dict
-        The state, with torch's buffer names; empty before the first step.
-    step : int
-        The number of this update, 1 for the first.
-    lr : float, default 1e-2
-        Learning rate γ.
-    alpha : float, default 0.99
-        Smoothing constant α.
-    eps : float, default 1e-8
-        ε added to the denominator.
-    weight_decay : float, default 0.0
-        L2 penalty λ.
-    momentum : float, default 0.0
-        Momentum factor μ.
-    centered : bool, default False
-        Normalise by the gradient's estimated variance.
-    maximize : bool, default False
-        Ascend the gradient instead of descending.
-
-
-    Returns
-    -------
-    (ndarray, dict)
-        The updated parameter and the new state.
     """
     del step  # RMSprop's update does not depend on the step number
     p = param
@@ -228,43 +158,14 @@ def adam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr
          betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
          amsgrad: bool = False, maximize: bool = False,
          decoupled_weight_decay: bool = False) -> tuple[Array, dict[str, Array]]:
-    """One Adam (or AMSGrad, or with ``decoupled_weight_decay`` AdamW) step::
+    """One Adam (or AMSGrad, or with ``decoupled_weight_decay`` AdamW) step.
+
+    At step t, for gradient ∇ and parameter θ (± is − with ``maximize``)::
 
         g = ±∇ + λ·θ (Adam),   θ = θ·(1 − γ·λ) (AdamW)
         m = β₁·m + (1 − β₁)·g,   v = β₂·v + (1 − β₂)·g²
         v̂ = max(v̂, v) (AMSGrad), else v
         θ = θ − γ / (1 − β₁ᵗ) · m / (√v̂ / √(1 − β₂ᵗ) + ε)
-
-    Parameters
-    ----------
-    param : ndarray
-        The parameter (not modified).
-    grad : ndarray
-        Its gradient.
-    state : dict
-        The state, with torch's buffer names; empty before the first step.
-    step : int
-        The number of this update, 1 for the first.
-    lr : float, default 1e-3
-        Learning rate γ.
-    betas : (float, float), default (0.9, 0.999)
-        Decay rates (β₁, β₂) of the moments.
-    eps : float, default 1e-8
-        ε added to the denominator.
-    weight_decay : float, default 0.0
-        Weight decay λ.
-    amsgrad : bool, default False
-        Divide by the running maximum of v (AMSGrad).
-    maximize : bool, default False
-        Ascend the gradient instead of descending.
-    decoupled_weight_decay : bool, default False
-        Decay the parameter directly (AdamW) instead of through the gradient.
-
-
-    Returns
-    -------
-    (ndarray, dict)
-        The updated parameter and the new state.
     """
     beta1, beta2 = betas
     p = param
@@ -293,37 +194,7 @@ def adam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr
 def adamw(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-3,
           betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
           amsgrad: bool = False, maximize: bool = False) -> tuple[Array, dict[str, Array]]:
-    """One AdamW step: :func:`adam` with decoupled weight decay.
-
-    Parameters
-    ----------
-    param : ndarray
-        The parameter (not modified).
-    grad : ndarray
-        Its gradient.
-    state : dict
-        The state, with torch's buffer names; empty before the first step.
-    step : int
-        The number of this update, 1 for the first.
-    lr : float, default 1e-3
-        Learning rate γ.
-    betas : (float, float), default (0.9, 0.999)
-        Decay rates (β₁, β₂) of the moments.
-    eps : float, default 1e-8
-        ε added to the denominator.
-    weight_decay : float, default 1e-2
-        Weight decay λ.
-    amsgrad : bool, default False
-        Divide by the running maximum of v (AMSGrad).
-    maximize : bool, default False
-        Ascend the gradient instead of descending.
-
-
-    Returns
-    -------
-    (ndarray, dict)
-        The updated parameter and the new state.
-    """
+    """One AdamW step: :func:`adam` with decoupled weight decay."""
     return adam(param, grad, state, step, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                 amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True)
 
@@ -331,37 +202,13 @@ def adamw(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, l
 def adamax(param: Array, grad: Array, state: Mapping[str, Array], step: int, *,
            lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
            weight_decay: float = 0.0, maximize: bool = False) -> tuple[Array, dict[str, Array]]:
-    """One Adamax step::
+    """One Adamax step.
+
+    At step t, for gradient ∇ and parameter θ (± is − with ``maximize``)::
 
         g = ±∇ + λ·θ
         m = β₁·m + (1 − β₁)·g,   u = max(β₂·u, |g| + ε)
         θ = θ − γ / (1 − β₁ᵗ) · m / u
-
-    Parameters
-    ----------
-    param : ndarray
-        The parameter (not modified).
-    grad : ndarray
-        Its gradient.
-    state : dict
-        The state, with torch's buffer names; empty before the first step.
-    step : int
-        The number of this update, 1 for the first.
-    lr : float, default 2e-3
-        Learning rate γ.
-    betas : (float, float), default (0.9, 0.999)
-        Decay rates (β₁, β₂) of the first moment and of the infinity norm.
-    eps : float, default 1e-8
-        ε added to |g|.
-    weight_decay : float, default 0
-        L2 penalty λ.
-    maximize : bool, default False
-        Ascend the gradient instead of descending.
-
-    Returns
-    -------
-    (ndarray, dict)
-        The updated parameter and the new state.
     """
     beta1, beta2 = betas
     p = param
@@ -376,9 +223,11 @@ def adamax(param: Array, grad: Array, state: Mapping[str, Array], step: int, *,
     return p + (_scalar(-clr, p) * exp_avg) / exp_inf, {"exp_avg": exp_avg, "exp_inf": exp_inf}
 
 
+for _spec in SPECS.values():
+    _docs.document(globals()[_spec.function], _spec, _ARGS, returns=_RETURNS)
+
 #: The update function of each optimizer class, by class name.
-UPDATES = {"SGD": sgd, "Adagrad": adagrad, "RMSprop": rmsprop, "Adam": adam, "AdamW": adamw,
-           "Adamax": adamax}
+UPDATES = {name: globals()[spec.function] for name, spec in SPECS.items()}
 
 
 class ReferenceOptimizer:

@@ -1,11 +1,12 @@
 """torch.optim optimizers stepped by fastopt's C core.
 
-``fastopt.torch.SGD``, ``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW`` and ``Adamax`` are
-subclasses of the torch.optim classes of the same name, with their
-signatures, defaults, ``param_groups`` and state dicts. Only ``step`` is
-different: it updates every CPU float32/float64 parameter that has a
-gradient in one call into fastopt's C core, on zero-copy NumPy views of
-``param.data``, ``param.grad`` and the state tensors, with the GIL released.
+Each of fastopt's optimizers has its class here (``fastopt.torch.SGD``,
+``fastopt.torch.Adam``, ...: ``__all__`` lists them), a subclass of the
+torch.optim class of the same name, with its signature, defaults,
+``param_groups`` and state dicts. Only ``step`` is different: it updates
+every CPU float32/float64 parameter that has a gradient in one call into
+fastopt's C core, on zero-copy NumPy views of ``param.data``,
+``param.grad`` and the state tensors, with the GIL released.
 The numbers are those of torch's default (single-tensor) path.
 
 >>> import torch
@@ -53,10 +54,11 @@ import torch.optim
 
 from . import _core
 from . import optim as _optim
-from ._spec import FIRST_GRAD
+from . import _docs
+from ._spec import FIRST_GRAD, SPECS
 from ._validate import as_float
 
-__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax"]
+__all__ = list(SPECS)  # one class per optimizer of fastopt._spec
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -197,6 +199,7 @@ class _Stepper:
         if cls.__module__ == __name__:  # fastopt.torch's classes; a user's subclass inherits
             cls._fastopt = getattr(_optim, cls.__name__)
             cls._hyper_keys = tuple(h.name for h in cls._fastopt._spec.hypers)
+            _docs.document(cls, cls._fastopt._spec, _ARGS)
 
     def _fo_setup(self):
         self._fo_plan = None  # the prepared step (_Plan), kept while it matches
@@ -500,37 +503,27 @@ class _Plan:
             cell[()] += 1
 
 
+# What the classes' docstrings say of the arguments that are not their spec's
+# hyperparameters (torch's own, which fastopt keeps or refuses).
+_ARGS = {
+    "params": ("iterable of tensors or of param-group dicts",
+               "The parameters to optimise (``model.parameters()``), as for torch.optim."),
+    "foreach": (None, "Kept in the groups for torch's state dicts; fastopt always steps all "
+                      "parameters in one call into its C core."),
+    "fused": (None, "Kept in the groups for torch's state dicts; changes nothing (fastopt's "
+                    "step is its own fused CPU kernel)."),
+    "differentiable": (None, "Autograd through the step in torch; not supported by fastopt "
+                             "(ValueError for True)."),
+    "capturable": (None, "For CUDA graphs in torch; fastopt steps on the CPU and raises "
+                         "ValueError for True."),
+}
+
+
 class SGD(_Stepper, torch.optim.SGD):
     """torch.optim.SGD stepped by fastopt (same signature, defaults and state dict).
 
     State per parameter: ``momentum_buffer`` (when ``momentum != 0``), which
     starts as the first gradient, as in torch.
-
-    Parameters
-    ----------
-    params : iterable of tensors or of param-group dicts
-        The parameters to optimise (``model.parameters()``), as for torch.optim.
-    lr : float or tensor, default 1e-3
-        Learning rate, >= 0.
-    momentum : float, default 0
-        Momentum factor, >= 0.
-    dampening : float, default 0
-        Dampening of the gradient's share in the momentum buffer.
-    weight_decay : float, default 0
-        Weight decay, >= 0: L2 penalty added to the gradient.
-    nesterov : bool, default False
-        Nesterov momentum (needs momentum > 0 and dampening = 0).
-    maximize : bool, default False
-        Ascend the gradient instead of descending.
-    foreach : bool or None, default None
-        Kept in the groups for torch's state dicts; fastopt always steps all
-        parameters in one call into its C core.
-    differentiable : bool, default False
-        Autograd through the step in torch; not supported by fastopt
-        (ValueError for True).
-    fused : bool or None, default None
-        Kept in the groups for torch's state dicts; changes nothing (fastopt's
-        step is its own fused CPU kernel).
     """
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
@@ -549,32 +542,6 @@ class Adagrad(_Stepper, torch.optim.Adagrad):
 
     State per parameter: ``step`` and ``sum`` (which starts at
     ``initial_accumulator_value``), created at construction as torch does.
-
-    Parameters
-    ----------
-    params : iterable of tensors or of param-group dicts
-        The parameters to optimise (``model.parameters()``), as for torch.optim.
-    lr : float or tensor, default 1e-2
-        Learning rate, >= 0.
-    lr_decay : float, default 0
-        Learning-rate decay, >= 0: step t uses lr / (1 + (t − 1)·lr_decay).
-    weight_decay : float, default 0
-        Weight decay, >= 0: L2 penalty added to the gradient.
-    initial_accumulator_value : float, default 0
-        Initial value of the sum of squared gradients, >= 0.
-    eps : float, default 1e-10
-        Added to the denominator, >= 0.
-    foreach : bool or None, default None
-        Kept in the groups for torch's state dicts; fastopt always steps all
-        parameters in one call into its C core.
-    maximize : bool, default False
-        Ascend the gradient instead of descending.
-    differentiable : bool, default False
-        Autograd through the step in torch; not supported by fastopt
-        (ValueError for True).
-    fused : bool or None, default None
-        Kept in the groups for torch's state dicts; changes nothing (fastopt's
-        step is its own fused CPU kernel).
     """
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
@@ -597,34 +564,6 @@ class RMSprop(_Stepper, torch.optim.RMSprop):
 
     State per parameter: ``step``, ``square_avg``, ``momentum_buffer`` (when
     ``momentum > 0``) and ``grad_avg`` (when ``centered``), zeros at first.
-
-    Parameters
-    ----------
-    params : iterable of tensors or of param-group dicts
-        The parameters to optimise (``model.parameters()``), as for torch.optim.
-    lr : float or tensor, default 1e-2
-        Learning rate, >= 0.
-    alpha : float, default 0.99
-        Smoothing constant of the averages, >= 0.
-    eps : float, default 1e-8
-        Added to the denominator, >= 0.
-    weight_decay : float, default 0
-        Weight decay, >= 0: L2 penalty added to the gradient.
-    momentum : float, default 0
-        Momentum factor, >= 0.
-    centered : bool, default False
-        Normalise by the gradient's estimated variance.
-    capturable : bool, default False
-        For CUDA graphs in torch; fastopt steps on the CPU and raises
-        ValueError for True.
-    foreach : bool or None, default None
-        Kept in the groups for torch's state dicts; fastopt always steps all
-        parameters in one call into its C core.
-    maximize : bool, default False
-        Ascend the gradient instead of descending.
-    differentiable : bool, default False
-        Autograd through the step in torch; not supported by fastopt
-        (ValueError for True).
     """
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
@@ -643,37 +582,6 @@ class Adam(_Stepper, torch.optim.Adam):
 
     State per parameter: ``step``, ``exp_avg``, ``exp_avg_sq`` and
     ``max_exp_avg_sq`` (when ``amsgrad``), zeros at first.
-
-    Parameters
-    ----------
-    params : iterable of tensors or of param-group dicts
-        The parameters to optimise (``model.parameters()``), as for torch.optim.
-    lr : float or tensor, default 1e-3
-        Learning rate, >= 0.
-    betas : (float, float), default (0.9, 0.999)
-        Decay rates of the first and second moments, each in [0, 1).
-    eps : float, default 1e-8
-        Added to the denominator, >= 0.
-    weight_decay : float, default 0
-        Weight decay, >= 0: added to the gradient, or decoupled.
-    amsgrad : bool, default False
-        Divide by the running maximum of the second moment (AMSGrad).
-    foreach : bool or None, default None
-        Kept in the groups for torch's state dicts; fastopt always steps all
-        parameters in one call into its C core.
-    maximize : bool, default False
-        Ascend the gradient instead of descending.
-    capturable : bool, default False
-        For CUDA graphs in torch; fastopt steps on the CPU and raises
-        ValueError for True.
-    differentiable : bool, default False
-        Autograd through the step in torch; not supported by fastopt
-        (ValueError for True).
-    fused : bool or None, default None
-        Kept in the groups for torch's state dicts; changes nothing (fastopt's
-        step is its own fused CPU kernel).
-    decoupled_weight_decay : bool, default False
-        Multiply the parameter by (1 − lr·weight_decay) instead (AdamW).
     """
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
@@ -694,35 +602,6 @@ class AdamW(_Stepper, torch.optim.AdamW):
 
     Adam with decoupled weight decay: the parameter is multiplied by
     ``1 - lr * weight_decay`` before the Adam update.
-
-    Parameters
-    ----------
-    params : iterable of tensors or of param-group dicts
-        The parameters to optimise (``model.parameters()``), as for torch.optim.
-    lr : float or tensor, default 1e-3
-        Learning rate, >= 0.
-    betas : (float, float), default (0.9, 0.999)
-        Decay rates of the first and second moments, each in [0, 1).
-    eps : float, default 1e-8
-        Added to the denominator, >= 0.
-    weight_decay : float, default 1e-2
-        Weight decay, >= 0: the parameter is multiplied by (1 − lr·weight_decay).
-    amsgrad : bool, default False
-        Divide by the running maximum of the second moment (AMSGrad).
-    maximize : bool, default False
-        Ascend the gradient instead of descending.
-    foreach : bool or None, default None
-        Kept in the groups for torch's state dicts; fastopt always steps all
-        parameters in one call into its C core.
-    capturable : bool, default False
-        For CUDA graphs in torch; fastopt steps on the CPU and raises
-        ValueError for True.
-    differentiable : bool, default False
-        Autograd through the step in torch; not supported by fastopt
-        (ValueError for True).
-    fused : bool or None, default None
-        Kept in the groups for torch's state dicts; changes nothing (fastopt's
-        step is its own fused CPU kernel).
     """
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
@@ -740,30 +619,6 @@ class Adamax(_Stepper, torch.optim.Adamax):
     """torch.optim.Adamax stepped by fastopt (same signature, defaults and state dict).
 
     State per parameter: ``step``, ``exp_avg`` and ``exp_inf``, zeros at first.
-
-    Parameters
-    ----------
-    params : iterable of tensors or of param-group dicts
-        The parameters to optimise (``model.parameters()``), as for torch.optim.
-    lr : float or tensor, default 2e-3
-        Learning rate, >= 0.
-    betas : (float, float), default (0.9, 0.999)
-        Decay rates of the first moment and of the infinity norm, each in [0, 1).
-    eps : float, default 1e-8
-        Added to |g| in the infinity norm, >= 0.
-    weight_decay : float, default 0
-        Weight decay, >= 0: L2 penalty added to the gradient.
-    foreach : bool or None, default None
-        Kept in the groups for torch's state dicts; fastopt always steps all
-        parameters in one call into its C core.
-    maximize : bool, default False
-        Ascend the gradient instead of descending.
-    differentiable : bool, default False
-        Autograd through the step in torch; not supported by fastopt
-        (ValueError for True).
-    capturable : bool, default False
-        For CUDA graphs in torch; fastopt steps on the CPU and raises
-        ValueError for True.
     """
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],

@@ -1,4 +1,5 @@
 """Shared fixtures and the table of optimizers that drives the generic tests."""
+import inspect
 import itertools
 import os
 import subprocess
@@ -31,7 +32,7 @@ class Opt:
         self.name = name
         self.cls = getattr(fastopt, name)
         self.spec = SPECS[name]
-        self.options = options
+        self.options = [o for o in options if self.valid(o)]
         self.combos = [c for c in combos if self.valid(c)]
 
     def valid(self, options):
@@ -43,6 +44,12 @@ class Opt:
         except ValueError:
             return False
         return True
+
+    @property
+    def full(self):
+        """The option dict that allocates the most state buffers (of those, the one that sets most)."""
+        return max(self.options,
+                   key=lambda o: (sum(self.spec.slots({**self.spec.defaults, **o})), len(o)))
 
     def __repr__(self):
         return self.name
@@ -108,20 +115,47 @@ OPTIMIZERS = [
         {"lr": 0.01, "betas": (0.7, 0.99), "weight_decay": 0.1, "amsgrad": True, "maximize": True},
     ], _cases(lr=[0.01], betas=[(0.9, 0.999), (0.3, 0.9)], weight_decay=[0, 0.1],
               amsgrad=[False, True], maximize=[False, True])),
-    Opt("Adamax", [
-        {"lr": 0.01},
-        {"lr": 0.01, "betas": (0.8, 0.99)},
-        {"lr": 0.01, "betas": (0.3, 0.9)},  # lerp weight >= 0.5
-        {"lr": 0.01, "betas": (0.0, 0.0)},
-        {"lr": 0.01, "eps": 1e-3},
-        {"lr": 0.01, "weight_decay": 0.1},
-        {"lr": 0.01, "maximize": True},
-        {"lr": 0.01, "betas": (0.5, 0.95), "eps": 1e-4, "weight_decay": 0.05, "maximize": True},
-    ], _cases(lr=[0.01], betas=[(0.9, 0.999), (0.3, 0.9)], weight_decay=[0, 0.1],
-              maximize=[False, True])),
 ]
+
+# An optimizer of fastopt._spec without its own entry above gets one made from its
+# spec: each hyperparameter the class takes set alone to each of its test values,
+# then all together; for the kernel tests, every combination of its default and its
+# first test value. Test values by name (the first selects a kernel mode where one
+# does), else by rule: the flag flipped, a pair (0.3, 0.9), twice a number (0.1 for 0).
+TEST_VALUES = {
+    "betas": [(0.3, 0.9), (0.8, 0.99), (0.0, 0.0)],  # lerp weight >= 0.5, < 0.5, 1
+    "eps": [1e-3], "weight_decay": [0.1], "momentum": [0.9], "dampening": [0.3],
+    "alpha": [0.3, 0.9], "lr_decay": [0.01], "initial_accumulator_value": [0.5],
+}
+
+
+def _test_values(hyper):
+    if hyper.name in TEST_VALUES:
+        return TEST_VALUES[hyper.name]
+    if hyper.rule is None:  # a flag
+        return [not hyper.default]
+    if len(hyper.c) > 1:
+        return [(0.3, 0.9)]
+    return [2 * hyper.default if hyper.default else 0.1]
+
+
+def _from_spec(name):
+    spec = SPECS[name]
+    takes = inspect.signature(getattr(fastopt, name)).parameters
+    hypers = [h for h in spec.hypers if h.name != "lr" and h.name in takes]
+    base = {"lr": 0.01}
+    options = [base] + [{**base, h.name: v} for h in hypers for v in _test_values(h)]
+    options.append({**base, **{h.name: _test_values(h)[0] for h in hypers}})
+    # the kernel tests step through fastopt.functional: only what it takes
+    function = inspect.signature(getattr(fastopt.functional, spec.function + "_")).parameters
+    combos = _cases(lr=[0.01], **{h.name: [h.default, _test_values(h)[0]] for h in hypers
+                                  if h.name in function})
+    return Opt(name, options, combos)
+
+
+OPTIMIZERS += [_from_spec(name) for name in SPECS if name not in {o.name for o in OPTIMIZERS}]
+OPTIMIZERS.sort(key=lambda o: list(SPECS).index(o.name))
 BY_NAME = {o.name: o for o in OPTIMIZERS}
-assert sorted(BY_NAME) == sorted(SPECS), "every optimizer in fastopt._spec needs test options here"
 
 # (optimizer, options) pairs: every option dict of every optimizer.
 OPTION_CASES = [pytest.param(o, opts, id=f"{o.name}-{i}")
@@ -234,7 +268,7 @@ def functional_step(name, param, grad, state, step, options, isa=None):
     """One step of ``fastopt.functional`` for the class ``name``, with the
     state buffers taken from the dict ``state`` by torch's names."""
     from fastopt import functional as F
-    fn = getattr(F, name.lower() + "_")
+    fn = getattr(F, SPECS[name].function + "_")
     buffers = [state.get(n) for n in SPECS[name].state_names]
     fn(param, grad, *buffers, step=step, isa=isa, **options)
 

@@ -4,6 +4,7 @@ import re
 import shutil
 import subprocess
 import sys
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,8 @@ def test_every_page_and_figure_exists():
 
 def test_every_optimizer_has_its_formula():
     text = (ROOT / "docs" / "optimizers.md").read_text()
-    for name in ("SGD", "Adagrad", "RMSprop", "Adam", "AdamW"):
+    from fastopt._spec import SPECS
+    for name in SPECS:
         assert re.search(rf"^## {name}$", text, flags=re.M), name
     assert text.count("\\[") >= 10  # display equations
 
@@ -50,6 +52,17 @@ def test_mkdocs_build_is_strict_and_clean(tmp_path):
     reference = (tmp_path / "site" / "reference" / "index.html").read_text()
     for name in ("fastopt.SGD", "fastopt.torch", "clip_grad_norm_", "adam_"):
         assert name in reference
+    # Every optimizer of the spec in each of its forms (docs/hooks.py repeats the class
+    # block; the modules' members are their __all__, made from the spec at import).
+    from fastopt._spec import SPECS
+    for name, spec in SPECS.items():
+        for anchor in (f"fastopt.{name}", f"fastopt.torch.{name}",
+                       f"fastopt.functional.{spec.function}_", f"fastopt.reference.{spec.function}"):
+            assert f'id="{anchor}"' in reference, anchor
+    # The Parameters sections written from the spec at import (fastopt._docs) are shown
+    # (docs/griffe_runtime.py): a hyperparameter's line in all four forms.
+    eps = next(h.doc for h in SPECS["Adamax"].hypers if h.name == "eps")
+    assert reference.count(escape(eps, quote=False) + ", &gt;= 0.") == 4
     # Docstrings' update rules are plain-text formulas (as help() shows them),
     # in code blocks, with no reST markup left.
     assert "m ← β₁·m + (1 − β₁)·g" in reference

@@ -59,7 +59,8 @@ def test_functional_docstring_example():
 
 
 @pytest.mark.parametrize("fn, buffers", [
-    (F.sgd_, 1), (F.adagrad_, 1), (F.rmsprop_, 3), (F.adam_, 3), (F.adamw_, 3), (F.adamax_, 2)])
+    (getattr(F, spec.function + "_"), len(spec.state)) for spec in SPECS.values()],
+    ids=list(SPECS))
 def test_functional_accepts_unused_buffers_and_float32(fn, buffers, rng):
     p = rng.standard_normal(9).astype(np.float32)
     bufs = [np.zeros(9, np.float32) for _ in range(buffers)]
@@ -69,7 +70,7 @@ def test_functional_accepts_unused_buffers_and_float32(fn, buffers, rng):
 
 def test_functional_all_exported():
     # one function per optimizer in the spec
-    assert sorted(F.__all__) == sorted(name.lower() + "_" for name in SPECS)
+    assert sorted(F.__all__) == sorted(spec.function + "_" for spec in SPECS.values())
     assert fastopt.functional is F
 
 

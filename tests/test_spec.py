@@ -75,3 +75,82 @@ def test_unknown_algorithm_is_an_error():
                  lambda: _core.state_slots("nope", {"lr": 1.0})):
         with pytest.raises((ValueError, KeyError)):
             call()
+
+
+def test_exports_are_the_specs():
+    import fastopt.reference as R
+    from fastopt import optim
+    names = list(SPECS)
+    assert optim.__all__ == ["Optimizer", *names]  # a literal list, for type checkers
+    assert all(getattr(fastopt, n) is getattr(optim, n) for n in optim.__all__)
+    assert set(optim.__all__) <= set(fastopt.__all__)
+    assert fastopt.torch.__all__ == names
+    assert F.__all__ == [SPECS[n].function + "_" for n in names]
+    assert R.__all__[:len(names)] == [SPECS[n].function for n in names]
+    assert list(R.UPDATES) == names
+
+
+def test_every_hyperparameter_and_buffer_has_a_doc():
+    for spec in SPECS.values():
+        for row in spec.hypers + spec.state:
+            assert row.doc and not row.doc.endswith("."), (spec.name, row)  # _docs ends the sentence
+
+
+def _forms(name):
+    import fastopt.reference as R
+    spec = SPECS[name]
+    return [getattr(fastopt, name), getattr(fastopt.torch, name),
+            getattr(F, spec.function + "_"), getattr(R, spec.function)]
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_parameters_sections_come_from_the_spec(name):
+    from test_docstrings import documented_parameters
+    spec = SPECS[name]
+    for obj in _forms(name):
+        doc = inspect.getdoc(obj)
+        documented = documented_parameters(doc)
+        for hyper in spec.hypers:
+            if hyper.name in documented:
+                assert documented[hyper.name][1].startswith(hyper.doc), (obj, hyper.name)
+        for buf in spec.state:
+            if buf.name in documented:
+                assert documented[buf.name][1].startswith(buf.doc), (obj, buf.name)
+        # an update rule ("...::" then a literal block) keeps its block indented
+        lines = doc.splitlines()
+        for i, line in enumerate(lines[:-2]):
+            if line.endswith("::"):
+                assert lines[i + 1] == "" and lines[i + 2].startswith(" "), (obj, line)
+
+
+def test_a_docstrings_own_entry_wins_and_a_missing_one_is_an_error():
+    from fastopt import _docs
+    spec = SPECS["SGD"]
+
+    def sgd(param, lr: float = 1e-3, nesterov: bool = False):
+        """Summary.
+
+        Parameters
+        ----------
+        nesterov : bool, default False
+            Its own words.
+
+        Examples
+        --------
+        >>> 1
+        1
+        """
+
+    _docs.document(sgd, spec, {"param": ("ndarray", "The parameter.")})
+    doc = inspect.getdoc(sgd)
+    assert doc.index("Parameters") < doc.index("Examples")
+    from test_docstrings import documented_parameters
+    assert documented_parameters(doc) == {
+        "param": ("ndarray", "The parameter."),
+        "lr": ("float, default 1e-3", "Learning rate γ, >= 0."),
+        "nesterov": ("bool, default False", "Its own words.")}
+
+    def unknown(param, foo: int = 0):
+        """Summary."""
+    with pytest.raises(LookupError, match="foo"):
+        _docs.document(unknown, spec, {"param": ("ndarray", "The parameter.")})

@@ -13,14 +13,7 @@ import fastopt
 from conftest import OPTIMIZERS, assert_bitwise, assert_state_dicts_equal, assert_unchanged, run_isolated, snapshot
 
 # per optimizer: options that allocate every state slot it has
-FULL = {
-    "SGD": {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.1},
-    "Adagrad": {"lr": 0.05, "lr_decay": 0.01, "weight_decay": 0.1},
-    "RMSprop": {"lr": 0.01, "momentum": 0.5, "centered": True, "weight_decay": 0.1},
-    "Adam": {"lr": 0.01, "amsgrad": True, "weight_decay": 0.1},
-    "AdamW": {"lr": 0.01, "amsgrad": True},
-    "Adamax": {"lr": 0.01, "weight_decay": 0.1},
-}
+FULL = {o.name: o.full for o in OPTIMIZERS}
 NAMES = [o.name for o in OPTIMIZERS]
 
 

@@ -1,7 +1,6 @@
 """The 16-bit conversion lanes (csrc/fo_vec.h: fo_load/fo_store_bf16 and
 _f16) on every SIMD path, through the test-only module fastopt._convert,
 against NumPy's float16 and ml_dtypes' bfloat16, bit for bit."""
-import mmap
 import sys
 
 import numpy as np

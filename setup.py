@@ -31,10 +31,20 @@ CORE_SOURCES = [
     "csrc/fo_kernels_avx2.c",
     "csrc/fo_kernels_avx512.c",
 ]
+# The 16-bit conversions of each kernel file alone, for the test-only module
+# fastopt._convert (csrc/fo_convert.inc).
+CONVERT_SOURCES = [
+    "csrc/convert/fo_convert_scalar.c",
+    "csrc/convert/fo_convert_base.c",
+    "csrc/convert/fo_convert_avx2.c",
+    "csrc/convert/fo_convert_avx512.c",
+]
 # Files that MSVC must compile with an /arch flag of their own.
 MSVC_ARCH_FLAGS = {
     "csrc/fo_kernels_avx2.c": ["/arch:AVX2"],
     "csrc/fo_kernels_avx512.c": ["/arch:AVX512"],
+    "csrc/convert/fo_convert_avx2.c": ["/arch:AVX2"],
+    "csrc/convert/fo_convert_avx512.c": ["/arch:AVX512"],
 }
 
 
@@ -107,13 +117,16 @@ def extension(name, sources):
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
         libraries=[] if sys.platform == "win32" else ["m"],
         # headers and kernel bodies: a change to one rebuilds the extension
-        depends=sorted(glob.glob("csrc/*.h") + glob.glob("csrc/*.inc") + glob.glob("csrc/kernels/*.inc")),
+        # (csrc/convert/ includes the kernel files)
+        depends=sorted(glob.glob("csrc/*.h") + glob.glob("csrc/*.inc") + glob.glob("csrc/kernels/*.inc")
+                       + glob.glob("csrc/fo_kernels_*.c")),
     )
 
 
 EXTENSIONS = [
     extension("fastopt._core", ["fastopt/_core.pyx"] + CORE_SOURCES),
     extension("fastopt._schedules", ["fastopt/_schedules.pyx", "csrc/fo_schedules.c"]),
+    extension("fastopt._convert", ["fastopt/_convert.pyx"] + CONVERT_SOURCES),
 ]
 
 setup(

@@ -66,11 +66,12 @@ static int fo_cpu_has(fo_isa isa)
     __cpuid(r, 0);
     if (r[0] < 7) return 0;
     __cpuid(r, 1);
-    int osxsave = (r[2] >> 27) & 1, avx = (r[2] >> 28) & 1;
+    int osxsave = (r[2] >> 27) & 1, avx = (r[2] >> 28) & 1, f16c = (r[2] >> 29) & 1;
     if (!osxsave || !avx) return 0;
     unsigned long long xcr0 = _xgetbv(0);
     __cpuidex(r, 7, 0);
-    if (isa == FO_ISA_AVX2) return ((r[1] >> 5) & 1) && (xcr0 & 0x6) == 0x6;
+    /* the AVX2 kernels convert float16 with F16C */
+    if (isa == FO_ISA_AVX2) return ((r[1] >> 5) & 1) && f16c && (xcr0 & 0x6) == 0x6;
     if (isa == FO_ISA_AVX512) return ((r[1] >> 16) & 1) && (xcr0 & 0xe6) == 0xe6;
     return 0;
 }
@@ -78,7 +79,8 @@ static int fo_cpu_has(fo_isa isa)
 static int fo_cpu_has(fo_isa isa)
 {
     __builtin_cpu_init();
-    if (isa == FO_ISA_AVX2) return __builtin_cpu_supports("avx2");
+    /* the AVX2 kernels convert float16 with F16C */
+    if (isa == FO_ISA_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
     if (isa == FO_ISA_AVX512) return __builtin_cpu_supports("avx512f");
     return 0;
 }

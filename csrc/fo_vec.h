@@ -14,6 +14,25 @@
  *   fo_add/sub/mul/div/sqrt/abs_f32
  *   fo_maxnan_f32(a, b)    a where a > b or a is NaN, else b
  *
+ * 16-bit storage (bfloat16 and float16 as uint16_t bit patterns), computed
+ * in float32 lanes:
+ *
+ *   fo_load_bf16(p, n), fo_load_f16(p, n)      n values widened to an
+ *                           fo_vt_f32 (exact), the other lanes 0; memory
+ *                           past n is not read
+ *   fo_store_bf16(p, v, n), fo_store_f16(p, v, n)
+ *                           the first n lanes rounded to nearest even
+ *                           (overflow to +-inf, float16 subnormals exact),
+ *                           every NaN as the type's canonical quiet NaN
+ *                           (0x7FC0, 0x7E00); memory past n is not written
+ *
+ * bfloat16 converts in integer arithmetic on every ISA (the AVX-512 build
+ * targets AVX-512F only, without AVX512_BF16); float16 with F16C (AVX2),
+ * AVX-512F or NEON instructions, and in integer arithmetic on one lane, so
+ * the portable build needs no 16-bit float type from the compiler. A NaN
+ * loads as a NaN (F16C and NEON quiet a signalling one); its payload cannot
+ * be seen, as every store writes the canonical NaN.
+ *
  * Policies, the same on every ISA (so every path computes the one-lane
  * bits), measured on AMD EPYC Zen 4 and written down in docs/c-api.md:
  *
@@ -35,7 +54,9 @@
  *   tensors of 10 float32 slower than 1,000 of 16. Staging the loads too
  *   (store-forwarding stalls) and running the tail on one lane (up to 15
  *   scalar divisions) were both slower. NEON has no masks: both through
- *   a buffer.
+ *   a buffer. 16-bit loads go through a buffer on AVX2 and AVX-512 too
+ *   (neither AVX2 nor AVX-512F masks 16-bit lanes); AVX-512 stores them
+ *   with a masked narrowing store (vpmovdw).
  * - NaNs: every store writes a NaN as one canonical quiet NaN, because the
  *   sign and payload a NaN picks up depend on operand order, which compilers
  *   and ISAs choose differently.
@@ -44,6 +65,7 @@
 #define FO_VEC_H
 
 #include <math.h>
+#include <string.h>
 #include "fo_common.h"
 
 #if defined(FO_VEC_AVX512) || defined(FO_VEC_AVX2)
@@ -96,6 +118,44 @@ FO_VEC_OPS(f32, float, __m512, 16, ps, __mmask16)
 FO_VEC_OPS(f64, double, __m512d, 8, pd, __mmask8)
 #undef FO_VEC_OPS
 
+/* 16-bit storage: 16 lanes in a 256-bit vector. */
+FO_INLINE __m256i fo_load_u16(const uint16_t *p, size_t n)
+{
+    if (n == 16) return _mm256_loadu_si256((const __m256i *)p);
+    uint16_t buf[16] = {0};
+    for (size_t k = 0; k < n; k++) buf[k] = p[k];
+    return _mm256_loadu_si256((const __m256i *)buf);
+}
+/* The low 16 bits of each 32-bit lane of w, the first n of them. */
+FO_INLINE void fo_store_u16_of_u32(uint16_t *p, __m512i w, size_t n)
+{
+    if (n == 16) _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(w));
+    else _mm512_mask_cvtepi32_storeu_epi16(p, (__mmask16)((1u << n) - 1u), w);
+}
+/* NaN lanes as the canonical float32 NaN, which converts to the 16-bit one. */
+FO_INLINE __m512 fo_canon16_f32(__m512 v)
+{
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v,
+                                _mm512_castsi512_ps(_mm512_set1_epi32(0x7FC00000)));
+}
+FO_INLINE __m512 fo_load_bf16(const uint16_t *p, size_t n)
+{
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(fo_load_u16(p, n)), 16));
+}
+FO_INLINE __m512 fo_load_f16(const uint16_t *p, size_t n) { return _mm512_cvtph_ps(fo_load_u16(p, n)); }
+FO_INLINE void fo_store_bf16(uint16_t *p, __m512 v, size_t n)
+{
+    __m512i x = _mm512_castps_si512(fo_canon16_f32(v));
+    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
+    fo_store_u16_of_u32(p, _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(x, _mm512_set1_epi32(0x7FFF)), odd), 16), n);
+}
+FO_INLINE void fo_store_f16(uint16_t *p, __m512 v, size_t n)
+{
+    __m256i h = _mm512_cvtps_ph(fo_canon16_f32(v), _MM_FROUND_TO_NEAREST_INT);
+    if (n == 16) _mm256_storeu_si256((__m256i *)p, h);
+    else fo_store_u16_of_u32(p, _mm512_cvtepu16_epi32(h), n);
+}
+
 #elif defined(FO_VEC_AVX2)
 #define FO_VEC 1
 #define FO_W_f32 8
@@ -138,6 +198,44 @@ FO_VEC_OPS(f32, float, __m256, 8, ps)
 FO_VEC_OPS(f64, double, __m256d, 4, pd)
 #undef FO_VEC_OPS
 
+/* 16-bit storage: 8 lanes in a 128-bit vector; float16 through F16C. */
+FO_INLINE __m128i fo_load_u16(const uint16_t *p, size_t n)
+{
+    if (n == 8) return _mm_loadu_si128((const __m128i *)p);
+    uint16_t buf[8] = {0};
+    for (size_t k = 0; k < n; k++) buf[k] = p[k];
+    return _mm_loadu_si128((const __m128i *)buf);
+}
+FO_INLINE void fo_storeu_u16(uint16_t *p, __m128i h) { _mm_storeu_si128((__m128i *)p, h); }
+FO_INLINE void fo_store_u16(uint16_t *p, __m128i h, size_t n)
+{
+    if (n == 8) fo_storeu_u16(p, h);
+    else FO_BUFFERED_STORE(uint16_t, 8, fo_storeu_u16, p, h, n);
+}
+/* NaN lanes as the canonical float32 NaN, which converts to the 16-bit one. */
+FO_INLINE __m256 fo_canon16_f32(__m256 v)
+{
+    return _mm256_blendv_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FC00000)),
+                            _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+}
+FO_INLINE __m256 fo_load_bf16(const uint16_t *p, size_t n)
+{
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(fo_load_u16(p, n)), 16));
+}
+FO_INLINE __m256 fo_load_f16(const uint16_t *p, size_t n) { return _mm256_cvtph_ps(fo_load_u16(p, n)); }
+FO_INLINE void fo_store_bf16(uint16_t *p, __m256 v, size_t n)
+{
+    __m256i x = _mm256_castps_si256(fo_canon16_f32(v));
+    __m256i odd = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7FFF)), odd), 16);
+    /* each lane is at most 0xFFFF: the unsigned saturating pack is exact */
+    fo_store_u16(p, _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)), n);
+}
+FO_INLINE void fo_store_f16(uint16_t *p, __m256 v, size_t n)
+{
+    fo_store_u16(p, _mm256_cvtps_ph(fo_canon16_f32(v), _MM_FROUND_TO_NEAREST_INT), n);
+}
+
 #elif defined(FO_VEC_NEON)
 #define FO_VEC 1
 #define FO_W_f32 4
@@ -179,6 +277,44 @@ FO_INLINE float64x2_t fo_maxnan_f64(float64x2_t a, float64x2_t b)
     return vbslq_f64(vorrq_u64(vcgtq_f64(a, b), nan), a, b);
 }
 
+/* 16-bit storage: 4 lanes in a 64-bit vector. */
+FO_INLINE uint16x4_t fo_load_u16(const uint16_t *p, size_t n)
+{
+    if (n == 4) return vld1_u16(p);
+    uint16_t buf[4] = {0};
+    for (size_t k = 0; k < n; k++) buf[k] = p[k];
+    return vld1_u16(buf);
+}
+FO_INLINE void fo_store_u16(uint16_t *p, uint16x4_t h, size_t n)
+{
+    if (n == 4) vst1_u16(p, h);
+    else FO_BUFFERED_STORE(uint16_t, 4, vst1_u16, p, h, n);
+}
+/* NaN lanes as the canonical float32 NaN, which converts to the 16-bit one. */
+FO_INLINE float32x4_t fo_canon16_f32(float32x4_t v)
+{
+    return vbslq_f32(vceqq_f32(v, v), v, vreinterpretq_f32_u32(vdupq_n_u32(0x7FC00000)));
+}
+FO_INLINE float32x4_t fo_load_bf16(const uint16_t *p, size_t n)
+{
+    return vreinterpretq_f32_u32(vshll_n_u16(fo_load_u16(p, n), 16));
+}
+FO_INLINE float32x4_t fo_load_f16(const uint16_t *p, size_t n)
+{
+    return vcvt_f32_f16(vreinterpret_f16_u16(fo_load_u16(p, n)));
+}
+FO_INLINE void fo_store_bf16(uint16_t *p, float32x4_t v, size_t n)
+{
+    uint32x4_t x = vreinterpretq_u32_f32(fo_canon16_f32(v));
+    uint32x4_t odd = vandq_u32(vshrq_n_u32(x, 16), vdupq_n_u32(1));
+    fo_store_u16(p, vshrn_n_u32(vaddq_u32(vaddq_u32(x, vdupq_n_u32(0x7FFF)), odd), 16), n);
+}
+FO_INLINE void fo_store_f16(uint16_t *p, float32x4_t v, size_t n)
+{
+    /* rounds as FPCR says: to nearest even unless a program changed it */
+    fo_store_u16(p, vreinterpret_u16_f16(vcvt_f16_f32(fo_canon16_f32(v))), n);
+}
+
 #else
 /* No vector ISA: one lane, plain C; the reference every ISA must match. The
  * compiler may still vectorise the loop over it (the x86-64 baseline: SSE2). */
@@ -199,6 +335,63 @@ FO_INLINE float64x2_t fo_maxnan_f64(float64x2_t a, float64x2_t b)
 FO_ONE_LANE_OPS(f32, float, sqrtf, fabsf)
 FO_ONE_LANE_OPS(f64, double, sqrt, fabs)
 #undef FO_ONE_LANE_OPS
+
+/* 16-bit storage on one lane, in integer arithmetic: the bits the vector
+ * ISAs' conversion instructions give. */
+FO_INLINE uint32_t fo_bits_of_f32(float x)
+{
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    return b;
+}
+FO_INLINE float fo_f32_of_bits(uint32_t b)
+{
+    float x;
+    memcpy(&x, &b, sizeof x);
+    return x;
+}
+FO_INLINE float fo_load_bf16(const uint16_t *p, size_t n)
+{
+    (void)n;
+    return fo_f32_of_bits((uint32_t)*p << 16);
+}
+FO_INLINE float fo_load_f16(const uint16_t *p, size_t n)
+{
+    const uint32_t h = *p, sign = (h & 0x8000u) << 16, e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
+    (void)n;
+    if (e == 0x1F) /* inf, or NaN made quiet (as F16C and NEON do) */
+        return fo_f32_of_bits(sign | 0x7F800000u | (m << 13) | (m ? 0x400000u : 0u));
+    if (e != 0) return fo_f32_of_bits(sign | ((e + 112u) << 23) | (m << 13)); /* rebias 15 -> 127 */
+    /* zero or subnormal: m * 2^-24, exact in float32 */
+    return fo_f32_of_bits(sign | fo_bits_of_f32((float)m * 5.9604644775390625e-8f));
+}
+FO_INLINE void fo_store_bf16(uint16_t *p, float v, size_t n)
+{
+    const uint32_t x = fo_bits_of_f32(v);
+    (void)n;
+    /* round to nearest even: add just under half a unit, plus the last kept bit */
+    *p = v != v ? (uint16_t)0x7FC0u : (uint16_t)((x + 0x7FFFu + ((x >> 16) & 1u)) >> 16);
+}
+FO_INLINE void fo_store_f16(uint16_t *p, float v, size_t n)
+{
+    const uint32_t x = fo_bits_of_f32(v), a = x & 0x7FFFFFFFu;
+    uint32_t h;
+    (void)n;
+    if (a > 0x7F800000u) {
+        *p = 0x7E00u;
+        return;
+    }
+    if (a >= 0x477FF000u) /* 65520 and up: ties to even from 65504 give inf */
+        h = 0x7C00u;
+    else if (a >= 0x38800000u) /* normal: rebias 127 -> 15, round 23 -> 10 bits */
+        h = (a - 0x38000000u + 0xFFFu + ((a >> 13) & 1u)) >> 13;
+    else if (a > 0x33000000u) { /* subnormal: round the significand times 2^(e - 126) */
+        const uint32_t shift = 126u - (a >> 23), m = (a & 0x7FFFFFu) | 0x800000u;
+        h = (m + (1u << (shift - 1)) - 1u + ((m >> shift) & 1u)) >> shift;
+    } else /* at most 2^-25, half the smallest subnormal: ties to even give 0 */
+        h = 0;
+    *p = (uint16_t)(((x >> 16) & 0x8000u) | h);
+}
 
 #endif
 

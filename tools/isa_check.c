@@ -9,16 +9,75 @@
  *   qemu-aarch64 ./isa_check
  *
  * Natively: the same with gcc/clang and ./isa_check. Exit status 0 when all agree.
+ * Then the 16-bit conversions (fo_convert.h) the same way: every bfloat16 and
+ * float16 pattern widened, float32 values at and around every rounding
+ * position of every exponent narrowed, at every tail length, against the
+ * scalar path, and a few known roundings on the scalar path itself.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
 #include "fastopt.h"
+#include "fo_convert.h"
 #define MODES_(name, NAME, modes) modes,
 static const int algo_modes[FO_NUM_ALGOS] = { FO_ALGOS(MODES_) };
 static unsigned long long rs = 88172645463325252ULL;
 static double rnd(void) { rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17; return (double)(rs >> 11) / 9007199254740992.0 * 4 - 2; }
+static void convert(const fo_convert_table *t, int kind, void *dst, const void *src, size_t n) {
+    fo_item it; memset(&it, 0, sizeof it);
+    it.param = dst; it.grad = src; it.n = n;
+    t->kernel[kind](&it, 0, n, NULL);
+}
+/* The 16-bit conversions of `other` against the scalar path's, bitwise;
+ * destinations have sentinels past n. Returns the number of mismatches. */
+static int check_conversions(const fo_convert_table *other) {
+    const fo_convert_table *ref = fo_convert_compiled(FO_ISA_SCALAR);
+    enum { N16 = 1 << 16, NF = 256 * 23 * 3 * 4 + 4096 };
+    static uint16_t h[N16], o16[2][NF + 64];
+    static uint32_t x[NF], o32[2][N16 + 64];
+    size_t nf = 0;
+    int bad = 0;
+    for (uint32_t i = 0; i < N16; i++) h[i] = (uint16_t)i;
+    for (uint32_t e = 0; e < 256; e++) for (uint32_t k = 0; k < 23; k++) for (int d = -1; d <= 1; d++)
+        for (uint32_t up = 0; up < 4; up++) { /* ties at bit k, and one off them; both signs */
+            uint32_t m = ((up * 0x155555u) << (k + 1) | 1u << k) + (uint32_t)d;
+            x[nf++] = (up & 1u) << 31 | e << 23 | (m & 0x7FFFFFu);
+        }
+    while (nf < NF) { rnd(); x[nf++] = (uint32_t)rs; }
+    size_t lens[] = {0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, N16 - 3, N16};
+    for (int kind = 0; kind < FO_NUM_CONVERTS; kind++) for (int li = 0; li < 16; li++) {
+        int narrow = kind == FO_F32_TO_BF16 || kind == FO_F32_TO_F16;
+        size_t n = lens[li] > (narrow ? (size_t)NF : (size_t)N16) ? NF : lens[li], es = narrow ? 2 : 4;
+        for (int t = 0; t < 2; t++) {
+            void *dst = narrow ? (void *)o16[t] : (void *)o32[t];
+            memset(dst, 0xA5, (n + 64) * es);
+            convert(t ? other : ref, kind, dst, narrow ? (const void *)x : (const void *)h, n);
+        }
+        const unsigned char *a = narrow ? (void *)o16[0] : (void *)o32[0], *b = narrow ? (void *)o16[1] : (void *)o32[1];
+        for (size_t i = 0; i < (n + 64) * es; i++) if (a[i] != b[i] || (i >= n * es && a[i] != 0xA5)) {
+            if (bad < 10) printf("\nMISMATCH conversion %d n %zu byte %zu: %02x %02x\n", kind, n, i, a[i], b[i]);
+            bad++; break;
+        }
+    }
+    return bad;
+}
+/* Known roundings on the scalar path: ties to even, overflow, NaN, subnormals. */
+static int check_known_conversions(void) {
+    const fo_convert_table *t = fo_convert_compiled(FO_ISA_SCALAR);
+    uint32_t x[6] = {0x3F808000, 0x3F818000, 0x3F808001, 0x7F7FFFFF, 0xFF7FFFFF, 0xFFC00001};
+    uint16_t want_bf[6] = {0x3F80, 0x3F82, 0x3F81, 0x7F80, 0xFF80, 0x7FC0}, got[6];
+    uint32_t y[6] = {0x477FE000, 0x477FEFFF, 0x477FF000, 0x33000000, 0x33000001, 0x80000000};
+    uint16_t want_h[6] = {0x7BFF, 0x7BFF, 0x7C00, 0, 1, 0x8000};
+    uint16_t h[4] = {0x0001, 0x3C00, 0xFC00, 0x83FF};
+    uint32_t want_w[4] = {0x33800000, 0x3F800000, 0xFF800000, 0xB87FC000}, w[4];
+    int bad = 0;
+    convert(t, FO_F32_TO_BF16, got, x, 6); bad += memcmp(got, want_bf, sizeof got) != 0;
+    convert(t, FO_F32_TO_F16, got, y, 6); bad += memcmp(got, want_h, sizeof got) != 0;
+    convert(t, FO_F16_TO_F32, w, h, 4); bad += memcmp(w, want_w, sizeof w) != 0;
+    if (bad) printf("scalar conversions: %d known roundings wrong\n", bad);
+    return bad;
+}
 int main(void) {
     size_t sizes[] = {0,1,2,3,4,5,7,8,9,15,16,17,31,33,1000,4099};
     int bad = 0, runs = 0;
@@ -63,6 +122,13 @@ int main(void) {
         for (int t = 0; t < 2; t++) for (int k = 0; k < 5; k++) free(buf[t][k]);
     }
     printf("%d cases, %d mismatches so far\n", runs, bad);
+    }
+    bad += check_known_conversions();
+    for (int isa = 1; isa < FO_NUM_ISAS; isa++) {
+        if (!fo_table_for((fo_isa)isa)) continue;
+        int b = check_conversions(fo_convert_compiled((fo_isa)isa));
+        printf("%s: 16-bit conversions, %d mismatches\n", fo_isa_name((fo_isa)isa), b);
+        bad += b;
     }
     return bad != 0;
 }

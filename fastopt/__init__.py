@@ -1,6 +1,7 @@
 """fastopt: fast, exact CPU optimizers for NumPy arrays.
 
-SGD (momentum, Nesterov), Adagrad, RMSprop, Adam (AMSGrad), AdamW and Adamax with
+SGD (momentum, Nesterov), Adagrad, RMSprop, Adam (AMSGrad), AdamW, Adamax,
+Adadelta, RAdam and Rprop with
 torch.optim's names, defaults, state layout and numbers, stepped by a C core
 with runtime SIMD dispatch and a thread pool.
 
@@ -37,9 +38,11 @@ from .checkpoint import load, save  # noqa: E402
 from ._core import (  # noqa: E402
     clip_grad_norm_, clip_grad_value_, get_num_threads, set_num_threads)
 from .optim import SGD, Adagrad, Adam, Adamax, AdamW, Optimizer, RMSprop  # noqa: E402
+from .optim import Adadelta, RAdam, Rprop  # noqa: E402
 
 __all__ = [
     "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax",
+    "Adadelta", "RAdam", "Rprop",
     "functional", "clip_grad_norm_", "clip_grad_value_", "set_num_threads", "get_num_threads",
     "show_config",
     "save", "load", "schedules", "lr_scheduler", "swa_utils",

@@ -19,6 +19,7 @@ __all__ = ["Hyper", "Buffer", "Spec", "SPECS", "FIRST_GRAD", "c_fields"]
 NONNEG = (0.0, None, False)
 REAL = (-math.inf, math.inf, False)
 UNIT = (0.0, 1.0, True)   # [0, 1), per element of a pair such as betas
+CLOSED_UNIT = (0.0, 1.0, False)  # [0, 1]
 FLAG = None
 
 
@@ -77,6 +78,13 @@ class Spec(NamedTuple):
 def _nesterov(group, where):
     if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
         raise ValueError(f"{where}: Nesterov momentum requires a momentum and zero dampening")
+
+
+def _etas(group, where):
+    etaminus, etaplus = group["etas"]
+    if not 0.0 < etaminus < 1.0 < etaplus:
+        raise ValueError(f"{where}: invalid etas: {tuple(group['etas'])} "
+                         "(must be 0 < etaminus < 1 < etaplus)")
 
 
 _LR = "learning rate"
@@ -150,6 +158,40 @@ _ROWS = [
         Buffer("exp_avg", 0, 0.0),
         Buffer("exp_inf", 1, 0.0),
     ), step=True, eager=False),
+    Spec("Adadelta", "adadelta", (
+        Hyper("lr", 1.0, NONNEG, ("lr",), "scale of the update"),
+        Hyper("rho", 0.9, CLOSED_UNIT, ("rho",),
+              "decay rate of the running averages of the squared gradient and update"),
+        Hyper("eps", 1e-6, NONNEG, ("eps",), "added inside both square roots"),
+        Hyper("weight_decay", 0, NONNEG, ("weight_decay",), _WD),
+        Hyper("maximize", False, FLAG, ("maximize",), _MAX),
+    ), (
+        Buffer("square_avg", 0, 0.0),
+        Buffer("acc_delta", 1, 0.0),
+    ), step=True, eager=False),
+    Spec("RAdam", "radam", (
+        Hyper("lr", 1e-3, NONNEG, ("lr",), _LR),
+        Hyper("betas", (0.9, 0.999), UNIT, ("beta1", "beta2"), _BETAS),
+        Hyper("eps", 1e-8, NONNEG, ("eps",), "added to the denominator"),
+        Hyper("weight_decay", 0, NONNEG, ("weight_decay",), _WD),
+        Hyper("decoupled_weight_decay", False, FLAG, ("decoupled_weight_decay",),
+              "AdamW's weight decay (param *= 1 - lr * weight_decay)"),
+        Hyper("maximize", False, FLAG, ("maximize",), _MAX),
+    ), (
+        Buffer("exp_avg", 0, 0.0),
+        Buffer("exp_avg_sq", 1, 0.0),
+    ), step=True, eager=False),
+    Spec("Rprop", "rprop", (
+        Hyper("lr", 1e-2, NONNEG, ("lr",), "the initial step size"),
+        Hyper("etas", (0.5, 1.2), REAL, ("etaminus", "etaplus"),
+              "step-size factors when the gradient's sign flips and when it stays"),
+        Hyper("step_sizes", (1e-6, 50), REAL, ("step_size_min", "step_size_max"),
+              "bounds of the step size"),
+        Hyper("maximize", False, FLAG, ("maximize",), _MAX),
+    ), (
+        Buffer("prev", 0, 0.0),
+        Buffer("step_size", 1, "lr"),  # the group's lr at the first step, as torch
+    ), step=True, eager=False, check=_etas),
 ]
 
 SPECS = {spec.name: spec for spec in _ROWS}

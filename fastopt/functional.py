@@ -3,7 +3,8 @@
 Each function updates ``param`` (and the state buffers) in place from
 ``grad``, exactly as one step of the matching optimizer class: ``step`` is
 the number of this update (1 for the first; state buffers are then read as
-their initial values, and SGD's momentum buffer starts as the gradient).
+their initial values, SGD's momentum buffer starts as the gradient, and
+Rprop's prev and step_size start as 0 and lr, whatever they hold).
 A step is a whole number from 1 to 2**63 - 1 (an int, a NumPy integer, an
 integral float or a 0-d array), as the step counts ``load_state_dict`` takes.
 Arguments are checked before anything is written. ``isa`` forces a SIMD path
@@ -22,8 +23,10 @@ array([0.9, 0.9, 0.9, 0.9])
 from . import _core
 from ._typing import Array
 from .optim import _MAX_STEP, SGD, Adagrad, Adam, Adamax, RMSprop, _check_step
+from .optim import Adadelta, RAdam, Rprop
 
-__all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "adamax_"]
+__all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "adamax_",
+           "adadelta_", "radam_", "rprop_"]
 
 
 def _update(cls, param, grad, buffers, step, hyper, isa):
@@ -279,3 +282,111 @@ def adamax_(param: Array, grad: Array, exp_avg: Array, exp_inf: Array, *, step: 
     """
     hyper = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, maximize=maximize)
     _update(Adamax, param, grad, (exp_avg, exp_inf), step, hyper, isa)
+
+
+def adadelta_(param: Array, grad: Array, square_avg: Array, acc_delta: Array, *, step: int,
+              lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0,
+              maximize: bool = False, isa: str | None = None) -> None:
+    """One Adadelta step in place (see ``fastopt.Adadelta``).
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter, updated in place (writeable, C-contiguous float32 or float64).
+    grad : ndarray
+        Its gradient, of param's shape; only read.
+    square_avg : ndarray
+        The running average of the squared gradient, param's shape and dtype, updated in place.
+    acc_delta : ndarray
+        The running average of the squared update, param's shape and dtype, updated in place.
+    step : int, keyword-only
+        The number of this update, 1 for the first.
+    lr : float, default 1.0
+        Scale of the update, >= 0.
+    rho : float, default 0.9
+        Decay rate of both running averages, in [0, 1].
+    eps : float, default 1e-6
+        Added inside both square roots, >= 0.
+    weight_decay : float, default 0
+        L2 penalty, >= 0, added to the gradient.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    isa : str or None, default None
+        Force a SIMD path by name (tests and benchmarks); None uses the one in use.
+    """
+    hyper = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
+    _update(Adadelta, param, grad, (square_avg, acc_delta), step, hyper, isa)
+
+
+def radam_(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, *, step: int,
+           lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+           weight_decay: float = 0, decoupled_weight_decay: bool = False,
+           maximize: bool = False, isa: str | None = None) -> None:
+    """One RAdam step in place (see ``fastopt.RAdam``).
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter, updated in place (writeable, C-contiguous float32 or float64).
+    grad : ndarray
+        Its gradient, of param's shape; only read.
+    exp_avg : ndarray
+        The first moment, param's shape and dtype, updated in place.
+    exp_avg_sq : ndarray
+        The second moment, param's shape and dtype, updated in place.
+    step : int, keyword-only
+        The number of this update, 1 for the first.
+    lr : float, default 1e-3
+        Learning rate, >= 0.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first and second moments, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator, >= 0.
+    weight_decay : float, default 0
+        Weight decay, >= 0: added to the gradient, or decoupled.
+    decoupled_weight_decay : bool, default False
+        Multiply param by (1 − lr·weight_decay) instead (as AdamW).
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    isa : str or None, default None
+        Force a SIMD path by name (tests and benchmarks); None uses the one in use.
+    """
+    hyper = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                 decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
+    _update(RAdam, param, grad, (exp_avg, exp_avg_sq), step, hyper, isa)
+
+
+def rprop_(param: Array, grad: Array, prev: Array, step_size: Array, *, step: int,
+           lr: float = 1e-2, etas: tuple[float, float] = (0.5, 1.2),
+           step_sizes: tuple[float, float] = (1e-6, 50), maximize: bool = False,
+           isa: str | None = None) -> None:
+    """One Rprop step in place (see ``fastopt.Rprop``).
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter, updated in place (writeable, C-contiguous float32 or float64).
+    grad : ndarray
+        Its gradient, of param's shape; only read.
+    prev : ndarray
+        The previous step's gradient (as masked by Rprop), param's shape and dtype,
+        updated in place; taken as 0 at step 1.
+    step_size : ndarray
+        The step size of each element, param's shape and dtype, updated in place;
+        taken as lr at step 1.
+    step : int, keyword-only
+        The number of this update, 1 for the first.
+    lr : float, default 1e-2
+        The initial step size, >= 0 (read at step 1 only).
+    etas : (float, float), default (0.5, 1.2)
+        Step-size factors when the gradient's sign flips and when it stays;
+        0 < etaminus < 1 < etaplus.
+    step_sizes : (float, float), default (1e-6, 50)
+        Bounds of the step size.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    isa : str or None, default None
+        Force a SIMD path by name (tests and benchmarks); None uses the one in use.
+    """
+    hyper = dict(lr=lr, etas=tuple(etas), step_sizes=tuple(step_sizes), maximize=maximize)
+    _update(Rprop, param, grad, (prev, step_size), step, hyper, isa)

@@ -30,7 +30,8 @@ from ._typing import Grads, Params, StateDict
 from ._spec import FIRST_GRAD, SPECS, Spec
 from ._validate import as_float
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax"]
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax",
+           "Adadelta", "RAdam", "Rprop"]
 
 
 def _check_number(group, key, where, low=0.0, high=None, high_open=False):
@@ -989,3 +990,132 @@ class Adamax(Optimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas) if hasattr(betas, "__iter__") else betas,
                                       eps=eps, weight_decay=weight_decay, maximize=maximize),
                          skip_nonfinite=skip_nonfinite)
+
+
+class Adadelta(Optimizer):
+    """Adadelta (torch.optim.Adadelta).
+
+    One step, for gradient ∇ and parameter θ::
+
+        g ← ±∇ + λ·θ
+        v ← ρ·v + (1 − ρ)·g²
+        δ ← √(a + ε) / √(v + ε) · g
+        a ← ρ·a + (1 − ρ)·δ²
+        θ ← θ − γ·δ
+
+    with v = ``square_avg`` and a = ``acc_delta``.
+
+    Parameters
+    ----------
+    params : list of arrays, dict of arrays, or list of group dicts
+        The arrays to update in place (see ``Optimizer``).
+    lr : float, default 1.0
+        Scale γ of the update, >= 0.
+    rho : float, default 0.9
+        Decay rate ρ of the running averages v and a, in [0, 1].
+    eps : float, default 1e-6
+        ε added inside both square roots, >= 0.
+    weight_decay : float, default 0
+        L2 penalty λ, >= 0, added to the gradient as λ·θ.
+    maximize : bool, default False
+        Ascend the gradient (maximise the objective) instead of descending.
+    skip_nonfinite : bool, default False
+        Skip (and return False from) a step whose gradients hold NaN or Inf.
+    """
+
+    def __init__(self, params: Params, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
+                 weight_decay: float = 0, *, maximize: bool = False,
+                 skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
+                                      maximize=maximize), skip_nonfinite=skip_nonfinite)
+
+
+class RAdam(Optimizer):
+    """RAdam: Adam with the variance of its adaptive step rectified (torch.optim.RAdam).
+
+    Step t (1 for the first), for gradient ∇ and parameter θ::
+
+        g ← ±∇ + λ·θ
+        m ← β₁·m + (1 − β₁)·g
+        v ← β₂·v + (1 − β₂)·g²
+        ρ∞ = 2 / (1 − β₂) − 1,   ρₜ = ρ∞ − 2t·β₂ᵗ / (1 − β₂ᵗ)
+        u = m / (1 − β₁ᵗ) · γ
+        u ← u · √(1 − β₂ᵗ) / (√v + ε) · r,
+            r = √((ρₜ − 4)(ρₜ − 2)ρ∞ / ((ρ∞ − 4)(ρ∞ − 2)ρₜ))     (when ρₜ > 5)
+        θ ← θ − u
+
+    While ρₜ <= 5 (the first steps) the update is plain momentum SGD on the
+    bias-corrected m. With ``decoupled_weight_decay=True`` the weight decay
+    multiplies the parameter by (1 − γ·λ) instead of entering the gradient.
+
+    Parameters
+    ----------
+    params : list of arrays, dict of arrays, or list of group dicts
+        The arrays to update in place (see ``Optimizer``).
+    lr : float, default 1e-3
+        Learning rate γ, >= 0.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates (β₁, β₂) of the first and second moments, each in [0, 1).
+    eps : float, default 1e-8
+        ε added to the denominator, >= 0.
+    weight_decay : float, default 0
+        Weight decay λ, >= 0: added to the gradient as λ·θ, or decoupled.
+    decoupled_weight_decay : bool, default False
+        Multiply θ by (1 − γ·λ) before the update instead (as AdamW).
+    maximize : bool, default False
+        Ascend the gradient (maximise the objective) instead of descending.
+    skip_nonfinite : bool, default False
+        Skip (and return False from) a step whose gradients hold NaN or Inf.
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, decoupled_weight_decay: bool = False, *,
+                 maximize: bool = False, skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=tuple(betas) if hasattr(betas, "__iter__") else betas,
+                                      eps=eps, weight_decay=weight_decay,
+                                      decoupled_weight_decay=decoupled_weight_decay,
+                                      maximize=maximize), skip_nonfinite=skip_nonfinite)
+
+
+class Rprop(Optimizer):
+    """Rprop: resilient backpropagation, a step size per element (torch.optim.Rprop).
+
+    One step, for gradient ∇ and parameter θ::
+
+        g ← ±∇
+        f = η₊ where g·g₋ > 0,  η₋ where g·g₋ < 0,  else 1
+        s ← clamp(s·f, s_min, s_max)
+        g ← 0 where g·g₋ < 0
+        θ ← θ − sign(g)·s
+        g₋ ← g
+
+    with g₋ = ``prev`` (0 at first) and s = ``step_size``, which starts as
+    the group's ``lr`` at the parameter's first step (as in torch; ``lr``
+    is not read afterwards).
+
+    Parameters
+    ----------
+    params : list of arrays, dict of arrays, or list of group dicts
+        The arrays to update in place (see ``Optimizer``).
+    lr : float, default 1e-2
+        The initial step size, >= 0.
+    etas : (float, float), default (0.5, 1.2)
+        Factors (η₋, η₊) of the step size when the gradient's sign flips and
+        when it stays; 0 < η₋ < 1 < η₊.
+    step_sizes : (float, float), default (1e-6, 50)
+        Bounds (s_min, s_max) of the step size.
+    maximize : bool, default False
+        Ascend the gradient (maximise the objective) instead of descending.
+    skip_nonfinite : bool, default False
+        Skip (and return False from) a step whose gradients hold NaN or Inf.
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-2,
+                 etas: tuple[float, float] = (0.5, 1.2),
+                 step_sizes: tuple[float, float] = (1e-6, 50), *, maximize: bool = False,
+                 skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, etas=tuple(etas) if hasattr(etas, "__iter__") else etas,
+                                      step_sizes=(tuple(step_sizes) if hasattr(step_sizes, "__iter__")
+                                                  else step_sizes),
+                                      maximize=maximize), skip_nonfinite=skip_nonfinite)

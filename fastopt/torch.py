@@ -1,7 +1,7 @@
 """torch.optim optimizers stepped by fastopt's C core.
 
-``fastopt.torch.SGD``, ``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW`` and ``Adamax`` are
-subclasses of the torch.optim classes of the same name, with their
+``fastopt.torch.SGD``, ``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW``, ``Adamax``,
+``Adadelta``, ``RAdam`` and ``Rprop`` are subclasses of the torch.optim classes of the same name, with their
 signatures, defaults, ``param_groups`` and state dicts. Only ``step`` is
 different: it updates every CPU float32/float64 parameter that has a
 gradient in one call into fastopt's C core, on zero-copy NumPy views of
@@ -56,7 +56,8 @@ from . import optim as _optim
 from ._spec import FIRST_GRAD
 from ._validate import as_float
 
-__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax"]
+__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax",
+           "Adadelta", "RAdam", "Rprop"]
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -270,18 +271,20 @@ class _Stepper:
                     continue
             elif buf.name in state:
                 continue
-            state[buf.name] = self._new_buffer(buf, param)
+            state[buf.name] = self._new_buffer(buf, param, hyper)
             created = True
         return created
 
-    def _new_buffer(self, buf, param):
+    def _new_buffer(self, buf, param, hyper):
         like = dict(memory_format=torch.preserve_format)
         if buf.init == FIRST_GRAD:  # the first step writes it
             return torch.empty_like(param, **like)
         if isinstance(buf.init, str):
-            # torch creates such a buffer in its constructor, from the constructor's
-            # value (self.defaults), whatever a group's own value says
-            return torch.full_like(param, _plain(self.defaults[buf.init]), **like)
+            # torch's Adagrad creates such a buffer in its constructor, from the
+            # constructor's value (self.defaults), whatever a group's own value says;
+            # state made at the first step (Rprop's step_size) takes the group's value
+            value = self.defaults[buf.init] if self._fastopt._spec.eager else hyper[buf.init]
+            return torch.full_like(param, _plain(value), **like)
         return torch.full_like(param, buf.init, **like)
 
     @torch.no_grad()
@@ -775,3 +778,128 @@ class Adamax(_Stepper, torch.optim.Adamax):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          foreach=foreach, maximize=maximize, differentiable=differentiable,
                          capturable=capturable)
+
+
+class Adadelta(_Stepper, torch.optim.Adadelta):
+    """torch.optim.Adadelta stepped by fastopt (same signature, defaults and state dict).
+
+    State per parameter: ``step``, ``square_avg`` and ``acc_delta``, zeros at first.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of param-group dicts
+        The parameters to optimise (``model.parameters()``), as for torch.optim.
+    lr : float or tensor, default 1.0
+        Scale of the update, >= 0.
+    rho : float, default 0.9
+        Decay rate of the running averages of the squared gradient and update, in [0, 1].
+    eps : float, default 1e-6
+        Added inside both square roots, >= 0.
+    weight_decay : float, default 0
+        Weight decay, >= 0: L2 penalty added to the gradient.
+    foreach : bool or None, default None
+        Kept in the groups for torch's state dicts; fastopt always steps all
+        parameters in one call into its C core.
+    capturable : bool, default False
+        For CUDA graphs in torch; fastopt steps on the CPU and raises
+        ValueError for True.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    differentiable : bool, default False
+        Autograd through the step in torch; not supported by fastopt
+        (ValueError for True).
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float | torch.Tensor = 1.0, rho: float = 0.9, eps: float = 1e-6,
+                 weight_decay: float = 0, foreach: bool | None = None, *,
+                 capturable: bool = False, maximize: bool = False,
+                 differentiable: bool = False) -> None:
+        self._fo_setup()
+        super().__init__(params, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
+                         foreach=foreach, capturable=capturable, maximize=maximize,
+                         differentiable=differentiable)
+
+
+class RAdam(_Stepper, torch.optim.RAdam):
+    """torch.optim.RAdam stepped by fastopt (same signature, defaults and state dict).
+
+    State per parameter: ``step``, ``exp_avg`` and ``exp_avg_sq``, zeros at first.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of param-group dicts
+        The parameters to optimise (``model.parameters()``), as for torch.optim.
+    lr : float or tensor, default 1e-3
+        Learning rate, >= 0.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first and second moments, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator, >= 0.
+    weight_decay : float, default 0
+        Weight decay, >= 0: added to the gradient, or decoupled.
+    decoupled_weight_decay : bool, default False
+        Multiply the parameter by (1 − lr·weight_decay) instead (as AdamW).
+    foreach : bool or None, default None
+        Kept in the groups for torch's state dicts; fastopt always steps all
+        parameters in one call into its C core.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    capturable : bool, default False
+        For CUDA graphs in torch; fastopt steps on the CPU and raises
+        ValueError for True.
+    differentiable : bool, default False
+        Autograd through the step in torch; not supported by fastopt
+        (ValueError for True).
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float | torch.Tensor = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0,
+                 decoupled_weight_decay: bool = False, *, foreach: bool | None = None,
+                 maximize: bool = False, capturable: bool = False,
+                 differentiable: bool = False) -> None:
+        self._fo_setup()
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         decoupled_weight_decay=decoupled_weight_decay, foreach=foreach,
+                         maximize=maximize, capturable=capturable, differentiable=differentiable)
+
+
+class Rprop(_Stepper, torch.optim.Rprop):
+    """torch.optim.Rprop stepped by fastopt (same signature, defaults and state dict).
+
+    State per parameter: ``step``, ``prev`` (zeros at first) and
+    ``step_size`` (the group's ``lr`` at the parameter's first step).
+
+    Parameters
+    ----------
+    params : iterable of tensors or of param-group dicts
+        The parameters to optimise (``model.parameters()``), as for torch.optim.
+    lr : float or tensor, default 1e-2
+        The initial step size, >= 0.
+    etas : (float, float), default (0.5, 1.2)
+        Step-size factors when the gradient's sign flips and when it stays;
+        0 < etaminus < 1 < etaplus.
+    step_sizes : (float, float), default (1e-6, 50)
+        Bounds of the step size.
+    capturable : bool, default False
+        For CUDA graphs in torch; fastopt steps on the CPU and raises
+        ValueError for True.
+    foreach : bool or None, default None
+        Kept in the groups for torch's state dicts; fastopt always steps all
+        parameters in one call into its C core.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    differentiable : bool, default False
+        Autograd through the step in torch; not supported by fastopt
+        (ValueError for True).
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float | torch.Tensor = 1e-2, etas: tuple[float, float] = (0.5, 1.2),
+                 step_sizes: tuple[float, float] = (1e-6, 50), *, capturable: bool = False,
+                 foreach: bool | None = None, maximize: bool = False,
+                 differentiable: bool = False) -> None:
+        self._fo_setup()
+        super().__init__(params, lr=lr, etas=etas, step_sizes=step_sizes, capturable=capturable,
+                         foreach=foreach, maximize=maximize, differentiable=differentiable)

@@ -92,6 +92,16 @@ HYPER = {
     "Adamax": st.fixed_dictionaries({"lr": small, "betas": st.tuples(unit, unit),
                                      "eps": st.floats(1e-8, 1.0), "weight_decay": small,
                                      "maximize": flag}),
+    "Adadelta": st.fixed_dictionaries({"lr": small, "rho": st.floats(0.0, 1.0),
+                                       "eps": st.floats(1e-8, 1.0), "weight_decay": small,
+                                       "maximize": flag}),
+    "RAdam": st.fixed_dictionaries({"lr": small, "betas": st.tuples(unit, unit),
+                                    "eps": st.floats(1e-8, 1.0), "weight_decay": small,
+                                    "decoupled_weight_decay": flag, "maximize": flag}),
+    "Rprop": st.fixed_dictionaries({"lr": small,
+                                    "etas": st.tuples(st.floats(0.01, 0.99), st.floats(1.01, 3.0)),
+                                    "step_sizes": st.tuples(st.floats(0.0, 1e-3), st.floats(1e-3, 10.0)),
+                                    "maximize": flag}),
 }
 
 

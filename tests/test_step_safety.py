@@ -20,6 +20,9 @@ FULL = {
     "Adam": {"lr": 0.01, "amsgrad": True, "weight_decay": 0.1},
     "AdamW": {"lr": 0.01, "amsgrad": True},
     "Adamax": {"lr": 0.01, "weight_decay": 0.1},
+    "Adadelta": {"lr": 0.5, "weight_decay": 0.1},
+    "RAdam": {"lr": 0.01, "weight_decay": 0.1},
+    "Rprop": {"lr": 0.01, "step_sizes": (1e-4, 1.0)},
 }
 NAMES = [o.name for o in OPTIMIZERS]
 

@@ -284,7 +284,7 @@ class _Stepper:
             # constructor's value (self.defaults), whatever a group's own value says;
             # state made at the first step (Rprop's step_size) takes the group's value
             value = self.defaults[buf.init] if self._fastopt._spec.eager else hyper[buf.init]
-            return torch.full_like(param, _plain(value), **like)
+            return torch.full_like(param, float(_plain(value)), **like)
         return torch.full_like(param, buf.init, **like)
 
     @torch.no_grad()

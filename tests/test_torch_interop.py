@@ -25,6 +25,13 @@ CONFIGS = [
     ("Adam", dict(lr=0.01, maximize=True, decoupled_weight_decay=True, weight_decay=0.1)),
     ("AdamW", dict(lr=0.01)),
     ("AdamW", dict(lr=0.01, weight_decay=0.1, amsgrad=True)),
+    ("Adadelta", dict(lr=0.5)),
+    ("Adadelta", dict(lr=0.5, rho=0.8, eps=1e-4, weight_decay=0.1, maximize=True)),
+    ("RAdam", dict(lr=0.01)),
+    ("RAdam", dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1)),
+    ("RAdam", dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True, maximize=True)),
+    ("Rprop", dict(lr=0.01)),
+    ("Rprop", dict(lr=0.02, etas=(0.4, 1.1), step_sizes=(1e-4, 0.1), maximize=True)),
 ]
 IDS = [f"{name}-{i}" for i, (name, _) in enumerate(CONFIGS)]
 SHAPES = [(7, 5), (5,), (), (0,), (33,), (4, 3, 2)]
@@ -116,7 +123,8 @@ def test_model_side_by_side_with_torch_adam():
 
 
 @pytest.mark.parametrize("direction", ["torch->fastopt", "fastopt->torch"])
-@pytest.mark.parametrize("name", ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"])
+@pytest.mark.parametrize("name", ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW",
+                                  "Adadelta", "RAdam", "Rprop"])
 def test_checkpoint_moves_between_torch_and_fastopt(name, direction, tmp_path):
     hyper = dict(lr=0.01)
     if name == "SGD":
@@ -157,7 +165,8 @@ def test_state_is_torchs_layout():
     assert isinstance(fot.AdamW([p]), torch.optim.AdamW)
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"])
+@pytest.mark.parametrize("name", ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW",
+                                  "Adadelta", "RAdam", "Rprop"])
 def test_signature_is_torchs(name):
     def params(cls):
         return [(p.name, p.kind, p.default) for p in inspect.signature(cls.__init__).parameters.values()]
@@ -280,7 +289,8 @@ def bad_cases():
     ]
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"])
+@pytest.mark.parametrize("name", ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW",
+                                  "Adadelta", "RAdam", "Rprop"])
 @pytest.mark.parametrize("make_bad, exc, message", bad_cases(),
                          ids=["meta", "half", "sliced", "expanded", "sparse"])
 def test_bad_tensors_raise_before_anything_changes(name, make_bad, exc, message):

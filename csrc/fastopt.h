@@ -45,7 +45,10 @@ typedef enum fo_dtype { FO_F32 = 0, FO_F64 = 1 } fo_dtype;
     X(adagrad, ADAGRAD, 2)      \
     X(rmsprop, RMSPROP, 16)     \
     X(adam, ADAM, 16)           \
-    X(adamax, ADAMAX, 4)
+    X(adamax, ADAMAX, 4)        \
+    X(adadelta, ADADELTA, 2)    \
+    X(radam, RADAM, 16)         \
+    X(rprop, RPROP, 2)
 
 #define FO_ALGO_ENUM_(name, NAME, modes) FO_##NAME,
 #define FO_ALGO_COUNT_(name, NAME, modes) +1
@@ -75,12 +78,15 @@ typedef struct fo_hyper {
     double momentum;                 /* SGD, RMSprop */
     double dampening;                /* SGD */
     double alpha;                    /* RMSprop smoothing */
-    double beta1, beta2;             /* Adam, Adamax */
+    double beta1, beta2;             /* Adam, Adamax, RAdam */
     double lr_decay;                 /* Adagrad */
+    double rho;                      /* Adadelta */
+    double etaminus, etaplus;        /* Rprop */
+    double step_size_min, step_size_max; /* Rprop */
     int nesterov;                    /* SGD */
     int centered;                    /* RMSprop */
     int amsgrad;                     /* Adam */
-    int decoupled_weight_decay;      /* Adam: AdamW */
+    int decoupled_weight_decay;      /* Adam: AdamW; RAdam */
     int maximize;
 } fo_hyper;
 
@@ -100,17 +106,21 @@ typedef struct fo_scalars {
     double grad_sign;     /* -1 when maximizing, else 1 (exact either way) */
     double weight_decay;  /* L2 term: grad + weight_decay * param */
     double param_decay;   /* decoupled: param * (1 - lr * weight_decay) */
-    double neg_lr;        /* SGD, RMSprop: -lr; Adagrad, Adamax: -clr; Adam: -step_size */
+    double neg_lr;        /* SGD, RMSprop, Adadelta: -lr; Adagrad, Adamax: -clr; Adam: -step_size */
     double momentum;
     double one_minus_dampening;
-    double avg_decay;     /* RMSprop alpha, Adam and Adamax beta2 */
-    double avg_weight;    /* RMSprop 1 - alpha, Adam 1 - beta2 */
-    double lerp_weight;   /* Adam and Adamax 1 - beta1, RMSprop 1 - alpha (grad_avg) */
-    double denom_scale;   /* Adam sqrt(1 - beta2^t) */
+    double avg_decay;     /* RMSprop alpha, Adam, Adamax and RAdam beta2, Adadelta rho */
+    double avg_weight;    /* RMSprop 1 - alpha, Adam and RAdam 1 - beta2, Adadelta 1 - rho */
+    double lerp_weight;   /* Adam, Adamax and RAdam 1 - beta1, RMSprop 1 - alpha (grad_avg) */
+    double denom_scale;   /* Adam and RAdam sqrt(1 - beta2^t) */
     double eps;
     double scale;         /* grad_scale: factor */
     double power;         /* grad_sumpow: p */
     double clip_value;    /* grad_clip_value: c */
+    double lr;            /* RAdam: lr; Rprop: the first step's step size */
+    double bias_correction1; /* RAdam 1 - beta1^t */
+    double rect;          /* RAdam variance rectification */
+    double etaminus, etaplus, step_size_min, step_size_max; /* Rprop */
 } fo_scalars;
 
 struct fo_item;
@@ -153,6 +163,14 @@ enum fo_adam_mode {
     FO_ADAM_LERP_HIGH = 8
 };
 enum fo_adamax_mode { FO_ADAMAX_L2 = 1, FO_ADAMAX_LERP_HIGH = 2 };
+enum fo_adadelta_mode { FO_ADADELTA_L2 = 1 };
+enum fo_radam_mode {
+    FO_RADAM_L2 = 1,
+    FO_RADAM_DECOUPLED = 2,      /* param *= 1 - lr * weight_decay          */
+    FO_RADAM_RECTIFIED = 4,      /* rho_t > 5: the rectified adaptive step  */
+    FO_RADAM_LERP_HIGH = 8
+};
+enum fo_rprop_mode { FO_RPROP_FIRST = 1 /* prev = 0, step_size = lr (torch's new state) */ };
 #define FO_NUM_MODES 16 /* the most any algorithm has */
 
 /* Bandwidth probes: STREAM-style copy and triad, and the in-place

@@ -8,6 +8,13 @@
  *   Adam     step_size = lr / (1 - beta1^t),  neg_lr = -step_size,
  *            denom_scale = (1 - beta2^t)^0.5,  AdamW param_decay = 1 - lr * wd
  *   Adamax   clr = lr / (1 - beta1^t),  neg_lr = -clr
+ *   Adadelta neg_lr = -lr
+ *   RAdam    bias_correction1 = 1 - beta1^t,  bias_correction2 = 1 - beta2^t,
+ *            rho_inf = 2 / (1 - beta2) - 1,
+ *            rho_t = rho_inf - 2 * t * beta2^t / bias_correction2;  when rho_t > 5:
+ *            rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))^0.5,
+ *            denom_scale = bias_correction2^0.5;  decoupled param_decay = 1 - lr * wd
+ *   Rprop    the etas and step-size bounds; lr, the step size of the first step
  */
 #include <math.h>
 #include <stddef.h>
@@ -29,6 +36,8 @@ const fo_hyper_field fo_hyper_fields[] = {
     FO_FIELD_(dampening, 0), FO_FIELD_(alpha, 0), FO_FIELD_(beta1, 0), FO_FIELD_(beta2, 0),
     FO_FIELD_(lr_decay, 0), FO_FIELD_(nesterov, 1), FO_FIELD_(centered, 1), FO_FIELD_(amsgrad, 1),
     FO_FIELD_(decoupled_weight_decay, 1), FO_FIELD_(maximize, 1),
+    FO_FIELD_(rho, 0), FO_FIELD_(etaminus, 0), FO_FIELD_(etaplus, 0),
+    FO_FIELD_(step_size_min, 0), FO_FIELD_(step_size_max, 0),
 };
 #undef FO_FIELD_
 const int fo_num_hyper_fields = (int)(sizeof fo_hyper_fields / sizeof fo_hyper_fields[0]);
@@ -43,6 +52,11 @@ fo_hyper fo_hyper_defaults(fo_algo algo)
     case FO_RMSPROP: h.lr = 1e-2; h.alpha = 0.99; h.eps = 1e-8; break;
     case FO_ADAM: h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; break;
     case FO_ADAMAX: h.lr = 2e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; break;
+    case FO_ADADELTA: h.lr = 1.0; h.rho = 0.9; h.eps = 1e-6; break;
+    case FO_RADAM: h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; break;
+    case FO_RPROP:
+        h.lr = 1e-2; h.etaminus = 0.5; h.etaplus = 1.2; h.step_size_min = 1e-6; h.step_size_max = 50;
+        break;
     }
     return h;
 }
@@ -107,6 +121,41 @@ unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo
         s->avg_decay = h->beta2;
         s->neg_lr = -(h->lr / (1 - pow(h->beta1, (double)step)));
         break;
+    case FO_ADADELTA:
+        if (h->weight_decay != 0) mode |= FO_ADADELTA_L2;
+        s->avg_decay = h->rho;
+        s->avg_weight = 1 - h->rho;
+        break;
+    case FO_RADAM: {
+        double t = (double)step;
+        double bias_correction2 = 1 - pow(h->beta2, t);
+        double rho_inf = 2 / (1 - h->beta2) - 1;
+        double rho_t = rho_inf - 2 * t * pow(h->beta2, t) / bias_correction2;
+        if (h->weight_decay != 0)
+            mode |= h->decoupled_weight_decay ? FO_RADAM_DECOUPLED : FO_RADAM_L2;
+        if (fo_lerp_high(1 - h->beta1)) mode |= FO_RADAM_LERP_HIGH;
+        s->param_decay = 1 - h->lr * h->weight_decay;
+        s->lerp_weight = 1 - h->beta1;
+        s->avg_decay = h->beta2;
+        s->avg_weight = 1 - h->beta2;
+        s->lr = h->lr;
+        s->bias_correction1 = 1 - pow(h->beta1, t);
+        if (rho_t > 5.0) {
+            mode |= FO_RADAM_RECTIFIED;
+            s->rect = pow((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t),
+                          0.5);
+            s->denom_scale = pow(bias_correction2, 0.5);
+        }
+        break;
+    }
+    case FO_RPROP:
+        if (first) mode |= FO_RPROP_FIRST;
+        s->lr = h->lr;
+        s->etaminus = h->etaminus;
+        s->etaplus = h->etaplus;
+        s->step_size_min = h->step_size_min;
+        s->step_size_max = h->step_size_max;
+        break;
     }
     return mode;
 }
@@ -132,6 +181,9 @@ unsigned fo_state_slots(fo_algo algo, const fo_hyper *h)
     case FO_RMSPROP: return 1u | (h->momentum > 0 ? 2u : 0u) | (h->centered ? 4u : 0u);
     case FO_ADAM: return 3u | (h->amsgrad ? 4u : 0u);
     case FO_ADAMAX: return 3u;
+    case FO_ADADELTA: return 3u;
+    case FO_RADAM: return 3u;
+    case FO_RPROP: return 3u;
     }
     return 0;
 }
@@ -145,6 +197,9 @@ unsigned fo_mode_slots(fo_algo algo, unsigned mode)
         return 1u | ((mode & FO_RMSPROP_MOMENTUM) ? 2u : 0u) | ((mode & FO_RMSPROP_CENTERED) ? 4u : 0u);
     case FO_ADAM: return 3u | ((mode & FO_ADAM_AMSGRAD) ? 4u : 0u);
     case FO_ADAMAX: return 3u;
+    case FO_ADADELTA: return 3u;
+    case FO_RADAM: return 3u;
+    case FO_RPROP: return 3u;
     }
     return 0;
 }

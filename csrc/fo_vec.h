@@ -13,6 +13,8 @@
  *                           canonical one; memory past n is not written
  *   fo_add/sub/mul/div/sqrt/abs_f32
  *   fo_maxnan_f32(a, b)    a where a > b or a is NaN, else b
+ *   fo_iflt_f32(a, b, x, y)  x where a < b, else y (false for a NaN)
+ *   fo_ifeq_f32(a, b, x, y)  x where a == b, else y (false for a NaN)
  *
  * 16-bit storage (bfloat16 and float16 as uint16_t bit patterns), computed
  * in float32 lanes:
@@ -113,6 +115,14 @@
         return _mm512_mask_blend_##ps(_mm512_cmp_##ps##_mask(a, b, _CMP_GT_OQ) |        \
                                           _mm512_cmp_##ps##_mask(a, a, _CMP_UNORD_Q),   \
                                       b, a);                                            \
+    }                                                                                   \
+    FO_INLINE V fo_iflt_##sfx(V a, V b, V x, V y)                                       \
+    {                                                                                   \
+        return _mm512_mask_blend_##ps(_mm512_cmp_##ps##_mask(a, b, _CMP_LT_OQ), y, x);  \
+    }                                                                                   \
+    FO_INLINE V fo_ifeq_##sfx(V a, V b, V x, V y)                                       \
+    {                                                                                   \
+        return _mm512_mask_blend_##ps(_mm512_cmp_##ps##_mask(a, b, _CMP_EQ_OQ), y, x);  \
     }
 FO_VEC_OPS(f32, float, __m512, 16, ps, __mmask16)
 FO_VEC_OPS(f64, double, __m512d, 8, pd, __mmask8)
@@ -193,6 +203,14 @@ FO_INLINE __m256i fo_mask_f64(size_t n)
     {                                                                                   \
         return _mm256_blendv_##ps(b, a, _mm256_or_##ps(_mm256_cmp_##ps(a, b, _CMP_GT_OQ), \
                                                        _mm256_cmp_##ps(a, a, _CMP_UNORD_Q))); \
+    }                                                                                   \
+    FO_INLINE V fo_iflt_##sfx(V a, V b, V x, V y)                                       \
+    {                                                                                   \
+        return _mm256_blendv_##ps(y, x, _mm256_cmp_##ps(a, b, _CMP_LT_OQ));             \
+    }                                                                                   \
+    FO_INLINE V fo_ifeq_##sfx(V a, V b, V x, V y)                                       \
+    {                                                                                   \
+        return _mm256_blendv_##ps(y, x, _mm256_cmp_##ps(a, b, _CMP_EQ_OQ));             \
     }
 FO_VEC_OPS(f32, float, __m256, 8, ps)
 FO_VEC_OPS(f64, double, __m256d, 4, pd)
@@ -261,7 +279,9 @@ FO_INLINE void fo_store_f16(uint16_t *p, __m256 v, size_t n)
     FO_INLINE V fo_mul_##sfx(V a, V b) { return vmulq_##q(a, b); }                      \
     FO_INLINE V fo_div_##sfx(V a, V b) { return vdivq_##q(a, b); }                      \
     FO_INLINE V fo_sqrt_##sfx(V a) { return vsqrtq_##q(a); }                          \
-    FO_INLINE V fo_abs_##sfx(V a) { return vabsq_##q(a); }
+    FO_INLINE V fo_abs_##sfx(V a) { return vabsq_##q(a); }                              \
+    FO_INLINE V fo_iflt_##sfx(V a, V b, V x, V y) { return vbslq_##q(vcltq_##q(a, b), x, y); } \
+    FO_INLINE V fo_ifeq_##sfx(V a, V b, V x, V y) { return vbslq_##q(vceqq_##q(a, b), x, y); }
 FO_VEC_OPS(f32, float, float32x4_t, 4, f32)
 FO_VEC_OPS(f64, double, float64x2_t, 2, f64)
 #undef FO_VEC_OPS
@@ -331,7 +351,9 @@ FO_INLINE void fo_store_f16(uint16_t *p, float32x4_t v, size_t n)
     FO_INLINE T fo_div_##sfx(T a, T b) { return a / b; }                                \
     FO_INLINE T fo_sqrt_##sfx(T a) { return sqrt_(a); }                                 \
     FO_INLINE T fo_abs_##sfx(T a) { return abs_(a); }                                   \
-    FO_INLINE T fo_maxnan_##sfx(T a, T b) { return (a > b || a != a) ? a : b; }
+    FO_INLINE T fo_maxnan_##sfx(T a, T b) { return (a > b || a != a) ? a : b; }         \
+    FO_INLINE T fo_iflt_##sfx(T a, T b, T x, T y) { return a < b ? x : y; }             \
+    FO_INLINE T fo_ifeq_##sfx(T a, T b, T x, T y) { return a == b ? x : y; }
 FO_ONE_LANE_OPS(f32, float, sqrtf, fabsf)
 FO_ONE_LANE_OPS(f64, double, sqrt, fabs)
 #undef FO_ONE_LANE_OPS

@@ -28,6 +28,7 @@ __all__ = ["Hyper", "Buffer", "Spec", "SPECS", "FIRST_GRAD", "c_fields"]
 NONNEG = (0.0, None, False)
 REAL = (-math.inf, math.inf, False)
 UNIT = (0.0, 1.0, True)   # [0, 1), per element of a pair such as betas
+CLOSED_UNIT = (0.0, 1.0, False)  # [0, 1]
 FLAG = None
 
 
@@ -92,6 +93,13 @@ class Spec(NamedTuple):
 def _nesterov(group, where):
     if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
         raise ValueError(f"{where}: Nesterov momentum requires a momentum and zero dampening")
+
+
+def _etas(group, where):
+    etaminus, etaplus = group["etas"]
+    if not 0.0 < etaminus < 1.0 < etaplus:
+        raise ValueError(f"{where}: invalid etas: {tuple(group['etas'])} "
+                         "(must be 0 < etaminus < 1 < etaplus)")
 
 
 _LR = "Learning rate γ"
@@ -180,6 +188,45 @@ _ROWS = [
         Buffer("exp_avg", 0, 0.0, doc=_M),
         Buffer("exp_inf", 1, 0.0, doc="The infinity norm u"),
     ), step=True, eager=False),
+    Spec("Adadelta", "adadelta", (
+        Hyper("lr", 1.0, NONNEG, ("lr",), "Scale γ of the update"),
+        Hyper("rho", 0.9, CLOSED_UNIT, ("rho",), "Decay rate ρ of the running averages v and a"),
+        Hyper("eps", 1e-6, NONNEG, ("eps",), "ε added inside both square roots"),
+        Hyper("weight_decay", 0, NONNEG, ("weight_decay",), _WD),
+        Hyper("maximize", False, FLAG, ("maximize",), _MAX),
+    ), (
+        Buffer("square_avg", 0, 0.0, doc="The average v of squared gradients"),
+        Buffer("acc_delta", 1, 0.0, doc="The average a of squared updates"),
+    ), step=True, eager=False),
+    Spec("RAdam", "radam", (
+        Hyper("lr", 1e-3, NONNEG, ("lr",), _LR),
+        Hyper("betas", (0.9, 0.999), UNIT, ("beta1", "beta2"),
+              "Decay rates (β₁, β₂) of the first and second moments"),
+        Hyper("eps", 1e-8, NONNEG, ("eps",), _EPS),
+        Hyper("weight_decay", 0, NONNEG, ("weight_decay",),
+              "Weight decay λ (adds λ·θ to the gradient, or with decoupled_weight_decay "
+              "multiplies θ by (1 − γ·λ))"),
+        Hyper("decoupled_weight_decay", False, FLAG, ("decoupled_weight_decay",),
+              "Multiply θ by (1 − γ·λ) before the update instead of adding λ·θ to the "
+              "gradient (as AdamW)"),
+        Hyper("maximize", False, FLAG, ("maximize",), _MAX),
+    ), (
+        Buffer("exp_avg", 0, 0.0, doc=_M),
+        Buffer("exp_avg_sq", 1, 0.0, doc="The second moment v"),
+    ), step=True, eager=False),
+    Spec("Rprop", "rprop", (
+        Hyper("lr", 1e-2, NONNEG, ("lr",), "The initial step size s"),
+        Hyper("etas", (0.5, 1.2), REAL, ("etaminus", "etaplus"),
+              "Factors (η₋, η₊) of the step size when the gradient's sign flips and when "
+              "it stays; 0 < η₋ < 1 < η₊"),
+        Hyper("step_sizes", (1e-6, 50), REAL, ("step_size_min", "step_size_max"),
+              "Bounds (s_min, s_max) of the step size"),
+        Hyper("maximize", False, FLAG, ("maximize",), _MAX),
+    ), (
+        Buffer("prev", 0, 0.0, doc="The previous gradient g₋ (ignored at step 1)"),
+        Buffer("step_size", 1, "lr",  # the group's lr at the first step, as torch
+               doc="The step size s per element (ignored at step 1, where it starts as lr)"),
+    ), step=True, eager=False, check=_etas),
 ]
 
 SPECS = {spec.name: spec for spec in _ROWS}

@@ -3,7 +3,8 @@
 Each function updates ``param`` (and the state buffers) in place from
 ``grad``, exactly as one step of the matching optimizer class: ``step`` is
 the number of this update (1 for the first; state buffers are then read as
-their initial values, and SGD's momentum buffer starts as the gradient).
+their initial values, SGD's momentum buffer starts as the gradient, and
+Rprop's prev and step_size start as 0 and lr, whatever they hold).
 A step is a whole number from 1 to 2**63 - 1 (an int, a NumPy integer, an
 integral float or a 0-d array), as the step counts ``load_state_dict`` takes.
 Arguments are checked before anything is written. ``isa`` forces a SIMD path
@@ -24,6 +25,7 @@ from ._spec import SPECS
 from ._typing import Array
 from ._validate import as_whole
 from .optim import _MAX_STEP, SGD, Adagrad, Adam, Adamax, RMSprop
+from .optim import Adadelta, RAdam, Rprop
 
 __all__ = [spec.function + "_" for spec in SPECS.values()]  # one per optimizer of fastopt._spec
 
@@ -121,5 +123,33 @@ def adamax_(param: Array, grad: Array, exp_avg: Array, exp_inf: Array, *, step: 
     _update(Adamax, param, grad, (exp_avg, exp_inf), step, hyper, isa)
 
 
+def adadelta_(param: Array, grad: Array, square_avg: Array, acc_delta: Array, *, step: int,
+              lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0,
+              maximize: bool = False, isa: str | None = None) -> None:
+    """One Adadelta step in place (see ``fastopt.Adadelta``).
+    """
+    hyper = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
+    _update(Adadelta, param, grad, (square_avg, acc_delta), step, hyper, isa)
+
+
+def radam_(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, *, step: int,
+           lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+           weight_decay: float = 0, decoupled_weight_decay: bool = False,
+           maximize: bool = False, isa: str | None = None) -> None:
+    """One RAdam step in place (see ``fastopt.RAdam``).
+    """
+    hyper = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                 decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
+    _update(RAdam, param, grad, (exp_avg, exp_avg_sq), step, hyper, isa)
+
+
+def rprop_(param: Array, grad: Array, prev: Array, step_size: Array, *, step: int,
+           lr: float = 1e-2, etas: tuple[float, float] = (0.5, 1.2),
+           step_sizes: tuple[float, float] = (1e-6, 50), maximize: bool = False,
+           isa: str | None = None) -> None:
+    """One Rprop step in place (see ``fastopt.Rprop``).
+    """
+    hyper = dict(lr=lr, etas=tuple(etas), step_sizes=tuple(step_sizes), maximize=maximize)
+    _update(Rprop, param, grad, (prev, step_size), step, hyper, isa)
 for _spec in SPECS.values():
     _docs.document(globals()[_spec.function + "_"], _spec, _ARGS)

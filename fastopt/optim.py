@@ -33,7 +33,8 @@ from ._validate import as_whole, float_array, in_range
 # A literal list, not one made from SPECS: ``fastopt`` re-exports it with
 # ``from .optim import *``, which type checkers read statically (a test checks
 # that it names every optimizer of the spec).
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax"]
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax",
+           "Adadelta", "RAdam", "Rprop"]
 
 
 # Every live optimizer, so that a forked child can replace their locks: a
@@ -848,3 +849,80 @@ class Adamax(Optimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas) if hasattr(betas, "__iter__") else betas,
                                       eps=eps, weight_decay=weight_decay, maximize=maximize),
                          skip_nonfinite=skip_nonfinite)
+
+
+class Adadelta(Optimizer):
+    """Adadelta (torch.optim.Adadelta).
+
+    One step, for gradient ∇ and parameter θ::
+
+        g ← ±∇ + λ·θ
+        v ← ρ·v + (1 − ρ)·g²
+        δ ← √(a + ε) / √(v + ε) · g
+        a ← ρ·a + (1 − ρ)·δ²
+        θ ← θ − γ·δ
+
+    with v = ``square_avg`` and a = ``acc_delta``.
+    """
+
+    def __init__(self, params: Params, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
+                 weight_decay: float = 0, *, maximize: bool = False,
+                 skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
+                                      maximize=maximize), skip_nonfinite=skip_nonfinite)
+
+
+class RAdam(Optimizer):
+    """RAdam: Adam with the variance of its adaptive step rectified (torch.optim.RAdam).
+
+    Step t (1 for the first), for gradient ∇ and parameter θ::
+
+        g ← ±∇ + λ·θ
+        m ← β₁·m + (1 − β₁)·g
+        v ← β₂·v + (1 − β₂)·g²
+        ρ∞ = 2 / (1 − β₂) − 1,   ρₜ = ρ∞ − 2t·β₂ᵗ / (1 − β₂ᵗ)
+        u = m / (1 − β₁ᵗ) · γ
+        u ← u · √(1 − β₂ᵗ) / (√v + ε) · r,
+            r = √((ρₜ − 4)(ρₜ − 2)ρ∞ / ((ρ∞ − 4)(ρ∞ − 2)ρₜ))     (when ρₜ > 5)
+        θ ← θ − u
+
+    While ρₜ <= 5 (the first steps) the update is plain momentum SGD on the
+    bias-corrected m. With ``decoupled_weight_decay=True`` the weight decay
+    multiplies the parameter by (1 − γ·λ) instead of entering the gradient.
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, decoupled_weight_decay: bool = False, *,
+                 maximize: bool = False, skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=tuple(betas) if hasattr(betas, "__iter__") else betas,
+                                      eps=eps, weight_decay=weight_decay,
+                                      decoupled_weight_decay=decoupled_weight_decay,
+                                      maximize=maximize), skip_nonfinite=skip_nonfinite)
+
+
+class Rprop(Optimizer):
+    """Rprop: resilient backpropagation, a step size per element (torch.optim.Rprop).
+
+    One step, for gradient ∇ and parameter θ::
+
+        g ← ±∇
+        f = η₊ where g·g₋ > 0,  η₋ where g·g₋ < 0,  else 1
+        s ← clamp(s·f, s_min, s_max)
+        g ← 0 where g·g₋ < 0
+        θ ← θ − sign(g)·s
+        g₋ ← g
+
+    with g₋ = ``prev`` (0 at first) and s = ``step_size``, which starts as
+    the group's ``lr`` at the parameter's first step (as in torch; ``lr``
+    is not read afterwards).
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-2,
+                 etas: tuple[float, float] = (0.5, 1.2),
+                 step_sizes: tuple[float, float] = (1e-6, 50), *, maximize: bool = False,
+                 skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, etas=tuple(etas) if hasattr(etas, "__iter__") else etas,
+                                      step_sizes=(tuple(step_sizes) if hasattr(step_sizes, "__iter__")
+                                                  else step_sizes),
+                                      maximize=maximize), skip_nonfinite=skip_nonfinite)

@@ -223,6 +223,109 @@ def adamax(param: Array, grad: Array, state: Mapping[str, Array], step: int, *,
     return p + (_scalar(-clr, p) * exp_avg) / exp_inf, {"exp_avg": exp_avg, "exp_inf": exp_inf}
 
 
+def adadelta(param: Array, grad: Array, state: Mapping[str, Array], step: int, *,
+             lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0,
+             maximize: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One Adadelta step.
+
+    For gradient ∇ and parameter θ (± is − with ``maximize``)::
+
+        g = ±∇ + λ·θ
+        v = ρ·v + (1 − ρ)·g²
+        δ = √(a + ε) / √(v + ε) · g
+        a = ρ·a + (1 − ρ)·δ²
+        θ = θ − γ·δ
+    """
+    del step  # Adadelta's update does not depend on the step number
+    p = param
+    g = _signed(grad, maximize)
+    zeros = np.zeros_like(p)
+    if weight_decay != 0:
+        g = g + _scalar(weight_decay, p) * p
+    square_avg = state.get("square_avg", zeros) * _scalar(rho, p) + _scalar(1 - rho, p) * g * g
+    acc_delta = state.get("acc_delta", zeros)
+    delta = np.sqrt(acc_delta + _scalar(eps, p)) / np.sqrt(square_avg + _scalar(eps, p)) * g
+    acc_delta = acc_delta * _scalar(rho, p) + _scalar(1 - rho, p) * delta * delta
+    return p + _scalar(-lr, p) * delta, {"square_avg": square_avg, "acc_delta": acc_delta}
+
+
+def radam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-3,
+          betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+          decoupled_weight_decay: bool = False,
+          maximize: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One RAdam step.
+
+    For gradient ∇ and parameter θ (± is − with ``maximize``)::
+
+        g = ±∇ + λ·θ (L2),   θ = θ·(1 − γ·λ) (decoupled)
+        m = β₁·m + (1 − β₁)·g,   v = β₂·v + (1 − β₂)·g²
+        ρ∞ = 2 / (1 − β₂) − 1,   ρₜ = ρ∞ − 2t·β₂ᵗ / (1 − β₂ᵗ)
+        ρₜ > 5:  θ = θ − m / (1 − β₁ᵗ) · γ · √(1 − β₂ᵗ) / (√v + ε) · r,
+                 r = √((ρₜ − 4)(ρₜ − 2)ρ∞ / ((ρ∞ − 4)(ρ∞ − 2)ρₜ))
+        else:    θ = θ − m / (1 − β₁ᵗ) · γ
+    """
+    beta1, beta2 = betas
+    p = param
+    g = _signed(grad, maximize)
+    zeros = np.zeros_like(p)
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            p = p * _scalar(1 - lr * weight_decay, p)
+        else:
+            g = g + _scalar(weight_decay, p) * p
+    exp_avg = _lerp(state.get("exp_avg", zeros), g, 1 - beta1)
+    exp_avg_sq = state.get("exp_avg_sq", zeros) * _scalar(beta2, p) + _scalar(1 - beta2, p) * g * g
+    new = {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+    bias_correction1 = 1 - beta1**step
+    bias_correction2 = 1 - beta2**step
+    update = exp_avg / _scalar(bias_correction1, p) * _scalar(lr, p)
+    rho_inf = 2 / (1 - beta2) - 1
+    rho_t = rho_inf - 2 * step * beta2**step / bias_correction2
+    if rho_t > 5:
+        rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))**0.5
+        adaptive = _scalar(1, p) / (np.sqrt(exp_avg_sq) + _scalar(eps, p))
+        update = update * (adaptive * _scalar(bias_correction2**0.5, p)) * _scalar(rect, p)
+    return p - update, new
+
+
+def _torch_sign(x):
+    """torch.sign: 1, -1, or 0 for zeros and NaN (np.sign keeps NaN)."""
+    one = np.ones_like(x)
+    return np.where(x > 0, one, np.where(x < 0, -one, np.zeros_like(x)))
+
+
+def rprop(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-2,
+          etas: tuple[float, float] = (0.5, 1.2), step_sizes: tuple[float, float] = (1e-6, 50),
+          maximize: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One Rprop step.
+
+    For gradient ∇ and parameter θ (± is − with ``maximize``)::
+
+        g = ±∇
+        f = η₊ where g·g₋ > 0,  η₋ where g·g₋ < 0,  else 1
+        s = clamp(s·f, s_min, s_max)          (s starts at lr)
+        g = 0 where f == η₋
+        θ = θ − sign(g)·s,   g₋ = g            (g₋ starts at 0)
+    """
+    del step  # the state's presence marks the first step
+    etaminus, etaplus = (_scalar(e, param) for e in etas)
+    p = param
+    g = _signed(grad, maximize)
+    prev = state.get("prev", np.zeros_like(p))
+    step_size = state.get("step_size", np.full_like(p, lr))
+    sign = _torch_sign(g * prev)
+    factor = np.where(sign > 0, etaplus, np.where(sign < 0, etaminus, _scalar(1, p)))
+    low, high = (_scalar(b, p) for b in step_sizes)
+    step_size = step_size * factor
+    step_size = np.minimum(np.maximum(step_size, low), high)  # torch's clamp: NaN propagates
+    g = np.where(factor == etaminus, np.zeros_like(g), g)
+    return p + (_scalar(-1, p) * _torch_sign(g)) * step_size, {"prev": g, "step_size": step_size}
+
+
+#: The update function of each optimizer class, by class name.
+UPDATES = {"SGD": sgd, "Adagrad": adagrad, "RMSprop": rmsprop, "Adam": adam, "AdamW": adamw,
+           "Adamax": adamax}
+UPDATES.update({"Adadelta": adadelta, "RAdam": radam, "Rprop": rprop})
 for _spec in SPECS.values():
     _docs.document(globals()[_spec.function], _spec, _ARGS, returns=_RETURNS)
 

@@ -273,18 +273,20 @@ class _Stepper:
                     continue
             elif buf.name in state:
                 continue
-            state[buf.name] = self._new_buffer(buf, param)
+            state[buf.name] = self._new_buffer(buf, param, hyper)
             created = True
         return created
 
-    def _new_buffer(self, buf, param):
+    def _new_buffer(self, buf, param, hyper):
         like = dict(memory_format=torch.preserve_format)
         if buf.init == FIRST_GRAD:  # the first step writes it
             return torch.empty_like(param, **like)
         if isinstance(buf.init, str):
-            # torch creates such a buffer in its constructor, from the constructor's
-            # value (self.defaults), whatever a group's own value says
-            return torch.full_like(param, _plain(self.defaults[buf.init]), **like)
+            # torch's Adagrad creates such a buffer in its constructor, from the
+            # constructor's value (self.defaults), whatever a group's own value says;
+            # state made at the first step (Rprop's step_size) takes the group's value
+            value = self.defaults[buf.init] if self._fastopt._spec.eager else hyper[buf.init]
+            return torch.full_like(param, float(_plain(value)), **like)
         return torch.full_like(param, buf.init, **like)
 
     @torch.no_grad()
@@ -630,3 +632,55 @@ class Adamax(_Stepper, torch.optim.Adamax):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          foreach=foreach, maximize=maximize, differentiable=differentiable,
                          capturable=capturable)
+
+
+class Adadelta(_Stepper, torch.optim.Adadelta):
+    """torch.optim.Adadelta stepped by fastopt (same signature, defaults and state dict).
+
+    State per parameter: ``step``, ``square_avg`` and ``acc_delta``, zeros at first.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float | torch.Tensor = 1.0, rho: float = 0.9, eps: float = 1e-6,
+                 weight_decay: float = 0, foreach: bool | None = None, *,
+                 capturable: bool = False, maximize: bool = False,
+                 differentiable: bool = False) -> None:
+        self._fo_setup()
+        super().__init__(params, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
+                         foreach=foreach, capturable=capturable, maximize=maximize,
+                         differentiable=differentiable)
+
+
+class RAdam(_Stepper, torch.optim.RAdam):
+    """torch.optim.RAdam stepped by fastopt (same signature, defaults and state dict).
+
+    State per parameter: ``step``, ``exp_avg`` and ``exp_avg_sq``, zeros at first.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float | torch.Tensor = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0,
+                 decoupled_weight_decay: bool = False, *, foreach: bool | None = None,
+                 maximize: bool = False, capturable: bool = False,
+                 differentiable: bool = False) -> None:
+        self._fo_setup()
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         decoupled_weight_decay=decoupled_weight_decay, foreach=foreach,
+                         maximize=maximize, capturable=capturable, differentiable=differentiable)
+
+
+class Rprop(_Stepper, torch.optim.Rprop):
+    """torch.optim.Rprop stepped by fastopt (same signature, defaults and state dict).
+
+    State per parameter: ``step``, ``prev`` (zeros at first) and
+    ``step_size`` (the group's ``lr`` at the parameter's first step).
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float | torch.Tensor = 1e-2, etas: tuple[float, float] = (0.5, 1.2),
+                 step_sizes: tuple[float, float] = (1e-6, 50), *, capturable: bool = False,
+                 foreach: bool | None = None, maximize: bool = False,
+                 differentiable: bool = False) -> None:
+        self._fo_setup()
+        super().__init__(params, lr=lr, etas=etas, step_sizes=step_sizes, capturable=capturable,
+                         foreach=foreach, maximize=maximize, differentiable=differentiable)

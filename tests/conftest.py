@@ -115,6 +115,38 @@ OPTIMIZERS = [
         {"lr": 0.01, "betas": (0.7, 0.99), "weight_decay": 0.1, "amsgrad": True, "maximize": True},
     ], _cases(lr=[0.01], betas=[(0.9, 0.999), (0.3, 0.9)], weight_decay=[0, 0.1],
               amsgrad=[False, True], maximize=[False, True])),
+    Opt("Adadelta", [
+        {"lr": 0.5},
+        {"lr": 0.5, "rho": 0.5},
+        {"lr": 0.5, "rho": 0.0},
+        {"lr": 0.5, "rho": 1.0},
+        {"lr": 0.5, "eps": 1e-3},
+        {"lr": 0.5, "weight_decay": 0.1},
+        {"lr": 0.5, "maximize": True},
+        {"lr": 0.3, "rho": 0.8, "eps": 1e-4, "weight_decay": 0.05, "maximize": True},
+    ], _cases(lr=[0.5], rho=[0.9, 0.3], weight_decay=[0, 0.1], maximize=[False, True])),
+    Opt("RAdam", [
+        {"lr": 0.01},
+        {"lr": 0.01, "betas": (0.8, 0.99)},
+        {"lr": 0.01, "betas": (0.3, 0.9)},  # lerp weight >= 0.5
+        {"lr": 0.01, "betas": (0.0, 0.0)},
+        {"lr": 0.01, "betas": (0.9, 0.6)},  # rho_inf = 4: never rectified
+        {"lr": 0.01, "eps": 1e-3},
+        {"lr": 0.01, "weight_decay": 0.1},
+        {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True},
+        {"lr": 0.01, "maximize": True},
+        {"lr": 0.01, "betas": (0.5, 0.95), "eps": 1e-4, "weight_decay": 0.05,
+         "decoupled_weight_decay": True, "maximize": True},
+    ], _cases(lr=[0.01], betas=[(0.9, 0.999), (0.3, 0.9)], weight_decay=[0, 0.1],
+              decoupled_weight_decay=[False, True], maximize=[False, True])),
+    Opt("Rprop", [
+        {"lr": 0.01},
+        {"lr": 0.05, "etas": (0.3, 1.5)},
+        {"lr": 0.01, "step_sizes": (1e-3, 0.02)},  # bounds that bind
+        {"lr": 0.01, "maximize": True},
+        {"lr": 0.02, "etas": (0.4, 1.1), "step_sizes": (1e-4, 0.1), "maximize": True},
+    ], _cases(lr=[0.01], etas=[(0.5, 1.2)], step_sizes=[(1e-6, 50), (1e-3, 0.02)],
+              maximize=[False, True])),
 ]
 
 # An optimizer of fastopt._spec without its own entry above gets one made from its

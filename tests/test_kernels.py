@@ -26,10 +26,10 @@ def inputs(rng, n, dtype, special):
     return p, grads
 
 
-def run(name, options, p, grads, isa):
+def run(name, options, p, grads, isa, first=1):
     p = p.copy()
     state = new_state(name, p, 0.1 if name == "Adagrad" else 0.0)
-    for t, g in enumerate(grads, 1):
+    for t, g in enumerate(grads, first):
         functional_step(name, p, g, state, t, options, isa)
     return p, state
 
@@ -57,6 +57,21 @@ def test_isa_matches_scalar(opt, isa, values, dtype, rng):
                 grads = with_nonfinite(rng, grads)
             expected = run(opt.name, options, p, grads, "scalar")
             actual = run(opt.name, options, p, grads, isa)
+            what = f"{opt.name} {options} n={n} {isa}"
+            assert_bitwise(actual[0], expected[0], what + " param")
+            for key in expected[1]:
+                assert_bitwise(actual[1][key], expected[1][key], f"{what} {key}")
+
+
+@pytest.mark.parametrize("opt", OPTIMIZERS, ids=str)
+def test_isa_matches_scalar_at_later_steps(opt, isa, dtype, rng):
+    """Steps 8 to 10 too: the modes a step number selects run (RAdam's
+    rectified step needs rho_t > 5, from step 6 on)."""
+    for options in opt.combos:
+        for n in (1, 17, 1000):
+            p, grads = inputs(rng, n, dtype, special=True)
+            expected = run(opt.name, options, p, grads, "scalar", first=8)
+            actual = run(opt.name, options, p, grads, isa, first=8)
             what = f"{opt.name} {options} n={n} {isa}"
             assert_bitwise(actual[0], expected[0], what + " param")
             for key in expected[1]:

@@ -84,10 +84,15 @@ def _bad_inputs(opt):
         ("negative lr", edit("lr", -1.0), ValueError),
         ("NaN lr", edit("lr", float("nan")), ValueError),
         ("lr of the wrong type", edit("lr", "0.1"), TypeError),
-        ("negative weight decay", edit("weight_decay", -0.5), ValueError),
     ]
+    if "weight_decay" in opt.defaults:
+        cases.append(("negative weight decay", edit("weight_decay", -0.5), ValueError))
     if "betas" in opt.defaults:
         cases.append(("beta2 = 1", edit("betas", (0.9, 1.0)), ValueError))
+    if "etas" in opt.defaults:
+        cases.append(("etaminus = 1", edit("etas", (1.0, 1.2)), ValueError))
+    if "rho" in opt.defaults:
+        cases.append(("rho > 1", edit("rho", 1.5), ValueError))
     return cases
 
 

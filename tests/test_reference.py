@@ -73,7 +73,7 @@ def test_reference_is_pure(opt, rng):
 from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from fastopt._spec import FLAG, NONNEG, REAL, UNIT  # noqa: E402
+from fastopt._spec import CLOSED_UNIT, FLAG, NONNEG, REAL, UNIT  # noqa: E402
 
 unit = st.floats(0.0, 1.0, exclude_max=True)
 small = st.floats(0.0, 0.5)
@@ -81,14 +81,19 @@ flag = st.booleans()
 # Per range rule of fastopt._spec, the values drawn; per hyperparameter name, narrower
 # ones where the rule allows values the update cannot take in 10 steps (eps = 0 divides
 # zero by zero, alpha > 1 gives a negative square average).
-BY_RULE = {NONNEG: small, REAL: small, UNIT: unit, FLAG: flag}
-BY_NAME = {"eps": st.floats(1e-8, 1.0), "alpha": unit}
+BY_RULE = {NONNEG: small, REAL: small, UNIT: unit, CLOSED_UNIT: st.floats(0.0, 1.0), FLAG: flag}
+BY_NAME = {"eps": st.floats(1e-8, 1.0), "alpha": unit,
+           # Rprop's pairs: 0 < etaminus < 1 < etaplus, min <= max
+           "etas": st.tuples(st.floats(0.01, 0.99), st.floats(1.01, 3.0)),
+           "step_sizes": st.tuples(st.floats(0.0, 1e-3), st.floats(1e-3, 10.0))}
 
 
 def hyperparameters(opt):
     """Random values of the hyperparameters an optimizer class takes, anywhere in their valid ranges."""
     def one(h):
-        values = BY_NAME.get(h.name, BY_RULE[h.rule])
+        if h.name in BY_NAME:
+            return BY_NAME[h.name]
+        values = BY_RULE[h.rule]
         return st.tuples(*[values] * len(h.c)) if len(h.c) > 1 else values
     takes = inspect.signature(opt.cls).parameters  # not AdamW's fixed decoupled_weight_decay
     return st.fixed_dictionaries({h.name: one(h) for h in opt.spec.hypers if h.name in takes})

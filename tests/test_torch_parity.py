@@ -113,7 +113,8 @@ def test_nonfinite_propagates_as_in_torch(opt, dtype, rng):
     for p, tp in zip(ordered, torch_params(topt)):
         np.testing.assert_array_equal(np.isnan(p), np.isnan(tp.numpy()))
         np.testing.assert_array_equal(np.isinf(p), np.isinf(tp.numpy()))
-    assert not np.isfinite(ordered[0]).all()
+    # Rprop steps by the gradient's sign alone: torch's parameters stay finite too
+    assert not np.isfinite(ordered[0]).all() or opt.name == "Rprop"
     assert_matches_torch_finite(fast, topt, dtype)
 
 

@@ -56,7 +56,8 @@ def buffer_of(name, hyper):
     """A state buffer that `name` keeps under `hyper`."""
     if name == "RMSprop":
         return "grad_avg" if hyper.get("centered") else "square_avg"
-    return {"SGD": "momentum_buffer", "Adagrad": "sum"}.get(name, "exp_avg")
+    return {"SGD": "momentum_buffer", "Adagrad": "sum", "Adadelta": "acc_delta",
+            "Rprop": "step_size"}.get(name, "exp_avg")
 
 
 REPLACED = [(i, key, how) for i, (name, hyper) in enumerate(CONFIGS)

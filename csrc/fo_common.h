@@ -22,4 +22,9 @@
 #define FO_ARM64 1
 #endif
 
+/* fo_run(), but each item that has a kernel runs as[its dtype] instead
+ * (fo_step's non-finite check over the items as they are planned). */
+void fo_run_as(const fo_item *items, size_t count, size_t pieces, double *partials,
+               const fo_kernel as[2]);
+
 #endif /* FO_COMMON_H */

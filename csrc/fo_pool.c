@@ -117,6 +117,7 @@ typedef struct fo_job {
     size_t pieces;
     size_t total;          /* bytes in the job's byte space */
     double *partials;
+    const fo_kernel *as;   /* NULL, or the kernel per dtype to run instead of each item's */
     /* next piece to take (atomic), on a cache line of its own so that taking
      * a piece does not evict the fields above from the other threads' caches */
     char pad0[FO_ALIGN_BYTES];
@@ -138,9 +139,11 @@ static struct {
     fo_thread threads[FO_MAX_THREADS];
 } fo_pool = { FO_MUTEX_INITIALIZER, FO_COND_INITIALIZER, FO_COND_INITIALIZER, FO_MUTEX_INITIALIZER, 0, 0, 0, 0, 0, 0, NULL, {0} };
 
+/* An item without a kernel takes no room in the job (a parameter that has
+ * no gradient this step, or that fo_prepare_item() refused). */
 static size_t fo_item_bytes(const fo_item *it)
 {
-    return it->n * (it->dtype == FO_F64 ? sizeof(double) : sizeof(float));
+    return it->kernel ? it->n * (it->dtype == FO_F64 ? sizeof(double) : sizeof(float)) : 0;
 }
 
 size_t fo_plan(fo_item *items, size_t count)
@@ -173,12 +176,13 @@ static void fo_run_piece(const fo_job *job, size_t k)
         else hi = mid;
     }
     double *acc = job->partials ? &job->partials[k] : NULL;
+    const fo_kernel *as = job->as;
     for (size_t i = lo; i < job->count && job->items[i].vstart < b; i++) {
         const fo_item *it = &job->items[i];
-        size_t esize = it->dtype == FO_F64 ? sizeof(double) : sizeof(float);
+        unsigned shift = it->dtype == FO_F64 ? 3 : 2; /* log2 of the element size: no division */
         size_t start = it->vstart, stop = start + fo_item_bytes(it);
         size_t from = (a > start ? a : start) - start, to = (b < stop ? b : stop) - start;
-        if (to > from && it->kernel) it->kernel(it, from / esize, to / esize, acc);
+        if (to > from) (as ? as[it->dtype] : it->kernel)(it, from >> shift, to >> shift, acc);
     }
 }
 
@@ -281,6 +285,12 @@ static void fo_start_workers(void)
 
 void fo_run(const fo_item *items, size_t count, size_t pieces, double *partials)
 {
+    fo_run_as(items, count, pieces, partials, NULL);
+}
+
+void fo_run_as(const fo_item *items, size_t count, size_t pieces, double *partials,
+               const fo_kernel as[2])
+{
     fo_job job;
     memset(&job, 0, sizeof job);
     job.items = items;
@@ -288,6 +298,7 @@ void fo_run(const fo_item *items, size_t count, size_t pieces, double *partials)
     job.pieces = pieces;
     job.total = fo_job_total(items, count);
     job.partials = partials;
+    job.as = as;
     if (partials) memset(partials, 0, pieces * sizeof *partials);
     if (pieces < FO_MIN_PARALLEL_PIECES || fo_get_num_threads() == 1 ||
         fo_mutex_trylock(&fo_pool.run_lock) != 0) {

@@ -26,8 +26,6 @@
 #include <string.h>
 #include "fo_common.h"
 
-#define FO_PIECE_BYTES ((size_t)64 * 1024)
-#define FO_ALIGN_BYTES ((size_t)64)
 /* Below this many pieces (1 MiB of parameters, ~50-100 us of work) waking a
  * worker costs more than it saves: at 4 pieces, 10^5-element float32 steps
  * were slower at the median with 2 threads than with 1 (BENCHMARKS.md). */
@@ -139,22 +137,13 @@ static struct {
     fo_thread threads[FO_MAX_THREADS];
 } fo_pool = { FO_MUTEX_INITIALIZER, FO_COND_INITIALIZER, FO_COND_INITIALIZER, FO_MUTEX_INITIALIZER, 0, 0, 0, 0, 0, 0, NULL, {0} };
 
-/* An item without a kernel takes no room in the job (a parameter that has
- * no gradient this step, or that fo_prepare_item() refused). */
-static size_t fo_item_bytes(const fo_item *it)
-{
-    return it->kernel ? it->n * (it->dtype == FO_F64 ? sizeof(double) : sizeof(float)) : 0;
-}
+static size_t fo_item_bytes(const fo_item *it) { return fo_room(it); }
 
 size_t fo_plan(fo_item *items, size_t count)
 {
     size_t off = 0;
-    for (size_t i = 0; i < count; i++) {
-        off = (off + FO_ALIGN_BYTES - 1) / FO_ALIGN_BYTES * FO_ALIGN_BYTES;
-        items[i].vstart = off;
-        off += fo_item_bytes(&items[i]);
-    }
-    return (off + FO_PIECE_BYTES - 1) / FO_PIECE_BYTES;
+    for (size_t i = 0; i < count; i++) fo_place(&items[i], &off);
+    return fo_pieces(off);
 }
 
 static size_t fo_job_total(const fo_item *items, size_t count)

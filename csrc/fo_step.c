@@ -28,7 +28,7 @@ static double fo_count_nonfinite(const fo_table *t, const fo_item *items, size_t
 int fo_step(fo_step_args *a)
 {
     const fo_table *t = a->table ? a->table : fo_table_active();
-    size_t nsc = 0, stepped = 0;
+    size_t nsc = 0, stepped = 0, bytes = 0;
     int last_group = -1, last_first = -1;
     int64_t last_step = -1;
     unsigned mode = 0, need = 0;
@@ -38,7 +38,10 @@ int fo_step(fo_step_args *a)
     for (size_t i = 0; i < a->count; i++) {
         fo_item *it = &a->items[i];
         it->kernel = NULL;
-        if (!it->grad) continue;
+        if (!it->grad) {
+            fo_place(it, &bytes);  /* no room: it has no kernel */
+            continue;
+        }
         const int g = a->group[i];
         if (g < 0 || (size_t)g >= a->ngroups) {
             a->bad = i;
@@ -61,20 +64,19 @@ int fo_step(fo_step_args *a)
             last_step = step;
             last_first = first;
         }
-        if (need) {
-            unsigned missing = fo_missing_slots(a->algo, mode, it);
-            if (missing) {
-                a->bad = i;
-                a->missing = missing;
-                return FO_STEP_NO_STATE;
-            }
+        if (((need & 1u) && !it->state[0]) || ((need & 2u) && !it->state[1]) ||
+            ((need & 4u) && !it->state[2])) {
+            a->bad = i;
+            a->missing = fo_missing_slots(a->algo, mode, it);
+            return FO_STEP_NO_STATE;
         }
         it->scalars = &a->scalars[nsc - 1];
         it->kernel = t->update[a->algo][it->dtype][mode];
+        fo_place(it, &bytes);  /* as fo_plan() lays it out */
         stepped++;
     }
     if (!stepped) return FO_STEP_APPLIED;
-    size_t pieces = fo_plan(a->items, a->count);
+    const size_t pieces = fo_pieces(bytes);
     if (a->skip_nonfinite) {
         double bad = fo_count_nonfinite(t, a->items, a->count, pieces);
         if (bad < 0) return FO_STEP_NO_MEMORY;

@@ -54,11 +54,26 @@ cdef extern from *:
         return PyArray_TYPE(a) == type && PyArray_ISNBO(PyArray_DESCR(a)->byteorder);
     }
 
+    /* A parameter's shape as the engine took it: read at each step from the
+     * engine's own memory (side by side for all parameters), not from the
+     * array's dimensions, which live in an allocation of their own. */
+    #define FO_SHAPE_DIMS 4
+    typedef struct fo_shape { int nd; npy_intp dims[FO_SHAPE_DIMS]; } fo_shape;
+
+    static inline void fo_record_shape(fo_shape *s, PyObject *param)
+    {
+        PyArrayObject *p = (PyArrayObject *)param;
+        s->nd = PyArray_NDIM(p);
+        for (int k = 0; k < s->nd && k < FO_SHAPE_DIMS; k++) s->dims[k] = PyArray_DIMS(p)[k];
+    }
+
     /* 1 when grad (an exact ndarray) can be read as the gradient of param as
-     * the engine holds it (item): param still at item->param, writeable,
-     * C-contiguous and aligned, with the item's dtype; grad C-contiguous,
-     * aligned, of that dtype and of param's shape, item->n elements. */
-    static inline int fo_grad_fits(PyObject *grad, PyObject *param, const fo_item *it)
+     * the engine holds it (item, shape): param still at item->param,
+     * writeable, C-contiguous and aligned, of the item's dtype; grad
+     * C-contiguous, aligned, of that dtype and of the parameter's shape,
+     * item->n elements. */
+    static inline int fo_grad_fits(PyObject *grad, PyObject *param, const fo_item *it,
+                                   const fo_shape *shape)
     {
         PyArrayObject *g = (PyArrayObject *)grad, *p = (PyArrayObject *)param;
         const int layout = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED;
@@ -71,8 +86,10 @@ cdef extern from *:
             if (!fo_native(g, type) || !fo_native(p, type)) return 0;
         }
         const int nd = PyArray_NDIM(g);
-        if (nd != PyArray_NDIM(p)) return 0;
-        const npy_intp *a = PyArray_DIMS(g), *b = PyArray_DIMS(p);
+        if (nd != shape->nd) return 0;
+        const npy_intp *a = PyArray_DIMS(g);
+        const npy_intp *b = nd <= FO_SHAPE_DIMS ? shape->dims : PyArray_DIMS(p);
+        if (nd > FO_SHAPE_DIMS && PyArray_NDIM(p) != nd) return 0;
         npy_intp size = 1;
         for (int k = 0; k < nd; k++) {
             if (a[k] != b[k]) return 0;
@@ -80,10 +97,42 @@ cdef extern from *:
         }
         return (size_t)size == it->n;
     }
+
+    /* Start loading what the check of a later tensor reads: the structs of
+     * its arrays (far ahead), then the gradient's dimensions, which the
+     * struct points at (nearer, once the struct is there). Objects other
+     * than ndarrays are only touched at their head. */
+    static inline void fo_prefetch_arrays(PyObject *grad, PyObject *param)
+    {
+    #if defined(__GNUC__)
+        __builtin_prefetch(grad);
+        __builtin_prefetch((char *)grad + 64);
+        __builtin_prefetch(param);
+        __builtin_prefetch((char *)param + 64);
+    #else
+        (void)grad; (void)param;
+    #endif
+    }
+
+    static inline void fo_prefetch_dims(PyObject *grad, PyTypeObject *ndarray)
+    {
+    #if defined(__GNUC__)
+        if (Py_TYPE(grad) == ndarray) __builtin_prefetch(PyArray_DIMS((PyArrayObject *)grad));
+    #else
+        (void)grad; (void)ndarray;
+    #endif
+    }
     """
     PyObject *fo_descr[2]
     void *fo_array_data(PyObject *a) noexcept
-    bint fo_grad_fits(PyObject *grad, PyObject *param, const fo_item *it) noexcept
+    ctypedef struct fo_shape:
+        int nd
+        cnp.npy_intp dims[4]  # FO_SHAPE_DIMS
+    void fo_record_shape(fo_shape *s, PyObject *param) noexcept
+    bint fo_grad_fits(PyObject *grad, PyObject *param, const fo_item *it,
+                      const fo_shape *shape) noexcept
+    void fo_prefetch_arrays(PyObject *grad, PyObject *param) noexcept
+    void fo_prefetch_dims(PyObject *grad, PyTypeObject *ndarray) noexcept
 
 _DESCRS = (np.dtype(np.float32), np.dtype(np.float64))  # kept alive for fo_descr
 fo_descr[<int>FO_F32] = <PyObject *>_DESCRS[0]
@@ -501,6 +550,7 @@ cdef class Engine:
     cdef Py_ssize_t nwritten
     cdef bint written_stale  # state pointers changed since `written` was sorted
     cdef uintptr_t *clear    # per parameter: last gradient range found disjoint from `written`
+    cdef fo_shape *shapes    # per parameter: its shape when the engine took it
     cdef int *group_of
     cdef unsigned long busy  # fork_epoch while a step runs, else 0
     cdef list _params        # the engine's own references (never shown as a list)
@@ -515,6 +565,7 @@ cdef class Engine:
         self.written = NULL
         self.group_of = NULL
         self.clear = NULL
+        self.shapes = NULL
         self._params, self._states, self._names = [], [], []
 
     def __dealloc__(self):
@@ -525,6 +576,7 @@ cdef class Engine:
         free(self.written)
         free(self.group_of)
         free(self.clear)
+        free(self.shapes)
 
     def __init__(self, algo, params, states, names, group_of):
         if self.items != NULL:
@@ -684,6 +736,10 @@ cdef class Engine:
         if p == NULL:
             raise MemoryError()
         self.clear = <uintptr_t *>p
+        p = realloc(self.shapes, cap * sizeof(fo_shape))
+        if p == NULL:
+            raise MemoryError()
+        self.shapes = <fo_shape *>p
         self.cap = cap
 
     cdef append(self, params, states, names, group_of):
@@ -717,6 +773,7 @@ cdef class Engine:
             self.items[j].param = cnp.PyArray_DATA(p)
             self.items[j].n = <size_t>cnp.PyArray_SIZE(p)
             self.items[j].dtype = dtype_code(p)
+            fo_record_shape(&self.shapes[j], <PyObject *>p)
             self._states.append(None)
             self.point_state(j, bufsets[i])
         self._params += arrays
@@ -922,12 +979,18 @@ cdef class Engine:
         cdef PyObject *o
         cdef PyObject **params = (<PyListObject *>self._params).ob_item
         cdef uintptr_t lo, hi
+        cdef Py_ssize_t ahead = 8  # tensors: what the check reads is scattered over the heap
         for i in range(self.n):
+            if i + ahead < self.n:
+                fo_prefetch_arrays(PyTuple_GET_ITEM(grads, i + ahead), params[i + ahead])
+            if i + ahead // 2 < self.n:
+                fo_prefetch_dims(PyTuple_GET_ITEM(grads, i + ahead // 2), ndarray_type)
             o = PyTuple_GET_ITEM(grads, i)
             if o == <PyObject *>None:
                 self.items[i].grad = NULL
                 continue
-            if o.ob_type != ndarray_type or not fo_grad_fits(o, params[i], &self.items[i]):
+            if o.ob_type != ndarray_type or not fo_grad_fits(o, params[i], &self.items[i],
+                                                              &self.shapes[i]):
                 self.refuse_grad(i, <object>o)
             lo = <uintptr_t>fo_array_data(o)
             hi = lo + <uintptr_t>(self.items[i].n * (8 if self.items[i].dtype == FO_F64 else 4))
@@ -943,6 +1006,13 @@ cdef class Engine:
             self.items[i].grad = <const void *>lo
         return 0
 
+    cdef tuple shape_of(self, Py_ssize_t i):
+        """Parameter i's shape as the engine took it."""
+        cdef fo_shape *s = &self.shapes[i]
+        if s.nd > 4:
+            return (<object>self._params[i]).shape
+        return tuple([s.dims[k] for k in range(s.nd)])
+
     cdef int refuse_grad(self, Py_ssize_t i, obj) except -1:
         """Raise the error that says why obj cannot be parameter i's gradient."""
         what = describe(self._names[i])
@@ -956,8 +1026,9 @@ cdef class Engine:
                 or not cnp.PyArray_IS_C_CONTIGUOUS(p) or not cnp.PyArray_ISALIGNED(p)):
             raise ValueError(f"{what} was changed in place since the optimizer took it (its "
                              "memory, dtype, size or layout): build the optimizer again")
-        as_grad_array(obj, p, f"gradient of {what}")
-        raise ValueError(f"gradient of {what} cannot be read as its parameter's")
+        as_grad_array(obj, p, f"gradient of {what}")  # against p's shape now
+        raise ValueError(f"gradient of {what} has shape {(<object>obj).shape}, but the parameter "
+                         f"had shape {self.shape_of(i)} when the optimizer took it")
 
 
 cdef int merge_sorted(Range *r, Py_ssize_t h, Py_ssize_t k) except -1:

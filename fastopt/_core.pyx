@@ -8,9 +8,11 @@ raises TypeError/ValueError with nothing touched.
 
 Thread-safety: an ``Engine`` keeps its own references to every array it
 points at (a step also to its gradients) and cannot be changed while a step
-runs with the GIL released (``set_state``, ``extend`` and a second ``step``
-raise RuntimeError), so nothing other Python threads do can make the C core
-read freed or missing memory. Callers (``fastopt.Optimizer``) serialise
+runs with the GIL released (``set_state``, ``set_counters``, ``extend`` and a
+second ``step`` raise RuntimeError), so nothing other Python threads do can
+make the C core read freed or missing memory. The step itself is one call of
+``fo_step`` (csrc/fo_step.c), which computes the scalars, picks the loops and
+advances the step counts; this layer checks and hands over pointers. Callers (``fastopt.Optimizer``) serialise
 steps of one engine with a lock. Different engines may step concurrently
 from different Python threads.
 """

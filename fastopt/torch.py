@@ -394,8 +394,7 @@ class _Plan:
     same state tensors (same memory); ``current_grads`` checks that at every
     step, cheaply, so a step costs a few attribute lookups per tensor plus
     one call into C. Each parameter keeps its own 0-d ``step`` tensor, as
-    in torch; the engine reads the counts from them and they advance after
-    the step.
+    in torch; ``run`` is the one place those meet the engine's counts.
     """
 
     def __init__(self, opt, active, hypers, slots):

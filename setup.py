@@ -1,6 +1,7 @@
 """Build the fastopt extension.
 
-The C core (csrc/) is compiled into the extension module fastopt._core. The
+The C core (csrc/) is compiled into the extension module fastopt._core
+(fastopt._clip and fastopt._probe call it through _core). The
 kernels are compiled once per instruction set (csrc/fo_kernels_<isa>.c); each
 of those files sets its own target with a pragma, so GCC and Clang need no
 per-file flags and the rest of the build stays baseline. MSVC has no such
@@ -26,6 +27,7 @@ CORE_SOURCES = [
     "csrc/fo_dispatch.c",
     "csrc/fo_pool.c",
     "csrc/fo_scalars.c",
+    "csrc/fo_step.c",
     "csrc/fo_kernels_scalar.c",
     "csrc/fo_kernels_base.c",
     "csrc/fo_kernels_avx2.c",
@@ -125,6 +127,10 @@ def extension(name, sources):
 
 EXTENSIONS = [
     extension("fastopt._core", ["fastopt/_core.pyx"] + CORE_SOURCES),
+    # These reach the C core through fastopt._core (cimported functions), so
+    # that there is one thread pool and one SIMD path in the process.
+    extension("fastopt._clip", ["fastopt/_clip.pyx"]),
+    extension("fastopt._probe", ["fastopt/_probe.pyx"]),
     extension("fastopt._schedules", ["fastopt/_schedules.pyx", "csrc/fo_schedules.c"]),
     extension("fastopt._convert", ["fastopt/_convert.pyx"] + CONVERT_SOURCES),
 ]

@@ -50,7 +50,7 @@ try:
 except ImportError:  # run as `python benchmarks/run.py` from a source tree
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import fastopt
-from fastopt import _core
+from fastopt import _core, _probe
 from fastopt.bench import NumpyOptimizer, interleaved, time_calls
 from fastopt._spec import SPECS
 
@@ -118,7 +118,7 @@ def bandwidth(n, threads, budget, min_reps, kinds=("copy", "triad", "rmw")):
     out = {}
     for kind in kinds:
         s = 0.0 if kind == "rmw" else 1.5  # rmw adds 0: values stay put across repetitions
-        times = time_calls(lambda: _core.bandwidth_probe(kind, a, b, c, s), budget, min_reps)
+        times = time_calls(lambda: _probe.bandwidth_probe(kind, a, b, c, s), budget, min_reps)
         out[kind] = {**summary(times), "gbs": PROBE_BYTES[kind] * n / min(times) / 1e9}
     return out
 
@@ -242,7 +242,7 @@ def run_sizes(args, out):
         pa, pb = np.ones(total, np.float32), np.ones(total, np.float32)
 
         def probe():
-            _core.bandwidth_probe("rmw", pa, pb, None, 0.0)
+            _probe.bandwidth_probe("rmw", pa, pb, None, 0.0)
 
         for algo in args.algos:
             spec = ALGOS[algo]
@@ -402,7 +402,7 @@ def run_contention(args, out):
                 for _ in range(args.min_reps * 3):
                     for t in per:
                         fastopt.set_num_threads(t)
-                        per[t] += time_calls(lambda: _core.bandwidth_probe("rmw", a, b, None, 0.0),
+                        per[t] += time_calls(lambda: _probe.bandwidth_probe("rmw", a, b, None, 0.0),
                                              args.budget / 6, 1, warmup=1)
                 for t, times in per.items():
                     r = summary(times)

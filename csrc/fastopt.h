@@ -2,21 +2,21 @@
  * fastopt: in-place optimizer updates over contiguous float32/float64 buffers.
  *
  * This header is the whole C API. A step is described as an array of
- * fo_item records (one per parameter tensor: pointers, length, per-step
- * scalars and the kernel to run) and executed by fo_run(), which cuts all
- * items into byte ranges and spreads them over a persistent thread pool.
- * Every kernel is element-wise (or a per-range reduction combined in a fixed
- * order), so results never depend on the thread count or the SIMD path.
+ * fo_item records (one per parameter tensor: pointers, length and dtype)
+ * and executed by fo_step(), which computes the step's scalars, picks each
+ * item's loop, cuts all items into byte ranges, spreads them over a
+ * persistent thread pool and advances the step counts. Every kernel is
+ * element-wise (or a per-range reduction combined in a fixed order), so
+ * results never depend on the thread count or the SIMD path.
  *
- * Typical use for one Adam step over many tensors:
+ * Typical use for Adam over many tensors, each step:
  *
- *   const fo_table *t = fo_table_active();
- *   fo_hyper h = fo_hyper_defaults(FO_ADAM);  h.lr = 1e-3;
- *   for each tensor i:
- *       items[i] = (fo_item){param, grad, {exp_avg, exp_avg_sq, NULL}, n, FO_F32};
- *       fo_prepare_item(t, FO_ADAM, &h, step, 0, &scalars[i], &items[i]);
- *   size_t pieces = fo_plan(items, count);   (sets each item's vstart)
- *   fo_run(items, count, pieces, NULL);
+ *   fo_hyper h = fo_hyper_defaults(FO_ADAM);  h.lr = 1e-3;   (one per group)
+ *   items[i] = (fo_item){param, grad, {exp_avg, exp_avg_sq, NULL}, n, FO_F32};
+ *   fo_step_args a = {.algo = FO_ADAM, .hypers = &h, .ngroups = 1,
+ *                     .items = items, .count = count, .group = group_of,
+ *                     .steps = steps, .started = started, .scalars = workspace};
+ *   fo_step(&a);   (1: applied; see FO_STEP_* for the rest)
  *
  * The caller guarantees the preconditions (no overlap between written and
  * read buffers, lengths right); the library never checks them in its loops.
@@ -101,7 +101,8 @@ typedef struct fo_hyper_field {
 extern const fo_hyper_field fo_hyper_fields[];
 extern const int fo_num_hyper_fields;
 
-/* Per-step scalars, computed once per call in double by fo_prepare(). */
+/* Per-step scalars, computed in double by fo_prepare() (fo_step() does it
+ * once per group and step number). */
 typedef struct fo_scalars {
     double grad_sign;     /* -1 when maximizing, else 1 (exact either way) */
     double weight_decay;  /* L2 term: grad + weight_decay * param */
@@ -134,7 +135,7 @@ typedef struct fo_item {
     void *state[3];         /* algorithm state buffers, see fo_prepare() */
     size_t n;               /* elements */
     int dtype;              /* fo_dtype */
-    /* filled by fo_prepare_item(): */
+    /* filled by fo_step() (or fo_prepare_item()); NULL kernel: left alone: */
     const fo_scalars *scalars;
     fo_kernel kernel;
     /* filled by fo_plan(): */
@@ -230,12 +231,52 @@ unsigned fo_mode_slots(fo_algo algo, unsigned mode);
 /* The slots of fo_mode_slots(algo, mode) that are NULL in item (0: none). */
 unsigned fo_missing_slots(fo_algo algo, unsigned mode, const fo_item *item);
 
+/* ---- one step (fo_step.c) ---- */
+/* Everything one step reads and writes. The per-item arrays (group, steps,
+ * started) have `count` entries; fo_step() only reads them, except that an
+ * applied step adds 1 to steps[i] and sets started[i] for each item stepped. */
+typedef struct fo_step_args {
+    const fo_table *table;   /* kernels; NULL: fo_table_active() */
+    fo_algo algo;
+    const fo_hyper *hypers;  /* per parameter group */
+    size_t ngroups;
+    fo_item *items;          /* per parameter; grad NULL: not stepped this time */
+    size_t count;
+    const int *group;        /* per item: its group, an index into hypers */
+    int64_t *steps;          /* per item: updates done (the next is number steps[i] + 1) */
+    uint8_t *started;        /* per item: 0 until its first update (SGD's momentum
+                                buffer then starts as the gradient) */
+    fo_scalars *scalars;     /* workspace of `count` entries */
+    int skip_nonfinite;      /* change nothing when a gradient holds NaN or Inf */
+    /* set when fo_step() returns an error: */
+    size_t bad;              /* the item at fault */
+    unsigned missing;        /* FO_STEP_NO_STATE: the state[] slots (bit mask) its loop needs */
+} fo_step_args;
+
+/* fo_step()'s results. On an error nothing has been written but the items'
+ * scalars, kernel and vstart fields and the workspace. */
+enum {
+    FO_STEP_APPLIED = 1,
+    FO_STEP_SKIPPED = 0,     /* skip_nonfinite and a gradient holds NaN or Inf */
+    FO_STEP_NO_STATE = -1,   /* a state buffer the item's loop needs is NULL */
+    FO_STEP_BAD_GROUP = -2,  /* group[bad] is not an index into hypers */
+    FO_STEP_BAD_COUNT = -3,  /* steps[bad] is negative, or INT64_MAX (no next number) */
+    FO_STEP_BAD_ARGS = -4,   /* algo or an item's dtype out of range */
+    FO_STEP_NO_MEMORY = -5
+};
+
+/* One update of every item that has a gradient, in one call: the scalars of
+ * each (group, step number), the loop for its hyperparameters, the
+ * non-finite check when asked, the run on the thread pool, the counts. */
+int fo_step(fo_step_args *args);
+
 /* ---- threads (fo_pool.c) ---- */
 int fo_set_num_threads(int n);    /* n >= 1; returns 0, or -1 on failure */
 int fo_get_num_threads(void);
 int fo_default_num_threads(void); /* usable cores */
-/* Lay the items out in one byte space and return the number of pieces the
- * job is cut into (the length `partials` must have for a reduction). */
+/* Lay the items out in one byte space (an item without a kernel takes no
+ * room) and return the number of pieces the job is cut into (the length
+ * `partials` must have for a reduction). */
 size_t fo_plan(fo_item *items, size_t count);
 /* Run every item's kernel over all its elements, spread over the pool.
  * `partials` (NULL for updates) gets one accumulator per piece, each

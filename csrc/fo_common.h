@@ -22,4 +22,27 @@
 #define FO_ARM64 1
 #endif
 
+/* The job's byte space (fo_plan, and fo_step, which lays its items out as
+ * it prepares them): pieces of FO_PIECE_BYTES, each item from a 64-byte
+ * boundary. An item without a kernel takes no room (a parameter without a
+ * gradient this step, or one fo_prepare_item() refused). */
+#define FO_PIECE_BYTES ((size_t)64 * 1024)
+#define FO_ALIGN_BYTES ((size_t)64)
+static inline size_t fo_room(const fo_item *it)
+{
+    return it->kernel ? it->n * (it->dtype == FO_F64 ? sizeof(double) : sizeof(float)) : 0;
+}
+static inline void fo_place(fo_item *it, size_t *off)
+{
+    *off = (*off + FO_ALIGN_BYTES - 1) / FO_ALIGN_BYTES * FO_ALIGN_BYTES;
+    it->vstart = *off;
+    *off += fo_room(it);
+}
+static inline size_t fo_pieces(size_t bytes) { return (bytes + FO_PIECE_BYTES - 1) / FO_PIECE_BYTES; }
+
+/* fo_run(), but each item that has a kernel runs as[its dtype] instead
+ * (fo_step's non-finite check over the items as they are planned). */
+void fo_run_as(const fo_item *items, size_t count, size_t pieces, double *partials,
+               const fo_kernel as[2]);
+
 #endif /* FO_COMMON_H */

@@ -26,8 +26,6 @@
 #include <string.h>
 #include "fo_common.h"
 
-#define FO_PIECE_BYTES ((size_t)64 * 1024)
-#define FO_ALIGN_BYTES ((size_t)64)
 /* Below this many pieces (1 MiB of parameters, ~50-100 us of work) waking a
  * worker costs more than it saves: at 4 pieces, 10^5-element float32 steps
  * were slower at the median with 2 threads than with 1 (BENCHMARKS.md). */
@@ -117,6 +115,7 @@ typedef struct fo_job {
     size_t pieces;
     size_t total;          /* bytes in the job's byte space */
     double *partials;
+    const fo_kernel *as;   /* NULL, or the kernel per dtype to run instead of each item's */
     /* next piece to take (atomic), on a cache line of its own so that taking
      * a piece does not evict the fields above from the other threads' caches */
     char pad0[FO_ALIGN_BYTES];
@@ -138,20 +137,13 @@ static struct {
     fo_thread threads[FO_MAX_THREADS];
 } fo_pool = { FO_MUTEX_INITIALIZER, FO_COND_INITIALIZER, FO_COND_INITIALIZER, FO_MUTEX_INITIALIZER, 0, 0, 0, 0, 0, 0, NULL, {0} };
 
-static size_t fo_item_bytes(const fo_item *it)
-{
-    return it->n * (it->dtype == FO_F64 ? sizeof(double) : sizeof(float));
-}
+static size_t fo_item_bytes(const fo_item *it) { return fo_room(it); }
 
 size_t fo_plan(fo_item *items, size_t count)
 {
     size_t off = 0;
-    for (size_t i = 0; i < count; i++) {
-        off = (off + FO_ALIGN_BYTES - 1) / FO_ALIGN_BYTES * FO_ALIGN_BYTES;
-        items[i].vstart = off;
-        off += fo_item_bytes(&items[i]);
-    }
-    return (off + FO_PIECE_BYTES - 1) / FO_PIECE_BYTES;
+    for (size_t i = 0; i < count; i++) fo_place(&items[i], &off);
+    return fo_pieces(off);
 }
 
 static size_t fo_job_total(const fo_item *items, size_t count)
@@ -173,12 +165,13 @@ static void fo_run_piece(const fo_job *job, size_t k)
         else hi = mid;
     }
     double *acc = job->partials ? &job->partials[k] : NULL;
+    const fo_kernel *as = job->as;
     for (size_t i = lo; i < job->count && job->items[i].vstart < b; i++) {
         const fo_item *it = &job->items[i];
-        size_t esize = it->dtype == FO_F64 ? sizeof(double) : sizeof(float);
+        unsigned shift = it->dtype == FO_F64 ? 3 : 2; /* log2 of the element size: no division */
         size_t start = it->vstart, stop = start + fo_item_bytes(it);
         size_t from = (a > start ? a : start) - start, to = (b < stop ? b : stop) - start;
-        if (to > from && it->kernel) it->kernel(it, from / esize, to / esize, acc);
+        if (to > from) (as ? as[it->dtype] : it->kernel)(it, from >> shift, to >> shift, acc);
     }
 }
 
@@ -281,6 +274,12 @@ static void fo_start_workers(void)
 
 void fo_run(const fo_item *items, size_t count, size_t pieces, double *partials)
 {
+    fo_run_as(items, count, pieces, partials, NULL);
+}
+
+void fo_run_as(const fo_item *items, size_t count, size_t pieces, double *partials,
+               const fo_kernel as[2])
+{
     fo_job job;
     memset(&job, 0, sizeof job);
     job.items = items;
@@ -288,6 +287,7 @@ void fo_run(const fo_item *items, size_t count, size_t pieces, double *partials)
     job.pieces = pieces;
     job.total = fo_job_total(items, count);
     job.partials = partials;
+    job.as = as;
     if (partials) memset(partials, 0, pieces * sizeof *partials);
     if (pieces < FO_MIN_PARALLEL_PIECES || fo_get_num_threads() == 1 ||
         fo_mutex_trylock(&fo_pool.run_lock) != 0) {

@@ -34,8 +34,8 @@ if _os.environ.get("FASTOPT_NUM_THREADS"):
 
 from . import functional, lr_scheduler, schedules, swa_utils  # noqa: E402
 from .checkpoint import load, save  # noqa: E402
-from ._core import (  # noqa: E402
-    clip_grad_norm_, clip_grad_value_, get_num_threads, set_num_threads)
+from ._clip import clip_grad_norm_, clip_grad_value_  # noqa: E402
+from ._core import get_num_threads, set_num_threads  # noqa: E402
 from . import optim as _optim  # noqa: E402
 from .optim import *  # noqa: E402,F401,F403  Optimizer and one class per optimizer of fastopt._spec
 

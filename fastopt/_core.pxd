@@ -1,16 +1,16 @@
-# Declarations of the C core (csrc/fastopt.h).
-from libc.stdint cimport int64_t
+# Declarations of the C core (csrc/fastopt.h), and the helpers of _core.pyx
+# that fastopt's other compiled modules (_clip, _probe) call: they reach the
+# C core through _core, so that every module uses its one thread pool and
+# SIMD path.
+from libc.stdint cimport int64_t, uint8_t
+cimport numpy as cnp
 
 cdef extern from "fastopt.h" nogil:
     ctypedef enum fo_dtype:
         FO_F32
         FO_F64
 
-    ctypedef enum fo_algo:
-        FO_SGD
-        FO_ADAGRAD
-        FO_RMSPROP
-        FO_ADAM
+    ctypedef int fo_algo  # the enum of FO_ALGOS; _core.pyx names them from fo_algo_name()
 
     ctypedef enum fo_isa:
         FO_ISA_SCALAR
@@ -69,9 +69,9 @@ cdef extern from "fastopt.h" nogil:
         fo_kernel kernel
         size_t vstart
 
+    # (the update kernels are picked in C only, by fo_step)
     ctypedef struct fo_table:
         fo_isa isa
-        fo_kernel update[4][2][16]
         fo_kernel count_nonfinite[2]
         fo_kernel grad_sumsq[2]
         fo_kernel grad_sumabs[2]
@@ -91,15 +91,45 @@ cdef extern from "fastopt.h" nogil:
     int fo_select(fo_isa isa) noexcept
 
     fo_hyper fo_hyper_defaults(fo_algo algo) noexcept
-    unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo_scalars *out) noexcept
-    int fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t step,
-                        int first, fo_scalars *scalars, fo_item *item) noexcept
     unsigned fo_state_slots(fo_algo algo, const fo_hyper *h) noexcept
-    unsigned fo_mode_slots(fo_algo algo, unsigned mode) noexcept
-    unsigned fo_missing_slots(fo_algo algo, unsigned mode, const fo_item *item) noexcept
+
+    ctypedef struct fo_step_args:
+        const fo_table *table
+        fo_algo algo
+        const fo_hyper *hypers
+        size_t ngroups
+        fo_item *items
+        size_t count
+        const int *group
+        int64_t *steps
+        uint8_t *started
+        fo_scalars *scalars
+        int skip_nonfinite
+        size_t bad
+        unsigned missing
+
+    enum:
+        FO_STEP_APPLIED
+        FO_STEP_SKIPPED
+        FO_STEP_NO_STATE
+        FO_STEP_BAD_GROUP
+        FO_STEP_BAD_COUNT
+        FO_STEP_BAD_ARGS
+        FO_STEP_NO_MEMORY
+
+    int fo_step(fo_step_args *args) noexcept
 
     int fo_set_num_threads(int n) noexcept
     int fo_get_num_threads() noexcept
     int fo_default_num_threads() noexcept
     size_t fo_plan(fo_item *items, size_t count) noexcept
     void fo_run(const fo_item *items, size_t count, size_t pieces, double *partials) noexcept
+
+
+# ---- shared with fastopt's other compiled modules (defined in _core.pyx)
+cdef const fo_table *table_by_name(name) except NULL
+cdef int dtype_code(cnp.ndarray a) noexcept
+cdef cnp.ndarray as_param_array(obj, what)
+cdef cnp.ndarray as_grad_array(obj, cnp.ndarray like, what)
+cdef size_t plan_items(fo_item *items, size_t count) noexcept nogil
+cdef void run_planned(const fo_item *items, size_t count, size_t pieces, double *partials) noexcept nogil

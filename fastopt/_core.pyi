@@ -1,16 +1,7 @@
 # Types of the compiled core's public functions (fastopt._core is built from
 # _core.pyx); the rest of the module is internal and typed Any.
-from collections.abc import Iterable
 from typing import Any
-
-import numpy.typing as npt
 
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
-def clip_grad_norm_(grads: npt.NDArray[Any] | Iterable[npt.NDArray[Any] | None], max_norm: float,
-                    norm_type: float = 2.0, error_if_nonfinite: bool = False,
-                    foreach: bool | None = None, *, isa: str | None = None) -> float: ...
-def clip_grad_value_(grads: npt.NDArray[Any] | Iterable[npt.NDArray[Any] | None],
-                     clip_value: float, foreach: bool | None = None, *,
-                     isa: str | None = None) -> None: ...
 def __getattr__(name: str) -> Any: ...

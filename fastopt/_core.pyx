@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""The Cython layer over the C core.
+"""The Cython layer over the C core: the engine that steps an optimizer.
 
 Everything here validates first and writes after: each public entry point
 checks every array (dtype, shape, contiguity, alignment, writeability and
@@ -8,12 +8,15 @@ raises TypeError/ValueError with nothing touched.
 
 Thread-safety: an ``Engine`` keeps its own references to every array it
 points at (a step also to its gradients) and cannot be changed while a step
-runs with the GIL released (``set_state``, ``extend`` and a second ``step``
-raise RuntimeError), so nothing other Python threads do can make the C core
-read freed or missing memory. Callers (``fastopt.Optimizer``) serialise
+runs with the GIL released (``set_state``, ``set_counters``, ``extend`` and a
+second ``step`` raise RuntimeError), so nothing other Python threads do can
+make the C core read freed or missing memory. The step itself is one call of
+``fo_step`` (csrc/fo_step.c), which computes the scalars, picks the loops and
+advances the step counts; this layer checks and hands over pointers. Callers (``fastopt.Optimizer``) serialise
 steps of one engine with a lock. Different engines may step concurrently
 from different Python threads.
 """
+import numbers
 import os
 from collections.abc import Mapping
 
@@ -26,7 +29,6 @@ cimport numpy as cnp
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
-from libc.math cimport INFINITY, isfinite, pow
 from libc.stdint cimport int64_t, uint8_t, uintptr_t
 from libc.stdlib cimport free, malloc, qsort, realloc
 from libc.string cimport memcmp, memcpy, memset
@@ -40,6 +42,103 @@ cdef extern from "Python.h":
         PyObject **ob_item
     ctypedef struct PyTupleObject:
         PyObject *ob_item[1]
+
+# The per-gradient check of a step, in C: it runs for every tensor at every
+# step, so it reads the arrays' structs without making any Python object.
+cdef extern from *:
+    """
+    static PyObject *fo_descr[2];  /* NumPy's own float32 and float64 dtypes, by fo_dtype */
+
+    static inline void *fo_array_data(PyObject *a) { return PyArray_DATA((PyArrayObject *)a); }
+
+    static inline int fo_native(PyArrayObject *a, int type)
+    {
+        return PyArray_TYPE(a) == type && PyArray_ISNBO(PyArray_DESCR(a)->byteorder);
+    }
+
+    /* A parameter's shape as the engine took it: read at each step from the
+     * engine's own memory (side by side for all parameters), not from the
+     * array's dimensions, which live in an allocation of their own. */
+    #define FO_SHAPE_DIMS 4
+    typedef struct fo_shape { int nd; npy_intp dims[FO_SHAPE_DIMS]; } fo_shape;
+
+    static inline void fo_record_shape(fo_shape *s, PyObject *param)
+    {
+        PyArrayObject *p = (PyArrayObject *)param;
+        s->nd = PyArray_NDIM(p);
+        for (int k = 0; k < s->nd && k < FO_SHAPE_DIMS; k++) s->dims[k] = PyArray_DIMS(p)[k];
+    }
+
+    /* 1 when grad (an exact ndarray) can be read as the gradient of param as
+     * the engine holds it (item, shape): param still at item->param,
+     * writeable, C-contiguous and aligned, of the item's dtype; grad
+     * C-contiguous, aligned, of that dtype and of the parameter's shape,
+     * item->n elements. */
+    static inline int fo_grad_fits(PyObject *grad, PyObject *param, const fo_item *it,
+                                   const fo_shape *shape)
+    {
+        PyArrayObject *g = (PyArrayObject *)grad, *p = (PyArrayObject *)param;
+        const int layout = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED;
+        if ((PyArray_FLAGS(g) & layout) != layout) return 0;
+        if ((PyArray_FLAGS(p) & (layout | NPY_ARRAY_WRITEABLE)) != (layout | NPY_ARRAY_WRITEABLE)) return 0;
+        if (PyArray_DATA(p) != it->param) return 0;
+        PyObject *d = fo_descr[it->dtype];
+        if ((PyObject *)PyArray_DESCR(g) != d || (PyObject *)PyArray_DESCR(p) != d) {
+            const int type = it->dtype == FO_F64 ? NPY_FLOAT64 : NPY_FLOAT32;
+            if (!fo_native(g, type) || !fo_native(p, type)) return 0;
+        }
+        const int nd = PyArray_NDIM(g);
+        if (nd != shape->nd) return 0;
+        const npy_intp *a = PyArray_DIMS(g);
+        const npy_intp *b = nd <= FO_SHAPE_DIMS ? shape->dims : PyArray_DIMS(p);
+        if (nd > FO_SHAPE_DIMS && PyArray_NDIM(p) != nd) return 0;
+        npy_intp size = 1;
+        for (int k = 0; k < nd; k++) {
+            if (a[k] != b[k]) return 0;
+            size *= a[k];
+        }
+        return (size_t)size == it->n;
+    }
+
+    /* Start loading what the check of a later tensor reads: the structs of
+     * its arrays (far ahead), then the gradient's dimensions, which the
+     * struct points at (nearer, once the struct is there). Objects other
+     * than ndarrays are only touched at their head. */
+    static inline void fo_prefetch_arrays(PyObject *grad, PyObject *param)
+    {
+    #if defined(__GNUC__)
+        __builtin_prefetch(grad);
+        __builtin_prefetch((char *)grad + 64);
+        __builtin_prefetch(param);
+        __builtin_prefetch((char *)param + 64);
+    #else
+        (void)grad; (void)param;
+    #endif
+    }
+
+    static inline void fo_prefetch_dims(PyObject *grad, PyTypeObject *ndarray)
+    {
+    #if defined(__GNUC__)
+        if (Py_TYPE(grad) == ndarray) __builtin_prefetch(PyArray_DIMS((PyArrayObject *)grad));
+    #else
+        (void)grad; (void)ndarray;
+    #endif
+    }
+    """
+    PyObject *fo_descr[2]
+    void *fo_array_data(PyObject *a) noexcept
+    ctypedef struct fo_shape:
+        int nd
+        cnp.npy_intp dims[4]  # FO_SHAPE_DIMS
+    void fo_record_shape(fo_shape *s, PyObject *param) noexcept
+    bint fo_grad_fits(PyObject *grad, PyObject *param, const fo_item *it,
+                      const fo_shape *shape) noexcept
+    void fo_prefetch_arrays(PyObject *grad, PyObject *param) noexcept
+    void fo_prefetch_dims(PyObject *grad, PyTypeObject *ndarray) noexcept
+
+_DESCRS = (np.dtype(np.float32), np.dtype(np.float64))  # kept alive for fo_descr
+fo_descr[<int>FO_F32] = <PyObject *>_DESCRS[0]
+fo_descr[<int>FO_F64] = <PyObject *>_DESCRS[1]
 
 # The C core's algorithms by name (FO_ALGOS), and each one's state buffer
 # names in C slot order (torch's names), from the spec.
@@ -127,7 +226,7 @@ def default_num_threads():
 
 # ------------------------------------------------------------------ validation
 
-cdef inline int dtype_code(cnp.ndarray a):
+cdef int dtype_code(cnp.ndarray a) noexcept:
     cdef int t = cnp.PyArray_TYPE(a)
     if t == cnp.NPY_FLOAT32 and not cnp.PyArray_ISBYTESWAPPED(a):
         return FO_F32
@@ -295,16 +394,17 @@ _NO_PARAMS = object()
 cdef class Hypers:
     """Every param group's hyperparameters as the C struct, each dict read once.
 
-    ``Hypers(algo, groups)``: a step decides which state buffers must exist
-    (``slots``: per group, which of the three slots the algorithm uses) and
-    runs its kernels from the same structs, so a value that changes
-    meanwhile cannot make the two disagree. ``groups`` keeps the dicts.
+    ``Hypers(algo, groups)``: a step runs its kernels from these structs,
+    and ``slots`` (per group, which of the three state slots the algorithm
+    uses, computed from the same structs when first asked) says which state
+    buffers must exist, so a value that changes meanwhile cannot make the
+    two disagree. ``groups`` keeps the dicts.
     """
     cdef fo_hyper *h
     cdef Py_ssize_t n
     cdef fo_algo algo
     cdef readonly tuple groups
-    cdef readonly tuple slots
+    cdef tuple _slots
 
     def __cinit__(self):
         self.h = NULL
@@ -323,18 +423,26 @@ cdef class Hypers:
         self.h = <fo_hyper *>malloc(max(n, 1) * sizeof(fo_hyper))
         if self.h == NULL:
             raise MemoryError()
-        cdef unsigned mask
-        slots = []
         for k in range(n):
             if not isinstance(gs[k], dict):
                 raise TypeError(f"param group {k}'s hyperparameters must be a dict, got "
                                 f"{type(gs[k]).__name__}")
             self.h[k] = hyper_from(self.algo, gs[k])
-            mask = fo_state_slots(self.algo, &self.h[k])
-            slots.append((bool(mask & 1u), bool(mask & 2u), bool(mask & 4u)))
         self.n = n
         self.groups = gs
-        self.slots = tuple(slots)
+
+    @property
+    def slots(self):
+        """Per group, which of the three state slots its hyperparameters use."""
+        cdef unsigned mask
+        cdef Py_ssize_t k
+        if self._slots is None:
+            out = []
+            for k in range(self.n):
+                mask = fo_state_slots(self.algo, &self.h[k])
+                out.append((bool(mask & 1u), bool(mask & 2u), bool(mask & 4u)))
+            self._slots = tuple(out)
+        return self._slots
 
 
 cdef tuple state_arrays(bufs, cnp.ndarray param, what):
@@ -361,6 +469,58 @@ cdef tuple state_arrays(bufs, cnp.ndarray param, what):
     return tuple(out)
 
 
+class MissingState(ValueError):
+    """A step found no state buffer where its parameter's loop needs one
+    (``index``: the parameter); nothing was written."""
+
+    def __init__(self, message, index):
+        super().__init__(message)
+        self.index = index
+
+
+# The largest step count an engine holds: the next update must have a number.
+MAX_STEPS = 2**63 - 2
+
+
+cdef int count_of(object value, int64_t *out) noexcept:
+    """value as a step count in [0, MAX_STEPS] into *out: 0, or 1 for a value
+    that is not a number (TypeError), 2 for one that is no such count
+    (ValueError). Whole floats count (torch keeps steps as float tensors);
+    0-d float arrays, such as torch's step tensors' NumPy views, are read
+    straight from memory."""
+    cdef double x
+    cdef int code
+    if cnp.PyArray_CheckExact(value) and cnp.PyArray_NDIM(<cnp.ndarray>value) == 0:
+        code = dtype_code(<cnp.ndarray>value)
+        if code == FO_F32:
+            x = (<float *>cnp.PyArray_DATA(<cnp.ndarray>value))[0]
+        elif code == FO_F64:
+            x = (<double *>cnp.PyArray_DATA(<cnp.ndarray>value))[0]
+        else:
+            return count_of(value[()], out)
+    elif type(value) is int:
+        if not 0 <= value <= MAX_STEPS:
+            return 2
+        out[0] = value
+        return 0
+    elif isinstance(value, (bool, str, bytes)):
+        return 1
+    else:
+        try:
+            if isinstance(value, numbers.Integral):
+                return count_of(int(value), out)
+            x = value
+        except Exception:
+            return 1
+    # below 2**63 (the first double above MAX_STEPS) a whole double is exact as int64
+    if not (x >= 0 and x < 9223372036854775808.0 and x == <double><int64_t>x):
+        return 2
+    if <int64_t>x > MAX_STEPS:
+        return 2
+    out[0] = <int64_t>x
+    return 0
+
+
 cdef class Engine:
     """One optimizer's parameters and state buffers, stepped in one C call.
 
@@ -369,53 +529,56 @@ cdef class Engine:
     not in use), how each parameter is named in errors, and the index of
     each parameter's group in the ``hypers`` of ``step``. Everything is
     validated here (TypeError/ValueError), and the engine keeps its own
-    references to every array it points at. ``steps`` (int64) and
-    ``started`` (uint8) are per-parameter counters owned by the engine and
-    shared with Python as NumPy arrays.
+    references to every array it points at.
+
+    The engine owns each parameter's step counters: ``steps`` (updates
+    done) and ``started`` (whether its state holds an update: SGD's momentum
+    buffer starts as the first gradient). ``fo_step`` advances them; from
+    Python they are read with ``counters()`` (or the read-only ``steps`` and
+    ``started``) and set with ``set_counters()`` only.
 
     While a step runs (the GIL released) the engine cannot be changed:
-    ``set_state``, ``extend`` and another ``step`` raise RuntimeError.
+    ``set_state``, ``set_counters``, ``extend`` and another ``step`` raise
+    RuntimeError.
     """
     cdef fo_algo algo
     cdef readonly str algo_name
     cdef Py_ssize_t n, cap
-    cdef fo_item *items      # per parameter: param and state pointers, n, dtype
-    cdef fo_item *run        # per step: the parameters that have a gradient
-    cdef Py_ssize_t *run_of  # per step: the parameter index of each run entry
-    cdef fo_scalars *scalars # per step: one per distinct (group, step)
+    cdef fo_item *items      # per parameter: param, state, n, dtype; grad set at each step
+    cdef fo_scalars *scalars # fo_step's workspace
+    cdef int64_t *counts     # per parameter: updates done
+    cdef uint8_t *begun      # per parameter: whether its state holds an update
     cdef Range *written      # sorted memory ranges of params and state (for overlap checks)
     cdef Py_ssize_t nwritten
     cdef bint written_stale  # state pointers changed since `written` was sorted
     cdef uintptr_t *clear    # per parameter: last gradient range found disjoint from `written`
+    cdef fo_shape *shapes    # per parameter: its shape when the engine took it
     cdef int *group_of
     cdef unsigned long busy  # fork_epoch while a step runs, else 0
     cdef list _params        # the engine's own references (never shown as a list)
     cdef list _states
     cdef list _names
-    cdef object _steps_buf, _started_buf  # capacity `cap`; steps/started view the first n
-    cdef readonly object steps
-    cdef readonly object started
-    cdef int64_t[::1] steps_view
-    cdef uint8_t[::1] started_view
 
     def __cinit__(self):
         self.items = NULL
-        self.run = NULL
-        self.run_of = NULL
         self.scalars = NULL
+        self.counts = NULL
+        self.begun = NULL
         self.written = NULL
         self.group_of = NULL
         self.clear = NULL
+        self.shapes = NULL
         self._params, self._states, self._names = [], [], []
 
     def __dealloc__(self):
         free(self.items)
-        free(self.run)
-        free(self.run_of)
         free(self.scalars)
+        free(self.counts)
+        free(self.begun)
         free(self.written)
         free(self.group_of)
         free(self.clear)
+        free(self.shapes)
 
     def __init__(self, algo, params, states, names, group_of):
         if self.items != NULL:
@@ -440,6 +603,107 @@ cdef class Engine:
     def names(self):
         return tuple(self._names)
 
+    # -- step counters: counters() reads them, set_counters() is the only writer
+
+    def counters(self):
+        """``(steps, started)``: per parameter the updates done (int64) and
+        whether its state holds an update (uint8), as new arrays."""
+        steps = np.empty(self.n, np.int64)
+        started = np.empty(self.n, np.uint8)
+        if self.n:
+            memcpy(cnp.PyArray_DATA(steps), self.counts, self.n * sizeof(int64_t))
+            memcpy(cnp.PyArray_DATA(started), self.begun, self.n * sizeof(uint8_t))
+        return steps, started
+
+    @property
+    def steps(self):
+        """Updates done per parameter (a read-only copy; see ``set_counters``)."""
+        steps = self.counters()[0]
+        steps.flags.writeable = False
+        return steps
+
+    @property
+    def started(self):
+        """Whether each parameter's state holds an update (a read-only copy)."""
+        started = self.counters()[1]
+        started.flags.writeable = False
+        return started
+
+    def set_counters(self, steps=None, started=None, index=None):
+        """Set step counters, checking every value before any is set.
+
+        ``steps`` (whole numbers in [0, MAX_STEPS]) and ``started`` (truth
+        values) hold one value per parameter, or, with ``index`` (parameter
+        indices), one per index. None leaves that counter as it is.
+        """
+        if self.busy == fork_epoch:
+            raise RuntimeError("cannot set step counters while the engine runs a step")
+        cdef Py_ssize_t i, m = self.n
+        cdef tuple where = None  # None: every parameter, in order
+        if index is not None:
+            where = tuple(index)
+            for i in where:
+                if not 0 <= i < self.n:
+                    raise IndexError(f"parameter index {i} out of range")
+            m = len(where)
+        cdef int64_t *counts = NULL
+        cdef int code
+        cdef list begun = None
+        if steps is not None:
+            steps = tuple(steps)
+            if len(steps) != m:
+                raise ValueError(f"expected {m} step counts, got {len(steps)}")
+        if started is not None:
+            started = tuple(started)
+            if len(started) != m:
+                raise ValueError(f"expected {m} started flags, got {len(started)}")
+            begun = [bool(x) for x in started]
+        if steps is not None:
+            counts = <int64_t *>malloc(max(m, 1) * sizeof(int64_t))
+            if counts == NULL:
+                raise MemoryError()
+            try:
+                for i in range(m):
+                    code = count_of(steps[i], &counts[i])
+                    if code:
+                        what = f"step count of {describe(self._names[i if where is None else where[i]])}"
+                        if code == 1:
+                            raise TypeError(f"{what} must be a whole number, got "
+                                            f"{type(steps[i]).__name__}")
+                        raise ValueError(f"{what} must be a whole number in [0, {MAX_STEPS}], "
+                                         f"got {steps[i]!r}")
+                for i in range(m):  # nothing can fail from here on
+                    self.counts[i if where is None else where[i]] = counts[i]
+            finally:
+                free(counts)
+        if begun is not None:
+            for i in range(m):
+                self.begun[i if where is None else where[i]] = begun[i]
+
+    def store_steps(self, targets):
+        """Write each parameter's step count into ``targets[i]``, a writeable
+        0-d float32/float64 array (torch's step tensors' NumPy views), as
+        that float (rounded as torch's ``step += 1`` rounds). Checked first."""
+        cdef tuple t = tuple(targets)
+        cdef Py_ssize_t i
+        cdef cnp.ndarray a
+        if len(t) != self.n:
+            raise ValueError(f"expected {self.n} step targets, got {len(t)}")
+        for i in range(self.n):
+            if (not cnp.PyArray_CheckExact(t[i]) or cnp.PyArray_NDIM(<cnp.ndarray>t[i]) != 0
+                    or dtype_code(<cnp.ndarray>t[i]) < 0
+                    or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>t[i])
+                    or not cnp.PyArray_ISALIGNED(<cnp.ndarray>t[i])):
+                raise TypeError(f"step target {i} must be a writeable 0-d float32/float64 array")
+        for i in range(self.n):
+            a = <cnp.ndarray>t[i]
+            if dtype_code(a) == FO_F64:
+                (<double *>cnp.PyArray_DATA(a))[0] = <double>self.counts[i]
+            else:
+                (<float *>cnp.PyArray_DATA(a))[0] = <float>self.counts[i]
+
+    # -- parameters and state
+
     cdef reserve(self, Py_ssize_t cap):
         """Room for `cap` parameters (grows geometrically; nothing moves on failure)."""
         if cap <= self.cap:
@@ -450,18 +714,18 @@ cdef class Engine:
         if p == NULL:
             raise MemoryError()
         self.items = <fo_item *>p
-        p = realloc(self.run, cap * sizeof(fo_item))
-        if p == NULL:
-            raise MemoryError()
-        self.run = <fo_item *>p
-        p = realloc(self.run_of, cap * sizeof(Py_ssize_t))
-        if p == NULL:
-            raise MemoryError()
-        self.run_of = <Py_ssize_t *>p
         p = realloc(self.scalars, cap * sizeof(fo_scalars))
         if p == NULL:
             raise MemoryError()
         self.scalars = <fo_scalars *>p
+        p = realloc(self.counts, cap * sizeof(int64_t))
+        if p == NULL:
+            raise MemoryError()
+        self.counts = <int64_t *>p
+        p = realloc(self.begun, cap * sizeof(uint8_t))
+        if p == NULL:
+            raise MemoryError()
+        self.begun = <uint8_t *>p
         p = realloc(self.group_of, cap * sizeof(int))
         if p == NULL:
             raise MemoryError()
@@ -474,18 +738,15 @@ cdef class Engine:
         if p == NULL:
             raise MemoryError()
         self.clear = <uintptr_t *>p
-        steps = np.zeros(cap, np.int64)
-        started = np.zeros(cap, np.uint8)
-        if self._steps_buf is not None:
-            steps[: self.n] = self.steps
-            started[: self.n] = self.started
-        self._steps_buf, self._started_buf = steps, started
-        self.steps_view, self.started_view = steps, started
-        self.steps, self.started = steps[: self.n], started[: self.n]
+        p = realloc(self.shapes, cap * sizeof(fo_shape))
+        if p == NULL:
+            raise MemoryError()
+        self.shapes = <fo_shape *>p
         self.cap = cap
 
     cdef append(self, params, states, names, group_of):
-        """Validate parameters and their state and add them after the others."""
+        """Validate parameters and their state and add them after the others
+        (with zero step counts)."""
         params, states, names, group_of = tuple(params), tuple(states), tuple(names), tuple(group_of)
         cdef Py_ssize_t m = len(params), i, j
         if not len(states) == len(names) == len(group_of) == m:
@@ -508,16 +769,18 @@ cdef class Engine:
             j = self.n + i
             p = <cnp.ndarray>arrays[i]
             self.group_of[j] = group_of[i]
+            self.counts[j] = 0
+            self.begun[j] = 0
             memset(&self.items[j], 0, sizeof(fo_item))
             self.items[j].param = cnp.PyArray_DATA(p)
             self.items[j].n = <size_t>cnp.PyArray_SIZE(p)
             self.items[j].dtype = dtype_code(p)
+            fo_record_shape(&self.shapes[j], <PyObject *>p)
             self._states.append(None)
             self.point_state(j, bufsets[i])
         self._params += arrays
         self._names += names
         self.n += m
-        self.steps, self.started = self._steps_buf[: self.n], self._started_buf[: self.n]
 
     def extend(self, params, states, names, group_of):
         """Add parameters (Engine's arguments), checking their memory against
@@ -538,7 +801,6 @@ cdef class Engine:
         except BaseException:
             del self._params[n0:], self._states[n0:], self._names[n0:]
             self.n = n0
-            self.steps, self.started = self._steps_buf[: n0], self._started_buf[: n0]
             raise
         merge_sorted(self.written, self.nwritten, k)
         self.nwritten += k
@@ -647,7 +909,9 @@ cdef class Engine:
 
         ``hypers``: a ``Hypers`` of this algorithm, or per group a dict of its
         hyperparameters. Returns False (and changes nothing) when
-        skip_nonfinite is set and a gradient holds NaN or Inf.
+        skip_nonfinite is set and a gradient holds NaN or Inf. A state buffer
+        the hyperparameters need and a parameter lacks raises MissingState
+        (a ValueError), with nothing written.
         """
         cdef const fo_table *table = table_by_name(isa)
         # Everything that may run Python code (__array__, __float__) happens
@@ -669,33 +933,68 @@ cdef class Engine:
             self.busy = 0
 
     cdef object _step(self, tuple grads, Hypers hypers, const fo_table *table, bint skip_nonfinite):
-        cdef Py_ssize_t i, k, m = 0, nsc = 0, owner
-        cdef cnp.ndarray g, p
-        cdef int grp, last_grp = -1
-        cdef int64_t step, last_step = -1
-        cdef int first, last_first = -1
-        cdef unsigned mode = 0, need = 0, missing
-        cdef uintptr_t lo, hi
-        cdef object obj
-        # The common case (an ndarray of the parameter's dtype and shape) is
-        # checked in C without building any Python object; anything else goes
-        # through as_grad_array(), which raises the named error.
         if self.written_stale:
             self.index_written()
+        self.take_grads(grads)
+        cdef fo_step_args a
+        memset(&a, 0, sizeof(a))
+        a.table = table
+        a.algo = self.algo
+        a.hypers = hypers.h
+        a.ngroups = <size_t>hypers.n
+        a.items = self.items
+        a.count = <size_t>self.n
+        a.group = self.group_of
+        a.steps = self.counts
+        a.started = self.begun
+        a.scalars = self.scalars
+        a.skip_nonfinite = skip_nonfinite
+        cdef int rc
+        with nogil:
+            rc = fo_step(&a)  # the grads tuple keeps every gradient alive meanwhile
+        if rc == FO_STEP_APPLIED:
+            return True
+        if rc == FO_STEP_SKIPPED:
+            return False
+        what = describe(self._names[a.bad]) if a.bad < <size_t>self.n else "a parameter"
+        grp = self.group_of[a.bad] if a.bad < <size_t>self.n else -1
+        if rc == FO_STEP_NO_STATE:
+            k = 0 if a.missing & 1u else (1 if a.missing & 2u else 2)
+            raise MissingState(f"{what} has no {STATE_NAMES[self.algo_name][k]!r} state buffer, "
+                               f"which the hyperparameters of param group {grp} need", a.bad)
+        if rc == FO_STEP_BAD_GROUP:
+            raise ValueError(f"{what} is in param group {grp}, but the step got "
+                             f"hyperparameters for {hypers.n} groups")
+        if rc == FO_STEP_BAD_COUNT:
+            raise ValueError(f"{what} has done {self.counts[a.bad]} updates: no further update "
+                             "can be numbered")
+        if rc == FO_STEP_NO_MEMORY:
+            raise MemoryError()
+        raise RuntimeError(f"the C core refused the step ({rc})")
+
+    cdef int take_grads(self, tuple grads) except -1:
+        """Point each item at its gradient (NULL for None), each checked first
+        as the parameter's gradient (fo_grad_fits: the common case in C,
+        without a Python object made) and as not meeting the memory the step
+        writes. Raises before any pointer is used."""
+        cdef Py_ssize_t i, owner
+        cdef PyObject *o
+        cdef PyObject **params = (<PyListObject *>self._params).ob_item
+        cdef uintptr_t lo, hi
+        cdef Py_ssize_t ahead = 8  # tensors: what the check reads is scattered over the heap
         for i in range(self.n):
-            obj = grads[i]
-            if obj is None:
+            if i + ahead < self.n:
+                fo_prefetch_arrays(PyTuple_GET_ITEM(grads, i + ahead), params[i + ahead])
+            if i + ahead // 2 < self.n:
+                fo_prefetch_dims(PyTuple_GET_ITEM(grads, i + ahead // 2), ndarray_type)
+            o = PyTuple_GET_ITEM(grads, i)
+            if o == <PyObject *>None:
+                self.items[i].grad = NULL
                 continue
-            p = <cnp.ndarray>self._params[i]
-            if not cnp.PyArray_ISWRITEABLE(p):
-                raise ValueError(f"{describe(self._names[i])} is read-only")
-            if not cnp.PyArray_CheckExact(obj):
-                raise TypeError(f"gradient of {describe(self._names[i])} must be a numpy array, "
-                                f"got {type(obj).__name__}")
-            g = <cnp.ndarray>obj
-            if not grad_matches(g, p):
-                g = as_grad_array(g, p, f"gradient of {describe(self._names[i])}")
-            lo = <uintptr_t>cnp.PyArray_DATA(g)
+            if o.ob_type != ndarray_type or not fo_grad_fits(o, params[i], &self.items[i],
+                                                              &self.shapes[i]):
+                self.refuse_grad(i, <object>o)
+            lo = <uintptr_t>fo_array_data(o)
             hi = lo + <uintptr_t>(self.items[i].n * (8 if self.items[i].dtype == FO_F64 else 4))
             # Whether [lo, hi) meets the written memory depends on nothing else,
             # so a range found clear at an earlier step (same `written`) is clear.
@@ -706,42 +1005,32 @@ cdef class Engine:
                                      f"{describe(self._names[owner])} or its state; gradients must "
                                      "not alias what the step writes")
                 self.clear[2 * i], self.clear[2 * i + 1] = lo, hi
-            grp = self.group_of[i]
-            if grp >= hypers.n:
-                raise ValueError(f"{describe(self._names[i])} is in param group {grp}, but the "
-                                 f"step got hyperparameters for {hypers.n} groups")
-            self.run[m] = self.items[i]
-            self.run_of[m] = i
-            self.run[m].grad = cnp.PyArray_DATA(g)
-            step = self.steps_view[i] + 1
-            first = not self.started_view[i]
-            if grp != last_grp or step != last_step or first != last_first:
-                nsc += 1
-                last_grp, last_step, last_first = grp, step, first
-                mode = fo_prepare(self.algo, &hypers.h[grp], step, first, &self.scalars[nsc - 1])
-                need = fo_mode_slots(self.algo, mode)
-            # every state buffer the loop touches must be there (as fo_prepare_item checks)
-            if need and ((need & 1u and self.run[m].state[0] == NULL) or
-                         (need & 2u and self.run[m].state[1] == NULL) or
-                         (need & 4u and self.run[m].state[2] == NULL)):
-                missing = fo_missing_slots(self.algo, mode, &self.run[m])
-                k = 0 if missing & 1u else (1 if missing & 2u else 2)
-                raise ValueError(f"{describe(self._names[i])} has no "
-                                 f"{STATE_NAMES[self.algo_name][k]!r} state buffer, which the "
-                                 f"hyperparameters of param group {grp} need")
-            # the same scalars and loop as fo_prepare_item(), without redoing the maths
-            self.run[m].scalars = &self.scalars[nsc - 1]
-            self.run[m].kernel = table.update[<int>self.algo][self.run[m].dtype][mode]
-            m += 1
-        if skip_nonfinite and count_nonfinite(self.run, m, table) > 0:
-            return False
-        cdef size_t pieces = fo_plan(self.run, m)
-        with nogil:
-            fo_run(self.run, m, pieces, NULL)
-        for k in range(m):
-            self.steps_view[self.run_of[k]] += 1
-            self.started_view[self.run_of[k]] = 1
-        return True
+            self.items[i].grad = <const void *>lo
+        return 0
+
+    cdef tuple shape_of(self, Py_ssize_t i):
+        """Parameter i's shape as the engine took it."""
+        cdef fo_shape *s = &self.shapes[i]
+        if s.nd > 4:
+            return (<object>self._params[i]).shape
+        return tuple([s.dims[k] for k in range(s.nd)])
+
+    cdef int refuse_grad(self, Py_ssize_t i, obj) except -1:
+        """Raise the error that says why obj cannot be parameter i's gradient."""
+        what = describe(self._names[i])
+        cdef cnp.ndarray p = <cnp.ndarray>self._params[i]
+        if not cnp.PyArray_ISWRITEABLE(p):
+            raise ValueError(f"{what} is read-only")
+        if not cnp.PyArray_CheckExact(obj):
+            raise TypeError(f"gradient of {what} must be a numpy array, got {type(obj).__name__}")
+        if (cnp.PyArray_DATA(p) != self.items[i].param or dtype_code(p) != self.items[i].dtype
+                or <size_t>cnp.PyArray_SIZE(p) != self.items[i].n
+                or not cnp.PyArray_IS_C_CONTIGUOUS(p) or not cnp.PyArray_ISALIGNED(p)):
+            raise ValueError(f"{what} was changed in place since the optimizer took it (its "
+                             "memory, dtype, size or layout): build the optimizer again")
+        as_grad_array(obj, p, f"gradient of {what}")  # against p's shape now
+        raise ValueError(f"gradient of {what} has shape {(<object>obj).shape}, but the parameter "
+                         f"had shape {self.shape_of(i)} when the optimizer took it")
 
 
 cdef int merge_sorted(Range *r, Py_ssize_t h, Py_ssize_t k) except -1:
@@ -765,19 +1054,6 @@ cdef int merge_sorted(Range *r, Py_ssize_t h, Py_ssize_t k) except -1:
     return 0
 
 
-cdef inline bint grad_matches(cnp.ndarray g, cnp.ndarray like) noexcept:
-    """True when g can be read as like's gradient as it is (as_grad_array's checks)."""
-    if cnp.PyArray_TYPE(g) != cnp.PyArray_TYPE(like) or cnp.PyArray_ISBYTESWAPPED(g):
-        return False
-    cdef int nd = cnp.PyArray_NDIM(g), k
-    if nd != cnp.PyArray_NDIM(like):
-        return False
-    for k in range(nd):
-        if cnp.PyArray_DIMS(g)[k] != cnp.PyArray_DIMS(like)[k]:
-            return False
-    return cnp.PyArray_IS_C_CONTIGUOUS(g) and cnp.PyArray_ISALIGNED(g)
-
-
 cdef fo_hyper hyper_from(fo_algo algo, dict h) except *:
     """A group's hyperparameters as the C struct (ranges are checked in Python):
     lr, which every group has, and the fields the spec lists for `algo`, each
@@ -790,7 +1066,7 @@ cdef fo_hyper hyper_from(fo_algo algo, dict h) except *:
     cdef fo_hyper c = fo_hyper_defaults(algo)
     cdef char *base = <char *>&c
     cdef size_t offset
-    c.lr = h["lr"]
+    c.lr = as_double(h["lr"], "lr")
     for key, k, n, offset, is_int, default in fields:
         value = h.get(key, default)
         if k is not None:  # one of the n numbers of a pair such as betas
@@ -801,8 +1077,19 @@ cdef fo_hyper hyper_from(fo_algo algo, dict h) except *:
         if is_int:
             (<int *>(base + offset))[0] = bool(value)
         else:
-            (<double *>(base + offset))[0] = value
+            (<double *>(base + offset))[0] = as_double(value, key)
     return c
+
+
+cdef inline double as_double(value, key) except? -1.0:
+    """A hyperparameter as a double: ValueError (not OverflowError) for a
+    number outside float64's range, such as 10**400."""
+    if type(value) is float:
+        return value
+    try:
+        return value
+    except OverflowError:
+        raise ValueError(f"{key} is out of float64's range: {value!r}") from None
 
 
 def state_slots(algo, dict hyper):
@@ -813,203 +1100,16 @@ def state_slots(algo, dict hyper):
     return tuple(bool(mask & (1u << k)) for k in range(3))
 
 
-cdef double count_nonfinite(fo_item *src, Py_ssize_t m, const fo_table *table) except -1:
-    """How many gradient elements of the items are NaN or Inf (one pass in C)."""
-    cdef fo_item *items = <fo_item *>malloc(max(m, 1) * sizeof(fo_item))
-    if items == NULL:
-        raise MemoryError()
-    cdef Py_ssize_t i
-    for i in range(m):
-        items[i] = src[i]
-        items[i].kernel = table.count_nonfinite[items[i].dtype]
-    cdef size_t pieces = fo_plan(items, m)
-    cdef double *partials = <double *>malloc(max(pieces, 1) * sizeof(double))
-    cdef double total = 0
-    if partials == NULL:
-        free(items)
-        raise MemoryError()
-    with nogil:
-        fo_run(items, m, pieces, partials)
-    for i in range(<Py_ssize_t>pieces):
-        total += partials[i]
-    free(partials)
-    free(items)
-    return total
+# ---------------------------------------------- for fastopt's other compiled modules
+
+cdef size_t plan_items(fo_item *items, size_t count) noexcept nogil:
+    """fo_plan() of this module's C core (the one thread pool and SIMD path)."""
+    return fo_plan(items, count)
 
 
-# ---------------------------------------------------------- gradient clipping
-
-def grad_arrays(grads):
-    """The gradients to clip: one array or a sequence of them (None entries
-    skipped), each a valid in-place target, no two sharing memory."""
-    if isinstance(grads, np.ndarray):
-        grads = [grads]
-    grads = [g for g in grads if g is not None]
-    arrays = [as_param_array(g, f"gradient {i}") for i, g in enumerate(grads)]
-    check_disjoint(arrays, [f"gradient {i}" for i in range(len(arrays))])
-    return arrays
-
-
-cdef fo_item *grad_items(list arrays, const fo_scalars *sc) except NULL:
-    """One item per gradient array (param and grad both point at it); free() it."""
-    cdef Py_ssize_t m = len(arrays), i
-    cdef fo_item *items = <fo_item *>malloc(max(m, 1) * sizeof(fo_item))
-    if items == NULL:
-        raise MemoryError()
-    memset(items, 0, max(m, 1) * sizeof(fo_item))
-    cdef cnp.ndarray a
-    for i in range(m):
-        a = <cnp.ndarray>arrays[i]
-        items[i].param = cnp.PyArray_DATA(a)
-        items[i].grad = cnp.PyArray_DATA(a)
-        items[i].n = <size_t>cnp.PyArray_SIZE(a)
-        items[i].dtype = dtype_code(a)
-        items[i].scalars = sc
-    return items
-
-
-def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None, *,
-                    isa=None):
-    """Scale gradients in place so their total norm is at most ``max_norm``.
-
-    torch.nn.utils.clip_grad_norm_ for arrays: the total norm is the
-    ``norm_type``-norm of all gradients together (2, 1, inf or any p > 0),
-    computed in one pass in C in double, the same for any thread count. Every
-    gradient is then multiplied by ``min(1, max_norm / (total_norm + 1e-6))``.
-
-    Parameters
-    ----------
-    grads : array or iterable of arrays
-        The gradients, scaled in place: writeable, C-contiguous float32 or
-        float64 arrays (None entries are skipped).
-    max_norm : float
-        The largest total norm the gradients keep.
-    norm_type : float, default 2.0
-        Order p of the norm: any p > 0, or ``float("inf")`` for the largest
-        absolute value.
-    error_if_nonfinite : bool, default False
-        Raise RuntimeError, scaling nothing, when the total norm is NaN or Inf.
-    foreach : bool or None, default None
-        Accepted for torch's signature; changes nothing.
-    isa : str or None, default None
-        Force a SIMD path by name (tests and benchmarks); None uses the
-        one in use.
-
-    Returns
-    -------
-    float
-        The total norm of the gradients before clipping.
-    """
-    max_norm = as_float(max_norm, "max_norm")
-    cdef double p = as_float(norm_type, "norm_type")
-    if not (p > 0):
-        raise ValueError(f"norm_type must be positive or inf, got {norm_type}")
-    cdef const fo_table *table = table_by_name(isa)
-    arrays = grad_arrays(grads)
-    cdef Py_ssize_t m = len(arrays), i
-    if m == 0:
-        return 0.0
-    cdef fo_scalars sc
-    memset(&sc, 0, sizeof(sc))
-    sc.power = p
-    cdef fo_item *items = grad_items(arrays, &sc)
-    cdef int kind = 2 if p == 2.0 else (1 if p == 1.0 else (0 if p == INFINITY else 3))
-    cdef double total = 0, x
-    cdef size_t pieces, k
-    cdef double *partials = NULL
-    try:
-        for i in range(m):
-            if kind == 2:
-                items[i].kernel = table.grad_sumsq[items[i].dtype]
-            elif kind == 1:
-                items[i].kernel = table.grad_sumabs[items[i].dtype]
-            elif kind == 0:
-                items[i].kernel = table.grad_maxabs[items[i].dtype]
-            else:
-                items[i].kernel = table.grad_sumpow[items[i].dtype]
-        pieces = fo_plan(items, m)
-        partials = <double *>malloc(max(pieces, 1) * sizeof(double))
-        if partials == NULL:
-            raise MemoryError()
-        with nogil:
-            fo_run(items, m, pieces, partials)
-        for k in range(pieces):
-            x = partials[k]
-            if kind != 0:
-                total += x
-            elif x != x:  # NaN wins, as in torch
-                total = x
-                break
-            elif x > total:
-                total = x
-        if kind == 2:
-            total = total ** 0.5
-        elif kind == 3:
-            total = pow(total, 1.0 / p)
-        if error_if_nonfinite and not isfinite(total):
-            raise RuntimeError(
-                f"The total norm of order {norm_type} for gradients is non-finite, so it cannot "
-                "be clipped. To disable this error and scale the gradients by the non-finite "
-                "norm anyway, set `error_if_nonfinite=False`")
-        # torch clamps max_norm / (total + 1e-6) at 1; a NaN norm gives NaN
-        sc.scale = max_norm / (total + 1e-6)
-        if sc.scale > 1.0:
-            sc.scale = 1.0
-        for i in range(m):
-            items[i].kernel = table.grad_scale[items[i].dtype]
-        with nogil:
-            fo_run(items, m, pieces, NULL)
-    finally:
-        free(items)
-        free(partials)
-    return float(total)
-
-
-def clip_grad_value_(grads, clip_value, foreach=None, *, isa=None):
-    """Clamp gradients in place to ``[-clip_value, clip_value]``.
-
-    torch.nn.utils.clip_grad_value_ for arrays, with clip_grad_norm_'s
-    arguments: each element becomes ``min(max(g, -clip_value), clip_value)``
-    in one pass in C, spread over the thread pool. As torch's clamp, a NaN
-    element stays NaN, a negative ``clip_value`` sets every other element to
-    ``clip_value``, and a NaN ``clip_value`` makes every element NaN.
-
-    Parameters
-    ----------
-    grads : array or iterable of arrays
-        The gradients, clamped in place: writeable, C-contiguous float32 or
-        float64 arrays (None entries are skipped).
-    clip_value : float
-        The bound: elements end in [-clip_value, clip_value].
-    foreach : bool or None, default None
-        Accepted for torch's signature; changes nothing.
-    isa : str or None, default None
-        Force a SIMD path by name (tests and benchmarks); None uses the
-        one in use.
-    """
-    cdef double c = as_float(clip_value, "clip_value")
-    cdef const fo_table *table = table_by_name(isa)
-    arrays = grad_arrays(grads)
-    cdef Py_ssize_t m = len(arrays), i
-    if m == 0:
-        return
-    cdef fo_scalars sc
-    memset(&sc, 0, sizeof(sc))
-    sc.clip_value = c
-    sc.scale = c  # a NaN bound: scaling by NaN gives torch's all-NaN result
-    cdef fo_item *items = grad_items(arrays, &sc)
-    cdef size_t pieces
-    try:
-        for i in range(m):
-            if c != c:
-                items[i].kernel = table.grad_scale[items[i].dtype]
-            else:
-                items[i].kernel = table.grad_clip_value[items[i].dtype]
-        pieces = fo_plan(items, m)
-        with nogil:
-            fo_run(items, m, pieces, NULL)
-    finally:
-        free(items)
+cdef void run_planned(const fo_item *items, size_t count, size_t pieces, double *partials) noexcept nogil:
+    """fo_run() of this module's C core."""
+    fo_run(items, count, pieces, partials)
 
 
 def check_disjoint(arrays, what):
@@ -1045,46 +1145,3 @@ def check_disjoint(arrays, what):
 def as_param(obj, what):
     """Validate obj as an in-place target; returns the ndarray."""
     return as_param_array(obj, what)
-
-
-# ------------------------------------------------------------ bandwidth probe
-
-PROBES = {"copy": FO_PROBE_COPY, "triad": FO_PROBE_TRIAD, "rmw": FO_PROBE_RMW}
-
-
-def bandwidth_probe(kind, a, b, c=None, double s=1.0, *, isa=None):
-    """Run one memory-bandwidth probe over float32 arrays, on the thread pool.
-
-    ``kind`` is "copy" (a = b), "triad" (a = b + s * c) or "rmw" (a = a + s * b,
-    the in-place read-modify-write an optimizer does). The work is cut and
-    spread exactly as an optimizer step is, so its timing (taken by the caller)
-    is the memory speed fastopt's steps can reach. Used by ``benchmarks/``.
-    """
-    if kind not in PROBES:
-        raise ValueError(f"unknown probe {kind!r}; known: {sorted(PROBES)}")
-    cdef const fo_table *table = table_by_name(isa)
-    cdef cnp.ndarray x = as_param_array(a, "a")
-    cdef cnp.ndarray y = as_grad_array(b, x, "b")
-    cdef cnp.ndarray z = None
-    if dtype_code(x) != FO_F32:
-        raise TypeError("the bandwidth probe runs on float32 arrays")
-    if kind == "triad":
-        if c is None:
-            raise ValueError("the triad probe needs c")
-        z = as_grad_array(c, x, "c")
-    check_disjoint([x, y] + ([z] if z is not None else []), ["a", "b", "c"])
-    cdef fo_item item
-    cdef fo_scalars sc
-    memset(&item, 0, sizeof(item))
-    memset(&sc, 0, sizeof(sc))
-    sc.scale = s
-    item.param = cnp.PyArray_DATA(x)
-    item.grad = cnp.PyArray_DATA(y)
-    item.state[0] = cnp.PyArray_DATA(z) if z is not None else NULL
-    item.n = <size_t>cnp.PyArray_SIZE(x)
-    item.dtype = FO_F32
-    item.scalars = &sc
-    item.kernel = table.probe[<int>PROBES[kind]]
-    cdef size_t pieces = fo_plan(&item, 1)
-    with nogil:
-        fo_run(&item, 1, pieces, NULL)

@@ -61,8 +61,7 @@ def _update(cls, param, grad, buffers, step, hyper, isa):
                              f"got {a.dtype} {a.shape}")
         states[buf.slot] = a if needed[buf.slot] else None
     engine = _core.Engine(spec.algo, [p], [tuple(states)], ["param"], [0])
-    engine.steps[0] = step - 1
-    engine.started[0] = step > 1
+    engine.set_counters([step - 1], [step > 1])  # this update is number `step`
     engine.step([grad], [hyper], False, isa)
 
 

@@ -204,8 +204,7 @@ class Optimizer:
         names = list(range(len(self._params))) if self._keys is None else self._keys
         engine = _core.Engine(self._algo, self._params, self._states, names, self._group_of)
         if steps is not None:
-            engine.steps[:] = steps
-            engine.started[:] = started
+            engine.set_counters(steps, started)
         self._engine = engine
 
     def _snapshot(self, check=True):
@@ -233,14 +232,14 @@ class Optimizer:
             raise ValueError("an optimizer built from a dict has fixed parameters (state and "
                              "gradients are matched to them by key): param_groups cannot be "
                              "reordered, removed or added to, nor its arrays replaced")
-        old = self._engine
+        steps, started = self._engine.counters()
         index = {id(p): i for i, p in enumerate(self._params)}
         entries, group_of = [], []
         for gi, objs in enumerate(layout):
             for obj in objs:
                 i = index.get(id(obj))  # both alive: the same id is the same object
                 if i is not None:
-                    entry = (obj, self._states[i], int(old.steps[i]), int(old.started[i]))
+                    entry = (obj, self._states[i], int(steps[i]), int(started[i]))
                 else:
                     entry = self._retired.get(id(obj))
                     if entry is None or entry[0] is not obj:
@@ -250,13 +249,12 @@ class Optimizer:
         params = [e[0] for e in entries]
         engine = _core.Engine(self._algo, params, [e[1] for e in entries],
                               list(range(len(params))), group_of)  # rejects shared memory
-        engine.steps[:] = [e[2] for e in entries]
-        engine.started[:] = [e[3] for e in entries]
+        engine.set_counters([e[2] for e in entries], [e[3] for e in entries])
         kept = {id(p) for p in params}
         retired = {k: e for k, e in self._retired.items() if k not in kept}
         for i, p in enumerate(self._params):
             if id(p) not in kept:
-                retired[id(p)] = (p, self._states[i], int(old.steps[i]), int(old.started[i]))
+                retired[id(p)] = (p, self._states[i], int(steps[i]), int(started[i]))
         self._engine, self._retired = engine, retired
         self._params, self._states, self._group_of = params, [e[1] for e in entries], group_of
         self._slots = [None] * len(layout)  # _sync_state rechecks every group
@@ -284,10 +282,11 @@ class Optimizer:
                 self._slots[gi] = slots
 
         def undo():
-            for i, (bufs, started) in old_states.items():
+            for i, (bufs, _) in old_states.items():
                 self._states[i] = bufs
                 self._engine.set_state(i, bufs)
-                self._engine.started[i] = started
+            self._engine.set_counters(started=[s for _, s in old_states.values()],
+                                      index=list(old_states))
             for gi, slots in old_slots.items():
                 self._slots[gi] = slots
         return undo
@@ -296,14 +295,14 @@ class Optimizer:
         """Create the state buffers of group gi that `slots` needs and it lacks;
         `saved` gets what each member had before."""
         members = range(bisect.bisect_left(self._group_of, gi), bisect.bisect_right(self._group_of, gi))
+        started = self._engine.counters()[1]
         for i in members:
-            saved.setdefault(i, (self._states[i], int(self._engine.started[i])))
-        restarts = any(b.init == FIRST_GRAD for b in self._spec.state)
-        for i in self._new_buffers(members, group, slots):
-            if restarts:
-                self._engine.started[i] = 0  # the buffer starts as the grad
+            saved.setdefault(i, (self._states[i], int(started[i])))
+        new = sorted(self._new_buffers(members, group, slots))
         for i in members:
             self._engine.set_state(i, self._states[i])
+        if any(b.init == FIRST_GRAD for b in self._spec.state):
+            self._engine.set_counters(started=[0] * len(new), index=new)  # the buffer starts as the grad
 
     def _new_buffers(self, members, group, slots):
         """Put new buffers in the state slots of `members` that `slots` needs
@@ -366,7 +365,7 @@ class Optimizer:
             self._snapshot(check=False)  # the state of the arrays param_groups holds now
             state = {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_engine")}
             state["_retired"] = list(self._retired.values())
-            state["_counters"] = (self._engine.steps.copy(), self._engine.started.copy())
+            state["_counters"] = self._engine.counters()
         return state
 
     def __setstate__(self, state):
@@ -419,8 +418,13 @@ class Optimizer:
         """
         grads = self._grad_list(grads)
         with self._lock:
-            # each group read once: the same structs decide the state and run the kernels
+            # each group read once: the same structs run the kernels and, when
+            # a state buffer they need is missing, decide which to create
             hypers = _core.Hypers(self._algo, self._snapshot())
+            try:
+                return self._engine.step(grads, hypers, self.skip_nonfinite)
+            except _core.MissingState:
+                pass  # nothing was written: create the state the groups need, then step
             undo = self._sync_state(hypers)
             try:
                 applied = self._engine.step(grads, hypers, self.skip_nonfinite)
@@ -444,7 +448,7 @@ class Optimizer:
     def _state_entries(self, copy):
         names = _core.STATE_NAMES[self._algo]
         out = {}
-        steps, started = self._engine.steps, self._engine.started
+        steps, started = self._engine.counters()
         # A slot that an edited hyperparameter (amsgrad, momentum, centered)
         # enables has no buffer until the next step creates it with its
         # initial value; a state dict holds that value, so it loads again.
@@ -470,7 +474,7 @@ class Optimizer:
         is unusable (the next step reports it)."""
         try:
             return _core.state_slots(self._algo, group)
-        except (TypeError, ValueError, KeyError, OverflowError):
+        except (TypeError, ValueError, KeyError):
             return (False, False, False)
 
     def state_dict(self) -> StateDict:
@@ -577,6 +581,7 @@ class Optimizer:
             new = _state_buffers([self._params[i] for i in missing], 0.0)
             for i, buf in zip(missing, new):
                 self._states[i] = self._states[i][:k] + (buf,) + self._states[i][k + 1:]
+        started = []
         for i in range(len(self._params)):
             loaded = states.get(i, empty)
             group = self.param_groups[self._group_of[i]]
@@ -586,9 +591,9 @@ class Optimizer:
                 elif buf is not None:
                     buf[...] = self._initial_value(group, k)
             engine.set_state(i, self._states[i])
-            engine.steps[i] = steps.get(i, 0)
-            started = i in states and (self._spec.step or any(b is not None for b in loaded))
-            engine.started[i] = 1 if started else 0
+            started.append(i in states and (self._spec.step or any(b is not None for b in loaded)))
+        # the counts were checked with the rest of the dict (_check_step)
+        engine.set_counters([steps.get(i, 0) for i in range(len(self._params))], started)
         self._slots = [None] * len(self.param_groups)  # let _sync_state recheck every group
         self._sync_state()
 

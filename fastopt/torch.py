@@ -320,13 +320,13 @@ class _Stepper:
             except (TypeError, ValueError, RuntimeError, AttributeError, LookupError):
                 grads = None  # not what the plan was made for: the checked path says why
             if grads is not None:
-                hypers = self._fo_hypers(plan.group_ids)
-                if plan.slots == self._fo_slots(hypers):
-                    try:
-                        plan.run(grads, hypers)
-                        return loss
-                    except (TypeError, ValueError, RuntimeError):
-                        pass  # nothing was written; redo the step with every check below
+                try:
+                    # a state buffer that new hyperparameters need and the plan
+                    # lacks is a MissingState (ValueError): the checked path creates it
+                    plan.run(grads, self._fo_hypers(plan.group_ids))
+                    return loss
+                except (TypeError, ValueError, RuntimeError):
+                    pass  # nothing was written; redo the step with every check below
         self._fo_plan = None
         active = [(p, gi) for gi, group in enumerate(self.param_groups)
                   for p in group["params"] if p.grad is not None]
@@ -399,15 +399,13 @@ class _Plan:
     same state tensors (same memory); ``current_grads`` checks that at every
     step, cheaply, so a step costs a few attribute lookups per tensor plus
     one call into C. Each parameter keeps its own 0-d ``step`` tensor, as
-    in torch; the engine reads the counts from them and they advance after
-    the step.
+    in torch; ``run`` is the one place those meet the engine's counts.
     """
 
     def __init__(self, opt, active, hypers, slots):
         spec = opt._fastopt._spec
         names = spec.state_names
         self.state = opt.state
-        self.slots = slots
         everything = [p for group in opt.param_groups for p in group["params"]]
         self.ids = list(map(id, everything))
         self.sizes = [len(group["params"]) for group in opt.param_groups]
@@ -448,8 +446,7 @@ class _Plan:
             else:  # SGD: a fresh momentum buffer starts as the gradient
                 started.append(not fresh)
         steps = [state["step"].detach().reshape(()) for state in entries if "step" in state]
-        self.step_views = [t.numpy() for t in steps]  # read before each step
-        self.step_cells = [memoryview(v) for v in self.step_views]  # advanced after it
+        self.step_views = tuple(t.numpy() for t in steps)  # torch's counts, see run()
         self.items = list(opt.state.items())
         # every state tensor, by where it is and where its memory is
         self.where = [(state, key) for state in entries for key, t in state.items()
@@ -460,7 +457,7 @@ class _Plan:
             [tuple(None if b is None else _array(b, flat) for b in bufs)
              for bufs, flat in zip(bufsets, self.flat)],
             [index_of[id(p)] for p in self.params], groups)
-        self.engine.started[:] = started
+        self.engine.set_counters(started=started)
 
     def current_grads(self, opt):
         """The gradients as the engine reads them, or None when the plan no longer fits
@@ -497,12 +494,16 @@ class _Plan:
         return [_grad_array(p.grad.detach(), p, flat) for p, flat in zip(self.params, self.flat)]
 
     def run(self, grads, hypers):
+        """One step. torch's ``state["step"]`` tensors are the visible truth,
+        and this is the one place they meet the engine's counts: read into
+        the engine before the step, written back from it after (the value
+        torch's ``step += 1`` gives)."""
         engine = self.engine
         if self.step_views:
-            engine.steps[:] = self.step_views  # torch's step counts are the truth
+            engine.set_counters(steps=self.step_views)
         engine.step(grads, hypers)
-        for cell in self.step_cells:
-            cell[()] += 1
+        if self.step_views:
+            engine.store_steps(self.step_views)
 
 
 # What the classes' docstrings say of the arguments that are not their spec's

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt import _core
+from fastopt import _core, _probe
 from conftest import OPTIMIZERS, assert_bitwise, functional_step, new_state
 
 SIZES = (0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 1000, 4099)
@@ -128,11 +128,11 @@ def test_probe_kernels_agree():
     n = 4099
     for isa in _core.isa_names():
         a, b, c = np.ones(n, np.float32), np.full(n, 2.0, np.float32), np.full(n, 3.0, np.float32)
-        _core.bandwidth_probe("copy", a, b, isa=isa)
+        _probe.bandwidth_probe("copy", a, b, isa=isa)
         np.testing.assert_array_equal(a, b)
-        _core.bandwidth_probe("triad", a, b, c, 0.5, isa=isa)
+        _probe.bandwidth_probe("triad", a, b, c, 0.5, isa=isa)
         np.testing.assert_array_equal(a, np.full(n, 3.5, np.float32))
-        _core.bandwidth_probe("rmw", a, b, None, 0.25, isa=isa)
+        _probe.bandwidth_probe("rmw", a, b, None, 0.25, isa=isa)
         np.testing.assert_array_equal(a, np.full(n, 4.0, np.float32))
 
 

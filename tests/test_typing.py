@@ -32,17 +32,17 @@ def test_package_data_exists():
 def test_marker_and_stubs_are_installed():
     import fastopt
     here = Path(fastopt.__file__).parent
-    for name in ("py.typed", "_core.pyi", "_schedules.pyi"):
+    for name in ("py.typed", "_core.pyi", "_clip.pyi", "_schedules.pyi"):
         assert (here / name).is_file(), name
 
 
 def _compiled(obj):
     module = getattr(obj, "__module__", "") or ""
-    return module in ("fastopt._core", "fastopt._schedules")
+    return module in ("fastopt._core", "fastopt._clip", "fastopt._schedules")
 
 
 def test_every_public_callable_is_annotated():
-    stubs = {m: (PACKAGE / f"{m}.pyi").read_text() for m in ("_core", "_schedules")}
+    stubs = {m: (PACKAGE / f"{m}.pyi").read_text() for m in ("_core", "_clip", "_schedules")}
     for name, obj in public_objects().items():
         if inspect.ismodule(obj):
             continue

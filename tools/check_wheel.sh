@@ -60,7 +60,7 @@ stray = [n for n in names if not allowed.fullmatch(n)]
 required = ["LICENSE", "README.md", "CHANGELOG.md", "pyproject.toml", "setup.py",
             "csrc/fastopt.h", "csrc/fo_common.h", "fastopt/__init__.py",
             "fastopt/_core.pyx", "fastopt/_core.pxd", "tests/test_install.py",
-            "fastopt/py.typed", "fastopt/_core.pyi", "fastopt/_schedules.pyi"]
+            "fastopt/py.typed", "fastopt/_core.pyi", "fastopt/_clip.pyi", "fastopt/_schedules.pyi"]
 required += [f"csrc/kernels/{k}.inc" for k in ("sgd", "adagrad", "rmsprop", "adam")]
 missing = [n for n in required if n not in names]
 print(f"{len(names)} files; stray: {stray or 'none'}; missing: {missing or 'none'}")
@@ -109,7 +109,7 @@ with zipfile.ZipFile(path) as zf, tempfile.TemporaryDirectory() as tmp:
         assert not bad, f"{ext} needs libraries beyond libc/libm/libpthread: {bad}"
     stray = [n for n in names if re.search(r"\.(pyx|c|h|o)$", n)]
     assert not stray, f"sources in the wheel: {stray}"
-    typing = {"fastopt/py.typed", "fastopt/_core.pyi", "fastopt/_schedules.pyi"}
+    typing = {"fastopt/py.typed", "fastopt/_core.pyi", "fastopt/_clip.pyi", "fastopt/_schedules.pyi"}
     assert typing <= set(names), f"type information missing from the wheel: {typing - set(names)}"
 EOF
 

@@ -3,9 +3,10 @@
  *
  * Two parameter tensors, one float32 and one float64, minimise
  *     L(x) = 1/2 * sum_i a_i (x_i - c_i)^2,   gradient a_i (x_i - c_i),
- * and both are updated by one fo_run() call per step, spread over the
- * library's thread pool. The per-step scalars (bias corrections, step size)
- * depend on the step number, so fo_prepare_item() runs every step.
+ * and both are updated by one fo_step() call per step, spread over the
+ * library's thread pool: the same call fastopt's Python package makes. It
+ * computes the per-step scalars (bias corrections, step size) from each
+ * tensor's step count and advances the counts.
  *
  * Build and run from the repository root with any C11 compiler (pthreads on
  * POSIX); the commands are in the comments below.
@@ -49,7 +50,6 @@ int main(int argc, char **argv) {
     }
     /* Parameters and state start at zero (static storage). */
 
-    const fo_table *table = fo_table_active();
     fo_hyper h = fo_hyper_defaults(FO_ADAM);
     h.lr = 0.05;
     h.weight_decay = 0.01;
@@ -59,10 +59,16 @@ int main(int argc, char **argv) {
         {.param = x32, .grad = g32, .state = {m32, v32, NULL}, .n = N32, .dtype = FO_F32},
         {.param = x64, .grad = g64, .state = {m64, v64, NULL}, .n = N64, .dtype = FO_F64},
     };
-    fo_scalars scalars[2];
+    int group[2] = {0, 0};          /* both tensors in the one parameter group */
+    int64_t counts[2] = {0, 0};     /* updates done, per tensor (fo_step advances them) */
+    uint8_t started[2] = {0, 0};
+    fo_scalars scalars[2];          /* fo_step's workspace: one per item */
+    fo_step_args args = {.algo = FO_ADAM, .hypers = &h, .ngroups = 1, .items = items,
+                         .count = 2, .group = group, .steps = counts, .started = started,
+                         .scalars = scalars};
 
     printf("fastopt C core %d.%d: AdamW on a quadratic, %s kernels, %d threads\n",
-           FO_VERSION_MAJOR, FO_VERSION_MINOR, fo_isa_name(table->isa), fo_get_num_threads());
+           FO_VERSION_MAJOR, FO_VERSION_MINOR, fo_isa_name(fo_table_active()->isa), fo_get_num_threads());
     for (long step = 1; step <= steps; step++) {
         double loss = 0.0;
         for (size_t i = 0; i < N32; i++) {
@@ -75,10 +81,10 @@ int main(int argc, char **argv) {
             g64[i] = a64[i] * d;
             loss += 0.5 * g64[i] * d;
         }
-        for (int k = 0; k < 2; k++)
-            fo_prepare_item(table, FO_ADAM, &h, step, 0, &scalars[k], &items[k]);
-        size_t pieces = fo_plan(items, 2);
-        fo_run(items, 2, pieces, NULL);
+        if (fo_step(&args) != FO_STEP_APPLIED) {
+            fprintf(stderr, "step %ld refused (item %zu)\n", step, args.bad);
+            return 1;
+        }
         if (step == 1 || step % 50 == 0 || step == steps)
             printf("step %4ld  loss %.6f\n", step, loss);
     }

@@ -45,7 +45,8 @@ typedef enum fo_dtype { FO_F32 = 0, FO_F64 = 1 } fo_dtype;
     X(adagrad, ADAGRAD, 2)      \
     X(rmsprop, RMSPROP, 16)     \
     X(adam, ADAM, 16)           \
-    X(adamax, ADAMAX, 4)
+    X(adamax, ADAMAX, 4)        \
+    X(lion, LION, 1)
 
 #define FO_ALGO_ENUM_(name, NAME, modes) FO_##NAME,
 #define FO_ALGO_COUNT_(name, NAME, modes) +1
@@ -75,7 +76,7 @@ typedef struct fo_hyper {
     double momentum;                 /* SGD, RMSprop */
     double dampening;                /* SGD */
     double alpha;                    /* RMSprop smoothing */
-    double beta1, beta2;             /* Adam, Adamax */
+    double beta1, beta2;             /* Adam, Adamax, Lion */
     double lr_decay;                 /* Adagrad */
     int nesterov;                    /* SGD */
     int centered;                    /* RMSprop */
@@ -111,6 +112,8 @@ typedef struct fo_scalars {
     double scale;         /* grad_scale: factor */
     double power;         /* grad_sumpow: p */
     double clip_value;    /* grad_clip_value: c */
+    double interp_decay;  /* Lion beta1: the update's sign is of beta1 * m + (1 - beta1) * g */
+    double interp_weight; /* Lion 1 - beta1 */
 } fo_scalars;
 
 struct fo_item;
@@ -153,6 +156,7 @@ enum fo_adam_mode {
     FO_ADAM_LERP_HIGH = 8
 };
 enum fo_adamax_mode { FO_ADAMAX_L2 = 1, FO_ADAMAX_LERP_HIGH = 2 };
+/* Lion has one loop (its decoupled weight decay multiplies by 1 when 0). */
 #define FO_NUM_MODES 16 /* the most any algorithm has */
 
 /* Bandwidth probes: STREAM-style copy and triad, and the in-place

@@ -8,6 +8,10 @@
  *   Adam     step_size = lr / (1 - beta1^t),  neg_lr = -step_size,
  *            denom_scale = (1 - beta2^t)^0.5,  AdamW param_decay = 1 - lr * wd
  *   Adamax   clr = lr / (1 - beta1^t),  neg_lr = -clr
+ *
+ * and, for the optimizers torch lacks, their reference implementation's:
+ *
+ *   Lion     neg_lr = -lr,  param_decay = 1 - lr * wd (lion-pytorch)
  */
 #include <math.h>
 #include <stddef.h>
@@ -43,6 +47,7 @@ fo_hyper fo_hyper_defaults(fo_algo algo)
     case FO_RMSPROP: h.lr = 1e-2; h.alpha = 0.99; h.eps = 1e-8; break;
     case FO_ADAM: h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; break;
     case FO_ADAMAX: h.lr = 2e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; break;
+    case FO_LION: h.lr = 1e-4; h.beta1 = 0.9; h.beta2 = 0.99; break;
     }
     return h;
 }
@@ -107,6 +112,13 @@ unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo
         s->avg_decay = h->beta2;
         s->neg_lr = -(h->lr / (1 - pow(h->beta1, (double)step)));
         break;
+    case FO_LION:
+        s->param_decay = 1 - h->lr * h->weight_decay;
+        s->interp_decay = h->beta1;
+        s->interp_weight = 1 - h->beta1;
+        s->avg_decay = h->beta2;
+        s->avg_weight = 1 - h->beta2;
+        break;
     }
     return mode;
 }
@@ -132,6 +144,7 @@ unsigned fo_state_slots(fo_algo algo, const fo_hyper *h)
     case FO_RMSPROP: return 1u | (h->momentum > 0 ? 2u : 0u) | (h->centered ? 4u : 0u);
     case FO_ADAM: return 3u | (h->amsgrad ? 4u : 0u);
     case FO_ADAMAX: return 3u;
+    case FO_LION: return 1u;
     }
     return 0;
 }
@@ -145,6 +158,7 @@ unsigned fo_mode_slots(fo_algo algo, unsigned mode)
         return 1u | ((mode & FO_RMSPROP_MOMENTUM) ? 2u : 0u) | ((mode & FO_RMSPROP_CENTERED) ? 4u : 0u);
     case FO_ADAM: return 3u | ((mode & FO_ADAM_AMSGRAD) ? 4u : 0u);
     case FO_ADAMAX: return 3u;
+    case FO_LION: return 1u;
     }
     return 0;
 }

@@ -57,6 +57,7 @@ class Spec(NamedTuple):
     step: bool                   # the state has a "step" count (torch's SGD has none)
     eager: bool                  # state exists from construction (torch's Adagrad), else from the first step
     check: Optional[Callable[[dict, str], None]] = None  # a rule across hyperparameters
+    reference: str = "torch.optim"  # the implementation whose names, defaults and numbers it has
 
     @property
     def defaults(self):
@@ -82,6 +83,7 @@ def _nesterov(group, where):
 _LR = "learning rate"
 _WD = "L2 penalty added to the gradient"
 _MAX = "maximize the objective (step along the gradient)"
+_DECOUPLED = "decoupled weight decay (param *= 1 - lr * weight_decay)"
 _BETAS = "decay rates of the gradient's running average and of its square's"
 
 
@@ -150,6 +152,16 @@ _ROWS = [
         Buffer("exp_avg", 0, 0.0),
         Buffer("exp_inf", 1, 0.0),
     ), step=True, eager=False),
+    # Not in torch.optim: the names, defaults and numbers of another reference.
+    Spec("Lion", "lion", (
+        Hyper("lr", 1e-4, NONNEG, ("lr",), _LR),
+        Hyper("betas", (0.9, 0.99), UNIT, ("beta1", "beta2"),
+              "interpolation factor of the update's sign, and decay rate of the momentum"),
+        Hyper("weight_decay", 0.0, NONNEG, ("weight_decay",), _DECOUPLED),
+        Hyper("maximize", False, FLAG, ("maximize",), _MAX),
+    ), (
+        Buffer("exp_avg", 0, 0.0),
+    ), step=False, eager=False, reference="lion-pytorch"),
 ]
 
 SPECS = {spec.name: spec for spec in _ROWS}

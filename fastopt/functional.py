@@ -21,9 +21,9 @@ array([0.9, 0.9, 0.9, 0.9])
 """
 from . import _core
 from ._typing import Array
-from .optim import _MAX_STEP, SGD, Adagrad, Adam, Adamax, RMSprop, _check_step
+from .optim import _MAX_STEP, SGD, Adagrad, Adam, Adamax, Lion, RMSprop, _check_step
 
-__all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "adamax_"]
+__all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "adamax_", "lion_"]
 
 
 def _update(cls, param, grad, buffers, step, hyper, isa):
@@ -279,3 +279,33 @@ def adamax_(param: Array, grad: Array, exp_avg: Array, exp_inf: Array, *, step: 
     """
     hyper = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, maximize=maximize)
     _update(Adamax, param, grad, (exp_avg, exp_inf), step, hyper, isa)
+
+
+def lion_(param: Array, grad: Array, exp_avg: Array, *, step: int, lr: float = 1e-4,
+          betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0,
+          maximize: bool = False, isa: str | None = None) -> None:
+    """One Lion step in place (see ``fastopt.Lion``).
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter, updated in place (writeable, C-contiguous float32 or float64).
+    grad : ndarray
+        Its gradient, of param's shape; only read.
+    exp_avg : ndarray
+        The momentum, param's shape and dtype, updated in place.
+    step : int, keyword-only
+        The number of this update, 1 for the first (Lion's update does not depend on it).
+    lr : float, default 1e-4
+        Learning rate, >= 0.
+    betas : (float, float), default (0.9, 0.99)
+        Interpolation factor of the update's sign and decay rate of the momentum, each in [0, 1).
+    weight_decay : float, default 0.0
+        Decoupled weight decay, >= 0: param is multiplied by 1 - lr * weight_decay.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    isa : str or None, default None
+        Force a SIMD path by name (tests and benchmarks); None uses the one in use.
+    """
+    hyper = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, maximize=maximize)
+    _update(Lion, param, grad, (exp_avg,), step, hyper, isa)

@@ -30,7 +30,7 @@ from ._typing import Grads, Params, StateDict
 from ._spec import FIRST_GRAD, SPECS, Spec
 from ._validate import as_float
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax"]
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax", "Lion"]
 
 
 def _check_number(group, key, where, low=0.0, high=None, high_open=False):
@@ -988,4 +988,46 @@ class Adamax(Optimizer):
                  skip_nonfinite: bool = False) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas) if hasattr(betas, "__iter__") else betas,
                                       eps=eps, weight_decay=weight_decay, maximize=maximize),
+                         skip_nonfinite=skip_nonfinite)
+
+
+def _pair(betas):
+    return tuple(betas) if hasattr(betas, "__iter__") else betas
+
+
+class Lion(Optimizer):
+    """Lion: the sign of an interpolated momentum (Chen et al. 2023), as lion-pytorch.
+
+    Step t, for gradient ∇ and parameter θ::
+
+        g ← ±∇
+        θ ← θ·(1 − γ·λ)
+        θ ← θ − γ·sign(β₁·m + (1 − β₁)·g)
+        m ← β₂·m + (1 − β₂)·g
+
+    sign(0) is 0, as in lion-pytorch (torch.sign), and so is the sign of a
+    NaN: a NaN gradient leaves θ unchanged and m NaN.
+
+    Parameters
+    ----------
+    params : list of arrays, dict of arrays, or list of group dicts
+        The arrays to update in place (see ``Optimizer``).
+    lr : float, default 1e-4
+        Learning rate γ, >= 0 (Lion's steps are ±γ: use 3-10x less than for AdamW).
+    betas : (float, float), default (0.9, 0.99)
+        β₁, the interpolation factor of the update's sign, and β₂, the decay
+        rate of the momentum m, each in [0, 1).
+    weight_decay : float, default 0.0
+        Decoupled weight decay λ, >= 0: θ is multiplied by (1 − γ·λ) at each step.
+    maximize : bool, default False
+        Ascend the gradient (maximise the objective) instead of descending.
+    skip_nonfinite : bool, default False
+        Skip (and return False from) a step whose gradients hold NaN or Inf.
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-4,
+                 betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0, *,
+                 maximize: bool = False, skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=_pair(betas), weight_decay=weight_decay,
+                                      maximize=maximize),
                          skip_nonfinite=skip_nonfinite)

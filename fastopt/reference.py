@@ -30,7 +30,8 @@ import numpy as np
 
 from ._typing import Array, Grads
 
-__all__ = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "adamax", "UPDATES", "ReferenceOptimizer"]
+__all__ = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "adamax", "lion", "UPDATES",
+           "ReferenceOptimizer"]
 
 
 def _scalar(x, like):
@@ -376,9 +377,53 @@ def adamax(param: Array, grad: Array, state: Mapping[str, Array], step: int, *,
     return p + (_scalar(-clr, p) * exp_avg) / exp_inf, {"exp_avg": exp_avg, "exp_inf": exp_inf}
 
 
+def lion(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-4,
+         betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0,
+         maximize: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One Lion step, in lion-pytorch's order of operations::
+
+        g = ±∇
+        θ = θ·(1 − γ·λ)
+        θ = θ − γ·sign(β₁·m + (1 − β₁)·g)     (sign(0) = sign(NaN) = 0)
+        m = β₂·m + (1 − β₂)·g
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter (not modified).
+    grad : ndarray
+        Its gradient.
+    state : dict
+        The state (``exp_avg``); empty before the first step.
+    step : int
+        The number of this update, 1 for the first (unused: Lion has no bias correction).
+    lr : float, default 1e-4
+        Learning rate γ.
+    betas : (float, float), default (0.9, 0.99)
+        β₁ (interpolation factor of the sign) and β₂ (decay rate of the momentum).
+    weight_decay : float, default 0.0
+        Decoupled weight decay λ.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+
+    Returns
+    -------
+    (ndarray, dict)
+        The updated parameter and the new state.
+    """
+    beta1, beta2 = betas
+    g = _signed(grad, maximize)
+    m = state.get("exp_avg", np.zeros_like(param))
+    p = param * _scalar(1 - lr * weight_decay, param)
+    c = m * _scalar(beta1, p) + _scalar(1 - beta1, p) * g
+    sign = (c > 0).astype(p.dtype) - (c < 0).astype(p.dtype)  # torch.sign: 0 for 0 and NaN
+    p = p + _scalar(-lr, p) * sign
+    return p, {"exp_avg": m * _scalar(beta2, p) + _scalar(1 - beta2, p) * g}
+
+
 #: The update function of each optimizer class, by class name.
 UPDATES = {"SGD": sgd, "Adagrad": adagrad, "RMSprop": rmsprop, "Adam": adam, "AdamW": adamw,
-           "Adamax": adamax}
+           "Adamax": adamax, "Lion": lion}
 
 
 class ReferenceOptimizer:

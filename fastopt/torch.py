@@ -56,7 +56,7 @@ from . import optim as _optim
 from ._spec import FIRST_GRAD
 from ._validate import as_float
 
-__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax"]
+__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax", "Lion"]
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -775,3 +775,46 @@ class Adamax(_Stepper, torch.optim.Adamax):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          foreach=foreach, maximize=maximize, differentiable=differentiable,
                          capturable=capturable)
+
+
+class _NotInTorch:
+    """Mixed in before _Stepper for an algorithm torch lacks: the defaults are
+    the spec's, and a state dict saved without one of them (by the reference
+    implementation, which may have fewer options) loads with that default."""
+
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        self._fo_setup()
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, value in self._fastopt._spec.defaults.items():
+                group.setdefault(key, value)
+
+
+class Lion(_NotInTorch, _Stepper, torch.optim.Optimizer):
+    """Lion stepped by fastopt: lion-pytorch's ``Lion`` (signature, defaults, state dict).
+
+    State per parameter: ``exp_avg``, zeros at first (no step count, as in
+    lion-pytorch). See ``fastopt.Lion`` for the update.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of param-group dicts
+        The parameters to optimise (``model.parameters()``), as for torch.optim.
+    lr : float, default 1e-4
+        Learning rate, >= 0.
+    betas : (float, float), default (0.9, 0.99)
+        Interpolation factor of the update's sign and decay rate of the momentum, each in [0, 1).
+    weight_decay : float, default 0.0
+        Decoupled weight decay, >= 0: the parameter is multiplied by 1 - lr * weight_decay.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99),
+                 weight_decay: float = 0.0, *, maximize: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay,
+                                      maximize=maximize))

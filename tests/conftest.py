@@ -119,6 +119,15 @@ OPTIMIZERS = [
         {"lr": 0.01, "betas": (0.5, 0.95), "eps": 1e-4, "weight_decay": 0.05, "maximize": True},
     ], _cases(lr=[0.01], betas=[(0.9, 0.999), (0.3, 0.9)], weight_decay=[0, 0.1],
               maximize=[False, True])),
+    Opt("Lion", [
+        {"lr": 0.01},
+        {"lr": 0.01, "betas": (0.8, 0.9)},
+        {"lr": 0.01, "betas": (0.0, 0.0)},
+        {"lr": 0.01, "weight_decay": 0.1},
+        {"lr": 0.01, "maximize": True},
+        {"lr": 0.01, "betas": (0.5, 0.95), "weight_decay": 0.05, "maximize": True},
+    ], _cases(lr=[0.01], betas=[(0.9, 0.99), (0.3, 0.9)], weight_decay=[0, 0.1],
+              maximize=[False, True])),
 ]
 BY_NAME = {o.name: o for o in OPTIMIZERS}
 assert sorted(BY_NAME) == sorted(SPECS), "every optimizer in fastopt._spec needs test options here"
@@ -126,6 +135,11 @@ assert sorted(BY_NAME) == sorted(SPECS), "every optimizer in fastopt._spec needs
 # (optimizer, options) pairs: every option dict of every optimizer.
 OPTION_CASES = [pytest.param(o, opts, id=f"{o.name}-{i}")
                 for o in OPTIMIZERS for i, opts in enumerate(o.options)]
+
+# The optimizers torch.optim has (the tests against torch.optim run these; the
+# others are checked against their own reference in test_beyond_torch.py).
+IN_TORCH = [o for o in OPTIMIZERS if o.spec.reference == "torch.optim"]
+IN_TORCH_CASES = [case for case in OPTION_CASES if case.values[0] in IN_TORCH]
 
 SIZES = (1, 7, 63, 1000)
 BIG = 1000003

@@ -27,11 +27,11 @@ def assert_matches(fast, ref, ordered, dtype):
         assert p.dtype == dtype
         assert_close(p, ref.params[i], dtype, f"parameter {i}")
         mine = state.get(i, {})  # SGD without momentum keeps no state, as in torch
-        assert sorted(mine) == sorted(["step"] * (fast._algo != "sgd") + list(ref.state[i]))
+        assert sorted(mine) == sorted(["step"] * fast._spec.step + list(ref.state[i]))
         for name, buf in ref.state[i].items():
             assert mine[name].dtype == dtype
             assert_close(mine[name], buf, dtype, f"parameter {i} {name}")
-        if fast._algo != "sgd":
+        if fast._spec.step:
             assert mine["step"] == ref.steps[i]
 
 
@@ -92,6 +92,8 @@ HYPER = {
     "Adamax": st.fixed_dictionaries({"lr": small, "betas": st.tuples(unit, unit),
                                      "eps": st.floats(1e-8, 1.0), "weight_decay": small,
                                      "maximize": flag}),
+    "Lion": st.fixed_dictionaries({"lr": small, "betas": st.tuples(unit, unit),
+                                   "weight_decay": small, "maximize": flag}),
 }
 
 

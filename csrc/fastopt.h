@@ -46,7 +46,8 @@ typedef enum fo_dtype { FO_F32 = 0, FO_F64 = 1 } fo_dtype;
     X(rmsprop, RMSPROP, 16)     \
     X(adam, ADAM, 16)           \
     X(adamax, ADAMAX, 4)        \
-    X(lion, LION, 1)
+    X(lion, LION, 1)            \
+    X(adabelief, ADABELIEF, 2)
 
 #define FO_ALGO_ENUM_(name, NAME, modes) FO_##NAME,
 #define FO_ALGO_COUNT_(name, NAME, modes) +1
@@ -76,13 +77,14 @@ typedef struct fo_hyper {
     double momentum;                 /* SGD, RMSprop */
     double dampening;                /* SGD */
     double alpha;                    /* RMSprop smoothing */
-    double beta1, beta2;             /* Adam, Adamax, Lion */
+    double beta1, beta2;             /* Adam, Adamax, Lion, AdaBelief */
     double lr_decay;                 /* Adagrad */
     int nesterov;                    /* SGD */
     int centered;                    /* RMSprop */
     int amsgrad;                     /* Adam */
     int decoupled_weight_decay;      /* Adam: AdamW */
     int maximize;
+    double eps_root;                 /* AdaBelief: added to the second moment */
 } fo_hyper;
 
 /* The fields of fo_hyper by name, for bindings that fill it from a table of
@@ -114,6 +116,8 @@ typedef struct fo_scalars {
     double clip_value;    /* grad_clip_value: c */
     double interp_decay;  /* Lion beta1: the update's sign is of beta1 * m + (1 - beta1) * g */
     double interp_weight; /* Lion 1 - beta1 */
+    double bias1, bias2;  /* AdaBelief: 1 - beta1^t, 1 - beta2^t (divisors) */
+    double eps_root;      /* AdaBelief */
 } fo_scalars;
 
 struct fo_item;
@@ -157,6 +161,7 @@ enum fo_adam_mode {
 };
 enum fo_adamax_mode { FO_ADAMAX_L2 = 1, FO_ADAMAX_LERP_HIGH = 2 };
 /* Lion has one loop (its decoupled weight decay multiplies by 1 when 0). */
+enum fo_adabelief_mode { FO_ADABELIEF_DECAY = 1 };  /* update += weight_decay * param */
 #define FO_NUM_MODES 16 /* the most any algorithm has */
 
 /* Bandwidth probes: STREAM-style copy and triad, and the in-place

@@ -11,7 +11,9 @@
  *
  * and, for the optimizers torch lacks, their reference implementation's:
  *
- *   Lion     neg_lr = -lr,  param_decay = 1 - lr * wd (lion-pytorch)
+ *   Lion       neg_lr = -lr,  param_decay = 1 - lr * wd (lion-pytorch)
+ *   AdaBelief  bias1 = 1 - beta1^t,  bias2 = 1 - beta2^t,  neg_lr = -lr (optax; optax
+ *              computes the bias corrections in the parameter's dtype, these in double)
  */
 #include <math.h>
 #include <stddef.h>
@@ -32,7 +34,7 @@ const fo_hyper_field fo_hyper_fields[] = {
     FO_FIELD_(lr, 0), FO_FIELD_(weight_decay, 0), FO_FIELD_(eps, 0), FO_FIELD_(momentum, 0),
     FO_FIELD_(dampening, 0), FO_FIELD_(alpha, 0), FO_FIELD_(beta1, 0), FO_FIELD_(beta2, 0),
     FO_FIELD_(lr_decay, 0), FO_FIELD_(nesterov, 1), FO_FIELD_(centered, 1), FO_FIELD_(amsgrad, 1),
-    FO_FIELD_(decoupled_weight_decay, 1), FO_FIELD_(maximize, 1),
+    FO_FIELD_(decoupled_weight_decay, 1), FO_FIELD_(maximize, 1), FO_FIELD_(eps_root, 0),
 };
 #undef FO_FIELD_
 const int fo_num_hyper_fields = (int)(sizeof fo_hyper_fields / sizeof fo_hyper_fields[0]);
@@ -48,6 +50,9 @@ fo_hyper fo_hyper_defaults(fo_algo algo)
     case FO_ADAM: h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; break;
     case FO_ADAMAX: h.lr = 2e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; break;
     case FO_LION: h.lr = 1e-4; h.beta1 = 0.9; h.beta2 = 0.99; break;
+    case FO_ADABELIEF:
+        h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-16; h.eps_root = 1e-16;
+        break;
     }
     return h;
 }
@@ -119,6 +124,16 @@ unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo
         s->avg_decay = h->beta2;
         s->avg_weight = 1 - h->beta2;
         break;
+    case FO_ADABELIEF:
+        if (h->weight_decay != 0) mode |= FO_ADABELIEF_DECAY;
+        s->lerp_weight = 1 - h->beta1;
+        s->momentum = h->beta1;
+        s->avg_weight = 1 - h->beta2;
+        s->avg_decay = h->beta2;
+        s->bias1 = 1 - pow(h->beta1, (double)step);
+        s->bias2 = 1 - pow(h->beta2, (double)step);
+        s->eps_root = h->eps_root;
+        break;
     }
     return mode;
 }
@@ -145,6 +160,7 @@ unsigned fo_state_slots(fo_algo algo, const fo_hyper *h)
     case FO_ADAM: return 3u | (h->amsgrad ? 4u : 0u);
     case FO_ADAMAX: return 3u;
     case FO_LION: return 1u;
+    case FO_ADABELIEF: return 3u;
     }
     return 0;
 }
@@ -159,6 +175,7 @@ unsigned fo_mode_slots(fo_algo algo, unsigned mode)
     case FO_ADAM: return 3u | ((mode & FO_ADAM_AMSGRAD) ? 4u : 0u);
     case FO_ADAMAX: return 3u;
     case FO_LION: return 1u;
+    case FO_ADABELIEF: return 3u;
     }
     return 0;
 }

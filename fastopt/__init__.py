@@ -36,10 +36,11 @@ from . import functional, lr_scheduler, schedules, swa_utils  # noqa: E402
 from .checkpoint import load, save  # noqa: E402
 from ._core import (  # noqa: E402
     clip_grad_norm_, clip_grad_value_, get_num_threads, set_num_threads)
-from .optim import SGD, Adagrad, Adam, Adamax, AdamW, Lion, Optimizer, RMSprop  # noqa: E402
+from .optim import (  # noqa: E402
+    SGD, AdaBelief, Adagrad, Adam, Adamax, AdamW, Lion, Optimizer, RMSprop)
 
 __all__ = [
-    "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax", "Lion",
+    "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax", "Lion", "AdaBelief",
     "functional", "clip_grad_norm_", "clip_grad_value_", "set_num_threads", "get_num_threads",
     "show_config",
     "save", "load", "schedules", "lr_scheduler", "swa_utils",

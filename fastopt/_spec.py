@@ -84,6 +84,7 @@ _LR = "learning rate"
 _WD = "L2 penalty added to the gradient"
 _MAX = "maximize the objective (step along the gradient)"
 _DECOUPLED = "decoupled weight decay (param *= 1 - lr * weight_decay)"
+_DECOUPLED_ADD = "decoupled weight decay (lr * weight_decay * param joins the update, as optax.adamw)"
 _BETAS = "decay rates of the gradient's running average and of its square's"
 
 
@@ -162,6 +163,17 @@ _ROWS = [
     ), (
         Buffer("exp_avg", 0, 0.0),
     ), step=False, eager=False, reference="lion-pytorch"),
+    Spec("AdaBelief", "adabelief", (
+        Hyper("lr", 1e-3, NONNEG, ("lr",), _LR),
+        Hyper("betas", (0.9, 0.999), UNIT, ("beta1", "beta2"),
+              "decay rates of the gradient's running average and of its variance around it"),
+        Hyper("eps", 1e-16, NONNEG, ("eps",), "added to the denominator"),
+        Hyper("eps_root", 1e-16, NONNEG, ("eps_root",), "added to the variance at each step"),
+        Hyper("weight_decay", 0.0, NONNEG, ("weight_decay",), _DECOUPLED_ADD),
+    ), (
+        Buffer("exp_avg", 0, 0.0),
+        Buffer("exp_avg_var", 1, 0.0),
+    ), step=True, eager=False, reference="optax"),
 ]
 
 SPECS = {spec.name: spec for spec in _ROWS}

@@ -21,9 +21,11 @@ array([0.9, 0.9, 0.9, 0.9])
 """
 from . import _core
 from ._typing import Array
-from .optim import _MAX_STEP, SGD, Adagrad, Adam, Adamax, Lion, RMSprop, _check_step
+from .optim import (_MAX_STEP, SGD, AdaBelief, Adagrad, Adam, Adamax, Lion, RMSprop,
+                    _check_step)
 
-__all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "adamax_", "lion_"]
+__all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "adamax_", "lion_",
+           "adabelief_"]
 
 
 def _update(cls, param, grad, buffers, step, hyper, isa):
@@ -309,3 +311,38 @@ def lion_(param: Array, grad: Array, exp_avg: Array, *, step: int, lr: float = 1
     """
     hyper = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, maximize=maximize)
     _update(Lion, param, grad, (exp_avg,), step, hyper, isa)
+
+
+def adabelief_(param: Array, grad: Array, exp_avg: Array, exp_avg_var: Array, *, step: int,
+               lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-16,
+               eps_root: float = 1e-16, weight_decay: float = 0.0,
+               isa: str | None = None) -> None:
+    """One AdaBelief step in place (see ``fastopt.AdaBelief``).
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter, updated in place (writeable, C-contiguous float32 or float64).
+    grad : ndarray
+        Its gradient, of param's shape; only read.
+    exp_avg : ndarray
+        The first moment, param's shape and dtype, updated in place.
+    exp_avg_var : ndarray
+        The variance of the gradient around exp_avg, param's shape and dtype, updated in place.
+    step : int, keyword-only
+        The number of this update, 1 for the first.
+    lr : float, default 1e-3
+        Learning rate, >= 0.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first moment and of the variance, each in [0, 1).
+    eps : float, default 1e-16
+        Added to the denominator, >= 0.
+    eps_root : float, default 1e-16
+        Added to the variance at each step, >= 0.
+    weight_decay : float, default 0.0
+        Decoupled weight decay, >= 0.
+    isa : str or None, default None
+        Force a SIMD path by name (tests and benchmarks); None uses the one in use.
+    """
+    hyper = dict(lr=lr, betas=tuple(betas), eps=eps, eps_root=eps_root, weight_decay=weight_decay)
+    _update(AdaBelief, param, grad, (exp_avg, exp_avg_var), step, hyper, isa)

@@ -30,7 +30,8 @@ from ._typing import Grads, Params, StateDict
 from ._spec import FIRST_GRAD, SPECS, Spec
 from ._validate import as_float
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax", "Lion"]
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax", "Lion",
+           "AdaBelief"]
 
 
 def _check_number(group, key, where, low=0.0, high=None, high_open=False):
@@ -1030,4 +1031,45 @@ class Lion(Optimizer):
                  maximize: bool = False, skip_nonfinite: bool = False) -> None:
         super().__init__(params, dict(lr=lr, betas=_pair(betas), weight_decay=weight_decay,
                                       maximize=maximize),
+                         skip_nonfinite=skip_nonfinite)
+
+
+class AdaBelief(Optimizer):
+    """AdaBelief: Adam with the gradient's variance around its mean (Zhuang et al. 2020), as optax.
+
+    Step t (1 for the first), for gradient g and parameter θ, in
+    optax.adabelief's order of operations::
+
+        m ← (1 − β₁)·g + β₁·m
+        s ← (1 − β₂)·(g − m)² + β₂·s + ε_root
+        u ← (m / (1 − β₁ᵗ)) / (√(s / (1 − β₂ᵗ)) + ε)
+        θ ← θ − γ·(u + λ·θ)
+
+    The weight decay is decoupled, as in AdamW (optax chains it after the
+    AdaBelief transformation, as optax.adamw does).
+
+    Parameters
+    ----------
+    params : list of arrays, dict of arrays, or list of group dicts
+        The arrays to update in place (see ``Optimizer``).
+    lr : float, default 1e-3
+        Learning rate γ, >= 0.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates (β₁, β₂) of the first moment and of the variance, each in [0, 1).
+    eps : float, default 1e-16
+        ε added to the denominator, >= 0.
+    eps_root : float, default 1e-16
+        ε_root added to the variance s at every step (it stays in the state), >= 0.
+    weight_decay : float, default 0.0
+        Decoupled weight decay λ, >= 0.
+    skip_nonfinite : bool, default False
+        Skip (and return False from) a step whose gradients hold NaN or Inf.
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-16,
+                 eps_root: float = 1e-16, weight_decay: float = 0.0, *,
+                 skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps, eps_root=eps_root,
+                                      weight_decay=weight_decay),
                          skip_nonfinite=skip_nonfinite)

@@ -30,7 +30,7 @@ import numpy as np
 
 from ._typing import Array, Grads
 
-__all__ = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "adamax", "lion", "UPDATES",
+__all__ = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "adamax", "lion", "adabelief", "UPDATES",
            "ReferenceOptimizer"]
 
 
@@ -421,9 +421,59 @@ def lion(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr
     return p, {"exp_avg": m * _scalar(beta2, p) + _scalar(1 - beta2, p) * g}
 
 
+def adabelief(param: Array, grad: Array, state: Mapping[str, Array], step: int, *,
+              lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-16,
+              eps_root: float = 1e-16,
+              weight_decay: float = 0.0) -> tuple[Array, dict[str, Array]]:
+    """One AdaBelief step, in optax.adabelief's order of operations::
+
+        m = (1 − β₁)·g + β₁·m
+        s = (1 − β₂)·(g − m)² + β₂·s + ε_root
+        u = (m / (1 − β₁ᵗ)) / (√(s / (1 − β₂ᵗ)) + ε)
+        θ = θ − γ·(u + λ·θ)
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter (not modified).
+    grad : ndarray
+        Its gradient.
+    state : dict
+        The state (``exp_avg``, ``exp_avg_var``); empty before the first step.
+    step : int
+        The number of this update, 1 for the first.
+    lr : float, default 1e-3
+        Learning rate γ.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates (β₁, β₂) of the first moment and of the variance.
+    eps : float, default 1e-16
+        ε added to the denominator.
+    eps_root : float, default 1e-16
+        ε_root added to the variance.
+    weight_decay : float, default 0.0
+        Decoupled weight decay λ.
+
+    Returns
+    -------
+    (ndarray, dict)
+        The updated parameter and the new state.
+    """
+    beta1, beta2 = betas
+    p, g = param, np.array(grad, copy=True)
+    zeros = np.zeros_like(p)
+    m = _scalar(1 - beta1, p) * g + _scalar(beta1, p) * state.get("exp_avg", zeros)
+    e = g - m
+    s = _scalar(1 - beta2, p) * (e * e) + _scalar(beta2, p) * state.get("exp_avg_var", zeros)
+    s = s + _scalar(eps_root, p)
+    u = (m / _scalar(1 - beta1**step, p)) / (np.sqrt(s / _scalar(1 - beta2**step, p)) + _scalar(eps, p))
+    if weight_decay != 0:
+        u = u + _scalar(weight_decay, p) * p
+    return p + _scalar(-lr, p) * u, {"exp_avg": m, "exp_avg_var": s}
+
+
 #: The update function of each optimizer class, by class name.
 UPDATES = {"SGD": sgd, "Adagrad": adagrad, "RMSprop": rmsprop, "Adam": adam, "AdamW": adamw,
-           "Adamax": adamax, "Lion": lion}
+           "Adamax": adamax, "Lion": lion, "AdaBelief": adabelief}
 
 
 class ReferenceOptimizer:

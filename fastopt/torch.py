@@ -56,7 +56,7 @@ from . import optim as _optim
 from ._spec import FIRST_GRAD
 from ._validate import as_float
 
-__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax", "Lion"]
+__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax", "Lion", "AdaBelief"]
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -818,3 +818,32 @@ class Lion(_NotInTorch, _Stepper, torch.optim.Optimizer):
                  weight_decay: float = 0.0, *, maximize: bool = False) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay,
                                       maximize=maximize))
+
+
+class AdaBelief(_NotInTorch, _Stepper, torch.optim.Optimizer):
+    """AdaBelief stepped by fastopt, with optax.adabelief's numbers and the arguments of ``fastopt.AdaBelief``.
+
+    State per parameter: ``step``, ``exp_avg`` and ``exp_avg_var`` (optax's
+    ``mu`` and ``nu``), zeros at first.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of param-group dicts
+        The parameters to optimise (``model.parameters()``), as for torch.optim.
+    lr : float, default 1e-3
+        Learning rate, >= 0.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first moment and of the variance, each in [0, 1).
+    eps : float, default 1e-16
+        Added to the denominator, >= 0.
+    eps_root : float, default 1e-16
+        Added to the variance at each step, >= 0.
+    weight_decay : float, default 0.0
+        Decoupled weight decay, >= 0.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-16,
+                 eps_root: float = 1e-16, weight_decay: float = 0.0) -> None:
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, eps_root=eps_root,
+                                      weight_decay=weight_decay))

@@ -33,6 +33,9 @@ def need(module, package):
 GROUPS = {
     "Lion": ({"lr": 0.01, "betas": (0.9, 0.99), "weight_decay": 0.1},
              {"lr": 0.003, "betas": (0.8, 0.9), "weight_decay": 0.0}),
+    "AdaBelief": ({"lr": 0.01, "betas": (0.9, 0.999), "weight_decay": 0.1},
+                  {"lr": 0.003, "betas": (0.8, 0.99), "eps": 1e-8, "eps_root": 0.0,
+                   "weight_decay": 0.0}),
 }
 
 
@@ -238,12 +241,73 @@ def test_fastopt_torch_lion_interchanges_state_with_lion_pytorch(dtype, rng):
     torch_interchange("Lion", lion_pytorch(), dtype, rng, check)
 
 
+# ------------------------------------------------------------------ AdaBelief
+
+def adabelief_tx(optax, lr, betas, eps=1e-16, eps_root=1e-16, weight_decay=0.0):
+    """optax.adabelief, with decoupled weight decay chained as optax.adamw chains it."""
+    if weight_decay == 0:
+        return optax.adabelief(lr, *betas, eps=eps, eps_root=eps_root)
+    return optax.chain(optax.scale_by_belief(*betas, eps=eps, eps_root=eps_root),
+                       optax.add_decayed_weights(weight_decay), optax.scale_by_learning_rate(lr))
+
+
+def test_adabelief_matches_optax(dtype, rng):
+    params = start(rng, dtype)
+    grads = grad_stream(rng, params, 100)
+    opt, ordered = fastopt_run("AdaBelief", params, grads)
+    theirs, state = optax_oracle(adabelief_tx, "AdaBelief", params, grads,
+                                 {"mu": "exp_avg", "nu": "exp_avg_var"})
+    assert [opt.state[i]["step"] for i in range(len(params))] == [100.0] * len(params)
+    assert_matches(opt, ordered, theirs, state, dtype)
+
+
 # ------------------------------------------------- every one of them: errors
 
 BAD = {
     "Lion": [{"lr": -1.0}, {"betas": (1.0, 0.9)}, {"betas": (0.9, -0.1)},
              {"weight_decay": -0.1}, {"betas": (0.9,)}],
+    "AdaBelief": [{"lr": -1.0}, {"betas": (1.0, 0.9)}, {"eps": -1e-8}, {"eps_root": -1.0},
+                  {"weight_decay": -0.1}, {"betas": (0.9, 0.9, 0.9)}],
 }
+
+
+@pytest.mark.parametrize("name", list(GROUPS))
+def test_fastopt_torch_is_the_numpy_class_and_resumes_bitwise(name, dtype, rng):
+    """fastopt.torch.<name> steps as fastopt.<name> does, bit for bit, and a
+    state dict saved mid-run resumes the same bits in a new optimizer."""
+    torch = need("torch", "torch")
+    import fastopt.torch as fot
+    params = start(rng, dtype)
+    grads = grad_stream(rng, params, 40)
+    ref, ordered = fastopt_run(name, params, grads)
+    groups, first = split(name, [torch.tensor(p.copy()) for p in params])
+    mine = getattr(fot, name)(groups, **first)
+    ts = [p for g in mine.param_groups for p in g["params"]]
+
+    def steps(opt, tensors, stream):
+        for g in stream:
+            for t, i in zip(tensors, order(len(params))):
+                t.grad = torch.tensor(g[i])
+            opt.step()
+    steps(mine, ts, grads[:20])
+    saved = copy.deepcopy(mine.state_dict())
+    at20 = [t.clone() for t in ts]
+    steps(mine, ts, grads[20:])
+    tensors = [t.clone() for t in at20]  # in group order
+    n0 = len(mine.param_groups[0]["params"])
+    again = getattr(fot, name)([{"params": tensors[:n0]},
+                                {"params": tensors[n0:], **GROUPS[name][1]}], **first)
+    again.load_state_dict(saved)
+    steps(again, tensors, grads[20:])
+    for k, (p, t, u) in enumerate(zip(ordered, ts, tensors)):
+        assert_bitwise(t.numpy(), p, f"parameter {k}")
+        assert_bitwise(u.numpy(), p, f"resumed parameter {k}")
+        for key, value in ref.state[k].items():
+            if isinstance(value, np.ndarray):
+                assert_bitwise(mine.state[t][key].numpy(), value, f"{k} {key}")
+                assert_bitwise(again.state[u][key].numpy(), value, f"resumed {k} {key}")
+            else:
+                assert float(mine.state[t][key]) == value == float(again.state[u][key])
 
 
 @pytest.mark.parametrize("name, bad", [(n, b) for n, bads in BAD.items() for b in bads],

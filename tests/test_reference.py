@@ -94,6 +94,9 @@ HYPER = {
                                      "maximize": flag}),
     "Lion": st.fixed_dictionaries({"lr": small, "betas": st.tuples(unit, unit),
                                    "weight_decay": small, "maximize": flag}),
+    "AdaBelief": st.fixed_dictionaries({"lr": small, "betas": st.tuples(unit, unit),
+                                        "eps": st.floats(1e-8, 1.0), "eps_root": st.floats(0.0, 1e-3),
+                                        "weight_decay": small}),
 }
 
 

@@ -21,6 +21,7 @@ FULL = {
     "AdamW": {"lr": 0.01, "amsgrad": True},
     "Adamax": {"lr": 0.01, "weight_decay": 0.1},
     "Lion": {"lr": 0.01, "weight_decay": 0.1},
+    "AdaBelief": {"lr": 0.01, "weight_decay": 0.1},
 }
 NAMES = [o.name for o in OPTIMIZERS]
 

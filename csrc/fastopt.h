@@ -47,7 +47,8 @@ typedef enum fo_dtype { FO_F32 = 0, FO_F64 = 1 } fo_dtype;
     X(adam, ADAM, 16)           \
     X(adamax, ADAMAX, 4)        \
     X(lion, LION, 1)            \
-    X(adabelief, ADABELIEF, 2)
+    X(adabelief, ADABELIEF, 2)  \
+    X(adopt, ADOPT, 2)
 
 #define FO_ALGO_ENUM_(name, NAME, modes) FO_##NAME,
 #define FO_ALGO_COUNT_(name, NAME, modes) +1
@@ -77,7 +78,7 @@ typedef struct fo_hyper {
     double momentum;                 /* SGD, RMSprop */
     double dampening;                /* SGD */
     double alpha;                    /* RMSprop smoothing */
-    double beta1, beta2;             /* Adam, Adamax, Lion, AdaBelief */
+    double beta1, beta2;             /* Adam, Adamax, Lion, AdaBelief, ADOPT */
     double lr_decay;                 /* Adagrad */
     int nesterov;                    /* SGD */
     int centered;                    /* RMSprop */
@@ -113,7 +114,7 @@ typedef struct fo_scalars {
     double eps;
     double scale;         /* grad_scale: factor */
     double power;         /* grad_sumpow: p */
-    double clip_value;    /* grad_clip_value: c */
+    double clip_value;    /* grad_clip_value: c; ADOPT: the clip (t - 1)^(1/4) */
     double interp_decay;  /* Lion beta1: the update's sign is of beta1 * m + (1 - beta1) * g */
     double interp_weight; /* Lion 1 - beta1 */
     double bias1, bias2;  /* AdaBelief: 1 - beta1^t, 1 - beta2^t (divisors) */
@@ -162,6 +163,7 @@ enum fo_adam_mode {
 enum fo_adamax_mode { FO_ADAMAX_L2 = 1, FO_ADAMAX_LERP_HIGH = 2 };
 /* Lion has one loop (its decoupled weight decay multiplies by 1 when 0). */
 enum fo_adabelief_mode { FO_ADABELIEF_DECAY = 1 };  /* update += weight_decay * param */
+enum fo_adopt_mode { FO_ADOPT_DECAY = 1 };          /* update += weight_decay * param */
 #define FO_NUM_MODES 16 /* the most any algorithm has */
 
 /* Bandwidth probes: STREAM-style copy and triad, and the in-place

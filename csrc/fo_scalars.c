@@ -14,6 +14,7 @@
  *   Lion       neg_lr = -lr,  param_decay = 1 - lr * wd (lion-pytorch)
  *   AdaBelief  bias1 = 1 - beta1^t,  bias2 = 1 - beta2^t,  neg_lr = -lr (optax; optax
  *              computes the bias corrections in the parameter's dtype, these in double)
+ *   ADOPT      clip_value = (t - 1)^0.25; the first step b1 = 1, b2 = 0 (optax)
  */
 #include <math.h>
 #include <stddef.h>
@@ -50,6 +51,7 @@ fo_hyper fo_hyper_defaults(fo_algo algo)
     case FO_ADAM: h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; break;
     case FO_ADAMAX: h.lr = 2e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; break;
     case FO_LION: h.lr = 1e-4; h.beta1 = 0.9; h.beta2 = 0.99; break;
+    case FO_ADOPT: h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.9999; h.eps = 1e-6; break;
     case FO_ADABELIEF:
         h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-16; h.eps_root = 1e-16;
         break;
@@ -134,6 +136,15 @@ unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo
         s->bias2 = 1 - pow(h->beta2, (double)step);
         s->eps_root = h->eps_root;
         break;
+    case FO_ADOPT: {
+        /* optax's count before this step is t - 1; at 0 only the second moment moves */
+        double b1 = step > 1 ? h->beta1 : 1.0, b2 = step > 1 ? h->beta2 : 0.0;
+        if (h->weight_decay != 0) mode |= FO_ADOPT_DECAY;
+        s->momentum = b1;      /* the kernel takes 1 - b in the parameter's dtype, as optax */
+        s->avg_decay = b2;
+        s->clip_value = pow((double)(step - 1), 0.25);
+        break;
+    }
     }
     return mode;
 }
@@ -161,6 +172,7 @@ unsigned fo_state_slots(fo_algo algo, const fo_hyper *h)
     case FO_ADAMAX: return 3u;
     case FO_LION: return 1u;
     case FO_ADABELIEF: return 3u;
+    case FO_ADOPT: return 3u;
     }
     return 0;
 }
@@ -176,6 +188,7 @@ unsigned fo_mode_slots(fo_algo algo, unsigned mode)
     case FO_ADAMAX: return 3u;
     case FO_LION: return 1u;
     case FO_ADABELIEF: return 3u;
+    case FO_ADOPT: return 3u;
     }
     return 0;
 }

@@ -37,10 +37,10 @@ from .checkpoint import load, save  # noqa: E402
 from ._core import (  # noqa: E402
     clip_grad_norm_, clip_grad_value_, get_num_threads, set_num_threads)
 from .optim import (  # noqa: E402
-    SGD, AdaBelief, Adagrad, Adam, Adamax, AdamW, Lion, Optimizer, RMSprop)
+    ADOPT, SGD, AdaBelief, Adagrad, Adam, Adamax, AdamW, Lion, Optimizer, RMSprop)
 
 __all__ = [
-    "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax", "Lion", "AdaBelief",
+    "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax", "Lion", "AdaBelief", "ADOPT",
     "functional", "clip_grad_norm_", "clip_grad_value_", "set_num_threads", "get_num_threads",
     "show_config",
     "save", "load", "schedules", "lr_scheduler", "swa_utils",

@@ -174,6 +174,15 @@ _ROWS = [
         Buffer("exp_avg", 0, 0.0),
         Buffer("exp_avg_var", 1, 0.0),
     ), step=True, eager=False, reference="optax"),
+    Spec("ADOPT", "adopt", (
+        Hyper("lr", 1e-3, NONNEG, ("lr",), _LR),
+        Hyper("betas", (0.9, 0.9999), UNIT, ("beta1", "beta2"), _BETAS),
+        Hyper("eps", 1e-6, NONNEG, ("eps",), "the denominator's floor"),
+        Hyper("weight_decay", 0.0, NONNEG, ("weight_decay",), _DECOUPLED_ADD),
+    ), (
+        Buffer("exp_avg", 0, 0.0),
+        Buffer("exp_avg_sq", 1, 0.0),
+    ), step=True, eager=False, reference="optax.contrib"),
 ]
 
 SPECS = {spec.name: spec for spec in _ROWS}

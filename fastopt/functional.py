@@ -21,11 +21,11 @@ array([0.9, 0.9, 0.9, 0.9])
 """
 from . import _core
 from ._typing import Array
-from .optim import (_MAX_STEP, SGD, AdaBelief, Adagrad, Adam, Adamax, Lion, RMSprop,
+from .optim import (_MAX_STEP, ADOPT, SGD, AdaBelief, Adagrad, Adam, Adamax, Lion, RMSprop,
                     _check_step)
 
 __all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "adamax_", "lion_",
-           "adabelief_"]
+           "adabelief_", "adopt_"]
 
 
 def _update(cls, param, grad, buffers, step, hyper, isa):
@@ -346,3 +346,35 @@ def adabelief_(param: Array, grad: Array, exp_avg: Array, exp_avg_var: Array, *,
     """
     hyper = dict(lr=lr, betas=tuple(betas), eps=eps, eps_root=eps_root, weight_decay=weight_decay)
     _update(AdaBelief, param, grad, (exp_avg, exp_avg_var), step, hyper, isa)
+
+
+def adopt_(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, *, step: int,
+           lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.9999), eps: float = 1e-6,
+           weight_decay: float = 0.0, isa: str | None = None) -> None:
+    """One ADOPT step in place (see ``fastopt.ADOPT``).
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter, updated in place (writeable, C-contiguous float32 or float64).
+    grad : ndarray
+        Its gradient, of param's shape; only read.
+    exp_avg : ndarray
+        The first moment, param's shape and dtype, updated in place.
+    exp_avg_sq : ndarray
+        The second moment, param's shape and dtype, updated in place.
+    step : int, keyword-only
+        The number of this update, 1 for the first (which only sets exp_avg_sq).
+    lr : float, default 1e-3
+        Learning rate, >= 0.
+    betas : (float, float), default (0.9, 0.9999)
+        Decay rates of the first and second moments, each in [0, 1).
+    eps : float, default 1e-6
+        The floor of the denominator, >= 0.
+    weight_decay : float, default 0.0
+        Decoupled weight decay, >= 0.
+    isa : str or None, default None
+        Force a SIMD path by name (tests and benchmarks); None uses the one in use.
+    """
+    hyper = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    _update(ADOPT, param, grad, (exp_avg, exp_avg_sq), step, hyper, isa)

@@ -31,7 +31,7 @@ from ._spec import FIRST_GRAD, SPECS, Spec
 from ._validate import as_float
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax", "Lion",
-           "AdaBelief"]
+           "AdaBelief", "ADOPT"]
 
 
 def _check_number(group, key, where, low=0.0, high=None, high_open=False):
@@ -1071,5 +1071,44 @@ class AdaBelief(Optimizer):
                  eps_root: float = 1e-16, weight_decay: float = 0.0, *,
                  skip_nonfinite: bool = False) -> None:
         super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps, eps_root=eps_root,
+                                      weight_decay=weight_decay),
+                         skip_nonfinite=skip_nonfinite)
+
+
+class ADOPT(Optimizer):
+    """ADOPT: Adam normalised by the previous second moment (Taniguchi et al. 2024), as optax.
+
+    Step t (1 for the first), for gradient g and parameter θ, in
+    optax.contrib.adopt's order of operations, with its clipping::
+
+        u ← clip(g / max(√v, ε), −c, c),   c = (t − 1)^¼
+        v ← (1 − β₂)·g² + β₂·v
+        m ← (1 − β₁)·u + β₁·m
+        θ ← θ − γ·(m + λ·θ)
+
+    The first step only sets v = g² (it uses β₁ = 1, β₂ = 0, c = 0, so m stays 0
+    and θ moves by the weight decay alone). The weight decay is decoupled, as
+    in AdamW (optax chains it after the ADOPT transformation).
+
+    Parameters
+    ----------
+    params : list of arrays, dict of arrays, or list of group dicts
+        The arrays to update in place (see ``Optimizer``).
+    lr : float, default 1e-3
+        Learning rate γ, >= 0.
+    betas : (float, float), default (0.9, 0.9999)
+        Decay rates (β₁, β₂) of the first and second moments, each in [0, 1).
+    eps : float, default 1e-6
+        ε, the floor of the denominator √v, >= 0.
+    weight_decay : float, default 0.0
+        Decoupled weight decay λ, >= 0.
+    skip_nonfinite : bool, default False
+        Skip (and return False from) a step whose gradients hold NaN or Inf.
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.9999), eps: float = 1e-6,
+                 weight_decay: float = 0.0, *, skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps,
                                       weight_decay=weight_decay),
                          skip_nonfinite=skip_nonfinite)

@@ -30,7 +30,8 @@ import numpy as np
 
 from ._typing import Array, Grads
 
-__all__ = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "adamax", "lion", "adabelief", "UPDATES",
+__all__ = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "adamax", "lion", "adabelief", "adopt",
+           "UPDATES",
            "ReferenceOptimizer"]
 
 
@@ -471,9 +472,59 @@ def adabelief(param: Array, grad: Array, state: Mapping[str, Array], step: int, 
     return p + _scalar(-lr, p) * u, {"exp_avg": m, "exp_avg_var": s}
 
 
+def adopt(param: Array, grad: Array, state: Mapping[str, Array], step: int, *,
+          lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.9999), eps: float = 1e-6,
+          weight_decay: float = 0.0) -> tuple[Array, dict[str, Array]]:
+    """One ADOPT step, in optax.contrib.adopt's order of operations (clipping on)::
+
+        u = clip(g / max(√v, ε), −c, c),   c = (t − 1)^¼
+        v = (1 − β₂)·g² + β₂·v
+        m = (1 − β₁)·u + β₁·m
+        θ = θ − γ·(m + λ·θ)
+
+    with β₁ = 1 and β₂ = 0 at the first step.
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter (not modified).
+    grad : ndarray
+        Its gradient.
+    state : dict
+        The state (``exp_avg``, ``exp_avg_sq``); empty before the first step.
+    step : int
+        The number of this update, 1 for the first.
+    lr : float, default 1e-3
+        Learning rate γ.
+    betas : (float, float), default (0.9, 0.9999)
+        Decay rates (β₁, β₂) of the first and second moments.
+    eps : float, default 1e-6
+        ε, the floor of the denominator.
+    weight_decay : float, default 0.0
+        Decoupled weight decay λ.
+
+    Returns
+    -------
+    (ndarray, dict)
+        The updated parameter and the new state.
+    """
+    beta1, beta2 = betas if step > 1 else (1.0, 0.0)
+    p, g = param, np.array(grad, copy=True)
+    zeros = np.zeros_like(p)
+    v = state.get("exp_avg_sq", zeros)
+    c = _scalar(float(step - 1) ** 0.25, p)
+    u = np.minimum(np.maximum(g / np.maximum(np.sqrt(v), _scalar(eps, p)), -c), c)
+    one, b1, b2 = _scalar(1, p), _scalar(beta1, p), _scalar(beta2, p)  # 1 - b in p's dtype, as optax
+    v = (one - b2) * (g * g) + b2 * v
+    m = (one - b1) * u + b1 * state.get("exp_avg", zeros)
+    update = m + _scalar(weight_decay, p) * p if weight_decay != 0 else m
+    return p + _scalar(-lr, p) * update, {"exp_avg": m, "exp_avg_sq": v}
+
+
 #: The update function of each optimizer class, by class name.
 UPDATES = {"SGD": sgd, "Adagrad": adagrad, "RMSprop": rmsprop, "Adam": adam, "AdamW": adamw,
-           "Adamax": adamax, "Lion": lion, "AdaBelief": adabelief}
+           "Adamax": adamax, "Lion": lion, "AdaBelief": adabelief,
+           "ADOPT": adopt}
 
 
 class ReferenceOptimizer:

@@ -56,7 +56,7 @@ from . import optim as _optim
 from ._spec import FIRST_GRAD
 from ._validate import as_float
 
-__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax", "Lion", "AdaBelief"]
+__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax", "Lion", "AdaBelief", "ADOPT"]
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -846,4 +846,31 @@ class AdaBelief(_NotInTorch, _Stepper, torch.optim.Optimizer):
                  lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-16,
                  eps_root: float = 1e-16, weight_decay: float = 0.0) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, eps_root=eps_root,
+                                      weight_decay=weight_decay))
+
+
+class ADOPT(_NotInTorch, _Stepper, torch.optim.Optimizer):
+    """ADOPT stepped by fastopt, with optax.contrib.adopt's numbers and the arguments of ``fastopt.ADOPT``.
+
+    State per parameter: ``step``, ``exp_avg`` and ``exp_avg_sq`` (optax's
+    ``mu`` and ``nu``), zeros at first.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of param-group dicts
+        The parameters to optimise (``model.parameters()``), as for torch.optim.
+    lr : float, default 1e-3
+        Learning rate, >= 0.
+    betas : (float, float), default (0.9, 0.9999)
+        Decay rates of the first and second moments, each in [0, 1).
+    eps : float, default 1e-6
+        The floor of the denominator, >= 0.
+    weight_decay : float, default 0.0
+        Decoupled weight decay, >= 0.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.9999), eps: float = 1e-6,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
                                       weight_decay=weight_decay))

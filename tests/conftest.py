@@ -137,6 +137,14 @@ OPTIMIZERS = [
         {"lr": 0.01, "weight_decay": 0.1},
         {"lr": 0.01, "betas": (0.5, 0.95), "eps": 1e-6, "eps_root": 1e-8, "weight_decay": 0.05},
     ], _cases(lr=[0.01], betas=[(0.9, 0.999), (0.3, 0.9)], weight_decay=[0, 0.1])),
+    Opt("ADOPT", [
+        {"lr": 0.01},
+        {"lr": 0.01, "betas": (0.8, 0.99)},
+        {"lr": 0.01, "betas": (0.0, 0.0)},
+        {"lr": 0.01, "eps": 1e-3},
+        {"lr": 0.01, "weight_decay": 0.1},
+        {"lr": 0.01, "betas": (0.5, 0.95), "eps": 1e-4, "weight_decay": 0.05},
+    ], _cases(lr=[0.01], betas=[(0.9, 0.9999), (0.3, 0.9)], weight_decay=[0, 0.1])),
 ]
 BY_NAME = {o.name: o for o in OPTIMIZERS}
 assert sorted(BY_NAME) == sorted(SPECS), "every optimizer in fastopt._spec needs test options here"

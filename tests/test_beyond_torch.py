@@ -36,6 +36,8 @@ GROUPS = {
     "AdaBelief": ({"lr": 0.01, "betas": (0.9, 0.999), "weight_decay": 0.1},
                   {"lr": 0.003, "betas": (0.8, 0.99), "eps": 1e-8, "eps_root": 0.0,
                    "weight_decay": 0.0}),
+    "ADOPT": ({"lr": 0.01, "betas": (0.9, 0.9999), "weight_decay": 0.1},
+              {"lr": 0.003, "betas": (0.8, 0.99), "eps": 1e-4, "weight_decay": 0.0}),
 }
 
 
@@ -261,6 +263,39 @@ def test_adabelief_matches_optax(dtype, rng):
     assert_matches(opt, ordered, theirs, state, dtype)
 
 
+# ---------------------------------------------------------------------- ADOPT
+
+def adopt_tx(optax, lr, betas, eps=1e-6, weight_decay=0.0):
+    """optax.contrib.adopt (clipping on), with decoupled weight decay chained as optax.adamw."""
+    if weight_decay == 0:
+        return optax.contrib.adopt(lr, *betas, eps=eps)
+    return optax.chain(optax.contrib.scale_by_adopt(*betas, eps=eps),
+                       optax.add_decayed_weights(weight_decay), optax.scale_by_learning_rate(lr))
+
+
+def test_adopt_matches_optax(dtype, rng):
+    params = start(rng, dtype)
+    grads = grad_stream(rng, params, 100)
+    opt, ordered = fastopt_run("ADOPT", params, grads)
+    theirs, state = optax_oracle(adopt_tx, "ADOPT", params, grads,
+                                 {"mu": "exp_avg", "nu": "exp_avg_sq"})
+    assert_matches(opt, ordered, theirs, state, dtype)
+
+
+def test_adopt_first_step_sets_the_second_moment_only(dtype, rng):
+    p = rng.standard_normal(9).astype(dtype)
+    g = rng.standard_normal(9).astype(dtype)
+    g[:3] = [0.0, -0.0, 1e18]
+    opt = fastopt.ADOPT([p], lr=0.5)
+    before = p.copy()
+    opt.step([g])
+    assert_bitwise(p, before)
+    assert_bitwise(opt.state[0]["exp_avg"], np.zeros(9, dtype))
+    assert_bitwise(opt.state[0]["exp_avg_sq"], g * g)
+    opt.step([g])  # the second moves: |u| is at most the clip, 1, so |m| <= 1 - beta1
+    assert 0 < np.abs(p - before).max() <= 0.5 * 0.1 * (1 + 1e-6)
+
+
 # ------------------------------------------------- every one of them: errors
 
 BAD = {
@@ -268,6 +303,8 @@ BAD = {
              {"weight_decay": -0.1}, {"betas": (0.9,)}],
     "AdaBelief": [{"lr": -1.0}, {"betas": (1.0, 0.9)}, {"eps": -1e-8}, {"eps_root": -1.0},
                   {"weight_decay": -0.1}, {"betas": (0.9, 0.9, 0.9)}],
+    "ADOPT": [{"lr": -1.0}, {"betas": (0.9, 1.0)}, {"eps": -1e-8}, {"weight_decay": -0.1},
+              {"betas": 0.9}],
 }
 
 

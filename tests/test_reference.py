@@ -97,6 +97,8 @@ HYPER = {
     "AdaBelief": st.fixed_dictionaries({"lr": small, "betas": st.tuples(unit, unit),
                                         "eps": st.floats(1e-8, 1.0), "eps_root": st.floats(0.0, 1e-3),
                                         "weight_decay": small}),
+    "ADOPT": st.fixed_dictionaries({"lr": small, "betas": st.tuples(unit, unit),
+                                    "eps": st.floats(1e-8, 1.0), "weight_decay": small}),
 }
 
 

@@ -22,6 +22,7 @@ FULL = {
     "Adamax": {"lr": 0.01, "weight_decay": 0.1},
     "Lion": {"lr": 0.01, "weight_decay": 0.1},
     "AdaBelief": {"lr": 0.01, "weight_decay": 0.1},
+    "ADOPT": {"lr": 0.01, "weight_decay": 0.1},
 }
 NAMES = [o.name for o in OPTIMIZERS]
 

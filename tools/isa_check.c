@@ -44,6 +44,7 @@ int main(void) {
         s.momentum = 0.9; s.one_minus_dampening = 0.9; s.avg_decay = 0.99; s.avg_weight = 0.01;
         s.lerp_weight = (mode & 8) ? 0.7 : 0.1; s.denom_scale = 0.3; s.eps = 1e-8;
         s.interp_decay = 0.9; s.interp_weight = 0.1; s.bias1 = 0.19; s.bias2 = 0.02; s.eps_root = 1e-12;
+        s.clip_value = 1.3;
         for (int t = 0; t < 2; t++) {
             const fo_table *tab = t ? other : fo_table_for(FO_ISA_SCALAR);
             fo_item it; memset(&it, 0, sizeof it);

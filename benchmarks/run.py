@@ -65,7 +65,8 @@ def _torch_has_fused(name):
         import torch
     except ImportError:
         return False
-    return "fused" in inspect.signature(getattr(torch.optim, name)).parameters
+    cls = getattr(torch.optim, name, None)  # torch.optim lacks Lion, AdaBelief, ...
+    return cls is not None and "fused" in inspect.signature(cls).parameters
 
 
 def _algos():
@@ -76,11 +77,15 @@ def _algos():
         hyper = dict(lr=spec.defaults["lr"], **SETTINGS.get(name, {}))
         used = sum(spec.slots({**spec.defaults, **hyper}))
         out[name.lower()] = dict(cls=name, hyper=hyper, reads=2 + used, writes=1 + used,
-                                 fused=_torch_has_fused(name))
+                                 fused=_torch_has_fused(name),
+                                 in_torch=spec.reference == "torch.optim")
     return out
 
 
 ALGOS = _algos()
+
+
+NUMPY_STEPS = ("adam", "adamw", "sgd", "adagrad", "rmsprop")  # what numpy_step writes out
 
 
 def numpy_step(algo, hyper, dtype):
@@ -233,6 +238,30 @@ def torch_case(torch, algo, sizes, dtype, rng, variant):
     return opt.step
 
 
+# The torch optimizers that are the reference of an optimizer torch.optim lacks:
+# algo -> (label, module, class, constructor arguments besides the hyperparameters).
+TORCH_REFERENCES = {
+    "lion": ("lion-pytorch", "lion_pytorch", "Lion", {}),
+}
+
+
+def reference_case(torch, algo, sizes, dtype, rng):
+    """The step of the torch optimizer that is algo's reference (TORCH_REFERENCES)."""
+    import importlib
+    _, module, name, extra = TORCH_REFERENCES[algo]
+    cls = getattr(importlib.import_module(module), name)
+    tdtype = torch.float32 if dtype == np.float32 else torch.float64
+    params = [torch.randn(n, dtype=tdtype, requires_grad=True) for n in sizes]
+    grads = [torch.randn(n, dtype=tdtype) for n in sizes]
+    opt = cls(params, **ALGOS[algo]["hyper"], **extra)
+
+    def run():
+        for p, g in zip(params, grads):
+            p.grad = g  # reassigned each step: some references change p.grad in place
+        opt.step()
+    return run
+
+
 def optax_case(jax, optax, algo, sizes, dtype, rng):
     import jax.numpy as jnp
     spec = ALGOS[algo]
@@ -243,6 +272,9 @@ def optax_case(jax, optax, algo, sizes, dtype, rng):
         "sgd": lambda: optax.sgd(h["lr"], momentum=h.get("momentum")),
         "adagrad": lambda: optax.adagrad(h["lr"]),
         "rmsprop": lambda: optax.rmsprop(h["lr"]),
+        "lion": lambda: optax.lion(h["lr"], weight_decay=0.0),
+        "adabelief": lambda: optax.adabelief(h["lr"]),
+        "adopt": lambda: optax.contrib.adopt(h["lr"]),
     }[algo]
     tx = make()
     params = [jnp.asarray(a) for a in make_arrays(sizes, dtype, rng, 1)[0]]
@@ -279,6 +311,7 @@ def available_baselines(args):
         for variant, label in (("loop", "torch foreach=False"), ("foreach", "torch foreach=True"),
                                ("fused", "torch fused=True")):
             out.append((label, lambda a, s, d, r, v=variant: torch_case(torch, a, s, d, r, v)))
+        out.append(("reference (torch)", lambda a, s, d, r: reference_case(torch, a, s, d, r)))
     try:
         import jax
         import optax
@@ -356,6 +389,12 @@ def run_sizes(args, out):
             for name, make in baselines:
                 if name == "torch fused=True" and not spec["fused"]:
                     continue
+                if name.startswith("torch ") and not spec["in_torch"]:
+                    continue
+                if name == "reference (torch)" and algo not in TORCH_REFERENCES:
+                    continue
+                if name == "numpy" and algo not in NUMPY_STEPS:
+                    continue
                 threads = thread_counts
                 if name == "numpy":
                     threads = thread_counts[:1]  # single-threaded whatever the setting
@@ -414,7 +453,7 @@ def run_overhead(args, out):
     for algo in args.algos:
         spec = ALGOS[algo]
         cases = [("fastopt", lambda: fastopt_case(algo, sizes, dtype, rng))]
-        if torch is not None and not args.no_torch:
+        if torch is not None and not args.no_torch and spec["in_torch"]:
             cases.append(("torch foreach=True", lambda: torch_case(torch, algo, sizes, dtype, rng, "foreach")))
             if spec["fused"]:
                 cases.append(("torch fused=True", lambda: torch_case(torch, algo, sizes, dtype, rng, "fused")))
@@ -545,7 +584,7 @@ def run_head_to_head(args, out):
     rows = []
     for label in args.sizes:
         sizes = parse_size(label)
-        for algo in args.algos:
+        for algo in [a for a in args.algos if ALGOS[a]["in_torch"]]:
             variant = "fused" if ALGOS[algo]["fused"] else "foreach"
             mine = fastopt_case(algo, sizes, dtype, rng)
             theirs = torch_case(torch, algo, sizes, dtype, rng, variant)

@@ -239,17 +239,20 @@ def torch_case(torch, algo, sizes, dtype, rng, variant):
 
 
 # The torch optimizers that are the reference of an optimizer torch.optim lacks:
-# algo -> (label, module, class, constructor arguments besides the hyperparameters).
+# algo -> (package, module, class, whether it has a foreach path).
 TORCH_REFERENCES = {
-    "lion": ("lion-pytorch", "lion_pytorch", "Lion", {}),
+    "lion": ("lion-pytorch", "lion_pytorch", "Lion", False),
+    "adan": ("pytorch-optimizer", "pytorch_optimizer", "Adan", True),
 }
 
 
-def reference_case(torch, algo, sizes, dtype, rng):
-    """The step of the torch optimizer that is algo's reference (TORCH_REFERENCES)."""
+def reference_case(torch, algo, sizes, dtype, rng, foreach=False):
+    """The step of the torch optimizer that is algo's reference (TORCH_REFERENCES),
+    its per-tensor path, or its foreach path with foreach=True."""
     import importlib
-    _, module, name, extra = TORCH_REFERENCES[algo]
+    _, module, name, has_foreach = TORCH_REFERENCES[algo]
     cls = getattr(importlib.import_module(module), name)
+    extra = {"foreach": foreach} if has_foreach else {}
     tdtype = torch.float32 if dtype == np.float32 else torch.float64
     params = [torch.randn(n, dtype=tdtype, requires_grad=True) for n in sizes]
     grads = [torch.randn(n, dtype=tdtype) for n in sizes]
@@ -312,6 +315,8 @@ def available_baselines(args):
                                ("fused", "torch fused=True")):
             out.append((label, lambda a, s, d, r, v=variant: torch_case(torch, a, s, d, r, v)))
         out.append(("reference (torch)", lambda a, s, d, r: reference_case(torch, a, s, d, r)))
+        out.append(("reference foreach=True",
+                    lambda a, s, d, r: reference_case(torch, a, s, d, r, foreach=True)))
     try:
         import jax
         import optax
@@ -392,6 +397,9 @@ def run_sizes(args, out):
                 if name.startswith("torch ") and not spec["in_torch"]:
                     continue
                 if name == "reference (torch)" and algo not in TORCH_REFERENCES:
+                    continue
+                if name == "reference foreach=True" and not (algo in TORCH_REFERENCES
+                                                          and TORCH_REFERENCES[algo][3]):
                     continue
                 if name == "numpy" and algo not in NUMPY_STEPS:
                     continue
@@ -492,7 +500,7 @@ def run_isas(args, out):
             # fresh arrays per algorithm: one's state is no valid state for another
             # (a momentum buffer read as Adagrad's sum turns parameters into NaN)
             p = rng.standard_normal(n).astype(dtype)
-            state = [np.zeros(n, dtype) for _ in range(3)]
+            state = [np.zeros(n, dtype) for _ in range(_core.NUM_SLOTS)]
             entries = [(isa, lambda: None, lambda isa=isa: calls[algo](p, g, state, isa))
                        for isa in _core.isa_names()]
             times = interleaved(entries, args.budget * 2, max(args.min_reps, 20))

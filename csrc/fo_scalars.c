@@ -15,6 +15,8 @@
  *   AdaBelief  bias1 = 1 - beta1^t,  bias2 = 1 - beta2^t,  neg_lr = -lr (optax; optax
  *              computes the bias corrections in the parameter's dtype, these in double)
  *   ADOPT      clip_value = (t - 1)^0.25; the first step b1 = 1, b2 = 0 (optax)
+ *   Adan       neg_lr = -lr / (1 - beta1^t),  neg_lr_diff = -lr * beta2 / (1 - beta2^t),
+ *              denom_scale = sqrt(1 - beta3^t)  (pytorch-optimizer)
  */
 #include <math.h>
 #include <stddef.h>
@@ -36,6 +38,7 @@ const fo_hyper_field fo_hyper_fields[] = {
     FO_FIELD_(dampening, 0), FO_FIELD_(alpha, 0), FO_FIELD_(beta1, 0), FO_FIELD_(beta2, 0),
     FO_FIELD_(lr_decay, 0), FO_FIELD_(nesterov, 1), FO_FIELD_(centered, 1), FO_FIELD_(amsgrad, 1),
     FO_FIELD_(decoupled_weight_decay, 1), FO_FIELD_(maximize, 1), FO_FIELD_(eps_root, 0),
+    FO_FIELD_(beta3, 0), FO_FIELD_(weight_decouple, 1),
 };
 #undef FO_FIELD_
 const int fo_num_hyper_fields = (int)(sizeof fo_hyper_fields / sizeof fo_hyper_fields[0]);
@@ -52,6 +55,7 @@ fo_hyper fo_hyper_defaults(fo_algo algo)
     case FO_ADAMAX: h.lr = 2e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; break;
     case FO_LION: h.lr = 1e-4; h.beta1 = 0.9; h.beta2 = 0.99; break;
     case FO_ADOPT: h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.9999; h.eps = 1e-6; break;
+    case FO_ADAN: h.lr = 1e-3; h.beta1 = 0.98; h.beta2 = 0.92; h.beta3 = 0.99; h.eps = 1e-8; break;
     case FO_ADABELIEF:
         h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-16; h.eps_root = 1e-16;
         break;
@@ -145,6 +149,24 @@ unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo
         s->clip_value = pow((double)(step - 1), 0.25);
         break;
     }
+    case FO_ADAN: {
+        double t = (double)step;
+        if (h->weight_decay != 0) mode |= FO_ADAN_DECAY;
+        if (h->weight_decouple) mode |= FO_ADAN_DECOUPLE;
+        if (first) mode |= FO_ADAN_FIRST;
+        s->lerp_weight = 1 - h->beta1;
+        s->diff_weight = 1 - h->beta2;
+        s->lerp_high = (fo_lerp_high(1 - h->beta1) ? 1u : 0u) | (fo_lerp_high(1 - h->beta2) ? 2u : 0u);
+        s->diff_decay = h->beta2;
+        s->avg_decay = h->beta3;
+        s->avg_weight = 1 - h->beta3;
+        s->denom_scale = sqrt(1 - pow(h->beta3, t));
+        s->neg_lr = -h->lr / (1 - pow(h->beta1, t));
+        s->neg_lr_diff = -h->lr * h->beta2 / (1 - pow(h->beta2, t));
+        s->param_decay = 1 - h->lr * h->weight_decay;
+        s->param_div = 1 + h->lr * h->weight_decay;
+        break;
+    }
     }
     return mode;
 }
@@ -173,6 +195,7 @@ unsigned fo_state_slots(fo_algo algo, const fo_hyper *h)
     case FO_LION: return 1u;
     case FO_ADABELIEF: return 3u;
     case FO_ADOPT: return 3u;
+    case FO_ADAN: return 15u;
     }
     return 0;
 }
@@ -189,6 +212,7 @@ unsigned fo_mode_slots(fo_algo algo, unsigned mode)
     case FO_LION: return 1u;
     case FO_ADABELIEF: return 3u;
     case FO_ADOPT: return 3u;
+    case FO_ADAN: return 15u;
     }
     return 0;
 }
@@ -196,7 +220,7 @@ unsigned fo_mode_slots(fo_algo algo, unsigned mode)
 unsigned fo_missing_slots(fo_algo algo, unsigned mode, const fo_item *item)
 {
     unsigned need = fo_mode_slots(algo, mode), missing = 0;
-    for (unsigned k = 0; k < 3; k++)
+    for (unsigned k = 0; k < FO_NUM_SLOTS; k++)
         if ((need >> k & 1u) && item->state[k] == NULL) missing |= 1u << k;
     return missing;
 }

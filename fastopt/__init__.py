@@ -1,8 +1,9 @@
 """fastopt: fast, exact CPU optimizers for NumPy arrays.
 
 SGD (momentum, Nesterov), Adagrad, RMSprop, Adam (AMSGrad), AdamW and Adamax with
-torch.optim's names, defaults, state layout and numbers, stepped by a C core
-with runtime SIMD dispatch and a thread pool.
+torch.optim's names, defaults, state layout and numbers, and Lion, AdaBelief,
+ADOPT and Adan with those of their reference implementations, stepped by a C
+core with runtime SIMD dispatch and a thread pool.
 
 Environment variables read at import:
   FASTOPT_SIMD=scalar|sse2|avx2|avx512|neon  force a SIMD path
@@ -37,10 +38,11 @@ from .checkpoint import load, save  # noqa: E402
 from ._core import (  # noqa: E402
     clip_grad_norm_, clip_grad_value_, get_num_threads, set_num_threads)
 from .optim import (  # noqa: E402
-    ADOPT, SGD, AdaBelief, Adagrad, Adam, Adamax, AdamW, Lion, Optimizer, RMSprop)
+    ADOPT, SGD, AdaBelief, Adagrad, Adam, Adamax, AdamW, Adan, Lion, Optimizer, RMSprop)
 
 __all__ = [
     "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax", "Lion", "AdaBelief", "ADOPT",
+    "Adan",
     "functional", "clip_grad_norm_", "clip_grad_value_", "set_num_threads", "get_num_threads",
     "show_config",
     "save", "load", "schedules", "lr_scheduler", "swa_utils",

@@ -35,7 +35,7 @@ FIRST_GRAD = "the first gradient"  # the initial value of SGD's momentum buffer
 
 class Buffer(NamedTuple):
     name: str                              # torch's state key
-    slot: int                              # the C state slot, 0-2
+    slot: int                              # the C state slot, 0-3
     init: Union[float, str]                # a number, a hyperparameter's name, or FIRST_GRAD
     when: Optional[Callable[[dict], bool]] = None  # exists when when(group); None: always
 
@@ -68,8 +68,8 @@ class Spec(NamedTuple):
         return tuple(b.name for b in self.state)
 
     def slots(self, group):
-        """Which of the three C slots the group's hyperparameters use."""
-        used = [False, False, False]
+        """Which of the four C slots (fo_item.state) the group's hyperparameters use."""
+        used = [False] * 4
         for b in self.state:
             used[b.slot] = b.used(group)
         return tuple(used)
@@ -78,6 +78,12 @@ class Spec(NamedTuple):
 def _nesterov(group, where):
     if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
         raise ValueError(f"{where}: Nesterov momentum requires a momentum and zero dampening")
+
+
+def _adan_clipping(group, where):
+    if group["max_grad_norm"] != 0:
+        raise ValueError(f"{where}: max_grad_norm > 0 (Adan's global gradient-norm clipping) is "
+                         "not supported; clip the gradients first (fastopt.clip_grad_norm_)")
 
 
 _LR = "learning rate"
@@ -183,6 +189,23 @@ _ROWS = [
         Buffer("exp_avg", 0, 0.0),
         Buffer("exp_avg_sq", 1, 0.0),
     ), step=True, eager=False, reference="optax.contrib"),
+    Spec("Adan", "adan", (
+        Hyper("lr", 1e-3, NONNEG, ("lr",), _LR),
+        Hyper("betas", (0.98, 0.92, 0.99), UNIT, ("beta1", "beta2", "beta3"),
+              "decay rates of the gradient's, the gradient difference's and the second moment's averages"),
+        Hyper("weight_decay", 0.0, NONNEG, ("weight_decay",),
+              "weight decay: param /= 1 + lr * weight_decay after the update"),
+        Hyper("weight_decouple", False, FLAG, ("weight_decouple",),
+              "decay as param *= 1 - lr * weight_decay before the update instead"),
+        Hyper("max_grad_norm", 0.0, NONNEG, (), "global gradient-norm clipping; only 0 (off)"),
+        Hyper("eps", 1e-8, NONNEG, ("eps",), "added to the denominator"),
+        Hyper("maximize", False, FLAG, ("maximize",), _MAX),
+    ), (
+        Buffer("exp_avg", 0, 0.0),
+        Buffer("exp_avg_sq", 1, 0.0),
+        Buffer("exp_avg_diff", 2, 0.0),
+        Buffer("previous_grad", 3, 0.0),  # the negated gradient; the first step sets it
+    ), step=True, eager=False, check=_adan_clipping, reference="pytorch-optimizer"),
 ]
 
 SPECS = {spec.name: spec for spec in _ROWS}

@@ -21,11 +21,11 @@ array([0.9, 0.9, 0.9, 0.9])
 """
 from . import _core
 from ._typing import Array
-from .optim import (_MAX_STEP, ADOPT, SGD, AdaBelief, Adagrad, Adam, Adamax, Lion, RMSprop,
+from .optim import (_MAX_STEP, ADOPT, SGD, AdaBelief, Adagrad, Adam, Adamax, Adan, Lion, RMSprop,
                     _check_step)
 
 __all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "adamax_", "lion_",
-           "adabelief_", "adopt_"]
+           "adabelief_", "adopt_", "adan_"]
 
 
 def _update(cls, param, grad, buffers, step, hyper, isa):
@@ -36,7 +36,7 @@ def _update(cls, param, grad, buffers, step, hyper, isa):
     cls._check_group(hyper, "arguments")
     p = _core.as_param(param, "param")
     needed = _core.state_slots(spec.algo, hyper)
-    states = [None, None, None]  # the engine takes three slots per parameter
+    states = [None] * _core.NUM_SLOTS  # the engine's slots per parameter
     for k, buf in enumerate(spec.state):
         given = buffers[k] if k < len(buffers) else None
         if given is None:
@@ -378,3 +378,51 @@ def adopt_(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, *, step
     """
     hyper = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
     _update(ADOPT, param, grad, (exp_avg, exp_avg_sq), step, hyper, isa)
+
+
+def adan_(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, exp_avg_diff: Array,
+          previous_grad: Array, *, step: int, lr: float = 1e-3,
+          betas: tuple[float, float, float] = (0.98, 0.92, 0.99), weight_decay: float = 0.0,
+          weight_decouple: bool = False, max_grad_norm: float = 0.0, eps: float = 1e-8,
+          maximize: bool = False, isa: str | None = None) -> None:
+    """One Adan step in place (see ``fastopt.Adan``).
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter, updated in place (writeable, C-contiguous float32 or float64).
+    grad : ndarray
+        Its gradient, of param's shape; only read.
+    exp_avg : ndarray
+        The average of the gradient, param's shape and dtype, updated in place.
+    exp_avg_sq : ndarray
+        The second moment, param's shape and dtype, updated in place.
+    exp_avg_diff : ndarray
+        The average of the gradient difference, param's shape and dtype, updated in place.
+    previous_grad : ndarray
+        The negated previous gradient, param's shape and dtype; read (unless step is 1)
+        and set to -grad.
+    step : int, keyword-only
+        The number of this update, 1 for the first.
+    lr : float, default 1e-3
+        Learning rate, >= 0.
+    betas : (float, float, float), default (0.98, 0.92, 0.99)
+        Decay rates of the gradient's, the difference's and the second moment's averages.
+    weight_decay : float, default 0.0
+        Weight decay, >= 0 (param /= 1 + lr * weight_decay after the update).
+    weight_decouple : bool, default False
+        Multiply param by 1 - lr * weight_decay before the update instead.
+    max_grad_norm : float, default 0.0
+        Only 0 (no global gradient-norm clipping) is supported.
+    eps : float, default 1e-8
+        Added to the denominator, >= 0.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    isa : str or None, default None
+        Force a SIMD path by name (tests and benchmarks); None uses the one in use.
+    """
+    hyper = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay,
+                 weight_decouple=weight_decouple, max_grad_norm=max_grad_norm, eps=eps,
+                 maximize=maximize)
+    _update(Adan, param, grad, (exp_avg, exp_avg_sq, exp_avg_diff, previous_grad), step, hyper,
+            isa)

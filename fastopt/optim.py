@@ -31,7 +31,7 @@ from ._spec import FIRST_GRAD, SPECS, Spec
 from ._validate import as_float
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax", "Lion",
-           "AdaBelief", "ADOPT"]
+           "AdaBelief", "ADOPT", "Adan"]
 
 
 def _check_number(group, key, where, low=0.0, high=None, high_open=False):
@@ -120,7 +120,7 @@ class Optimizer:
         self._keys = None
         self._params = []      # validated ndarrays, in group order (as the engine has them)
         self._group_of = []    # group index of each parameter (non-decreasing)
-        self._states = []      # per parameter: tuple of 3 state arrays or None
+        self._states = []      # per parameter: tuple of _core.NUM_SLOTS state arrays or None
         self._slots = []       # per group: which state slots are allocated
         self._retired = {}     # id -> (array, states, step, started) of arrays taken out of the groups
         self._engine = None
@@ -162,8 +162,8 @@ class Optimizer:
         self.param_groups.append(group)
         self._params += validated
         self._group_of += [gi] * len(validated)
-        self._states += [(None, None, None)] * len(validated)
-        self._slots.append((False, False, False))
+        self._states += [(None,) * _core.NUM_SLOTS] * len(validated)
+        self._slots.append((False,) * _core.NUM_SLOTS)
 
     def _as_param(self, array, index):
         """`array` validated as parameter `index` (an in-place target)."""
@@ -190,7 +190,8 @@ class Optimizer:
             if len(hyper.c) > 1:  # a pair such as betas: each number by its own name
                 value = group[hyper.name]
                 if not isinstance(value, (tuple, list)) or len(value) != len(hyper.c):
-                    raise TypeError(f"{where}: {hyper.name} must be a pair of numbers, "
+                    count = "a pair of" if len(hyper.c) == 2 else len(hyper.c)
+                    raise TypeError(f"{where}: {hyper.name} must be {count} numbers, "
                                     f"got {value!r}")
                 for name, v in zip(hyper.c, value):
                     _check_value(v, name, where, *hyper.rule)
@@ -252,7 +253,7 @@ class Optimizer:
                 else:
                     entry = self._retired.get(id(obj))
                     if entry is None or entry[0] is not obj:
-                        entry = (self._as_param(obj, len(entries)), (None,) * 3, 0, 0)
+                        entry = (self._as_param(obj, len(entries)), (None,) * _core.NUM_SLOTS, 0, 0)
                 entries.append(entry)
                 group_of.append(gi)
         params = [e[0] for e in entries]
@@ -317,7 +318,7 @@ class Optimizer:
         """Put new buffers in the state slots of `members` that `slots` needs
         and they lack; returns the members that got one."""
         changed = set()
-        for k in range(3):
+        for k in range(_core.NUM_SLOTS):
             missing = [i for i in members if slots[k] and self._states[i][k] is None]
             new = _state_buffers([self._params[i] for i in missing], self._initial_value(group, k))
             for i, buf in zip(missing, new):
@@ -479,7 +480,7 @@ class Optimizer:
         try:
             return _core.state_slots(self._algo, group)
         except (TypeError, ValueError, KeyError, OverflowError):
-            return (False, False, False)
+            return (False,) * _core.NUM_SLOTS
 
     def state_dict(self) -> StateDict:
         """The optimizer's state in torch's layout.
@@ -598,7 +599,7 @@ class Optimizer:
             if not isinstance(entry, Mapping):
                 raise TypeError(f"{where} must be a dict")
             param = self._params[i]
-            bufs = [None, None, None]
+            bufs = [None] * _core.NUM_SLOTS
             for key, value in entry.items():
                 if key == "step":
                     step = _check_step(value, f"{where}, 'step'")
@@ -618,7 +619,7 @@ class Optimizer:
             # torch fails at the next step on a state without a buffer its
             # group needs (amsgrad, momentum, centered): refuse it here
             needed = _core.state_slots(self._algo, groups[self._group_of[i]])
-            for k in range(3):
+            for k in range(_core.NUM_SLOTS):
                 if needed[k] and bufs[k] is None:
                     raise ValueError(f"{where} has no {names[k]!r}, which its param group's "
                                      "hyperparameters need")
@@ -630,8 +631,8 @@ class Optimizer:
             mine.clear()
             mine.update(group)
         engine = self._engine
-        empty = [None, None, None]
-        for k in range(3):  # loaded buffers where there are none yet get new ones
+        empty = [None] * _core.NUM_SLOTS
+        for k in range(_core.NUM_SLOTS):  # loaded buffers where there are none yet get new ones
             missing = [i for i in range(len(self._params))
                        if states.get(i, empty)[k] is not None and self._states[i][k] is None]
             new = _state_buffers([self._params[i] for i in missing], 0.0)
@@ -1111,4 +1112,56 @@ class ADOPT(Optimizer):
                  weight_decay: float = 0.0, *, skip_nonfinite: bool = False) -> None:
         super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps,
                                       weight_decay=weight_decay),
+                         skip_nonfinite=skip_nonfinite)
+
+
+class Adan(Optimizer):
+    """Adan: Nesterov momentum from gradient differences (Xie et al. 2024), as pytorch-optimizer.
+
+    Step t (1 for the first), for gradient g and parameter θ, in the order
+    of pytorch-optimizer's ``Adan`` (the first difference is 0; −2·∇ when
+    maximizing, as there)::
+
+        d ← g − g_prev
+        m ← β₁·m + (1 − β₁)·g
+        n ← β₂·n + (1 − β₂)·d
+        v ← β₃·v + (1 − β₃)·(g + β₂·d)²
+        D ← √v / √(1 − β₃ᵗ) + ε
+        θ ← θ − γ/(1 − β₁ᵗ) · m/D − γ·β₂/(1 − β₂ᵗ) · n/D
+        θ ← θ / (1 + γ·λ)    (or θ·(1 − γ·λ) before the update, weight_decouple)
+
+    The state keeps ``previous_grad`` as pytorch-optimizer does: the negated
+    gradient of the step before.
+
+    Parameters
+    ----------
+    params : list of arrays, dict of arrays, or list of group dicts
+        The arrays to update in place (see ``Optimizer``).
+    lr : float, default 1e-3
+        Learning rate γ, >= 0.
+    betas : (float, float, float), default (0.98, 0.92, 0.99)
+        Decay rates (β₁, β₂, β₃) of the averages of the gradient, of the
+        gradient difference and of the second moment, each in [0, 1).
+    weight_decay : float, default 0.0
+        Weight decay λ, >= 0: θ is divided by (1 + γ·λ) after the update.
+    weight_decouple : bool, default False
+        Multiply θ by (1 − γ·λ) before the update instead.
+    max_grad_norm : float, default 0.0
+        pytorch-optimizer's global gradient-norm clipping: only 0 (off) is
+        supported (ValueError otherwise); clip with ``fastopt.clip_grad_norm_``.
+    eps : float, default 1e-8
+        ε added to the denominator, >= 0.
+    maximize : bool, default False
+        Ascend the gradient (maximise the objective) instead of descending.
+    skip_nonfinite : bool, default False
+        Skip (and return False from) a step whose gradients hold NaN or Inf.
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-3,
+                 betas: tuple[float, float, float] = (0.98, 0.92, 0.99), weight_decay: float = 0.0,
+                 weight_decouple: bool = False, max_grad_norm: float = 0.0, eps: float = 1e-8,
+                 maximize: bool = False, *, skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=_pair(betas), weight_decay=weight_decay,
+                                      weight_decouple=weight_decouple,
+                                      max_grad_norm=max_grad_norm, eps=eps, maximize=maximize),
                          skip_nonfinite=skip_nonfinite)

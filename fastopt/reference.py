@@ -31,7 +31,7 @@ import numpy as np
 from ._typing import Array, Grads
 
 __all__ = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "adamax", "lion", "adabelief", "adopt",
-           "UPDATES",
+           "adan", "UPDATES",
            "ReferenceOptimizer"]
 
 
@@ -521,10 +521,76 @@ def adopt(param: Array, grad: Array, state: Mapping[str, Array], step: int, *,
     return p + _scalar(-lr, p) * update, {"exp_avg": m, "exp_avg_sq": v}
 
 
+def adan(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-3,
+         betas: tuple[float, float, float] = (0.98, 0.92, 0.99), weight_decay: float = 0.0,
+         weight_decouple: bool = False, max_grad_norm: float = 0.0, eps: float = 1e-8,
+         maximize: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One Adan step, in pytorch-optimizer's order of operations::
+
+        d = g + q   (q: the negated previous gradient; −g at the first step)
+        m = lerp(m, g, 1 − β₁),   n = lerp(n, d, 1 − β₂)
+        d = d·β₂ + g,   v = v·β₃ + (1 − β₃)·d·d
+        D = √v / √(1 − β₃ᵗ) + ε
+        θ = θ·(1 − γλ) (weight_decouple);  θ = θ − γ/(1 − β₁ᵗ)·m/D − γβ₂/(1 − β₂ᵗ)·n/D
+        θ = θ / (1 + γλ) (otherwise);  q = −g
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter (not modified).
+    grad : ndarray
+        Its gradient.
+    state : dict
+        The state (``exp_avg``, ``exp_avg_sq``, ``exp_avg_diff``, ``previous_grad``);
+        empty before the first step.
+    step : int
+        The number of this update, 1 for the first.
+    lr : float, default 1e-3
+        Learning rate γ.
+    betas : (float, float, float), default (0.98, 0.92, 0.99)
+        Decay rates (β₁, β₂, β₃).
+    weight_decay : float, default 0.0
+        Weight decay λ.
+    weight_decouple : bool, default False
+        Decay before the update as θ·(1 − γλ) instead of θ / (1 + γλ) after.
+    max_grad_norm : float, default 0.0
+        Must be 0 (no clipping).
+    eps : float, default 1e-8
+        ε added to the denominator.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+
+    Returns
+    -------
+    (ndarray, dict)
+        The updated parameter and the new state.
+    """
+    if max_grad_norm != 0:
+        raise ValueError("max_grad_norm > 0 is not supported")
+    beta1, beta2, beta3 = betas
+    p, g = param, _signed(grad, maximize)
+    zeros = np.zeros_like(p)
+    # pytorch-optimizer starts previous_grad as -grad, before it applies maximize
+    q = -np.asarray(grad) if step == 1 else state["previous_grad"]
+    d = q + g
+    m = _lerp(state.get("exp_avg", zeros), g, 1 - beta1)
+    n = _lerp(state.get("exp_avg_diff", zeros), d, 1 - beta2)
+    d = d * _scalar(beta2, p) + g
+    v = state.get("exp_avg_sq", zeros) * _scalar(beta3, p) + _scalar(1 - beta3, p) * d * d
+    den = np.sqrt(v) / _scalar((1 - beta3**step) ** 0.5, p) + _scalar(eps, p)
+    if weight_decay != 0 and weight_decouple:
+        p = p * _scalar(1 - lr * weight_decay, p)
+    p = p + (_scalar(-lr / (1 - beta1**step), p) * m) / den
+    p = p + (_scalar(-lr * beta2 / (1 - beta2**step), p) * n) / den
+    if weight_decay != 0 and not weight_decouple:
+        p = p / _scalar(1 + lr * weight_decay, p)
+    return p, {"exp_avg": m, "exp_avg_sq": v, "exp_avg_diff": n, "previous_grad": -g}
+
+
 #: The update function of each optimizer class, by class name.
 UPDATES = {"SGD": sgd, "Adagrad": adagrad, "RMSprop": rmsprop, "Adam": adam, "AdamW": adamw,
            "Adamax": adamax, "Lion": lion, "AdaBelief": adabelief,
-           "ADOPT": adopt}
+           "ADOPT": adopt, "Adan": adan}
 
 
 class ReferenceOptimizer:

@@ -2,7 +2,10 @@
 
 ``fastopt.torch.SGD``, ``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW`` and ``Adamax`` are
 subclasses of the torch.optim classes of the same name, with their
-signatures, defaults, ``param_groups`` and state dicts. Only ``step`` is
+signatures, defaults, ``param_groups`` and state dicts. ``Lion``,
+``AdaBelief``, ``ADOPT`` and ``Adan``, which torch lacks, are
+``torch.optim.Optimizer`` subclasses with the names, defaults and state of
+their reference implementations (lion-pytorch, optax, pytorch-optimizer). Only ``step`` is
 different: it updates every CPU float32/float64 parameter that has a
 gradient in one call into fastopt's C core, on zero-copy NumPy views of
 ``param.data``, ``param.grad`` and the state tensors, with the GIL released.
@@ -56,7 +59,8 @@ from . import optim as _optim
 from ._spec import FIRST_GRAD
 from ._validate import as_float
 
-__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax", "Lion", "AdaBelief", "ADOPT"]
+__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax", "Lion", "AdaBelief", "ADOPT",
+           "Adan"]
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -197,6 +201,8 @@ class _Stepper:
         if cls.__module__ == __name__:  # fastopt.torch's classes; a user's subclass inherits
             cls._fastopt = getattr(_optim, cls.__name__)
             cls._hyper_keys = tuple(h.name for h in cls._fastopt._spec.hypers)
+            # how many numbers betas holds (Adan has three)
+            cls._n_betas = next((len(h.c) for h in cls._fastopt._spec.hypers if h.name == "betas"), 2)
 
     def _fo_setup(self):
         self._fo_plan = None  # the prepared step (_Plan), kept while it matches
@@ -244,9 +250,9 @@ class _Stepper:
         for gi in group_ids:
             where = f"param group {gi}"
             hyper = {key: _c_scalar(groups[gi][key], key, where) for key in self._hyper_keys}
-            betas = hyper.get("betas", (0, 0))
-            if type(betas) is not tuple or len(betas) != 2:
-                raise TypeError(f"{where}: betas must be a pair of numbers, got {betas!r}")
+            betas = hyper.get("betas", (0,) * self._n_betas)
+            if type(betas) is not tuple or len(betas) != self._n_betas:
+                raise TypeError(f"{where}: betas must be {self._n_betas} numbers, got {betas!r}")
             hypers[gi] = hyper
         first = hypers[group_ids[0]]
         return [hypers.get(gi, first) for gi in range(len(groups))]
@@ -434,7 +440,7 @@ class _Plan:
                         "loaded from an incomplete state dict); restore it, or clear the "
                         "parameter's state (optimizer.state[param] = {}) to start afresh")
             bufs = tuple(state.get(name) if used else None for name, used in zip(names, slots[gi]))
-            bufs += (None,) * (3 - len(bufs))  # the C core has three state slots
+            bufs += (None,) * (_core.NUM_SLOTS - len(bufs))  # the C core's slots
             bufsets.append(bufs)
             entries.append(state)
             if "step" in state:
@@ -874,3 +880,44 @@ class ADOPT(_NotInTorch, _Stepper, torch.optim.Optimizer):
                  weight_decay: float = 0.0) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
                                       weight_decay=weight_decay))
+
+
+class Adan(_NotInTorch, _Stepper, torch.optim.Optimizer):
+    """Adan stepped by fastopt: pytorch-optimizer's ``Adan`` (signature, defaults, buffer names).
+
+    State per parameter: ``step`` (pytorch-optimizer counts steps per group
+    instead), ``exp_avg``, ``exp_avg_sq``, ``exp_avg_diff`` and
+    ``previous_grad`` (the negated previous gradient). See ``fastopt.Adan``.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of param-group dicts
+        The parameters to optimise (``model.parameters()``), as for torch.optim.
+    lr : float, default 1e-3
+        Learning rate, >= 0.
+    betas : (float, float, float), default (0.98, 0.92, 0.99)
+        Decay rates of the gradient's, the difference's and the second moment's averages.
+    weight_decay : float, default 0.0
+        Weight decay, >= 0 (param /= 1 + lr * weight_decay after the update).
+    weight_decouple : bool, default False
+        Multiply the parameter by 1 - lr * weight_decay before the update instead.
+    max_grad_norm : float, default 0.0
+        Only 0 (no global gradient-norm clipping) is supported.
+    foreach : bool or None, default None
+        Kept in the groups, as pytorch-optimizer's; fastopt always steps all
+        parameters in one call into its C core.
+    eps : float, default 1e-8
+        Added to the denominator, >= 0.
+    maximize : bool, default False
+        Ascend the gradient instead of descending.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 1e-3, betas: tuple[float, float, float] = (0.98, 0.92, 0.99),
+                 weight_decay: float = 0.0, weight_decouple: bool = False,
+                 max_grad_norm: float = 0.0, foreach: bool | None = None, eps: float = 1e-8,
+                 maximize: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay,
+                                      weight_decouple=weight_decouple,
+                                      max_grad_norm=max_grad_norm, foreach=foreach, eps=eps,
+                                      maximize=maximize))

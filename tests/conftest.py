@@ -145,6 +145,19 @@ OPTIMIZERS = [
         {"lr": 0.01, "weight_decay": 0.1},
         {"lr": 0.01, "betas": (0.5, 0.95), "eps": 1e-4, "weight_decay": 0.05},
     ], _cases(lr=[0.01], betas=[(0.9, 0.9999), (0.3, 0.9)], weight_decay=[0, 0.1])),
+    Opt("Adan", [
+        {"lr": 0.01},
+        {"lr": 0.01, "betas": (0.9, 0.8, 0.999)},
+        {"lr": 0.01, "betas": (0.3, 0.4, 0.9)},  # lerp weights >= 0.5
+        {"lr": 0.01, "betas": (0.0, 0.0, 0.0)},
+        {"lr": 0.01, "eps": 1e-3},
+        {"lr": 0.01, "weight_decay": 0.1},
+        {"lr": 0.01, "weight_decay": 0.1, "weight_decouple": True},
+        {"lr": 0.01, "maximize": True},
+        {"lr": 0.01, "betas": (0.5, 0.9, 0.95), "eps": 1e-4, "weight_decay": 0.05,
+         "weight_decouple": True, "maximize": True},
+    ], _cases(lr=[0.01], betas=[(0.98, 0.92, 0.99), (0.3, 0.4, 0.9)], weight_decay=[0, 0.1],
+              weight_decouple=[False, True], maximize=[False, True])),
 ]
 BY_NAME = {o.name: o for o in OPTIMIZERS}
 assert sorted(BY_NAME) == sorted(SPECS), "every optimizer in fastopt._spec needs test options here"

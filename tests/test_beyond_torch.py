@@ -38,6 +38,9 @@ GROUPS = {
                    "weight_decay": 0.0}),
     "ADOPT": ({"lr": 0.01, "betas": (0.9, 0.9999), "weight_decay": 0.1},
               {"lr": 0.003, "betas": (0.8, 0.99), "eps": 1e-4, "weight_decay": 0.0}),
+    "Adan": ({"lr": 0.01, "betas": (0.98, 0.92, 0.99), "weight_decay": 0.1},
+             {"lr": 0.003, "betas": (0.9, 0.8, 0.999), "eps": 1e-6, "weight_decay": 0.05,
+              "weight_decouple": True}),
 }
 
 
@@ -296,6 +299,32 @@ def test_adopt_first_step_sets_the_second_moment_only(dtype, rng):
     assert 0 < np.abs(p - before).max() <= 0.5 * 0.1 * (1 + 1e-6)
 
 
+# ----------------------------------------------------------------------- Adan
+
+def pytorch_optimizer_adan():
+    return need("pytorch_optimizer", "pytorch_optimizer").Adan
+
+
+@pytest.mark.parametrize("foreach", [False, None], ids=["per-tensor", "default"])
+@pytest.mark.parametrize("maximize", [False, True])
+def test_adan_matches_pytorch_optimizer(dtype, maximize, foreach, rng):
+    """Both of pytorch-optimizer's paths (its default on CPU is the foreach one)."""
+    params = start(rng, dtype)
+    grads = grad_stream(rng, params, 100)
+    opt, ordered = fastopt_run("Adan", params, grads, maximize=maximize)
+    theirs, state, oracle = torch_oracle(pytorch_optimizer_adan(), "Adan", params, grads,
+                                         maximize=maximize, foreach=foreach)
+    assert sorted(state[0]) == ["exp_avg", "exp_avg_diff", "exp_avg_sq", "previous_grad"]
+    assert all(g["step"] == 100 for g in oracle.param_groups)  # per group there
+    assert [opt.state[i]["step"] for i in range(len(params))] == [100.0] * len(params)
+    assert_matches(opt, ordered, theirs, state, dtype)
+
+
+def test_adan_max_grad_norm_is_refused():
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        fastopt.Adan([np.zeros(3)], max_grad_norm=1.0)
+
+
 # ------------------------------------------------- every one of them: errors
 
 BAD = {
@@ -305,6 +334,8 @@ BAD = {
                   {"weight_decay": -0.1}, {"betas": (0.9, 0.9, 0.9)}],
     "ADOPT": [{"lr": -1.0}, {"betas": (0.9, 1.0)}, {"eps": -1e-8}, {"weight_decay": -0.1},
               {"betas": 0.9}],
+    "Adan": [{"lr": -1.0}, {"betas": (0.98, 0.92, 1.0)}, {"betas": (0.9, 0.9)}, {"eps": -1e-8},
+             {"weight_decay": -0.1}, {"max_grad_norm": -1.0}, {"max_grad_norm": 1.0}],
 }
 
 

@@ -60,7 +60,8 @@ def test_functional_docstring_example():
 
 @pytest.mark.parametrize("fn, buffers", [
     (F.sgd_, 1), (F.adagrad_, 1), (F.rmsprop_, 3), (F.adam_, 3), (F.adamw_, 3), (F.adamax_, 2),
-    (F.lion_, 1), (F.adabelief_, 2), (F.adopt_, 2)])
+    (F.lion_, 1), (F.adabelief_, 2), (F.adopt_, 2),
+    (F.adan_, 4)])
 def test_functional_accepts_unused_buffers_and_float32(fn, buffers, rng):
     p = rng.standard_normal(9).astype(np.float32)
     bufs = [np.zeros(9, np.float32) for _ in range(buffers)]

@@ -99,6 +99,9 @@ HYPER = {
                                         "weight_decay": small}),
     "ADOPT": st.fixed_dictionaries({"lr": small, "betas": st.tuples(unit, unit),
                                     "eps": st.floats(1e-8, 1.0), "weight_decay": small}),
+    "Adan": st.fixed_dictionaries({"lr": small, "betas": st.tuples(unit, unit, unit),
+                                   "weight_decay": small, "weight_decouple": flag,
+                                   "eps": st.floats(1e-8, 1.0), "maximize": flag}),
 }
 
 

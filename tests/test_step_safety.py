@@ -23,6 +23,7 @@ FULL = {
     "Lion": {"lr": 0.01, "weight_decay": 0.1},
     "AdaBelief": {"lr": 0.01, "weight_decay": 0.1},
     "ADOPT": {"lr": 0.01, "weight_decay": 0.1},
+    "Adan": {"lr": 0.01, "weight_decay": 0.1},
 }
 NAMES = [o.name for o in OPTIMIZERS]
 

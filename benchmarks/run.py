@@ -51,7 +51,7 @@ except ImportError:  # run as `python benchmarks/run.py` from a source tree
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import fastopt
 from fastopt import _core, _probe
-from fastopt.bench import NumpyOptimizer, interleaved, time_calls
+from fastopt.bench import NUMPY_STEPS, NumpyOptimizer, interleaved, time_calls
 from fastopt._spec import SPECS
 
 # ---------------------------------------------------------------- algorithms
@@ -66,7 +66,8 @@ def _torch_has_fused(name):
         import torch
     except ImportError:
         return False
-    return "fused" in inspect.signature(getattr(torch.optim, name)).parameters
+    cls = getattr(torch.optim, name, None)  # torch.optim lacks Lion, AdaBelief, ...
+    return cls is not None and "fused" in inspect.signature(cls).parameters
 
 
 def _algos():
@@ -77,7 +78,8 @@ def _algos():
         hyper = dict(lr=spec.defaults["lr"], **SETTINGS.get(name, {}))
         used = sum(spec.slots({**spec.defaults, **hyper}))
         out[name.lower()] = dict(cls=name, hyper=hyper, reads=2 + used, writes=1 + used,
-                                 fused=_torch_has_fused(name))
+                                 fused=_torch_has_fused(name),
+                                 in_torch=spec.reference == "torch.optim")
     return out
 
 
@@ -150,6 +152,33 @@ def torch_case(torch, algo, sizes, dtype, rng, variant):
     return opt.step
 
 
+# The torch optimizers that are the reference of an optimizer torch.optim lacks:
+# algo -> (package, module, class, whether it has a foreach path).
+TORCH_REFERENCES = {
+    "lion": ("lion-pytorch", "lion_pytorch", "Lion", False),
+    "adan": ("pytorch-optimizer", "pytorch_optimizer", "Adan", True),
+}
+
+
+def reference_case(torch, algo, sizes, dtype, rng, foreach=False):
+    """The step of the torch optimizer that is algo's reference (TORCH_REFERENCES),
+    its per-tensor path, or its foreach path with foreach=True."""
+    import importlib
+    _, module, name, has_foreach = TORCH_REFERENCES[algo]
+    cls = getattr(importlib.import_module(module), name)
+    extra = {"foreach": foreach} if has_foreach else {}
+    tdtype = torch.float32 if dtype == np.float32 else torch.float64
+    params = [torch.randn(n, dtype=tdtype, requires_grad=True) for n in sizes]
+    grads = [torch.randn(n, dtype=tdtype) for n in sizes]
+    opt = cls(params, **ALGOS[algo]["hyper"], **extra)
+
+    def run():
+        for p, g in zip(params, grads):
+            p.grad = g  # reassigned each step: some references change p.grad in place
+        opt.step()
+    return run
+
+
 def optax_case(jax, optax, algo, sizes, dtype, rng):
     import jax.numpy as jnp
     spec = ALGOS[algo]
@@ -160,6 +189,9 @@ def optax_case(jax, optax, algo, sizes, dtype, rng):
         "sgd": lambda: optax.sgd(h["lr"], momentum=h.get("momentum")),
         "adagrad": lambda: optax.adagrad(h["lr"]),
         "rmsprop": lambda: optax.rmsprop(h["lr"]),
+        "lion": lambda: optax.lion(h["lr"], weight_decay=0.0),
+        "adabelief": lambda: optax.adabelief(h["lr"]),
+        "adopt": lambda: optax.contrib.adopt(h["lr"]),
     }[algo]
     tx = make()
     params = [jnp.asarray(a) for a in make_arrays(sizes, dtype, rng, 1)[0]]
@@ -196,6 +228,9 @@ def available_baselines(args):
         for variant, label in (("loop", "torch foreach=False"), ("foreach", "torch foreach=True"),
                                ("fused", "torch fused=True")):
             out.append((label, lambda a, s, d, r, v=variant: torch_case(torch, a, s, d, r, v)))
+        out.append(("reference (torch)", lambda a, s, d, r: reference_case(torch, a, s, d, r)))
+        out.append(("reference foreach=True",
+                    lambda a, s, d, r: reference_case(torch, a, s, d, r, foreach=True)))
     try:
         import jax
         import optax
@@ -250,6 +285,15 @@ def run_sizes(args, out):
             cases = [("fastopt", lambda: fastopt_case(algo, sizes, dtype, rng), thread_counts)]
             for name, make in baselines:
                 if name == "torch fused=True" and not spec["fused"]:
+                    continue
+                if name.startswith("torch ") and not spec["in_torch"]:
+                    continue
+                if name == "reference (torch)" and algo not in TORCH_REFERENCES:
+                    continue
+                if name == "reference foreach=True" and not (algo in TORCH_REFERENCES
+                                                          and TORCH_REFERENCES[algo][3]):
+                    continue
+                if name == "numpy" and algo not in NUMPY_STEPS:
                     continue
                 threads = thread_counts
                 if name == "numpy":
@@ -309,7 +353,7 @@ def run_overhead(args, out):
     for algo in args.algos:
         spec = ALGOS[algo]
         cases = [("fastopt", lambda: fastopt_case(algo, sizes, dtype, rng))]
-        if torch is not None and not args.no_torch:
+        if torch is not None and not args.no_torch and spec["in_torch"]:
             cases.append(("torch foreach=True", lambda: torch_case(torch, algo, sizes, dtype, rng, "foreach")))
             if spec["fused"]:
                 cases.append(("torch fused=True", lambda: torch_case(torch, algo, sizes, dtype, rng, "fused")))
@@ -348,7 +392,7 @@ def run_isas(args, out):
             # fresh arrays per algorithm: one's state is no valid state for another
             # (a momentum buffer read as Adagrad's sum turns parameters into NaN)
             p = rng.standard_normal(n).astype(dtype)
-            state = [np.zeros(n, dtype) for _ in range(3)]
+            state = [np.zeros(n, dtype) for _ in range(_core.NUM_SLOTS)]
             entries = [(isa, lambda: None, lambda isa=isa: calls[algo](p, g, state, isa))
                        for isa in _core.isa_names()]
             times = interleaved(entries, args.budget * 2, max(args.min_reps, 20), **ROUNDS)
@@ -440,7 +484,7 @@ def run_head_to_head(args, out):
     rows = []
     for label in args.sizes:
         sizes = parse_size(label)
-        for algo in args.algos:
+        for algo in [a for a in args.algos if ALGOS[a]["in_torch"]]:
             variant = "fused" if ALGOS[algo]["fused"] else "foreach"
             mine = fastopt_case(algo, sizes, dtype, rng)
             theirs = torch_case(torch, algo, sizes, dtype, rng, variant)

@@ -48,7 +48,11 @@ typedef enum fo_dtype { FO_F32 = 0, FO_F64 = 1 } fo_dtype;
     X(adamax, ADAMAX, 4)        \
     X(adadelta, ADADELTA, 2)    \
     X(radam, RADAM, 16)         \
-    X(rprop, RPROP, 2)
+    X(rprop, RPROP, 2)          \
+    X(lion, LION, 1)            \
+    X(adabelief, ADABELIEF, 2)  \
+    X(adopt, ADOPT, 2)          \
+    X(adan, ADAN, 8)
 
 #define FO_ALGO_ENUM_(name, NAME, modes) FO_##NAME,
 #define FO_ALGO_COUNT_(name, NAME, modes) +1
@@ -78,7 +82,7 @@ typedef struct fo_hyper {
     double momentum;                 /* SGD, RMSprop */
     double dampening;                /* SGD */
     double alpha;                    /* RMSprop smoothing */
-    double beta1, beta2;             /* Adam, Adamax, RAdam */
+    double beta1, beta2;             /* Adam, Adamax, RAdam, Lion, AdaBelief, ADOPT, Adan */
     double lr_decay;                 /* Adagrad */
     double rho;                      /* Adadelta */
     double etaminus, etaplus;        /* Rprop */
@@ -88,6 +92,9 @@ typedef struct fo_hyper {
     int amsgrad;                     /* Adam */
     int decoupled_weight_decay;      /* Adam: AdamW; RAdam */
     int maximize;
+    double eps_root;                 /* AdaBelief: added to the second moment */
+    double beta3;                    /* Adan: decay of the second moment (beta1, beta2 its others) */
+    int weight_decouple;             /* Adan: param *= 1 - lr * wd, not param /= 1 + lr * wd */
 } fo_hyper;
 
 /* The fields of fo_hyper by name, for bindings that fill it from a table of
@@ -117,14 +124,23 @@ typedef struct fo_scalars {
     double eps;
     double scale;         /* grad_scale: factor */
     double power;         /* grad_sumpow: p */
-    double clip_value;    /* grad_clip_value: c */
     double lr;            /* RAdam: lr; Rprop: the first step's step size */
-    double bias_correction1; /* RAdam 1 - beta1^t */
     double rect;          /* RAdam variance rectification */
     double etaminus, etaplus, step_size_min, step_size_max; /* Rprop */
+    double clip_value;    /* grad_clip_value: c; ADOPT: the clip (t - 1)^(1/4) */
+    double interp_decay;  /* Lion beta1: the update's sign is of beta1 * m + (1 - beta1) * g */
+    double interp_weight; /* Lion 1 - beta1 */
+    double bias1, bias2;  /* RAdam, AdaBelief: 1 - beta1^t; AdaBelief: 1 - beta2^t (divisors) */
+    double eps_root;      /* AdaBelief */
+    double diff_decay;    /* Adan beta2 (the gradient difference's) */
+    double diff_weight;   /* Adan 1 - beta2 */
+    double neg_lr_diff;   /* Adan -lr * beta2 / (1 - beta2^t) */
+    double param_div;     /* Adan 1 + lr * weight_decay (param /= it) */
+    unsigned lerp_high;   /* Adan: bit k set when lerp weight k (1 - beta1, 1 - beta2) >= 0.5 */
 } fo_scalars;
 
 struct fo_item;
+#define FO_NUM_SLOTS 4 /* state buffers an item can have (Adan has four) */
 /* A kernel updates elements [begin, end) of one item. Reductions add their
  * partial result to *acc (NULL for updates). */
 typedef void (*fo_kernel)(const struct fo_item *item, size_t begin, size_t end, double *acc);
@@ -132,7 +148,7 @@ typedef void (*fo_kernel)(const struct fo_item *item, size_t begin, size_t end, 
 typedef struct fo_item {
     void *param;            /* written in place */
     const void *grad;       /* read only */
-    void *state[3];         /* algorithm state buffers, see fo_prepare() */
+    void *state[FO_NUM_SLOTS]; /* algorithm state buffers, see fo_prepare() */
     size_t n;               /* elements */
     int dtype;              /* fo_dtype */
     /* filled by fo_step() (or fo_prepare_item()); NULL kernel: left alone: */
@@ -172,6 +188,14 @@ enum fo_radam_mode {
     FO_RADAM_LERP_HIGH = 8
 };
 enum fo_rprop_mode { FO_RPROP_FIRST = 1 /* prev = 0, step_size = lr (torch's new state) */ };
+/* Lion has one loop (its decoupled weight decay multiplies by 1 when 0). */
+enum fo_adabelief_mode { FO_ADABELIEF_DECAY = 1 };  /* update += weight_decay * param */
+enum fo_adopt_mode { FO_ADOPT_DECAY = 1 };          /* update += weight_decay * param */
+enum fo_adan_mode {
+    FO_ADAN_DECAY = 1,           /* weight_decay != 0                       */
+    FO_ADAN_DECOUPLE = 2,        /* ... as param *= 1 - lr * wd             */
+    FO_ADAN_FIRST = 4            /* previous_grad starts as -grad           */
+};
 #define FO_NUM_MODES 16 /* the most any algorithm has */
 
 /* Bandwidth probes: STREAM-style copy and triad, and the in-place

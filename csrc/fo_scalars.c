@@ -15,6 +15,15 @@
  *            rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))^0.5,
  *            denom_scale = bias_correction2^0.5;  decoupled param_decay = 1 - lr * wd
  *   Rprop    the etas and step-size bounds; lr, the step size of the first step
+ *
+ * and, for the optimizers torch lacks, their reference implementation's:
+ *
+ *   Lion       neg_lr = -lr,  param_decay = 1 - lr * wd (lion-pytorch)
+ *   AdaBelief  bias1 = 1 - beta1^t,  bias2 = 1 - beta2^t,  neg_lr = -lr (optax; optax
+ *              computes the bias corrections in the parameter's dtype, these in double)
+ *   ADOPT      clip_value = (t - 1)^0.25; the first step b1 = 1, b2 = 0 (optax)
+ *   Adan       neg_lr = -lr / (1 - beta1^t),  neg_lr_diff = -lr * beta2 / (1 - beta2^t),
+ *              denom_scale = sqrt(1 - beta3^t)  (pytorch-optimizer)
  */
 #include <math.h>
 #include <stddef.h>
@@ -38,6 +47,8 @@ const fo_hyper_field fo_hyper_fields[] = {
     FO_FIELD_(decoupled_weight_decay, 1), FO_FIELD_(maximize, 1),
     FO_FIELD_(rho, 0), FO_FIELD_(etaminus, 0), FO_FIELD_(etaplus, 0),
     FO_FIELD_(step_size_min, 0), FO_FIELD_(step_size_max, 0),
+    FO_FIELD_(decoupled_weight_decay, 1), FO_FIELD_(maximize, 1), FO_FIELD_(eps_root, 0),
+    FO_FIELD_(beta3, 0), FO_FIELD_(weight_decouple, 1),
 };
 #undef FO_FIELD_
 const int fo_num_hyper_fields = (int)(sizeof fo_hyper_fields / sizeof fo_hyper_fields[0]);
@@ -56,6 +67,12 @@ fo_hyper fo_hyper_defaults(fo_algo algo)
     case FO_RADAM: h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; break;
     case FO_RPROP:
         h.lr = 1e-2; h.etaminus = 0.5; h.etaplus = 1.2; h.step_size_min = 1e-6; h.step_size_max = 50;
+        break;
+    case FO_LION: h.lr = 1e-4; h.beta1 = 0.9; h.beta2 = 0.99; break;
+    case FO_ADOPT: h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.9999; h.eps = 1e-6; break;
+    case FO_ADAN: h.lr = 1e-3; h.beta1 = 0.98; h.beta2 = 0.92; h.beta3 = 0.99; h.eps = 1e-8; break;
+    case FO_ADABELIEF:
+        h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-16; h.eps_root = 1e-16;
         break;
     }
     return h;
@@ -139,7 +156,7 @@ unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo
         s->avg_decay = h->beta2;
         s->avg_weight = 1 - h->beta2;
         s->lr = h->lr;
-        s->bias_correction1 = 1 - pow(h->beta1, t);
+        s->bias1 = 1 - pow(h->beta1, t);
         if (rho_t > 5.0) {
             mode |= FO_RADAM_RECTIFIED;
             s->rect = pow((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t),
@@ -156,6 +173,50 @@ unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo
         s->step_size_min = h->step_size_min;
         s->step_size_max = h->step_size_max;
         break;
+    case FO_LION:
+        s->param_decay = 1 - h->lr * h->weight_decay;
+        s->interp_decay = h->beta1;
+        s->interp_weight = 1 - h->beta1;
+        s->avg_decay = h->beta2;
+        s->avg_weight = 1 - h->beta2;
+        break;
+    case FO_ADABELIEF:
+        if (h->weight_decay != 0) mode |= FO_ADABELIEF_DECAY;
+        s->lerp_weight = 1 - h->beta1;
+        s->momentum = h->beta1;
+        s->avg_weight = 1 - h->beta2;
+        s->avg_decay = h->beta2;
+        s->bias1 = 1 - pow(h->beta1, (double)step);
+        s->bias2 = 1 - pow(h->beta2, (double)step);
+        s->eps_root = h->eps_root;
+        break;
+    case FO_ADOPT: {
+        /* optax's count before this step is t - 1; at 0 only the second moment moves */
+        double b1 = step > 1 ? h->beta1 : 1.0, b2 = step > 1 ? h->beta2 : 0.0;
+        if (h->weight_decay != 0) mode |= FO_ADOPT_DECAY;
+        s->momentum = b1;      /* the kernel takes 1 - b in the parameter's dtype, as optax */
+        s->avg_decay = b2;
+        s->clip_value = pow((double)(step - 1), 0.25);
+        break;
+    }
+    case FO_ADAN: {
+        double t = (double)step;
+        if (h->weight_decay != 0) mode |= FO_ADAN_DECAY;
+        if (h->weight_decouple) mode |= FO_ADAN_DECOUPLE;
+        if (first) mode |= FO_ADAN_FIRST;
+        s->lerp_weight = 1 - h->beta1;
+        s->diff_weight = 1 - h->beta2;
+        s->lerp_high = (fo_lerp_high(1 - h->beta1) ? 1u : 0u) | (fo_lerp_high(1 - h->beta2) ? 2u : 0u);
+        s->diff_decay = h->beta2;
+        s->avg_decay = h->beta3;
+        s->avg_weight = 1 - h->beta3;
+        s->denom_scale = sqrt(1 - pow(h->beta3, t));
+        s->neg_lr = -h->lr / (1 - pow(h->beta1, t));
+        s->neg_lr_diff = -h->lr * h->beta2 / (1 - pow(h->beta2, t));
+        s->param_decay = 1 - h->lr * h->weight_decay;
+        s->param_div = 1 + h->lr * h->weight_decay;
+        break;
+    }
     }
     return mode;
 }
@@ -184,6 +245,10 @@ unsigned fo_state_slots(fo_algo algo, const fo_hyper *h)
     case FO_ADADELTA: return 3u;
     case FO_RADAM: return 3u;
     case FO_RPROP: return 3u;
+    case FO_LION: return 1u;
+    case FO_ADABELIEF: return 3u;
+    case FO_ADOPT: return 3u;
+    case FO_ADAN: return 15u;
     }
     return 0;
 }
@@ -200,6 +265,10 @@ unsigned fo_mode_slots(fo_algo algo, unsigned mode)
     case FO_ADADELTA: return 3u;
     case FO_RADAM: return 3u;
     case FO_RPROP: return 3u;
+    case FO_LION: return 1u;
+    case FO_ADABELIEF: return 3u;
+    case FO_ADOPT: return 3u;
+    case FO_ADAN: return 15u;
     }
     return 0;
 }
@@ -207,7 +276,7 @@ unsigned fo_mode_slots(fo_algo algo, unsigned mode)
 unsigned fo_missing_slots(fo_algo algo, unsigned mode, const fo_item *item)
 {
     unsigned need = fo_mode_slots(algo, mode), missing = 0;
-    for (unsigned k = 0; k < 3; k++)
+    for (unsigned k = 0; k < FO_NUM_SLOTS; k++)
         if ((need >> k & 1u) && item->state[k] == NULL) missing |= 1u << k;
     return missing;
 }

@@ -65,7 +65,7 @@ int fo_step(fo_step_args *a)
             last_first = first;
         }
         if (((need & 1u) && !it->state[0]) || ((need & 2u) && !it->state[1]) ||
-            ((need & 4u) && !it->state[2])) {
+            ((need & 4u) && !it->state[2]) || ((need & 8u) && !it->state[3])) {
             a->bad = i;
             a->missing = fo_missing_slots(a->algo, mode, it);
             return FO_STEP_NO_STATE;

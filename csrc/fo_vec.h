@@ -15,6 +15,8 @@
  *   fo_maxnan_f32(a, b)    a where a > b or a is NaN, else b
  *   fo_iflt_f32(a, b, x, y)  x where a < b, else y (false for a NaN)
  *   fo_ifeq_f32(a, b, x, y)  x where a == b, else y (false for a NaN)
+ *   fo_sign_f32(a)         1 where a > 0, -1 where a < 0, else +0 (for
+ *                           zeros of either sign and NaN, as torch.sign)
  *
  * 16-bit storage (bfloat16 and float16 as uint16_t bit patterns), computed
  * in float32 lanes:
@@ -123,6 +125,13 @@
     FO_INLINE V fo_ifeq_##sfx(V a, V b, V x, V y)                                       \
     {                                                                                   \
         return _mm512_mask_blend_##ps(_mm512_cmp_##ps##_mask(a, b, _CMP_EQ_OQ), y, x);  \
+    }                                                                                   \
+    FO_INLINE V fo_sign_##sfx(V a)                                                      \
+    {                                                                                   \
+        V zero = _mm512_setzero_##ps(), one = _mm512_set1_##ps(1.0);                     \
+        return _mm512_sub_##ps(                                                         \
+            _mm512_maskz_mov_##ps(_mm512_cmp_##ps##_mask(a, zero, _CMP_GT_OQ), one),    \
+            _mm512_maskz_mov_##ps(_mm512_cmp_##ps##_mask(a, zero, _CMP_LT_OQ), one));   \
     }
 FO_VEC_OPS(f32, float, __m512, 16, ps, __mmask16)
 FO_VEC_OPS(f64, double, __m512d, 8, pd, __mmask8)
@@ -211,6 +220,12 @@ FO_INLINE __m256i fo_mask_f64(size_t n)
     FO_INLINE V fo_ifeq_##sfx(V a, V b, V x, V y)                                       \
     {                                                                                   \
         return _mm256_blendv_##ps(y, x, _mm256_cmp_##ps(a, b, _CMP_EQ_OQ));             \
+    }                                                                                   \
+    FO_INLINE V fo_sign_##sfx(V a)                                                      \
+    {                                                                                   \
+        V zero = _mm256_setzero_##ps(), one = _mm256_set1_##ps(1.0);                     \
+        return _mm256_sub_##ps(_mm256_and_##ps(_mm256_cmp_##ps(a, zero, _CMP_GT_OQ), one), \
+                               _mm256_and_##ps(_mm256_cmp_##ps(a, zero, _CMP_LT_OQ), one)); \
     }
 FO_VEC_OPS(f32, float, __m256, 8, ps)
 FO_VEC_OPS(f64, double, __m256d, 4, pd)
@@ -296,6 +311,21 @@ FO_INLINE float64x2_t fo_maxnan_f64(float64x2_t a, float64x2_t b)
     uint64x2_t nan = vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(vceqq_f64(a, a))));
     return vbslq_f64(vorrq_u64(vcgtq_f64(a, b), nan), a, b);
 }
+/* (a > 0) - (a < 0), each comparison's all-ones lanes masking 1.0 */
+FO_INLINE float32x4_t fo_sign_f32(float32x4_t a)
+{
+    float32x4_t zero = vdupq_n_f32(0.0f);
+    uint32x4_t one = vreinterpretq_u32_f32(vdupq_n_f32(1.0f));
+    return vsubq_f32(vreinterpretq_f32_u32(vandq_u32(vcgtq_f32(a, zero), one)),
+                     vreinterpretq_f32_u32(vandq_u32(vcltq_f32(a, zero), one)));
+}
+FO_INLINE float64x2_t fo_sign_f64(float64x2_t a)
+{
+    float64x2_t zero = vdupq_n_f64(0.0);
+    uint64x2_t one = vreinterpretq_u64_f64(vdupq_n_f64(1.0));
+    return vsubq_f64(vreinterpretq_f64_u64(vandq_u64(vcgtq_f64(a, zero), one)),
+                     vreinterpretq_f64_u64(vandq_u64(vcltq_f64(a, zero), one)));
+}
 
 /* 16-bit storage: 4 lanes in a 64-bit vector. */
 FO_INLINE uint16x4_t fo_load_u16(const uint16_t *p, size_t n)
@@ -353,7 +383,8 @@ FO_INLINE void fo_store_f16(uint16_t *p, float32x4_t v, size_t n)
     FO_INLINE T fo_abs_##sfx(T a) { return abs_(a); }                                   \
     FO_INLINE T fo_maxnan_##sfx(T a, T b) { return (a > b || a != a) ? a : b; }         \
     FO_INLINE T fo_iflt_##sfx(T a, T b, T x, T y) { return a < b ? x : y; }             \
-    FO_INLINE T fo_ifeq_##sfx(T a, T b, T x, T y) { return a == b ? x : y; }
+    FO_INLINE T fo_ifeq_##sfx(T a, T b, T x, T y) { return a == b ? x : y; }             \
+    FO_INLINE T fo_sign_##sfx(T a) { return (T)(a > 0) - (T)(a < 0); }
 FO_ONE_LANE_OPS(f32, float, sqrtf, fabsf)
 FO_ONE_LANE_OPS(f64, double, sqrt, fabs)
 #undef FO_ONE_LANE_OPS

@@ -1,7 +1,8 @@
 """fastopt: fast, exact CPU optimizers for NumPy arrays.
 
 Optimizers (``fastopt.SGD``, ``fastopt.Adam``, ...: ``fastopt.optim.__all__``)
-with torch.optim's names, defaults, state layout and numbers, stepped by a C
+with torch.optim's names, defaults, state layout and numbers (and those of
+their reference implementation for the ones torch lacks), stepped by a C
 core with runtime SIMD dispatch and a thread pool.
 
 Environment variables read at import:

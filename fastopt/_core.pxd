@@ -19,6 +19,7 @@ cdef extern from "fastopt.h" nogil:
         FO_ISA_AVX512
 
     int FO_NUM_ISAS
+    int FO_NUM_SLOTS
 
     enum:
         FO_PROBE_COPY
@@ -62,7 +63,7 @@ cdef extern from "fastopt.h" nogil:
     ctypedef struct fo_item:
         void *param
         const void *grad
-        void *state[3]
+        void *state[4]  # FO_NUM_SLOTS
         size_t n
         int dtype
         const fo_scalars *scalars

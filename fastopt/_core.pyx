@@ -150,6 +150,9 @@ for _row in _spec.SPECS.values():
                           f"(FO_ALGOS: {list(ALGOS)}): rebuild the extension")
     STATE_NAMES.setdefault(_row.algo, _row.state_names)
 
+# State buffers per parameter (fo_item.state): Adam uses three, Adan four.
+NUM_SLOTS = FO_NUM_SLOTS
+
 # fo_hyper's fields by name: (offset, is int)
 _HYPER_FIELDS = {fo_hyper_fields[i].name.decode(): (fo_hyper_fields[i].offset, fo_hyper_fields[i].is_int)
                  for i in range(fo_num_hyper_fields)}
@@ -395,7 +398,7 @@ cdef class Hypers:
     """Every param group's hyperparameters as the C struct, each dict read once.
 
     ``Hypers(algo, groups)``: a step runs its kernels from these structs,
-    and ``slots`` (per group, which of the three state slots the algorithm
+    and ``slots`` (per group, which of the NUM_SLOTS state slots the algorithm
     uses, computed from the same structs when first asked) says which state
     buffers must exist, so a value that changes meanwhile cannot make the
     two disagree. ``groups`` keeps the dicts.
@@ -433,28 +436,29 @@ cdef class Hypers:
 
     @property
     def slots(self):
-        """Per group, which of the three state slots its hyperparameters use."""
+        """Per group, which of the NUM_SLOTS state slots its hyperparameters use."""
         cdef unsigned mask
         cdef Py_ssize_t k
         if self._slots is None:
             out = []
             for k in range(self.n):
                 mask = fo_state_slots(self.algo, &self.h[k])
-                out.append((bool(mask & 1u), bool(mask & 2u), bool(mask & 4u)))
+                out.append(tuple(bool(mask >> j & 1u) for j in range(FO_NUM_SLOTS)))
             self._slots = tuple(out)
         return self._slots
 
 
 cdef tuple state_arrays(bufs, cnp.ndarray param, what):
-    """A parameter's state slots as three validated arrays (or None), each
+    """A parameter's state slots as NUM_SLOTS validated arrays (or None), each
     writeable, C-contiguous and aligned, with the parameter's dtype and size."""
     if type(bufs) is not tuple:
-        raise TypeError(f"state of {what} must be a tuple of 3 arrays or None, "
+        raise TypeError(f"state of {what} must be a tuple of {FO_NUM_SLOTS} arrays or None, "
                         f"got {type(bufs).__name__}")
-    if len(bufs) > 3:
-        raise ValueError(f"state of {what}: expected 3 state slots (arrays or None), got {len(bufs)}")
+    if len(bufs) > FO_NUM_SLOTS:
+        raise ValueError(f"state of {what}: expected {FO_NUM_SLOTS} state slots (arrays or None), "
+                         f"got {len(bufs)}")
     cdef cnp.ndarray a
-    out = [None, None, None]
+    out = [None] * FO_NUM_SLOTS
     for k in range(len(bufs)):  # a shorter tuple leaves the last slots empty
         if bufs[k] is None:
             continue
@@ -525,7 +529,7 @@ cdef class Engine:
     """One optimizer's parameters and state buffers, stepped in one C call.
 
     ``Engine(algo, params, states, names, group_of)`` takes the parameter
-    arrays, per parameter a tuple of three state arrays (or None for a slot
+    arrays, per parameter a tuple of NUM_SLOTS state arrays (or None for a slot
     not in use), how each parameter is named in errors, and the index of
     each parameter's group in the ``hypers`` of ``step``. Everything is
     validated here (TypeError/ValueError), and the engine keeps its own
@@ -730,7 +734,7 @@ cdef class Engine:
         if p == NULL:
             raise MemoryError()
         self.group_of = <int *>p
-        p = realloc(self.written, 4 * cap * sizeof(Range))
+        p = realloc(self.written, (1 + FO_NUM_SLOTS) * cap * sizeof(Range))
         if p == NULL:
             raise MemoryError()
         self.written = <Range *>p
@@ -807,7 +811,7 @@ cdef class Engine:
         memset(self.clear, 0, 2 * self.cap * sizeof(uintptr_t))
 
     def set_state(self, Py_ssize_t i, bufs):
-        """Point parameter i's state slots at `bufs` (a tuple of three arrays or None)."""
+        """Point parameter i's state slots at `bufs` (a tuple of NUM_SLOTS arrays or None)."""
         if not 0 <= i < self.n:
             raise IndexError(f"parameter index {i} out of range")
         if self.busy == fork_epoch:
@@ -842,10 +846,10 @@ cdef class Engine:
         return k == self.n
 
     cdef point_state(self, Py_ssize_t i, tuple bufs):
-        """bufs: three validated arrays or None (state_arrays)."""
+        """bufs: NUM_SLOTS validated arrays or None (state_arrays)."""
         cdef Py_ssize_t k
         self._states[i] = bufs
-        for k in range(3):
+        for k in range(FO_NUM_SLOTS):
             if bufs[k] is None:
                 self.items[i].state[k] = NULL
             else:
@@ -1093,11 +1097,11 @@ cdef inline double as_double(value, key) except? -1.0:
 
 
 def state_slots(algo, dict hyper):
-    """Which of the three state slots `algo` uses under these hyperparameters."""
+    """Which of the NUM_SLOTS state slots `algo` uses under these hyperparameters."""
     cdef fo_algo a = ALGOS[algo]
     cdef fo_hyper c = hyper_from(a, hyper)
     cdef unsigned mask = fo_state_slots(a, &c)
-    return tuple(bool(mask & (1u << k)) for k in range(3))
+    return tuple(bool(mask & (1u << k)) for k in range(FO_NUM_SLOTS))
 
 
 # ---------------------------------------------- for fastopt's other compiled modules

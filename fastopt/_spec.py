@@ -45,7 +45,7 @@ FIRST_GRAD = "the first gradient"  # the initial value of SGD's momentum buffer
 
 class Buffer(NamedTuple):
     name: str                              # torch's state key
-    slot: int                              # the C state slot, 0-2
+    slot: int                              # the C state slot, 0-3
     init: Union[float, str]                # a number, a hyperparameter's name, or FIRST_GRAD
     when: Optional[Callable[[dict], bool]] = None  # exists when when(group); None: always
     doc: str = ""                          # what it holds (its symbol), when it is required
@@ -68,6 +68,7 @@ class Spec(NamedTuple):
     step: bool                   # the state has a "step" count (torch's SGD has none)
     eager: bool                  # state exists from construction (torch's Adagrad), else from the first step
     check: Optional[Callable[[dict, str], None]] = None  # a rule across hyperparameters
+    reference: str = "torch.optim"  # the implementation whose names, defaults and numbers it has
 
     @property
     def function(self):
@@ -83,8 +84,8 @@ class Spec(NamedTuple):
         return tuple(b.name for b in self.state)
 
     def slots(self, group):
-        """Which of the three C slots the group's hyperparameters use."""
-        used = [False, False, False]
+        """Which of the four C slots (fo_item.state) the group's hyperparameters use."""
+        used = [False] * 4
         for b in self.state:
             used[b.slot] = b.used(group)
         return tuple(used)
@@ -102,12 +103,20 @@ def _etas(group, where):
                          "(must be 0 < etaminus < 1 < etaplus)")
 
 
+def _adan_clipping(group, where):
+    if group["max_grad_norm"] != 0:
+        raise ValueError(f"{where}: max_grad_norm > 0 (Adan's global gradient-norm clipping) is "
+                         "not supported; clip the gradients first (fastopt.clip_grad_norm_)")
+
+
 _LR = "Learning rate γ"
 _WD = "L2 penalty λ (adds λ·θ to the gradient)"
 _MAX = "Ascend the gradient (maximise the objective) instead of descending"
 _MOMENTUM = "Momentum factor μ (0 keeps no momentum buffer)"
 _EPS = "ε added to the denominator"
 _M = "The first moment m"
+_DECOUPLED = "Decoupled weight decay λ (θ is multiplied by (1 − γ·λ) at each step)"
+_DECOUPLED_ADD = "Decoupled weight decay λ (γ·λ·θ joins the update, as optax.adamw)"
 
 
 def _adam(name, weight_decay, decoupled):
@@ -227,6 +236,59 @@ _ROWS = [
         Buffer("step_size", 1, "lr",  # the group's lr at the first step, as torch
                doc="The step size s per element (ignored at step 1, where it starts as lr)"),
     ), step=True, eager=False, check=_etas),
+    # Not in torch.optim: the names, defaults and numbers of another reference.
+    Spec("Lion", "lion", (
+        Hyper("lr", 1e-4, NONNEG, ("lr",),
+              "Learning rate γ (Lion's steps are ±γ: use 3-10x less than for AdamW)"),
+        Hyper("betas", (0.9, 0.99), UNIT, ("beta1", "beta2"),
+              "β₁, the interpolation factor of the update's sign, and β₂, the decay rate of the "
+              "momentum m"),
+        Hyper("weight_decay", 0.0, NONNEG, ("weight_decay",), _DECOUPLED),
+        Hyper("maximize", False, FLAG, ("maximize",), _MAX),
+    ), (
+        Buffer("exp_avg", 0, 0.0, doc="The momentum m"),
+    ), step=False, eager=False, reference="lion-pytorch"),
+    Spec("AdaBelief", "adabelief", (
+        Hyper("lr", 1e-3, NONNEG, ("lr",), _LR),
+        Hyper("betas", (0.9, 0.999), UNIT, ("beta1", "beta2"),
+              "Decay rates (β₁, β₂) of the first moment and of the variance"),
+        Hyper("eps", 1e-16, NONNEG, ("eps",), _EPS),
+        Hyper("eps_root", 1e-16, NONNEG, ("eps_root",), "ε_root added to the variance s at every step (it stays in the state)"),
+        Hyper("weight_decay", 0.0, NONNEG, ("weight_decay",), _DECOUPLED_ADD),
+    ), (
+        Buffer("exp_avg", 0, 0.0, doc=_M),
+        Buffer("exp_avg_var", 1, 0.0, doc="The variance s of the gradient around m"),
+    ), step=True, eager=False, reference="optax"),
+    Spec("ADOPT", "adopt", (
+        Hyper("lr", 1e-3, NONNEG, ("lr",), _LR),
+        Hyper("betas", (0.9, 0.9999), UNIT, ("beta1", "beta2"),
+              "Decay rates (β₁, β₂) of the first and second moments"),
+        Hyper("eps", 1e-6, NONNEG, ("eps",), "ε, the floor of the denominator √v"),
+        Hyper("weight_decay", 0.0, NONNEG, ("weight_decay",), _DECOUPLED_ADD),
+    ), (
+        Buffer("exp_avg", 0, 0.0, doc=_M),
+        Buffer("exp_avg_sq", 1, 0.0, doc="The second moment v"),
+    ), step=True, eager=False, reference="optax.contrib"),
+    Spec("Adan", "adan", (
+        Hyper("lr", 1e-3, NONNEG, ("lr",), _LR),
+        Hyper("betas", (0.98, 0.92, 0.99), UNIT, ("beta1", "beta2", "beta3"),
+              "Decay rates (β₁, β₂, β₃) of the averages of the gradient, of the "
+              "gradient difference and of the second moment"),
+        Hyper("weight_decay", 0.0, NONNEG, ("weight_decay",),
+              "Weight decay λ (θ is divided by (1 + γ·λ) after the update)"),
+        Hyper("weight_decouple", False, FLAG, ("weight_decouple",),
+              "Multiply θ by (1 − γ·λ) before the update instead"),
+        Hyper("max_grad_norm", 0.0, NONNEG, (), "pytorch-optimizer's global gradient-norm clipping: only 0 (off) is "
+              "supported (ValueError otherwise); clip with ``fastopt.clip_grad_norm_``"),
+        Hyper("eps", 1e-8, NONNEG, ("eps",), _EPS),
+        Hyper("maximize", False, FLAG, ("maximize",), _MAX),
+    ), (
+        Buffer("exp_avg", 0, 0.0, doc=_M),
+        Buffer("exp_avg_sq", 1, 0.0, doc="The second moment n"),
+        Buffer("exp_avg_diff", 2, 0.0, doc="The average v of the gradient difference"),
+        Buffer("previous_grad", 3, 0.0,  # the negated gradient; the first step sets it
+               doc="The previous gradient, negated (ignored at step 1)"),
+    ), step=True, eager=False, check=_adan_clipping, reference="pytorch-optimizer"),
 ]
 
 SPECS = {spec.name: spec for spec in _ROWS}

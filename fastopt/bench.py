@@ -31,7 +31,7 @@ import numpy as np
 from . import _core, get_num_threads, set_num_threads
 from .optim import Adam
 
-__all__ = ["SHAPES", "numpy_step", "NumpyOptimizer", "NumpyAdam", "contenders", "interleaved",
+__all__ = ["SHAPES", "NUMPY_STEPS", "numpy_step", "NumpyOptimizer", "NumpyAdam", "contenders", "interleaved",
            "time_calls", "measure", "run", "main"]
 
 # name: list of tensor sizes
@@ -42,6 +42,7 @@ SHAPES = {
 }
 HYPER = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
 BYTES_PER_ELEMENT = 7  # times the itemsize: 4 buffers read, 3 written
+NUMPY_STEPS = ("adam", "adamw", "sgd", "adagrad", "rmsprop")  # the algorithms numpy_step writes out
 
 
 def numpy_step(algo, hyper, dtype):

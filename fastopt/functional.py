@@ -24,8 +24,8 @@ from . import _core, _docs
 from ._spec import SPECS
 from ._typing import Array
 from ._validate import as_whole
-from .optim import _MAX_STEP, SGD, Adagrad, Adam, Adamax, RMSprop
-from .optim import Adadelta, RAdam, Rprop
+from .optim import (_MAX_STEP, ADOPT, SGD, AdaBelief, Adadelta, Adagrad, Adam, Adamax, Adan, Lion,
+                    RAdam, RMSprop, Rprop)
 
 __all__ = [spec.function + "_" for spec in SPECS.values()]  # one per optimizer of fastopt._spec
 
@@ -48,7 +48,7 @@ def _update(cls, param, grad, buffers, step, hyper, isa):
     cls._check_group(hyper, "arguments")
     p = _core.as_param(param, "param")
     needed = _core.state_slots(spec.algo, hyper)
-    states = [None, None, None]  # the engine takes three slots per parameter
+    states = [None] * _core.NUM_SLOTS  # the engine's slots per parameter
     for k, buf in enumerate(spec.state):
         given = buffers[k] if k < len(buffers) else None
         if given is None:
@@ -150,5 +150,49 @@ def rprop_(param: Array, grad: Array, prev: Array, step_size: Array, *, step: in
     """
     hyper = dict(lr=lr, etas=tuple(etas), step_sizes=tuple(step_sizes), maximize=maximize)
     _update(Rprop, param, grad, (prev, step_size), step, hyper, isa)
+
+
+def lion_(param: Array, grad: Array, exp_avg: Array, *, step: int, lr: float = 1e-4,
+          betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0,
+          maximize: bool = False, isa: str | None = None) -> None:
+    """One Lion step in place (see ``fastopt.Lion``).
+    """
+    hyper = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, maximize=maximize)
+    _update(Lion, param, grad, (exp_avg,), step, hyper, isa)
+
+
+def adabelief_(param: Array, grad: Array, exp_avg: Array, exp_avg_var: Array, *, step: int,
+               lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-16,
+               eps_root: float = 1e-16, weight_decay: float = 0.0,
+               isa: str | None = None) -> None:
+    """One AdaBelief step in place (see ``fastopt.AdaBelief``).
+    """
+    hyper = dict(lr=lr, betas=tuple(betas), eps=eps, eps_root=eps_root, weight_decay=weight_decay)
+    _update(AdaBelief, param, grad, (exp_avg, exp_avg_var), step, hyper, isa)
+
+
+def adopt_(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, *, step: int,
+           lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.9999), eps: float = 1e-6,
+           weight_decay: float = 0.0, isa: str | None = None) -> None:
+    """One ADOPT step in place (see ``fastopt.ADOPT``).
+    """
+    hyper = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    _update(ADOPT, param, grad, (exp_avg, exp_avg_sq), step, hyper, isa)
+
+
+def adan_(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, exp_avg_diff: Array,
+          previous_grad: Array, *, step: int, lr: float = 1e-3,
+          betas: tuple[float, float, float] = (0.98, 0.92, 0.99), weight_decay: float = 0.0,
+          weight_decouple: bool = False, max_grad_norm: float = 0.0, eps: float = 1e-8,
+          maximize: bool = False, isa: str | None = None) -> None:
+    """One Adan step in place (see ``fastopt.Adan``).
+    """
+    hyper = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay,
+                 weight_decouple=weight_decouple, max_grad_norm=max_grad_norm, eps=eps,
+                 maximize=maximize)
+    _update(Adan, param, grad, (exp_avg, exp_avg_sq, exp_avg_diff, previous_grad), step, hyper,
+            isa)
+
+
 for _spec in SPECS.values():
     _docs.document(globals()[_spec.function + "_"], _spec, _ARGS)

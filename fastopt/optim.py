@@ -34,7 +34,8 @@ from ._validate import as_whole, float_array, in_range
 # ``from .optim import *``, which type checkers read statically (a test checks
 # that it names every optimizer of the spec).
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax",
-           "Adadelta", "RAdam", "Rprop"]
+           "Adadelta", "RAdam", "Rprop",
+           "Lion", "AdaBelief", "ADOPT", "Adan"]
 
 
 # Every live optimizer, so that a forked child can replace their locks: a
@@ -112,7 +113,7 @@ class Optimizer:
         self._keys = None
         self._params = []      # validated ndarrays, in group order (as the engine has them)
         self._group_of = []    # group index of each parameter (non-decreasing)
-        self._states = []      # per parameter: tuple of 3 state arrays or None
+        self._states = []      # per parameter: tuple of _core.NUM_SLOTS state arrays or None
         self._slots = []       # per group: which state slots are allocated
         self._retired = {}     # id -> (array, states, step, started) of arrays taken out of the groups
         self._engine = None
@@ -154,8 +155,8 @@ class Optimizer:
         self.param_groups.append(group)
         self._params += validated
         self._group_of += [gi] * len(validated)
-        self._states += [(None, None, None)] * len(validated)
-        self._slots.append((False, False, False))
+        self._states += [(None,) * _core.NUM_SLOTS] * len(validated)
+        self._slots.append((False,) * _core.NUM_SLOTS)
 
     def _as_param(self, array, index):
         """`array` validated as parameter `index` (an in-place target)."""
@@ -182,7 +183,8 @@ class Optimizer:
             if len(hyper.c) > 1:  # a pair such as betas: each number by its own name
                 value = group[hyper.name]
                 if not isinstance(value, (tuple, list)) or len(value) != len(hyper.c):
-                    raise TypeError(f"{where}: {hyper.name} must be a pair of numbers, "
+                    count = "a pair of" if len(hyper.c) == 2 else len(hyper.c)
+                    raise TypeError(f"{where}: {hyper.name} must be {count} numbers, "
                                     f"got {value!r}")
                 for name, v in zip(hyper.c, value):
                     in_range(v, name, where, *hyper.rule)
@@ -243,7 +245,7 @@ class Optimizer:
                 else:
                     entry = self._retired.get(id(obj))
                     if entry is None or entry[0] is not obj:
-                        entry = (self._as_param(obj, len(entries)), (None,) * 3, 0, 0)
+                        entry = (self._as_param(obj, len(entries)), (None,) * _core.NUM_SLOTS, 0, 0)
                 entries.append(entry)
                 group_of.append(gi)
         params = [e[0] for e in entries]
@@ -308,7 +310,7 @@ class Optimizer:
         """Put new buffers in the state slots of `members` that `slots` needs
         and they lack; returns the members that got one."""
         changed = set()
-        for k in range(3):
+        for k in range(_core.NUM_SLOTS):
             missing = [i for i in members if slots[k] and self._states[i][k] is None]
             new = _state_buffers([self._params[i] for i in missing], self._initial_value(group, k))
             for i, buf in zip(missing, new):
@@ -475,7 +477,7 @@ class Optimizer:
         try:
             return _core.state_slots(self._algo, group)
         except (TypeError, ValueError, KeyError):
-            return (False, False, False)
+            return (False,) * _core.NUM_SLOTS
 
     def state_dict(self) -> StateDict:
         """The optimizer's state in torch's layout.
@@ -542,7 +544,7 @@ class Optimizer:
             if not isinstance(entry, Mapping):
                 raise TypeError(f"{where} must be a dict")
             param = self._params[i]
-            bufs = [None, None, None]
+            bufs = [None] * _core.NUM_SLOTS
             for key, value in entry.items():
                 if key == "step":
                     step = as_whole(value, f"{where}, 'step'", 0, _MAX_STEP - 1)
@@ -562,7 +564,7 @@ class Optimizer:
             # torch fails at the next step on a state without a buffer its
             # group needs (amsgrad, momentum, centered): refuse it here
             needed = _core.state_slots(self._algo, groups[self._group_of[i]])
-            for k in range(3):
+            for k in range(_core.NUM_SLOTS):
                 if needed[k] and bufs[k] is None:
                     raise ValueError(f"{where} has no {names[k]!r}, which its param group's "
                                      "hyperparameters need")
@@ -574,8 +576,8 @@ class Optimizer:
             mine.clear()
             mine.update(group)
         engine = self._engine
-        empty = [None, None, None]
-        for k in range(3):  # loaded buffers where there are none yet get new ones
+        empty = [None] * _core.NUM_SLOTS
+        for k in range(_core.NUM_SLOTS):  # loaded buffers where there are none yet get new ones
             missing = [i for i in range(len(self._params))
                        if states.get(i, empty)[k] is not None and self._states[i][k] is None]
             new = _state_buffers([self._params[i] for i in missing], 0.0)
@@ -931,3 +933,106 @@ class Rprop(Optimizer):
                                       step_sizes=(tuple(step_sizes) if hasattr(step_sizes, "__iter__")
                                                   else step_sizes),
                                       maximize=maximize), skip_nonfinite=skip_nonfinite)
+
+
+def _pair(betas):
+    return tuple(betas) if hasattr(betas, "__iter__") else betas
+
+
+class Lion(Optimizer):
+    """Lion: the sign of an interpolated momentum (Chen et al. 2023), as lion-pytorch.
+
+    Step t, for gradient ∇ and parameter θ::
+
+        g ← ±∇
+        θ ← θ·(1 − γ·λ)
+        θ ← θ − γ·sign(β₁·m + (1 − β₁)·g)
+        m ← β₂·m + (1 − β₂)·g
+
+    sign(0) is 0, as in lion-pytorch (torch.sign), and so is the sign of a
+    NaN: a NaN gradient leaves θ unchanged and m NaN.
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-4,
+                 betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0, *,
+                 maximize: bool = False, skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=_pair(betas), weight_decay=weight_decay,
+                                      maximize=maximize),
+                         skip_nonfinite=skip_nonfinite)
+
+
+class AdaBelief(Optimizer):
+    """AdaBelief: Adam with the gradient's variance around its mean (Zhuang et al. 2020), as optax.
+
+    Step t (1 for the first), for gradient g and parameter θ, in
+    optax.adabelief's order of operations::
+
+        m ← (1 − β₁)·g + β₁·m
+        s ← (1 − β₂)·(g − m)² + β₂·s + ε_root
+        u ← (m / (1 − β₁ᵗ)) / (√(s / (1 − β₂ᵗ)) + ε)
+        θ ← θ − γ·(u + λ·θ)
+
+    The weight decay is decoupled, as in AdamW (optax chains it after the
+    AdaBelief transformation, as optax.adamw does).
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-16,
+                 eps_root: float = 1e-16, weight_decay: float = 0.0, *,
+                 skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps, eps_root=eps_root,
+                                      weight_decay=weight_decay),
+                         skip_nonfinite=skip_nonfinite)
+
+
+class ADOPT(Optimizer):
+    """ADOPT: Adam normalised by the previous second moment (Taniguchi et al. 2024), as optax.
+
+    Step t (1 for the first), for gradient g and parameter θ, in
+    optax.contrib.adopt's order of operations, with its clipping::
+
+        u ← clip(g / max(√v, ε), −c, c),   c = (t − 1)^¼
+        v ← (1 − β₂)·g² + β₂·v
+        m ← (1 − β₁)·u + β₁·m
+        θ ← θ − γ·(m + λ·θ)
+
+    The first step only sets v = g² (it uses β₁ = 1, β₂ = 0, c = 0, so m stays 0
+    and θ moves by the weight decay alone). The weight decay is decoupled, as
+    in AdamW (optax chains it after the ADOPT transformation).
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.9999), eps: float = 1e-6,
+                 weight_decay: float = 0.0, *, skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps,
+                                      weight_decay=weight_decay),
+                         skip_nonfinite=skip_nonfinite)
+
+
+class Adan(Optimizer):
+    """Adan: Nesterov momentum from gradient differences (Xie et al. 2024), as pytorch-optimizer.
+
+    Step t (1 for the first), for gradient g and parameter θ, in the order
+    of pytorch-optimizer's ``Adan`` (the first difference is 0; −2·∇ when
+    maximizing, as there)::
+
+        d ← g − g_prev
+        m ← β₁·m + (1 − β₁)·g
+        n ← β₂·n + (1 − β₂)·d
+        v ← β₃·v + (1 − β₃)·(g + β₂·d)²
+        D ← √v / √(1 − β₃ᵗ) + ε
+        θ ← θ − γ/(1 − β₁ᵗ) · m/D − γ·β₂/(1 − β₂ᵗ) · n/D
+        θ ← θ / (1 + γ·λ)    (or θ·(1 − γ·λ) before the update, weight_decouple)
+
+    The state keeps ``previous_grad`` as pytorch-optimizer does: the negated
+    gradient of the step before.
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-3,
+                 betas: tuple[float, float, float] = (0.98, 0.92, 0.99), weight_decay: float = 0.0,
+                 weight_decouple: bool = False, max_grad_norm: float = 0.0, eps: float = 1e-8,
+                 maximize: bool = False, *, skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=_pair(betas), weight_decay=weight_decay,
+                                      weight_decouple=weight_decouple,
+                                      max_grad_norm=max_grad_norm, eps=eps, maximize=maximize),
+                         skip_nonfinite=skip_nonfinite)

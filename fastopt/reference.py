@@ -322,10 +322,118 @@ def rprop(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, l
     return p + (_scalar(-1, p) * _torch_sign(g)) * step_size, {"prev": g, "step_size": step_size}
 
 
-#: The update function of each optimizer class, by class name.
-UPDATES = {"SGD": sgd, "Adagrad": adagrad, "RMSprop": rmsprop, "Adam": adam, "AdamW": adamw,
-           "Adamax": adamax}
-UPDATES.update({"Adadelta": adadelta, "RAdam": radam, "Rprop": rprop})
+def lion(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-4,
+         betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0,
+         maximize: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One Lion step, in lion-pytorch's order of operations.
+
+    For gradient ∇ and parameter θ (± is − with ``maximize``)::
+
+        g = ±∇
+        θ = θ·(1 − γ·λ)
+        θ = θ − γ·sign(β₁·m + (1 − β₁)·g)     (sign(0) = sign(NaN) = 0)
+        m = β₂·m + (1 − β₂)·g
+    """
+    beta1, beta2 = betas
+    g = _signed(grad, maximize)
+    m = state.get("exp_avg", np.zeros_like(param))
+    p = param * _scalar(1 - lr * weight_decay, param)
+    c = m * _scalar(beta1, p) + _scalar(1 - beta1, p) * g
+    sign = (c > 0).astype(p.dtype) - (c < 0).astype(p.dtype)  # torch.sign: 0 for 0 and NaN
+    p = p + _scalar(-lr, p) * sign
+    return p, {"exp_avg": m * _scalar(beta2, p) + _scalar(1 - beta2, p) * g}
+
+
+def adabelief(param: Array, grad: Array, state: Mapping[str, Array], step: int, *,
+              lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-16,
+              eps_root: float = 1e-16,
+              weight_decay: float = 0.0) -> tuple[Array, dict[str, Array]]:
+    """One AdaBelief step, in optax.adabelief's order of operations.
+
+    For gradient g and parameter θ::
+
+        m = (1 − β₁)·g + β₁·m
+        s = (1 − β₂)·(g − m)² + β₂·s + ε_root
+        u = (m / (1 − β₁ᵗ)) / (√(s / (1 − β₂ᵗ)) + ε)
+        θ = θ − γ·(u + λ·θ)
+    """
+    beta1, beta2 = betas
+    p, g = param, np.array(grad, copy=True)
+    zeros = np.zeros_like(p)
+    m = _scalar(1 - beta1, p) * g + _scalar(beta1, p) * state.get("exp_avg", zeros)
+    e = g - m
+    s = _scalar(1 - beta2, p) * (e * e) + _scalar(beta2, p) * state.get("exp_avg_var", zeros)
+    s = s + _scalar(eps_root, p)
+    u = (m / _scalar(1 - beta1**step, p)) / (np.sqrt(s / _scalar(1 - beta2**step, p)) + _scalar(eps, p))
+    if weight_decay != 0:
+        u = u + _scalar(weight_decay, p) * p
+    return p + _scalar(-lr, p) * u, {"exp_avg": m, "exp_avg_var": s}
+
+
+def adopt(param: Array, grad: Array, state: Mapping[str, Array], step: int, *,
+          lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.9999), eps: float = 1e-6,
+          weight_decay: float = 0.0) -> tuple[Array, dict[str, Array]]:
+    """One ADOPT step, in optax.contrib.adopt's order of operations (clipping on).
+
+    For gradient g and parameter θ::
+
+        u = clip(g / max(√v, ε), −c, c),   c = (t − 1)^¼
+        v = (1 − β₂)·g² + β₂·v
+        m = (1 − β₁)·u + β₁·m
+        θ = θ − γ·(m + λ·θ)
+
+    with β₁ = 1 and β₂ = 0 at the first step.
+    """
+    beta1, beta2 = betas if step > 1 else (1.0, 0.0)
+    p, g = param, np.array(grad, copy=True)
+    zeros = np.zeros_like(p)
+    v = state.get("exp_avg_sq", zeros)
+    c = _scalar(float(step - 1) ** 0.25, p)
+    u = np.minimum(np.maximum(g / np.maximum(np.sqrt(v), _scalar(eps, p)), -c), c)
+    one, b1, b2 = _scalar(1, p), _scalar(beta1, p), _scalar(beta2, p)  # 1 - b in p's dtype, as optax
+    v = (one - b2) * (g * g) + b2 * v
+    m = (one - b1) * u + b1 * state.get("exp_avg", zeros)
+    update = m + _scalar(weight_decay, p) * p if weight_decay != 0 else m
+    return p + _scalar(-lr, p) * update, {"exp_avg": m, "exp_avg_sq": v}
+
+
+def adan(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-3,
+         betas: tuple[float, float, float] = (0.98, 0.92, 0.99), weight_decay: float = 0.0,
+         weight_decouple: bool = False, max_grad_norm: float = 0.0, eps: float = 1e-8,
+         maximize: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One Adan step, in pytorch-optimizer's order of operations.
+
+    For gradient ∇ and parameter θ (± is − with ``maximize``)::
+
+        d = g + q   (q: the negated previous gradient; −g at the first step)
+        m = lerp(m, g, 1 − β₁),   n = lerp(n, d, 1 − β₂)
+        d = d·β₂ + g,   v = v·β₃ + (1 − β₃)·d·d
+        D = √v / √(1 − β₃ᵗ) + ε
+        θ = θ·(1 − γλ) (weight_decouple);  θ = θ − γ/(1 − β₁ᵗ)·m/D − γβ₂/(1 − β₂ᵗ)·n/D
+        θ = θ / (1 + γλ) (otherwise);  q = −g
+    """
+    if max_grad_norm != 0:
+        raise ValueError("max_grad_norm > 0 is not supported")
+    beta1, beta2, beta3 = betas
+    p, g = param, _signed(grad, maximize)
+    zeros = np.zeros_like(p)
+    # pytorch-optimizer starts previous_grad as -grad, before it applies maximize
+    q = -np.asarray(grad) if step == 1 else state["previous_grad"]
+    d = q + g
+    m = _lerp(state.get("exp_avg", zeros), g, 1 - beta1)
+    n = _lerp(state.get("exp_avg_diff", zeros), d, 1 - beta2)
+    d = d * _scalar(beta2, p) + g
+    v = state.get("exp_avg_sq", zeros) * _scalar(beta3, p) + _scalar(1 - beta3, p) * d * d
+    den = np.sqrt(v) / _scalar((1 - beta3**step) ** 0.5, p) + _scalar(eps, p)
+    if weight_decay != 0 and weight_decouple:
+        p = p * _scalar(1 - lr * weight_decay, p)
+    p = p + (_scalar(-lr / (1 - beta1**step), p) * m) / den
+    p = p + (_scalar(-lr * beta2 / (1 - beta2**step), p) * n) / den
+    if weight_decay != 0 and not weight_decouple:
+        p = p / _scalar(1 + lr * weight_decay, p)
+    return p, {"exp_avg": m, "exp_avg_sq": v, "exp_avg_diff": n, "previous_grad": -g}
+
+
 for _spec in SPECS.values():
     _docs.document(globals()[_spec.function], _spec, _ARGS, returns=_RETURNS)
 

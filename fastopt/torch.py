@@ -6,7 +6,10 @@ torch.optim class of the same name, with its signature, defaults,
 ``param_groups`` and state dicts. Only ``step`` is different: it updates
 every CPU float32/float64 parameter that has a gradient in one call into
 fastopt's C core, on zero-copy NumPy views of ``param.data``,
-``param.grad`` and the state tensors, with the GIL released.
+``param.grad`` and the state tensors, with the GIL released. The
+optimizers torch lacks (``Lion``, ``AdaBelief``, ``ADOPT``, ``Adan``)
+subclass ``torch.optim.Optimizer``, with the names, defaults and state of
+their reference implementations.
 The numbers are those of torch's default (single-tensor) path.
 
 >>> import torch
@@ -200,6 +203,8 @@ class _Stepper:
             cls._fastopt = getattr(_optim, cls.__name__)
             cls._hyper_keys = tuple(h.name for h in cls._fastopt._spec.hypers)
             _docs.document(cls, cls._fastopt._spec, _ARGS)
+            # how many numbers betas holds (Adan has three)
+            cls._n_betas = next((len(h.c) for h in cls._fastopt._spec.hypers if h.name == "betas"), 2)
 
     def _fo_setup(self):
         self._fo_plan = None  # the prepared step (_Plan), kept while it matches
@@ -247,9 +252,9 @@ class _Stepper:
         for gi in group_ids:
             where = f"param group {gi}"
             hyper = {key: _c_scalar(groups[gi][key], key, where) for key in self._hyper_keys}
-            betas = hyper.get("betas", (0, 0))
-            if type(betas) is not tuple or len(betas) != 2:
-                raise TypeError(f"{where}: betas must be a pair of numbers, got {betas!r}")
+            betas = hyper.get("betas", (0,) * self._n_betas)
+            if type(betas) is not tuple or len(betas) != self._n_betas:
+                raise TypeError(f"{where}: betas must be {self._n_betas} numbers, got {betas!r}")
             hypers[gi] = hyper
         first = hypers[group_ids[0]]
         return [hypers.get(gi, first) for gi in range(len(groups))]
@@ -437,7 +442,7 @@ class _Plan:
                         "loaded from an incomplete state dict); restore it, or clear the "
                         "parameter's state (optimizer.state[param] = {}) to start afresh")
             bufs = tuple(state.get(name) if used else None for name, used in zip(names, slots[gi]))
-            bufs += (None,) * (3 - len(bufs))  # the C core has three state slots
+            bufs += (None,) * (_core.NUM_SLOTS - len(bufs))  # the C core's slots
             bufsets.append(bufs)
             entries.append(state)
             if "step" in state:
@@ -685,3 +690,80 @@ class Rprop(_Stepper, torch.optim.Rprop):
         self._fo_setup()
         super().__init__(params, lr=lr, etas=etas, step_sizes=step_sizes, capturable=capturable,
                          foreach=foreach, maximize=maximize, differentiable=differentiable)
+
+
+class _NotInTorch:
+    """Mixed in before _Stepper for an algorithm torch lacks: the defaults are
+    the spec's, and a state dict saved without one of them (by the reference
+    implementation, which may have fewer options) loads with that default."""
+
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        self._fo_setup()
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, value in self._fastopt._spec.defaults.items():
+                group.setdefault(key, value)
+
+
+class Lion(_NotInTorch, _Stepper, torch.optim.Optimizer):
+    """Lion stepped by fastopt: lion-pytorch's ``Lion`` (signature, defaults, state dict).
+
+    State per parameter: ``exp_avg``, zeros at first (no step count, as in
+    lion-pytorch). See ``fastopt.Lion`` for the update.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99),
+                 weight_decay: float = 0.0, *, maximize: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay,
+                                      maximize=maximize))
+
+
+class AdaBelief(_NotInTorch, _Stepper, torch.optim.Optimizer):
+    """AdaBelief stepped by fastopt, with optax.adabelief's numbers and the arguments of ``fastopt.AdaBelief``.
+
+    State per parameter: ``step``, ``exp_avg`` and ``exp_avg_var`` (optax's
+    ``mu`` and ``nu``), zeros at first.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-16,
+                 eps_root: float = 1e-16, weight_decay: float = 0.0) -> None:
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, eps_root=eps_root,
+                                      weight_decay=weight_decay))
+
+
+class ADOPT(_NotInTorch, _Stepper, torch.optim.Optimizer):
+    """ADOPT stepped by fastopt, with optax.contrib.adopt's numbers and the arguments of ``fastopt.ADOPT``.
+
+    State per parameter: ``step``, ``exp_avg`` and ``exp_avg_sq`` (optax's
+    ``mu`` and ``nu``), zeros at first.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.9999), eps: float = 1e-6,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+                                      weight_decay=weight_decay))
+
+
+class Adan(_NotInTorch, _Stepper, torch.optim.Optimizer):
+    """Adan stepped by fastopt: pytorch-optimizer's ``Adan`` (signature, defaults, buffer names).
+
+    State per parameter: ``step`` (pytorch-optimizer counts steps per group
+    instead), ``exp_avg``, ``exp_avg_sq``, ``exp_avg_diff`` and
+    ``previous_grad`` (the negated previous gradient). See ``fastopt.Adan``.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 1e-3, betas: tuple[float, float, float] = (0.98, 0.92, 0.99),
+                 weight_decay: float = 0.0, weight_decouple: bool = False,
+                 max_grad_norm: float = 0.0, foreach: bool | None = None, eps: float = 1e-8,
+                 maximize: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay,
+                                      weight_decouple=weight_decouple,
+                                      max_grad_norm=max_grad_norm, foreach=foreach, eps=eps,
+                                      maximize=maximize))

@@ -147,6 +147,45 @@ OPTIMIZERS = [
         {"lr": 0.02, "etas": (0.4, 1.1), "step_sizes": (1e-4, 0.1), "maximize": True},
     ], _cases(lr=[0.01], etas=[(0.5, 1.2)], step_sizes=[(1e-6, 50), (1e-3, 0.02)],
               maximize=[False, True])),
+    Opt("Lion", [
+        {"lr": 0.01},
+        {"lr": 0.01, "betas": (0.8, 0.9)},
+        {"lr": 0.01, "betas": (0.0, 0.0)},
+        {"lr": 0.01, "weight_decay": 0.1},
+        {"lr": 0.01, "maximize": True},
+        {"lr": 0.01, "betas": (0.5, 0.95), "weight_decay": 0.05, "maximize": True},
+    ], _cases(lr=[0.01], betas=[(0.9, 0.99), (0.3, 0.9)], weight_decay=[0, 0.1],
+              maximize=[False, True])),
+    Opt("AdaBelief", [
+        {"lr": 0.01},
+        {"lr": 0.01, "betas": (0.8, 0.99)},
+        {"lr": 0.01, "betas": (0.0, 0.0)},
+        {"lr": 0.01, "eps": 1e-8, "eps_root": 0.0},
+        {"lr": 0.01, "eps_root": 1e-6},
+        {"lr": 0.01, "weight_decay": 0.1},
+        {"lr": 0.01, "betas": (0.5, 0.95), "eps": 1e-6, "eps_root": 1e-8, "weight_decay": 0.05},
+    ], _cases(lr=[0.01], betas=[(0.9, 0.999), (0.3, 0.9)], weight_decay=[0, 0.1])),
+    Opt("ADOPT", [
+        {"lr": 0.01},
+        {"lr": 0.01, "betas": (0.8, 0.99)},
+        {"lr": 0.01, "betas": (0.0, 0.0)},
+        {"lr": 0.01, "eps": 1e-3},
+        {"lr": 0.01, "weight_decay": 0.1},
+        {"lr": 0.01, "betas": (0.5, 0.95), "eps": 1e-4, "weight_decay": 0.05},
+    ], _cases(lr=[0.01], betas=[(0.9, 0.9999), (0.3, 0.9)], weight_decay=[0, 0.1])),
+    Opt("Adan", [
+        {"lr": 0.01},
+        {"lr": 0.01, "betas": (0.9, 0.8, 0.999)},
+        {"lr": 0.01, "betas": (0.3, 0.4, 0.9)},  # lerp weights >= 0.5
+        {"lr": 0.01, "betas": (0.0, 0.0, 0.0)},
+        {"lr": 0.01, "eps": 1e-3},
+        {"lr": 0.01, "weight_decay": 0.1},
+        {"lr": 0.01, "weight_decay": 0.1, "weight_decouple": True},
+        {"lr": 0.01, "maximize": True},
+        {"lr": 0.01, "betas": (0.5, 0.9, 0.95), "eps": 1e-4, "weight_decay": 0.05,
+         "weight_decouple": True, "maximize": True},
+    ], _cases(lr=[0.01], betas=[(0.98, 0.92, 0.99), (0.3, 0.4, 0.9)], weight_decay=[0, 0.1],
+              weight_decouple=[False, True], maximize=[False, True])),
 ]
 
 # An optimizer of fastopt._spec without its own entry above gets one made from its
@@ -192,6 +231,11 @@ BY_NAME = {o.name: o for o in OPTIMIZERS}
 # (optimizer, options) pairs: every option dict of every optimizer.
 OPTION_CASES = [pytest.param(o, opts, id=f"{o.name}-{i}")
                 for o in OPTIMIZERS for i, opts in enumerate(o.options)]
+
+# The optimizers torch.optim has (the tests against torch.optim run these; the
+# others are checked against their own reference in test_beyond_torch.py).
+IN_TORCH = [o for o in OPTIMIZERS if o.spec.reference == "torch.optim"]
+IN_TORCH_CASES = [case for case in OPTION_CASES if case.values[0] in IN_TORCH]
 
 SIZES = (1, 7, 63, 1000)
 BIG = 1000003

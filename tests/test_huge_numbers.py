@@ -143,21 +143,22 @@ def test_clip_arguments(call, value):
 
 def numeric_hyperparameters(cls):
     """(name, default) of each number argument of an optimizer class; betas
-    become beta1 and beta2."""
+    become beta1, beta2 (and beta3 for Adan's three)."""
     out = []
     for name, p in inspect.signature(cls.__init__).parameters.items():
         if name == "betas":
-            out += [("beta1", None), ("beta2", None)]
+            out += [(f"beta{k + 1}", None) for k in range(len(p.default))]
         elif type(p.default) in (int, float):
             out.append((name, p.default))
     return out
 
 
-def with_value(group, name, value):
+def with_value(group, name, value, betas=(0.9, 0.999)):
+    """group with hyperparameter `name` set to value; `betas` when the group has none."""
     group = dict(group)
-    if name in ("beta1", "beta2"):
-        betas = list(group.get("betas", (0.9, 0.999)))
-        betas[name == "beta2"] = value
+    if name.startswith("beta"):
+        betas = list(group.get("betas", betas))
+        betas[int(name[4:]) - 1] = value
         group["betas"] = tuple(betas)
     else:
         group[name] = value
@@ -175,7 +176,8 @@ def test_optimizer_hyperparameters(opt, name, value):
     before = [p.copy() for p in params]
     grads = [np.full(9, 0.5), np.full(4, -0.25)]
     # the constructor
-    got = outcome(lambda: opt.cls(params, **with_value({}, name, value)).step(grads))
+    betas = opt.spec.defaults.get("betas", (0.9, 0.999))
+    got = outcome(lambda: opt.cls(params, **with_value({}, name, value, betas)).step(grads))
     if value in PAST_FLOAT:
         assert got is ValueError
     if got != "ok":
@@ -221,7 +223,8 @@ def test_torch_hyperparameters(opt, name, value):
     before = p.detach().clone()
 
     def run():
-        o = getattr(ft, opt.name)([p], **with_value({}, name, value))
+        o = getattr(ft, opt.name)([p], **with_value({}, name, value,
+                                                     opt.spec.defaults.get("betas", (0.9, 0.999))))
         p.grad = torch.full_like(p, 0.5)
         o.step()
 

@@ -88,7 +88,9 @@ def _bad_inputs(opt):
     if "weight_decay" in opt.defaults:
         cases.append(("negative weight decay", edit("weight_decay", -0.5), ValueError))
     if "betas" in opt.defaults:
-        cases.append(("beta2 = 1", edit("betas", (0.9, 1.0)), ValueError))
+        # the last of the betas (beta2 of a pair) set to 1
+        cases.append(("beta2 = 1", edit("betas", tuple(opt.defaults["betas"][:-1]) + (1.0,)),
+                      ValueError))
     if "etas" in opt.defaults:
         cases.append(("etaminus = 1", edit("etas", (1.0, 1.2)), ValueError))
     if "rho" in opt.defaults:

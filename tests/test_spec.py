@@ -31,6 +31,8 @@ def _defaults(fn, spec):
 @pytest.mark.parametrize("where", ["fastopt", "fastopt.torch", "torch.optim", "functional"])
 def test_signature_defaults_are_the_specs(name, where):
     spec = SPECS[name]
+    if where == "torch.optim" and spec.reference != "torch.optim":
+        pytest.skip(f"torch.optim has no {name} (its reference is {spec.reference})")
     fn = {"fastopt": lambda: getattr(fastopt, name), "fastopt.torch": lambda: getattr(fastopt.torch, name),
           "torch.optim": lambda: getattr(torch.optim, name),
           "functional": lambda: getattr(F, name.lower() + "_")}[where]()

@@ -7,8 +7,8 @@ import pytest
 
 import fastopt
 
-from conftest import (OPTION_CASES, OPTIMIZERS, assert_bitwise, assert_close,
-                      assert_state_dicts_equal, grouped, make_params)
+from conftest import (IN_TORCH, IN_TORCH_CASES, OPTION_CASES, OPTIMIZERS, assert_bitwise,
+                      assert_close, assert_state_dicts_equal, grouped, make_params)
 
 SIZES = (1, 7, 63, 1000)
 
@@ -123,7 +123,7 @@ def torch_step(tparams, topt, grads):
     topt.step()
 
 
-@pytest.mark.parametrize("opt, options", OPTION_CASES)
+@pytest.mark.parametrize("opt, options", IN_TORCH_CASES)
 def test_fastopt_state_dict_loads_into_torch(opt, options, dtype, rng):
     pytest.importorskip("torch")
     params = make_params(rng, SIZES, dtype)
@@ -147,7 +147,7 @@ def test_fastopt_state_dict_loads_into_torch(opt, options, dtype, rng):
             assert_close(v, theirs["state"][i][k], dtype, f"state {i} {k}")
 
 
-@pytest.mark.parametrize("opt, options", OPTION_CASES)
+@pytest.mark.parametrize("opt, options", IN_TORCH_CASES)
 def test_torch_state_dict_loads_into_fastopt(opt, options, dtype, rng):
     pytest.importorskip("torch")
     params = make_params(rng, SIZES, dtype)
@@ -168,7 +168,7 @@ def test_torch_state_dict_loads_into_fastopt(opt, options, dtype, rng):
         assert_close(x, y.numpy(), dtype, f"parameter {i}")
 
 
-@pytest.mark.parametrize("opt", OPTIMIZERS, ids=str)
+@pytest.mark.parametrize("opt", IN_TORCH, ids=str)
 def test_torch_state_dict_with_tensors_loads_directly(opt, rng):
     """np.asarray takes CPU tensors without a copy, so torch's own state dict
     (tensors, tensor steps) loads as it is."""

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import BIG, OPTIMIZERS, OPTION_CASES, SIZES, assert_close, grouped, make_params
+from conftest import BIG, IN_TORCH, IN_TORCH_CASES, SIZES, assert_close, grouped, make_params
 
 torch = pytest.importorskip("torch")
 
@@ -48,20 +48,20 @@ def run(opt, options, params, steps, rng, n_groups=3):
     return fast, topt
 
 
-@pytest.mark.parametrize("opt, options", OPTION_CASES)
+@pytest.mark.parametrize("opt, options", IN_TORCH_CASES)
 def test_matches_torch(opt, options, dtype, rng):
     fast, topt = run(opt, options, make_params(rng, SIZES, dtype), 100, rng)
     assert_matches_torch(fast, topt, dtype)
 
 
-@pytest.mark.parametrize("opt", OPTIMIZERS, ids=str)
+@pytest.mark.parametrize("opt", IN_TORCH, ids=str)
 def test_matches_torch_big(opt, dtype, rng):
     options = max(opt.options, key=len)
     fast, topt = run(opt, options, make_params(rng, [BIG, 7], dtype), 8, rng, n_groups=2)
     assert_matches_torch(fast, topt, dtype)
 
 
-@pytest.mark.parametrize("opt", OPTIMIZERS, ids=str)
+@pytest.mark.parametrize("opt", IN_TORCH, ids=str)
 def test_defaults_match_torch(opt):
     # Same defaults as torch: construct both with no options and compare the groups.
     import inspect
@@ -85,7 +85,7 @@ def side_by_side(opt, dtype, rng):
     return fast, topt, [p for g in fast.param_groups for p in g["params"]]
 
 
-@pytest.mark.parametrize("opt", OPTIMIZERS, ids=str)
+@pytest.mark.parametrize("opt", IN_TORCH, ids=str)
 def test_none_grads_match_torch(opt, dtype, rng):
     # A parameter without a gradient is skipped by both, state and step count included.
     fast, topt, ordered = side_by_side(opt, dtype, rng)
@@ -97,7 +97,7 @@ def test_none_grads_match_torch(opt, dtype, rng):
     assert_matches_torch(fast, topt, dtype)
 
 
-@pytest.mark.parametrize("opt", OPTIMIZERS, ids=str)
+@pytest.mark.parametrize("opt", IN_TORCH, ids=str)
 def test_nonfinite_propagates_as_in_torch(opt, dtype, rng):
     options = max(opt.options, key=len)
     params = make_params(rng, [7, 9], dtype)
@@ -125,7 +125,7 @@ def assert_matches_torch_finite(fast, topt, dtype):
         assert_close(p[ok], tp.numpy()[ok], dtype)
 
 
-@pytest.mark.parametrize("opt", OPTIMIZERS, ids=str)
+@pytest.mark.parametrize("opt", IN_TORCH, ids=str)
 def test_hyperparameter_edits_match_torch(opt, dtype, rng):
     """Editing param_groups between steps (what schedulers do) acts as in torch."""
     fast, topt, ordered = side_by_side(opt, dtype, rng)

@@ -154,6 +154,23 @@ def rmsprop(param: Array, grad: Array, state: Mapping[str, Array], step: int, *,
     return p + (_scalar(-lr, p) * g) / avg, new
 
 
+def _adam_moments(param, grad, state, lr, betas, weight_decay, decoupled_weight_decay, maximize):
+    """Adam's and RAdam's first half, in torch's order: the weight decay (L2 or
+    decoupled), then both moments. Returns (param, exp_avg, exp_avg_sq)."""
+    beta1, beta2 = betas
+    p = param
+    g = _signed(grad, maximize)
+    zeros = np.zeros_like(p)
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            p = p * _scalar(1 - lr * weight_decay, p)
+        else:
+            g = g + _scalar(weight_decay, p) * p
+    exp_avg = _lerp(state.get("exp_avg", zeros), g, 1 - beta1)
+    exp_avg_sq = state.get("exp_avg_sq", zeros) * _scalar(beta2, p) + _scalar(1 - beta2, p) * g * g
+    return p, exp_avg, exp_avg_sq
+
+
 def adam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-3,
          betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
          amsgrad: bool = False, maximize: bool = False,
@@ -168,16 +185,8 @@ def adam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr
         θ = θ − γ / (1 − β₁ᵗ) · m / (√v̂ / √(1 − β₂ᵗ) + ε)
     """
     beta1, beta2 = betas
-    p = param
-    g = _signed(grad, maximize)
-    zeros = np.zeros_like(p)
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            p = p * _scalar(1 - lr * weight_decay, p)
-        else:
-            g = g + _scalar(weight_decay, p) * p
-    exp_avg = _lerp(state.get("exp_avg", zeros), g, 1 - beta1)
-    exp_avg_sq = state.get("exp_avg_sq", zeros) * _scalar(beta2, p) + _scalar(1 - beta2, p) * g * g
+    p, exp_avg, exp_avg_sq = _adam_moments(param, grad, state, lr, betas, weight_decay,
+                                           decoupled_weight_decay, maximize)
     new = {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step
@@ -185,7 +194,7 @@ def adam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr
     bias_correction2_sqrt = bias_correction2**0.5
     v = exp_avg_sq
     if amsgrad:
-        v = np.maximum(state.get("max_exp_avg_sq", zeros), exp_avg_sq)  # NaN propagates
+        v = np.maximum(state.get("max_exp_avg_sq", np.zeros_like(p)), exp_avg_sq)  # NaN propagates
         new["max_exp_avg_sq"] = v
     denom = np.sqrt(v) / _scalar(bias_correction2_sqrt, p) + _scalar(eps, p)
     return p + (_scalar(-step_size, p) * exp_avg) / denom, new
@@ -265,16 +274,8 @@ def radam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, l
         else:    θ = θ − m / (1 − β₁ᵗ) · γ
     """
     beta1, beta2 = betas
-    p = param
-    g = _signed(grad, maximize)
-    zeros = np.zeros_like(p)
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            p = p * _scalar(1 - lr * weight_decay, p)
-        else:
-            g = g + _scalar(weight_decay, p) * p
-    exp_avg = _lerp(state.get("exp_avg", zeros), g, 1 - beta1)
-    exp_avg_sq = state.get("exp_avg_sq", zeros) * _scalar(beta2, p) + _scalar(1 - beta2, p) * g * g
+    p, exp_avg, exp_avg_sq = _adam_moments(param, grad, state, lr, betas, weight_decay,
+                                           decoupled_weight_decay, maximize)
     new = {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step

@@ -28,7 +28,6 @@ from ._validate import as_float
 cimport numpy as cnp
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject, PyTypeObject
-from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.stdint cimport int64_t, uint8_t, uintptr_t
 from libc.stdlib cimport free, malloc, qsort, realloc
@@ -328,32 +327,21 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def gradient_arrays(grads, names=None, bint share=False):
+def gradient_arrays(grads, names=None):
     """``grads`` as a tuple of ndarrays (None stays None), each object converted once.
 
     The tuple holds a reference to every gradient for as long as it lives, so
     nothing done meanwhile to the caller's list (by another thread, or by an
     ``__array__`` method) can free or swap what a step reads. ``names`` (by
-    default the indices) name the gradients in errors. With ``share``, a list
-    that holds only ndarrays and None comes back as it is, for Engine.step,
-    which reads it in one go and holds a reference to each gradient it read
-    while the step runs.
+    default the indices) name the gradients in errors.
     """
-    cdef PyTypeObject *nd = ndarray_type
-    cdef Py_ssize_t i
-    cdef PyObject *o
-    if share and type(grads) is list:
-        for i in range(PyList_GET_SIZE(grads)):
-            o = PyList_GET_ITEM(grads, i)
-            if o != <PyObject *>None and o.ob_type != nd:
-                break
-        else:
-            return grads
     cdef tuple t = grads if type(grads) is tuple else tuple(grads)
+    cdef Py_ssize_t i
     cdef list out = None
+    cdef PyObject *o
     for i in range(len(t)):
         o = PyTuple_GET_ITEM(t, i)
-        if o == <PyObject *>None or o.ob_type == nd:
+        if o == <PyObject *>None or o.ob_type == ndarray_type:
             continue
         obj = <object>o
         what = f"gradient of {describe(i if names is None else names[i])}"
@@ -564,8 +552,6 @@ cdef class Engine:
     cdef Py_ssize_t nwritten
     cdef bint written_stale  # state pointers changed since `written` was sorted
     cdef uintptr_t *clear    # per parameter: last gradient range found disjoint from `written`
-    cdef PyObject **held     # a list's gradients, referenced while a step reads them
-    cdef Py_ssize_t nheld
     cdef fo_shape *shapes    # per parameter: its shape when the engine took it
     cdef int *group_of
     cdef unsigned long busy  # fork_epoch while a step runs, else 0
@@ -582,8 +568,6 @@ cdef class Engine:
         self.group_of = NULL
         self.clear = NULL
         self.shapes = NULL
-        self.held = NULL
-        self.nheld = 0
         self._params, self._states, self._names = [], [], []
 
     def __dealloc__(self):
@@ -595,7 +579,6 @@ cdef class Engine:
         free(self.group_of)
         free(self.clear)
         free(self.shapes)
-        free(self.held)
 
     def __init__(self, algo, params, states, names, group_of):
         if self.items != NULL:
@@ -759,10 +742,6 @@ cdef class Engine:
         if p == NULL:
             raise MemoryError()
         self.shapes = <fo_shape *>p
-        p = realloc(self.held, cap * sizeof(PyObject *))
-        if p == NULL:
-            raise MemoryError()
-        self.held = <PyObject **>p
         self.cap = cap
 
     cdef append(self, params, states, names, group_of):
@@ -937,9 +916,9 @@ cdef class Engine:
         cdef const fo_table *table = table_by_name(isa)
         # Everything that may run Python code (__array__, __float__) happens
         # before the engine is marked busy and its pointers are read. A tuple
-        # or list is taken as gradient_arrays() made it: anything in it but an
+        # is taken as gradient_arrays() made it: anything in it but an
         # ndarray or None is a TypeError.
-        gs = grads if type(grads) is tuple else gradient_arrays(grads, self._names, True)
+        cdef tuple gs = grads if type(grads) is tuple else gradient_arrays(grads, self._names)
         if len(gs) != self.n:
             raise ValueError(f"expected {self.n} gradients (one per parameter), got {len(gs)}")
         cdef Hypers h = hypers if type(hypers) is Hypers else Hypers(self.algo_name, hypers)
@@ -953,13 +932,7 @@ cdef class Engine:
         finally:
             self.busy = 0
 
-    cdef object _step(self, grads, Hypers hypers, const fo_table *table, bint skip_nonfinite):
-        try:
-            return self._step_taken(grads, hypers, table, skip_nonfinite)
-        finally:
-            self.release_grads()
-
-    cdef object _step_taken(self, grads, Hypers hypers, const fo_table *table, bint skip_nonfinite):
+    cdef object _step(self, tuple grads, Hypers hypers, const fo_table *table, bint skip_nonfinite):
         if self.written_stale:
             self.index_written()
         self.take_grads(grads)
@@ -978,7 +951,7 @@ cdef class Engine:
         a.skip_nonfinite = skip_nonfinite
         cdef int rc
         with nogil:
-            rc = fo_step(&a)  # the grads tuple, or `held`, keeps every gradient alive meanwhile
+            rc = fo_step(&a)  # the grads tuple keeps every gradient alive meanwhile
         if rc == FO_STEP_APPLIED:
             return True
         if rc == FO_STEP_SKIPPED:
@@ -999,35 +972,22 @@ cdef class Engine:
             raise MemoryError()
         raise RuntimeError(f"the C core refused the step ({rc})")
 
-    cdef int take_grads(self, grads) except -1:
+    cdef int take_grads(self, tuple grads) except -1:
         """Point each item at its gradient (NULL for None), each checked first
         as the parameter's gradient (fo_grad_fits: the common case in C,
         without a Python object made) and as not meeting the memory the step
-        writes. Raises before any pointer is used. `grads` is a tuple or a
-        list: a list is read here in one go (no Python code runs meanwhile)
-        and each gradient read from it is referenced in `held` until
-        release_grads(), as another thread may change the list while the
-        step runs."""
-        cdef Py_ssize_t i, owner, size
+        writes. Raises before any pointer is used."""
+        cdef Py_ssize_t i, owner
         cdef PyObject *o
-        cdef PyObject **objs
         cdef PyObject **params = (<PyListObject *>self._params).ob_item
-        cdef bint hold = type(grads) is list
-        if hold:
-            size, objs = PyList_GET_SIZE(grads), (<PyListObject *>grads).ob_item
-        else:
-            size, objs = PyTuple_GET_SIZE(grads), (<PyTupleObject *>grads).ob_item
-        if size != self.n:  # a list can have changed since step() looked
-            raise ValueError(f"expected {self.n} gradients (one per parameter), got {size}")
         cdef uintptr_t lo, hi
         cdef Py_ssize_t ahead = 8  # tensors: what the check reads is scattered over the heap
-        cdef Py_ssize_t nheld = 0
         for i in range(self.n):
             if i + ahead < self.n:
-                fo_prefetch_arrays(objs[i + ahead], params[i + ahead])
+                fo_prefetch_arrays(PyTuple_GET_ITEM(grads, i + ahead), params[i + ahead])
             if i + ahead // 2 < self.n:
-                fo_prefetch_dims(objs[i + ahead // 2], ndarray_type)
-            o = objs[i]
+                fo_prefetch_dims(PyTuple_GET_ITEM(grads, i + ahead // 2), ndarray_type)
+            o = PyTuple_GET_ITEM(grads, i)
             if o == <PyObject *>None:
                 self.items[i].grad = NULL
                 continue
@@ -1046,19 +1006,7 @@ cdef class Engine:
                                      "not alias what the step writes")
                 self.clear[2 * i], self.clear[2 * i + 1] = lo, hi
             self.items[i].grad = <const void *>lo
-            if hold:
-                Py_INCREF(<object>o)
-                self.held[nheld] = o
-                nheld += 1
-                self.nheld = nheld  # (a register count: no chain through memory)
         return 0
-
-    cdef void release_grads(self) noexcept:
-        """Drop the references take_grads() took (a list's gradients)."""
-        cdef Py_ssize_t k, m = self.nheld
-        self.nheld = 0
-        for k in range(m):
-            Py_DECREF(<object>self.held[k])
 
     cdef tuple shape_of(self, Py_ssize_t i):
         """Parameter i's shape as the engine took it."""

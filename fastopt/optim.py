@@ -379,12 +379,10 @@ class Optimizer:
 
     # -- stepping ------------------------------------------------------------
 
-    def _grad_list(self, grads, share=False):
+    def _grad_list(self, grads):
         """The gradients as a tuple of ndarrays in parameter order, converted
         once, before the step reads anything else (so nothing an ``__array__``
-        or another thread does to the caller's list matters). With ``share``,
-        a list of ndarrays and None as it is, for the engine's step only
-        (``gradient_arrays``)."""
+        or another thread does to the caller's list matters)."""
         if self._keys is not None:
             if not isinstance(grads, Mapping):
                 raise TypeError("this optimizer's params are a dict: step() takes a dict of "
@@ -395,12 +393,12 @@ class Optimizer:
             if len(grads) != len(self._keys):
                 extra = [k for k in grads if k not in set(self._keys)]
                 raise ValueError(f"gradient for unknown parameter {extra[0]!r}")
-            return _core.gradient_arrays([grads[k] for k in self._keys], self._keys, share)
+            return _core.gradient_arrays([grads[k] for k in self._keys], self._keys)
         if type(grads) is not list and (isinstance(grads, (np.ndarray, Mapping))
                                         or not hasattr(grads, "__iter__")):
             raise TypeError("step() takes a list of gradients, one per parameter in group "
                             f"order, got {type(grads).__name__}")
-        return _core.gradient_arrays(grads, None, share)
+        return _core.gradient_arrays(grads)
 
     def step(self, grads: Grads) -> bool:
         """Update every parameter in place from its gradient.
@@ -418,7 +416,7 @@ class Optimizer:
             True when the update was applied; False when ``skip_nonfinite``
             is set and a gradient held NaN or Inf (then nothing changed).
         """
-        grads = self._grad_list(grads, share=True)
+        grads = self._grad_list(grads)
         with self._lock:
             # each group read once: the same structs run the kernels and, when
             # a state buffer they need is missing, decide which to create

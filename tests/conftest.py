@@ -241,6 +241,13 @@ SIZES = (1, 7, 63, 1000)
 BIG = 1000003
 
 
+def big_cases(opts):
+    """The optimizers for a test on BIG elements: Adam in the default run (it
+    spans several pieces of the thread pool), every other one under -m slow."""
+    return [pytest.param(o, id=str(o), marks=() if o.name == "Adam" else pytest.mark.slow)
+            for o in opts]
+
+
 @pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])
 def dtype(request):
     return np.dtype(request.param)

@@ -55,10 +55,11 @@ def _update(cls, param, grad, buffers, step, hyper, isa):
             if needed[buf.slot]:
                 raise ValueError(f"{buf.name} is required with these hyperparameters")
             continue
-        a = _core.as_param(given, buf.name)
-        if a.dtype != p.dtype or a.shape != p.shape:
-            raise ValueError(f"{buf.name} must have param's dtype {p.dtype} and shape {p.shape}, "
-                             f"got {a.dtype} {a.shape}")
+        a = _core.as_param(given, buf.name, half=False)
+        dtype = _core.state_dtype(p)  # float32 for 16-bit parameters
+        if a.dtype != dtype or a.shape != p.shape:
+            raise ValueError(f"{buf.name} must have dtype {dtype} and shape {p.shape} (param: "
+                             f"{p.dtype}), got {a.dtype} {a.shape}")
         states[buf.slot] = a if needed[buf.slot] else None
     engine = _core.Engine(spec.algo, [p], [tuple(states)], ["param"], [0])
     engine.set_counters([step - 1], [step > 1])  # this update is number `step`

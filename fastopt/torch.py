@@ -586,6 +586,11 @@ class Adagrad(_Stepper, torch.optim.Adagrad):
                          initial_accumulator_value=init, eps=eps,
                          foreach=foreach, maximize=maximize, differentiable=differentiable,
                          fused=fused)
+        for group in self.param_groups:  # torch made "sum" in the parameter's dtype
+            for p in group["params"]:
+                if p.dtype in _HALF:  # a 16-bit parameter's state is float32
+                    self.state[p]["sum"] = torch.full_like(p, float(_plain(init)), dtype=torch.float32,
+                                                           memory_format=torch.preserve_format)
 
 
 class RMSprop(_Stepper, torch.optim.RMSprop):

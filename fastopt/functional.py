@@ -32,8 +32,8 @@ __all__ = [spec.function + "_" for spec in SPECS.values()]  # one per optimizer 
 # What the functions' docstrings say of the arguments that are not their
 # spec's hyperparameters and state buffers.
 _ARGS = {
-    "param": ("ndarray", "The parameter, updated in place (writeable, C-contiguous float32 or "
-                         "float64)."),
+    "param": ("ndarray", "The parameter, updated in place (writeable, C-contiguous float32, "
+                         "float64, float16 or bfloat16; the state of a 16-bit one is float32)."),
     "grad": ("ndarray", "Its gradient, of param's shape; only read."),
     "step": ("int, keyword-only", "The number of this update, 1 for the first."),
     "isa": (None, "Force a SIMD path by name (tests and benchmarks); None uses the one in use."),

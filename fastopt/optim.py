@@ -68,8 +68,9 @@ class Optimizer:
     Parameters
     ----------
     params : sequence of arrays, dict of arrays, or list of group dicts
-        The arrays to update in place: writeable, C-contiguous float32 or
-        float64 ndarrays (or objects NumPy views without a copy, such as CPU
+        The arrays to update in place: writeable, C-contiguous float32,
+        float64, float16 or bfloat16 (``ml_dtypes.bfloat16``, with float32
+        state) ndarrays (or objects NumPy views without a copy, such as CPU
         torch tensors). A dict gives each parameter a name; ``step`` then
         takes a dict of gradients with the same keys. Group dicts hold
         ``"params"`` and any hyperparameters that differ from ``defaults``.

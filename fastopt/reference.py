@@ -455,6 +455,26 @@ def half_step(update: Any, param: Array, grad: Array, state: Mapping[str, Array]
 
     the float32 step on the exactly widened values, its parameter rounded to
     nearest even into the parameter's dtype; the state stays float32.
+
+    Parameters
+    ----------
+    update : callable
+        One of the functions above (``adam``, ``sgd``, ...).
+    param : ndarray
+        The float16 or bfloat16 parameter (not modified).
+    grad : ndarray
+        Its gradient, of the parameter's dtype.
+    state : dict
+        The float32 state, with torch's buffer names; empty before the first step.
+    step : int
+        The number of this update, 1 for the first.
+    **hyper : keyword arguments
+        The hyperparameters ``update`` takes.
+
+    Returns
+    -------
+    (ndarray, dict)
+        The updated parameter (of param's dtype) and the new float32 state.
     """
     p, new = update(param.astype(np.float32), np.asarray(grad).astype(np.float32), state, step,
                     **hyper)

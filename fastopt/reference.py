@@ -33,7 +33,7 @@ from ._spec import SPECS
 from ._typing import Array, Grads
 
 # one function per optimizer of fastopt._spec
-__all__ = [spec.function for spec in SPECS.values()] + ["UPDATES", "ReferenceOptimizer"]
+__all__ = [spec.function for spec in SPECS.values()] + ["UPDATES", "half_step", "ReferenceOptimizer"]
 
 # What the functions' docstrings say of the arguments that are not their
 # spec's hyperparameters, and of what they return.
@@ -442,13 +442,54 @@ for _spec in SPECS.values():
 UPDATES = {name: globals()[spec.function] for name, spec in SPECS.items()}
 
 
+def _is_16bit(a):
+    """float16, or bfloat16 (ml_dtypes' dtype, recognised by name)."""
+    return a.dtype.itemsize == 2 and (a.dtype.kind == "f" or a.dtype.name == "bfloat16")
+
+
+def half_step(update: Any, param: Array, grad: Array, state: Mapping[str, Array], step: int,
+              **hyper: Any) -> tuple[Array, dict[str, Array]]:
+    """One step of ``update`` (a function above) for a float16 or bfloat16
+    parameter with float32 state, as fastopt computes it::
+
+        θ16 ← round(update_f32(float32(θ16), float32(g16), state_f32))
+
+    the float32 step on the exactly widened values, its parameter rounded to
+    nearest even into the parameter's dtype; the state stays float32.
+
+    Parameters
+    ----------
+    update : callable
+        One of the functions above (``adam``, ``sgd``, ...).
+    param : ndarray
+        The float16 or bfloat16 parameter (not modified).
+    grad : ndarray
+        Its gradient, of the parameter's dtype.
+    state : dict
+        The float32 state, with torch's buffer names; empty before the first step.
+    step : int
+        The number of this update, 1 for the first.
+    **hyper : keyword arguments
+        The hyperparameters ``update`` takes.
+
+    Returns
+    -------
+    (ndarray, dict)
+        The updated parameter (of param's dtype) and the new float32 state.
+    """
+    p, new = update(param.astype(np.float32), np.asarray(grad).astype(np.float32), state, step,
+                    **hyper)
+    with np.errstate(over="ignore"):  # past the 16-bit range: rounds to inf, as fastopt
+        return p.astype(param.dtype), new
+
+
 class ReferenceOptimizer:
     """A slow stateful optimizer over copies of the given arrays, stepping
     with the functions above: the same parameter groups, defaults, per-
     parameter step counts and None-skips as :class:`fastopt.Optimizer`.
 
     The current parameters are in ``params`` and their state in ``state``
-    (by index).
+    (by index). A float16 or bfloat16 parameter steps as :func:`half_step`.
 
     Parameters
     ----------
@@ -487,5 +528,8 @@ class ReferenceOptimizer:
             if grad is None:
                 continue
             self.steps[i] += 1
-            self.params[i], self.state[i] = self.update(
-                self.params[i], np.asarray(grad), self.state[i], self.steps[i], **self.hyper[i])
+            args = (self.params[i], np.asarray(grad), self.state[i], self.steps[i])
+            if _is_16bit(self.params[i]):
+                self.params[i], self.state[i] = half_step(self.update, *args, **self.hyper[i])
+            else:
+                self.params[i], self.state[i] = self.update(*args, **self.hyper[i])

@@ -357,8 +357,9 @@ def functional_step(name, param, grad, state, step, options, isa=None):
 
 
 def new_state(name, param, fill=0.0):
-    """Buffers for every state slot of class ``name`` (all of them, used or not)."""
-    return {n: np.full_like(param, fill) for n in SPECS[name].state_names}
+    """Buffers for every state slot of class ``name`` (all of them, used or
+    not), of the parameter's state dtype (float32 for 16-bit parameters)."""
+    return {n: np.full(param.shape, fill, _core.state_dtype(param)) for n in SPECS[name].state_names}
 
 
 def run_isolated(code, timeout=60):

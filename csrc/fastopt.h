@@ -57,7 +57,9 @@ typedef enum fo_dtype { FO_F32 = 0, FO_F64 = 1, FO_BF16 = 2, FO_F16 = 3 } fo_dty
     X(lion, LION, 1)            \
     X(adabelief, ADABELIEF, 2)  \
     X(adopt, ADOPT, 2)          \
-    X(adan, ADAN, 8)
+    X(adan, ADAN, 8)            \
+    X(lamb, LAMB, 4)            \
+    X(lars, LARS, 8)
 
 #define FO_ALGO_ENUM_(name, NAME, modes) FO_##NAME,
 #define FO_ALGO_COUNT_(name, NAME, modes) +1
@@ -100,6 +102,7 @@ typedef struct fo_hyper {
     double eps_root;                 /* AdaBelief: added to the second moment */
     double beta3;                    /* Adan: decay of the second moment (beta1, beta2 its others) */
     int weight_decouple;             /* Adan: param *= 1 - lr * wd, not param /= 1 + lr * wd */
+    double trust_coefficient;        /* LARS: factor of the trust ratio */
 } fo_hyper;
 
 /* The fields of fo_hyper by name, for bindings that fill it from a table of
@@ -142,6 +145,7 @@ typedef struct fo_scalars {
     double neg_lr_diff;   /* Adan -lr * beta2 / (1 - beta2^t) */
     double param_div;     /* Adan 1 + lr * weight_decay (param /= it) */
     unsigned lerp_high;   /* Adan: bit k set when lerp weight k (1 - beta1, 1 - beta2) >= 0.5 */
+    double ratio_scale, ratio_eps; /* LAMB, LARS: trust ratio = ratio_scale * |p| / (|u| + ratio_eps) */
 } fo_scalars;
 
 struct fo_item;
@@ -161,7 +165,18 @@ typedef struct fo_item {
     fo_kernel kernel;
     /* filled by fo_plan(): */
     size_t vstart;          /* offset of the item in the job's byte space */
+    /* algorithms with a norm phase (fo_norm_phase()), filled by fo_step(): */
+    double *norms;          /* per block of FO_NORM_BLOCK elements, 2 * FO_NORM_LANES partial
+                               sums: of param^2, then of update^2, lane k holding the
+                               elements k mod FO_NORM_LANES (the norm phase adds to them) */
+    double ratio;           /* the trust ratio the apply phase scales the update by */
 } fo_item;
+
+/* Per-tensor norms (LAMB, LARS) are sums over blocks of FO_NORM_BLOCK elements
+ * from the tensor's start, each over FO_NORM_LANES fixed lanes, combined in
+ * order: the same bits for any thread count, SIMD path or neighbour tensors. */
+#define FO_NORM_BLOCK 2048
+#define FO_NORM_LANES 8
 
 /* Mode bits, per algorithm: the variants compiled as separate loops, which
  * fo_prepare() picks once per call. */
@@ -200,6 +215,17 @@ enum fo_adan_mode {
     FO_ADAN_DECAY = 1,           /* weight_decay != 0                       */
     FO_ADAN_DECOUPLE = 2,        /* ... as param *= 1 - lr * wd             */
     FO_ADAN_FIRST = 4            /* previous_grad starts as -grad           */
+};
+/* LAMB and LARS step in two phases (fo_norm_phase()): the mode from
+ * fo_prepare() runs the norm phase, mode | *_APPLY the apply phase. */
+enum fo_lamb_mode {
+    FO_LAMB_DECAY = 1,           /* update += weight_decay * param          */
+    FO_LAMB_APPLY = 2
+};
+enum fo_lars_mode {
+    FO_LARS_DECAY = 1,           /* update = grad + weight_decay * param    */
+    FO_LARS_NESTEROV = 2,
+    FO_LARS_APPLY = 4
 };
 #define FO_NUM_MODES 16 /* the most any algorithm has */
 
@@ -250,10 +276,16 @@ fo_hyper fo_hyper_defaults(fo_algo algo);
  * mode bits that select the loop. `first` marks SGD's first momentum step. */
 unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo_scalars *out);
 /* fo_prepare, then set item->scalars and item->kernel from table t. Returns 0,
- * or -1 when a state buffer the chosen loop needs is NULL: then item->kernel
- * is NULL and fo_run() leaves the item alone. */
+ * or -1 when a state buffer the chosen loop needs is NULL, or the algorithm
+ * has a norm phase (fo_norm_phase(): only fo_step() runs those): then
+ * item->kernel is NULL and fo_run() leaves the item alone. */
 int fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t step,
                     int first, fo_scalars *scalars, fo_item *item);
+/* The mode bit of an algorithm's apply phase when it has a norm phase (LAMB,
+ * LARS), else 0. fo_step() then runs every item twice: the norm phase (the
+ * mode from fo_prepare()) adds to item->norms, fo_step() turns the two norms
+ * into item->ratio, and the apply phase (mode | that bit) updates. */
+unsigned fo_norm_phase(fo_algo algo);
 /* State buffers an algorithm uses under h, as a bit mask of state[] slots. */
 unsigned fo_state_slots(fo_algo algo, const fo_hyper *h);
 /* State buffers the loop of `mode` (from fo_prepare) reads and writes. */

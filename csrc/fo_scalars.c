@@ -24,6 +24,9 @@
  *   ADOPT      clip_value = (t - 1)^0.25; the first step b1 = 1, b2 = 0 (optax)
  *   Adan       neg_lr = -lr / (1 - beta1^t),  neg_lr_diff = -lr * beta2 / (1 - beta2^t),
  *              denom_scale = sqrt(1 - beta3^t)  (pytorch-optimizer)
+ *   LAMB       bias1 = 1 - beta1^t,  bias2 = 1 - beta2^t,  neg_lr = -lr; trust ratio
+ *              |p| / |u| (optax: scale_by_trust_ratio's defaults)
+ *   LARS       neg_lr = -lr; trust ratio trust_coefficient * |p| / (|u| + eps) (optax)
  */
 #include <math.h>
 #include <stddef.h>
@@ -48,7 +51,7 @@ const fo_hyper_field fo_hyper_fields[] = {
     FO_FIELD_(rho, 0), FO_FIELD_(etaminus, 0), FO_FIELD_(etaplus, 0),
     FO_FIELD_(step_size_min, 0), FO_FIELD_(step_size_max, 0),
     FO_FIELD_(decoupled_weight_decay, 1), FO_FIELD_(maximize, 1), FO_FIELD_(eps_root, 0),
-    FO_FIELD_(beta3, 0), FO_FIELD_(weight_decouple, 1),
+    FO_FIELD_(beta3, 0), FO_FIELD_(weight_decouple, 1), FO_FIELD_(trust_coefficient, 0),
 };
 #undef FO_FIELD_
 const int fo_num_hyper_fields = (int)(sizeof fo_hyper_fields / sizeof fo_hyper_fields[0]);
@@ -74,6 +77,8 @@ fo_hyper fo_hyper_defaults(fo_algo algo)
     case FO_ADABELIEF:
         h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-16; h.eps_root = 1e-16;
         break;
+    case FO_LAMB: h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-6; break;
+    case FO_LARS: h.lr = 1.0; h.momentum = 0.9; h.trust_coefficient = 0.001; break;
     }
     return h;
 }
@@ -217,6 +222,24 @@ unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo
         s->param_div = 1 + h->lr * h->weight_decay;
         break;
     }
+    case FO_LAMB:
+        if (h->weight_decay != 0) mode |= FO_LAMB_DECAY;
+        s->lerp_weight = 1 - h->beta1;
+        s->momentum = h->beta1;
+        s->avg_weight = 1 - h->beta2;
+        s->avg_decay = h->beta2;
+        s->bias1 = 1 - pow(h->beta1, (double)step);
+        s->bias2 = 1 - pow(h->beta2, (double)step);
+        s->ratio_scale = 1.0;
+        s->ratio_eps = 0.0;
+        break;
+    case FO_LARS:
+        if (h->weight_decay != 0) mode |= FO_LARS_DECAY;
+        if (h->nesterov) mode |= FO_LARS_NESTEROV;
+        s->momentum = h->momentum;
+        s->ratio_scale = h->trust_coefficient;
+        s->ratio_eps = h->eps;
+        break;
     }
     return mode;
 }
@@ -226,7 +249,7 @@ int fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t 
 {
     unsigned mode = fo_prepare(algo, h, step, first, scalars);
     item->scalars = scalars;
-    if (fo_missing_slots(algo, mode, item)) {
+    if (fo_missing_slots(algo, mode, item) || fo_norm_phase(algo)) {
         item->kernel = NULL;
         return -1;
     }
@@ -240,7 +263,7 @@ int fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t 
 static unsigned fo_fixed_slots(fo_algo algo)
 {
     switch (algo) {
-    case FO_ADAGRAD: case FO_RMSPROP: case FO_LION: return 1u;
+    case FO_ADAGRAD: case FO_RMSPROP: case FO_LION: case FO_LARS: return 1u;
     case FO_ADAN: return 15u;
     default: return 3u;
     }
@@ -253,6 +276,15 @@ unsigned fo_state_slots(fo_algo algo, const fo_hyper *h)
     case FO_RMSPROP: return 1u | (h->momentum > 0 ? 2u : 0u) | (h->centered ? 4u : 0u);
     case FO_ADAM: return 3u | (h->amsgrad ? 4u : 0u);
     default: return fo_fixed_slots(algo);
+    }
+}
+
+unsigned fo_norm_phase(fo_algo algo)
+{
+    switch (algo) {
+    case FO_LAMB: return FO_LAMB_APPLY;
+    case FO_LARS: return FO_LARS_APPLY;
+    default: return 0;
     }
 }
 

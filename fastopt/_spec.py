@@ -289,6 +289,33 @@ _ROWS = [
         Buffer("previous_grad", 3, 0.0,  # the negated gradient; the first step sets it
                doc="The previous gradient, negated (ignored at step 1)"),
     ), step=True, eager=False, check=_adan_clipping, reference="pytorch-optimizer"),
+    # Layer-wise trust ratios: per tensor, the norms of θ and of the update (fo_norm_phase).
+    Spec("LAMB", "lamb", (
+        Hyper("lr", 1e-3, NONNEG, ("lr",), _LR),
+        Hyper("betas", (0.9, 0.999), UNIT, ("beta1", "beta2"),
+              "Decay rates (β₁, β₂) of the first and second moments"),
+        Hyper("eps", 1e-6, NONNEG, ("eps",), _EPS),
+        Hyper("weight_decay", 0.0, NONNEG, ("weight_decay",),
+              "Decoupled weight decay λ (λ·θ joins the update before the trust ratio, as "
+              "optax.lamb)"),
+        Hyper("maximize", False, FLAG, ("maximize",), _MAX),
+    ), (
+        Buffer("exp_avg", 0, 0.0, doc=_M),
+        Buffer("exp_avg_sq", 1, 0.0, doc="The second moment v"),
+    ), step=True, eager=False, reference="optax"),
+    Spec("LARS", "lars", (
+        Hyper("lr", 1.0, NONNEG, ("lr",), _LR),
+        Hyper("momentum", 0.9, NONNEG, ("momentum",),
+              "Decay rate μ of the momentum buffer b (optax's trace; 0 keeps b = the last update)"),
+        Hyper("weight_decay", 0.0, NONNEG, ("weight_decay",),
+              "Weight decay λ (λ·θ is added to the gradient before the trust ratio)"),
+        Hyper("trust_coefficient", 0.001, NONNEG, ("trust_coefficient",),
+              "Factor η of the trust ratio η·‖θ‖ / (‖u‖ + ε)"),
+        Hyper("eps", 0.0, NONNEG, ("eps",), "ε added to the update's norm in the trust ratio"),
+        Hyper("nesterov", False, FLAG, ("nesterov",), "Nesterov momentum"),
+    ), (
+        Buffer("momentum_buffer", 0, 0.0, doc="The momentum buffer b (optax's trace)"),
+    ), step=False, eager=False, reference="optax"),
 ]
 
 SPECS = {spec.name: spec for spec in _ROWS}

@@ -24,8 +24,8 @@ from . import _core, _docs
 from ._spec import SPECS
 from ._typing import Array
 from ._validate import as_whole
-from .optim import (_MAX_STEP, ADOPT, SGD, AdaBelief, Adadelta, Adagrad, Adam, Adamax, Adan, Lion,
-                    RAdam, RMSprop, Rprop)
+from .optim import (_MAX_STEP, ADOPT, LAMB, LARS, SGD, AdaBelief, Adadelta, Adagrad, Adam, Adamax,
+                    Adan, Lion, RAdam, RMSprop, Rprop)
 
 __all__ = [spec.function + "_" for spec in SPECS.values()]  # one per optimizer of fastopt._spec
 
@@ -193,6 +193,25 @@ def adan_(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, exp_avg_
                  maximize=maximize)
     _update(Adan, param, grad, (exp_avg, exp_avg_sq, exp_avg_diff, previous_grad), step, hyper,
             isa)
+
+
+def lamb_(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, *, step: int,
+          lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
+          weight_decay: float = 0.0, maximize: bool = False, isa: str | None = None) -> None:
+    """One LAMB step in place (see ``fastopt.LAMB``); the trust ratio is param's.
+    """
+    hyper = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, maximize=maximize)
+    _update(LAMB, param, grad, (exp_avg, exp_avg_sq), step, hyper, isa)
+
+
+def lars_(param: Array, grad: Array, momentum_buffer: Array, *, step: int, lr: float = 1.0,
+          momentum: float = 0.9, weight_decay: float = 0.0, trust_coefficient: float = 0.001,
+          eps: float = 0.0, nesterov: bool = False, isa: str | None = None) -> None:
+    """One LARS step in place (see ``fastopt.LARS``); the trust ratio is param's.
+    """
+    hyper = dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                 trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov)
+    _update(LARS, param, grad, (momentum_buffer,), step, hyper, isa)
 
 
 for _spec in SPECS.values():

@@ -35,7 +35,7 @@ from ._validate import as_whole, float_array, in_range
 # that it names every optimizer of the spec).
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax",
            "Adadelta", "RAdam", "Rprop",
-           "Lion", "AdaBelief", "ADOPT", "Adan"]
+           "Lion", "AdaBelief", "ADOPT", "Adan", "LAMB", "LARS"]
 
 
 # Every live optimizer, so that a forked child can replace their locks: a
@@ -1038,4 +1038,58 @@ class Adan(Optimizer):
         super().__init__(params, dict(lr=lr, betas=_pair(betas), weight_decay=weight_decay,
                                       weight_decouple=weight_decouple,
                                       max_grad_norm=max_grad_norm, eps=eps, maximize=maximize),
+                         skip_nonfinite=skip_nonfinite)
+
+
+class LAMB(Optimizer):
+    """LAMB: Adam's update scaled per tensor by a trust ratio (You et al. 2020), as optax.lamb.
+
+    Step t (1 for the first), for gradient g (−∇ when maximizing) and
+    parameter θ, in optax.lamb's order of operations (scale_by_adam,
+    add_decayed_weights, scale_by_trust_ratio, the learning rate)::
+
+        m ← (1 − β₁)·g + β₁·m
+        v ← (1 − β₂)·g² + β₂·v
+        u ← (m / (1 − β₁ᵗ)) / (√(v / (1 − β₂ᵗ)) + ε) + λ·θ
+        r ← ‖θ‖ / ‖u‖,  or 1 when either norm is 0
+        θ ← θ − γ·(u·r)
+
+    The norms are per parameter array, summed in a fixed order (the same for
+    any thread count and SIMD path). optax's ``mask`` (no weight decay on some
+    arrays) is a param group with ``weight_decay=0``.
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
+                 weight_decay: float = 0.0, *, maximize: bool = False,
+                 skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps,
+                                      weight_decay=weight_decay, maximize=maximize),
+                         skip_nonfinite=skip_nonfinite)
+
+
+class LARS(Optimizer):
+    """LARS: momentum SGD with a per-tensor trust ratio (You et al. 2017), as optax.lars.
+
+    Each step, for gradient g and parameter θ, in optax.lars's order of
+    operations (add_decayed_weights, scale_by_trust_ratio, the learning rate,
+    trace)::
+
+        u ← g + λ·θ
+        r ← η·‖θ‖ / (‖u‖ + ε),  or 1 when either norm is 0
+        u ← −γ·(u·r)
+        b ← u + μ·b
+        θ ← θ + b    (Nesterov: θ + u + μ·b)
+
+    The norms are per parameter array, summed in a fixed order (the same for
+    any thread count and SIMD path). optax's ``weight_decay_mask`` is a param
+    group with ``weight_decay=0``; its ``trust_ratio_mask`` is always on.
+    """
+
+    def __init__(self, params: Params, lr: float = 1.0, momentum: float = 0.9,
+                 weight_decay: float = 0.0, trust_coefficient: float = 0.001, eps: float = 0.0,
+                 nesterov: bool = False, *, skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                      trust_coefficient=trust_coefficient, eps=eps,
+                                      nesterov=nesterov),
                          skip_nonfinite=skip_nonfinite)

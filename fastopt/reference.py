@@ -435,6 +435,60 @@ def adan(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr
     return p, {"exp_avg": m, "exp_avg_sq": v, "exp_avg_diff": n, "previous_grad": -g}
 
 
+def _trust_ratio(p, u, coefficient=1.0, eps=0.0):
+    """optax.scale_by_trust_ratio's factor: coefficient·‖p‖ / (‖u‖ + eps), 1 when
+    either norm is 0; the norms in double (np.linalg.norm), the rest in p's dtype."""
+    pn = _scalar(np.linalg.norm(p.astype(np.float64).ravel()), p)
+    un = _scalar(np.linalg.norm(u.astype(np.float64).ravel()), p)
+    if pn == 0 or un == 0:
+        return _scalar(1, p)
+    return _scalar(coefficient, p) * pn / (un + _scalar(eps, p))
+
+
+def lamb(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-3,
+         betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6, weight_decay: float = 0.0,
+         maximize: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One LAMB step, in optax.lamb's order of operations.
+
+    For gradient g (−∇ with ``maximize``) and parameter θ::
+
+        m = (1 − β₁)·g + β₁·m,   v = (1 − β₂)·g² + β₂·v
+        u = (m / (1 − β₁ᵗ)) / (√(v / (1 − β₂ᵗ)) + ε) + λ·θ
+        θ = θ − γ·(u·r),   r = ‖θ‖ / ‖u‖ (1 when either is 0)
+    """
+    beta1, beta2 = betas
+    p, g = param, _signed(np.asarray(grad), maximize)
+    zeros = np.zeros_like(p)
+    m = _scalar(1 - beta1, p) * g + _scalar(beta1, p) * state.get("exp_avg", zeros)
+    v = _scalar(1 - beta2, p) * (g * g) + _scalar(beta2, p) * state.get("exp_avg_sq", zeros)
+    u = (m / _scalar(1 - beta1**step, p)) / (np.sqrt(v / _scalar(1 - beta2**step, p))
+                                             + _scalar(eps, p))
+    if weight_decay != 0:
+        u = u + _scalar(weight_decay, p) * p
+    u = _scalar(-lr, p) * (u * _trust_ratio(p, u))
+    return p + u, {"exp_avg": m, "exp_avg_sq": v}
+
+
+def lars(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1.0,
+         momentum: float = 0.9, weight_decay: float = 0.0, trust_coefficient: float = 0.001,
+         eps: float = 0.0, nesterov: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One LARS step, in optax.lars's order of operations.
+
+    For gradient g and parameter θ::
+
+        u = g + λ·θ
+        u = −γ·(u·r),   r = η·‖θ‖ / (‖u‖ + ε) (1 when either norm is 0)
+        b = u + μ·b
+        θ = θ + b   (Nesterov: θ + u + μ·b)
+    """
+    p, g = param, np.array(grad, copy=True)
+    u = g + _scalar(weight_decay, p) * p if weight_decay != 0 else g
+    u = _scalar(-lr, p) * (u * _trust_ratio(p, u, trust_coefficient, eps))
+    mu = _scalar(momentum, p)
+    b = u + mu * state.get("momentum_buffer", np.zeros_like(p))
+    return p + (u + mu * b if nesterov else b), {"momentum_buffer": b}
+
+
 for _spec in SPECS.values():
     _docs.document(globals()[_spec.function], _spec, _ARGS, returns=_RETURNS)
 

@@ -793,3 +793,33 @@ class Adan(_NotInTorch, _Stepper, torch.optim.Optimizer):
                                       weight_decouple=weight_decouple,
                                       max_grad_norm=max_grad_norm, foreach=foreach, eps=eps,
                                       maximize=maximize))
+
+
+class LAMB(_NotInTorch, _Stepper, torch.optim.Optimizer):
+    """LAMB stepped by fastopt, with optax.lamb's numbers and the arguments of ``fastopt.LAMB``.
+
+    State per parameter: ``step``, ``exp_avg`` and ``exp_avg_sq`` (optax's
+    ``mu`` and ``nu``), zeros at first.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
+                 weight_decay: float = 0.0, *, maximize: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+                                      weight_decay=weight_decay, maximize=maximize))
+
+
+class LARS(_NotInTorch, _Stepper, torch.optim.Optimizer):
+    """LARS stepped by fastopt, with optax.lars's numbers and the arguments of ``fastopt.LARS``.
+
+    State per parameter: ``momentum_buffer`` (optax's ``trace``), zeros at
+    first (no step count, as optax's trace has none).
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 1.0, momentum: float = 0.9, weight_decay: float = 0.0,
+                 trust_coefficient: float = 0.001, eps: float = 0.0,
+                 nesterov: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                      trust_coefficient=trust_coefficient, eps=eps,
+                                      nesterov=nesterov))

@@ -186,6 +186,27 @@ OPTIMIZERS = [
          "weight_decouple": True, "maximize": True},
     ], _cases(lr=[0.01], betas=[(0.98, 0.92, 0.99), (0.3, 0.4, 0.9)], weight_decay=[0, 0.1],
               weight_decouple=[False, True], maximize=[False, True])),
+    Opt("LAMB", [
+        {"lr": 0.01},
+        {"lr": 0.01, "betas": (0.8, 0.99)},
+        {"lr": 0.01, "betas": (0.0, 0.0)},
+        {"lr": 0.01, "eps": 1e-3},
+        {"lr": 0.01, "weight_decay": 0.1},
+        {"lr": 0.01, "maximize": True},
+        {"lr": 0.01, "betas": (0.5, 0.95), "eps": 1e-4, "weight_decay": 0.05, "maximize": True},
+    ], _cases(lr=[0.01], betas=[(0.9, 0.999), (0.3, 0.9)], weight_decay=[0, 0.1],
+              maximize=[False, True])),
+    Opt("LARS", [
+        {"lr": 0.5},
+        {"lr": 0.5, "momentum": 0.0},
+        {"lr": 0.5, "momentum": 0.5},
+        {"lr": 0.5, "weight_decay": 0.1},
+        {"lr": 0.5, "trust_coefficient": 0.02},
+        {"lr": 0.5, "eps": 1e-3},
+        {"lr": 0.5, "nesterov": True},
+        {"lr": 0.5, "momentum": 0.8, "weight_decay": 0.05, "trust_coefficient": 0.01,
+         "eps": 1e-4, "nesterov": True},
+    ], _cases(lr=[0.5], momentum=[0.0, 0.9], weight_decay=[0, 0.1], nesterov=[False, True])),
 ]
 
 # An optimizer of fastopt._spec without its own entry above gets one made from its

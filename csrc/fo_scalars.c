@@ -15,6 +15,13 @@
  *            rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))^0.5,
  *            denom_scale = bias_correction2^0.5;  decoupled param_decay = 1 - lr * wd
  *   Rprop    the etas and step-size bounds; lr, the step size of the first step
+ *   NAdam    mu_t = beta1 * (1 - 0.5 * 0.96^(t * momentum_decay)),  mu_product *= mu_t (in its
+ *            dtype), bias2 = 1 - beta2^t,
+ *            grad_coef = -lr * (1 - mu_t) / (1 - mu_product),
+ *            avg_coef = -lr * mu_{t+1} / (1 - mu_product * mu_{t+1});  decoupled param_decay
+ *   ASGD     eta, mu from the item's state: param_decay = 1 - lambd * eta, neg_lr = -eta,
+ *            avg_coef = mu; then eta = lr / (1 + lambd * lr * t)^alpha, mu = 1 / max(1, t - t0),
+ *            each rounded to float32 as torch.as_tensor makes them
  *
  * and, for the optimizers torch lacks, their reference implementation's:
  *
@@ -52,6 +59,7 @@ const fo_hyper_field fo_hyper_fields[] = {
     FO_FIELD_(step_size_min, 0), FO_FIELD_(step_size_max, 0),
     FO_FIELD_(decoupled_weight_decay, 1), FO_FIELD_(maximize, 1), FO_FIELD_(eps_root, 0),
     FO_FIELD_(beta3, 0), FO_FIELD_(weight_decouple, 1), FO_FIELD_(trust_coefficient, 0),
+    FO_FIELD_(momentum_decay, 0), FO_FIELD_(lambd, 0), FO_FIELD_(t0, 0),
 };
 #undef FO_FIELD_
 const int fo_num_hyper_fields = (int)(sizeof fo_hyper_fields / sizeof fo_hyper_fields[0]);
@@ -79,6 +87,10 @@ fo_hyper fo_hyper_defaults(fo_algo algo)
         break;
     case FO_LAMB: h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-6; break;
     case FO_LARS: h.lr = 1.0; h.momentum = 0.9; h.trust_coefficient = 0.001; break;
+    case FO_NADAM:
+        h.lr = 2e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; h.momentum_decay = 4e-3;
+        break;
+    case FO_ASGD: h.lr = 1e-2; h.lambd = 1e-4; h.alpha = 0.75; h.t0 = 1e6; break;
     }
     return h;
 }
@@ -88,9 +100,35 @@ fo_hyper fo_hyper_defaults(fo_algo algo)
  * weight within 2^-25 of 0.5, where both formulas agree to rounding.) */
 static int fo_lerp_high(double w) { return !(fabs(w) < 0.5); }
 
+/* x rounded to a 0-d tensor's dtype (fo_pscalars.dtype). */
+static double fo_round_to(double x, int dtype) { return dtype == FO_F32 ? (double)(float)x : x; }
+
+int fo_num_pscalars(fo_algo algo)
+{
+    switch (algo) {
+    case FO_NADAM: return 1;
+    case FO_ASGD: return 2;
+    default: return 0;
+    }
+}
+
+void fo_advance(fo_algo algo, const fo_scalars *s, int first, fo_pscalars *ps)
+{
+    (void)first;  /* the advance was computed from the first step's state already */
+    for (int k = 0; k < fo_num_pscalars(algo); k++) ps->v[k] = s->advance[k];
+}
+
 unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo_scalars *s)
 {
+    return fo_prepare_with(algo, h, step, first, NULL, s);
+}
+
+unsigned fo_prepare_with(fo_algo algo, const fo_hyper *h, int64_t step, int first,
+                         const fo_pscalars *ps, fo_scalars *s)
+{
     unsigned mode = 0;
+    const int fresh = first || !ps;       /* torch's new 0-d state, not ps's values */
+    const int pdtype = ps ? ps->dtype : FO_F64;
     memset(s, 0, sizeof *s);
     s->grad_sign = h->maximize ? -1.0 : 1.0;
     s->weight_decay = h->weight_decay;
@@ -240,6 +278,41 @@ unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo
         s->ratio_scale = h->trust_coefficient;
         s->ratio_eps = h->eps;
         break;
+    case FO_NADAM: {
+        double t = (double)step;
+        double mu = h->beta1 * (1.0 - 0.5 * pow(0.96, t * h->momentum_decay));
+        double mu_next = h->beta1 * (1.0 - 0.5 * pow(0.96, (t + 1) * h->momentum_decay));
+        double product = fresh ? 1.0 : ps->v[0];
+        /* torch: mu_product *= mu, in the 0-d tensor's dtype */
+        product = pdtype == FO_F32 ? (double)((float)product * (float)mu) : product * mu;
+        if (h->weight_decay != 0)
+            mode |= h->decoupled_weight_decay ? FO_NADAM_DECOUPLED : FO_NADAM_L2;
+        if (fo_lerp_high(1 - h->beta1)) mode |= FO_NADAM_LERP_HIGH;
+        s->param_decay = 1 - h->lr * h->weight_decay;
+        s->lerp_weight = 1 - h->beta1;
+        s->avg_decay = h->beta2;
+        s->avg_weight = 1 - h->beta2;
+        s->bias2 = 1 - pow(h->beta2, t);
+        s->grad_coef = -h->lr * (1.0 - mu) / (1.0 - product);
+        s->avg_coef = -h->lr * mu_next / (1.0 - product * mu_next);
+        s->advance[0] = product;
+        break;
+    }
+    case FO_ASGD: {
+        double t = (double)step;
+        double eta = fresh ? fo_round_to(h->lr, pdtype) : ps->v[0];
+        double mu = fresh ? 1.0 : ps->v[1];
+        double d = t - h->t0;
+        if (h->weight_decay != 0) mode |= FO_ASGD_L2;
+        if (mu != 1) mode |= FO_ASGD_AVERAGE;
+        s->param_decay = 1 - h->lambd * eta;
+        s->neg_lr = -eta;
+        s->avg_coef = mu;
+        /* torch.as_tensor(value) (float32, torch's default dtype), copied into the state */
+        s->advance[0] = fo_round_to(fo_round_to(h->lr / pow(1 + h->lambd * h->lr * t, h->alpha), FO_F32), pdtype);
+        s->advance[1] = fo_round_to(fo_round_to(1 / (d > 1 ? d : 1), FO_F32), pdtype);
+        break;
+    }
     }
     return mode;
 }
@@ -263,7 +336,7 @@ int fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t 
 static unsigned fo_fixed_slots(fo_algo algo)
 {
     switch (algo) {
-    case FO_ADAGRAD: case FO_RMSPROP: case FO_LION: case FO_LARS: return 1u;
+    case FO_ADAGRAD: case FO_RMSPROP: case FO_LION: case FO_LARS: case FO_ASGD: return 1u;
     case FO_ADAN: return 15u;
     default: return 3u;
     }

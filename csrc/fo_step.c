@@ -5,7 +5,9 @@
  * each item's group, its step count, its dtype and the state buffers its loop
  * needs. Items in a row with the same (group, step number, started) share one
  * fo_scalars (one fo_prepare(), so the pow() of Adam's bias corrections runs
- * once per group, not once per tensor). Items without a gradient get no
+ * once per group, not once per tensor); for an algorithm with per-parameter
+ * scalar state (fo_pscalars) only items whose state is also the same (bit for
+ * bit) share. Items without a gradient get no
  * kernel, so fo_plan() gives them no room and fo_run() never reaches them.
  *
  * An algorithm with a norm phase (fo_norm_phase(): LAMB, LARS) runs in two
@@ -17,6 +19,7 @@
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include "fo_common.h"
 
 /* How many gradient elements of the planned items are NaN or Inf, or -1
@@ -97,6 +100,12 @@ static void fo_run_norm_phases(const fo_table *t, fo_step_args *a, size_t pieces
     fo_run(a->items, a->count, pieces, NULL);
 }
 
+/* Whether two items' per-parameter scalar states are the same, bit for bit. */
+static int fo_same_pscalars(const fo_pscalars *x, const fo_pscalars *y, int n)
+{
+    return x->dtype == y->dtype && memcmp(x->v, y->v, (size_t)n * sizeof x->v[0]) == 0;
+}
+
 int fo_step(fo_step_args *a)
 {
     const fo_table *t = a->table ? a->table : fo_table_active();
@@ -104,9 +113,12 @@ int fo_step(fo_step_args *a)
     int last_group = -1, last_first = -1;
     int64_t last_step = -1;
     unsigned mode = 0, need = 0;
+    const fo_pscalars *last_ps = NULL;
     a->bad = 0;
     a->missing = 0;
     if ((unsigned)a->algo >= (unsigned)FO_NUM_ALGOS) return FO_STEP_BAD_ARGS;
+    const int nps = fo_num_pscalars(a->algo);
+    if (nps && !a->pscalars && a->count) return FO_STEP_BAD_ARGS;
     for (size_t i = 0; i < a->count; i++) {
         fo_item *it = &a->items[i];
         it->kernel = NULL;
@@ -129,12 +141,15 @@ int fo_step(fo_step_args *a)
         }
         const int64_t step = a->steps[i] + 1;
         const int first = !a->started[i];
-        if (g != last_group || step != last_step || first != last_first) {
-            mode = fo_prepare(a->algo, &a->hypers[g], step, first, &a->scalars[nsc++]);
+        const fo_pscalars *ps = nps ? &a->pscalars[i] : NULL;
+        if (g != last_group || step != last_step || first != last_first ||
+            (ps && !fo_same_pscalars(ps, last_ps, nps))) {
+            mode = fo_prepare_with(a->algo, &a->hypers[g], step, first, ps, &a->scalars[nsc++]);
             need = fo_mode_slots(a->algo, mode);
             last_group = g;
             last_step = step;
             last_first = first;
+            last_ps = ps;
         }
         if (((need & 1u) && !it->state[0]) || ((need & 2u) && !it->state[1]) ||
             ((need & 4u) && !it->state[2]) || ((need & 8u) && !it->state[3])) {
@@ -178,6 +193,7 @@ int fo_step(fo_step_args *a)
     }
     for (size_t i = 0; i < a->count; i++) {
         if (a->items[i].kernel) {
+            if (nps) fo_advance(a->algo, a->items[i].scalars, !a->started[i], &a->pscalars[i]);
             a->steps[i]++;
             a->started[i] = 1;
         }

@@ -20,12 +20,14 @@ Examples
 >>> p
 array([0.9, 0.9, 0.9, 0.9])
 """
+import numpy as np
+
 from . import _core, _docs
 from ._spec import SPECS
 from ._typing import Array
 from ._validate import as_whole
-from .optim import (_MAX_STEP, ADOPT, LAMB, LARS, SGD, AdaBelief, Adadelta, Adagrad, Adam, Adamax,
-                    Adan, Lion, RAdam, RMSprop, Rprop)
+from .optim import (_MAX_STEP, ADOPT, ASGD, LAMB, LARS, SGD, AdaBelief, Adadelta, Adagrad, Adam,
+                    Adamax, Adan, Lion, NAdam, RAdam, RMSprop, Rprop)
 
 __all__ = [spec.function + "_" for spec in SPECS.values()]  # one per optimizer of fastopt._spec
 
@@ -40,8 +42,9 @@ _ARGS = {
 }
 
 
-def _update(cls, param, grad, buffers, step, hyper, isa):
-    """One step of optimizer class `cls`; `buffers` in the order of its spec's state."""
+def _update(cls, param, grad, buffers, step, hyper, isa, scalars=()):
+    """One step of optimizer class `cls`; `buffers` in the order of its spec's state,
+    `scalars` (0-d arrays, updated in place) in the order of its spec's scalars."""
     spec = cls._spec
     step = as_whole(step, "step (the number of this update)", 1, _MAX_STEP)
     hyper = {**spec.defaults, **hyper}  # what a function does not take (Adagrad's initial value)
@@ -61,9 +64,18 @@ def _update(cls, param, grad, buffers, step, hyper, isa):
             raise ValueError(f"{buf.name} must have dtype {dtype} and shape {p.shape} (param: "
                              f"{p.dtype}), got {a.dtype} {a.shape}")
         states[buf.slot] = a if needed[buf.slot] else None
+    for c, a in zip(spec.scalars, scalars):
+        if (not isinstance(a, np.ndarray) or a.ndim != 0 or a.dtype not in (np.float32, np.float64)
+                or not a.flags.writeable or a.dtype != scalars[0].dtype):
+            raise TypeError(f"{c.name} must be a writeable 0-d float32 or float64 array (all of "
+                            f"one dtype), got {a!r}")
     engine = _core.Engine(spec.algo, [p], [tuple(states)], ["param"], [0])
     engine.set_counters([step - 1], [step > 1])  # this update is number `step`
+    if scalars:
+        engine.load_scalars([tuple(scalars)])
     engine.step([grad], [hyper], False, isa)
+    if scalars:
+        engine.store_scalars([tuple(scalars)])
 
 
 def sgd_(param: Array, grad: Array, momentum_buffer: Array | None = None, *, step: int,
@@ -151,6 +163,29 @@ def rprop_(param: Array, grad: Array, prev: Array, step_size: Array, *, step: in
     """
     hyper = dict(lr=lr, etas=tuple(etas), step_sizes=tuple(step_sizes), maximize=maximize)
     _update(Rprop, param, grad, (prev, step_size), step, hyper, isa)
+
+
+def nadam_(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, mu_product: Array, *,
+           step: int, lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
+           eps: float = 1e-8, weight_decay: float = 0, momentum_decay: float = 4e-3,
+           decoupled_weight_decay: bool = False, maximize: bool = False,
+           isa: str | None = None) -> None:
+    """One NAdam step in place (see ``fastopt.NAdam``).
+    """
+    hyper = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                 momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
+                 maximize=maximize)
+    _update(NAdam, param, grad, (exp_avg, exp_avg_sq), step, hyper, isa, (mu_product,))
+
+
+def asgd_(param: Array, grad: Array, ax: Array, eta: Array, mu: Array, *, step: int,
+          lr: float = 1e-2, lambd: float = 1e-4, alpha: float = 0.75, t0: float = 1e6,
+          weight_decay: float = 0, maximize: bool = False, isa: str | None = None) -> None:
+    """One ASGD step in place (see ``fastopt.ASGD``).
+    """
+    hyper = dict(lr=lr, lambd=lambd, alpha=alpha, t0=t0, weight_decay=weight_decay,
+                 maximize=maximize)
+    _update(ASGD, param, grad, (ax,), step, hyper, isa, (eta, mu))
 
 
 def lion_(param: Array, grad: Array, exp_avg: Array, *, step: int, lr: float = 1e-4,

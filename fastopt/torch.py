@@ -282,6 +282,9 @@ class _Stepper:
         fresh = not state
         if fresh and spec.step:
             state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
+        if fresh:  # torch's 0-d state (the first step sets it from torch's initial values)
+            for c in spec.scalars:
+                state[c.name] = torch.tensor(1.0, dtype=_scalar_dtype())
         created = False
         for buf in spec.state:
             if buf.when is None:
@@ -463,6 +466,10 @@ class _Plan:
             bufs += (None,) * (_core.NUM_SLOTS - len(bufs))  # the C core's slots
             bufsets.append(bufs)
             entries.append(state)
+            for name in spec.scalar_names:
+                if state.get(name) is None:
+                    raise ValueError(f"the state of parameter {index_of[id(p)]} has no {name!r}")
+                state[name] = _step_tensor(state[name])  # a 0-d CPU float tensor of its own
             if "step" in state:
                 state["step"] = _step_tensor(state["step"])
                 started.append(float(state["step"]) > 0)
@@ -470,6 +477,10 @@ class _Plan:
                 started.append(not fresh)
         steps = [state["step"].detach().reshape(()) for state in entries if "step" in state]
         self.step_views = tuple(t.numpy() for t in steps)  # torch's counts, see run()
+        # torch's 0-d state tensors (mu_product; eta, mu), the truth as the counts are
+        self.scalar_views = tuple(tuple(state[name].detach().reshape(()).numpy()
+                                        for name in spec.scalar_names)
+                                  for state in entries) if spec.scalars else ()
         self.items = list(opt.state.items())
         # every state tensor, by where it is and where its memory is
         self.where = [(state, key) for state in entries for key, t in state.items()
@@ -527,9 +538,13 @@ class _Plan:
         engine = self.engine
         if self.step_views:
             engine.set_counters(steps=self.step_views)
+        if self.scalar_views:
+            engine.load_scalars(self.scalar_views)
         engine.step(grads, hypers)
         if self.step_views:
             engine.store_steps(self.step_views)
+        if self.scalar_views:
+            engine.store_scalars(self.scalar_views)
 
 
 # What the classes' docstrings say of the arguments that are not their spec's
@@ -716,6 +731,44 @@ class Rprop(_Stepper, torch.optim.Rprop):
         self._fo_setup()
         super().__init__(params, lr=lr, etas=etas, step_sizes=step_sizes, capturable=capturable,
                          foreach=foreach, maximize=maximize, differentiable=differentiable)
+
+
+class NAdam(_Stepper, torch.optim.NAdam):
+    """torch.optim.NAdam stepped by fastopt (same signature, defaults and state dict).
+
+    State per parameter: ``step``, ``mu_product`` (a 0-d tensor, 1 at first),
+    ``exp_avg`` and ``exp_avg_sq`` (zeros at first).
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float | torch.Tensor = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0, momentum_decay: float = 4e-3,
+                 decoupled_weight_decay: bool = False, *, foreach: bool | None = None,
+                 maximize: bool = False, capturable: bool = False,
+                 differentiable: bool = False) -> None:
+        self._fo_setup()
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         momentum_decay=momentum_decay,
+                         decoupled_weight_decay=decoupled_weight_decay, foreach=foreach,
+                         maximize=maximize, capturable=capturable, differentiable=differentiable)
+
+
+class ASGD(_Stepper, torch.optim.ASGD):
+    """torch.optim.ASGD stepped by fastopt (same signature, defaults and state dict).
+
+    State per parameter: ``step``, ``eta`` (a 0-d tensor, the group's ``lr``
+    at the first step), ``mu`` (a 0-d tensor, 1 at first) and ``ax`` (zeros).
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float | torch.Tensor = 1e-2, lambd: float = 1e-4, alpha: float = 0.75,
+                 t0: float = 1e6, weight_decay: float = 0, foreach: bool | None = None,
+                 maximize: bool = False, differentiable: bool = False,
+                 capturable: bool = False) -> None:
+        self._fo_setup()
+        super().__init__(params, lr=lr, lambd=lambd, alpha=alpha, t0=t0,
+                         weight_decay=weight_decay, foreach=foreach, maximize=maximize,
+                         differentiable=differentiable, capturable=capturable)
 
 
 class _NotInTorch:

@@ -373,14 +373,16 @@ def functional_step(name, param, grad, state, step, options, isa=None):
     state buffers taken from the dict ``state`` by torch's names."""
     from fastopt import functional as F
     fn = getattr(F, SPECS[name].function + "_")
-    buffers = [state.get(n) for n in SPECS[name].state_names]
+    buffers = [state.get(n) for n in SPECS[name].state_names + SPECS[name].scalar_names]
     fn(param, grad, *buffers, step=step, isa=isa, **options)
 
 
 def new_state(name, param, fill=0.0):
     """Buffers for every state slot of class ``name`` (all of them, used or
-    not), of the parameter's state dtype (float32 for 16-bit parameters)."""
-    return {n: np.full(param.shape, fill, _core.state_dtype(param)) for n in SPECS[name].state_names}
+    not), of the parameter's state dtype (float32 for 16-bit parameters), and
+    its 0-d scalar state (float32, as torch keeps it)."""
+    return {**{n: np.full(param.shape, fill, _core.state_dtype(param)) for n in SPECS[name].state_names},
+            **{n: np.array(1.0, np.float32) for n in SPECS[name].scalar_names}}
 
 
 def run_isolated(code, timeout=60):

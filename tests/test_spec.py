@@ -22,7 +22,7 @@ _NOT_HYPERS = {"params", "skip_nonfinite", "foreach", "fused", "differentiable",
 
 def _defaults(fn, spec):
     sig = inspect.signature(fn)
-    names = {b.name for b in spec.state}
+    names = {b.name for b in spec.state} | set(spec.scalar_names)  # state arguments
     return {k: p.default for k, p in sig.parameters.items()
             if k not in _NOT_HYPERS and k not in names}
 

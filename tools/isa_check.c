@@ -108,6 +108,7 @@ int main(void) {
         s.interp_decay = 0.9; s.interp_weight = 0.1; s.bias1 = 0.19; s.bias2 = 0.02; s.eps_root = 1e-12;
         s.clip_value = 1.3; s.diff_decay = 0.92; s.diff_weight = (mode & 8) ? 0.6 : 0.08;
         s.neg_lr_diff = -0.02; s.param_div = 1.001; s.lerp_high = (mode & 8) ? 3u : 0u;
+        s.grad_coef = -0.02; s.avg_coef = (mode & 2) ? 0.3 : -0.05;
         for (int t = 0; t < 2; t++) {
             const fo_table *tab = t ? other : fo_table_for(FO_ISA_SCALAR);
             fo_item it; memset(&it, 0, sizeof it);

@@ -12,6 +12,7 @@ pytestmark = pytest.mark.skipif(not os.path.isfile(os.path.join(ROOT, "benchmark
                                 reason="needs the source tree's benchmarks/")
 
 
+@pytest.mark.slow  # runs every benchmark once, small
 def test_benchmark_suite_runs(tmp_path):
     try:
         import torch  # noqa: F401

@@ -32,6 +32,7 @@ pytestmark = [
                        reason="needs a source tree (examples/c, csrc)"),
     pytest.mark.skipif(sys.platform == "win32", reason="the example's build line is for cc"),
     pytest.mark.skipif(find_cc() is None, reason="no C compiler"),
+    pytest.mark.slow,  # compiles every kernel of every ISA at -O3: a minute or more
 ]
 
 

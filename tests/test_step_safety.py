@@ -17,82 +17,90 @@ FULL = {o.name: o.full for o in OPTIMIZERS}
 NAMES = [o.name for o in OPTIMIZERS]
 
 
-@pytest.mark.parametrize("name", [o.name for o in IN_TORCH])
-def test_group_edits_match_torch(name):
+def test_group_edits_match_torch():
     """Groups popped (end and front), cleared, reordered, their "params"
     swapped, an array replaced, groups put back and added: fastopt steps
     exactly the parameters torch.optim steps after the same edits, with the
-    hyperparameters of the group each parameter is in now."""
+    hyperparameters of the group each parameter is in now. Every optimizer
+    torch has, in one process (torch imports once)."""
     pytest.importorskip("torch")
+    cases = [(o.name, FULL[o.name]) for o in IN_TORCH]
     run_isolated(f"""
         import numpy as np, torch, fastopt
-        name, options = {name!r}, {FULL[name]!r}
-        rng = np.random.default_rng(0)
-        pairs = []  # (fastopt array, torch tensor)
 
-        def new(n):
-            a = rng.standard_normal(n)
-            pairs.append((a, torch.tensor(a.copy())))
-            return pairs[-1]
+        def scenario(name, options):
+            rng = np.random.default_rng(0)
+            pairs = []  # (fastopt array, torch tensor)
 
-        groups = [[new(3)], [new(4), new(5)], [new(6)]]
-        lrs = [options["lr"], options["lr"] * 2, options["lr"] / 3]
-        fast = getattr(fastopt, name)([{{"params": [a for a, _ in g], "lr": lr}}
-                                      for g, lr in zip(groups, lrs)], **options)
-        tor = getattr(torch.optim, name)([{{"params": [t for _, t in g], "lr": lr}}
-                                         for g, lr in zip(groups, lrs)], **options)
-        by_tensor = {{id(t): a for a, t in pairs}}
-        tensor_of = {{id(a): t for a, t in pairs}}
+            def new(n):
+                a = rng.standard_normal(n)
+                pairs.append((a, torch.tensor(a.copy())))
+                return pairs[-1]
 
-        def steps(k):
-            for _ in range(k):
-                order = [p for g in tor.param_groups for p in g["params"]]
-                grads = [rng.standard_normal(p.shape) for p in order]
-                for p, g in zip(order, grads):
-                    p.grad = torch.tensor(g)
-                tor.step()
-                assert fast.step(grads) is True
-            for a, t in pairs:
-                np.testing.assert_allclose(a, t.numpy(), rtol=1e-10, atol=1e-12)
+            groups = [[new(3)], [new(4), new(5)], [new(6)]]
+            lrs = [options["lr"], options["lr"] * 2, options["lr"] / 3]
+            fast = getattr(fastopt, name)([{{"params": [a for a, _ in g], "lr": lr}}
+                                          for g, lr in zip(groups, lrs)], **options)
+            tor = getattr(torch.optim, name)([{{"params": [t for _, t in g], "lr": lr}}
+                                             for g, lr in zip(groups, lrs)], **options)
+            by_tensor = {{id(t): a for a, t in pairs}}
+            tensor_of = {{id(a): t for a, t in pairs}}
 
-        def edit(fn):
-            fn(fast.param_groups, False)
-            fn(tor.param_groups, True)
+            def steps(k):
+                for _ in range(k):
+                    order = [p for g in tor.param_groups for p in g["params"]]
+                    grads = [rng.standard_normal(p.shape) for p in order]
+                    for p, g in zip(order, grads):
+                        p.grad = torch.tensor(g)
+                    tor.step()
+                    assert fast.step(grads) is True
+                for a, t in pairs:
+                    np.testing.assert_allclose(a, t.numpy(), rtol=1e-10, atol=1e-12)
 
-        steps(2)
-        popped = {{}}
-        edit(lambda pg, t: popped.__setitem__(t, pg.pop()))       # remove the last group
-        steps(2)
-        edit(lambda pg, t: popped.__setitem__((t, 0), pg.pop(0)))  # and the first
-        steps(2)
-        edit(lambda pg, t: (pg.append(popped[t]), pg.insert(0, popped[(t, 0)])))  # back in
-        steps(2)
-        edit(lambda pg, t: pg.reverse())
-        steps(2)
-        def swap(pg, t):
-            pg[0]["params"], pg[1]["params"] = pg[1]["params"], pg[0]["params"]
-        edit(swap)
-        steps(2)
-        a, t = new(7)  # a new array in place of an old one: fresh state
-        def replace(pg, is_torch):
-            pg[1]["params"][0] = t if is_torch else a
-        edit(replace)
-        steps(3)
-        saved = {{}}
-        edit(lambda pg, t: (saved.__setitem__(t, list(pg)), pg.clear()))
-        assert fast.step([]) is True
-        tor.step()
-        edit(lambda pg, t: pg.extend(saved[t]))
-        steps(2)
-        b, u = new(2)
-        fast.add_param_group({{"params": [b], "lr": 0.02}})
-        tor.add_param_group({{"params": [u], "lr": 0.02}})
-        steps(3)
-        sizes = [len(g["params"]) for g in tor.param_groups]
-        sd = fast.state_dict()  # (torch's own state_dict fails after a replaced tensor)
-        assert [len(g["params"]) for g in sd["param_groups"]] == sizes
+            def edit(fn):
+                fn(fast.param_groups, False)
+                fn(tor.param_groups, True)
+
+            steps(2)
+            popped = {{}}
+            edit(lambda pg, t: popped.__setitem__(t, pg.pop()))       # remove the last group
+            steps(2)
+            edit(lambda pg, t: popped.__setitem__((t, 0), pg.pop(0)))  # and the first
+            steps(2)
+            edit(lambda pg, t: (pg.append(popped[t]), pg.insert(0, popped[(t, 0)])))  # back in
+            steps(2)
+            edit(lambda pg, t: pg.reverse())
+            steps(2)
+            def swap(pg, t):
+                pg[0]["params"], pg[1]["params"] = pg[1]["params"], pg[0]["params"]
+            edit(swap)
+            steps(2)
+            a, t = new(7)  # a new array in place of an old one: fresh state
+            def replace(pg, is_torch):
+                pg[1]["params"][0] = t if is_torch else a
+            edit(replace)
+            steps(3)
+            saved = {{}}
+            edit(lambda pg, t: (saved.__setitem__(t, list(pg)), pg.clear()))
+            assert fast.step([]) is True
+            tor.step()
+            edit(lambda pg, t: pg.extend(saved[t]))
+            steps(2)
+            b, u = new(2)
+            fast.add_param_group({{"params": [b], "lr": 0.02}})
+            tor.add_param_group({{"params": [u], "lr": 0.02}})
+            steps(3)
+            sizes = [len(g["params"]) for g in tor.param_groups]
+            sd = fast.state_dict()  # (torch's own state_dict fails after a replaced tensor)
+            assert [len(g["params"]) for g in sd["param_groups"]] == sizes
+
+        for name, options in {cases!r}:
+            try:
+                scenario(name, options)
+            except AssertionError as e:
+                raise AssertionError(f"{{name}} {{options}}: {{e}}") from e
         print("ok")
-    """, timeout=120)
+    """, timeout=300)
 
 
 def test_new_array_in_a_group_is_validated_like_in_the_constructor():

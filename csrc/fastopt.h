@@ -61,7 +61,8 @@ typedef enum fo_dtype { FO_F32 = 0, FO_F64 = 1, FO_BF16 = 2, FO_F16 = 3 } fo_dty
     X(lamb, LAMB, 4)            \
     X(lars, LARS, 8)            \
     X(nadam, NADAM, 8)          \
-    X(asgd, ASGD, 4)
+    X(asgd, ASGD, 4)            \
+    X(muon, MUON, 4)
 
 #define FO_ALGO_ENUM_(name, NAME, modes) FO_##NAME,
 #define FO_ALGO_COUNT_(name, NAME, modes) +1
@@ -107,6 +108,7 @@ typedef struct fo_hyper {
     double trust_coefficient;        /* LARS: factor of the trust ratio */
     double momentum_decay;           /* NAdam: psi of the momentum schedule mu_t */
     double lambd, t0;                /* ASGD: decay term; the step averaging starts at (alpha: its eta power) */
+    /* Muon: lr, weight_decay, momentum, nesterov (its Newton-Schulz iteration runs outside C) */
 } fo_hyper;
 
 /* The fields of fo_hyper by name, for bindings that fill it from a table of
@@ -191,7 +193,8 @@ typedef struct fo_item {
     double *norms;          /* per block of FO_NORM_BLOCK elements, 2 * FO_NORM_LANES partial
                                sums: of param^2, then of update^2, lane k holding the
                                elements k mod FO_NORM_LANES (the norm phase adds to them) */
-    double ratio;           /* the trust ratio the apply phase scales the update by */
+    double ratio;           /* the trust ratio the apply phase scales the update by (Muon:
+                               the caller's per-tensor learning-rate factor, adjust_lr_fn) */
 } fo_item;
 
 /* Per-tensor norms (LAMB, LARS) are sums over blocks of FO_NORM_BLOCK elements
@@ -257,6 +260,14 @@ enum fo_nadam_mode {
 enum fo_asgd_mode {
     FO_ASGD_L2 = 1,
     FO_ASGD_AVERAGE = 2          /* mu != 1: ax += (p - ax) * mu, else ax = p */
+};
+/* Muon steps in two passes with the Newton-Schulz iteration in between, outside
+ * C (fo_split_phase()): the first pass (mode from fo_prepare()) updates the
+ * momentum buffer and writes the update to orthogonalise into state[1], the
+ * second (mode | FO_MUON_APPLY) applies what the caller put there. */
+enum fo_muon_mode {
+    FO_MUON_NESTEROV = 1,
+    FO_MUON_APPLY = 2
 };
 #define FO_NUM_MODES 16 /* the most any algorithm has */
 
@@ -326,6 +337,11 @@ int fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t 
  * mode from fo_prepare()) adds to item->norms, fo_step() turns the two norms
  * into item->ratio, and the apply phase (mode | that bit) updates. */
 unsigned fo_norm_phase(fo_algo algo);
+/* The mode bit of an algorithm's second pass when its step has a stage outside
+ * C between two passes (Muon: FO_MUON_APPLY), else 0. The caller runs
+ * fo_step() with phase 0 (the first pass: the counts do not advance), does
+ * its stage, then runs fo_step() with phase set to that bit. */
+unsigned fo_split_phase(fo_algo algo);
 /* State buffers an algorithm uses under h, as a bit mask of state[] slots. */
 unsigned fo_state_slots(fo_algo algo, const fo_hyper *h);
 /* State buffers the loop of `mode` (from fo_prepare) reads and writes. */
@@ -353,6 +369,8 @@ typedef struct fo_step_args {
     fo_pscalars *pscalars;   /* per item, when fo_num_pscalars(algo) > 0 (else unread):
                                 read for its scalars, advanced by an applied update */
     int skip_nonfinite;      /* change nothing when a gradient holds NaN or Inf */
+    unsigned phase;          /* 0, or fo_split_phase(algo) for the second pass of such a step:
+                                or'ed into every item's mode; the counts advance then only */
     /* set when fo_step() returns an error: */
     size_t bad;              /* the item at fault */
     unsigned missing;        /* FO_STEP_NO_STATE: the state[] slots (bit mask) its loop needs */

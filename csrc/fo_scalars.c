@@ -34,6 +34,10 @@
  *   LAMB       bias1 = 1 - beta1^t,  bias2 = 1 - beta2^t,  neg_lr = -lr; trust ratio
  *              |p| / |u| (optax: scale_by_trust_ratio's defaults)
  *   LARS       neg_lr = -lr; trust ratio trust_coefficient * |p| / (|u| + eps) (optax)
+ *
+ * and Muon (torch.optim.Muon): lerp weights 1 - momentum (the buffer's) and
+ * momentum (Nesterov's), param_decay = 1 - lr * wd, neg_lr = -lr (the apply
+ * pass scales it by the item's ratio, adjust_lr_fn's factor: -adjusted_lr)
  */
 #include <math.h>
 #include <stddef.h>
@@ -91,6 +95,7 @@ fo_hyper fo_hyper_defaults(fo_algo algo)
         h.lr = 2e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; h.momentum_decay = 4e-3;
         break;
     case FO_ASGD: h.lr = 1e-2; h.lambd = 1e-4; h.alpha = 0.75; h.t0 = 1e6; break;
+    case FO_MUON: h.lr = 1e-3; h.weight_decay = 0.1; h.momentum = 0.95; h.nesterov = 1; break;
     }
     return h;
 }
@@ -313,6 +318,13 @@ unsigned fo_prepare_with(fo_algo algo, const fo_hyper *h, int64_t step, int firs
         s->advance[1] = fo_round_to(fo_round_to(1 / (d > 1 ? d : 1), FO_F32), pdtype);
         break;
     }
+    case FO_MUON:
+        if (h->nesterov) mode |= FO_MUON_NESTEROV;
+        s->lerp_weight = 1 - h->momentum;  /* buf.lerp_(grad, 1 - momentum) */
+        s->momentum = h->momentum;         /* grad.lerp(buf, momentum) */
+        s->lerp_high = (fo_lerp_high(1 - h->momentum) ? 1u : 0u) | (fo_lerp_high(h->momentum) ? 2u : 0u);
+        s->param_decay = 1 - h->lr * h->weight_decay;
+        break;
     }
     return mode;
 }
@@ -322,7 +334,7 @@ int fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t 
 {
     unsigned mode = fo_prepare(algo, h, step, first, scalars);
     item->scalars = scalars;
-    if (fo_missing_slots(algo, mode, item) || fo_norm_phase(algo)) {
+    if (fo_missing_slots(algo, mode, item) || fo_norm_phase(algo) || fo_split_phase(algo)) {
         item->kernel = NULL;
         return -1;
     }
@@ -338,6 +350,7 @@ static unsigned fo_fixed_slots(fo_algo algo)
     switch (algo) {
     case FO_ADAGRAD: case FO_RMSPROP: case FO_LION: case FO_LARS: case FO_ASGD: return 1u;
     case FO_ADAN: return 15u;
+    case FO_MUON: return 3u;  /* the momentum buffer, and the caller's update buffer */
     default: return 3u;
     }
 }
@@ -348,8 +361,14 @@ unsigned fo_state_slots(fo_algo algo, const fo_hyper *h)
     case FO_SGD: return h->momentum != 0 ? 1u : 0u;
     case FO_RMSPROP: return 1u | (h->momentum > 0 ? 2u : 0u) | (h->centered ? 4u : 0u);
     case FO_ADAM: return 3u | (h->amsgrad ? 4u : 0u);
+    case FO_MUON: return 1u;  /* state[1] is the caller's scratch, not optimizer state */
     default: return fo_fixed_slots(algo);
     }
+}
+
+unsigned fo_split_phase(fo_algo algo)
+{
+    return algo == FO_MUON ? FO_MUON_APPLY : 0u;
 }
 
 unsigned fo_norm_phase(fo_algo algo)
@@ -368,6 +387,7 @@ unsigned fo_mode_slots(fo_algo algo, unsigned mode)
     case FO_RMSPROP:
         return 1u | ((mode & FO_RMSPROP_MOMENTUM) ? 2u : 0u) | ((mode & FO_RMSPROP_CENTERED) ? 4u : 0u);
     case FO_ADAM: return 3u | ((mode & FO_ADAM_AMSGRAD) ? 4u : 0u);
+    case FO_MUON: return (mode & FO_MUON_APPLY) ? 2u : 3u;
     default: return fo_fixed_slots(algo);
     }
 }

@@ -16,6 +16,9 @@
  * into the item's trust ratio, and the apply phase updates. Its items start
  * on block boundaries of the byte space, so no piece cuts a block: the sums
  * never depend on the pieces, the threads or the other items.
+ *
+ * An algorithm with a stage outside C (fo_split_phase(): Muon's Newton-Schulz
+ * iteration) is two calls: the first pass, then the second (args->phase).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -119,6 +122,8 @@ int fo_step(fo_step_args *a)
     if ((unsigned)a->algo >= (unsigned)FO_NUM_ALGOS) return FO_STEP_BAD_ARGS;
     const int nps = fo_num_pscalars(a->algo);
     if (nps && !a->pscalars && a->count) return FO_STEP_BAD_ARGS;
+    const unsigned split = fo_split_phase(a->algo);
+    if (a->phase & ~split) return FO_STEP_BAD_ARGS;
     for (size_t i = 0; i < a->count; i++) {
         fo_item *it = &a->items[i];
         it->kernel = NULL;
@@ -144,7 +149,7 @@ int fo_step(fo_step_args *a)
         const fo_pscalars *ps = nps ? &a->pscalars[i] : NULL;
         if (g != last_group || step != last_step || first != last_first ||
             (ps && !fo_same_pscalars(ps, last_ps, nps))) {
-            mode = fo_prepare_with(a->algo, &a->hypers[g], step, first, ps, &a->scalars[nsc++]);
+            mode = fo_prepare_with(a->algo, &a->hypers[g], step, first, ps, &a->scalars[nsc++]) | a->phase;
             need = fo_mode_slots(a->algo, mode);
             last_group = g;
             last_step = step;
@@ -191,6 +196,7 @@ int fo_step(fo_step_args *a)
     } else {
         fo_run(a->items, a->count, pieces, NULL);
     }
+    if (split && !a->phase) return FO_STEP_APPLIED;  /* the second pass advances the counts */
     for (size_t i = 0; i < a->count; i++) {
         if (a->items[i].kernel) {
             if (nps) fo_advance(a->algo, a->items[i].scalars, !a->started[i], &a->pscalars[i]);

@@ -77,6 +77,7 @@ cdef extern from "fastopt.h" nogil:
         const fo_scalars *scalars
         fo_kernel kernel
         size_t vstart
+        double ratio
 
     # (the update kernels are picked in C only, by fo_step)
     ctypedef struct fo_table:
@@ -101,6 +102,7 @@ cdef extern from "fastopt.h" nogil:
 
     fo_hyper fo_hyper_defaults(fo_algo algo) noexcept
     unsigned fo_state_slots(fo_algo algo, const fo_hyper *h) noexcept
+    unsigned fo_split_phase(fo_algo algo) noexcept
 
     ctypedef struct fo_step_args:
         const fo_table *table
@@ -115,6 +117,7 @@ cdef extern from "fastopt.h" nogil:
         fo_scalars *scalars
         fo_pscalars *pscalars
         int skip_nonfinite
+        unsigned phase
         size_t bad
         unsigned missing
 

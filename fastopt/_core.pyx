@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import _spec
+from . import _newton_schulz, _spec
 from ._validate import as_float
 
 cimport numpy as cnp
@@ -625,6 +625,7 @@ cdef class Engine:
     cdef list _params        # the engine's own references (never shown as a list)
     cdef list _states
     cdef list _names
+    cdef list _scratch       # Muon (fo_split_phase): per parameter its update buffer, or None
 
     def __cinit__(self):
         self.items = NULL
@@ -636,7 +637,7 @@ cdef class Engine:
         self.group_of = NULL
         self.clear = NULL
         self.shapes = NULL
-        self._params, self._states, self._names = [], [], []
+        self._params, self._states, self._names, self._scratch = [], [], [], []
 
     def __dealloc__(self):
         free(self.items)
@@ -1085,6 +1086,8 @@ cdef class Engine:
         if self.written_stale:
             self.index_written()
         self.take_grads(grads)
+        cdef unsigned split = fo_split_phase(self.algo)
+        cdef list stage = self.prepare_stage(hypers) if split else None
         cdef fo_step_args a
         memset(&a, 0, sizeof(a))
         a.table = table
@@ -1102,6 +1105,12 @@ cdef class Engine:
         cdef int rc
         with nogil:
             rc = fo_step(&a)  # the grads tuple keeps every gradient alive meanwhile
+        if rc == FO_STEP_APPLIED and split:
+            self.run_stage(stage)  # between the passes: nothing here can fail but MemoryError
+            a.phase = split
+            a.skip_nonfinite = 0  # the first pass checked the gradients
+            with nogil:
+                rc = fo_step(&a)
         if rc == FO_STEP_APPLIED:
             return True
         if rc == FO_STEP_SKIPPED:
@@ -1121,6 +1130,41 @@ cdef class Engine:
         if rc == FO_STEP_NO_MEMORY:
             raise MemoryError()
         raise RuntimeError(f"the C core refused the step ({rc})")
+
+    cdef list prepare_stage(self, Hypers hypers):
+        """Muon, before its first pass writes anything: per parameter with a
+        gradient, its Newton-Schulz arguments and learning-rate factor from its
+        group (checked: TypeError/ValueError here), its update buffer made and
+        pointed at (state slot 1). Returns [(index, buffer, arguments)]."""
+        cdef Py_ssize_t i, g
+        cdef cnp.ndarray buf
+        out = []
+        for i in range(self.n):
+            if self.items[i].grad == NULL:
+                continue
+            g = self.group_of[i]
+            if not 0 <= g < hypers.n:
+                continue  # fo_step reports it
+            shape = self.shape_of(i)
+            coefficients, steps, eps, ratio = _newton_schulz.prepare(
+                hypers.groups[g], shape, describe(self._names[i]))
+            while len(self._scratch) <= i:
+                self._scratch.append(None)
+            buf = self._scratch[i]
+            if buf is None or (<object>buf).shape != shape:
+                buf = np.empty(shape, _DESCRS[state_code(self.items[i].dtype)])
+                self._scratch[i] = buf
+            out.append((i, buf, coefficients, steps, eps, ratio))
+        for i, buf, _, _, _, ratio in out:  # nothing can fail from here on
+            self.items[i].state[1] = cnp.PyArray_DATA(buf)
+            self.items[i].ratio = ratio
+        return out
+
+    cdef run_stage(self, list stage):
+        """Muon, between its passes: each update buffer orthogonalised in place."""
+        for i, buf, coefficients, steps, eps, _ in stage:
+            np.copyto(buf, _newton_schulz.orthogonalize(buf, coefficients, steps, eps),
+                      casting="unsafe")
 
     cdef int take_grads(self, tuple grads) except -1:
         """Point each item at its gradient (NULL for None), each checked first

@@ -79,6 +79,7 @@ class Spec(NamedTuple):
     check: Optional[Callable[[dict, str], None]] = None  # a rule across hyperparameters
     reference: str = "torch.optim"  # the implementation whose names, defaults and numbers it has
     scalars: Tuple[Scalar, ...] = ()  # per-parameter 0-d state, in fo_pscalars order
+    ndim: Optional[int] = None   # the parameters' number of dimensions (Muon: 2); None: any
 
     @property
     def function(self):
@@ -115,6 +116,11 @@ def _etas(group, where):
     if not 0.0 < etaminus < 1.0 < etaplus:
         raise ValueError(f"{where}: invalid etas: {tuple(group['etas'])} "
                          "(must be 0 < etaminus < 1 < etaplus)")
+
+
+def _muon(group, where):
+    from ._newton_schulz import check  # the Newton-Schulz stage's own rules, in one place
+    check(group, where)
 
 
 def _adan_clipping(group, where):
@@ -363,6 +369,23 @@ _ROWS = [
     ), (
         Buffer("momentum_buffer", 0, 0.0, doc="The momentum buffer b (optax's trace)"),
     ), step=False, eager=False, reference="optax"),
+    # Not element-wise: the Newton-Schulz iteration between two C passes (fastopt/_newton_schulz.py).
+    Spec("Muon", "muon", (
+        Hyper("lr", 1e-3, NONNEG, ("lr",), _LR),
+        Hyper("weight_decay", 0.1, NONNEG, ("weight_decay",), _DECOUPLED),
+        Hyper("momentum", 0.95, NONNEG, ("momentum",), "Momentum factor μ of the buffer b"),
+        Hyper("nesterov", True, FLAG, ("nesterov",),
+              "Orthogonalise the Nesterov update lerp(g, b, μ) instead of b"),
+        Hyper("ns_coefficients", (3.4445, -4.775, 2.0315), FLAG, (),
+              "Coefficients (a, b, c) of the Newton-Schulz polynomial"),
+        Hyper("eps", 1e-7, FLAG, (), "Floor ε of the Frobenius norm the update is divided by"),
+        Hyper("ns_steps", 5, FLAG, (), "Newton-Schulz iterations k, in [0, 100)"),
+        Hyper("adjust_lr_fn", None, FLAG, (),
+              "The learning-rate factor per matrix of shape (A, B): None or \"original\" "
+              "√max(1, A/B), \"match_rms_adamw\" 0.2·√max(A, B)"),
+    ), (
+        Buffer("momentum_buffer", 0, 0.0, doc="The momentum buffer b"),
+    ), step=False, eager=False, check=_muon, ndim=2),
 ]
 
 SPECS = {spec.name: spec for spec in _ROWS}

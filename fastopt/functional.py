@@ -27,7 +27,7 @@ from ._spec import SPECS
 from ._typing import Array
 from ._validate import as_whole
 from .optim import (_MAX_STEP, ADOPT, ASGD, LAMB, LARS, SGD, AdaBelief, Adadelta, Adagrad, Adam,
-                    Adamax, Adan, Lion, NAdam, RAdam, RMSprop, Rprop)
+                    Adamax, Adan, Lion, Muon, NAdam, RAdam, RMSprop, Rprop)
 
 __all__ = [spec.function + "_" for spec in SPECS.values()]  # one per optimizer of fastopt._spec
 
@@ -247,6 +247,19 @@ def lars_(param: Array, grad: Array, momentum_buffer: Array, *, step: int, lr: f
     hyper = dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
                  trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov)
     _update(LARS, param, grad, (momentum_buffer,), step, hyper, isa)
+
+
+def muon_(param: Array, grad: Array, momentum_buffer: Array, *, step: int, lr: float = 1e-3,
+          weight_decay: float = 0.1, momentum: float = 0.95, nesterov: bool = True,
+          ns_coefficients: tuple[float, float, float] = (3.4445, -4.775, 2.0315),
+          eps: float = 1e-7, ns_steps: int = 5, adjust_lr_fn: str | None = None,
+          isa: str | None = None) -> None:
+    """One Muon step in place (see ``fastopt.Muon``); param is 2-D.
+    """
+    hyper = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
+                 ns_coefficients=tuple(ns_coefficients), eps=eps, ns_steps=ns_steps,
+                 adjust_lr_fn=adjust_lr_fn)
+    _update(Muon, param, grad, (momentum_buffer,), step, hyper, isa)
 
 
 for _spec in SPECS.values():

@@ -35,7 +35,7 @@ from ._validate import as_whole, float_array, in_range
 # that it names every optimizer of the spec).
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax",
            "Adadelta", "RAdam", "Rprop", "NAdam", "ASGD",
-           "Lion", "AdaBelief", "ADOPT", "Adan", "LAMB", "LARS"]
+           "Lion", "AdaBelief", "ADOPT", "Adan", "LAMB", "LARS", "Muon"]
 
 
 # Every live optimizer, so that a forked child can replace their locks: a
@@ -172,7 +172,12 @@ class Optimizer:
                 name = type(self).__name__
                 raise TypeError(f"{what} must be a numpy array, got a torch {type(array).__name__}: "
                                 f"for torch tensors use fastopt.torch.{name}") from None
-        return _core.as_param(array, what)
+        param = _core.as_param(array, what)
+        ndim = self._spec.ndim
+        if ndim is not None and param.ndim != ndim:
+            raise ValueError(f"{what} has shape {param.shape}: {type(self).__name__} only steps "
+                             f"{ndim}-D parameters (step the others with another optimizer)")
+        return param
 
     @classmethod
     def _check_group(cls, group, where):
@@ -1184,4 +1189,35 @@ class LARS(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
                                       trust_coefficient=trust_coefficient, eps=eps,
                                       nesterov=nesterov),
+                         skip_nonfinite=skip_nonfinite)
+
+
+class Muon(Optimizer):
+    """Muon: momentum orthogonalised by a Newton-Schulz iteration (torch.optim.Muon).
+
+    For 2-D parameters only (a ValueError names any other). Each step, for
+    gradient g and parameter θ of shape (A, B), in torch's order::
+
+        b ← lerp(b, g, 1 − μ)
+        u ← lerp(g, b, μ)    (Nesterov; else u = b)
+        O ← NSₖ(u / max(‖u‖_F, ε))   (transposed while A > B)
+        θ ← θ·(1 − γ·λ)
+        θ ← θ − γ·r·O,   r = √max(1, A/B), or 0.2·√max(A, B) ("match_rms_adamw")
+
+    with NS one step X ← a·X + (b·XXᵀ + c·(XXᵀ)²)·X of the coefficients
+    (a, b, c). The step is two passes of the C core around the iteration: the
+    first updates b and writes u to a buffer of the step's own, NumPy runs the
+    k iterations on it in float32 (BLAS matmul; torch runs them in bfloat16),
+    and the second applies the weight decay and the update. Every
+    hyperparameter is checked before the first pass writes anything.
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-3, weight_decay: float = 0.1,
+                 momentum: float = 0.95, nesterov: bool = True,
+                 ns_coefficients: tuple[float, float, float] = (3.4445, -4.775, 2.0315),
+                 eps: float = 1e-7, ns_steps: int = 5, adjust_lr_fn: str | None = None, *,
+                 skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
+                                      nesterov=nesterov, ns_coefficients=_pair(ns_coefficients),
+                                      eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn),
                          skip_nonfinite=skip_nonfinite)

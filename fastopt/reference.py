@@ -552,6 +552,45 @@ def lars(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr
     return p + (u + mu * b if nesterov else b), {"momentum_buffer": b}
 
 
+def _newton_schulz_f32(u, coefficients, steps, eps):
+    """torch's _zeropower_via_newtonschulz written out, in float32 (torch: bfloat16)."""
+    a, b, c = (np.float32(x) for x in coefficients)
+    x = np.array(u, np.float32)
+    if x.shape[0] > x.shape[1]:
+        return _newton_schulz_f32(x.T, coefficients, steps, eps).T
+    x = x / np.maximum(np.linalg.norm(x).astype(np.float32), np.float32(eps))
+    for _ in range(steps):
+        a_ = x @ x.T
+        x = a * x + (b * a_ + c * (a_ @ a_)) @ x
+    return x
+
+
+def muon(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-3,
+         weight_decay: float = 0.1, momentum: float = 0.95, nesterov: bool = True,
+         ns_coefficients: tuple[float, float, float] = (3.4445, -4.775, 2.0315),
+         eps: float = 1e-7, ns_steps: int = 5,
+         adjust_lr_fn: str | None = None) -> tuple[Array, dict[str, Array]]:
+    """One Muon step, in torch.optim.Muon's order of operations, for a 2-D
+    parameter of shape (A, B); the Newton-Schulz iteration in float32.
+
+    For gradient g and parameter θ::
+
+        b = lerp(b, g, 1 − μ)
+        u = lerp(g, b, μ)   (Nesterov; else u = b)
+        O = NSₖ(u / max(‖u‖, ε)),  X ← a·X + (b·XXᵀ + c·(XXᵀ)²)·X   (on uᵀ when A > B)
+        θ = θ·(1 − γ·λ) − γ·r·O,   r = √max(1, A/B), or 0.2·√max(A, B) (match_rms_adamw)
+    """
+    p, g = param, np.asarray(grad)
+    buf = _lerp(state.get("momentum_buffer", np.zeros_like(p)), g, _scalar(1 - momentum, p))
+    u = _lerp(g, buf, _scalar(momentum, p)) if nesterov else buf
+    rows, cols = p.shape
+    ratio = 0.2 * np.sqrt(max(rows, cols)) if adjust_lr_fn == "match_rms_adamw" else \
+        np.sqrt(max(1, rows / cols))
+    o = _newton_schulz_f32(u, ns_coefficients, ns_steps, eps).astype(p.dtype)
+    p = p * _scalar(1 - lr * weight_decay, p)
+    return p + _scalar(-(lr * ratio), p) * o, {"momentum_buffer": buf}
+
+
 for _spec in SPECS.values():
     _docs.document(globals()[_spec.function], _spec, _ARGS, returns=_RETURNS)
 

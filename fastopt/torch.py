@@ -218,6 +218,8 @@ class _Stepper:
         if cls.__module__ == __name__:  # fastopt.torch's classes; a user's subclass inherits
             cls._fastopt = getattr(_optim, cls.__name__)
             cls._hyper_keys = tuple(h.name for h in cls._fastopt._spec.hypers)
+            # what the C core never reads (Muon's Newton-Schulz arguments): passed as they are
+            cls._plain_keys = frozenset(h.name for h in cls._fastopt._spec.hypers if not h.c)
             _docs.document(cls, cls._fastopt._spec, _ARGS)
             # how many numbers betas holds (Adan has three)
             cls._n_betas = next((len(h.c) for h in cls._fastopt._spec.hypers if h.name == "betas"), 2)
@@ -267,7 +269,8 @@ class _Stepper:
         hypers = {}
         for gi in group_ids:
             where = f"param group {gi}"
-            hyper = {key: _c_scalar(groups[gi][key], key, where) for key in self._hyper_keys}
+            hyper = {key: _plain(groups[gi][key]) if key in self._plain_keys
+                     else _c_scalar(groups[gi][key], key, where) for key in self._hyper_keys}
             betas = hyper.get("betas", (0,) * self._n_betas)
             if type(betas) is not tuple or len(betas) != self._n_betas:
                 raise TypeError(f"{where}: betas must be {self._n_betas} numbers, got {betas!r}")
@@ -390,6 +393,10 @@ class _Stepper:
             what = f"parameter {index_of[id(p)]}"
             _check_sharding(p, what)
             _check_tensor(_local(p), what)
+            ndim = self._fastopt._spec.ndim
+            if ndim is not None and (p.ndim != ndim or not _local(p).is_contiguous()):
+                raise ValueError(f"{what} has shape {tuple(p.shape)} and strides {p.stride()}: "
+                                 f"{type(self).__name__} steps C-contiguous {ndim}-D parameters")
             if not _dense(_local(p)):
                 raise ValueError(
                     f"{what} (shape {tuple(p.shape)}, strides {p.stride()}) is a view that skips "
@@ -876,3 +883,23 @@ class LARS(_NotInTorch, _Stepper, torch.optim.Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
                                       trust_coefficient=trust_coefficient, eps=eps,
                                       nesterov=nesterov))
+
+
+class Muon(_Stepper, torch.optim.Muon):
+    """torch.optim.Muon stepped by fastopt (signature, defaults, state dict).
+
+    State per parameter: ``momentum_buffer``, zeros at first (no step count,
+    as in torch). Parameters are 2-D and C-contiguous. The Newton-Schulz
+    iteration runs in float32 through NumPy's matmul, where torch runs it in
+    bfloat16; see ``fastopt.Muon``.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
+                 nesterov: bool = True,
+                 ns_coefficients: tuple[float, float, float] = (3.4445, -4.775, 2.0315),
+                 eps: float = 1e-7, ns_steps: int = 5, adjust_lr_fn: str | None = None) -> None:
+        self._fo_setup()
+        super().__init__(params, lr=lr, weight_decay=weight_decay, momentum=momentum,
+                         nesterov=nesterov, ns_coefficients=ns_coefficients, eps=eps,
+                         ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn)

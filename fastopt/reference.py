@@ -155,8 +155,9 @@ def rmsprop(param: Array, grad: Array, state: Mapping[str, Array], step: int, *,
 
 
 def _adam_moments(param, grad, state, lr, betas, weight_decay, decoupled_weight_decay, maximize):
-    """Adam's and RAdam's first half, in torch's order: the weight decay (L2 or
-    decoupled), then both moments. Returns (param, exp_avg, exp_avg_sq)."""
+    """Adam's, RAdam's and NAdam's first half, in torch's order: the weight decay
+    (L2 or decoupled), then both moments. Returns (param, grad, exp_avg, exp_avg_sq),
+    the gradient with the sign and L2 term applied."""
     beta1, beta2 = betas
     p = param
     g = _signed(grad, maximize)
@@ -168,7 +169,7 @@ def _adam_moments(param, grad, state, lr, betas, weight_decay, decoupled_weight_
             g = g + _scalar(weight_decay, p) * p
     exp_avg = _lerp(state.get("exp_avg", zeros), g, 1 - beta1)
     exp_avg_sq = state.get("exp_avg_sq", zeros) * _scalar(beta2, p) + _scalar(1 - beta2, p) * g * g
-    return p, exp_avg, exp_avg_sq
+    return p, g, exp_avg, exp_avg_sq
 
 
 def adam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-3,
@@ -185,8 +186,8 @@ def adam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr
         θ = θ − γ / (1 − β₁ᵗ) · m / (√v̂ / √(1 − β₂ᵗ) + ε)
     """
     beta1, beta2 = betas
-    p, exp_avg, exp_avg_sq = _adam_moments(param, grad, state, lr, betas, weight_decay,
-                                           decoupled_weight_decay, maximize)
+    p, _, exp_avg, exp_avg_sq = _adam_moments(param, grad, state, lr, betas, weight_decay,
+                                              decoupled_weight_decay, maximize)
     new = {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step
@@ -274,8 +275,8 @@ def radam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, l
         else:    θ = θ − m / (1 − β₁ᵗ) · γ
     """
     beta1, beta2 = betas
-    p, exp_avg, exp_avg_sq = _adam_moments(param, grad, state, lr, betas, weight_decay,
-                                           decoupled_weight_decay, maximize)
+    p, _, exp_avg, exp_avg_sq = _adam_moments(param, grad, state, lr, betas, weight_decay,
+                                              decoupled_weight_decay, maximize)
     new = {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step
@@ -303,20 +304,12 @@ def nadam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, l
         θ = θ − γ·(1 − μₜ)/(1 − Π) · g/d − γ·μₜ₊₁/(1 − Π·μₜ₊₁) · m/d
     """
     beta1, beta2 = betas
-    p = param
-    g = _signed(grad, maximize)
-    zeros = np.zeros_like(p)
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            p = p * _scalar(1 - lr * weight_decay, p)
-        else:
-            g = g + _scalar(weight_decay, p) * p
+    p, g, exp_avg, exp_avg_sq = _adam_moments(param, grad, state, lr, betas, weight_decay,
+                                              decoupled_weight_decay, maximize)
     mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))
     mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * momentum_decay))
     product = np.asarray(state.get("mu_product", np.float32(1.0)))
     product = product * product.dtype.type(mu)
-    exp_avg = _lerp(state.get("exp_avg", zeros), g, 1 - beta1)
-    exp_avg_sq = state.get("exp_avg_sq", zeros) * _scalar(beta2, p) + _scalar(1 - beta2, p) * g * g
     denom = np.sqrt(exp_avg_sq / _scalar(1 - beta2**step, p)) + _scalar(eps, p)
     pi = float(product)
     p = p + _scalar(-lr * (1.0 - mu) / (1.0 - pi), p) * g / denom

@@ -52,7 +52,9 @@ typedef enum fo_dtype { FO_F32 = 0, FO_F64 = 1 } fo_dtype;
     X(lion, LION, 1)            \
     X(adabelief, ADABELIEF, 2)  \
     X(adopt, ADOPT, 2)          \
-    X(adan, ADAN, 8)
+    X(adan, ADAN, 8)            \
+    X(sf_adamw, SF_ADAMW, 4)    \
+    X(sf_sgd, SF_SGD, 4)
 
 #define FO_ALGO_ENUM_(name, NAME, modes) FO_##NAME,
 #define FO_ALGO_COUNT_(name, NAME, modes) +1
@@ -95,6 +97,8 @@ typedef struct fo_hyper {
     double eps_root;                 /* AdaBelief: added to the second moment */
     double beta3;                    /* Adan: decay of the second moment (beta1, beta2 its others) */
     int weight_decouple;             /* Adan: param *= 1 - lr * wd, not param /= 1 + lr * wd */
+    double k;                        /* Schedule-Free: the group's step count after this step */
+    double ckp1;                     /* Schedule-Free: this step's averaging weight (the caller's) */
 } fo_hyper;
 
 /* The fields of fo_hyper by name, for bindings that fill it from a table of
@@ -137,6 +141,8 @@ typedef struct fo_scalars {
     double neg_lr_diff;   /* Adan -lr * beta2 / (1 - beta2^t) */
     double param_div;     /* Adan 1 + lr * weight_decay (param /= it) */
     unsigned lerp_high;   /* Adan: bit k set when lerp weight k (1 - beta1, 1 - beta2) >= 0.5 */
+    double ckp1;          /* Schedule-Free: y = lerp(y, z, ckp1) */
+    double y_coef;        /* Schedule-Free: lr * (beta1 * (1 - ckp1) - 1) */
 } fo_scalars;
 
 struct fo_item;
@@ -195,6 +201,11 @@ enum fo_adan_mode {
     FO_ADAN_DECAY = 1,           /* weight_decay != 0                       */
     FO_ADAN_DECOUPLE = 2,        /* ... as param *= 1 - lr * wd             */
     FO_ADAN_FIRST = 4            /* previous_grad starts as -grad           */
+};
+/* Schedule-Free AdamW and SGD */
+enum fo_sf_mode {
+    FO_SF_DECAY = 1,             /* grad += weight_decay * y                */
+    FO_SF_LERP_HIGH = 2          /* ckp1 >= 0.5: torch's other lerp form    */
 };
 #define FO_NUM_MODES 16 /* the most any algorithm has */
 

@@ -24,6 +24,11 @@
  *   ADOPT      clip_value = (t - 1)^0.25; the first step b1 = 1, b2 = 0 (optax)
  *   Adan       neg_lr = -lr / (1 - beta1^t),  neg_lr_diff = -lr * beta2 / (1 - beta2^t),
  *              denom_scale = sqrt(1 - beta3^t)  (pytorch-optimizer)
+ *   Schedule-Free AdamW / SGD  bias2 = 1 - beta2^k (AdamW), neg_lr = -lr,
+ *              y_coef = lr * (beta1 * (1 - ckp1) - 1) (SGD: momentum for beta1), with lr
+ *              the warmed-up rate, k the group's step count and ckp1 the averaging weight,
+ *              which the caller keeps per group and computes in double (the schedulefree
+ *              package's formulas; fastopt/optim.py)
  */
 #include <math.h>
 #include <stddef.h>
@@ -48,7 +53,7 @@ const fo_hyper_field fo_hyper_fields[] = {
     FO_FIELD_(rho, 0), FO_FIELD_(etaminus, 0), FO_FIELD_(etaplus, 0),
     FO_FIELD_(step_size_min, 0), FO_FIELD_(step_size_max, 0),
     FO_FIELD_(decoupled_weight_decay, 1), FO_FIELD_(maximize, 1), FO_FIELD_(eps_root, 0),
-    FO_FIELD_(beta3, 0), FO_FIELD_(weight_decouple, 1),
+    FO_FIELD_(beta3, 0), FO_FIELD_(weight_decouple, 1), FO_FIELD_(k, 0), FO_FIELD_(ckp1, 0),
 };
 #undef FO_FIELD_
 const int fo_num_hyper_fields = (int)(sizeof fo_hyper_fields / sizeof fo_hyper_fields[0]);
@@ -71,6 +76,8 @@ fo_hyper fo_hyper_defaults(fo_algo algo)
     case FO_LION: h.lr = 1e-4; h.beta1 = 0.9; h.beta2 = 0.99; break;
     case FO_ADOPT: h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.9999; h.eps = 1e-6; break;
     case FO_ADAN: h.lr = 1e-3; h.beta1 = 0.98; h.beta2 = 0.92; h.beta3 = 0.99; h.eps = 1e-8; break;
+    case FO_SF_ADAMW: h.lr = 0.0025; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; break;
+    case FO_SF_SGD: h.lr = 1.0; h.momentum = 0.9; break;
     case FO_ADABELIEF:
         h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-16; h.eps_root = 1e-16;
         break;
@@ -217,6 +224,18 @@ unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo
         s->param_div = 1 + h->lr * h->weight_decay;
         break;
     }
+    case FO_SF_ADAMW:
+    case FO_SF_SGD: {
+        double beta1 = algo == FO_SF_ADAMW ? h->beta1 : h->momentum;
+        if (h->weight_decay != 0) mode |= FO_SF_DECAY;
+        if (fo_lerp_high(h->ckp1)) mode |= FO_SF_LERP_HIGH;
+        s->ckp1 = h->ckp1;
+        s->y_coef = h->lr * (beta1 * (1 - h->ckp1) - 1);
+        s->avg_decay = h->beta2;
+        s->avg_weight = 1 - h->beta2;
+        s->bias2 = 1 - pow(h->beta2, h->k);
+        break;
+    }
     }
     return mode;
 }
@@ -249,6 +268,8 @@ unsigned fo_state_slots(fo_algo algo, const fo_hyper *h)
     case FO_ADABELIEF: return 3u;
     case FO_ADOPT: return 3u;
     case FO_ADAN: return 15u;
+    case FO_SF_ADAMW: return 3u;
+    case FO_SF_SGD: return 1u;
     }
     return 0;
 }
@@ -269,6 +290,8 @@ unsigned fo_mode_slots(fo_algo algo, unsigned mode)
     case FO_ADABELIEF: return 3u;
     case FO_ADOPT: return 3u;
     case FO_ADAN: return 15u;
+    case FO_SF_ADAMW: return 3u;
+    case FO_SF_SGD: return 1u;
     }
     return 0;
 }

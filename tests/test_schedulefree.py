@@ -1,6 +1,8 @@
 """ScheduleFreeAdamW and ScheduleFreeSGD against the schedulefree package (when
 installed) and against fastopt.reference: 100 steps, two groups, warmup,
 weight decay, weight_lr_power, r; train()/eval(); state dicts; bad input."""
+import copy
+
 import numpy as np
 import pytest
 
@@ -294,3 +296,43 @@ def test_defaults_as_the_package():
         opt = getattr(fastopt, name)([np.zeros(2)])
         assert {k for k in opt.param_groups[0] if k != "params"} == set(theirs) - {"params", "foreach"} | {
             "k", "train_mode", "weight_sum", "lr_max", "scheduled_lr"}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", NAMES)
+def test_torch_form_against_package_and_its_state_dict(name, dtype, rng):
+    """fastopt.torch's class steps as the package, and a state dict saved by the
+    package (in eval mode, with its group state) resumes in fastopt.torch."""
+    sf = _package()
+    import torch
+    import fastopt.torch as fot
+    init = _setup(rng, dtype)
+    mine = [torch.tensor(p) for p in init]
+    theirs = [torch.tensor(p) for p in init]
+    opt = getattr(fot, name)(_groups(name, mine))
+    ref = getattr(sf, PACKAGE[name])(_groups(name, theirs), foreach=False)
+    opt.train(), ref.train()
+
+    def steps(n):
+        for _ in range(n):
+            grads = _grads(rng, init, dtype)
+            for t, g in zip(mine, grads):
+                t.grad = torch.tensor(g)
+            for t, g in zip(theirs, grads):
+                t.grad = torch.tensor(g)
+            opt.step(), ref.step()
+
+    steps(30)
+    ref.eval(), opt.eval()
+    resumed = getattr(fot, name)(_groups(name, mine))
+    resumed.load_state_dict(copy.deepcopy(ref.state_dict()))  # torch loads tensors uncopied
+    opt = resumed
+    opt.train(), ref.train()
+    steps(30)
+    opt.eval(), ref.eval()
+    for a, b in zip(mine, theirs):
+        assert_close(a.numpy(), b.numpy(), dtype)
+    for ga, gb in zip(opt.param_groups, ref.param_groups):
+        assert (ga["k"], ga["lr_max"], ga["weight_sum"]) == (gb["k"], gb["lr_max"], gb["weight_sum"])
+    with pytest.raises(RuntimeError, match="not in train mode"):
+        opt.step()

@@ -34,7 +34,12 @@ extern "C" {
 #define FO_VERSION_MAJOR 0
 #define FO_VERSION_MINOR 1
 
-typedef enum fo_dtype { FO_F32 = 0, FO_F64 = 1 } fo_dtype;
+/* The dtype of an item's parameter and gradient. The state has the
+ * parameter's dtype, except for the 16-bit ones (bfloat16 and float16,
+ * passed as uint16_t bit patterns): their state is float32, the update is
+ * computed in float32 and the parameter stored rounded to nearest even. */
+typedef enum fo_dtype { FO_F32 = 0, FO_F64 = 1, FO_BF16 = 2, FO_F16 = 3 } fo_dtype;
+#define FO_NUM_DTYPES 4
 
 /* The algorithms, listed once: X(name, NAME, modes), where `modes` is the
  * number of mode variants (see the mode bits below). The enum, the kernel
@@ -219,8 +224,9 @@ enum { FO_PROBE_COPY = 0,   /* a = b           */
 /* Kernels of one ISA. */
 typedef struct fo_table {
     fo_isa isa;
-    fo_kernel update[FO_NUM_ALGOS][2][FO_NUM_MODES]; /* [algo][dtype][mode] */
-    fo_kernel count_nonfinite[2];                    /* acc += #non-finite grad */
+    fo_kernel update[FO_NUM_ALGOS][FO_NUM_DTYPES][FO_NUM_MODES]; /* [algo][dtype][mode] */
+    fo_kernel count_nonfinite[FO_NUM_DTYPES];        /* acc += #non-finite grad */
+    /* the gradient utilities below: float32 and float64 only */
     fo_kernel grad_sumsq[2];                         /* acc += sum grad^2       */
     fo_kernel grad_sumabs[2];                        /* acc += sum |grad|       */
     fo_kernel grad_maxabs[2];                        /* acc = max(acc, |grad|)  */

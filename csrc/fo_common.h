@@ -28,9 +28,14 @@
  * gradient this step, or one fo_prepare_item() refused). */
 #define FO_PIECE_BYTES ((size_t)64 * 1024)
 #define FO_ALIGN_BYTES ((size_t)64)
+/* log2 of the size of an element of the dtype (shifts: no division). */
+static inline unsigned fo_dtype_shift(int dtype)
+{
+    return dtype == FO_F64 ? 3u : dtype == FO_F32 ? 2u : 1u;
+}
 static inline size_t fo_room(const fo_item *it)
 {
-    return it->kernel ? it->n * (it->dtype == FO_F64 ? sizeof(double) : sizeof(float)) : 0;
+    return it->kernel ? it->n << fo_dtype_shift(it->dtype) : 0;
 }
 static inline void fo_place(fo_item *it, size_t *off)
 {
@@ -41,8 +46,9 @@ static inline void fo_place(fo_item *it, size_t *off)
 static inline size_t fo_pieces(size_t bytes) { return (bytes + FO_PIECE_BYTES - 1) / FO_PIECE_BYTES; }
 
 /* fo_run(), but each item that has a kernel runs as[its dtype] instead
- * (fo_step's non-finite check over the items as they are planned). */
+ * (fo_step's non-finite check over the items as they are planned); `as`
+ * has an entry for every dtype among the items. */
 void fo_run_as(const fo_item *items, size_t count, size_t pieces, double *partials,
-               const fo_kernel as[2]);
+               const fo_kernel *as);
 
 #endif /* FO_COMMON_H */

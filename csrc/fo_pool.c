@@ -168,7 +168,7 @@ static void fo_run_piece(const fo_job *job, size_t k)
     const fo_kernel *as = job->as;
     for (size_t i = lo; i < job->count && job->items[i].vstart < b; i++) {
         const fo_item *it = &job->items[i];
-        unsigned shift = it->dtype == FO_F64 ? 3 : 2; /* log2 of the element size: no division */
+        const unsigned shift = fo_dtype_shift(it->dtype);
         size_t start = it->vstart, stop = start + fo_item_bytes(it);
         size_t from = (a > start ? a : start) - start, to = (b < stop ? b : stop) - start;
         if (to > from) (as ? as[it->dtype] : it->kernel)(it, from >> shift, to >> shift, acc);
@@ -278,7 +278,7 @@ void fo_run(const fo_item *items, size_t count, size_t pieces, double *partials)
 }
 
 void fo_run_as(const fo_item *items, size_t count, size_t pieces, double *partials,
-               const fo_kernel as[2])
+               const fo_kernel *as)
 {
     fo_job job;
     memset(&job, 0, sizeof job);

@@ -253,47 +253,37 @@ int fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t 
     return 0;
 }
 
+/* The slots an algorithm always uses; SGD's, RMSprop's and Adam's optional
+ * ones are added by the two functions below, from the hyperparameters or the
+ * mode. */
+static unsigned fo_fixed_slots(fo_algo algo)
+{
+    switch (algo) {
+    case FO_ADAGRAD: case FO_RMSPROP: case FO_LION: case FO_SF_SGD: return 1u;
+    case FO_ADAN: return 15u;
+    default: return 3u;
+    }
+}
+
 unsigned fo_state_slots(fo_algo algo, const fo_hyper *h)
 {
     switch (algo) {
     case FO_SGD: return h->momentum != 0 ? 1u : 0u;
-    case FO_ADAGRAD: return 1u;
     case FO_RMSPROP: return 1u | (h->momentum > 0 ? 2u : 0u) | (h->centered ? 4u : 0u);
     case FO_ADAM: return 3u | (h->amsgrad ? 4u : 0u);
-    case FO_ADAMAX: return 3u;
-    case FO_ADADELTA: return 3u;
-    case FO_RADAM: return 3u;
-    case FO_RPROP: return 3u;
-    case FO_LION: return 1u;
-    case FO_ADABELIEF: return 3u;
-    case FO_ADOPT: return 3u;
-    case FO_ADAN: return 15u;
-    case FO_SF_ADAMW: return 3u;
-    case FO_SF_SGD: return 1u;
+    default: return fo_fixed_slots(algo);
     }
-    return 0;
 }
 
 unsigned fo_mode_slots(fo_algo algo, unsigned mode)
 {
     switch (algo) {
     case FO_SGD: return (mode & FO_SGD_MOMENTUM) ? 1u : 0u;
-    case FO_ADAGRAD: return 1u;
     case FO_RMSPROP:
         return 1u | ((mode & FO_RMSPROP_MOMENTUM) ? 2u : 0u) | ((mode & FO_RMSPROP_CENTERED) ? 4u : 0u);
     case FO_ADAM: return 3u | ((mode & FO_ADAM_AMSGRAD) ? 4u : 0u);
-    case FO_ADAMAX: return 3u;
-    case FO_ADADELTA: return 3u;
-    case FO_RADAM: return 3u;
-    case FO_RPROP: return 3u;
-    case FO_LION: return 1u;
-    case FO_ADABELIEF: return 3u;
-    case FO_ADOPT: return 3u;
-    case FO_ADAN: return 15u;
-    case FO_SF_ADAMW: return 3u;
-    case FO_SF_SGD: return 1u;
+    default: return fo_fixed_slots(algo);
     }
-    return 0;
 }
 
 unsigned fo_missing_slots(fo_algo algo, unsigned mode, const fo_item *item)

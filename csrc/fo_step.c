@@ -51,7 +51,7 @@ int fo_step(fo_step_args *a)
             a->bad = i;
             return FO_STEP_BAD_COUNT;
         }
-        if (it->dtype != FO_F32 && it->dtype != FO_F64) {
+        if ((unsigned)it->dtype >= (unsigned)FO_NUM_DTYPES) {
             a->bad = i;
             return FO_STEP_BAD_ARGS;
         }

@@ -9,6 +9,8 @@ cdef extern from "fastopt.h" nogil:
     ctypedef enum fo_dtype:
         FO_F32
         FO_F64
+        FO_BF16
+        FO_F16
 
     ctypedef int fo_algo  # the enum of FO_ALGOS; _core.pyx names them from fo_algo_name()
 
@@ -73,7 +75,7 @@ cdef extern from "fastopt.h" nogil:
     # (the update kernels are picked in C only, by fo_step)
     ctypedef struct fo_table:
         fo_isa isa
-        fo_kernel count_nonfinite[2]
+        fo_kernel count_nonfinite[4]  # FO_NUM_DTYPES
         fo_kernel grad_sumsq[2]
         fo_kernel grad_sumabs[2]
         fo_kernel grad_maxabs[2]
@@ -130,7 +132,7 @@ cdef extern from "fastopt.h" nogil:
 # ---- shared with fastopt's other compiled modules (defined in _core.pyx)
 cdef const fo_table *table_by_name(name) except NULL
 cdef int dtype_code(cnp.ndarray a) noexcept
-cdef cnp.ndarray as_param_array(obj, what)
+cdef cnp.ndarray as_param_array(obj, what, bint half=*, bint raw_bf16=*)
 cdef cnp.ndarray as_grad_array(obj, cnp.ndarray like, what)
 cdef size_t plan_items(fo_item *items, size_t count) noexcept nogil
 cdef void run_planned(const fo_item *items, size_t count, size_t pieces, double *partials) noexcept nogil

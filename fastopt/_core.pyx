@@ -47,7 +47,7 @@ cdef extern from "Python.h":
 # step, so it reads the arrays' structs without making any Python object.
 cdef extern from *:
     """
-    static PyObject *fo_descr[2];  /* NumPy's own float32 and float64 dtypes, by fo_dtype */
+    static PyObject *fo_descr[FO_NUM_DTYPES];  /* NumPy's own dtypes by fo_dtype; bfloat16: NULL */
 
     static inline void *fo_array_data(PyObject *a) { return PyArray_DATA((PyArrayObject *)a); }
 
@@ -60,18 +60,19 @@ cdef extern from *:
      * engine's own memory (side by side for all parameters), not from the
      * array's dimensions, which live in an allocation of their own. */
     #define FO_SHAPE_DIMS 4
-    typedef struct fo_shape { int nd; npy_intp dims[FO_SHAPE_DIMS]; } fo_shape;
+    typedef struct fo_shape { int nd; int type; npy_intp dims[FO_SHAPE_DIMS]; } fo_shape;
 
     static inline void fo_record_shape(fo_shape *s, PyObject *param)
     {
         PyArrayObject *p = (PyArrayObject *)param;
         s->nd = PyArray_NDIM(p);
+        s->type = PyArray_TYPE(p);  /* bfloat16's type number is NumPy's choice */
         for (int k = 0; k < s->nd && k < FO_SHAPE_DIMS; k++) s->dims[k] = PyArray_DIMS(p)[k];
     }
 
     /* 1 when grad (an exact ndarray) can be read as the gradient of param as
      * the engine holds it (item, shape): param still at item->param,
-     * writeable, C-contiguous and aligned, of the item's dtype; grad
+     * writeable, C-contiguous and aligned, of the type it had; grad
      * C-contiguous, aligned, of that dtype and of the parameter's shape,
      * item->n elements. */
     static inline int fo_grad_fits(PyObject *grad, PyObject *param, const fo_item *it,
@@ -83,9 +84,8 @@ cdef extern from *:
         if ((PyArray_FLAGS(p) & (layout | NPY_ARRAY_WRITEABLE)) != (layout | NPY_ARRAY_WRITEABLE)) return 0;
         if (PyArray_DATA(p) != it->param) return 0;
         PyObject *d = fo_descr[it->dtype];
-        if ((PyObject *)PyArray_DESCR(g) != d || (PyObject *)PyArray_DESCR(p) != d) {
-            const int type = it->dtype == FO_F64 ? NPY_FLOAT64 : NPY_FLOAT32;
-            if (!fo_native(g, type) || !fo_native(p, type)) return 0;
+        if (!d || (PyObject *)PyArray_DESCR(g) != d || (PyObject *)PyArray_DESCR(p) != d) {
+            if (!fo_native(g, shape->type) || !fo_native(p, shape->type)) return 0;
         }
         const int nd = PyArray_NDIM(g);
         if (nd != shape->nd) return 0;
@@ -125,10 +125,12 @@ cdef extern from *:
     #endif
     }
     """
-    PyObject *fo_descr[2]
+    PyObject *fo_descr[4]
+    enum: NPY_USERDEF  # the first type number of a dtype NumPy does not define
     void *fo_array_data(PyObject *a) noexcept
     ctypedef struct fo_shape:
         int nd
+        int type
         cnp.npy_intp dims[4]  # FO_SHAPE_DIMS
     void fo_record_shape(fo_shape *s, PyObject *param) noexcept
     bint fo_grad_fits(PyObject *grad, PyObject *param, const fo_item *it,
@@ -136,9 +138,11 @@ cdef extern from *:
     void fo_prefetch_arrays(PyObject *grad, PyObject *param) noexcept
     void fo_prefetch_dims(PyObject *grad, PyTypeObject *ndarray) noexcept
 
-_DESCRS = (np.dtype(np.float32), np.dtype(np.float64))  # kept alive for fo_descr
+_DESCRS = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))  # kept alive for fo_descr
 fo_descr[<int>FO_F32] = <PyObject *>_DESCRS[0]
 fo_descr[<int>FO_F64] = <PyObject *>_DESCRS[1]
+fo_descr[<int>FO_F16] = <PyObject *>_DESCRS[2]
+fo_descr[<int>FO_BF16] = NULL  # a user dtype (ml_dtypes'): checked by its type number
 
 # The C core's algorithms by name (FO_ALGOS), and each one's state buffer
 # names in C slot order (torch's names), from the spec.
@@ -238,13 +242,65 @@ cdef int dtype_code(cnp.ndarray a) noexcept:
     return -1
 
 
+# bfloat16 is no NumPy dtype: ml_dtypes (JAX's) registers one, with a type
+# number of its own, recognised by name and size without importing ml_dtypes.
+cdef int bf16_type = -1  # its type number once an array of it was seen
+
+
+cdef bint is_bfloat16(cnp.ndarray a):
+    global bf16_type
+    cdef int t = cnp.PyArray_TYPE(a)
+    if t == bf16_type:
+        return True
+    if bf16_type >= 0 or t < NPY_USERDEF:
+        return False
+    d = (<object>a).dtype
+    if d.name == "bfloat16" and d.itemsize == 2 and d.kind == "V":
+        bf16_type = t
+        return True
+    return False
+
+
+cdef int param_code(cnp.ndarray a, bint raw_bf16) noexcept:
+    """The fo_dtype of a parameter or gradient: dtype_code's, float16 and
+    bfloat16 (and uint16 as bfloat16 bits with raw_bf16: fastopt.torch's
+    views of bfloat16 tensors); -1 for anything else."""
+    cdef int code = dtype_code(a)
+    if code >= 0 or cnp.PyArray_ISBYTESWAPPED(a):
+        return code
+    cdef int t = cnp.PyArray_TYPE(a)
+    if t == cnp.NPY_FLOAT16:
+        return FO_F16
+    if (raw_bf16 and t == cnp.NPY_UINT16) or is_bfloat16(a):
+        return FO_BF16
+    return -1
+
+
+cdef int state_code(int code) noexcept:
+    """The fo_dtype of the state of a parameter of dtype `code`: float32 for
+    the 16-bit ones (computed in float32), else its own."""
+    return FO_F32 if code == FO_BF16 or code == FO_F16 else code
+
+
+cdef size_t item_bytes(const fo_item *it) noexcept:
+    return it.n * (8 if it.dtype == FO_F64 else (4 if it.dtype == FO_F32 else 2))
+
+
+def state_dtype(array, raw_bf16=False):
+    """The dtype of the state buffers of parameter `array` (validated):
+    float32 for float16 and bfloat16 parameters, else the parameter's."""
+    cdef int code = param_code(<cnp.ndarray>array, raw_bf16)
+    return np.dtype(np.float32) if state_code(code) == FO_F32 else (<object>array).dtype
+
+
 def describe(name):
     """How error messages name a parameter: by index or by dict key."""
     return f"parameter {name!r}" if isinstance(name, str) else f"parameter {name}"
 
 
-cdef cnp.ndarray as_param_array(obj, what):
-    """A writeable, aligned, C-contiguous float32/float64 ndarray viewing obj's memory."""
+cdef cnp.ndarray as_param_array(obj, what, bint half=False, bint raw_bf16=False):
+    """A writeable, aligned, C-contiguous float32/float64 ndarray viewing obj's
+    memory; with `half`, float16 and bfloat16 too (param_code)."""
     cdef cnp.ndarray a
     if isinstance(obj, np.ndarray):
         a = <cnp.ndarray>obj
@@ -256,8 +312,9 @@ cdef cnp.ndarray as_param_array(obj, what):
         if np.asarray(obj).ctypes.data != a.ctypes.data:
             raise TypeError(f"{what}: a {type(obj).__name__} that numpy can only copy cannot be "
                             "updated in place; pass a numpy array")
-    if dtype_code(a) < 0:
-        raise TypeError(f"{what} must have dtype float32 or float64 (native byte order), got "
+    if (param_code(a, raw_bf16) if half else dtype_code(a)) < 0:
+        kinds = "float32, float64, float16 or bfloat16" if half else "float32 or float64"
+        raise TypeError(f"{what} must have dtype {kinds} (native byte order), got "
                         f"{a.dtype}: convert it first, w = w.astype(np.float32), and use that "
                         "copy (the array passed is the one updated in place)")
     if not cnp.PyArray_IS_C_CONTIGUOUS(a):
@@ -448,9 +505,10 @@ cdef class Hypers:
         return self._slots
 
 
-cdef tuple state_arrays(bufs, cnp.ndarray param, what):
+cdef tuple state_arrays(bufs, cnp.ndarray param, int code, what):
     """A parameter's state slots as NUM_SLOTS validated arrays (or None), each
-    writeable, C-contiguous and aligned, with the parameter's dtype and size."""
+    writeable, C-contiguous and aligned, with the parameter's size and the
+    dtype of its state (state_code of its fo_dtype `code`)."""
     if type(bufs) is not tuple:
         raise TypeError(f"state of {what} must be a tuple of {FO_NUM_SLOTS} arrays or None, "
                         f"got {type(bufs).__name__}")
@@ -466,9 +524,10 @@ cdef tuple state_arrays(bufs, cnp.ndarray param, what):
             raise TypeError(f"state slot {k} of {what} must be a numpy array or None, "
                             f"got {type(bufs[k]).__name__}")
         a = as_param_array(bufs[k], f"state slot {k} of {what}")
-        if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(param) or cnp.PyArray_SIZE(a) != cnp.PyArray_SIZE(param):
+        if dtype_code(a) != state_code(code) or cnp.PyArray_SIZE(a) != cnp.PyArray_SIZE(param):
+            expected = "float32" if state_code(code) != code else str(param.dtype)
             raise ValueError(f"state slot {k} of {what} has dtype {a.dtype} and {a.size} elements, "
-                             f"its parameter {param.dtype} and {param.size}")
+                             f"expected {expected} and {param.size} (its parameter: {param.dtype})")
         out[k] = a
     return tuple(out)
 
@@ -558,6 +617,7 @@ cdef class Engine:
     cdef uintptr_t *clear    # per parameter: last gradient range found disjoint from `written`
     cdef fo_shape *shapes    # per parameter: its shape when the engine took it
     cdef int *group_of
+    cdef readonly bint raw_bf16  # uint16 arrays hold bfloat16 bits (fastopt.torch)
     cdef unsigned long busy  # fork_epoch while a step runs, else 0
     cdef list _params        # the engine's own references (never shown as a list)
     cdef list _states
@@ -584,13 +644,14 @@ cdef class Engine:
         free(self.clear)
         free(self.shapes)
 
-    def __init__(self, algo, params, states, names, group_of):
+    def __init__(self, algo, params, states, names, group_of, *, raw_bf16=False):
         if self.items != NULL:
             raise RuntimeError("an Engine is initialised once")
         if not isinstance(algo, str) or algo not in ALGOS:
             raise ValueError(f"unknown algorithm {algo!r}")
         self.algo = ALGOS[algo]
         self.algo_name = algo
+        self.raw_bf16 = bool(raw_bf16)
         self.reserve(max(len(params), 1))
         self.append(params, states, names, group_of)
         self.index_written()
@@ -760,8 +821,8 @@ cdef class Engine:
         arrays, bufsets = [], []
         for i in range(m):
             what = describe(names[i])
-            p = as_param_array(params[i], what)
-            bufsets.append(state_arrays(states[i], p, what))
+            p = as_param_array(params[i], what, True, self.raw_bf16)
+            bufsets.append(state_arrays(states[i], p, param_code(p, self.raw_bf16), what))
             g = group_of[i]
             if isinstance(g, bool) or not isinstance(g, (int, np.integer)):
                 raise TypeError(f"group index of {what} must be an int, got {type(g).__name__}")
@@ -778,7 +839,7 @@ cdef class Engine:
             memset(&self.items[j], 0, sizeof(fo_item))
             self.items[j].param = cnp.PyArray_DATA(p)
             self.items[j].n = <size_t>cnp.PyArray_SIZE(p)
-            self.items[j].dtype = dtype_code(p)
+            self.items[j].dtype = param_code(p, self.raw_bf16)
             fo_record_shape(&self.shapes[j], <PyObject *>p)
             self._states.append(None)
             self.point_state(j, bufsets[i])
@@ -816,7 +877,8 @@ cdef class Engine:
             raise IndexError(f"parameter index {i} out of range")
         if self.busy == fork_epoch:
             raise RuntimeError("cannot change state buffers while the engine runs a step")
-        self.point_state(i, state_arrays(bufs, <cnp.ndarray>self._params[i], describe(self._names[i])))
+        self.point_state(i, state_arrays(bufs, <cnp.ndarray>self._params[i], self.items[i].dtype,
+                                         describe(self._names[i])))
         self.written_stale = True  # re-sorted at the next step
 
     def matches(self, list layout):
@@ -999,7 +1061,7 @@ cdef class Engine:
                                                               &self.shapes[i]):
                 self.refuse_grad(i, <object>o)
             lo = <uintptr_t>fo_array_data(o)
-            hi = lo + <uintptr_t>(self.items[i].n * (8 if self.items[i].dtype == FO_F64 else 4))
+            hi = lo + <uintptr_t>item_bytes(&self.items[i])
             # Whether [lo, hi) meets the written memory depends on nothing else,
             # so a range found clear at an earlier step (same `written`) is clear.
             if lo != self.clear[2 * i] or hi != self.clear[2 * i + 1]:
@@ -1027,7 +1089,8 @@ cdef class Engine:
             raise ValueError(f"{what} is read-only")
         if not cnp.PyArray_CheckExact(obj):
             raise TypeError(f"gradient of {what} must be a numpy array, got {type(obj).__name__}")
-        if (cnp.PyArray_DATA(p) != self.items[i].param or dtype_code(p) != self.items[i].dtype
+        if (cnp.PyArray_DATA(p) != self.items[i].param
+                or param_code(p, self.raw_bf16) != self.items[i].dtype
                 or <size_t>cnp.PyArray_SIZE(p) != self.items[i].n
                 or not cnp.PyArray_IS_C_CONTIGUOUS(p) or not cnp.PyArray_ISALIGNED(p)):
             raise ValueError(f"{what} was changed in place since the optimizer took it (its "
@@ -1146,6 +1209,7 @@ def check_disjoint(arrays, what):
         free(r)
 
 
-def as_param(obj, what):
-    """Validate obj as an in-place target; returns the ndarray."""
-    return as_param_array(obj, what)
+def as_param(obj, what, half=True, raw_bf16=False):
+    """Validate obj as an in-place target (float16 and bfloat16 too unless
+    not `half`); returns the ndarray."""
+    return as_param_array(obj, what, half, raw_bf16)

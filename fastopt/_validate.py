@@ -119,7 +119,7 @@ def float_array(value, shape, what):
         arr = np.asarray(value)
     except Exception:
         raise TypeError(f"{what} must be an array, got {type(value).__name__}") from None
-    if arr.dtype.kind != "f":
+    if arr.dtype.kind != "f" and arr.dtype.name != "bfloat16":  # ml_dtypes' is kind "V"
         raise TypeError(f"{what} must be a float array, got dtype {arr.dtype}")
     if arr.shape != tuple(shape):
         raise ValueError(f"{what} has shape {arr.shape}, expected {tuple(shape)}")

@@ -43,7 +43,9 @@ A ``value`` is a one-byte tag followed by its body (``u64`` counts)::
     b"d" dict     u64 n, n pairs (key value); a key is an "N", "T", "F",
                   "i", "f" or "s" value, or a "t" value of keys
     b"o" OrderedDict, b"c" Counter: as "d"
-    b"a" ndarray  u8 k, k bytes dtype.str (e.g. "<f4"), u8 ndim,
+    b"a" ndarray  u8 k, k bytes dtype.str (e.g. "<f4"), or "bfloat16"
+                  (little-endian, 2 bytes each: ml_dtypes' dtype, which
+                  `load` imports only for such an array), u8 ndim,
                   ndim u64 dimensions, then the raw C-order bytes
     b"g" NumPy scalar: as "a" with ndim 0
 
@@ -113,6 +115,7 @@ _F64 = struct.Struct("<d")
 _HEADER = MAGIC + _U32.pack(FORMAT_VERSION)
 _ARRAY_KINDS = "biufc"
 _DTYPE_STR = re.compile(r"[<>|][biufc][0-9]{1,2}\Z")
+_BFLOAT16 = b"bfloat16"
 _MAPPINGS = {dict: b"d", collections.OrderedDict: b"o", collections.Counter: b"c"}
 _SEQUENCES = {list: b"l", tuple: b"t"}
 _TYPES = {tag: cls for cls, tag in (*_MAPPINGS.items(), *_SEQUENCES.items())}
@@ -402,7 +405,8 @@ def _encode(obj, where, out, active):
                 _encode(value, f"{where}[{i}]", out, active)
         active.discard(id(obj))
     elif is_torch_tensor(obj):
-        _encode_array(b"a", _tensor_to_numpy(obj, where), where, out)
+        _encode_array(b"a", _tensor_to_numpy(obj, where), where, out,
+                      bfloat16=str(obj.dtype) == "torch.bfloat16")
     else:
         raise TypeError(
             f"cannot save {where}: unsupported type {_type_name(obj)}; "
@@ -410,13 +414,23 @@ def _encode(obj, where, out, active):
         )
 
 
-def _encode_array(tag, a, where, out):
-    if a.dtype.kind not in _ARRAY_KINDS:
+def _is_bfloat16(dtype):
+    """ml_dtypes' bfloat16 (a NumPy user dtype), known by name: never imported here."""
+    return dtype.name == "bfloat16" and dtype.itemsize == 2 and dtype.kind == "V"
+
+
+def _encode_array(tag, a, where, out, bfloat16=False):
+    """`bfloat16`: a holds bfloat16 bits as uint16 (a torch tensor's)."""
+    if bfloat16 or _is_bfloat16(a.dtype):
+        a = a.view(np.uint16)  # the bits, under the name "bfloat16"
+        dtype = _BFLOAT16
+    elif a.dtype.kind not in _ARRAY_KINDS:
         raise TypeError(
             f"cannot save {where}: unsupported dtype {a.dtype}; "
             "arrays must have a bool, integer, unsigned, floating or complex dtype"
         )
-    dtype = a.dtype.str.encode("ascii")
+    else:
+        dtype = a.dtype.str.encode("ascii")
     shape = b"".join(map(_U64.pack, a.shape))
     out.append(tag + _U8.pack(len(dtype)) + dtype + _U8.pack(a.ndim) + shape)
     if a.size:
@@ -429,6 +443,10 @@ def _tensor_to_numpy(t, where):
         raise TypeError(
             f"cannot save {where}: torch tensor on device {t.device}; move it to the CPU first"
         )
+    if str(t.dtype) == "torch.bfloat16":  # NumPy has no bfloat16: its bits, saved as "bfloat16"
+        import torch  # imported already: t is one of its tensors
+
+        return t.detach().view(torch.int16).numpy().view(np.uint16)
     try:
         return t.detach().resolve_conj().resolve_neg().numpy()
     except (TypeError, RuntimeError) as e:
@@ -567,6 +585,8 @@ class _Reader:
 
     def array(self):
         text = self.take(_U8.unpack(self.take(1))[0]).decode("ascii", "replace")
+        if text == _BFLOAT16.decode():
+            return self.bfloat16_array()
         if not _DTYPE_STR.match(text):
             raise ValueError(f"unsupported array dtype {text!r}")
         try:
@@ -575,6 +595,17 @@ class _Reader:
             raise ValueError(f"unsupported array dtype {text!r}") from None
         if dtype.str != text:
             raise ValueError(f"unsupported array dtype {text!r}")
+        return self.array_of(dtype)
+
+    def bfloat16_array(self):
+        try:
+            import ml_dtypes
+        except ImportError:
+            raise ValueError("the checkpoint holds a bfloat16 array, which NumPy reads only "
+                             "with ml_dtypes installed (pip install ml_dtypes)") from None
+        return self.array_of(np.dtype("<u2")).view(ml_dtypes.bfloat16)
+
+    def array_of(self, dtype):
         ndim = _U8.unpack(self.take(1))[0]
         shape = struct.unpack(f"<{ndim}Q", self.take(8 * ndim))
         nbytes = dtype.itemsize

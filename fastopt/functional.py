@@ -32,8 +32,8 @@ __all__ = [spec.function + "_" for spec in SPECS.values()]  # one per optimizer 
 # What the functions' docstrings say of the arguments that are not their
 # spec's hyperparameters and state buffers.
 _ARGS = {
-    "param": ("ndarray", "The parameter, updated in place (writeable, C-contiguous float32 or "
-                         "float64)."),
+    "param": ("ndarray", "The parameter, updated in place (writeable, C-contiguous float32, "
+                         "float64, float16 or bfloat16; the state of a 16-bit one is float32)."),
     "grad": ("ndarray", "Its gradient, of param's shape; only read."),
     "step": ("int, keyword-only", "The number of this update, 1 for the first."),
     "isa": (None, "Force a SIMD path by name (tests and benchmarks); None uses the one in use."),
@@ -57,10 +57,11 @@ def _update(cls, param, grad, buffers, step, hyper, isa):
             if needed[buf.slot]:
                 raise ValueError(f"{buf.name} is required with these hyperparameters")
             continue
-        a = _core.as_param(given, buf.name)
-        if a.dtype != p.dtype or a.shape != p.shape:
-            raise ValueError(f"{buf.name} must have param's dtype {p.dtype} and shape {p.shape}, "
-                             f"got {a.dtype} {a.shape}")
+        a = _core.as_param(given, buf.name, half=False)
+        dtype = _core.state_dtype(p)  # float32 for 16-bit parameters
+        if a.dtype != dtype or a.shape != p.shape:
+            raise ValueError(f"{buf.name} must have dtype {dtype} and shape {p.shape} (param: "
+                             f"{p.dtype}), got {a.dtype} {a.shape}")
         states[buf.slot] = a if needed[buf.slot] else None
     engine = _core.Engine(spec.algo, [p], [tuple(states)], ["param"], [0])
     engine.set_counters([step - 1], [step > 1])  # this update is number `step`

@@ -68,8 +68,9 @@ class Optimizer:
     Parameters
     ----------
     params : sequence of arrays, dict of arrays, or list of group dicts
-        The arrays to update in place: writeable, C-contiguous float32 or
-        float64 ndarrays (or objects NumPy views without a copy, such as CPU
+        The arrays to update in place: writeable, C-contiguous float32,
+        float64, float16 or bfloat16 (``ml_dtypes.bfloat16``, with float32
+        state) ndarrays (or objects NumPy views without a copy, such as CPU
         torch tensors). A dict gives each parameter a name; ``step`` then
         takes a dict of gradients with the same keys. Group dicts hold
         ``"params"`` and any hyperparameters that differ from ``defaults``.
@@ -712,13 +713,15 @@ def _state_buffers(params, value):
     fast wherever the heap put the parameters themselves (see BENCHMARKS.md)."""
     if not params:
         return []
-    sizes = [-(-p.nbytes // _ALIGN) * _ALIGN for p in params]
+    dtypes = [_core.state_dtype(p) for p in params]  # float32 for 16-bit parameters
+    nbytes = [p.size * d.itemsize for p, d in zip(params, dtypes)]
+    sizes = [-(-b // _ALIGN) * _ALIGN for b in nbytes]
     raw = np.zeros(sum(sizes) + _ALIGN, np.uint8)
     start = -raw.ctypes.data % _ALIGN
     zero = value == 0 and math.copysign(1.0, value) > 0  # -0.0 is written as such
     out = []
-    for p, size in zip(params, sizes):
-        buf = raw[start:start + p.nbytes].view(p.dtype).reshape(p.shape)
+    for p, d, b, size in zip(params, dtypes, nbytes, sizes):
+        buf = raw[start:start + b].view(d).reshape(p.shape)
         if not zero:
             buf.fill(value)
         out.append(buf)

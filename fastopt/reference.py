@@ -33,7 +33,7 @@ from ._spec import SPECS
 from ._typing import Array, Grads
 
 # one function per optimizer of fastopt._spec
-__all__ = [spec.function for spec in SPECS.values()] + ["UPDATES", "ReferenceOptimizer"]
+__all__ = [spec.function for spec in SPECS.values()] + ["UPDATES", "half_step", "ReferenceOptimizer"]
 
 # What the functions' docstrings say of the arguments that are not their
 # spec's hyperparameters, and of what they return.
@@ -156,6 +156,23 @@ def rmsprop(param: Array, grad: Array, state: Mapping[str, Array], step: int, *,
     return p + (_scalar(-lr, p) * g) / avg, new
 
 
+def _adam_moments(param, grad, state, lr, betas, weight_decay, decoupled_weight_decay, maximize):
+    """Adam's and RAdam's first half, in torch's order: the weight decay (L2 or
+    decoupled), then both moments. Returns (param, exp_avg, exp_avg_sq)."""
+    beta1, beta2 = betas
+    p = param
+    g = _signed(grad, maximize)
+    zeros = np.zeros_like(p)
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            p = p * _scalar(1 - lr * weight_decay, p)
+        else:
+            g = g + _scalar(weight_decay, p) * p
+    exp_avg = _lerp(state.get("exp_avg", zeros), g, 1 - beta1)
+    exp_avg_sq = state.get("exp_avg_sq", zeros) * _scalar(beta2, p) + _scalar(1 - beta2, p) * g * g
+    return p, exp_avg, exp_avg_sq
+
+
 def adam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-3,
          betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
          amsgrad: bool = False, maximize: bool = False,
@@ -170,16 +187,8 @@ def adam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr
         θ = θ − γ / (1 − β₁ᵗ) · m / (√v̂ / √(1 − β₂ᵗ) + ε)
     """
     beta1, beta2 = betas
-    p = param
-    g = _signed(grad, maximize)
-    zeros = np.zeros_like(p)
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            p = p * _scalar(1 - lr * weight_decay, p)
-        else:
-            g = g + _scalar(weight_decay, p) * p
-    exp_avg = _lerp(state.get("exp_avg", zeros), g, 1 - beta1)
-    exp_avg_sq = state.get("exp_avg_sq", zeros) * _scalar(beta2, p) + _scalar(1 - beta2, p) * g * g
+    p, exp_avg, exp_avg_sq = _adam_moments(param, grad, state, lr, betas, weight_decay,
+                                           decoupled_weight_decay, maximize)
     new = {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step
@@ -187,7 +196,7 @@ def adam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr
     bias_correction2_sqrt = bias_correction2**0.5
     v = exp_avg_sq
     if amsgrad:
-        v = np.maximum(state.get("max_exp_avg_sq", zeros), exp_avg_sq)  # NaN propagates
+        v = np.maximum(state.get("max_exp_avg_sq", np.zeros_like(p)), exp_avg_sq)  # NaN propagates
         new["max_exp_avg_sq"] = v
     denom = np.sqrt(v) / _scalar(bias_correction2_sqrt, p) + _scalar(eps, p)
     return p + (_scalar(-step_size, p) * exp_avg) / denom, new
@@ -267,16 +276,8 @@ def radam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, l
         else:    θ = θ − m / (1 − β₁ᵗ) · γ
     """
     beta1, beta2 = betas
-    p = param
-    g = _signed(grad, maximize)
-    zeros = np.zeros_like(p)
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            p = p * _scalar(1 - lr * weight_decay, p)
-        else:
-            g = g + _scalar(weight_decay, p) * p
-    exp_avg = _lerp(state.get("exp_avg", zeros), g, 1 - beta1)
-    exp_avg_sq = state.get("exp_avg_sq", zeros) * _scalar(beta2, p) + _scalar(1 - beta2, p) * g * g
+    p, exp_avg, exp_avg_sq = _adam_moments(param, grad, state, lr, betas, weight_decay,
+                                           decoupled_weight_decay, maximize)
     new = {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step
@@ -514,13 +515,54 @@ for _spec in SPECS.values():
 UPDATES = {name: globals()[spec.function] for name, spec in SPECS.items()}
 
 
+def _is_16bit(a):
+    """float16, or bfloat16 (ml_dtypes' dtype, recognised by name)."""
+    return a.dtype.itemsize == 2 and (a.dtype.kind == "f" or a.dtype.name == "bfloat16")
+
+
+def half_step(update: Any, param: Array, grad: Array, state: Mapping[str, Array], step: int,
+              **hyper: Any) -> tuple[Array, dict[str, Array]]:
+    """One step of ``update`` (a function above) for a float16 or bfloat16
+    parameter with float32 state, as fastopt computes it::
+
+        θ16 ← round(update_f32(float32(θ16), float32(g16), state_f32))
+
+    the float32 step on the exactly widened values, its parameter rounded to
+    nearest even into the parameter's dtype; the state stays float32.
+
+    Parameters
+    ----------
+    update : callable
+        One of the functions above (``adam``, ``sgd``, ...).
+    param : ndarray
+        The float16 or bfloat16 parameter (not modified).
+    grad : ndarray
+        Its gradient, of the parameter's dtype.
+    state : dict
+        The float32 state, with torch's buffer names; empty before the first step.
+    step : int
+        The number of this update, 1 for the first.
+    **hyper : keyword arguments
+        The hyperparameters ``update`` takes.
+
+    Returns
+    -------
+    (ndarray, dict)
+        The updated parameter (of param's dtype) and the new float32 state.
+    """
+    p, new = update(param.astype(np.float32), np.asarray(grad).astype(np.float32), state, step,
+                    **hyper)
+    with np.errstate(over="ignore"):  # past the 16-bit range: rounds to inf, as fastopt
+        return p.astype(param.dtype), new
+
+
 class ReferenceOptimizer:
     """A slow stateful optimizer over copies of the given arrays, stepping
     with the functions above: the same parameter groups, defaults, per-
     parameter step counts and None-skips as :class:`fastopt.Optimizer`.
 
     The current parameters are in ``params`` and their state in ``state``
-    (by index).
+    (by index). A float16 or bfloat16 parameter steps as :func:`half_step`.
 
     Parameters
     ----------
@@ -559,5 +601,8 @@ class ReferenceOptimizer:
             if grad is None:
                 continue
             self.steps[i] += 1
-            self.params[i], self.state[i] = self.update(
-                self.params[i], np.asarray(grad), self.state[i], self.steps[i], **self.hyper[i])
+            args = (self.params[i], np.asarray(grad), self.state[i], self.steps[i])
+            if _is_16bit(self.params[i]):
+                self.params[i], self.state[i] = half_step(self.update, *args, **self.hyper[i])
+            else:
+                self.params[i], self.state[i] = self.update(*args, **self.hyper[i])

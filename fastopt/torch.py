@@ -24,11 +24,13 @@ Because the state dicts are torch's own, a checkpoint saved from
 round, and learning-rate schedulers from ``torch.optim.lr_scheduler`` work
 unchanged.
 
-What ``step`` accepts: dense CPU tensors of dtype float32 or float64, in any
+What ``step`` accepts: dense CPU tensors of dtype float32, float64, bfloat16
+or float16 (a 16-bit parameter keeps float32 state and is stored rounded to
+nearest even after an update computed in float32), in any
 dimension order (a ``channels_last`` or transposed parameter is stepped as
 one flat buffer, its state kept in its layout; a gradient in another layout
 is copied into the parameter's for the step). Anything else (a CUDA, MPS or
-meta tensor, float16/bfloat16/complex, a sparse gradient, a parameter that
+meta tensor, an integer or complex dtype, a sparse gradient, a parameter that
 is a slice or an ``expand()`` of another tensor) raises TypeError or
 ValueError naming the parameter by its index in ``state_dict()`` order,
 before any tensor or any state is changed. Hyperparameter ranges are
@@ -52,6 +54,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.optim
 
@@ -64,6 +67,9 @@ from ._validate import as_float
 __all__ = list(SPECS)  # one class per optimizer of fastopt._spec
 
 _DTYPES = (torch.float32, torch.float64)
+# parameters and gradients may also be 16-bit, with float32 state (API.md)
+_HALF = (torch.bfloat16, torch.float16)
+_PARAM_DTYPES = _DTYPES + _HALF
 
 
 def _scalar_dtype():
@@ -128,8 +134,13 @@ def _check_sharding(p, what):
                         "fastopt.torch steps each rank's local shard")
 
 
-def _check_tensor(t, what):
-    """TypeError unless t is a dense-layout CPU float32/float64 tensor."""
+def _state_dtype(p):
+    """The dtype of a parameter's state: float32 for 16-bit parameters, else its own."""
+    return torch.float32 if p.dtype in _HALF else p.dtype
+
+
+def _check_tensor(t, what, dtypes=_PARAM_DTYPES):
+    """TypeError unless t is a dense-layout CPU tensor of one of `dtypes`."""
     if t.layout != torch.strided:
         raise TypeError(f"{what} is a {t.layout} tensor; fastopt.torch steps dense tensors only "
                         "(sparse gradients are not supported: use torch.optim.SparseAdam or a dense "
@@ -138,9 +149,9 @@ def _check_tensor(t, what):
         raise TypeError(f"{what} is on {t.device}; fastopt.torch steps CPU tensors only (use "
                         "torch.optim's fused optimizers on the GPU, or step a CPU copy of the "
                         "parameters and copy them back)")
-    if t.dtype not in _DTYPES:
-        raise TypeError(f"{what} has dtype {t.dtype}; fastopt.torch steps float32 and float64 "
-                        "tensors (keep float32 master weights for float16/bfloat16 models)")
+    if t.dtype not in dtypes:
+        kinds = ", ".join(str(d).removeprefix("torch.") for d in dtypes)
+        raise TypeError(f"{what} has dtype {t.dtype}; fastopt.torch steps {kinds} tensors here")
 
 
 def _dense(t):
@@ -165,10 +176,15 @@ def _in_layout(t, like):
     return torch.empty_like(like, memory_format=torch.preserve_format).copy_(t)
 
 
+def _numpy(t):
+    """t.numpy(), and a bfloat16 tensor (NumPy has no such dtype) as its bits, uint16."""
+    return t.view(torch.int16).numpy().view(np.uint16) if t.dtype == torch.bfloat16 else t.numpy()
+
+
 def _array(t, flat):
     """A NumPy view of t: as it is (C-contiguous), or, flat, its memory span as 1-D."""
     t = _local(t).detach()
-    return t.as_strided((t.numel(),), (1,)).numpy() if flat else t.numpy()
+    return _numpy(t.as_strided((t.numel(),), (1,)) if flat else t)
 
 
 def _grad_array(grad, param, flat):
@@ -285,10 +301,11 @@ class _Stepper:
 
     def _new_buffer(self, buf, param, hyper):
         like = dict(memory_format=torch.preserve_format)
+        like["dtype"] = _state_dtype(param)
         if buf.init == FIRST_GRAD:  # the first step writes it
             return torch.empty_like(param, **like)
         if buf.init == PARAM:
-            return param.detach().clone(**like)
+            return param.detach().to(copy=True, **like)
         if isinstance(buf.init, str):
             # torch's Adagrad creates such a buffer in its constructor, from the
             # constructor's value (self.defaults), whatever a group's own value says;
@@ -303,7 +320,7 @@ class _Stepper:
 
         Every parameter with a gradient is updated in one call into the C
         core. Nothing is changed when a parameter, gradient or state tensor
-        cannot be stepped (not a dense CPU float32/float64 tensor): a
+        cannot be stepped (not a dense CPU floating-point tensor): a
         TypeError or ValueError names it first.
 
         Parameters
@@ -391,10 +408,10 @@ class _Stepper:
                 if buf is not None:
                     what = f"state {name!r} of parameter {index_of[id(p)]}"
                     _check_tensor(_local(buf), what)
-                    if buf.dtype != p.dtype or buf.shape != p.shape:
+                    if buf.dtype != _state_dtype(p) or buf.shape != p.shape:
                         raise TypeError(f"{what} has dtype {buf.dtype} and shape "
-                                        f"{tuple(buf.shape)}, its parameter {p.dtype} and "
-                                        f"{tuple(p.shape)}")
+                                        f"{tuple(buf.shape)}, expected {_state_dtype(p)} and "
+                                        f"{tuple(p.shape)} (its parameter: {p.dtype})")
 
 
 class _Plan:
@@ -423,6 +440,7 @@ class _Plan:
         self.group_ids = sorted(set(groups))
         self.ptrs = [_local(p).data_ptr() for p in self.params]
         self.flat = [not _local(p).is_contiguous() for p in self.params]
+        self.bf16 = any(p.dtype == torch.bfloat16 for p in self.params)  # grads need _numpy
         # parameters whose gradient the engine cannot read as it is
         self.fix = [k for k, p in enumerate(self.params)
                     if self.flat[k] or not _same_layout(_local(p.grad), _local(p))]
@@ -464,7 +482,7 @@ class _Plan:
             spec.algo, [_array(p, flat) for p, flat in zip(self.params, self.flat)],
             [tuple(None if b is None else _array(b, flat) for b in bufs)
              for bufs, flat in zip(bufsets, self.flat)],
-            [index_of[id(p)] for p in self.params], groups)
+            [index_of[id(p)] for p in self.params], groups, raw_bf16=True)
         self.engine.set_counters(started=started)
 
     def current_grads(self, opt):
@@ -479,7 +497,10 @@ class _Plan:
                 or list(map(id, [p for group in groups for p in group["params"]])) != self.ids):
             return None
         try:
-            grads = [_local(p.grad).numpy() for p in self.params]
+            if self.bf16:
+                grads = [_numpy(_local(p.grad)) for p in self.params]
+            else:
+                grads = [_local(p.grad).numpy() for p in self.params]
         except AttributeError:  # a gradient is None now
             return None
         if [_local(p).data_ptr() for p in self.params] != self.ptrs:
@@ -568,6 +589,11 @@ class Adagrad(_Stepper, torch.optim.Adagrad):
                          initial_accumulator_value=init, eps=eps,
                          foreach=foreach, maximize=maximize, differentiable=differentiable,
                          fused=fused)
+        for group in self.param_groups:  # torch made "sum" in the parameter's dtype
+            for p in group["params"]:
+                if p.dtype in _HALF:  # a 16-bit parameter's state is float32
+                    self.state[p]["sum"] = torch.full_like(p, float(_plain(init)), dtype=torch.float32,
+                                                           memory_format=torch.preserve_format)
 
 
 class RMSprop(_Stepper, torch.optim.RMSprop):

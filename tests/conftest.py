@@ -245,6 +245,13 @@ SIZES = (1, 7, 63, 1000)
 BIG = 1000003
 
 
+def big_cases(opts):
+    """The optimizers for a test on BIG elements: Adam in the default run (it
+    spans several pieces of the thread pool), every other one under -m slow."""
+    return [pytest.param(o, id=str(o), marks=() if o.name == "Adam" else pytest.mark.slow)
+            for o in opts]
+
+
 @pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])
 def dtype(request):
     return np.dtype(request.param)
@@ -354,8 +361,9 @@ def functional_step(name, param, grad, state, step, options, isa=None):
 
 
 def new_state(name, param, fill=0.0):
-    """Buffers for every state slot of class ``name`` (all of them, used or not)."""
-    return {n: np.full_like(param, fill) for n in SPECS[name].state_names}
+    """Buffers for every state slot of class ``name`` (all of them, used or
+    not), of the parameter's state dtype (float32 for 16-bit parameters)."""
+    return {n: np.full(param.shape, fill, _core.state_dtype(param)) for n in SPECS[name].state_names}
 
 
 def run_isolated(code, timeout=60):

@@ -1004,7 +1004,7 @@ def test_torch_optimizer_and_scheduler_state_dicts(tmp_path):
     "make, what",
     [
         (lambda torch: torch.zeros(2, device="meta"), "device meta"),
-        (lambda torch: torch.zeros(2, dtype=torch.bfloat16), "no NumPy equivalent"),
+        (lambda torch: torch.zeros(2, dtype=torch.float8_e4m3fn), "no NumPy equivalent"),
         (lambda torch: torch.Size([2, 3]), "torch.Size"),
     ],
 )

@@ -92,6 +92,7 @@ def test_functional_step_numbers_the_update():
 
 
 def test_torch_step_tensors_are_the_truth():
+    pytest.importorskip("torch")
     run_isolated("""
         import numpy as np, torch, fastopt.torch
         for dtype in (torch.float32, torch.float64):

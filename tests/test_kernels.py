@@ -11,14 +11,32 @@ from conftest import OPTIMIZERS, assert_bitwise, functional_step, new_state
 
 SIZES = (0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 1000, 4099)
 
+try:
+    import ml_dtypes
+    BFLOAT16 = [np.dtype(ml_dtypes.bfloat16)]
+except ImportError:
+    ml_dtypes, BFLOAT16 = None, []
+
+
+@pytest.fixture(params=[np.float32, np.float64, np.float16] + BFLOAT16,
+                ids=["f32", "f64", "f16"] + ["bf16"] * len(BFLOAT16))
+def storage(request):
+    """The parameter and gradient dtypes of the kernel table (16-bit ones
+    with float32 state)."""
+    return np.dtype(request.param)
+
+
+def finfo(dtype):
+    return ml_dtypes.finfo(dtype) if dtype in BFLOAT16 else np.finfo(dtype)
+
 
 def inputs(rng, n, dtype, special):
     p = rng.standard_normal(n).astype(dtype)
     grads = [rng.standard_normal(n).astype(dtype) for _ in range(3)]
     if special and n:
         # zeros of both signs, tiny (subnormal) and huge values, exact ties
-        tiny, huge = np.finfo(dtype).smallest_subnormal, np.finfo(dtype).max / 4
-        values = np.array([0.0, -0.0, tiny, -tiny, huge, -huge, 1.0, 1.0], dtype)
+        tiny, huge = finfo(dtype).smallest_subnormal, float(finfo(dtype).max) / 4
+        values = np.array([0.0, -0.0, float(tiny), -float(tiny), huge, -huge, 1.0, 1.0]).astype(dtype)
         for g in grads:
             g[: min(n, 8)] = values[: min(n, 8)]
             g[-min(n, 8):] = values[::-1][: min(n, 8)]
@@ -44,12 +62,14 @@ def with_nonfinite(rng, grads):
 
 @pytest.mark.parametrize("opt", OPTIMIZERS, ids=str)
 @pytest.mark.parametrize("values", ["normal", "special", "nonfinite"])
-def test_isa_matches_scalar(opt, isa, values, dtype, rng):
+def test_isa_matches_scalar(opt, isa, values, storage, rng):
     """The kernel table: every path against the scalar one, bitwise (NaNs
     included: kernels store every NaN as one canonical NaN, so operand order,
     which decides a NaN's sign and payload, cannot show), for every option
-    combination (together they select every compiled mode), both dtypes and
-    lengths that leave every possible tail."""
+    combination (together they select every compiled mode), every dtype
+    (float16 and bfloat16 with float32 state) and lengths that leave every
+    possible tail."""
+    dtype = storage
     for options in opt.combos:
         for n in SIZES:
             p, grads = inputs(rng, n, dtype, values == "special")
@@ -64,9 +84,10 @@ def test_isa_matches_scalar(opt, isa, values, dtype, rng):
 
 
 @pytest.mark.parametrize("opt", OPTIMIZERS, ids=str)
-def test_isa_matches_scalar_at_later_steps(opt, isa, dtype, rng):
+def test_isa_matches_scalar_at_later_steps(opt, isa, storage, rng):
     """Steps 8 to 10 too: the modes a step number selects run (RAdam's
     rectified step needs rho_t > 5, from step 6 on)."""
+    dtype = storage
     for options in opt.combos:
         for n in (1, 17, 1000):
             p, grads = inputs(rng, n, dtype, special=True)
@@ -103,13 +124,13 @@ def test_each_isa_is_used(rng):
 
 @pytest.mark.parametrize("isa_name", _core.isa_names())
 @pytest.mark.parametrize("opt", OPTIMIZERS, ids=str)
-def test_tail_leaves_neighbours_alone(opt, isa_name, dtype, rng):
+def test_tail_leaves_neighbours_alone(opt, isa_name, storage, rng):
     """A partial vector writes only its own elements, in every buffer."""
-    pad = 16
+    pad, dtype = 16, storage
     for options in opt.combos:
         for n in (1, 3, 7, 9, 15, 17, 33):
             p, grads = inputs(rng, n, dtype, special=False)
-            whole = {k: rng.standard_normal(n + 2 * pad).astype(dtype)
+            whole = {k: rng.standard_normal(n + 2 * pad).astype(_core.state_dtype(p) if k != "param" else dtype)
                      for k in ["param"] + list(new_state(opt.name, p))}
             before = {k: w.copy() for k, w in whole.items()}
             param = whole["param"][pad:pad + n]
@@ -137,7 +158,7 @@ def test_probe_kernels_agree():
 
 
 @pytest.mark.parametrize("isa_name", _core.isa_names())
-def test_same_bits_for_any_thread_count(isa_name):
+def test_same_bits_for_any_thread_count(isa_name, storage):
     """Large enough to be cut into many pieces: 1, 2 and 3 threads agree bitwise."""
     before = fastopt.get_num_threads()
     sizes = [300_001, 17, 70_000, 5]
@@ -146,10 +167,10 @@ def test_same_bits_for_any_thread_count(isa_name):
         for threads in (1, 2, 3):
             fastopt.set_num_threads(threads)
             rng = np.random.default_rng(5)
-            ps = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+            ps = [rng.standard_normal(n).astype(storage) for n in sizes]
             opt = fastopt.AdamW(ps, lr=1e-2)
             for _ in range(3):
-                opt._engine.step([rng.standard_normal(n).astype(np.float32) for n in sizes],
+                opt._engine.step([rng.standard_normal(n).astype(storage) for n in sizes],
                                  opt.param_groups, False, isa_name)
             results.append([p.copy() for p in ps])
     finally:

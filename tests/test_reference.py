@@ -4,7 +4,7 @@ import inspect
 import numpy as np
 import pytest
 
-from conftest import BIG, OPTIMIZERS, OPTION_CASES, SIZES, assert_close, grouped, make_params
+from conftest import BIG, OPTIMIZERS, big_cases, OPTION_CASES, SIZES, assert_close, grouped, make_params
 from fastopt.reference import ReferenceOptimizer
 
 
@@ -45,7 +45,7 @@ def test_matches_reference(opt, options, dtype, rng):
     assert_matches(fast, ref, ordered, dtype)
 
 
-@pytest.mark.parametrize("opt", OPTIMIZERS, ids=str)
+@pytest.mark.parametrize("opt", big_cases(OPTIMIZERS))
 def test_matches_reference_big(opt, dtype, rng):
     # The largest size runs fewer steps with the option dict that combines the most options.
     options = max(opt.options, key=len)

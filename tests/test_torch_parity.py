@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import BIG, IN_TORCH, IN_TORCH_CASES, SIZES, assert_close, grouped, make_params
+from conftest import BIG, IN_TORCH, big_cases, IN_TORCH_CASES, SIZES, assert_close, grouped, make_params
 
 torch = pytest.importorskip("torch")
 
@@ -54,7 +54,7 @@ def test_matches_torch(opt, options, dtype, rng):
     assert_matches_torch(fast, topt, dtype)
 
 
-@pytest.mark.parametrize("opt", IN_TORCH, ids=str)
+@pytest.mark.parametrize("opt", big_cases(IN_TORCH))
 def test_matches_torch_big(opt, dtype, rng):
     options = max(opt.options, key=len)
     fast, topt = run(opt, options, make_params(rng, [BIG, 7], dtype), 8, rng, n_groups=2)

@@ -203,8 +203,9 @@ def _bad_param_cases():
     base = np.zeros(40)
     return {
         "param-int": ([np.zeros(3), np.zeros(3, np.int64)], TypeError, r"parameter 1\b.*dtype"),
-        "param-float16": ([np.zeros(3), np.zeros(3), np.zeros(3, np.float16)], TypeError,
-                          r"parameter 2\b.*dtype"),
+        # float16 and bfloat16 are parameters; their bits as uint16 are not
+        "param-uint16": ([np.zeros(3), np.zeros(3), np.zeros(3, np.uint16)], TypeError,
+                         r"parameter 2\b.*dtype"),
         "param-complex": ([np.zeros(3, np.complex128)], TypeError, r"parameter 0\b.*dtype"),
         "param-byteswapped": ([np.zeros(3), np.zeros(3, ">f8")], TypeError, r"parameter 1\b"),
         "param-noncontiguous": ([np.zeros(3), noncontig(np.zeros(3))], ValueError,

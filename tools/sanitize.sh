@@ -16,9 +16,11 @@ cd "$work"
 # the build requirements, in the Python that runs the tests (no build isolation here)
 python -m pip install -q "setuptools>=77" "Cython>=3.1" "numpy>=2.0"
 FASTOPT_SANITIZE=1 python setup.py -q build_ext --inplace >build.log 2>&1 || { cat build.log; exit 1; }
-# make sure the build really is instrumented
-nm -D fastopt/_core*.so | grep -q __asan_report || { echo "extension is not built with ASan" >&2; exit 1; }
-nm -D fastopt/_core*.so | grep -q __ubsan_handle || { echo "extension is not built with UBSan" >&2; exit 1; }
+# make sure the build really is instrumented (the symbols go to a file first:
+# `nm | grep -q` fails under pipefail when grep exits early and nm gets SIGPIPE)
+nm -D fastopt/_core*.so >symbols.txt
+grep -q __asan_report symbols.txt || { echo "extension is not built with ASan" >&2; exit 1; }
+grep -q __ubsan_handle symbols.txt || { echo "extension is not built with UBSan" >&2; exit 1; }
 asan="$(${CC:-gcc} -print-file-name=libasan.so)"
 ubsan="$(${CC:-gcc} -print-file-name=libubsan.so)"
 export LD_PRELOAD="$asan $ubsan"

@@ -1073,7 +1073,12 @@ def schedule_free_group(group: Mapping[str, Any]) -> tuple[dict[str, Any], float
     sched = (k + 1) / warmup_steps if k < warmup_steps else 1.0
     lr = group["lr"] * sched
     lr_max = max(lr, group["lr_max"])
-    weight = ((k + 1) ** group["r"]) * (lr_max ** group["weight_lr_power"])
+    try:
+        weight = ((k + 1) ** group["r"]) * (lr_max ** group["weight_lr_power"])
+    except OverflowError:  # before any array is written
+        raise ValueError(f"Schedule-Free's averaging weight (k + 1)**r * lr_max**weight_lr_power "
+                         f"overflows float64 at k={k}, r={group['r']!r}, "
+                         f"weight_lr_power={group['weight_lr_power']!r}") from None
     weight_sum = group["weight_sum"] + weight
     try:
         ckp1 = weight / weight_sum
@@ -1085,7 +1090,14 @@ def schedule_free_group(group: Mapping[str, Any]) -> tuple[dict[str, Any], float
 def _lerp_(param, end, weight):
     """param ← torch.lerp(param, end, weight) in place, in param's dtype (the
     weight rounded to it, torch's two forms). Only basic IEEE operations, one
-    at a time, so any machine and SIMD path gives the same bits."""
+    at a time, so any machine and SIMD path gives the same bits. A 16-bit
+    parameter is moved in float32 (the dtype it is computed in, as torch's
+    lerp_ computes in float) and rounded once."""
+    if param.dtype.itemsize == 2:
+        wide = param.astype(np.float32)
+        _lerp_(wide, end, weight)
+        param[...] = wide.astype(param.dtype)
+        return
     w = param.dtype.type(weight)
     d = np.subtract(end, param)
     if abs(w) < 0.5:

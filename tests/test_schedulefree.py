@@ -336,3 +336,41 @@ def test_torch_form_against_package_and_its_state_dict(name, dtype, rng):
         assert (ga["k"], ga["lr_max"], ga["weight_sum"]) == (gb["k"], gb["lr_max"], gb["weight_sum"])
     with pytest.raises(RuntimeError, match="not in train mode"):
         opt.step()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_averaging_weight_overflow_is_a_value_error(name, rng):
+    """(k + 1)**r overflowing float64 is a ValueError with nothing written,
+    not Python's OverflowError."""
+    params = _setup(rng, np.float64)
+    opt = getattr(fastopt, name)(params, r=1e300)
+    opt.train()
+    opt.step(_grads(rng, params, np.float64))  # k + 1 = 1: 1**r is 1
+    before = [p.copy() for p in params]
+    state = {i: {k: v.copy() for k, v in s.items()} for i, s in opt.state.items()}
+    with pytest.raises(ValueError, match="overflows"):
+        opt.step(_grads(rng, params, np.float64))
+    for p, b in zip(params, before):
+        assert_bitwise(p, b)
+    for i, s in state.items():
+        for k, v in s.items():
+            assert_bitwise(opt.state[i][k], v)
+    assert opt.param_groups[0]["k"] == 1
+
+
+def test_train_eval_of_16_bit_parameters_rounds_once(rng):
+    """train()/eval() move a bfloat16 parameter in float32 and round once, as
+    torch's lerp_ does for the torch form."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    half = np.dtype(ml_dtypes.bfloat16)
+    params = [rng.standard_normal(n).astype(half) for n in (7, 33)]
+    opt = fastopt.ScheduleFreeSGD(params, lr=0.1)
+    opt.train()
+    for _ in range(3):
+        opt.step([rng.standard_normal(p.shape).astype(half) for p in params])
+    y = [p.astype(np.float32) for p in params]
+    opt.eval()
+    for p, y0, z in zip(params, y, (opt.state[i]["z"] for i in range(len(params)))):
+        want = y0.copy()
+        fastopt.optim._lerp_(want, z, 1 - 1 / 0.9)
+        assert_bitwise(p, want.astype(half))

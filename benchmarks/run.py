@@ -202,6 +202,8 @@ def optax_case(jax, optax, algo, sizes, dtype, rng):
         "lion": lambda: optax.lion(h["lr"], weight_decay=0.0),
         "adabelief": lambda: optax.adabelief(h["lr"]),
         "adopt": lambda: optax.contrib.adopt(h["lr"]),
+        "lamb": lambda: optax.lamb(h["lr"]),
+        "lars": lambda: optax.lars(h["lr"]),
     }[algo]
     tx = make()
     params = [jnp.asarray(a) for a in make_arrays(sizes, dtype, rng, 1)[0]]

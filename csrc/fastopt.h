@@ -58,6 +58,10 @@ typedef enum fo_dtype { FO_F32 = 0, FO_F64 = 1, FO_BF16 = 2, FO_F16 = 3 } fo_dty
     X(adabelief, ADABELIEF, 2)  \
     X(adopt, ADOPT, 2)          \
     X(adan, ADAN, 8)            \
+    X(lamb, LAMB, 4)            \
+    X(lars, LARS, 8)            \
+    X(nadam, NADAM, 8)          \
+    X(asgd, ASGD, 4)            \
     X(sf_adamw, SF_ADAMW, 4)    \
     X(sf_sgd, SF_SGD, 4)
 
@@ -102,6 +106,9 @@ typedef struct fo_hyper {
     double eps_root;                 /* AdaBelief: added to the second moment */
     double beta3;                    /* Adan: decay of the second moment (beta1, beta2 its others) */
     int weight_decouple;             /* Adan: param *= 1 - lr * wd, not param /= 1 + lr * wd */
+    double trust_coefficient;        /* LARS: factor of the trust ratio */
+    double momentum_decay;           /* NAdam: psi of the momentum schedule mu_t */
+    double lambd, t0;                /* ASGD: decay term; the step averaging starts at (alpha: its eta power) */
     double k;                        /* Schedule-Free: the group's step count after this step */
     double ckp1;                     /* Schedule-Free: this step's averaging weight (the caller's) */
 } fo_hyper;
@@ -146,9 +153,28 @@ typedef struct fo_scalars {
     double neg_lr_diff;   /* Adan -lr * beta2 / (1 - beta2^t) */
     double param_div;     /* Adan 1 + lr * weight_decay (param /= it) */
     unsigned lerp_high;   /* Adan: bit k set when lerp weight k (1 - beta1, 1 - beta2) >= 0.5 */
+    double ratio_scale, ratio_eps; /* LAMB, LARS: trust ratio = ratio_scale * |p| / (|u| + ratio_eps) */
+    double grad_coef;     /* NAdam -lr * (1 - mu_t) / (1 - mu_product) */
+    double avg_coef;      /* NAdam -lr * mu_{t+1} / (1 - mu_product * mu_{t+1}); ASGD: mu, ax's weight */
+    double advance[2];    /* what fo_advance() makes of the item's fo_pscalars: NAdam mu_t
+                             (the factor of mu_product); ASGD the next eta and mu */
     double ckp1;          /* Schedule-Free: y = lerp(y, z, ckp1) */
     double y_coef;        /* Schedule-Free: lr * (beta1 * (1 - ckp1) - 1) */
 } fo_scalars;
+
+/* Per-parameter scalar state: values that depend on a parameter's own history
+ * (a hyperparameter edited between steps, rounding), which fo_step() reads to
+ * compute the item's scalars and advances after an applied update: NAdam
+ * v[0] = mu_product; ASGD v[0] = eta, v[1] = mu. torch keeps each as a 0-d
+ * tensor of its own dtype (float32 unless its default dtype is float64):
+ * `dtype` is that dtype, and every advance rounds to it as torch does. At an
+ * item's first update (started 0) the values are torch's new state instead
+ * (NAdam mu_product = 1; ASGD eta = lr, mu = 1), whatever v holds. */
+#define FO_NUM_PSCALARS 2
+typedef struct fo_pscalars {
+    double v[FO_NUM_PSCALARS];
+    int dtype;            /* fo_dtype */
+} fo_pscalars;
 
 struct fo_item;
 #define FO_NUM_SLOTS 4 /* state buffers an item can have (Adan has four) */
@@ -167,7 +193,18 @@ typedef struct fo_item {
     fo_kernel kernel;
     /* filled by fo_plan(): */
     size_t vstart;          /* offset of the item in the job's byte space */
+    /* algorithms with a norm phase (fo_norm_phase()), filled by fo_step(): */
+    double *norms;          /* per block of FO_NORM_BLOCK elements, 2 * FO_NORM_LANES partial
+                               sums: of param^2, then of update^2, lane k holding the
+                               elements k mod FO_NORM_LANES (the norm phase adds to them) */
+    double ratio;           /* the trust ratio the apply phase scales the update by */
 } fo_item;
+
+/* Per-tensor norms (LAMB, LARS) are sums over blocks of FO_NORM_BLOCK elements
+ * from the tensor's start, each over FO_NORM_LANES fixed lanes, combined in
+ * order: the same bits for any thread count, SIMD path or neighbour tensors. */
+#define FO_NORM_BLOCK 2048
+#define FO_NORM_LANES 8
 
 /* Mode bits, per algorithm: the variants compiled as separate loops, which
  * fo_prepare() picks once per call. */
@@ -206,6 +243,26 @@ enum fo_adan_mode {
     FO_ADAN_DECAY = 1,           /* weight_decay != 0                       */
     FO_ADAN_DECOUPLE = 2,        /* ... as param *= 1 - lr * wd             */
     FO_ADAN_FIRST = 4            /* previous_grad starts as -grad           */
+};
+/* LAMB and LARS step in two phases (fo_norm_phase()): the mode from
+ * fo_prepare() runs the norm phase, mode | *_APPLY the apply phase. */
+enum fo_lamb_mode {
+    FO_LAMB_DECAY = 1,           /* update += weight_decay * param          */
+    FO_LAMB_APPLY = 2
+};
+enum fo_lars_mode {
+    FO_LARS_DECAY = 1,           /* update = grad + weight_decay * param    */
+    FO_LARS_NESTEROV = 2,
+    FO_LARS_APPLY = 4
+};
+enum fo_nadam_mode {
+    FO_NADAM_L2 = 1,
+    FO_NADAM_DECOUPLED = 2,      /* param *= 1 - lr * weight_decay          */
+    FO_NADAM_LERP_HIGH = 4
+};
+enum fo_asgd_mode {
+    FO_ASGD_L2 = 1,
+    FO_ASGD_AVERAGE = 2          /* mu != 1: ax += (p - ax) * mu, else ax = p */
 };
 /* Schedule-Free AdamW and SGD */
 enum fo_sf_mode {
@@ -260,11 +317,26 @@ fo_hyper fo_hyper_defaults(fo_algo algo);
 /* Scalars for the step numbered `step` (1 for the first update) and the
  * mode bits that select the loop. `first` marks SGD's first momentum step. */
 unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo_scalars *out);
+/* fo_prepare for an item with per-parameter scalar state `ps` (NULL: the
+ * state of a first update). fo_prepare(...) is fo_prepare_with(..., NULL, out). */
+unsigned fo_prepare_with(fo_algo algo, const fo_hyper *h, int64_t step, int first,
+                         const fo_pscalars *ps, fo_scalars *out);
+/* How many fo_pscalars values an algorithm keeps (0: none; fo_step needs no pscalars). */
+int fo_num_pscalars(fo_algo algo);
+/* An item's per-parameter scalar state after the update prepared as `s` (with
+ * `first` as given to fo_prepare_with): what torch's step leaves in its 0-d tensors. */
+void fo_advance(fo_algo algo, const fo_scalars *s, int first, fo_pscalars *ps);
 /* fo_prepare, then set item->scalars and item->kernel from table t. Returns 0,
- * or -1 when a state buffer the chosen loop needs is NULL: then item->kernel
- * is NULL and fo_run() leaves the item alone. */
+ * or -1 when a state buffer the chosen loop needs is NULL, or the algorithm
+ * has a norm phase (fo_norm_phase(): only fo_step() runs those): then
+ * item->kernel is NULL and fo_run() leaves the item alone. */
 int fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t step,
                     int first, fo_scalars *scalars, fo_item *item);
+/* The mode bit of an algorithm's apply phase when it has a norm phase (LAMB,
+ * LARS), else 0. fo_step() then runs every item twice: the norm phase (the
+ * mode from fo_prepare()) adds to item->norms, fo_step() turns the two norms
+ * into item->ratio, and the apply phase (mode | that bit) updates. */
+unsigned fo_norm_phase(fo_algo algo);
 /* State buffers an algorithm uses under h, as a bit mask of state[] slots. */
 unsigned fo_state_slots(fo_algo algo, const fo_hyper *h);
 /* State buffers the loop of `mode` (from fo_prepare) reads and writes. */
@@ -275,7 +347,8 @@ unsigned fo_missing_slots(fo_algo algo, unsigned mode, const fo_item *item);
 /* ---- one step (fo_step.c) ---- */
 /* Everything one step reads and writes. The per-item arrays (group, steps,
  * started) have `count` entries; fo_step() only reads them, except that an
- * applied step adds 1 to steps[i] and sets started[i] for each item stepped. */
+ * applied step adds 1 to steps[i], sets started[i] and advances pscalars[i]
+ * (fo_advance) for each item stepped. */
 typedef struct fo_step_args {
     const fo_table *table;   /* kernels; NULL: fo_table_active() */
     fo_algo algo;
@@ -288,6 +361,8 @@ typedef struct fo_step_args {
     uint8_t *started;        /* per item: 0 until its first update (SGD's momentum
                                 buffer then starts as the gradient) */
     fo_scalars *scalars;     /* workspace of `count` entries */
+    fo_pscalars *pscalars;   /* per item, when fo_num_pscalars(algo) > 0 (else unread):
+                                read for its scalars, advanced by an applied update */
     int skip_nonfinite;      /* change nothing when a gradient holds NaN or Inf */
     /* set when fo_step() returns an error: */
     size_t bad;              /* the item at fault */
@@ -302,7 +377,7 @@ enum {
     FO_STEP_NO_STATE = -1,   /* a state buffer the item's loop needs is NULL */
     FO_STEP_BAD_GROUP = -2,  /* group[bad] is not an index into hypers */
     FO_STEP_BAD_COUNT = -3,  /* steps[bad] is negative, or INT64_MAX (no next number) */
-    FO_STEP_BAD_ARGS = -4,   /* algo or an item's dtype out of range */
+    FO_STEP_BAD_ARGS = -4,   /* algo or an item's dtype out of range; no pscalars where needed */
     FO_STEP_NO_MEMORY = -5
 };
 

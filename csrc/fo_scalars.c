@@ -15,6 +15,13 @@
  *            rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))^0.5,
  *            denom_scale = bias_correction2^0.5;  decoupled param_decay = 1 - lr * wd
  *   Rprop    the etas and step-size bounds; lr, the step size of the first step
+ *   NAdam    mu_t = beta1 * (1 - 0.5 * 0.96^(t * momentum_decay)),  mu_product *= mu_t (in its
+ *            dtype), bias2 = 1 - beta2^t,
+ *            grad_coef = -lr * (1 - mu_t) / (1 - mu_product),
+ *            avg_coef = -lr * mu_{t+1} / (1 - mu_product * mu_{t+1});  decoupled param_decay
+ *   ASGD     eta, mu from the item's state: param_decay = 1 - lambd * eta, neg_lr = -eta,
+ *            avg_coef = mu; then eta = lr / (1 + lambd * lr * t)^alpha, mu = 1 / max(1, t - t0),
+ *            each rounded to float32 as torch.as_tensor makes them
  *
  * and, for the optimizers torch lacks, their reference implementation's:
  *
@@ -24,6 +31,9 @@
  *   ADOPT      clip_value = (t - 1)^0.25; the first step b1 = 1, b2 = 0 (optax)
  *   Adan       neg_lr = -lr / (1 - beta1^t),  neg_lr_diff = -lr * beta2 / (1 - beta2^t),
  *              denom_scale = sqrt(1 - beta3^t)  (pytorch-optimizer)
+ *   LAMB       bias1 = 1 - beta1^t,  bias2 = 1 - beta2^t,  neg_lr = -lr; trust ratio
+ *              |p| / |u| (optax: scale_by_trust_ratio's defaults)
+ *   LARS       neg_lr = -lr; trust ratio trust_coefficient * |p| / (|u| + eps) (optax)
  *   Schedule-Free AdamW / SGD  bias2 = 1 - beta2^k (AdamW), neg_lr = -lr,
  *              y_coef = lr * (beta1 * (1 - ckp1) - 1) (SGD: momentum for beta1), with lr
  *              the warmed-up rate, k the group's step count and ckp1 the averaging weight,
@@ -53,7 +63,9 @@ const fo_hyper_field fo_hyper_fields[] = {
     FO_FIELD_(rho, 0), FO_FIELD_(etaminus, 0), FO_FIELD_(etaplus, 0),
     FO_FIELD_(step_size_min, 0), FO_FIELD_(step_size_max, 0),
     FO_FIELD_(decoupled_weight_decay, 1), FO_FIELD_(maximize, 1), FO_FIELD_(eps_root, 0),
-    FO_FIELD_(beta3, 0), FO_FIELD_(weight_decouple, 1), FO_FIELD_(k, 0), FO_FIELD_(ckp1, 0),
+    FO_FIELD_(beta3, 0), FO_FIELD_(weight_decouple, 1), FO_FIELD_(trust_coefficient, 0),
+    FO_FIELD_(momentum_decay, 0), FO_FIELD_(lambd, 0), FO_FIELD_(t0, 0),
+    FO_FIELD_(k, 0), FO_FIELD_(ckp1, 0),
 };
 #undef FO_FIELD_
 const int fo_num_hyper_fields = (int)(sizeof fo_hyper_fields / sizeof fo_hyper_fields[0]);
@@ -81,6 +93,12 @@ fo_hyper fo_hyper_defaults(fo_algo algo)
     case FO_ADABELIEF:
         h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-16; h.eps_root = 1e-16;
         break;
+    case FO_LAMB: h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-6; break;
+    case FO_LARS: h.lr = 1.0; h.momentum = 0.9; h.trust_coefficient = 0.001; break;
+    case FO_NADAM:
+        h.lr = 2e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; h.momentum_decay = 4e-3;
+        break;
+    case FO_ASGD: h.lr = 1e-2; h.lambd = 1e-4; h.alpha = 0.75; h.t0 = 1e6; break;
     }
     return h;
 }
@@ -90,9 +108,35 @@ fo_hyper fo_hyper_defaults(fo_algo algo)
  * weight within 2^-25 of 0.5, where both formulas agree to rounding.) */
 static int fo_lerp_high(double w) { return !(fabs(w) < 0.5); }
 
+/* x rounded to a 0-d tensor's dtype (fo_pscalars.dtype). */
+static double fo_round_to(double x, int dtype) { return dtype == FO_F32 ? (double)(float)x : x; }
+
+int fo_num_pscalars(fo_algo algo)
+{
+    switch (algo) {
+    case FO_NADAM: return 1;
+    case FO_ASGD: return 2;
+    default: return 0;
+    }
+}
+
+void fo_advance(fo_algo algo, const fo_scalars *s, int first, fo_pscalars *ps)
+{
+    (void)first;  /* the advance was computed from the first step's state already */
+    for (int k = 0; k < fo_num_pscalars(algo); k++) ps->v[k] = s->advance[k];
+}
+
 unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo_scalars *s)
 {
+    return fo_prepare_with(algo, h, step, first, NULL, s);
+}
+
+unsigned fo_prepare_with(fo_algo algo, const fo_hyper *h, int64_t step, int first,
+                         const fo_pscalars *ps, fo_scalars *s)
+{
     unsigned mode = 0;
+    const int fresh = first || !ps;       /* torch's new 0-d state, not ps's values */
+    const int pdtype = ps ? ps->dtype : FO_F64;
     memset(s, 0, sizeof *s);
     s->grad_sign = h->maximize ? -1.0 : 1.0;
     s->weight_decay = h->weight_decay;
@@ -224,6 +268,59 @@ unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo
         s->param_div = 1 + h->lr * h->weight_decay;
         break;
     }
+    case FO_LAMB:
+        if (h->weight_decay != 0) mode |= FO_LAMB_DECAY;
+        s->lerp_weight = 1 - h->beta1;
+        s->momentum = h->beta1;
+        s->avg_weight = 1 - h->beta2;
+        s->avg_decay = h->beta2;
+        s->bias1 = 1 - pow(h->beta1, (double)step);
+        s->bias2 = 1 - pow(h->beta2, (double)step);
+        s->ratio_scale = 1.0;
+        s->ratio_eps = 0.0;
+        break;
+    case FO_LARS:
+        if (h->weight_decay != 0) mode |= FO_LARS_DECAY;
+        if (h->nesterov) mode |= FO_LARS_NESTEROV;
+        s->momentum = h->momentum;
+        s->ratio_scale = h->trust_coefficient;
+        s->ratio_eps = h->eps;
+        break;
+    case FO_NADAM: {
+        double t = (double)step;
+        double mu = h->beta1 * (1.0 - 0.5 * pow(0.96, t * h->momentum_decay));
+        double mu_next = h->beta1 * (1.0 - 0.5 * pow(0.96, (t + 1) * h->momentum_decay));
+        double product = fresh ? 1.0 : ps->v[0];
+        /* torch: mu_product *= mu, in the 0-d tensor's dtype */
+        product = pdtype == FO_F32 ? (double)((float)product * (float)mu) : product * mu;
+        if (h->weight_decay != 0)
+            mode |= h->decoupled_weight_decay ? FO_NADAM_DECOUPLED : FO_NADAM_L2;
+        if (fo_lerp_high(1 - h->beta1)) mode |= FO_NADAM_LERP_HIGH;
+        s->param_decay = 1 - h->lr * h->weight_decay;
+        s->lerp_weight = 1 - h->beta1;
+        s->avg_decay = h->beta2;
+        s->avg_weight = 1 - h->beta2;
+        s->bias2 = 1 - pow(h->beta2, t);
+        s->grad_coef = -h->lr * (1.0 - mu) / (1.0 - product);
+        s->avg_coef = -h->lr * mu_next / (1.0 - product * mu_next);
+        s->advance[0] = product;
+        break;
+    }
+    case FO_ASGD: {
+        double t = (double)step;
+        double eta = fresh ? fo_round_to(h->lr, pdtype) : ps->v[0];
+        double mu = fresh ? 1.0 : ps->v[1];
+        double d = t - h->t0;
+        if (h->weight_decay != 0) mode |= FO_ASGD_L2;
+        if (mu != 1) mode |= FO_ASGD_AVERAGE;
+        s->param_decay = 1 - h->lambd * eta;
+        s->neg_lr = -eta;
+        s->avg_coef = mu;
+        /* torch.as_tensor(value) (float32, torch's default dtype), copied into the state */
+        s->advance[0] = fo_round_to(fo_round_to(h->lr / pow(1 + h->lambd * h->lr * t, h->alpha), FO_F32), pdtype);
+        s->advance[1] = fo_round_to(fo_round_to(1 / (d > 1 ? d : 1), FO_F32), pdtype);
+        break;
+    }
     case FO_SF_ADAMW:
     case FO_SF_SGD: {
         double beta1 = algo == FO_SF_ADAMW ? h->beta1 : h->momentum;
@@ -245,7 +342,7 @@ int fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t 
 {
     unsigned mode = fo_prepare(algo, h, step, first, scalars);
     item->scalars = scalars;
-    if (fo_missing_slots(algo, mode, item)) {
+    if (fo_missing_slots(algo, mode, item) || fo_norm_phase(algo)) {
         item->kernel = NULL;
         return -1;
     }
@@ -259,7 +356,8 @@ int fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t 
 static unsigned fo_fixed_slots(fo_algo algo)
 {
     switch (algo) {
-    case FO_ADAGRAD: case FO_RMSPROP: case FO_LION: case FO_SF_SGD: return 1u;
+    case FO_ADAGRAD: case FO_RMSPROP: case FO_LION: case FO_LARS: case FO_ASGD: case FO_SF_SGD:
+        return 1u;
     case FO_ADAN: return 15u;
     default: return 3u;
     }
@@ -272,6 +370,15 @@ unsigned fo_state_slots(fo_algo algo, const fo_hyper *h)
     case FO_RMSPROP: return 1u | (h->momentum > 0 ? 2u : 0u) | (h->centered ? 4u : 0u);
     case FO_ADAM: return 3u | (h->amsgrad ? 4u : 0u);
     default: return fo_fixed_slots(algo);
+    }
+}
+
+unsigned fo_norm_phase(fo_algo algo)
+{
+    switch (algo) {
+    case FO_LAMB: return FO_LAMB_APPLY;
+    case FO_LARS: return FO_LARS_APPLY;
+    default: return 0;
     }
 }
 

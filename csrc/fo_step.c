@@ -5,10 +5,21 @@
  * each item's group, its step count, its dtype and the state buffers its loop
  * needs. Items in a row with the same (group, step number, started) share one
  * fo_scalars (one fo_prepare(), so the pow() of Adam's bias corrections runs
- * once per group, not once per tensor). Items without a gradient get no
+ * once per group, not once per tensor); for an algorithm with per-parameter
+ * scalar state (fo_pscalars) only items whose state is also the same (bit for
+ * bit) share. Items without a gradient get no
  * kernel, so fo_plan() gives them no room and fo_run() never reaches them.
+ *
+ * An algorithm with a norm phase (fo_norm_phase(): LAMB, LARS) runs in two
+ * passes over the pool: the norm phase adds each item's two sums of squares
+ * into per-block lanes (item->norms), fo_step() combines them in block order
+ * into the item's trust ratio, and the apply phase updates. Its items start
+ * on block boundaries of the byte space, so no piece cuts a block: the sums
+ * never depend on the pieces, the threads or the other items.
  */
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include "fo_common.h"
 
 /* How many gradient elements of the planned items are NaN or Inf, or -1
@@ -25,6 +36,76 @@ static double fo_count_nonfinite(const fo_table *t, const fo_item *items, size_t
     return total;
 }
 
+/* Lay the items out for a step with a norm phase, each from a multiple of
+ * its block's bytes (which divide FO_PIECE_BYTES); returns the bytes and sets
+ * *sums to the number of doubles the items' norms take. */
+typedef char fo_blocks_fit_pieces[FO_PIECE_BYTES % (FO_NORM_BLOCK * sizeof(double)) == 0 ? 1 : -1];
+static size_t fo_norm_layout(fo_item *items, size_t count, size_t *sums)
+{
+    size_t off = 0, blocks = 0;
+    for (size_t i = 0; i < count; i++) {
+        fo_item *it = &items[i];
+        const size_t block = FO_NORM_BLOCK * (it->dtype == FO_F64 ? sizeof(double) : sizeof(float));
+        off = (off + block - 1) / block * block;
+        it->vstart = off;
+        off += fo_room(it);
+        if (it->kernel) blocks += (it->n + FO_NORM_BLOCK - 1) / FO_NORM_BLOCK;
+    }
+    *sums = 2 * FO_NORM_LANES * blocks;
+    return off;
+}
+
+/* optax's scale_by_trust_ratio: ratio_scale * |p| / (|u| + ratio_eps), 1 when
+ * either norm is 0; in the computing dtype, as optax (the sums in double):
+ * float64 for float64 parameters, float32 for the others. */
+static double fo_trust_ratio(double sum_p, double sum_u, const fo_scalars *s, int dtype)
+{
+    if (dtype != FO_F64) {
+        const float pn = (float)sqrt(sum_p), un = (float)sqrt(sum_u);
+        if (pn == 0 || un == 0) return 1.0;
+        return (double)((float)s->ratio_scale * pn / (un + (float)s->ratio_eps));
+    }
+    const double pn = sqrt(sum_p), un = sqrt(sum_u);
+    if (pn == 0 || un == 0) return 1.0;
+    return s->ratio_scale * pn / (un + s->ratio_eps);
+}
+
+/* The two phases of a step with a norm phase over planned items whose norms
+ * point at zeroed lanes. */
+static void fo_run_norm_phases(const fo_table *t, fo_step_args *a, size_t pieces, unsigned apply)
+{
+    fo_run(a->items, a->count, pieces, NULL);
+    for (size_t i = 0; i < a->count; i++) {
+        fo_item *it = &a->items[i];
+        if (!it->kernel) continue;
+        double sum_p = 0, sum_u = 0;
+        const size_t blocks = (it->n + FO_NORM_BLOCK - 1) / FO_NORM_BLOCK;
+        for (size_t j = 0; j < blocks; j++) {  /* each block's lanes, then the blocks in order */
+            const double *lane = it->norms + 2 * FO_NORM_LANES * j;
+            double bp = 0, bu = 0;
+            for (int k = 0; k < FO_NORM_LANES; k++) {
+                bp += lane[k];
+                bu += lane[FO_NORM_LANES + k];
+            }
+            sum_p += bp;
+            sum_u += bu;
+        }
+        it->ratio = fo_trust_ratio(sum_p, sum_u, it->scalars, it->dtype);
+        /* the same loop's apply phase: its mode | apply in the kernel's row */
+        const fo_kernel *row = t->update[a->algo][it->dtype];
+        unsigned m = 0;
+        while (row[m] != it->kernel) m++;
+        it->kernel = row[m | apply];
+    }
+    fo_run(a->items, a->count, pieces, NULL);
+}
+
+/* Whether two items' per-parameter scalar states are the same, bit for bit. */
+static int fo_same_pscalars(const fo_pscalars *x, const fo_pscalars *y, int n)
+{
+    return x->dtype == y->dtype && memcmp(x->v, y->v, (size_t)n * sizeof x->v[0]) == 0;
+}
+
 int fo_step(fo_step_args *a)
 {
     const fo_table *t = a->table ? a->table : fo_table_active();
@@ -32,9 +113,12 @@ int fo_step(fo_step_args *a)
     int last_group = -1, last_first = -1;
     int64_t last_step = -1;
     unsigned mode = 0, need = 0;
+    const fo_pscalars *last_ps = NULL;
     a->bad = 0;
     a->missing = 0;
     if ((unsigned)a->algo >= (unsigned)FO_NUM_ALGOS) return FO_STEP_BAD_ARGS;
+    const int nps = fo_num_pscalars(a->algo);
+    if (nps && !a->pscalars && a->count) return FO_STEP_BAD_ARGS;
     for (size_t i = 0; i < a->count; i++) {
         fo_item *it = &a->items[i];
         it->kernel = NULL;
@@ -57,12 +141,15 @@ int fo_step(fo_step_args *a)
         }
         const int64_t step = a->steps[i] + 1;
         const int first = !a->started[i];
-        if (g != last_group || step != last_step || first != last_first) {
-            mode = fo_prepare(a->algo, &a->hypers[g], step, first, &a->scalars[nsc++]);
+        const fo_pscalars *ps = nps ? &a->pscalars[i] : NULL;
+        if (g != last_group || step != last_step || first != last_first ||
+            (ps && !fo_same_pscalars(ps, last_ps, nps))) {
+            mode = fo_prepare_with(a->algo, &a->hypers[g], step, first, ps, &a->scalars[nsc++]);
             need = fo_mode_slots(a->algo, mode);
             last_group = g;
             last_step = step;
             last_first = first;
+            last_ps = ps;
         }
         if (((need & 1u) && !it->state[0]) || ((need & 2u) && !it->state[1]) ||
             ((need & 4u) && !it->state[2]) || ((need & 8u) && !it->state[3])) {
@@ -76,15 +163,37 @@ int fo_step(fo_step_args *a)
         stepped++;
     }
     if (!stepped) return FO_STEP_APPLIED;
+    const unsigned apply = fo_norm_phase(a->algo);
+    double *norms = NULL;
+    if (apply) {
+        size_t sums = 0;
+        bytes = fo_norm_layout(a->items, a->count, &sums);
+        norms = (double *)calloc(sums ? sums : 1, sizeof *norms);
+        if (!norms) return FO_STEP_NO_MEMORY;
+        for (size_t i = 0, at = 0; i < a->count; i++) {
+            fo_item *it = &a->items[i];
+            it->norms = it->kernel ? norms + at : NULL;
+            if (it->kernel) at += 2 * FO_NORM_LANES * ((it->n + FO_NORM_BLOCK - 1) / FO_NORM_BLOCK);
+        }
+    }
     const size_t pieces = fo_pieces(bytes);
     if (a->skip_nonfinite) {
         double bad = fo_count_nonfinite(t, a->items, a->count, pieces);
-        if (bad < 0) return FO_STEP_NO_MEMORY;
-        if (bad > 0) return FO_STEP_SKIPPED;
+        if (bad != 0) {
+            free(norms);
+            return bad < 0 ? FO_STEP_NO_MEMORY : FO_STEP_SKIPPED;
+        }
     }
-    fo_run(a->items, a->count, pieces, NULL);
+    if (apply) {
+        fo_run_norm_phases(t, a, pieces, apply);
+        for (size_t i = 0; i < a->count; i++) a->items[i].norms = NULL;
+        free(norms);
+    } else {
+        fo_run(a->items, a->count, pieces, NULL);
+    }
     for (size_t i = 0; i < a->count; i++) {
         if (a->items[i].kernel) {
+            if (nps) fo_advance(a->algo, a->items[i].scalars, !a->started[i], &a->pscalars[i]);
             a->steps[i]++;
             a->started[i] = 1;
         }

@@ -59,6 +59,12 @@ cdef extern from "fastopt.h" nogil:
         double power
         double clip_value
 
+    int FO_NUM_PSCALARS
+    ctypedef struct fo_pscalars:
+        double v[2]  # FO_NUM_PSCALARS
+        int dtype
+    int fo_num_pscalars(fo_algo algo) noexcept
+
     ctypedef struct fo_item
     ctypedef void (*fo_kernel)(const fo_item *item, size_t begin, size_t end, double *acc) noexcept
 
@@ -107,6 +113,7 @@ cdef extern from "fastopt.h" nogil:
         int64_t *steps
         uint8_t *started
         fo_scalars *scalars
+        fo_pscalars *pscalars
         int skip_nonfinite
         size_t bad
         unsigned missing

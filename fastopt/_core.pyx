@@ -156,6 +156,8 @@ for _row in _spec.SPECS.values():
 
 # State buffers per parameter (fo_item.state): Adam uses three, Adan four.
 NUM_SLOTS = FO_NUM_SLOTS
+# Per-parameter scalar state values (fo_pscalars: NAdam's mu_product, ASGD's eta and mu).
+NUM_PSCALARS = FO_NUM_PSCALARS
 
 # fo_hyper's fields by name: (offset, is int)
 _HYPER_FIELDS = {fo_hyper_fields[i].name.decode(): (fo_hyper_fields[i].offset, fo_hyper_fields[i].is_int)
@@ -611,6 +613,7 @@ cdef class Engine:
     cdef fo_scalars *scalars # fo_step's workspace
     cdef int64_t *counts     # per parameter: updates done
     cdef uint8_t *begun      # per parameter: whether its state holds an update
+    cdef fo_pscalars *pscal  # per parameter: its scalar state (fo_step advances it)
     cdef Range *written      # sorted memory ranges of params and state (for overlap checks)
     cdef Py_ssize_t nwritten
     cdef bint written_stale  # state pointers changed since `written` was sorted
@@ -628,6 +631,7 @@ cdef class Engine:
         self.scalars = NULL
         self.counts = NULL
         self.begun = NULL
+        self.pscal = NULL
         self.written = NULL
         self.group_of = NULL
         self.clear = NULL
@@ -639,6 +643,7 @@ cdef class Engine:
         free(self.scalars)
         free(self.counts)
         free(self.begun)
+        free(self.pscal)
         free(self.written)
         free(self.group_of)
         free(self.clear)
@@ -767,6 +772,78 @@ cdef class Engine:
             else:
                 (<float *>cnp.PyArray_DATA(a))[0] = <float>self.counts[i]
 
+    # -- per-parameter scalar state (fo_pscalars): read and set only here
+
+    def scalar_state(self):
+        """``(values, dtypes)``: per parameter its NUM_PSCALARS scalar state
+        values (float64, shape (n, NUM_PSCALARS)) and the dtype each is kept
+        in (a NumPy dtype), as new objects. Meaningful once it has started."""
+        values = np.empty((self.n, FO_NUM_PSCALARS), np.float64)
+        cdef Py_ssize_t i, k
+        for i in range(self.n):
+            for k in range(FO_NUM_PSCALARS):
+                values[i, k] = self.pscal[i].v[k]
+        return values, [_DESCRS[self.pscal[i].dtype] for i in range(self.n)]
+
+    def set_scalar_state(self, values, dtypes, index=None):
+        """Set the scalar state of the parameters in ``index`` (default:
+        all, in order): per parameter a sequence of NUM_PSCALARS numbers and
+        a dtype (float32 or float64: each value is rounded to it). Checked
+        before anything is set."""
+        if self.busy == fork_epoch:
+            raise RuntimeError("cannot set scalar state while the engine runs a step")
+        where = tuple(range(self.n)) if index is None else tuple(index)
+        values, dtypes = tuple(values), tuple(dtypes)
+        if not len(values) == len(dtypes) == len(where):
+            raise ValueError(f"expected {len(where)} scalar states and dtypes")
+        rows = []
+        for i, row, dt in zip(where, values, dtypes):
+            if not 0 <= i < self.n:
+                raise IndexError(f"parameter index {i} out of range")
+            dt = np.dtype(dt)
+            if dt not in _DESCRS:
+                raise TypeError(f"scalar state of {describe(self._names[i])} must be float32 "
+                                f"or float64, got {dt}")
+            row = [float(np.asarray(x, dt)) for x in row]
+            if len(row) > FO_NUM_PSCALARS:
+                raise ValueError(f"at most {FO_NUM_PSCALARS} scalar state values per parameter")
+            rows.append((i, row + [0.0] * (FO_NUM_PSCALARS - len(row)), _DESCRS.index(dt)))
+        cdef Py_ssize_t k
+        for i, row, code in rows:  # nothing can fail from here on
+            for k in range(FO_NUM_PSCALARS):
+                self.pscal[<Py_ssize_t>i].v[k] = row[k]
+            self.pscal[<Py_ssize_t>i].dtype = code
+
+    def load_scalars(self, views):
+        """Read each parameter's scalar state from ``views[i]``: a tuple of
+        0-d float32/float64 arrays (torch's 0-d state tensors' NumPy views),
+        values and dtype taken from them (the dtype of the first)."""
+        t = tuple(views)
+        if len(t) != self.n:
+            raise ValueError(f"expected {self.n} scalar state views, got {len(t)}")
+        for i in range(self.n):
+            for a in t[i]:
+                if not isinstance(a, np.ndarray) or a.ndim != 0 or a.dtype not in _DESCRS:
+                    raise TypeError(f"scalar state {i} must be 0-d float32/float64 arrays")
+        self.set_scalar_state([[a[()] for a in row] for row in t],
+                              [row[0].dtype if row else _DESCRS[0] for row in t])
+
+    def store_scalars(self, views):
+        """Write each parameter's scalar state into ``views[i]`` (as for
+        ``load_scalars``; writeable), each value in its array's dtype."""
+        t = tuple(views)
+        if len(t) != self.n:
+            raise ValueError(f"expected {self.n} scalar state views, got {len(t)}")
+        for i in range(self.n):
+            for a in t[i]:
+                if (not isinstance(a, np.ndarray) or a.ndim != 0 or a.dtype not in _DESCRS
+                        or not a.flags.writeable):
+                    raise TypeError(f"scalar state {i} must be writeable 0-d float32/float64 arrays")
+        cdef Py_ssize_t k
+        for i in range(self.n):
+            for k, a in enumerate(t[i]):
+                a[()] = self.pscal[i].v[k]
+
     # -- parameters and state
 
     cdef reserve(self, Py_ssize_t cap):
@@ -791,6 +868,10 @@ cdef class Engine:
         if p == NULL:
             raise MemoryError()
         self.begun = <uint8_t *>p
+        p = realloc(self.pscal, cap * sizeof(fo_pscalars))
+        if p == NULL:
+            raise MemoryError()
+        self.pscal = <fo_pscalars *>p
         p = realloc(self.group_of, cap * sizeof(int))
         if p == NULL:
             raise MemoryError()
@@ -836,6 +917,8 @@ cdef class Engine:
             self.group_of[j] = group_of[i]
             self.counts[j] = 0
             self.begun[j] = 0
+            memset(&self.pscal[j], 0, sizeof(fo_pscalars))  # unread until started
+            self.pscal[j].dtype = FO_F32  # torch's 0-d state dtype
             memset(&self.items[j], 0, sizeof(fo_item))
             self.items[j].param = cnp.PyArray_DATA(p)
             self.items[j].n = <size_t>cnp.PyArray_SIZE(p)
@@ -1014,6 +1097,7 @@ cdef class Engine:
         a.steps = self.counts
         a.started = self.begun
         a.scalars = self.scalars
+        a.pscalars = self.pscal
         a.skip_nonfinite = skip_nonfinite
         cdef int rc
         with nogil:

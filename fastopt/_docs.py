@@ -94,10 +94,14 @@ def _entry(param, spec, shared):
     """The numpydoc lines of one argument."""
     hyper = next((h for h in spec.hypers if h.name == param.name), None)
     buffer = next((b for b in spec.state if b.name == param.name), None)
+    scalar = next((c for c in spec.scalars if c.name == param.name), None)
     if hyper is not None:
         kind, text = None, _sentence(hyper.doc, _range(hyper.rule, len(hyper.c) > 1))
     elif buffer is not None:
         kind, text = None, _sentence(buffer.doc + ": param's shape and dtype, updated in place")
+    elif scalar is not None:
+        kind, text = None, _sentence(scalar.doc + ": a 0-d float32/float64 array, updated in place "
+                                     "(read as its initial value at step 1)")
     elif param.name in shared:
         kind, text = shared[param.name]
     else:

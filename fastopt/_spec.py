@@ -21,7 +21,7 @@ it for fastopt.functional's buffer arguments, and says when it is required.
 import math
 from typing import Callable, NamedTuple, Optional, Tuple, Union
 
-__all__ = ["Hyper", "Buffer", "Spec", "SPECS", "FIRST_GRAD", "PARAM", "c_fields"]
+__all__ = ["Hyper", "Buffer", "Scalar", "Spec", "SPECS", "FIRST_GRAD", "PARAM", "c_fields"]
 
 # Range rules: (low, high, high_open) for _validate-style number checks;
 # FLAG for booleans (not range-checked, as torch does not check them).
@@ -61,6 +61,15 @@ class Buffer(NamedTuple):
         return self.when is None or bool(self.when(group))
 
 
+class Scalar(NamedTuple):
+    """A per-parameter 0-d state entry that the step advances (NAdam's
+    ``mu_product``, ASGD's ``eta`` and ``mu``): the C core keeps it per item
+    (fo_pscalars, index ``index``), torch as a 0-d tensor (float32 by default)."""
+    name: str       # torch's state key
+    index: int      # its place in fo_pscalars.v
+    doc: str = ""
+
+
 class Spec(NamedTuple):
     name: str                    # the class name in fastopt, fastopt.torch and torch.optim
     algo: str                    # the C algorithm (FO_ALGOS)
@@ -70,6 +79,7 @@ class Spec(NamedTuple):
     eager: bool                  # state exists from construction (torch's Adagrad), else from the first step
     check: Optional[Callable[[dict, str], None]] = None  # a rule across hyperparameters
     reference: str = "torch.optim"  # the implementation whose names, defaults and numbers it has
+    scalars: Tuple[Scalar, ...] = ()  # per-parameter 0-d state, in fo_pscalars order
     # Group keys the optimizer keeps and updates at each step, as its reference
     # does (Schedule-Free's k, lr_max, weight_sum, ...): not arguments.
     group_state: Tuple[Hyper, ...] = ()
@@ -89,6 +99,10 @@ class Spec(NamedTuple):
     @property
     def state_names(self):
         return tuple(b.name for b in self.state)
+
+    @property
+    def scalar_names(self):
+        return tuple(c.name for c in self.scalars)
 
     def slots(self, group):
         """Which of the four C slots (fo_item.state) the group's hyperparameters use."""
@@ -286,6 +300,39 @@ _ROWS = [
         Buffer("step_size", 1, "lr",  # the group's lr at the first step, as torch
                doc="The step size s per element (ignored at step 1, where it starts as lr)"),
     ), step=True, eager=False, check=_etas),
+    Spec("NAdam", "nadam", (
+        Hyper("lr", 2e-3, NONNEG, ("lr",), _LR),
+        Hyper("betas", (0.9, 0.999), UNIT, ("beta1", "beta2"),
+              "Decay rates (β₁, β₂) of the first and second moments"),
+        Hyper("eps", 1e-8, NONNEG, ("eps",), _EPS),
+        Hyper("weight_decay", 0, NONNEG, ("weight_decay",),
+              "Weight decay λ (adds λ·θ to the gradient, or with decoupled_weight_decay "
+              "multiplies θ by (1 − γ·λ))"),
+        Hyper("momentum_decay", 4e-3, NONNEG, ("momentum_decay",),
+              "Momentum decay ψ of the schedule μₜ = β₁·(1 − ½·0.96^(t·ψ))"),
+        Hyper("decoupled_weight_decay", False, FLAG, ("decoupled_weight_decay",),
+              "Multiply θ by (1 − γ·λ) before the update instead of adding λ·θ to the "
+              "gradient (NAdamW)"),
+        Hyper("maximize", False, FLAG, ("maximize",), _MAX),
+    ), (
+        Buffer("exp_avg", 0, 0.0, doc=_M),
+        Buffer("exp_avg_sq", 1, 0.0, doc="The second moment v"),
+    ), step=True, eager=False, scalars=(
+        Scalar("mu_product", 0, "The product Πμ of the momentum schedule so far (1 at first)"),
+    )),
+    Spec("ASGD", "asgd", (
+        Hyper("lr", 1e-2, NONNEG, ("lr",), _LR),
+        Hyper("lambd", 1e-4, REAL, ("lambd",), "Decay term λ of the step size"),
+        Hyper("alpha", 0.75, REAL, ("alpha",), "Power α of the step size's decay"),
+        Hyper("t0", 1e6, REAL, ("t0",), "The step t₀ at which averaging starts"),
+        Hyper("weight_decay", 0, NONNEG, ("weight_decay",), "L2 penalty ω (adds ω·θ to the gradient)"),
+        Hyper("maximize", False, FLAG, ("maximize",), _MAX),
+    ), (
+        Buffer("ax", 0, 0.0, doc="The average ā of the parameter"),
+    ), step=True, eager=False, scalars=(
+        Scalar("eta", 0, "The step size η of the next step (γ at first)"),
+        Scalar("mu", 1, "The averaging weight μ of the next step (1 at first)"),
+    )),
     # Not in torch.optim: the names, defaults and numbers of another reference.
     Spec("Lion", "lion", (
         Hyper("lr", 1e-4, NONNEG, ("lr",),
@@ -339,6 +386,33 @@ _ROWS = [
         Buffer("previous_grad", 3, 0.0,  # the negated gradient; the first step sets it
                doc="The previous gradient, negated (ignored at step 1)"),
     ), step=True, eager=False, check=_adan_clipping, reference="pytorch-optimizer"),
+    # Layer-wise trust ratios: per tensor, the norms of θ and of the update (fo_norm_phase).
+    Spec("LAMB", "lamb", (
+        Hyper("lr", 1e-3, NONNEG, ("lr",), _LR),
+        Hyper("betas", (0.9, 0.999), UNIT, ("beta1", "beta2"),
+              "Decay rates (β₁, β₂) of the first and second moments"),
+        Hyper("eps", 1e-6, NONNEG, ("eps",), _EPS),
+        Hyper("weight_decay", 0.0, NONNEG, ("weight_decay",),
+              "Decoupled weight decay λ (λ·θ joins the update before the trust ratio, as "
+              "optax.lamb)"),
+        Hyper("maximize", False, FLAG, ("maximize",), _MAX),
+    ), (
+        Buffer("exp_avg", 0, 0.0, doc=_M),
+        Buffer("exp_avg_sq", 1, 0.0, doc="The second moment v"),
+    ), step=True, eager=False, reference="optax"),
+    Spec("LARS", "lars", (
+        Hyper("lr", 1.0, NONNEG, ("lr",), _LR),
+        Hyper("momentum", 0.9, NONNEG, ("momentum",),
+              "Decay rate μ of the momentum buffer b (optax's trace; 0 keeps b = the last update)"),
+        Hyper("weight_decay", 0.0, NONNEG, ("weight_decay",),
+              "Weight decay λ (λ·θ is added to the gradient before the trust ratio)"),
+        Hyper("trust_coefficient", 0.001, NONNEG, ("trust_coefficient",),
+              "Factor η of the trust ratio η·‖θ‖ / (‖u‖ + ε)"),
+        Hyper("eps", 0.0, NONNEG, ("eps",), "ε added to the update's norm in the trust ratio"),
+        Hyper("nesterov", False, FLAG, ("nesterov",), "Nesterov momentum"),
+    ), (
+        Buffer("momentum_buffer", 0, 0.0, doc="The momentum buffer b (optax's trace)"),
+    ), step=False, eager=False, reference="optax"),
     Spec("ScheduleFreeAdamW", "sf_adamw", (
         Hyper("lr", 0.0025, NONNEG, ("lr",), _LR),
         Hyper("betas", (0.9, 0.999), UNIT, ("beta1", "beta2"),

@@ -20,12 +20,15 @@ Examples
 >>> p
 array([0.9, 0.9, 0.9, 0.9])
 """
+import numpy as np
+
 from . import _core, _docs
 from ._spec import SPECS
 from ._typing import Array
 from ._validate import as_whole
-from .optim import (_MAX_STEP, ADOPT, SGD, AdaBelief, Adadelta, Adagrad, Adam, Adamax, Adan, Lion,
-                    RAdam, RMSprop, Rprop, ScheduleFreeAdamW, ScheduleFreeSGD, schedule_free_group)
+from .optim import (_MAX_STEP, ADOPT, ASGD, LAMB, LARS, SGD, AdaBelief, Adadelta, Adagrad, Adam,
+                    Adamax, Adan, Lion, NAdam, RAdam, RMSprop, Rprop, ScheduleFreeAdamW,
+                    ScheduleFreeSGD, schedule_free_group)
 
 __all__ = [spec.function + "_" for spec in SPECS.values()]  # one per optimizer of fastopt._spec
 
@@ -42,8 +45,9 @@ _ARGS = {
 }
 
 
-def _update(cls, param, grad, buffers, step, hyper, isa):
-    """One step of optimizer class `cls`; `buffers` in the order of its spec's state."""
+def _update(cls, param, grad, buffers, step, hyper, isa, scalars=()):
+    """One step of optimizer class `cls`; `buffers` in the order of its spec's state,
+    `scalars` (0-d arrays, updated in place) in the order of its spec's scalars."""
     spec = cls._spec
     step = as_whole(step, "step (the number of this update)", 1, _MAX_STEP)
     hyper = {**spec.defaults, **hyper}  # what a function does not take (Adagrad's initial value)
@@ -63,9 +67,18 @@ def _update(cls, param, grad, buffers, step, hyper, isa):
             raise ValueError(f"{buf.name} must have dtype {dtype} and shape {p.shape} (param: "
                              f"{p.dtype}), got {a.dtype} {a.shape}")
         states[buf.slot] = a if needed[buf.slot] else None
+    for c, a in zip(spec.scalars, scalars):
+        if (not isinstance(a, np.ndarray) or a.ndim != 0 or a.dtype not in (np.float32, np.float64)
+                or not a.flags.writeable or a.dtype != scalars[0].dtype):
+            raise TypeError(f"{c.name} must be a writeable 0-d float32 or float64 array (all of "
+                            f"one dtype), got {a!r}")
     engine = _core.Engine(spec.algo, [p], [tuple(states)], ["param"], [0])
     engine.set_counters([step - 1], [step > 1])  # this update is number `step`
+    if scalars:
+        engine.load_scalars([tuple(scalars)])
     engine.step([grad], [hyper], False, isa)
+    if scalars:
+        engine.store_scalars([tuple(scalars)])
 
 
 def sgd_(param: Array, grad: Array, momentum_buffer: Array | None = None, *, step: int,
@@ -155,6 +168,29 @@ def rprop_(param: Array, grad: Array, prev: Array, step_size: Array, *, step: in
     _update(Rprop, param, grad, (prev, step_size), step, hyper, isa)
 
 
+def nadam_(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, mu_product: Array, *,
+           step: int, lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
+           eps: float = 1e-8, weight_decay: float = 0, momentum_decay: float = 4e-3,
+           decoupled_weight_decay: bool = False, maximize: bool = False,
+           isa: str | None = None) -> None:
+    """One NAdam step in place (see ``fastopt.NAdam``).
+    """
+    hyper = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                 momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
+                 maximize=maximize)
+    _update(NAdam, param, grad, (exp_avg, exp_avg_sq), step, hyper, isa, (mu_product,))
+
+
+def asgd_(param: Array, grad: Array, ax: Array, eta: Array, mu: Array, *, step: int,
+          lr: float = 1e-2, lambd: float = 1e-4, alpha: float = 0.75, t0: float = 1e6,
+          weight_decay: float = 0, maximize: bool = False, isa: str | None = None) -> None:
+    """One ASGD step in place (see ``fastopt.ASGD``).
+    """
+    hyper = dict(lr=lr, lambd=lambd, alpha=alpha, t0=t0, weight_decay=weight_decay,
+                 maximize=maximize)
+    _update(ASGD, param, grad, (ax,), step, hyper, isa, (eta, mu))
+
+
 def lion_(param: Array, grad: Array, exp_avg: Array, *, step: int, lr: float = 1e-4,
           betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0,
           maximize: bool = False, isa: str | None = None) -> None:
@@ -195,6 +231,25 @@ def adan_(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, exp_avg_
                  maximize=maximize)
     _update(Adan, param, grad, (exp_avg, exp_avg_sq, exp_avg_diff, previous_grad), step, hyper,
             isa)
+
+
+def lamb_(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, *, step: int,
+          lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
+          weight_decay: float = 0.0, maximize: bool = False, isa: str | None = None) -> None:
+    """One LAMB step in place (see ``fastopt.LAMB``); the trust ratio is param's.
+    """
+    hyper = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, maximize=maximize)
+    _update(LAMB, param, grad, (exp_avg, exp_avg_sq), step, hyper, isa)
+
+
+def lars_(param: Array, grad: Array, momentum_buffer: Array, *, step: int, lr: float = 1.0,
+          momentum: float = 0.9, weight_decay: float = 0.0, trust_coefficient: float = 0.001,
+          eps: float = 0.0, nesterov: bool = False, isa: str | None = None) -> None:
+    """One LARS step in place (see ``fastopt.LARS``); the trust ratio is param's.
+    """
+    hyper = dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                 trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov)
+    _update(LARS, param, grad, (momentum_buffer,), step, hyper, isa)
 
 
 def _schedule_free(cls, param, grad, buffers, step, hyper, lr_max, weight_sum, isa):

@@ -34,8 +34,9 @@ from ._validate import as_whole, float_array, in_range
 # ``from .optim import *``, which type checkers read statically (a test checks
 # that it names every optimizer of the spec).
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax",
-           "Adadelta", "RAdam", "Rprop",
-           "Lion", "AdaBelief", "ADOPT", "Adan", "ScheduleFreeAdamW", "ScheduleFreeSGD"]
+           "Adadelta", "RAdam", "Rprop", "NAdam", "ASGD",
+           "Lion", "AdaBelief", "ADOPT", "Adan", "LAMB", "LARS",
+           "ScheduleFreeAdamW", "ScheduleFreeSGD"]
 
 
 # Every live optimizer, so that a forked child can replace their locks: a
@@ -116,7 +117,7 @@ class Optimizer:
         self._group_of = []    # group index of each parameter (non-decreasing)
         self._states = []      # per parameter: tuple of _core.NUM_SLOTS state arrays or None
         self._slots = []       # per group: which state slots are allocated
-        self._retired = {}     # id -> (array, states, step, started) of arrays taken out of the groups
+        self._retired = {}     # id -> (array, states, step, started, scalars) of arrays taken out
         self._engine = None
         if isinstance(params, Mapping):
             self._keys = list(params.keys())
@@ -201,13 +202,16 @@ class Optimizer:
                 return buf.initial(group)
         return 0.0
 
-    def _rebuild_engine(self, steps=None, started=None):
+    def _rebuild_engine(self, steps=None, started=None, scalars=None):
         """A new engine over the parameters and state (counters from `steps`
-        and `started`, else zero)."""
+        and `started`, else zero; per-parameter scalar state from `scalars`,
+        the engine's ``scalar_state()``)."""
         names = list(range(len(self._params))) if self._keys is None else self._keys
         engine = _core.Engine(self._algo, self._params, self._states, names, self._group_of)
         if steps is not None:
             engine.set_counters(steps, started)
+        if scalars is not None:
+            engine.set_scalar_state(*scalars)
         self._engine = engine
 
     def _snapshot(self, check=True):
@@ -236,28 +240,33 @@ class Optimizer:
                              "gradients are matched to them by key): param_groups cannot be "
                              "reordered, removed or added to, nor its arrays replaced")
         steps, started = self._engine.counters()
+        values, dtypes = self._engine.scalar_state()
         index = {id(p): i for i, p in enumerate(self._params)}
         entries, group_of = [], []
         for gi, objs in enumerate(layout):
             for obj in objs:
                 i = index.get(id(obj))  # both alive: the same id is the same object
                 if i is not None:
-                    entry = (obj, self._states[i], int(steps[i]), int(started[i]))
+                    entry = (obj, self._states[i], int(steps[i]), int(started[i]),
+                             (values[i], dtypes[i]))
                 else:
                     entry = self._retired.get(id(obj))
                     if entry is None or entry[0] is not obj:
-                        entry = (self._as_param(obj, len(entries)), (None,) * _core.NUM_SLOTS, 0, 0)
+                        entry = (self._as_param(obj, len(entries)), (None,) * _core.NUM_SLOTS, 0, 0,
+                                 ((0.0,) * _core.NUM_PSCALARS, np.float32))
                 entries.append(entry)
                 group_of.append(gi)
         params = [e[0] for e in entries]
         engine = _core.Engine(self._algo, params, [e[1] for e in entries],
                               list(range(len(params))), group_of)  # rejects shared memory
         engine.set_counters([e[2] for e in entries], [e[3] for e in entries])
+        engine.set_scalar_state([e[4][0] for e in entries], [e[4][1] for e in entries])
         kept = {id(p) for p in params}
         retired = {k: e for k, e in self._retired.items() if k not in kept}
         for i, p in enumerate(self._params):
             if id(p) not in kept:
-                retired[id(p)] = (p, self._states[i], int(steps[i]), int(started[i]))
+                retired[id(p)] = (p, self._states[i], int(steps[i]), int(started[i]),
+                                  (values[i], dtypes[i]))
         self._engine, self._retired = engine, retired
         self._params, self._states, self._group_of = params, [e[1] for e in entries], group_of
         self._slots = [None] * len(layout)  # _sync_state rechecks every group
@@ -375,15 +384,17 @@ class Optimizer:
             state = {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_engine")}
             state["_retired"] = list(self._retired.values())
             state["_counters"] = self._engine.counters()
+            state["_scalars"] = self._engine.scalar_state()
         return state
 
     def __setstate__(self, state):
         state = dict(state)
         steps, started = state.pop("_counters")
+        scalars = state.pop("_scalars", None)
         state["_retired"] = {id(e[0]): e for e in state["_retired"]}
         self.__dict__.update(state)
         self._lock = threading.RLock()
-        self._rebuild_engine(steps, started)
+        self._rebuild_engine(steps, started, scalars)
         _live.add(self)
 
     # -- stepping ------------------------------------------------------------
@@ -472,6 +483,7 @@ class Optimizer:
         names = _core.STATE_NAMES[self._algo]
         out = {}
         steps, started = self._engine.counters()
+        values, dtypes = self._engine.scalar_state()
         # A slot that an edited hyperparameter (amsgrad, momentum, centered)
         # enables has no buffer until the next step creates it with its
         # initial value; a state dict holds that value, so it loads again.
@@ -483,6 +495,8 @@ class Optimizer:
             if not spec.step and not (started[i] and any(b is not None for b in bufs)):
                 continue  # no step count: state appears with a started buffer
             entry = {"step": float(steps[i])} if spec.step else {}
+            for c in spec.scalars:  # 0-d arrays, as torch's 0-d tensors (not views)
+                entry[c.name] = np.array(values[i, c.index], dtypes[i])
             for k, (name, buf) in enumerate(zip(names, bufs)):
                 if buf is not None:
                     entry[name] = buf.copy() if copy else buf
@@ -543,8 +557,8 @@ class Optimizer:
         """
         with self._lock:
             self._snapshot(check=False)  # the arrays param_groups holds now
-            groups, states, steps = self._check_state_dict(state_dict)
-            self._apply_state_dict(groups, states, steps)
+            groups, states, counts = self._check_state_dict(state_dict)
+            self._apply_state_dict(groups, states, counts)
 
     def _check_state_dict(self, sd):
         if not isinstance(sd, Mapping) or "state" not in sd or "param_groups" not in sd:
@@ -557,7 +571,8 @@ class Optimizer:
         names = spec.state_names
         # a buffer that starts as the first gradient may be saved as None (torch's SGD)
         none_ok = {b.name for b in spec.state if b.init == FIRST_GRAD}
-        states, steps = {}, {}
+        states, steps, scalars = {}, {}, {}
+        scalar_names = spec.scalar_names
         for pid, entry in saved_state.items():
             if pid not in id_map:
                 raise ValueError(f"state dict has state for unknown parameter id {pid!r}")
@@ -572,6 +587,8 @@ class Optimizer:
                     step = as_whole(value, f"{where}, 'step'", 0, _MAX_STEP - 1)
                     if spec.step:  # torch's SGD keeps no step count: ignored
                         steps[i] = step
+                elif key in scalar_names:
+                    scalars.setdefault(i, {})[key] = _scalar_state(value, f"{where}, {key!r}")
                 elif key in none_ok and value is None:
                     continue  # older torch SGD checkpoints: momentum not started yet
                 elif key in names:
@@ -581,6 +598,9 @@ class Optimizer:
                                      f"(a {type(self).__name__} state has {('step',) + names})")
             if spec.step and i not in steps:
                 raise ValueError(f"{where} has no 'step'")
+            for name in scalar_names:
+                if name not in scalars.get(i, {}):
+                    raise ValueError(f"{where} has no {name!r}")
             if not spec.step and all(b is None for b in bufs):
                 continue  # no momentum yet: the same as no state
             # torch fails at the next step on a state without a buffer its
@@ -591,9 +611,10 @@ class Optimizer:
                     raise ValueError(f"{where} has no {names[k]!r}, which its param group's "
                                      "hyperparameters need")
             states[i] = bufs
-        return groups, states, steps
+        return groups, states, (steps, scalars)
 
-    def _apply_state_dict(self, groups, states, steps):
+    def _apply_state_dict(self, groups, states, counts):
+        steps, scalars = counts
         for mine, group in zip(self.param_groups, groups):
             mine.clear()
             mine.update(group)
@@ -620,6 +641,10 @@ class Optimizer:
             started.append(i in states and (self._spec.step or any(b is not None for b in loaded)))
         # the counts were checked with the rest of the dict (_check_step)
         engine.set_counters([steps.get(i, 0) for i in range(len(self._params))], started)
+        if scalars:  # each parameter's 0-d values, in the dtype they were saved in
+            order = self._spec.scalars
+            engine.set_scalar_state([[scalars[i][c.name][0] for c in order] for i in scalars],
+                                    [scalars[i][order[0].name][1] for i in scalars], index=list(scalars))
         self._slots = [None] * len(self.param_groups)  # let _sync_state recheck every group
         self._sync_state()
 
@@ -727,6 +752,19 @@ def _state_buffers(params, value):
         out.append(buf)
         start += size
     return out
+
+
+def _scalar_state(value, where):
+    """A saved 0-d state entry (mu_product, eta, mu) as (float, dtype): a 0-d
+    float32/float64 array or tensor keeps its dtype, a number is float32
+    (torch's default for such state)."""
+    if type(value).__module__.partition(".")[0] == "torch":
+        value = value.detach().cpu().numpy() if hasattr(value, "detach") else value
+    a = np.asarray(value)
+    if a.shape not in ((), (1,)) or a.dtype.kind not in "fiu" or a.dtype.kind == "b":
+        raise ValueError(f"{where} must be a number (a 0-d array), got {value!r}")
+    dtype = a.dtype if a.dtype in (np.float32, np.float64) else np.dtype(np.float32)
+    return float(a.reshape(())), dtype
 
 
 # The C core numbers updates with an int64: the largest update number, and so
@@ -965,6 +1003,61 @@ def _pair(betas):
     return tuple(betas) if hasattr(betas, "__iter__") else betas
 
 
+class NAdam(Optimizer):
+    """NAdam: Adam with Nesterov momentum (torch.optim.NAdam).
+
+    Step t (1 for the first), for gradient ∇ and parameter θ::
+
+        g ← ±∇ + λ·θ
+        μₜ = β₁·(1 − ½·0.96^(t·ψ)),   Π ← Π·μₜ
+        m ← β₁·m + (1 − β₁)·g
+        v ← β₂·v + (1 − β₂)·g²
+        d = √(v / (1 − β₂ᵗ)) + ε
+        θ ← θ − γ·(1 − μₜ) / (1 − Π) · g / d
+        θ ← θ − γ·μₜ₊₁ / (1 − Π·μₜ₊₁) · m / d
+
+    Π = ``mu_product`` is per-parameter state, a 0-d array in the state
+    dict kept in float32 (as torch keeps it) and multiplied by μₜ in that
+    dtype. With ``decoupled_weight_decay=True`` (NAdamW) the weight decay
+    multiplies θ by (1 − γ·λ) instead of entering the gradient.
+    """
+
+    def __init__(self, params: Params, lr: float = 2e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, momentum_decay: float = 4e-3,
+                 decoupled_weight_decay: bool = False, *, maximize: bool = False,
+                 skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps,
+                                      weight_decay=weight_decay, momentum_decay=momentum_decay,
+                                      decoupled_weight_decay=decoupled_weight_decay,
+                                      maximize=maximize), skip_nonfinite=skip_nonfinite)
+
+
+class ASGD(Optimizer):
+    """Averaged SGD (torch.optim.ASGD).
+
+    Step t (1 for the first), for gradient ∇ and parameter θ::
+
+        g ← ±∇ + ω·θ
+        θ ← θ·(1 − λ·η)
+        θ ← θ − η·g
+        ā ← ā + μ·(θ − ā)     (ā ← θ while μ = 1)
+        η ← γ / (1 + λ·γ·t)^α,   μ ← 1 / max(1, t − t₀)
+
+    η = ``eta`` (γ at the first step) and μ = ``mu`` (1 at first) are
+    per-parameter state, 0-d float32 arrays in the state dict as in torch:
+    each step uses the values the step before left, so an edited ``lr``
+    reaches η one step later, as in torch.
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-2, lambd: float = 1e-4,
+                 alpha: float = 0.75, t0: float = 1e6, weight_decay: float = 0, *,
+                 maximize: bool = False, skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, lambd=lambd, alpha=alpha, t0=t0,
+                                      weight_decay=weight_decay, maximize=maximize),
+                         skip_nonfinite=skip_nonfinite)
+
+
 class Lion(Optimizer):
     """Lion: the sign of an interpolated momentum (Chen et al. 2023), as lion-pytorch.
 
@@ -1061,6 +1154,60 @@ class Adan(Optimizer):
         super().__init__(params, dict(lr=lr, betas=_pair(betas), weight_decay=weight_decay,
                                       weight_decouple=weight_decouple,
                                       max_grad_norm=max_grad_norm, eps=eps, maximize=maximize),
+                         skip_nonfinite=skip_nonfinite)
+
+
+class LAMB(Optimizer):
+    """LAMB: Adam's update scaled per tensor by a trust ratio (You et al. 2020), as optax.lamb.
+
+    Step t (1 for the first), for gradient g (−∇ when maximizing) and
+    parameter θ, in optax.lamb's order of operations (scale_by_adam,
+    add_decayed_weights, scale_by_trust_ratio, the learning rate)::
+
+        m ← (1 − β₁)·g + β₁·m
+        v ← (1 − β₂)·g² + β₂·v
+        u ← (m / (1 − β₁ᵗ)) / (√(v / (1 − β₂ᵗ)) + ε) + λ·θ
+        r ← ‖θ‖ / ‖u‖,  or 1 when either norm is 0
+        θ ← θ − γ·(u·r)
+
+    The norms are per parameter array, summed in a fixed order (the same for
+    any thread count and SIMD path). optax's ``mask`` (no weight decay on some
+    arrays) is a param group with ``weight_decay=0``.
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
+                 weight_decay: float = 0.0, *, maximize: bool = False,
+                 skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps,
+                                      weight_decay=weight_decay, maximize=maximize),
+                         skip_nonfinite=skip_nonfinite)
+
+
+class LARS(Optimizer):
+    """LARS: momentum SGD with a per-tensor trust ratio (You et al. 2017), as optax.lars.
+
+    Each step, for gradient g and parameter θ, in optax.lars's order of
+    operations (add_decayed_weights, scale_by_trust_ratio, the learning rate,
+    trace)::
+
+        u ← g + λ·θ
+        r ← η·‖θ‖ / (‖u‖ + ε),  or 1 when either norm is 0
+        u ← −γ·(u·r)
+        b ← u + μ·b
+        θ ← θ + b    (Nesterov: θ + u + μ·b)
+
+    The norms are per parameter array, summed in a fixed order (the same for
+    any thread count and SIMD path). optax's ``weight_decay_mask`` is a param
+    group with ``weight_decay=0``; its ``trust_ratio_mask`` is always on.
+    """
+
+    def __init__(self, params: Params, lr: float = 1.0, momentum: float = 0.9,
+                 weight_decay: float = 0.0, trust_coefficient: float = 0.001, eps: float = 0.0,
+                 nesterov: bool = False, *, skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                      trust_coefficient=trust_coefficient, eps=eps,
+                                      nesterov=nesterov),
                          skip_nonfinite=skip_nonfinite)
 
 

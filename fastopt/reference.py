@@ -291,6 +291,69 @@ def radam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, l
     return p - update, new
 
 
+def nadam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 2e-3,
+          betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+          momentum_decay: float = 4e-3, decoupled_weight_decay: bool = False,
+          maximize: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One NAdam step.
+
+    For gradient ∇ and parameter θ (± is − with ``maximize``)::
+
+        g = ±∇ + λ·θ (L2),   θ = θ·(1 − γ·λ) (decoupled)
+        μₜ = β₁·(1 − ½·0.96^(t·ψ)),   Π = Π·μₜ (in Π's dtype, float32 at first)
+        m = β₁·m + (1 − β₁)·g,   v = β₂·v + (1 − β₂)·g²,   d = √(v / (1 − β₂ᵗ)) + ε
+        θ = θ − γ·(1 − μₜ)/(1 − Π) · g/d − γ·μₜ₊₁/(1 − Π·μₜ₊₁) · m/d
+    """
+    beta1, beta2 = betas
+    p = param
+    g = _signed(grad, maximize)
+    zeros = np.zeros_like(p)
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            p = p * _scalar(1 - lr * weight_decay, p)
+        else:
+            g = g + _scalar(weight_decay, p) * p
+    mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))
+    mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * momentum_decay))
+    product = np.asarray(state.get("mu_product", np.float32(1.0)))
+    product = product * product.dtype.type(mu)
+    exp_avg = _lerp(state.get("exp_avg", zeros), g, 1 - beta1)
+    exp_avg_sq = state.get("exp_avg_sq", zeros) * _scalar(beta2, p) + _scalar(1 - beta2, p) * g * g
+    denom = np.sqrt(exp_avg_sq / _scalar(1 - beta2**step, p)) + _scalar(eps, p)
+    pi = float(product)
+    p = p + _scalar(-lr * (1.0 - mu) / (1.0 - pi), p) * g / denom
+    p = p + _scalar(-lr * mu_next / (1.0 - pi * mu_next), p) * exp_avg / denom
+    return p, {"mu_product": product, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+
+
+def asgd(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-2,
+         lambd: float = 1e-4, alpha: float = 0.75, t0: float = 1e6, weight_decay: float = 0.0,
+         maximize: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One ASGD step.
+
+    For gradient ∇ and parameter θ (± is − with ``maximize``), with η and μ
+    from the state (γ and 1 before the first step, float32)::
+
+        g = ±∇ + ω·θ,   θ = θ·(1 − λ·η) − η·g
+        ā = ā + (θ − ā)·μ  (ā = θ while μ = 1)
+        η = γ / (1 + λ·γ·t)^α,   μ = 1 / max(1, t − t₀)   (rounded to float32)
+    """
+    p = param
+    g = _signed(grad, maximize)
+    if weight_decay != 0:
+        g = g + _scalar(weight_decay, p) * p
+    eta = np.asarray(state.get("eta", np.float32(lr)))
+    mu = np.asarray(state.get("mu", np.float32(1.0)))
+    e = float(eta)
+    p = p * _scalar(1 - lambd * e, p)
+    p = p + _scalar(-e, p) * g
+    ax = state.get("ax", np.zeros_like(p))
+    ax = ax + (p - ax) * _scalar(float(mu), p) if float(mu) != 1 else p.copy()
+    new_eta = eta.dtype.type(np.float32(lr / ((1 + lambd * lr * step) ** alpha)))
+    new_mu = mu.dtype.type(np.float32(1 / max(1, step - t0)))
+    return p, {"eta": np.asarray(new_eta), "mu": np.asarray(new_mu), "ax": ax}
+
+
 def _torch_sign(x):
     """torch.sign: 1, -1, or 0 for zeros and NaN (np.sign keeps NaN)."""
     one = np.ones_like(x)
@@ -435,6 +498,60 @@ def adan(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr
     if weight_decay != 0 and not weight_decouple:
         p = p / _scalar(1 + lr * weight_decay, p)
     return p, {"exp_avg": m, "exp_avg_sq": v, "exp_avg_diff": n, "previous_grad": -g}
+
+
+def _trust_ratio(p, u, coefficient=1.0, eps=0.0):
+    """optax.scale_by_trust_ratio's factor: coefficient·‖p‖ / (‖u‖ + eps), 1 when
+    either norm is 0; the norms in double (np.linalg.norm), the rest in p's dtype."""
+    pn = _scalar(np.linalg.norm(p.astype(np.float64).ravel()), p)
+    un = _scalar(np.linalg.norm(u.astype(np.float64).ravel()), p)
+    if pn == 0 or un == 0:
+        return _scalar(1, p)
+    return _scalar(coefficient, p) * pn / (un + _scalar(eps, p))
+
+
+def lamb(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-3,
+         betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6, weight_decay: float = 0.0,
+         maximize: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One LAMB step, in optax.lamb's order of operations.
+
+    For gradient g (−∇ with ``maximize``) and parameter θ::
+
+        m = (1 − β₁)·g + β₁·m,   v = (1 − β₂)·g² + β₂·v
+        u = (m / (1 − β₁ᵗ)) / (√(v / (1 − β₂ᵗ)) + ε) + λ·θ
+        θ = θ − γ·(u·r),   r = ‖θ‖ / ‖u‖ (1 when either is 0)
+    """
+    beta1, beta2 = betas
+    p, g = param, _signed(np.asarray(grad), maximize)
+    zeros = np.zeros_like(p)
+    m = _scalar(1 - beta1, p) * g + _scalar(beta1, p) * state.get("exp_avg", zeros)
+    v = _scalar(1 - beta2, p) * (g * g) + _scalar(beta2, p) * state.get("exp_avg_sq", zeros)
+    u = (m / _scalar(1 - beta1**step, p)) / (np.sqrt(v / _scalar(1 - beta2**step, p))
+                                             + _scalar(eps, p))
+    if weight_decay != 0:
+        u = u + _scalar(weight_decay, p) * p
+    u = _scalar(-lr, p) * (u * _trust_ratio(p, u))
+    return p + u, {"exp_avg": m, "exp_avg_sq": v}
+
+
+def lars(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1.0,
+         momentum: float = 0.9, weight_decay: float = 0.0, trust_coefficient: float = 0.001,
+         eps: float = 0.0, nesterov: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One LARS step, in optax.lars's order of operations.
+
+    For gradient g and parameter θ::
+
+        u = g + λ·θ
+        u = −γ·(u·r),   r = η·‖θ‖ / (‖u‖ + ε) (1 when either norm is 0)
+        b = u + μ·b
+        θ = θ + b   (Nesterov: θ + u + μ·b)
+    """
+    p, g = param, np.array(grad, copy=True)
+    u = g + _scalar(weight_decay, p) * p if weight_decay != 0 else g
+    u = _scalar(-lr, p) * (u * _trust_ratio(p, u, trust_coefficient, eps))
+    mu = _scalar(momentum, p)
+    b = u + mu * state.get("momentum_buffer", np.zeros_like(p))
+    return p + (u + mu * b if nesterov else b), {"momentum_buffer": b}
 
 
 def schedule_free_group(step: int, lr: float, warmup_steps: int, r: float, weight_lr_power: float,

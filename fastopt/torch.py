@@ -283,6 +283,9 @@ class _Stepper:
         fresh = not state
         if fresh and spec.step:
             state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
+        if fresh:  # torch's 0-d state (the first step sets it from torch's initial values)
+            for c in spec.scalars:
+                state[c.name] = torch.tensor(1.0, dtype=_scalar_dtype())
         created = False
         for buf in spec.state:
             if buf.when is None:
@@ -466,6 +469,10 @@ class _Plan:
             bufs += (None,) * (_core.NUM_SLOTS - len(bufs))  # the C core's slots
             bufsets.append(bufs)
             entries.append(state)
+            for name in spec.scalar_names:
+                if state.get(name) is None:
+                    raise ValueError(f"the state of parameter {index_of[id(p)]} has no {name!r}")
+                state[name] = _step_tensor(state[name])  # a 0-d CPU float tensor of its own
             if "step" in state:
                 state["step"] = _step_tensor(state["step"])
                 started.append(float(state["step"]) > 0)
@@ -473,6 +480,10 @@ class _Plan:
                 started.append(not fresh)
         steps = [state["step"].detach().reshape(()) for state in entries if "step" in state]
         self.step_views = tuple(t.numpy() for t in steps)  # torch's counts, see run()
+        # torch's 0-d state tensors (mu_product; eta, mu), the truth as the counts are
+        self.scalar_views = tuple(tuple(state[name].detach().reshape(()).numpy()
+                                        for name in spec.scalar_names)
+                                  for state in entries) if spec.scalars else ()
         self.items = list(opt.state.items())
         # every state tensor, by where it is and where its memory is
         self.where = [(state, key) for state in entries for key, t in state.items()
@@ -530,9 +541,13 @@ class _Plan:
         engine = self.engine
         if self.step_views:
             engine.set_counters(steps=self.step_views)
+        if self.scalar_views:
+            engine.load_scalars(self.scalar_views)
         engine.step(grads, hypers)
         if self.step_views:
             engine.store_steps(self.step_views)
+        if self.scalar_views:
+            engine.store_scalars(self.scalar_views)
 
 
 # What the classes' docstrings say of the arguments that are not their spec's
@@ -721,6 +736,44 @@ class Rprop(_Stepper, torch.optim.Rprop):
                          foreach=foreach, maximize=maximize, differentiable=differentiable)
 
 
+class NAdam(_Stepper, torch.optim.NAdam):
+    """torch.optim.NAdam stepped by fastopt (same signature, defaults and state dict).
+
+    State per parameter: ``step``, ``mu_product`` (a 0-d tensor, 1 at first),
+    ``exp_avg`` and ``exp_avg_sq`` (zeros at first).
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float | torch.Tensor = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0, momentum_decay: float = 4e-3,
+                 decoupled_weight_decay: bool = False, *, foreach: bool | None = None,
+                 maximize: bool = False, capturable: bool = False,
+                 differentiable: bool = False) -> None:
+        self._fo_setup()
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         momentum_decay=momentum_decay,
+                         decoupled_weight_decay=decoupled_weight_decay, foreach=foreach,
+                         maximize=maximize, capturable=capturable, differentiable=differentiable)
+
+
+class ASGD(_Stepper, torch.optim.ASGD):
+    """torch.optim.ASGD stepped by fastopt (same signature, defaults and state dict).
+
+    State per parameter: ``step``, ``eta`` (a 0-d tensor, the group's ``lr``
+    at the first step), ``mu`` (a 0-d tensor, 1 at first) and ``ax`` (zeros).
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float | torch.Tensor = 1e-2, lambd: float = 1e-4, alpha: float = 0.75,
+                 t0: float = 1e6, weight_decay: float = 0, foreach: bool | None = None,
+                 maximize: bool = False, differentiable: bool = False,
+                 capturable: bool = False) -> None:
+        self._fo_setup()
+        super().__init__(params, lr=lr, lambd=lambd, alpha=alpha, t0=t0,
+                         weight_decay=weight_decay, foreach=foreach, maximize=maximize,
+                         differentiable=differentiable, capturable=capturable)
+
+
 class _NotInTorch:
     """Mixed in before _Stepper for an algorithm torch lacks: the defaults are
     the spec's, and a state dict saved without one of them (by the reference
@@ -796,6 +849,36 @@ class Adan(_NotInTorch, _Stepper, torch.optim.Optimizer):
                                       weight_decouple=weight_decouple,
                                       max_grad_norm=max_grad_norm, foreach=foreach, eps=eps,
                                       maximize=maximize))
+
+
+class LAMB(_NotInTorch, _Stepper, torch.optim.Optimizer):
+    """LAMB stepped by fastopt, with optax.lamb's numbers and the arguments of ``fastopt.LAMB``.
+
+    State per parameter: ``step``, ``exp_avg`` and ``exp_avg_sq`` (optax's
+    ``mu`` and ``nu``), zeros at first.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
+                 weight_decay: float = 0.0, *, maximize: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+                                      weight_decay=weight_decay, maximize=maximize))
+
+
+class LARS(_NotInTorch, _Stepper, torch.optim.Optimizer):
+    """LARS stepped by fastopt, with optax.lars's numbers and the arguments of ``fastopt.LARS``.
+
+    State per parameter: ``momentum_buffer`` (optax's ``trace``), zeros at
+    first (no step count, as optax's trace has none).
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 1.0, momentum: float = 0.9, weight_decay: float = 0.0,
+                 trust_coefficient: float = 0.001, eps: float = 0.0,
+                 nesterov: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                      trust_coefficient=trust_coefficient, eps=eps,
+                                      nesterov=nesterov))
 
 
 class _ScheduleFree:

@@ -186,6 +186,27 @@ OPTIMIZERS = [
          "weight_decouple": True, "maximize": True},
     ], _cases(lr=[0.01], betas=[(0.98, 0.92, 0.99), (0.3, 0.4, 0.9)], weight_decay=[0, 0.1],
               weight_decouple=[False, True], maximize=[False, True])),
+    Opt("LAMB", [
+        {"lr": 0.01},
+        {"lr": 0.01, "betas": (0.8, 0.99)},
+        {"lr": 0.01, "betas": (0.0, 0.0)},
+        {"lr": 0.01, "eps": 1e-3},
+        {"lr": 0.01, "weight_decay": 0.1},
+        {"lr": 0.01, "maximize": True},
+        {"lr": 0.01, "betas": (0.5, 0.95), "eps": 1e-4, "weight_decay": 0.05, "maximize": True},
+    ], _cases(lr=[0.01], betas=[(0.9, 0.999), (0.3, 0.9)], weight_decay=[0, 0.1],
+              maximize=[False, True])),
+    Opt("LARS", [
+        {"lr": 0.5},
+        {"lr": 0.5, "momentum": 0.0},
+        {"lr": 0.5, "momentum": 0.5},
+        {"lr": 0.5, "weight_decay": 0.1},
+        {"lr": 0.5, "trust_coefficient": 0.02},
+        {"lr": 0.5, "eps": 1e-3},
+        {"lr": 0.5, "nesterov": True},
+        {"lr": 0.5, "momentum": 0.8, "weight_decay": 0.05, "trust_coefficient": 0.01,
+         "eps": 1e-4, "nesterov": True},
+    ], _cases(lr=[0.5], momentum=[0.0, 0.9], weight_decay=[0, 0.1], nesterov=[False, True])),
 ]
 
 # An optimizer of fastopt._spec without its own entry above gets one made from its
@@ -356,14 +377,16 @@ def functional_step(name, param, grad, state, step, options, isa=None):
     state buffers taken from the dict ``state`` by torch's names."""
     from fastopt import functional as F
     fn = getattr(F, SPECS[name].function + "_")
-    buffers = [state.get(n) for n in SPECS[name].state_names]
+    buffers = [state.get(n) for n in SPECS[name].state_names + SPECS[name].scalar_names]
     fn(param, grad, *buffers, step=step, isa=isa, **options)
 
 
 def new_state(name, param, fill=0.0):
     """Buffers for every state slot of class ``name`` (all of them, used or
-    not), of the parameter's state dtype (float32 for 16-bit parameters)."""
-    return {n: np.full(param.shape, fill, _core.state_dtype(param)) for n in SPECS[name].state_names}
+    not), of the parameter's state dtype (float32 for 16-bit parameters), and
+    its 0-d scalar state (float32, as torch keeps it)."""
+    return {**{n: np.full(param.shape, fill, _core.state_dtype(param)) for n in SPECS[name].state_names},
+            **{n: np.array(1.0, np.float32) for n in SPECS[name].scalar_names}}
 
 
 def run_isolated(code, timeout=60):

@@ -59,11 +59,12 @@ def test_functional_docstring_example():
 
 
 @pytest.mark.parametrize("fn, buffers", [
-    (getattr(F, spec.function + "_"), len(spec.state)) for spec in SPECS.values()],
+    (getattr(F, spec.function + "_"), (len(spec.state), len(spec.scalars))) for spec in SPECS.values()],
     ids=list(SPECS))
 def test_functional_accepts_unused_buffers_and_float32(fn, buffers, rng):
     p = rng.standard_normal(9).astype(np.float32)
-    bufs = [np.zeros(9, np.float32) for _ in range(buffers)]
+    bufs = [np.zeros(9, np.float32) for _ in range(buffers[0])]
+    bufs += [np.array(1.0, np.float32) for _ in range(buffers[1])]  # 0-d scalar state
     fn(p, np.ones(9, np.float32), *bufs, step=1)
     assert p.dtype == np.float32 and np.isfinite(p).all()
 

@@ -131,13 +131,14 @@ def test_tail_leaves_neighbours_alone(opt, isa_name, storage, rng):
         for n in (1, 3, 7, 9, 15, 17, 33):
             p, grads = inputs(rng, n, dtype, special=False)
             whole = {k: rng.standard_normal(n + 2 * pad).astype(_core.state_dtype(p) if k != "param" else dtype)
-                     for k in ["param"] + list(new_state(opt.name, p))}
+                     for k in ["param"] + list(opt.spec.state_names)}
             before = {k: w.copy() for k, w in whole.items()}
             param = whole["param"][pad:pad + n]
             param[:] = p
             state = {k: w[pad:pad + n] for k, w in whole.items() if k != "param"}
             for k, v in state.items():
                 v[:] = 0.1 if opt.name == "Adagrad" else 0.0
+            state.update({k: np.array(1.0, np.float32) for k in opt.spec.scalar_names})
             functional_step(opt.name, param, grads[0], state, 1, options, isa_name)
             for k, w in whole.items():
                 what = f"{opt.name} {options} n={n} {isa_name} {k}"

@@ -82,6 +82,8 @@ def test_editing_lr_takes_effect_next_step(opt, dtype, rng):
         check_against(ref, start, dtype)
     if opt.name == "Rprop":
         return  # Rprop's lr is only its initial step size (as torch's): no freezing
+    if opt.name == "LARS":
+        return  # optax.lars scales by lr before its momentum: the buffer keeps moving θ
     frozen = [p.copy() for p in start]  # lr 0 (set at step 8) freezes the parameters
     fast.step(make_params(rng, (5, 6), dtype))
     for p, q in zip(start, frozen):

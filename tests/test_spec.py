@@ -22,7 +22,7 @@ _NOT_HYPERS = {"params", "skip_nonfinite", "foreach", "fused", "differentiable",
 
 def _defaults(fn, spec):
     sig = inspect.signature(fn)
-    names = {b.name for b in spec.state}
+    names = {b.name for b in spec.state} | set(spec.scalar_names)  # state arguments
     # a function given a group's state (Schedule-Free's lr_max, weight_sum) starts it as the spec
     for h in spec.group_state:
         if h.name in sig.parameters:

@@ -68,8 +68,12 @@ def assert_state_close(sd_a, sd_b, dtype):
         assert ea.keys() == eb.keys()
         for key in ea:
             assert type(ea[key]) is type(eb[key])
-            assert ea[key].dtype == eb[key].dtype and ea[key].shape == eb[key].shape, key
-            assert_close([ea[key]], [eb[key]], dtype)
+            # torch's load_state_dict casts 0-d state such as NAdam's mu_product to the
+            # parameter's dtype (its own resumed runs differ so from unbroken ones)
+            if not any(key in spec.scalar_names for spec in SPECS.values()):
+                assert ea[key].dtype == eb[key].dtype, key
+            assert ea[key].shape == eb[key].shape, key
+            assert_close([ea[key]], [eb[key].to(ea[key].dtype)], dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

@@ -57,7 +57,7 @@ def buffer_of(name, hyper):
     if name == "RMSprop":
         return "grad_avg" if hyper.get("centered") else "square_avg"
     return {"SGD": "momentum_buffer", "Adagrad": "sum", "Adadelta": "acc_delta",
-            "Rprop": "step_size"}.get(name, "exp_avg")
+            "Rprop": "step_size", "ASGD": "ax"}.get(name, "exp_avg")
 
 
 REPLACED = [(i, key, how) for i, (name, hyper) in enumerate(CONFIGS)

@@ -98,6 +98,7 @@ int main(void) {
             if (dt) { ((double *)buf[0][k])[i] = x; ((double *)buf[1][k])[i] = x; }
             else { ((float *)buf[0][k])[i] = (float)x; ((float *)buf[1][k])[i] = (float)x; }
         }
+        static double norms[2][2 * FO_NORM_LANES * (4099 / FO_NORM_BLOCK + 1)];
         fo_scalars s; memset(&s, 0, sizeof s);
         s.grad_sign = (mode & 1) ? -1 : 1; s.weight_decay = 0.01; s.param_decay = 0.999; s.neg_lr = -0.01;
         s.momentum = 0.9; s.one_minus_dampening = 0.9; s.avg_decay = 0.99; s.avg_weight = 0.01;
@@ -107,12 +108,19 @@ int main(void) {
         s.interp_decay = 0.9; s.interp_weight = 0.1; s.bias1 = 0.19; s.bias2 = 0.02; s.eps_root = 1e-12;
         s.clip_value = 1.3; s.diff_decay = 0.92; s.diff_weight = (mode & 8) ? 0.6 : 0.08;
         s.neg_lr_diff = -0.02; s.param_div = 1.001; s.lerp_high = (mode & 8) ? 3u : 0u;
+        s.grad_coef = -0.02; s.avg_coef = (mode & 2) ? 0.3 : -0.05;
         for (int t = 0; t < 2; t++) {
             const fo_table *tab = t ? other : fo_table_for(FO_ISA_SCALAR);
             fo_item it; memset(&it, 0, sizeof it);
             it.param = buf[t][0]; it.grad = buf[t][1]; it.state[0] = buf[t][2]; it.state[1] = buf[t][3]; it.state[2] = buf[t][4]; it.state[3] = buf[t][5];
             it.n = n; it.dtype = dt; it.scalars = &s; it.kernel = tab->update[algo][dt][mode];
+            it.norms = norms[t]; it.ratio = 0.7; /* the norm phase's lanes, the apply phase's ratio */
+            memset(norms[t], 0, sizeof norms[t]);
             for (int rep = 0; rep < 3; rep++) it.kernel(&it, 0, n, NULL);
+        }
+        if (memcmp(norms[0], norms[1], sizeof norms[0])) {
+            if (bad < 10) printf("\nMISMATCH algo %d dt %d mode %d n %zu: norms\n", algo, dt, mode, n);
+            bad++;
         }
         /* bitwise, NaNs included: kernels store one canonical NaN */
         for (int k = 0; k < 6; k++) if (memcmp(buf[0][k], buf[1][k], n * es)) {

@@ -61,7 +61,9 @@ typedef enum fo_dtype { FO_F32 = 0, FO_F64 = 1, FO_BF16 = 2, FO_F16 = 3 } fo_dty
     X(lamb, LAMB, 4)            \
     X(lars, LARS, 8)            \
     X(nadam, NADAM, 8)          \
-    X(asgd, ASGD, 4)
+    X(asgd, ASGD, 4)            \
+    X(sf_adamw, SF_ADAMW, 4)    \
+    X(sf_sgd, SF_SGD, 4)
 
 #define FO_ALGO_ENUM_(name, NAME, modes) FO_##NAME,
 #define FO_ALGO_COUNT_(name, NAME, modes) +1
@@ -107,6 +109,8 @@ typedef struct fo_hyper {
     double trust_coefficient;        /* LARS: factor of the trust ratio */
     double momentum_decay;           /* NAdam: psi of the momentum schedule mu_t */
     double lambd, t0;                /* ASGD: decay term; the step averaging starts at (alpha: its eta power) */
+    double k;                        /* Schedule-Free: the group's step count after this step */
+    double ckp1;                     /* Schedule-Free: this step's averaging weight (the caller's) */
 } fo_hyper;
 
 /* The fields of fo_hyper by name, for bindings that fill it from a table of
@@ -154,6 +158,8 @@ typedef struct fo_scalars {
     double avg_coef;      /* NAdam -lr * mu_{t+1} / (1 - mu_product * mu_{t+1}); ASGD: mu, ax's weight */
     double advance[2];    /* what fo_advance() makes of the item's fo_pscalars: NAdam mu_t
                              (the factor of mu_product); ASGD the next eta and mu */
+    double ckp1;          /* Schedule-Free: y = lerp(y, z, ckp1) */
+    double y_coef;        /* Schedule-Free: lr * (beta1 * (1 - ckp1) - 1) */
 } fo_scalars;
 
 /* Per-parameter scalar state: values that depend on a parameter's own history
@@ -257,6 +263,11 @@ enum fo_nadam_mode {
 enum fo_asgd_mode {
     FO_ASGD_L2 = 1,
     FO_ASGD_AVERAGE = 2          /* mu != 1: ax += (p - ax) * mu, else ax = p */
+};
+/* Schedule-Free AdamW and SGD */
+enum fo_sf_mode {
+    FO_SF_DECAY = 1,             /* grad += weight_decay * y                */
+    FO_SF_LERP_HIGH = 2          /* ckp1 >= 0.5: torch's other lerp form    */
 };
 #define FO_NUM_MODES 16 /* the most any algorithm has */
 

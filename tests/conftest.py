@@ -245,7 +245,11 @@ def _from_spec(name):
     return Opt(name, options, combos)
 
 
-OPTIMIZERS += [_from_spec(name) for name in SPECS if name not in {o.name for o in OPTIMIZERS}]
+# Optimizers with group state (Schedule-Free's k, lr_max, weight_sum; a step only
+# in train mode) follow another protocol: tests/test_schedulefree.py covers them.
+GROUP_STATE = [name for name, spec in SPECS.items() if spec.group_state]
+OPTIMIZERS += [_from_spec(name) for name in SPECS
+               if name not in {o.name for o in OPTIMIZERS} and name not in GROUP_STATE]
 OPTIMIZERS.sort(key=lambda o: list(SPECS).index(o.name))
 BY_NAME = {o.name: o for o in OPTIMIZERS}
 

@@ -20,10 +20,14 @@ from ._core cimport (as_grad_array, as_param_array, dtype_code, fo_item, fo_scal
 cnp.import_array()
 
 
-def _as_list(arrays):
+def as_arrays(arrays, what):
+    """One array or an iterable of them as a list, CPU torch tensors as their
+    NumPy views (``what`` and the index name each in errors)."""
     if isinstance(arrays, cnp.ndarray) or is_torch_tensor(arrays):
-        return [arrays]
-    return list(arrays)
+        arrays = [arrays]
+    elif isinstance(arrays, (str, bytes)) or not hasattr(arrays, "__iter__"):
+        raise TypeError(f"expected an array or an iterable of arrays, got {type(arrays).__name__}")
+    return [_numpy_of(a, f"{what} {i}") for i, a in enumerate(arrays)]
 
 
 def _numpy_of(obj, what):
@@ -42,12 +46,11 @@ def checked_pairs(averaged, params):
     """(averages, parameters) as lists of ndarrays, every check done: the
     averages writeable float32/float64 C-contiguous arrays, each parameter of
     its average's dtype and shape and C-contiguous, no two sharing memory."""
-    averaged, params = _as_list(averaged), _as_list(params)
+    averaged, params = as_arrays(averaged, "averaged"), as_arrays(params, "parameter")
     if len(averaged) != len(params):
         raise ValueError(f"got {len(averaged)} averaged arrays and {len(params)} parameters")
-    avgs = [as_param_array(_numpy_of(a, f"averaged {i}"), f"averaged {i}") for i, a in enumerate(averaged)]
-    ps = [as_grad_array(_numpy_of(p, f"parameter {i}"), a, f"parameter {i}")
-          for i, (a, p) in enumerate(zip(avgs, params))]
+    avgs = [as_param_array(a, f"averaged {i}") for i, a in enumerate(averaged)]
+    ps = [as_grad_array(p, a, f"parameter {i}") for i, (a, p) in enumerate(zip(avgs, params))]
     _core.check_disjoint(avgs + ps, [f"averaged {i}" for i in range(len(avgs))]
                          + [f"parameter {i}" for i in range(len(ps))])
     return avgs, ps

@@ -133,8 +133,9 @@ typedef struct fo_scalars {
     double neg_lr;        /* SGD, RMSprop, Adadelta: -lr; Adagrad, Adamax: -clr; Adam: -step_size */
     double momentum;
     double one_minus_dampening;
-    double avg_decay;     /* RMSprop alpha, Adam, Adamax and RAdam beta2, Adadelta rho */
-    double avg_weight;    /* RMSprop 1 - alpha, Adam and RAdam 1 - beta2, Adadelta 1 - rho */
+    double avg_decay;     /* RMSprop alpha, Adam, Adamax and RAdam beta2, Adadelta rho; average_ema decay */
+    double avg_weight;    /* RMSprop 1 - alpha, Adam and RAdam 1 - beta2, Adadelta 1 - rho; average_ema 1 - decay */
+    double avg_divisor;   /* average_swa: n_averaged + 1 */
     double lerp_weight;   /* Adam, Adamax and RAdam 1 - beta1, RMSprop 1 - alpha (grad_avg) */
     double denom_scale;   /* Adam and RAdam sqrt(1 - beta2^t) */
     double eps;
@@ -292,6 +293,11 @@ typedef struct fo_table {
                                                         param is the gradient to scale) */
     fo_kernel grad_clip_value[2];                    /* param = clamp(param, -c, c),
                                                         c = scalars->clip_value */
+    /* weight averages (kernels/average.inc): param is the average, grad the
+     * model's parameter */
+    fo_kernel average_swa[2];                        /* param += (grad - param) / avg_divisor */
+    fo_kernel average_ema[2];                        /* param = avg_decay * param
+                                                        + avg_weight * grad */
     /* Memory-bandwidth probes over float32 (benchmarks): a = param, b = grad,
      * c = state[0], s = scalars->scale. */
     fo_kernel probe[FO_NUM_PROBES];

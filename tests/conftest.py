@@ -7,7 +7,12 @@ import sys
 import textwrap
 import zlib
 
-import numpy as np
+# torch's and BLAS's own thread pools only wait for each other (and for other
+# processes) on the tests' small tensors: one thread each, set before NumPy and
+# torch start them. fastopt's own thread count (FASTOPT_NUM_THREADS) is untouched.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 import pytest
 
 import fastopt

@@ -1,7 +1,7 @@
 """Build the fastopt extension.
 
 The C core (csrc/) is compiled into the extension module fastopt._core
-(fastopt._clip and fastopt._probe call it through _core). The
+(fastopt._clip, fastopt._probe and fastopt._average call it through _core). The
 kernels are compiled once per instruction set (csrc/fo_kernels_<isa>.c); each
 of those files sets its own target with a pragma, so GCC and Clang need no
 per-file flags and the rest of the build stays baseline. MSVC has no such
@@ -131,6 +131,7 @@ EXTENSIONS = [
     # that there is one thread pool and one SIMD path in the process.
     extension("fastopt._clip", ["fastopt/_clip.pyx"]),
     extension("fastopt._probe", ["fastopt/_probe.pyx"]),
+    extension("fastopt._average", ["fastopt/_average.pyx"]),
     extension("fastopt._schedules", ["fastopt/_schedules.pyx", "csrc/fo_schedules.c"]),
     extension("fastopt._convert", ["fastopt/_convert.pyx"] + CONVERT_SOURCES),
 ]

@@ -131,7 +131,14 @@ def fastopt_case(algo, sizes, dtype, rng):
     spec = ALGOS[algo]
     params, grads = make_arrays(sizes, dtype, rng, 2)
     opt = getattr(fastopt, spec["cls"])(params, **spec["hyper"])
+    _train(opt)
     return lambda: opt.step(grads)
+
+
+def _train(opt):
+    """Schedule-Free optimizers step only in train mode."""
+    if hasattr(opt, "train"):
+        opt.train()
 
 
 def numpy_case(algo, sizes, dtype, rng):
@@ -157,6 +164,8 @@ def torch_case(torch, algo, sizes, dtype, rng, variant):
 TORCH_REFERENCES = {
     "lion": ("lion-pytorch", "lion_pytorch", "Lion", False),
     "adan": ("pytorch-optimizer", "pytorch_optimizer", "Adan", True),
+    "schedulefreeadamw": ("schedulefree", "schedulefree", "AdamWScheduleFree", True),
+    "schedulefreesgd": ("schedulefree", "schedulefree", "SGDScheduleFree", True),
 }
 
 
@@ -171,6 +180,7 @@ def reference_case(torch, algo, sizes, dtype, rng, foreach=False):
     params = [torch.randn(n, dtype=tdtype, requires_grad=True) for n in sizes]
     grads = [torch.randn(n, dtype=tdtype) for n in sizes]
     opt = cls(params, **ALGOS[algo]["hyper"], **extra)
+    _train(opt)
 
     def run():
         for p, g in zip(params, grads):

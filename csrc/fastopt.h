@@ -62,6 +62,8 @@ typedef enum fo_dtype { FO_F32 = 0, FO_F64 = 1, FO_BF16 = 2, FO_F16 = 3 } fo_dty
     X(lars, LARS, 8)            \
     X(nadam, NADAM, 8)          \
     X(asgd, ASGD, 4)            \
+    X(sf_adamw, SF_ADAMW, 4)    \
+    X(sf_sgd, SF_SGD, 4)        \
     X(muon, MUON, 4)
 
 #define FO_ALGO_ENUM_(name, NAME, modes) FO_##NAME,
@@ -108,6 +110,8 @@ typedef struct fo_hyper {
     double trust_coefficient;        /* LARS: factor of the trust ratio */
     double momentum_decay;           /* NAdam: psi of the momentum schedule mu_t */
     double lambd, t0;                /* ASGD: decay term; the step averaging starts at (alpha: its eta power) */
+    double k;                        /* Schedule-Free: the group's step count after this step */
+    double ckp1;                     /* Schedule-Free: this step's averaging weight (the caller's) */
     /* Muon: lr, weight_decay, momentum, nesterov (its Newton-Schulz iteration runs outside C) */
 } fo_hyper;
 
@@ -131,8 +135,9 @@ typedef struct fo_scalars {
     double neg_lr;        /* SGD, RMSprop, Adadelta: -lr; Adagrad, Adamax: -clr; Adam: -step_size */
     double momentum;
     double one_minus_dampening;
-    double avg_decay;     /* RMSprop alpha, Adam, Adamax and RAdam beta2, Adadelta rho */
-    double avg_weight;    /* RMSprop 1 - alpha, Adam and RAdam 1 - beta2, Adadelta 1 - rho */
+    double avg_decay;     /* RMSprop alpha, Adam, Adamax and RAdam beta2, Adadelta rho; average_ema decay */
+    double avg_weight;    /* RMSprop 1 - alpha, Adam and RAdam 1 - beta2, Adadelta 1 - rho; average_ema 1 - decay */
+    double avg_divisor;   /* average_swa: n_averaged + 1 */
     double lerp_weight;   /* Adam, Adamax and RAdam 1 - beta1, RMSprop 1 - alpha (grad_avg) */
     double denom_scale;   /* Adam and RAdam sqrt(1 - beta2^t) */
     double eps;
@@ -156,6 +161,8 @@ typedef struct fo_scalars {
     double avg_coef;      /* NAdam -lr * mu_{t+1} / (1 - mu_product * mu_{t+1}); ASGD: mu, ax's weight */
     double advance[2];    /* what fo_advance() makes of the item's fo_pscalars: NAdam mu_t
                              (the factor of mu_product); ASGD the next eta and mu */
+    double ckp1;          /* Schedule-Free: y = lerp(y, z, ckp1) */
+    double y_coef;        /* Schedule-Free: lr * (beta1 * (1 - ckp1) - 1) */
 } fo_scalars;
 
 /* Per-parameter scalar state: values that depend on a parameter's own history
@@ -261,6 +268,11 @@ enum fo_asgd_mode {
     FO_ASGD_L2 = 1,
     FO_ASGD_AVERAGE = 2          /* mu != 1: ax += (p - ax) * mu, else ax = p */
 };
+/* Schedule-Free AdamW and SGD */
+enum fo_sf_mode {
+    FO_SF_DECAY = 1,             /* grad += weight_decay * y                */
+    FO_SF_LERP_HIGH = 2          /* ckp1 >= 0.5: torch's other lerp form    */
+};
 /* Muon steps in two passes with the Newton-Schulz iteration in between, outside
  * C (fo_split_phase()): the first pass (mode from fo_prepare()) updates the
  * momentum buffer and writes the update to orthogonalise into state[1], the
@@ -292,6 +304,11 @@ typedef struct fo_table {
                                                         param is the gradient to scale) */
     fo_kernel grad_clip_value[2];                    /* param = clamp(param, -c, c),
                                                         c = scalars->clip_value */
+    /* weight averages (kernels/average.inc): param is the average, grad the
+     * model's parameter */
+    fo_kernel average_swa[2];                        /* param += (grad - param) / avg_divisor */
+    fo_kernel average_ema[2];                        /* param = avg_decay * param
+                                                        + avg_weight * grad */
     /* Memory-bandwidth probes over float32 (benchmarks): a = param, b = grad,
      * c = state[0], s = scalars->scale. */
     fo_kernel probe[FO_NUM_PROBES];

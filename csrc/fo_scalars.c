@@ -34,6 +34,11 @@
  *   LAMB       bias1 = 1 - beta1^t,  bias2 = 1 - beta2^t,  neg_lr = -lr; trust ratio
  *              |p| / |u| (optax: scale_by_trust_ratio's defaults)
  *   LARS       neg_lr = -lr; trust ratio trust_coefficient * |p| / (|u| + eps) (optax)
+ *   Schedule-Free AdamW / SGD  bias2 = 1 - beta2^k (AdamW), neg_lr = -lr,
+ *              y_coef = lr * (beta1 * (1 - ckp1) - 1) (SGD: momentum for beta1), with lr
+ *              the warmed-up rate, k the group's step count and ckp1 the averaging weight,
+ *              which the caller keeps per group and computes in double (the schedulefree
+ *              package's formulas; fastopt/optim.py)
  *
  * and Muon (torch.optim.Muon): lerp weights 1 - momentum (the buffer's) and
  * momentum (Nesterov's), param_decay = 1 - lr * wd, neg_lr = -lr (the apply
@@ -64,6 +69,7 @@ const fo_hyper_field fo_hyper_fields[] = {
     FO_FIELD_(decoupled_weight_decay, 1), FO_FIELD_(maximize, 1), FO_FIELD_(eps_root, 0),
     FO_FIELD_(beta3, 0), FO_FIELD_(weight_decouple, 1), FO_FIELD_(trust_coefficient, 0),
     FO_FIELD_(momentum_decay, 0), FO_FIELD_(lambd, 0), FO_FIELD_(t0, 0),
+    FO_FIELD_(k, 0), FO_FIELD_(ckp1, 0),
 };
 #undef FO_FIELD_
 const int fo_num_hyper_fields = (int)(sizeof fo_hyper_fields / sizeof fo_hyper_fields[0]);
@@ -86,6 +92,8 @@ fo_hyper fo_hyper_defaults(fo_algo algo)
     case FO_LION: h.lr = 1e-4; h.beta1 = 0.9; h.beta2 = 0.99; break;
     case FO_ADOPT: h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.9999; h.eps = 1e-6; break;
     case FO_ADAN: h.lr = 1e-3; h.beta1 = 0.98; h.beta2 = 0.92; h.beta3 = 0.99; h.eps = 1e-8; break;
+    case FO_SF_ADAMW: h.lr = 0.0025; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; break;
+    case FO_SF_SGD: h.lr = 1.0; h.momentum = 0.9; break;
     case FO_ADABELIEF:
         h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-16; h.eps_root = 1e-16;
         break;
@@ -318,6 +326,18 @@ unsigned fo_prepare_with(fo_algo algo, const fo_hyper *h, int64_t step, int firs
         s->advance[1] = fo_round_to(fo_round_to(1 / (d > 1 ? d : 1), FO_F32), pdtype);
         break;
     }
+    case FO_SF_ADAMW:
+    case FO_SF_SGD: {
+        double beta1 = algo == FO_SF_ADAMW ? h->beta1 : h->momentum;
+        if (h->weight_decay != 0) mode |= FO_SF_DECAY;
+        if (fo_lerp_high(h->ckp1)) mode |= FO_SF_LERP_HIGH;
+        s->ckp1 = h->ckp1;
+        s->y_coef = h->lr * (beta1 * (1 - h->ckp1) - 1);
+        s->avg_decay = h->beta2;
+        s->avg_weight = 1 - h->beta2;
+        s->bias2 = 1 - pow(h->beta2, h->k);
+        break;
+    }
     case FO_MUON:
         if (h->nesterov) mode |= FO_MUON_NESTEROV;
         s->lerp_weight = 1 - h->momentum;  /* buf.lerp_(grad, 1 - momentum) */
@@ -348,7 +368,8 @@ int fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t 
 static unsigned fo_fixed_slots(fo_algo algo)
 {
     switch (algo) {
-    case FO_ADAGRAD: case FO_RMSPROP: case FO_LION: case FO_LARS: case FO_ASGD: return 1u;
+    case FO_ADAGRAD: case FO_RMSPROP: case FO_LION: case FO_LARS: case FO_ASGD: case FO_SF_SGD:
+        return 1u;
     case FO_ADAN: return 15u;
     case FO_MUON: return 3u;  /* the momentum buffer, and the caller's update buffer */
     default: return 3u;

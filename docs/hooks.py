@@ -12,6 +12,11 @@ options indented under it) is repeated for each optimizer of that fastopt's
 ``fastopt/_spec.py``, in its order (`on_page_markdown`), so the API reference
 lists every optimizer without naming them.
 
+Generated tables: a line ``{include img/compare_digits.md}`` is replaced by that
+file of the docs directory (written by ``docs/make_figures.py`` with its
+figures, so a page shows the numbers of the run that drew them; the docs
+directory's ``img/*.md`` are not pages themselves, see mkdocs.yml).
+
 The maths: pymdownx.arithmatex marks each formula (``\\(...\\)`` inline,
 ``\\[...\\]`` display) in the page's HTML, and `on_page_content` turns each
 into MathML with latex2mathml, which browsers render natively: the site loads
@@ -68,7 +73,20 @@ def optimizer_names():
 _PER_OPTIMIZER = re.compile(r"^(:::[^\n]*\{optimizer\}[^\n]*\n(?:[ \t]+\S[^\n]*\n)*)", re.M)
 
 
+_INCLUDE = re.compile(r"^\{include ([\w./-]+)\}$", re.M)
+
+
+def _included(match, config):
+    path = os.path.join(config["docs_dir"], match.group(1))
+    if not os.path.isfile(path):
+        raise PluginError(f"{{include {match.group(1)}}}: no such file; "
+                          "python docs/make_figures.py writes it")
+    with open(path, encoding="utf-8") as f:
+        return f.read().strip()
+
+
 def on_page_markdown(markdown, page, config, files):
+    markdown = _INCLUDE.sub(lambda m: _included(m, config), markdown)
     if "{optimizer}" not in markdown:
         return markdown
     names = optimizer_names()

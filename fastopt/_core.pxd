@@ -1,5 +1,5 @@
 # Declarations of the C core (csrc/fastopt.h), and the helpers of _core.pyx
-# that fastopt's other compiled modules (_clip, _probe) call: they reach the
+# that fastopt's other compiled modules (_clip, _probe, _average) call: they reach the
 # C core through _core, so that every module uses its one thread pool and
 # SIMD path.
 from libc.stdint cimport int64_t, uint8_t
@@ -58,6 +58,9 @@ cdef extern from "fastopt.h" nogil:
         double scale
         double power
         double clip_value
+        double avg_decay
+        double avg_weight
+        double avg_divisor
 
     int FO_NUM_PSCALARS
     ctypedef struct fo_pscalars:
@@ -89,6 +92,8 @@ cdef extern from "fastopt.h" nogil:
         fo_kernel grad_sumpow[2]
         fo_kernel grad_scale[2]
         fo_kernel grad_clip_value[2]
+        fo_kernel average_swa[2]
+        fo_kernel average_ema[2]
         fo_kernel probe[3]
 
     const char *fo_isa_name(fo_isa isa) noexcept

@@ -21,7 +21,7 @@ it for fastopt.functional's buffer arguments, and says when it is required.
 import math
 from typing import Callable, NamedTuple, Optional, Tuple, Union
 
-__all__ = ["Hyper", "Buffer", "Scalar", "Spec", "SPECS", "FIRST_GRAD", "c_fields"]
+__all__ = ["Hyper", "Buffer", "Scalar", "Spec", "SPECS", "FIRST_GRAD", "PARAM", "c_fields"]
 
 # Range rules: (low, high, high_open) for _validate-style number checks;
 # FLAG for booleans (not range-checked, as torch does not check them).
@@ -41,18 +41,19 @@ class Hyper(NamedTuple):
 
 
 FIRST_GRAD = "the first gradient"  # the initial value of SGD's momentum buffer
+PARAM = "the parameter"  # the initial value of Schedule-Free's z: a copy of the parameter
 
 
 class Buffer(NamedTuple):
     name: str                              # torch's state key
     slot: int                              # the C state slot, 0-3
-    init: Union[float, str]                # a number, a hyperparameter's name, or FIRST_GRAD
+    init: Union[float, str]                # a number, a hyperparameter's name, FIRST_GRAD or PARAM
     when: Optional[Callable[[dict], bool]] = None  # exists when when(group); None: always
     doc: str = ""                          # what it holds (its symbol), when it is required
 
     def initial(self, group):
         """The value a new buffer holds (FIRST_GRAD buffers are overwritten by the first step)."""
-        if self.init == FIRST_GRAD:
+        if self.init in (FIRST_GRAD, PARAM):  # PARAM buffers are copied from it (optim.py)
             return 0.0
         return group[self.init] if isinstance(self.init, str) else self.init
 
@@ -79,6 +80,12 @@ class Spec(NamedTuple):
     check: Optional[Callable[[dict, str], None]] = None  # a rule across hyperparameters
     reference: str = "torch.optim"  # the implementation whose names, defaults and numbers it has
     scalars: Tuple[Scalar, ...] = ()  # per-parameter 0-d state, in fo_pscalars order
+    # Group keys the optimizer keeps and updates at each step, as its reference
+    # does (Schedule-Free's k, lr_max, weight_sum, ...): not arguments.
+    group_state: Tuple[Hyper, ...] = ()
+    # fo_hyper fields the step computes per group before the C core runs and
+    # passes under the same key in its copy of the group (Schedule-Free's k, ckp1).
+    step_fields: Tuple[str, ...] = ()
     ndim: Optional[int] = None   # the parameters' number of dimensions (Muon: 2); None: any
 
     @property
@@ -116,6 +123,49 @@ def _etas(group, where):
     if not 0.0 < etaminus < 1.0 < etaplus:
         raise ValueError(f"{where}: invalid etas: {tuple(group['etas'])} "
                          "(must be 0 < etaminus < 1 < etaplus)")
+
+
+def _schedule_free(momentum):
+    """The rule of a Schedule-Free optimizer whose interpolation factor is
+    `momentum` ("betas"'s first or "momentum"): it is > 0 (eval() divides by
+    it), and the group state is a count and two numbers."""
+    def check(group, where):
+        beta = group[momentum][0] if momentum == "betas" else group[momentum]
+        if not beta > 0:
+            name = "beta1" if momentum == "betas" else "momentum"
+            raise ValueError(f"{where}: {name} must be > 0 (eval() divides by it), got {beta!r}")
+        k = group["k"]
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise ValueError(f"{where}: k (the group's step count) must be an int >= 0, got {k!r}")
+        if isinstance(group["warmup_steps"], bool) or group["warmup_steps"] != int(group["warmup_steps"]):
+            raise ValueError(f"{where}: warmup_steps must be a whole number, "
+                             f"got {group['warmup_steps']!r}")
+        for key in ("weight_sum", "lr_max"):
+            value = group[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{where}: {key} must be a finite number, got {value!r}")
+        if group["weight_sum"] < 0:
+            raise ValueError(f"{where}: weight_sum must be >= 0, got {group['weight_sum']!r}")
+    return check
+
+
+_SF_GROUP = (
+    Hyper("k", 0, None, (), "Steps the group has taken"),
+    Hyper("train_mode", False, None, (),
+          "Whether the parameters hold y (train()) rather than the average x (eval())"),
+    Hyper("weight_sum", 0.0, None, (), "The sum of the averaging weights so far"),
+    Hyper("lr_max", -1.0, None, (), "The largest warmed-up learning rate so far"),
+    Hyper("scheduled_lr", 0.0, None, (), "The warmed-up learning rate of the last step"),
+)
+_SF_HYPERS = (
+    Hyper("weight_decay", 0, NONNEG, ("weight_decay",),
+          "L2 penalty λ, taken at y (adds λ·y to the normalised gradient)"),
+    Hyper("warmup_steps", 0, NONNEG, (),
+          "Steps of linear learning-rate warmup (step k uses γ·min(1, k / warmup_steps))"),
+    Hyper("r", 0.0, NONNEG, (), "Power r of the polynomial weighting kʳ in the average"),
+    Hyper("weight_lr_power", 2.0, NONNEG, (),
+          "Power of the largest learning rate so far in the averaging weight (0: no weighting)"),
+)
 
 
 def _muon(group, where):
@@ -369,6 +419,25 @@ _ROWS = [
     ), (
         Buffer("momentum_buffer", 0, 0.0, doc="The momentum buffer b (optax's trace)"),
     ), step=False, eager=False, reference="optax"),
+    Spec("ScheduleFreeAdamW", "sf_adamw", (
+        Hyper("lr", 0.0025, NONNEG, ("lr",), _LR),
+        Hyper("betas", (0.9, 0.999), UNIT, ("beta1", "beta2"),
+              "β₁, the interpolation between z and the average x (> 0), and β₂, the decay "
+              "rate of the second moment"),
+        Hyper("eps", 1e-8, NONNEG, ("eps",), _EPS),
+    ) + _SF_HYPERS, (
+        Buffer("z", 0, PARAM, doc="The base sequence z (starts as the parameter)"),
+        Buffer("exp_avg_sq", 1, 0.0, doc="The second moment v"),
+    ), step=False, eager=False, check=_schedule_free("betas"), reference="schedulefree",
+        group_state=_SF_GROUP, step_fields=("k", "ckp1")),
+    Spec("ScheduleFreeSGD", "sf_sgd", (
+        Hyper("lr", 1.0, NONNEG, ("lr",), _LR),
+        Hyper("momentum", 0.9, UNIT, ("momentum",),
+              "Interpolation μ between z and the average x, in (0, 1)"),
+    ) + _SF_HYPERS, (
+        Buffer("z", 0, PARAM, doc="The base sequence z (starts as the parameter)"),
+    ), step=False, eager=False, check=_schedule_free("momentum"), reference="schedulefree",
+        group_state=_SF_GROUP, step_fields=("k", "ckp1")),
     # Not element-wise: the Newton-Schulz iteration between two C passes (fastopt/_newton_schulz.py).
     Spec("Muon", "muon", (
         Hyper("lr", 1e-3, NONNEG, ("lr",), _LR),
@@ -402,4 +471,5 @@ def c_fields(algo):
             continue
         for k, field in enumerate(h.c):
             out.append((h.name, k if len(h.c) > 1 else None, len(h.c), field, h.default))
+    out += [(field, None, 1, field, 0.0) for field in spec.step_fields]
     return out

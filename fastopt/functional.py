@@ -27,7 +27,8 @@ from ._spec import SPECS
 from ._typing import Array
 from ._validate import as_whole
 from .optim import (_MAX_STEP, ADOPT, ASGD, LAMB, LARS, SGD, AdaBelief, Adadelta, Adagrad, Adam,
-                    Adamax, Adan, Lion, Muon, NAdam, RAdam, RMSprop, Rprop)
+                    Adamax, Adan, Lion, Muon, NAdam, RAdam, RMSprop, Rprop, ScheduleFreeAdamW,
+                    ScheduleFreeSGD, schedule_free_group)
 
 __all__ = [spec.function + "_" for spec in SPECS.values()]  # one per optimizer of fastopt._spec
 
@@ -39,6 +40,8 @@ _ARGS = {
     "grad": ("ndarray", "Its gradient, of param's shape; only read."),
     "step": ("int, keyword-only", "The number of this update, 1 for the first."),
     "isa": (None, "Force a SIMD path by name (tests and benchmarks); None uses the one in use."),
+    "lr_max": (None, "The group's ``lr_max`` before this step (-1.0 before the first)."),
+    "weight_sum": (None, "The group's ``weight_sum`` before this step (0.0 before the first)."),
 }
 
 
@@ -247,6 +250,48 @@ def lars_(param: Array, grad: Array, momentum_buffer: Array, *, step: int, lr: f
     hyper = dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
                  trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov)
     _update(LARS, param, grad, (momentum_buffer,), step, hyper, isa)
+
+
+def _schedule_free(cls, param, grad, buffers, step, hyper, lr_max, weight_sum, isa):
+    """One Schedule-Free step: the group arithmetic (step = its k after the
+    step), then the update; returns the group's new (lr_max, weight_sum)."""
+    k = as_whole(step, "step (the number of this update)", 1, _MAX_STEP) - 1
+    group = {**hyper, "k": k, "lr_max": lr_max, "weight_sum": weight_sum, "train_mode": True}
+    cls._check_group({**cls._spec.defaults, **group}, "arguments")
+    after, ckp1 = schedule_free_group(group)
+    _update(cls, param, grad, buffers, step,
+            {**group, **after, "lr": after["scheduled_lr"], "ckp1": ckp1}, isa)
+    return after["lr_max"], after["weight_sum"]
+
+
+def schedulefreeadamw_(param: Array, grad: Array, z: Array, exp_avg_sq: Array, *, step: int,
+                       lr: float = 0.0025, betas: tuple[float, float] = (0.9, 0.999),
+                       eps: float = 1e-8, weight_decay: float = 0, warmup_steps: int = 0,
+                       r: float = 0.0, weight_lr_power: float = 2.0, lr_max: float = -1.0,
+                       weight_sum: float = 0.0, isa: str | None = None) -> tuple[float, float]:
+    """One Schedule-Free AdamW step in place (see ``fastopt.ScheduleFreeAdamW``).
+
+    ``step`` is the group's step count k after this step; ``z`` must start
+    as a copy of ``param``. Returns the group's new ``(lr_max, weight_sum)``,
+    for the next call.
+    """
+    hyper = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                 warmup_steps=warmup_steps, r=r, weight_lr_power=weight_lr_power)
+    return _schedule_free(ScheduleFreeAdamW, param, grad, (z, exp_avg_sq), step, hyper, lr_max,
+                          weight_sum, isa)
+
+
+def schedulefreesgd_(param: Array, grad: Array, z: Array, *, step: int, lr: float = 1.0,
+                     momentum: float = 0.9, weight_decay: float = 0, warmup_steps: int = 0,
+                     r: float = 0.0, weight_lr_power: float = 2.0, lr_max: float = -1.0,
+                     weight_sum: float = 0.0, isa: str | None = None) -> tuple[float, float]:
+    """One Schedule-Free SGD step in place (see ``fastopt.ScheduleFreeSGD``).
+
+    As ``schedulefreeadamw_``: returns the group's new ``(lr_max, weight_sum)``.
+    """
+    hyper = dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                 warmup_steps=warmup_steps, r=r, weight_lr_power=weight_lr_power)
+    return _schedule_free(ScheduleFreeSGD, param, grad, (z,), step, hyper, lr_max, weight_sum, isa)
 
 
 def muon_(param: Array, grad: Array, momentum_buffer: Array, *, step: int, lr: float = 1e-3,

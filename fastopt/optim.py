@@ -27,7 +27,7 @@ import numpy as np
 from . import _core
 from ._typing import Grads, Params, StateDict
 from . import _docs
-from ._spec import FIRST_GRAD, SPECS, Spec
+from ._spec import FIRST_GRAD, PARAM, SPECS, Spec
 from ._validate import as_whole, float_array, in_range
 
 # A literal list, not one made from SPECS: ``fastopt`` re-exports it with
@@ -35,7 +35,8 @@ from ._validate import as_whole, float_array, in_range
 # that it names every optimizer of the spec).
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax",
            "Adadelta", "RAdam", "Rprop", "NAdam", "ASGD",
-           "Lion", "AdaBelief", "ADOPT", "Adan", "LAMB", "LARS", "Muon"]
+           "Lion", "AdaBelief", "ADOPT", "Adan", "LAMB", "LARS",
+           "ScheduleFreeAdamW", "ScheduleFreeSGD", "Muon"]
 
 
 # Every live optimizer, so that a forked child can replace their locks: a
@@ -100,7 +101,7 @@ class Optimizer:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.__module__ == __name__:  # fastopt's own classes; a user's subclass inherits
+        if cls.__module__ == __name__ and cls.__name__ in SPECS:  # a user's subclass inherits
             cls._spec = SPECS[cls.__name__]
             _docs.document(cls, cls._spec, _ARGS)
         cls._algo = cls._spec.algo if cls._spec is not None else None
@@ -328,9 +329,15 @@ class Optimizer:
             missing = [i for i in members if slots[k] and self._states[i][k] is None]
             new = _state_buffers([self._params[i] for i in missing], self._initial_value(group, k))
             for i, buf in zip(missing, new):
+                if self._starts_as_param(k):
+                    np.copyto(buf, self._params[i])
                 self._states[i] = self._states[i][:k] + (buf,) + self._states[i][k + 1:]
                 changed.add(i)
         return changed
+
+    def _starts_as_param(self, slot):
+        """Whether a new buffer in `slot` is a copy of its parameter (Schedule-Free's z)."""
+        return any(b.slot == slot and b.init == PARAM for b in self._spec.state)
 
     def add_param_group(self, param_group: Mapping[str, Any]) -> None:
         """Add a group of parameters, as in torch.
@@ -438,20 +445,34 @@ class Optimizer:
         with self._lock:
             # each group read once: the same structs run the kernels and, when
             # a state buffer they need is missing, decide which to create
-            hypers = _core.Hypers(self._algo, self._snapshot())
-            try:
-                return self._engine.step(grads, hypers, self.skip_nonfinite)
-            except _core.MissingState:
-                pass  # nothing was written: create the state the groups need, then step
-            undo = self._sync_state(hypers)
-            try:
-                applied = self._engine.step(grads, hypers, self.skip_nonfinite)
-            except BaseException:
-                undo()
-                raise
-            if not applied:
-                undo()  # skipped for a non-finite gradient: no new state either
+            hypers = _core.Hypers(self._algo, self._step_groups(self._snapshot()))
+            applied = self._step_with(grads, hypers)
+            if applied:
+                self._stepped(hypers.groups)
             return applied
+
+    def _step_groups(self, hypers):
+        """The groups' copies a step passes to the C core (optimizers that
+        compute per-step group values add them here)."""
+        return hypers
+
+    def _stepped(self, hypers):
+        """After an applied step: what it changes in the groups themselves."""
+
+    def _step_with(self, grads, hypers):
+        try:
+            return self._engine.step(grads, hypers, self.skip_nonfinite)
+        except _core.MissingState:
+            pass  # nothing was written: create the state the groups need, then step
+        undo = self._sync_state(hypers)
+        try:
+            applied = self._engine.step(grads, hypers, self.skip_nonfinite)
+        except BaseException:
+            undo()
+            raise
+        if not applied:
+            undo()  # skipped for a non-finite gradient: no new state either
+        return applied
 
     # -- state dicts ---------------------------------------------------------
 
@@ -486,7 +507,8 @@ class Optimizer:
                     entry[name] = buf.copy() if copy else buf
                 elif copy and needed[self._group_of[i]][k]:
                     group = self.param_groups[self._group_of[i]]
-                    entry[name] = np.full_like(self._params[i], self._initial_value(group, k))
+                    entry[name] = (self._params[i].copy() if self._starts_as_param(k) else
+                                   np.full_like(self._params[i], self._initial_value(group, k)))
             out[i] = entry
         return out
 
@@ -616,6 +638,8 @@ class Optimizer:
             for k, buf in enumerate(self._states[i]):
                 if loaded[k] is not None:
                     np.copyto(buf, loaded[k], casting="unsafe")
+                elif buf is not None and self._starts_as_param(k):
+                    np.copyto(buf, self._params[i])
                 elif buf is not None:
                     buf[...] = self._initial_value(group, k)
             engine.set_state(i, self._states[i])
@@ -1189,6 +1213,161 @@ class LARS(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
                                       trust_coefficient=trust_coefficient, eps=eps,
                                       nesterov=nesterov),
+                         skip_nonfinite=skip_nonfinite)
+
+
+def schedule_free_group(group: Mapping[str, Any]) -> tuple[dict[str, Any], float]:
+    """One step's group arithmetic of the schedulefree package, in double (its
+    formulas and order): the group keys after the step (``k``,
+    ``scheduled_lr``, ``lr_max``, ``weight_sum``) and the step's averaging
+    weight ckp1."""
+    k, warmup_steps = group["k"], group["warmup_steps"]
+    sched = (k + 1) / warmup_steps if k < warmup_steps else 1.0
+    lr = group["lr"] * sched
+    lr_max = max(lr, group["lr_max"])
+    try:
+        weight = ((k + 1) ** group["r"]) * (lr_max ** group["weight_lr_power"])
+    except OverflowError:  # before any array is written
+        raise ValueError(f"Schedule-Free's averaging weight (k + 1)**r * lr_max**weight_lr_power "
+                         f"overflows float64 at k={k}, r={group['r']!r}, "
+                         f"weight_lr_power={group['weight_lr_power']!r}") from None
+    weight_sum = group["weight_sum"] + weight
+    try:
+        ckp1 = weight / weight_sum
+    except ZeroDivisionError:  # lr = 0 with weight_lr_power > 0, as the package
+        ckp1 = 0
+    return {"k": k + 1, "scheduled_lr": lr, "lr_max": lr_max, "weight_sum": weight_sum}, ckp1
+
+
+def _lerp_(param, end, weight):
+    """param ← torch.lerp(param, end, weight) in place, in param's dtype (the
+    weight rounded to it, torch's two forms). Only basic IEEE operations, one
+    at a time, so any machine and SIMD path gives the same bits. A 16-bit
+    parameter is moved in float32 (the dtype it is computed in, as torch's
+    lerp_ computes in float) and rounded once."""
+    if param.dtype.itemsize == 2:
+        wide = param.astype(np.float32)
+        _lerp_(wide, end, weight)
+        param[...] = wide.astype(param.dtype)
+        return
+    w = param.dtype.type(weight)
+    d = np.subtract(end, param)
+    if abs(w) < 0.5:
+        d *= w
+        param += d
+    else:
+        d *= param.dtype.type(1) - w
+        np.subtract(end, d, out=param)
+
+
+class _ScheduleFree(Optimizer):
+    """What ScheduleFreeAdamW and ScheduleFreeSGD share: the group state the
+    package keeps (k, lr_max, weight_sum, scheduled_lr, train_mode) and the
+    train()/eval() switch of the parameters between y and the average x."""
+
+    _interp = "betas"  # the group key of the interpolation factor (its first number)
+
+    def _beta(self, group):
+        return group[self._interp][0] if self._interp == "betas" else group[self._interp]
+
+    def _step_groups(self, hypers):
+        if not hypers or not hypers[0]["train_mode"]:
+            raise RuntimeError("Optimizer was not in train mode when step is called. Please "
+                               "insert .train() and .eval() calls on the optimizer. See "
+                               "documentation for details.")
+        out = []
+        for hyper in hypers:
+            after, ckp1 = schedule_free_group(hyper)
+            # the C core reads the warmed-up lr, the count after the step and ckp1
+            out.append({**hyper, **after, "lr": after["scheduled_lr"], "ckp1": ckp1})
+        return out
+
+    def _stepped(self, hypers):
+        for group, hyper in zip(self.param_groups, hypers):
+            for key in ("k", "scheduled_lr", "lr_max", "weight_sum"):
+                group[key] = hyper[key]
+
+    def train(self) -> None:
+        """Move every parameter to y, the point the gradients are taken at (as the package)."""
+        self._switch(True)
+
+    def eval(self) -> None:
+        """Move every parameter to x, the average, to evaluate or save (as the package)."""
+        self._switch(False)
+
+    def _switch(self, train):
+        with self._lock:
+            hypers = self._snapshot()  # every group checked (β > 0) before any array moves
+            started = self._engine.counters()[1]
+            for gi, (group, hyper) in enumerate(zip(self.param_groups, hypers)):
+                if bool(hyper["train_mode"]) == train:
+                    continue
+                beta = self._beta(hyper)
+                weight = 1 - beta if train else 1 - 1 / beta
+                for i in range(len(self._params)):
+                    z = self._states[i][0]
+                    # the package moves the parameters that have a z (a first step done)
+                    if self._group_of[i] == gi and z is not None and started[i]:
+                        _lerp_(self._params[i], z, weight)
+                group["train_mode"] = train
+
+
+class ScheduleFreeAdamW(_ScheduleFree):
+    """Schedule-Free AdamW (Defazio et al. 2024), as the schedulefree package's AdamWScheduleFree.
+
+    No learning-rate schedule: the parameter holds y, an interpolation
+    between the base sequence z and the average x of the z's, and
+    ``eval()`` moves it to x (``train()`` back to y). Step k (1 for the
+    first), for gradient g at y, in the package's order of operations::
+
+        γₖ = γ·min(1, k / warmup_steps),  γmax = max(γmax, γₖ)
+        wₖ = kʳ·γmaxᵖ,  W ← W + wₖ,  cₖ = wₖ / W          (p = weight_lr_power)
+        v ← β₂·v + (1 − β₂)·g²
+        u ← g / (√(v / (1 − β₂ᵏ)) + ε) + λ·y
+        y ← lerp(y, z, cₖ) + γₖ·(β₁·(1 − cₖ) − 1)·u
+        z ← z − γₖ·u
+
+    The group keys ``k``, ``lr_max`` (γmax), ``weight_sum`` (W),
+    ``scheduled_lr`` and ``train_mode`` are the package's, updated by each
+    step (the scalars in double, in Python; the elementwise update in one C
+    pass). Call ``train()`` before the first step (a step in eval mode
+    raises, as in the package) and ``eval()`` before evaluating or saving.
+    """
+
+    def __init__(self, params: Params, lr: float = 0.0025,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, warmup_steps: int = 0, r: float = 0.0,
+                 weight_lr_power: float = 2.0, *, skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps, r=r, k=0,
+                                      warmup_steps=warmup_steps, train_mode=False,
+                                      weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
+                                      weight_lr_power=weight_lr_power,
+                                      weight_decay=weight_decay),
+                         skip_nonfinite=skip_nonfinite)
+
+
+class ScheduleFreeSGD(_ScheduleFree):
+    """Schedule-Free SGD (Defazio et al. 2024), as the schedulefree package's SGDScheduleFree.
+
+    As ``ScheduleFreeAdamW`` (the same group state, warmup, averaging
+    weights and train()/eval() switch) with the gradient itself as the
+    update, μ = ``momentum``::
+
+        u ← g + λ·y
+        y ← lerp(y, z, cₖ) + γₖ·(μ·(1 − cₖ) − 1)·u
+        z ← z − γₖ·u
+    """
+
+    _interp = "momentum"
+
+    def __init__(self, params: Params, lr: float = 1.0, momentum: float = 0.9,
+                 weight_decay: float = 0, warmup_steps: int = 0, r: float = 0.0,
+                 weight_lr_power: float = 2.0, *, skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, r=r, k=0,
+                                      warmup_steps=warmup_steps, train_mode=False,
+                                      weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
+                                      weight_lr_power=weight_lr_power,
+                                      weight_decay=weight_decay),
                          skip_nonfinite=skip_nonfinite)
 
 

@@ -44,6 +44,8 @@ _ARGS = {
     "step": ("int", "The number of this update, 1 for the first."),
 }
 _RETURNS = ("(ndarray, dict)", "The updated parameter and the new state.")
+_ARGS["lr_max"] = ("float, default -1.0", "The group's largest warmed-up learning rate before this step.")
+_ARGS["weight_sum"] = ("float, default 0.0", "The group's sum of averaging weights before this step.")
 
 
 def _scalar(x, like):
@@ -155,8 +157,9 @@ def rmsprop(param: Array, grad: Array, state: Mapping[str, Array], step: int, *,
 
 
 def _adam_moments(param, grad, state, lr, betas, weight_decay, decoupled_weight_decay, maximize):
-    """Adam's and RAdam's first half, in torch's order: the weight decay (L2 or
-    decoupled), then both moments. Returns (param, exp_avg, exp_avg_sq)."""
+    """Adam's, RAdam's and NAdam's first half, in torch's order: the weight decay
+    (L2 or decoupled), then both moments. Returns (param, grad, exp_avg, exp_avg_sq),
+    the gradient with the sign and L2 term applied."""
     beta1, beta2 = betas
     p = param
     g = _signed(grad, maximize)
@@ -168,7 +171,7 @@ def _adam_moments(param, grad, state, lr, betas, weight_decay, decoupled_weight_
             g = g + _scalar(weight_decay, p) * p
     exp_avg = _lerp(state.get("exp_avg", zeros), g, 1 - beta1)
     exp_avg_sq = state.get("exp_avg_sq", zeros) * _scalar(beta2, p) + _scalar(1 - beta2, p) * g * g
-    return p, exp_avg, exp_avg_sq
+    return p, g, exp_avg, exp_avg_sq
 
 
 def adam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-3,
@@ -185,8 +188,8 @@ def adam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr
         θ = θ − γ / (1 − β₁ᵗ) · m / (√v̂ / √(1 − β₂ᵗ) + ε)
     """
     beta1, beta2 = betas
-    p, exp_avg, exp_avg_sq = _adam_moments(param, grad, state, lr, betas, weight_decay,
-                                           decoupled_weight_decay, maximize)
+    p, _, exp_avg, exp_avg_sq = _adam_moments(param, grad, state, lr, betas, weight_decay,
+                                              decoupled_weight_decay, maximize)
     new = {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step
@@ -274,8 +277,8 @@ def radam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, l
         else:    θ = θ − m / (1 − β₁ᵗ) · γ
     """
     beta1, beta2 = betas
-    p, exp_avg, exp_avg_sq = _adam_moments(param, grad, state, lr, betas, weight_decay,
-                                           decoupled_weight_decay, maximize)
+    p, _, exp_avg, exp_avg_sq = _adam_moments(param, grad, state, lr, betas, weight_decay,
+                                              decoupled_weight_decay, maximize)
     new = {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step
@@ -303,20 +306,12 @@ def nadam(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, l
         θ = θ − γ·(1 − μₜ)/(1 − Π) · g/d − γ·μₜ₊₁/(1 − Π·μₜ₊₁) · m/d
     """
     beta1, beta2 = betas
-    p = param
-    g = _signed(grad, maximize)
-    zeros = np.zeros_like(p)
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            p = p * _scalar(1 - lr * weight_decay, p)
-        else:
-            g = g + _scalar(weight_decay, p) * p
+    p, g, exp_avg, exp_avg_sq = _adam_moments(param, grad, state, lr, betas, weight_decay,
+                                              decoupled_weight_decay, maximize)
     mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))
     mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * momentum_decay))
     product = np.asarray(state.get("mu_product", np.float32(1.0)))
     product = product * product.dtype.type(mu)
-    exp_avg = _lerp(state.get("exp_avg", zeros), g, 1 - beta1)
-    exp_avg_sq = state.get("exp_avg_sq", zeros) * _scalar(beta2, p) + _scalar(1 - beta2, p) * g * g
     denom = np.sqrt(exp_avg_sq / _scalar(1 - beta2**step, p)) + _scalar(eps, p)
     pi = float(product)
     p = p + _scalar(-lr * (1.0 - mu) / (1.0 - pi), p) * g / denom
@@ -550,6 +545,77 @@ def lars(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr
     mu = _scalar(momentum, p)
     b = u + mu * state.get("momentum_buffer", np.zeros_like(p))
     return p + (u + mu * b if nesterov else b), {"momentum_buffer": b}
+
+
+def schedule_free_group(step: int, lr: float, warmup_steps: int, r: float, weight_lr_power: float,
+                        lr_max: float, weight_sum: float) -> tuple[float, float, float, float]:
+    """Step `step`'s group arithmetic of the schedulefree package: from the
+    group's ``lr_max`` and ``weight_sum`` before it, the warmed-up learning
+    rate, the averaging weight ckp1, and ``lr_max`` and ``weight_sum`` after."""
+    sched = step / warmup_steps if step - 1 < warmup_steps else 1.0
+    lr = lr * sched
+    lr_max = max(lr, lr_max)
+    weight = (step ** r) * (lr_max ** weight_lr_power)
+    weight_sum = weight_sum + weight
+    ckp1 = weight / weight_sum if weight_sum != 0 else 0.0
+    return lr, ckp1, lr_max, weight_sum
+
+
+def _schedule_free_y(y, z, u, lr, ckp1, beta):
+    """The y and z updates both Schedule-Free optimizers share (u: the update direction)."""
+    y_new = _lerp(y, z, ckp1) + _scalar(lr * (beta * (1 - ckp1) - 1), y) * u
+    return y_new, z - _scalar(lr, y) * u
+
+
+def schedulefreeadamw(param: Array, grad: Array, state: Mapping[str, Array], step: int, *,
+                      lr: float = 0.0025, betas: tuple[float, float] = (0.9, 0.999),
+                      eps: float = 1e-8, weight_decay: float = 0, warmup_steps: int = 0,
+                      r: float = 0.0, weight_lr_power: float = 2.0, lr_max: float = -1.0,
+                      weight_sum: float = 0.0) -> tuple[Array, dict[str, Array]]:
+    """One Schedule-Free AdamW step, in the schedulefree package's order of operations.
+
+    For gradient g at the parameter y (``step`` is the group's step count k
+    after this step; ``lr_max`` and ``weight_sum`` the group's before it)::
+
+        γₖ, cₖ = schedule_free_group(...)
+        v = β₂·v + (1 − β₂)·g·g
+        u = g / (√(v / (1 − β₂ᵏ)) + ε) + λ·y
+        y = lerp(y, z, cₖ) + γₖ·(β₁·(1 − cₖ) − 1)·u,   z = z − γₖ·u
+
+    z starts as a copy of the parameter.
+    """
+    beta1, beta2 = betas
+    y, g = param, np.asarray(grad)
+    lr, ckp1, _, _ = schedule_free_group(step, lr, warmup_steps, r, weight_lr_power, lr_max,
+                                         weight_sum)
+    z = state.get("z", y)
+    v = state.get("exp_avg_sq", np.zeros_like(y)) * _scalar(beta2, y) + _scalar(1 - beta2, y) * g * g
+    u = g / (np.sqrt(v / _scalar(1 - beta2 ** step, y)) + _scalar(eps, y))
+    if weight_decay != 0:
+        u = u + _scalar(weight_decay, y) * y
+    y, z = _schedule_free_y(y, z, u, lr, ckp1, beta1)
+    return y, {"z": z, "exp_avg_sq": v}
+
+
+def schedulefreesgd(param: Array, grad: Array, state: Mapping[str, Array], step: int, *,
+                    lr: float = 1.0, momentum: float = 0.9, weight_decay: float = 0,
+                    warmup_steps: int = 0, r: float = 0.0, weight_lr_power: float = 2.0,
+                    lr_max: float = -1.0, weight_sum: float = 0.0) -> tuple[Array, dict[str, Array]]:
+    """One Schedule-Free SGD step, in the schedulefree package's order of operations.
+
+    As ``schedulefreeadamw`` with u = g + λ·y and μ = ``momentum`` for β₁.
+    """
+    y, g = param, np.asarray(grad)
+    lr, ckp1, _, _ = schedule_free_group(step, lr, warmup_steps, r, weight_lr_power, lr_max,
+                                         weight_sum)
+    u = g + _scalar(weight_decay, y) * y if weight_decay != 0 else g
+    y, z = _schedule_free_y(y, state.get("z", y), u, lr, ckp1, momentum)
+    return y, {"z": z}
+
+
+def schedule_free_switch(param: Array, z: Array, beta: float, train: bool) -> Array:
+    """The package's train() (to y) or eval() (to x) of one parameter."""
+    return _lerp(param, z, 1 - beta if train else 1 - 1 / beta)
 
 
 def _newton_schulz_f32(u, coefficients, steps, eps):

@@ -61,7 +61,7 @@ import torch.optim
 from . import _core
 from . import optim as _optim
 from . import _docs
-from ._spec import FIRST_GRAD, SPECS
+from ._spec import FIRST_GRAD, PARAM, SPECS
 from ._validate import as_float
 
 __all__ = list(SPECS)  # one class per optimizer of fastopt._spec
@@ -217,9 +217,10 @@ class _Stepper:
         super().__init_subclass__(**kwargs)
         if cls.__module__ == __name__:  # fastopt.torch's classes; a user's subclass inherits
             cls._fastopt = getattr(_optim, cls.__name__)
-            cls._hyper_keys = tuple(h.name for h in cls._fastopt._spec.hypers)
+            spec = cls._fastopt._spec
+            cls._hyper_keys = tuple(h.name for h in spec.hypers + spec.group_state)
             # what the C core never reads (Muon's Newton-Schulz arguments): passed as they are
-            cls._plain_keys = frozenset(h.name for h in cls._fastopt._spec.hypers if not h.c)
+            cls._plain_keys = frozenset(h.name for h in spec.hypers if not h.c)
             _docs.document(cls, cls._fastopt._spec, _ARGS)
             # how many numbers betas holds (Adan has three)
             cls._n_betas = next((len(h.c) for h in cls._fastopt._spec.hypers if h.name == "betas"), 2)
@@ -309,6 +310,8 @@ class _Stepper:
         like["dtype"] = _state_dtype(param)
         if buf.init == FIRST_GRAD:  # the first step writes it
             return torch.empty_like(param, **like)
+        if buf.init == PARAM:
+            return param.detach().to(copy=True, **like)
         if isinstance(buf.init, str):
             # torch's Adagrad creates such a buffer in its constructor, from the
             # constructor's value (self.defaults), whatever a group's own value says;
@@ -883,6 +886,109 @@ class LARS(_NotInTorch, _Stepper, torch.optim.Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
                                       trust_coefficient=trust_coefficient, eps=eps,
                                       nesterov=nesterov))
+
+
+class _ScheduleFree:
+    """Mixed in before _NotInTorch for the Schedule-Free optimizers: the
+    package's group state, its step-time group arithmetic (in double, the
+    one formula of fastopt.optim) and its train()/eval() (torch's lerp_, as
+    the package runs it)."""
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform a single optimization step, in train mode only (as the package).
+
+        Parameters
+        ----------
+        closure : callable or None, default None
+            Re-evaluates the model and returns the loss, as in torch.
+
+        Returns
+        -------
+        object
+            The closure's loss; None without a closure.
+        """
+        if not self.param_groups[0]["train_mode"]:
+            raise RuntimeError("Optimizer was not in train mode when step is called. Please "
+                               "insert .train() and .eval() calls on the optimizer. See "
+                               "documentation for details.")
+        for gi, group in enumerate(self.param_groups):
+            self._fo_check_group(group, f"param group {gi}")  # loaded or edited group state
+        self._sf_after = [_optim.schedule_free_group({k: _plain(v) for k, v in group.items()
+                                                      if k != "params"})
+                          for group in self.param_groups]
+        loss = super().step(closure)
+        for group, (after, _) in zip(self.param_groups, self._sf_after):
+            group.update(after)  # every group counts the step, as in the package
+        return loss
+
+    def _fo_hypers(self, group_ids):
+        hypers = super()._fo_hypers(group_ids)
+        return [{**h, **after, "lr": after["scheduled_lr"], "ckp1": ckp1}
+                for h, (after, ckp1) in zip(hypers, self._sf_after)]
+
+    @torch.no_grad()
+    def train(self) -> None:
+        """Move the parameters to y, where gradients are taken (as the package)."""
+        self._switch(True)
+
+    @torch.no_grad()
+    def eval(self) -> None:
+        """Move the parameters to the average x, to evaluate or save (as the package)."""
+        self._switch(False)
+
+    def _switch(self, train):
+        for gi, group in enumerate(self.param_groups):
+            self._fo_check_group(group, f"param group {gi}")  # beta > 0, before any move
+        beta_of = self._fastopt._beta
+        for group in self.param_groups:
+            if bool(group["train_mode"]) == train:
+                continue
+            beta = _plain(beta_of(self._fastopt, group))
+            weight = 1 - beta if train else 1 - 1 / beta
+            for p in group["params"]:
+                state = self.state.get(p)
+                if state and "z" in state:
+                    p.lerp_(end=state["z"].to(p.device), weight=weight)
+            group["train_mode"] = train
+
+
+class ScheduleFreeAdamW(_ScheduleFree, _NotInTorch, _Stepper, torch.optim.Optimizer):
+    """Schedule-Free AdamW stepped by fastopt: the schedulefree package's ``AdamWScheduleFree``.
+
+    Its signature, defaults, group keys (``k``, ``lr_max``, ``weight_sum``,
+    ``scheduled_lr``, ``train_mode``) and state (``z``, ``exp_avg_sq``), so
+    state dicts move between the two. Call ``train()`` before stepping and
+    ``eval()`` before evaluating or saving. See ``fastopt.ScheduleFreeAdamW``.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 0.0025, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0, warmup_steps: int = 0,
+                 r: float = 0.0, weight_lr_power: float = 2.0,
+                 foreach: bool | None = hasattr(torch, "_foreach_mul_")) -> None:
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, r=r, k=0,
+                                      warmup_steps=warmup_steps, train_mode=False,
+                                      weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
+                                      weight_lr_power=weight_lr_power,
+                                      weight_decay=weight_decay, foreach=foreach))
+
+
+class ScheduleFreeSGD(_ScheduleFree, _NotInTorch, _Stepper, torch.optim.Optimizer):
+    """Schedule-Free SGD stepped by fastopt: the schedulefree package's ``SGDScheduleFree``.
+
+    As ``ScheduleFreeAdamW`` (state ``z`` only). See ``fastopt.ScheduleFreeSGD``.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 1.0, momentum: float = 0.9, weight_decay: float = 0,
+                 warmup_steps: int = 0, r: float = 0.0, weight_lr_power: float = 2.0,
+                 foreach: bool | None = hasattr(torch, "_foreach_mul_")) -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, r=r, k=0,
+                                      warmup_steps=warmup_steps, train_mode=False,
+                                      weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
+                                      weight_lr_power=weight_lr_power,
+                                      weight_decay=weight_decay, foreach=foreach))
 
 
 class Muon(_Stepper, torch.optim.Muon):

@@ -1,4 +1,5 @@
 """The documentation site builds with `mkdocs build --strict`, and its pages are complete."""
+import importlib.util
 import os
 import re
 import shutil
@@ -39,6 +40,45 @@ def test_every_optimizer_has_its_formula():
     assert text.count("\\[") >= 10  # display equations
 
 
+def make_figures():
+    spec = importlib.util.spec_from_file_location("make_figures", ROOT / "docs" / "make_figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_comparison_tables_have_every_optimizer_of_the_spec():
+    # docs/compare.md includes these tables (docs/hooks.py); an optimizer added to the
+    # spec needs them regenerated: python docs/make_figures.py --only compare
+    from fastopt._spec import SPECS
+    page = (ROOT / "docs" / "compare.md").read_text()
+    for task in ("digits", "regression"):
+        assert f"{{include img/compare_{task}.md}}" in page
+        table = (ROOT / "docs" / "img" / f"compare_{task}.md").read_text()
+        rows = re.findall(r"^\| (\w+) \| \d", table, flags=re.M)
+        assert rows == list(SPECS), (task, rows)
+
+
+def test_comparison_regression_gradients_are_the_losss_derivatives():
+    pytest.importorskip("sklearn")
+    np = pytest.importorskip("numpy")
+    from fastopt import demo
+    mf = make_figures()
+    data = mf.make_regression(n_train=40, n_test=10)
+    params = [p.astype(np.float64) for p in demo.init_mlp(10, 8, 1, seed=1)]
+    x, y = data.x_train.astype(np.float64), data.y_train.astype(np.float64)
+    loss, grads = mf.mse_and_grads(params, x, y)
+    assert loss == pytest.approx(mf.mse(params, x, y), rel=1e-12)
+    h = 1e-6
+    for k, p in enumerate(params):
+        for idx in list(np.ndindex(p.shape))[:5]:
+            plus, minus = [q.copy() for q in params], [q.copy() for q in params]
+            plus[k][idx] += h
+            minus[k][idx] -= h
+            numeric = (mf.mse(plus, x, y) - mf.mse(minus, x, y)) / (2 * h)
+            assert grads[k][idx] == pytest.approx(numeric, rel=1e-5, abs=1e-8), (k, idx)
+
+
 def test_mkdocs_build_is_strict_and_clean(tmp_path):
     pytest.importorskip("mkdocs")
     pytest.importorskip("mkdocstrings_handlers.python")
@@ -73,6 +113,9 @@ def test_mkdocs_build_is_strict_and_clean(tmp_path):
     for name, html in pages.items():
         for tag, url in re.findall(r"<(script|link)\b[^>]*?(?:src|href)=\"([^\"]+)\"", html):
             assert not re.match(r"(?:[a-z]+:)?//", url), f"{name} loads {url}"
+    # The comparison's tables, included from the files docs/make_figures.py writes.
+    for name in SPECS:
+        assert pages["compare/index.html"].count(f"<td>{name}</td>") == 2, name
     # The formulas are MathML, made at build time: no TeX left for a script to typeset.
     for name in ("optimizers/index.html", "weight-decay/index.html"):
         formulas = re.findall(r'class="arithmatex">(.*?)</(?:span|div)>', pages[name], re.S)

@@ -23,6 +23,11 @@ _NOT_HYPERS = {"params", "skip_nonfinite", "foreach", "fused", "differentiable",
 def _defaults(fn, spec):
     sig = inspect.signature(fn)
     names = {b.name for b in spec.state} | set(spec.scalar_names)  # state arguments
+    # a function given a group's state (Schedule-Free's lr_max, weight_sum) starts it as the spec
+    for h in spec.group_state:
+        if h.name in sig.parameters:
+            assert sig.parameters[h.name].default == h.default, h.name
+            names.add(h.name)
     return {k: p.default for k, p in sig.parameters.items()
             if k not in _NOT_HYPERS and k not in names}
 

@@ -202,6 +202,30 @@ def compare_tasks():
     ]
 
 
+class _Split:
+    """An optimizer for the parameters of one number of dimensions (Muon: the
+    2-D weights) beside AdamW with its defaults for the others (the biases), as
+    Muon is meant to be used; ``step(grads)`` takes the gradients of all."""
+
+    def __init__(self, cls, ndim, params, lr):
+        self.mine = [i for i, p in enumerate(params) if p.ndim == ndim]
+        self.rest = [i for i, p in enumerate(params) if p.ndim != ndim]
+        self.opts = [cls([params[i] for i in self.mine], lr=lr),
+                     fastopt.AdamW([params[i] for i in self.rest])]
+
+    def step(self, grads):
+        for opt, idx in zip(self.opts, (self.mine, self.rest)):
+            opt.step([grads[i] for i in idx])
+
+
+def _optimizer(name, params, lr):
+    """``fastopt.<name>(params, lr=lr)``; an optimizer of one number of
+    dimensions only steps those, AdamW the others."""
+    ndim = SPECS[name].ndim
+    cls = getattr(fastopt, name)
+    return _Split(cls, ndim, params, lr) if ndim is not None else cls(params, lr=lr)
+
+
 def compare_run(task, name, lr, seed=0):
     """Train `task` with ``fastopt.<name>(params, lr=lr)``, its defaults otherwise.
 
@@ -209,7 +233,7 @@ def compare_run(task, name, lr, seed=0):
     step; the run stops at the first epoch whose loss is not finite.
     """
     params = task.init(seed)
-    opt = getattr(fastopt, name)(params, lr=lr)
+    opt = _optimizer(name, params, lr)
     # Schedule-free optimizers train and are evaluated at different points: train()/eval().
     modes = callable(getattr(opt, "train", None)) and callable(getattr(opt, "eval", None))
     if modes:

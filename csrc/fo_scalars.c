@@ -136,6 +136,18 @@ unsigned fo_prepare(fo_algo algo, const fo_hyper *h, int64_t step, int first, fo
     return fo_prepare_with(algo, h, step, first, NULL, s);
 }
 
+/* optax's scale_by_adam (AdaBelief's and LAMB's first moments): m = (1 - b1) g
+ * + b1 m, v = (1 - b2) g^2 + b2 v, and both bias corrections of step t. */
+static void fo_optax_moments(const fo_hyper *h, int64_t step, fo_scalars *s)
+{
+    s->lerp_weight = 1 - h->beta1;
+    s->momentum = h->beta1;
+    s->avg_weight = 1 - h->beta2;
+    s->avg_decay = h->beta2;
+    s->bias1 = 1 - pow(h->beta1, (double)step);
+    s->bias2 = 1 - pow(h->beta2, (double)step);
+}
+
 unsigned fo_prepare_with(fo_algo algo, const fo_hyper *h, int64_t step, int first,
                          const fo_pscalars *ps, fo_scalars *s)
 {
@@ -238,12 +250,7 @@ unsigned fo_prepare_with(fo_algo algo, const fo_hyper *h, int64_t step, int firs
         break;
     case FO_ADABELIEF:
         if (h->weight_decay != 0) mode |= FO_ADABELIEF_DECAY;
-        s->lerp_weight = 1 - h->beta1;
-        s->momentum = h->beta1;
-        s->avg_weight = 1 - h->beta2;
-        s->avg_decay = h->beta2;
-        s->bias1 = 1 - pow(h->beta1, (double)step);
-        s->bias2 = 1 - pow(h->beta2, (double)step);
+        fo_optax_moments(h, step, s);
         s->eps_root = h->eps_root;
         break;
     case FO_ADOPT: {
@@ -275,12 +282,7 @@ unsigned fo_prepare_with(fo_algo algo, const fo_hyper *h, int64_t step, int firs
     }
     case FO_LAMB:
         if (h->weight_decay != 0) mode |= FO_LAMB_DECAY;
-        s->lerp_weight = 1 - h->beta1;
-        s->momentum = h->beta1;
-        s->avg_weight = 1 - h->beta2;
-        s->avg_decay = h->beta2;
-        s->bias1 = 1 - pow(h->beta1, (double)step);
-        s->bias2 = 1 - pow(h->beta2, (double)step);
+        fo_optax_moments(h, step, s);
         s->ratio_scale = 1.0;
         s->ratio_eps = 0.0;
         break;

@@ -185,6 +185,10 @@ _MAX = "Ascend the gradient (maximise the objective) instead of descending"
 _MOMENTUM = "Momentum factor μ (0 keeps no momentum buffer)"
 _EPS = "ε added to the denominator"
 _M = "The first moment m"
+# RAdam's and NAdam's weight decay, L2 or (decoupled_weight_decay) decoupled
+_WD_OR_DECOUPLED = Hyper("weight_decay", 0, NONNEG, ("weight_decay",),
+                         "Weight decay λ (adds λ·θ to the gradient, or with "
+                         "decoupled_weight_decay multiplies θ by (1 − γ·λ))")
 _DECOUPLED = "Decoupled weight decay λ (θ is multiplied by (1 − γ·λ) at each step)"
 _DECOUPLED_ADD = "Decoupled weight decay λ (γ·λ·θ joins the update, as optax.adamw)"
 
@@ -282,9 +286,7 @@ _ROWS = [
         Hyper("betas", (0.9, 0.999), UNIT, ("beta1", "beta2"),
               "Decay rates (β₁, β₂) of the first and second moments"),
         Hyper("eps", 1e-8, NONNEG, ("eps",), _EPS),
-        Hyper("weight_decay", 0, NONNEG, ("weight_decay",),
-              "Weight decay λ (adds λ·θ to the gradient, or with decoupled_weight_decay "
-              "multiplies θ by (1 − γ·λ))"),
+        _WD_OR_DECOUPLED,
         Hyper("decoupled_weight_decay", False, FLAG, ("decoupled_weight_decay",),
               "Multiply θ by (1 − γ·λ) before the update instead of adding λ·θ to the "
               "gradient (as AdamW)"),
@@ -311,9 +313,7 @@ _ROWS = [
         Hyper("betas", (0.9, 0.999), UNIT, ("beta1", "beta2"),
               "Decay rates (β₁, β₂) of the first and second moments"),
         Hyper("eps", 1e-8, NONNEG, ("eps",), _EPS),
-        Hyper("weight_decay", 0, NONNEG, ("weight_decay",),
-              "Weight decay λ (adds λ·θ to the gradient, or with decoupled_weight_decay "
-              "multiplies θ by (1 − γ·λ))"),
+        _WD_OR_DECOUPLED,
         Hyper("momentum_decay", 4e-3, NONNEG, ("momentum_decay",),
               "Momentum decay ψ of the schedule μₜ = β₁·(1 − ½·0.96^(t·ψ))"),
         Hyper("decoupled_weight_decay", False, FLAG, ("decoupled_weight_decay",),

@@ -40,6 +40,16 @@ extern "C" {
  * computed in float32 and the parameter stored rounded to nearest even. */
 typedef enum fo_dtype { FO_F32 = 0, FO_F64 = 1, FO_BF16 = 2, FO_F16 = 3 } fo_dtype;
 #define FO_NUM_DTYPES 4
+/* How a 16-bit parameter is stored (fo_item.rounding): rounded to nearest
+ * even, or stochastically (fo_vec.h: a random integer below one 16-bit unit
+ * in the last place added to the float32 bits, then truncated), the random
+ * bits from fo_item.round_key and the element's index. float32 and float64
+ * parameters store what they compute whatever it says. */
+enum fo_rounding { FO_ROUND_NEAREST = 0, FO_ROUND_STOCHASTIC = 1 };
+/* The kernel rows of a table (fo_table.update): one per dtype, then the
+ * 16-bit ones (bfloat16, float16) with stochastic rounding or a float32
+ * master copy (fo_item.master) or both. */
+#define FO_NUM_KINDS 6
 
 /* The algorithms, listed once: X(name, NAME, modes), where `modes` is the
  * number of mode variants (see the mode bits below). The enum, the kernel
@@ -202,7 +212,19 @@ typedef struct fo_item {
                                elements k mod FO_NORM_LANES (the norm phase adds to them) */
     double ratio;           /* the trust ratio the apply phase scales the update by (Muon:
                                the caller's per-tensor learning-rate factor, adjust_lr_fn) */
+    /* 16-bit parameters only (else NULL and FO_ROUND_NEAREST): */
+    float *master;          /* NULL, or a float32 copy of param (n elements): the kernel
+                               updates it and stores its rounding into param */
+    int rounding;           /* fo_rounding */
+    uint64_t round_key;     /* FO_ROUND_STOCHASTIC: the step's key, set by fo_step() from
+                               (seed, step number, item index): fo_round_key() */
 } fo_item;
+/* The kernel row of an item (fo_table.update[algo][fo_item_kind(item)]), or
+ * -1 for a master copy on a float32/float64 item. */
+int fo_item_kind(const fo_item *item);
+/* The stochastic-rounding key of an item for one update: a hash of the seed,
+ * the update's number (1 for the first) and the item's index. */
+uint64_t fo_round_key(uint64_t seed, int64_t step, size_t index);
 
 /* Per-tensor norms (LAMB, LARS) are sums over blocks of FO_NORM_BLOCK elements
  * from the tensor's start, each over FO_NORM_LANES fixed lanes, combined in
@@ -293,7 +315,7 @@ enum { FO_PROBE_COPY = 0,   /* a = b           */
 /* Kernels of one ISA. */
 typedef struct fo_table {
     fo_isa isa;
-    fo_kernel update[FO_NUM_ALGOS][FO_NUM_DTYPES][FO_NUM_MODES]; /* [algo][dtype][mode] */
+    fo_kernel update[FO_NUM_ALGOS][FO_NUM_KINDS][FO_NUM_MODES]; /* [algo][kind][mode] */
     fo_kernel count_nonfinite[FO_NUM_DTYPES];        /* acc += #non-finite grad */
     /* the gradient utilities below: float32 and float64 only */
     fo_kernel grad_sumsq[2];                         /* acc += sum grad^2       */
@@ -344,8 +366,8 @@ int fo_num_pscalars(fo_algo algo);
  * `first` as given to fo_prepare_with): what torch's step leaves in its 0-d tensors. */
 void fo_advance(fo_algo algo, const fo_scalars *s, int first, fo_pscalars *ps);
 /* fo_prepare, then set item->scalars and item->kernel from table t. Returns 0,
- * or -1 when a state buffer the chosen loop needs is NULL, or the algorithm
- * has a norm phase (fo_norm_phase(): only fo_step() runs those): then
+ * or -1 when a state buffer the chosen loop needs is NULL, fo_item_kind(item)
+ * is -1, or the algorithm has a norm phase (fo_norm_phase(): only fo_step() runs those): then
  * item->kernel is NULL and fo_run() leaves the item alone. */
 int fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t step,
                     int first, fo_scalars *scalars, fo_item *item);
@@ -386,6 +408,7 @@ typedef struct fo_step_args {
     fo_pscalars *pscalars;   /* per item, when fo_num_pscalars(algo) > 0 (else unread):
                                 read for its scalars, advanced by an applied update */
     int skip_nonfinite;      /* change nothing when a gradient holds NaN or Inf */
+    uint64_t seed;           /* stochastic rounding (items with FO_ROUND_STOCHASTIC) */
     unsigned phase;          /* 0, or fo_split_phase(algo) for the second pass of such a step:
                                 or'ed into every item's mode; the counts advance then only */
     /* set when fo_step() returns an error: */
@@ -401,7 +424,8 @@ enum {
     FO_STEP_NO_STATE = -1,   /* a state buffer the item's loop needs is NULL */
     FO_STEP_BAD_GROUP = -2,  /* group[bad] is not an index into hypers */
     FO_STEP_BAD_COUNT = -3,  /* steps[bad] is negative, or INT64_MAX (no next number) */
-    FO_STEP_BAD_ARGS = -4,   /* algo or an item's dtype out of range; no pscalars where needed */
+    FO_STEP_BAD_ARGS = -4,   /* algo or an item's dtype or rounding out of range; no pscalars
+                                where needed; a master copy on a float32/float64 item */
     FO_STEP_NO_MEMORY = -5
 };
 

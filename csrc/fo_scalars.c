@@ -356,11 +356,12 @@ int fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t 
 {
     unsigned mode = fo_prepare(algo, h, step, first, scalars);
     item->scalars = scalars;
-    if (fo_missing_slots(algo, mode, item) || fo_norm_phase(algo) || fo_split_phase(algo)) {
+    const int kind = fo_item_kind(item);
+    if (kind < 0 || fo_missing_slots(algo, mode, item) || fo_norm_phase(algo) || fo_split_phase(algo)) {
         item->kernel = NULL;
         return -1;
     }
-    item->kernel = t->update[algo][item->dtype][mode];
+    item->kernel = t->update[algo][kind][mode];  /* round_key: the caller's (fo_round_key()) */
     return 0;
 }
 

@@ -95,7 +95,7 @@ static void fo_run_norm_phases(const fo_table *t, fo_step_args *a, size_t pieces
         }
         it->ratio = fo_trust_ratio(sum_p, sum_u, it->scalars, it->dtype);
         /* the same loop's apply phase: its mode | apply in the kernel's row */
-        const fo_kernel *row = t->update[a->algo][it->dtype];
+        const fo_kernel *row = t->update[a->algo][fo_item_kind(it)];
         unsigned m = 0;
         while (row[m] != it->kernel) m++;
         it->kernel = row[m | apply];
@@ -107,6 +107,28 @@ static void fo_run_norm_phases(const fo_table *t, fo_step_args *a, size_t pieces
 static int fo_same_pscalars(const fo_pscalars *x, const fo_pscalars *y, int n)
 {
     return x->dtype == y->dtype && memcmp(x->v, y->v, (size_t)n * sizeof x->v[0]) == 0;
+}
+
+int fo_item_kind(const fo_item *it)
+{
+    const int d = it->dtype;
+    if ((unsigned)d >= (unsigned)FO_NUM_DTYPES || (unsigned)it->rounding > FO_ROUND_STOCHASTIC) return -1;
+    if (d != FO_BF16 && d != FO_F16) return it->master ? -1 : d;  /* they store what they compute */
+    return it->master || it->rounding == FO_ROUND_STOCHASTIC ? FO_NUM_DTYPES + (d - FO_BF16) : d;
+}
+
+/* splitmix64's finaliser (Steele, Lea and Flood 2014): a bijection of 64 bits. */
+static uint64_t fo_mix64(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+uint64_t fo_round_key(uint64_t seed, int64_t step, size_t index)
+{
+    return fo_mix64(fo_mix64(fo_mix64(seed) ^ (uint64_t)step) ^ (uint64_t)index);
 }
 
 int fo_step(fo_step_args *a)
@@ -140,7 +162,8 @@ int fo_step(fo_step_args *a)
             a->bad = i;
             return FO_STEP_BAD_COUNT;
         }
-        if ((unsigned)it->dtype >= (unsigned)FO_NUM_DTYPES) {
+        const int kind = fo_item_kind(it);
+        if (kind < 0) {
             a->bad = i;
             return FO_STEP_BAD_ARGS;
         }
@@ -163,7 +186,8 @@ int fo_step(fo_step_args *a)
             return FO_STEP_NO_STATE;
         }
         it->scalars = &a->scalars[nsc - 1];
-        it->kernel = t->update[a->algo][it->dtype][mode];
+        it->kernel = t->update[a->algo][kind][mode];
+        if (it->rounding == FO_ROUND_STOCHASTIC) it->round_key = fo_round_key(a->seed, step, i);
         fo_place(it, &bytes);  /* as fo_plan() lays it out */
         stepped++;
     }

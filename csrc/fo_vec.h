@@ -30,6 +30,10 @@
  *                           every NaN as the type's canonical quiet NaN
  *                           (0x7FC0, 0x7E00); memory past n is not written
  *
+ *   fo_store_bf16_sr(p, v, n, key, e), fo_store_f16_sr(p, v, n, key, e)
+ *                           the same, rounded stochastically: lane k with the
+ *                           32 random bits fo_round_bits(key, e + k) (below)
+ *
  * bfloat16 converts in integer arithmetic on every ISA (the AVX-512 build
  * targets AVX-512F only, without AVX512_BF16); float16 with F16C (AVX2),
  * AVX-512F or NEON instructions, and in integer arithmetic on one lane, so
@@ -447,5 +451,63 @@ FO_INLINE void fo_store_f16(uint16_t *p, float v, size_t n)
 }
 
 #endif
+
+/* ---- stochastic rounding to 16 bits, the same on every ISA ----
+ * Each element's random bits are a hash of the item's key (fo_round_key(),
+ * from the seed, the update's number and the item's index) and the element's
+ * index (mod 2^32): a counter-based generator, so no path, piece or thread
+ * count changes them. Each lane is rounded on its own, in integer arithmetic
+ * on the float32 bits: a uniform integer below one 16-bit unit in the last
+ * place is added, then the bits below it are dropped, so x rounds away from
+ * zero with probability (|x| - |lower|) / ulp (unbiased). NaN stores the
+ * canonical NaN, infinities stay; a finite value past the largest finite
+ * 16-bit number rounds to it or to infinity (as if infinity were the next
+ * number); float16 subnormals round the same way on their fixed unit, and
+ * magnitudes below 2^-32 (float16) store zero. */
+FO_INLINE uint32_t fo_mix32(uint32_t x) /* "lowbias32" (C. Wellons): a 32-bit bijection */
+{
+    x ^= x >> 16;
+    x *= 0x7FEB352Du;
+    x ^= x >> 15;
+    x *= 0x846CA68Bu;
+    return x ^ (x >> 16);
+}
+FO_INLINE uint32_t fo_round_bits(uint64_t key, size_t e)
+{
+    return fo_mix32(fo_mix32((uint32_t)e ^ (uint32_t)key) + (uint32_t)(key >> 32));
+}
+FO_INLINE uint16_t fo_bf16_sr(float v, uint32_t r)
+{
+    uint32_t x;
+    memcpy(&x, &v, sizeof x);
+    if (v != v) return 0x7FC0u;
+    return (uint16_t)((x + (r & 0xFFFFu)) >> 16);  /* no carry out: x <= 0xFF800000 */
+}
+FO_INLINE uint16_t fo_f16_sr(float v, uint32_t r)
+{
+    uint32_t x, h;
+    memcpy(&x, &v, sizeof x);
+    const uint32_t a = x & 0x7FFFFFFFu;
+    if (a > 0x7F800000u) return 0x7E00u;
+    if (a >= 0x47800000u) /* 2^16 and up: past the step from 65504 to infinity */
+        h = 0x7C00u;
+    else if (a >= 0x38800000u) /* normal: rebias 127 -> 15, 23 -> 10 bits */
+        h = (a - 0x38000000u + (r & 0x1FFFu)) >> 13;
+    else { /* subnormal: the significand times 2^(e - 126), on 2^-24 */
+        const uint32_t shift = 126u - (a >> 23), m = (a & 0x7FFFFFu) | 0x800000u;
+        h = shift < 32u ? (m + (r & ((1u << shift) - 1u))) >> shift : 0u;
+    }
+    return (uint16_t)(((x >> 16) & 0x8000u) | h);
+}
+#define FO_STORE_SR(dt)                                                                     \
+    FO_INLINE void fo_store_##dt##_sr(uint16_t *p, fo_vt_f32 v, size_t n, uint64_t key, size_t e) \
+    {                                                                                       \
+        float buf[FO_W_f32];                                                                \
+        fo_store_f32(buf, v, FO_W_f32);                                                     \
+        for (size_t k = 0; k < n; k++) p[k] = fo_##dt##_sr(buf[k], fo_round_bits(key, e + k)); \
+    }
+FO_STORE_SR(bf16)
+FO_STORE_SR(f16)
+#undef FO_STORE_SR
 
 #endif /* FO_VEC_H */

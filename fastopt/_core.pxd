@@ -2,7 +2,7 @@
 # that fastopt's other compiled modules (_clip, _probe, _average) call: they reach the
 # C core through _core, so that every module uses its one thread pool and
 # SIMD path.
-from libc.stdint cimport int64_t, uint8_t
+from libc.stdint cimport int64_t, uint8_t, uint64_t
 cimport numpy as cnp
 
 cdef extern from "fastopt.h" nogil:
@@ -81,6 +81,9 @@ cdef extern from "fastopt.h" nogil:
         fo_kernel kernel
         size_t vstart
         double ratio
+        float *master
+        int rounding
+        uint64_t round_key
 
     # (the update kernels are picked in C only, by fo_step)
     ctypedef struct fo_table:
@@ -122,6 +125,7 @@ cdef extern from "fastopt.h" nogil:
         fo_scalars *scalars
         fo_pscalars *pscalars
         int skip_nonfinite
+        uint64_t seed
         unsigned phase
         size_t bad
         unsigned missing

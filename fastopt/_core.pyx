@@ -29,7 +29,7 @@ cimport numpy as cnp
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
-from libc.stdint cimport int64_t, uint8_t, uintptr_t
+from libc.stdint cimport int64_t, uint8_t, uint64_t, uintptr_t
 from libc.stdlib cimport free, malloc, qsort, realloc
 from libc.string cimport memcmp, memcpy, memset
 
@@ -156,6 +156,10 @@ for _row in _spec.SPECS.values():
 
 # State buffers per parameter (fo_item.state): Adam uses three, Adan four.
 NUM_SLOTS = FO_NUM_SLOTS
+# A parameter's state tuple may have one entry more, after the slots: its
+# float32 master copy (16-bit parameters, master_weights=True), or None.
+MASTER = FO_NUM_SLOTS
+ROUNDINGS = ("nearest", "stochastic")  # fo_rounding's order
 # Per-parameter scalar state values (fo_pscalars: NAdam's mu_product, ASGD's eta and mu).
 NUM_PSCALARS = FO_NUM_PSCALARS
 
@@ -510,16 +514,18 @@ cdef class Hypers:
 cdef tuple state_arrays(bufs, cnp.ndarray param, int code, what):
     """A parameter's state slots as NUM_SLOTS validated arrays (or None), each
     writeable, C-contiguous and aligned, with the parameter's size and the
-    dtype of its state (state_code of its fo_dtype `code`)."""
+    dtype of its state (state_code of its fo_dtype `code`); then, when `bufs`
+    has one more entry that is not None, its master copy (MASTER: float32, a
+    16-bit parameter's only)."""
     if type(bufs) is not tuple:
         raise TypeError(f"state of {what} must be a tuple of {FO_NUM_SLOTS} arrays or None, "
                         f"got {type(bufs).__name__}")
-    if len(bufs) > FO_NUM_SLOTS:
-        raise ValueError(f"state of {what}: expected {FO_NUM_SLOTS} state slots (arrays or None), "
-                         f"got {len(bufs)}")
+    if len(bufs) > FO_NUM_SLOTS + 1:
+        raise ValueError(f"state of {what}: expected {FO_NUM_SLOTS} state slots (arrays or None) "
+                         f"and a master copy, got {len(bufs)}")
     cdef cnp.ndarray a
     out = [None] * FO_NUM_SLOTS
-    for k in range(len(bufs)):  # a shorter tuple leaves the last slots empty
+    for k in range(min(len(bufs), FO_NUM_SLOTS)):  # a shorter tuple leaves the last slots empty
         if bufs[k] is None:
             continue
         if not isinstance(bufs[k], np.ndarray):
@@ -531,7 +537,32 @@ cdef tuple state_arrays(bufs, cnp.ndarray param, int code, what):
             raise ValueError(f"state slot {k} of {what} has dtype {a.dtype} and {a.size} elements, "
                              f"expected {expected} and {param.size} (its parameter: {param.dtype})")
         out[k] = a
+    if len(bufs) > FO_NUM_SLOTS and bufs[FO_NUM_SLOTS] is not None:
+        if code != FO_BF16 and code != FO_F16:
+            raise ValueError(f"{what} is {param.dtype}: only 16-bit parameters have a master copy")
+        if not isinstance(bufs[FO_NUM_SLOTS], np.ndarray):
+            raise TypeError(f"master copy of {what} must be a numpy array, "
+                            f"got {type(bufs[FO_NUM_SLOTS]).__name__}")
+        a = as_param_array(bufs[FO_NUM_SLOTS], f"master copy of {what}")
+        if dtype_code(a) != FO_F32 or cnp.PyArray_SIZE(a) != cnp.PyArray_SIZE(param):
+            raise ValueError(f"master copy of {what} has dtype {a.dtype} and {a.size} elements, "
+                             f"expected float32 and {param.size}")
+        out.append(a)
     return tuple(out)
+
+
+def check_rounding(master_weights, rounding, seed):
+    """The optimizers' master_weights, rounding and seed keywords, checked
+    (TypeError/ValueError) and returned as (bool, str, int)."""
+    if not isinstance(master_weights, (bool, np.bool_)):
+        raise TypeError(f"master_weights must be True or False, got {master_weights!r}")
+    if not isinstance(rounding, str) or rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    return bool(master_weights), rounding, int(seed)
 
 
 class MissingState(ValueError):
@@ -626,6 +657,8 @@ cdef class Engine:
     cdef list _states
     cdef list _names
     cdef list _scratch       # Muon (fo_split_phase): per parameter its update buffer, or None
+    cdef int rounding        # fo_rounding of every 16-bit parameter
+    cdef uint64_t seed       # stochastic rounding's seed
 
     def __cinit__(self):
         self.items = NULL
@@ -650,11 +683,13 @@ cdef class Engine:
         free(self.clear)
         free(self.shapes)
 
-    def __init__(self, algo, params, states, names, group_of, *, raw_bf16=False):
+    def __init__(self, algo, params, states, names, group_of, *, raw_bf16=False,
+                 rounding="nearest", seed=0):
         if self.items != NULL:
             raise RuntimeError("an Engine is initialised once")
         if not isinstance(algo, str) or algo not in ALGOS:
             raise ValueError(f"unknown algorithm {algo!r}")
+        self.set_rounding(rounding, seed)  # no items yet: only checked and kept
         self.algo = ALGOS[algo]
         self.algo_name = algo
         self.raw_bf16 = bool(raw_bf16)
@@ -877,7 +912,7 @@ cdef class Engine:
         if p == NULL:
             raise MemoryError()
         self.group_of = <int *>p
-        p = realloc(self.written, (1 + FO_NUM_SLOTS) * cap * sizeof(Range))
+        p = realloc(self.written, (2 + FO_NUM_SLOTS) * cap * sizeof(Range))
         if p == NULL:
             raise MemoryError()
         self.written = <Range *>p
@@ -924,6 +959,7 @@ cdef class Engine:
             self.items[j].param = cnp.PyArray_DATA(p)
             self.items[j].n = <size_t>cnp.PyArray_SIZE(p)
             self.items[j].dtype = param_code(p, self.raw_bf16)
+            self.items[j].rounding = self.rounding
             fo_record_shape(&self.shapes[j], <PyObject *>p)
             self._states.append(None)
             self.point_state(j, bufsets[i])
@@ -954,6 +990,19 @@ cdef class Engine:
         merge_sorted(self.written, self.nwritten, k)
         self.nwritten += k
         memset(self.clear, 0, 2 * self.cap * sizeof(uintptr_t))
+
+    def set_rounding(self, rounding, seed):
+        """How every 16-bit parameter is rounded when stored: ``rounding``
+        "nearest" or "stochastic" (ROUNDINGS), with the random bits of
+        ``seed`` (an int in [0, 2**64)). Checked before anything is set."""
+        if self.busy == fork_epoch:
+            raise RuntimeError("cannot change the rounding while the engine runs a step")
+        _, rounding, seed = check_rounding(False, rounding, seed)
+        self.rounding = ROUNDINGS.index(rounding)
+        self.seed = <uint64_t>int(seed)
+        cdef Py_ssize_t i
+        for i in range(self.n):
+            self.items[i].rounding = self.rounding
 
     def set_state(self, Py_ssize_t i, bufs):
         """Point parameter i's state slots at `bufs` (a tuple of NUM_SLOTS arrays or None)."""
@@ -1000,6 +1049,9 @@ cdef class Engine:
                 self.items[i].state[k] = NULL
             else:
                 self.items[i].state[k] = cnp.PyArray_DATA(<cnp.ndarray>bufs[k])
+        self.items[i].master = NULL
+        if len(bufs) > FO_NUM_SLOTS:
+            self.items[i].master = <float *>cnp.PyArray_DATA(<cnp.ndarray>bufs[FO_NUM_SLOTS])
 
     cdef Py_ssize_t collect_ranges(self, Py_ssize_t first, Py_ssize_t at) except -1:
         """The memory of parameters first.. and their state, into written[at:],
@@ -1102,6 +1154,7 @@ cdef class Engine:
         a.scalars = self.scalars
         a.pscalars = self.pscal
         a.skip_nonfinite = skip_nonfinite
+        a.seed = self.seed
         cdef int rc
         with nogil:
             rc = fo_step(&a)  # the grads tuple keeps every gradient alive meanwhile

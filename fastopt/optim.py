@@ -80,6 +80,18 @@ class Optimizer:
     skip_nonfinite : bool, default False
         When True, a step whose gradients hold any NaN or Inf changes
         nothing and returns False.
+    master_weights : bool, default False
+        Keep a float32 copy of each (16-bit) parameter in its state
+        (``"master_param"``, made at its first step), step it as a float32
+        parameter, and store its rounding into the parameter. Every parameter
+        must be float16 or bfloat16 (a ValueError otherwise).
+    rounding : {"nearest", "stochastic"}, default "nearest"
+        How 16-bit parameters are rounded when stored: to nearest even, or
+        stochastically with random bits from ``(seed, step, parameter index,
+        element index)`` (the same for any thread count or SIMD path).
+        float32 and float64 parameters store what they compute either way.
+    seed : int, default 0
+        The stochastic rounding's seed, in [0, 2**64).
 
     Notes
     -----
@@ -107,7 +119,9 @@ class Optimizer:
         cls._algo = cls._spec.algo if cls._spec is not None else None
 
     def __init__(self, params: Params, defaults: Mapping[str, Any], *,
-                 skip_nonfinite: bool = False) -> None:
+                 skip_nonfinite: bool = False, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
+        self.master_weights, self.rounding, self.seed = _core.check_rounding(master_weights, rounding, seed)
         self.defaults = dict(defaults)
         self.skip_nonfinite = bool(skip_nonfinite)
         self.param_groups = []
@@ -174,6 +188,9 @@ class Optimizer:
                 raise TypeError(f"{what} must be a numpy array, got a torch {type(array).__name__}: "
                                 f"for torch tensors use fastopt.torch.{name}") from None
         param = _core.as_param(array, what)
+        if self.master_weights and param.dtype.itemsize != 2:
+            raise ValueError(f"{what} is {param.dtype}: master_weights=True keeps float32 copies "
+                             "of 16-bit (float16, bfloat16) parameters only")
         ndim = self._spec.ndim
         if ndim is not None and param.ndim != ndim:
             raise ValueError(f"{what} has shape {param.shape}: {type(self).__name__} only steps "
@@ -212,7 +229,8 @@ class Optimizer:
         and `started`, else zero; per-parameter scalar state from `scalars`,
         the engine's ``scalar_state()``)."""
         names = list(range(len(self._params))) if self._keys is None else self._keys
-        engine = _core.Engine(self._algo, self._params, self._states, names, self._group_of)
+        engine = _core.Engine(self._algo, self._params, self._states, names, self._group_of,
+                              rounding=self.rounding, seed=self.seed)
         if steps is not None:
             engine.set_counters(steps, started)
         if scalars is not None:
@@ -263,7 +281,8 @@ class Optimizer:
                 group_of.append(gi)
         params = [e[0] for e in entries]
         engine = _core.Engine(self._algo, params, [e[1] for e in entries],
-                              list(range(len(params))), group_of)  # rejects shared memory
+                              list(range(len(params))), group_of,  # rejects shared memory
+                              rounding=self.rounding, seed=self.seed)
         engine.set_counters([e[2] for e in entries], [e[3] for e in entries])
         engine.set_scalar_state([e[4][0] for e in entries], [e[4][1] for e in entries])
         kept = {id(p) for p in params}
@@ -460,19 +479,47 @@ class Optimizer:
         """After an applied step: what it changes in the groups themselves."""
 
     def _step_with(self, grads, hypers):
+        undo_masters = self._new_masters(grads)
         try:
-            return self._engine.step(grads, hypers, self.skip_nonfinite)
-        except _core.MissingState:
-            pass  # nothing was written: create the state the groups need, then step
-        undo = self._sync_state(hypers)
-        try:
-            applied = self._engine.step(grads, hypers, self.skip_nonfinite)
+            try:
+                applied = self._engine.step(grads, hypers, self.skip_nonfinite)
+            except _core.MissingState:
+                # nothing was written: create the state the groups need, then step
+                undo = self._sync_state(hypers)
+                try:
+                    applied = self._engine.step(grads, hypers, self.skip_nonfinite)
+                except BaseException:
+                    undo()
+                    raise
+                if not applied:
+                    undo()  # skipped for a non-finite gradient: no new state either
         except BaseException:
-            undo()
+            undo_masters()
             raise
         if not applied:
-            undo()  # skipped for a non-finite gradient: no new state either
+            undo_masters()
         return applied
+
+    def _new_masters(self, grads):
+        """With master_weights, a float32 copy of each parameter the step
+        updates for the first time (its state's "master_param"). Returns a
+        function that takes them back, for a step that fails or is skipped."""
+        made = []
+        if self.master_weights:
+            for i, (param, grad) in enumerate(zip(self._params, grads)):
+                if grad is not None and _master_of(self._states[i]) is None:
+                    made.append(i)
+                    self._set_master(i, param.astype(np.float32))
+
+        def undo():
+            for i in made:
+                self._set_master(i, None)
+        return undo
+
+    def _set_master(self, i, master):
+        self._states[i] = tuple(self._states[i][:_core.NUM_SLOTS]) + (None,) * max(
+            0, _core.NUM_SLOTS - len(self._states[i])) + (master,)
+        self._engine.set_state(i, self._states[i])
 
     # -- state dicts ---------------------------------------------------------
 
@@ -499,7 +546,10 @@ class Optimizer:
                 continue  # torch creates this state at the first step
             if not spec.step and not (started[i] and any(b is not None for b in bufs)):
                 continue  # no step count: state appears with a started buffer
-            entry = {"step": float(steps[i])} if spec.step else {}
+            entry = {"step": float(steps[i])} if self._keeps_step() else {}
+            master = _master_of(bufs)
+            if master is not None:
+                entry["master_param"] = master.copy() if copy else master
             for c in spec.scalars:  # 0-d arrays, as torch's 0-d tensors (not views)
                 entry[c.name] = np.array(values[i, c.index], dtypes[i])
             for k, (name, buf) in enumerate(zip(names, bufs)):
@@ -511,6 +561,12 @@ class Optimizer:
                                    np.full_like(self._params[i], self._initial_value(group, k)))
             out[i] = entry
         return out
+
+    def _keeps_step(self):
+        """Whether the state has a "step": torch's, or, for an optimizer
+        without one (SGD), the count stochastic rounding's random bits use
+        (so a resumed run rounds as the uninterrupted one)."""
+        return self._spec.step or self.rounding == "stochastic"
 
     def _needed_slots(self, group):
         """The state slots a group's hyperparameters use; none while a value
@@ -586,12 +642,21 @@ class Optimizer:
             if not isinstance(entry, Mapping):
                 raise TypeError(f"{where} must be a dict")
             param = self._params[i]
-            bufs = [None] * _core.NUM_SLOTS
+            bufs = [None] * (_core.NUM_SLOTS + 1)
             for key, value in entry.items():
                 if key == "step":
                     step = as_whole(value, f"{where}, 'step'", 0, _MAX_STEP - 1)
-                    if spec.step:  # torch's SGD keeps no step count: ignored
+                    if self._keeps_step():  # torch's SGD keeps no step count: ignored
                         steps[i] = step
+                elif key == "master_param":
+                    if not self.master_weights:
+                        raise ValueError(f"{where} has a 'master_param', but this optimizer "
+                                         "has master_weights=False")
+                    master = float_array(value, param.shape, f"{where}, 'master_param'")
+                    if master.dtype != np.float32:
+                        raise TypeError(f"{where}, 'master_param' must be float32, "
+                                        f"got dtype {master.dtype}")
+                    bufs[_core.MASTER] = master
                 elif key in scalar_names:
                     scalars.setdefault(i, {})[key] = _scalar_state(value, f"{where}, {key!r}")
                 elif key in none_ok and value is None:
@@ -635,7 +700,11 @@ class Optimizer:
         for i in range(len(self._params)):
             loaded = states.get(i, empty)
             group = self.param_groups[self._group_of[i]]
-            for k, buf in enumerate(self._states[i]):
+            if self.master_weights:  # a state without one gets it from the parameter at its next step
+                master = loaded[_core.MASTER] if len(loaded) > _core.MASTER else None
+                self._states[i] = tuple(self._states[i][:_core.NUM_SLOTS]) + (
+                    None if master is None else np.array(master, np.float32),)
+            for k, buf in enumerate(self._states[i][:_core.NUM_SLOTS]):
                 if loaded[k] is not None:
                     np.copyto(buf, loaded[k], casting="unsafe")
                 elif buf is not None and self._starts_as_param(k):
@@ -731,9 +800,20 @@ _ARGS = {
     "params": ("list of arrays, dict of arrays, or list of group dicts",
                "The arrays to update in place (see ``Optimizer``)."),
     "skip_nonfinite": (None, "Skip (and return False from) a step whose gradients hold NaN or Inf."),
+    "master_weights": (None, "Keep a float32 copy of each 16-bit parameter (state "
+                             "``master_param``), step it, and store its rounding "
+                             "(docs/precision.md); ValueError for float32/float64 parameters."),
+    "rounding": (None, "How 16-bit parameters are rounded when stored: ``\"nearest\"`` (even) or "
+                       "``\"stochastic\"`` (random bits from seed, step, parameter and element index)."),
+    "seed": (None, "The stochastic rounding's seed, an int in [0, 2**64)."),
 }
 
 _ALIGN = 64  # bytes: a cache line, and the widest SIMD vector
+
+
+def _master_of(bufs):
+    """A parameter's master copy in its state tuple (_core.MASTER), or None."""
+    return bufs[_core.MASTER] if len(bufs) > _core.MASTER else None
 
 
 def _state_buffers(params, value):
@@ -803,10 +883,12 @@ class SGD(Optimizer):
 
     def __init__(self, params: Params, lr: float = 1e-3, momentum: float = 0,
                  dampening: float = 0, weight_decay: float = 0, nesterov: bool = False, *,
-                 maximize: bool = False, skip_nonfinite: bool = False) -> None:
+                 maximize: bool = False, skip_nonfinite: bool = False,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov,
-                                      maximize=maximize), skip_nonfinite=skip_nonfinite)
+                                      maximize=maximize), skip_nonfinite=skip_nonfinite,
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class Adagrad(Optimizer):
@@ -823,10 +905,12 @@ class Adagrad(Optimizer):
     def __init__(self, params: Params, lr: float = 1e-2, lr_decay: float = 0,
                  weight_decay: float = 0, initial_accumulator_value: float = 0,
                  eps: float = 1e-10, *, maximize: bool = False,
-                 skip_nonfinite: bool = False) -> None:
+                 skip_nonfinite: bool = False,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value,
-                                      maximize=maximize), skip_nonfinite=skip_nonfinite)
+                                      maximize=maximize), skip_nonfinite=skip_nonfinite,
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class RMSprop(Optimizer):
@@ -844,10 +928,12 @@ class RMSprop(Optimizer):
 
     def __init__(self, params: Params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0, momentum: float = 0, centered: bool = False, *,
-                 maximize: bool = False, skip_nonfinite: bool = False) -> None:
+                 maximize: bool = False, skip_nonfinite: bool = False,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps,
                                       centered=centered, weight_decay=weight_decay,
-                                      maximize=maximize), skip_nonfinite=skip_nonfinite)
+                                      maximize=maximize), skip_nonfinite=skip_nonfinite,
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class Adam(Optimizer):
@@ -879,12 +965,14 @@ class Adam(Optimizer):
     def __init__(self, params: Params, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
-                 decoupled_weight_decay: bool = False, skip_nonfinite: bool = False) -> None:
+                 decoupled_weight_decay: bool = False, skip_nonfinite: bool = False,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas) if hasattr(betas, "__iter__") else betas,
                                       eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                                       maximize=maximize,
                                       decoupled_weight_decay=decoupled_weight_decay),
-                         skip_nonfinite=skip_nonfinite)
+                         skip_nonfinite=skip_nonfinite,
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class AdamW(Adam):
@@ -901,10 +989,12 @@ class AdamW(Adam):
     def __init__(self, params: Params, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
-                 skip_nonfinite: bool = False) -> None:
+                 skip_nonfinite: bool = False,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True,
-                         skip_nonfinite=skip_nonfinite)
+                         skip_nonfinite=skip_nonfinite,
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class Adamax(Optimizer):
@@ -921,10 +1011,12 @@ class Adamax(Optimizer):
     def __init__(self, params: Params, lr: float = 2e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, *, maximize: bool = False,
-                 skip_nonfinite: bool = False) -> None:
+                 skip_nonfinite: bool = False,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas) if hasattr(betas, "__iter__") else betas,
                                       eps=eps, weight_decay=weight_decay, maximize=maximize),
-                         skip_nonfinite=skip_nonfinite)
+                         skip_nonfinite=skip_nonfinite,
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class Adadelta(Optimizer):
@@ -943,9 +1035,11 @@ class Adadelta(Optimizer):
 
     def __init__(self, params: Params, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
                  weight_decay: float = 0, *, maximize: bool = False,
-                 skip_nonfinite: bool = False) -> None:
+                 skip_nonfinite: bool = False,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
-                                      maximize=maximize), skip_nonfinite=skip_nonfinite)
+                                      maximize=maximize), skip_nonfinite=skip_nonfinite,
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class RAdam(Optimizer):
@@ -970,11 +1064,13 @@ class RAdam(Optimizer):
     def __init__(self, params: Params, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, decoupled_weight_decay: bool = False, *,
-                 maximize: bool = False, skip_nonfinite: bool = False) -> None:
+                 maximize: bool = False, skip_nonfinite: bool = False,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas) if hasattr(betas, "__iter__") else betas,
                                       eps=eps, weight_decay=weight_decay,
                                       decoupled_weight_decay=decoupled_weight_decay,
-                                      maximize=maximize), skip_nonfinite=skip_nonfinite)
+                                      maximize=maximize), skip_nonfinite=skip_nonfinite,
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class Rprop(Optimizer):
@@ -997,11 +1093,13 @@ class Rprop(Optimizer):
     def __init__(self, params: Params, lr: float = 1e-2,
                  etas: tuple[float, float] = (0.5, 1.2),
                  step_sizes: tuple[float, float] = (1e-6, 50), *, maximize: bool = False,
-                 skip_nonfinite: bool = False) -> None:
+                 skip_nonfinite: bool = False,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, etas=tuple(etas) if hasattr(etas, "__iter__") else etas,
                                       step_sizes=(tuple(step_sizes) if hasattr(step_sizes, "__iter__")
                                                   else step_sizes),
-                                      maximize=maximize), skip_nonfinite=skip_nonfinite)
+                                      maximize=maximize), skip_nonfinite=skip_nonfinite,
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 def _pair(betas):
@@ -1031,11 +1129,13 @@ class NAdam(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, momentum_decay: float = 4e-3,
                  decoupled_weight_decay: bool = False, *, maximize: bool = False,
-                 skip_nonfinite: bool = False) -> None:
+                 skip_nonfinite: bool = False,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps,
                                       weight_decay=weight_decay, momentum_decay=momentum_decay,
                                       decoupled_weight_decay=decoupled_weight_decay,
-                                      maximize=maximize), skip_nonfinite=skip_nonfinite)
+                                      maximize=maximize), skip_nonfinite=skip_nonfinite,
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class ASGD(Optimizer):
@@ -1057,10 +1157,12 @@ class ASGD(Optimizer):
 
     def __init__(self, params: Params, lr: float = 1e-2, lambd: float = 1e-4,
                  alpha: float = 0.75, t0: float = 1e6, weight_decay: float = 0, *,
-                 maximize: bool = False, skip_nonfinite: bool = False) -> None:
+                 maximize: bool = False, skip_nonfinite: bool = False,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, lambd=lambd, alpha=alpha, t0=t0,
                                       weight_decay=weight_decay, maximize=maximize),
-                         skip_nonfinite=skip_nonfinite)
+                         skip_nonfinite=skip_nonfinite,
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class Lion(Optimizer):
@@ -1079,10 +1181,12 @@ class Lion(Optimizer):
 
     def __init__(self, params: Params, lr: float = 1e-4,
                  betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0, *,
-                 maximize: bool = False, skip_nonfinite: bool = False) -> None:
+                 maximize: bool = False, skip_nonfinite: bool = False,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, betas=_pair(betas), weight_decay=weight_decay,
                                       maximize=maximize),
-                         skip_nonfinite=skip_nonfinite)
+                         skip_nonfinite=skip_nonfinite,
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class AdaBelief(Optimizer):
@@ -1103,10 +1207,12 @@ class AdaBelief(Optimizer):
     def __init__(self, params: Params, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-16,
                  eps_root: float = 1e-16, weight_decay: float = 0.0, *,
-                 skip_nonfinite: bool = False) -> None:
+                 skip_nonfinite: bool = False,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps, eps_root=eps_root,
                                       weight_decay=weight_decay),
-                         skip_nonfinite=skip_nonfinite)
+                         skip_nonfinite=skip_nonfinite,
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class ADOPT(Optimizer):
@@ -1127,10 +1233,12 @@ class ADOPT(Optimizer):
 
     def __init__(self, params: Params, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.9999), eps: float = 1e-6,
-                 weight_decay: float = 0.0, *, skip_nonfinite: bool = False) -> None:
+                 weight_decay: float = 0.0, *, skip_nonfinite: bool = False,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps,
                                       weight_decay=weight_decay),
-                         skip_nonfinite=skip_nonfinite)
+                         skip_nonfinite=skip_nonfinite,
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class Adan(Optimizer):
@@ -1155,11 +1263,13 @@ class Adan(Optimizer):
     def __init__(self, params: Params, lr: float = 1e-3,
                  betas: tuple[float, float, float] = (0.98, 0.92, 0.99), weight_decay: float = 0.0,
                  weight_decouple: bool = False, max_grad_norm: float = 0.0, eps: float = 1e-8,
-                 maximize: bool = False, *, skip_nonfinite: bool = False) -> None:
+                 maximize: bool = False, *, skip_nonfinite: bool = False,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, betas=_pair(betas), weight_decay=weight_decay,
                                       weight_decouple=weight_decouple,
                                       max_grad_norm=max_grad_norm, eps=eps, maximize=maximize),
-                         skip_nonfinite=skip_nonfinite)
+                         skip_nonfinite=skip_nonfinite,
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class LAMB(Optimizer):
@@ -1183,10 +1293,12 @@ class LAMB(Optimizer):
     def __init__(self, params: Params, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
                  weight_decay: float = 0.0, *, maximize: bool = False,
-                 skip_nonfinite: bool = False) -> None:
+                 skip_nonfinite: bool = False,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps,
                                       weight_decay=weight_decay, maximize=maximize),
-                         skip_nonfinite=skip_nonfinite)
+                         skip_nonfinite=skip_nonfinite,
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class LARS(Optimizer):
@@ -1209,11 +1321,13 @@ class LARS(Optimizer):
 
     def __init__(self, params: Params, lr: float = 1.0, momentum: float = 0.9,
                  weight_decay: float = 0.0, trust_coefficient: float = 0.001, eps: float = 0.0,
-                 nesterov: bool = False, *, skip_nonfinite: bool = False) -> None:
+                 nesterov: bool = False, *, skip_nonfinite: bool = False,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
                                       trust_coefficient=trust_coefficient, eps=eps,
                                       nesterov=nesterov),
-                         skip_nonfinite=skip_nonfinite)
+                         skip_nonfinite=skip_nonfinite,
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 def schedule_free_group(group: Mapping[str, Any]) -> tuple[dict[str, Any], float]:
@@ -1308,7 +1422,12 @@ class _ScheduleFree(Optimizer):
                     z = self._states[i][0]
                     # the package moves the parameters that have a z (a first step done)
                     if self._group_of[i] == gi and z is not None and started[i]:
-                        _lerp_(self._params[i], z, weight)
+                        master = _master_of(self._states[i])
+                        if master is None:
+                            _lerp_(self._params[i], z, weight)
+                        else:  # the master moves; the parameter gets its rounding
+                            _lerp_(master, z, weight)
+                            self._params[i][...] = master.astype(self._params[i].dtype)
                 group["train_mode"] = train
 
 
@@ -1337,13 +1456,15 @@ class ScheduleFreeAdamW(_ScheduleFree):
     def __init__(self, params: Params, lr: float = 0.0025,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, warmup_steps: int = 0, r: float = 0.0,
-                 weight_lr_power: float = 2.0, *, skip_nonfinite: bool = False) -> None:
+                 weight_lr_power: float = 2.0, *, skip_nonfinite: bool = False,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps, r=r, k=0,
                                       warmup_steps=warmup_steps, train_mode=False,
                                       weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
                                       weight_lr_power=weight_lr_power,
                                       weight_decay=weight_decay),
-                         skip_nonfinite=skip_nonfinite)
+                         skip_nonfinite=skip_nonfinite,
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class ScheduleFreeSGD(_ScheduleFree):
@@ -1362,13 +1483,15 @@ class ScheduleFreeSGD(_ScheduleFree):
 
     def __init__(self, params: Params, lr: float = 1.0, momentum: float = 0.9,
                  weight_decay: float = 0, warmup_steps: int = 0, r: float = 0.0,
-                 weight_lr_power: float = 2.0, *, skip_nonfinite: bool = False) -> None:
+                 weight_lr_power: float = 2.0, *, skip_nonfinite: bool = False,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, r=r, k=0,
                                       warmup_steps=warmup_steps, train_mode=False,
                                       weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
                                       weight_lr_power=weight_lr_power,
                                       weight_decay=weight_decay),
-                         skip_nonfinite=skip_nonfinite)
+                         skip_nonfinite=skip_nonfinite,
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class Muon(Optimizer):
@@ -1395,8 +1518,10 @@ class Muon(Optimizer):
                  momentum: float = 0.95, nesterov: bool = True,
                  ns_coefficients: tuple[float, float, float] = (3.4445, -4.775, 2.0315),
                  eps: float = 1e-7, ns_steps: int = 5, adjust_lr_fn: str | None = None, *,
-                 skip_nonfinite: bool = False) -> None:
+                 skip_nonfinite: bool = False,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
                                       nesterov=nesterov, ns_coefficients=_pair(ns_coefficients),
                                       eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn),
-                         skip_nonfinite=skip_nonfinite)
+                         skip_nonfinite=skip_nonfinite,
+                         master_weights=master_weights, rounding=rounding, seed=seed)

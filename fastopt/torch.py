@@ -225,12 +225,41 @@ class _Stepper:
             # how many numbers betas holds (Adan has three)
             cls._n_betas = next((len(h.c) for h in cls._fastopt._spec.hypers if h.name == "betas"), 2)
 
-    def _fo_setup(self):
+    def _fo_setup(self, master_weights=None, rounding=None, seed=None):
+        """A new optimizer's (or, without arguments, an unpickled one's) fastopt
+        state: no prepared step, and the master_weights, rounding and seed
+        keywords (checked)."""
         self._fo_plan = None  # the prepared step (_Plan), kept while it matches
+        if master_weights is not None:
+            self._fo_precision = _core.check_rounding(master_weights, rounding, seed)
+        elif not hasattr(self, "_fo_precision"):  # pickled before these keywords existed
+            self._fo_precision = (False, "nearest", 0)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["_fo_precision"] = self._fo_precision  # not a group key: torch's state dicts stay torch's
+        return state
 
     def __setstate__(self, state):
         super().__setstate__(state)
         self._fo_setup()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state dict, as torch.optim does; a 16-bit parameter's float32
+        state (its moments, ``master_param``) stays float32, from the saved
+        values (torch's load would round it to the parameter's dtype)."""
+        super().load_state_dict(state_dict)
+        saved = state_dict["state"]
+        ids = [i for group in state_dict["param_groups"] for i in group["params"]]
+        params = [p for group in self.param_groups for p in group["params"]]
+        skip = {"step", *self._fastopt._spec.scalar_names}
+        for pid, p in zip(ids, params):
+            if p.dtype not in _HALF or pid not in saved or p not in self.state:
+                continue
+            for key, value in saved[pid].items():
+                if (key not in skip and isinstance(value, torch.Tensor)
+                        and value.is_floating_point() and value.dtype == torch.float32):
+                    self.state[p][key] = value.detach().to(p.device, copy=True)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group of parameters, as torch.optim does, checking its hyperparameters.
@@ -258,6 +287,11 @@ class _Stepper:
         for flag in ("differentiable", "capturable"):
             if group.get(flag):
                 raise ValueError(f"{where}: {flag}=True is not supported by fastopt.torch")
+        if self._fo_precision[0]:
+            for p in group["params"]:
+                if isinstance(p, torch.Tensor) and p.dtype not in _HALF:
+                    raise ValueError(f"{where}: a {p.dtype} parameter; master_weights=True keeps "
+                                     "float32 copies of 16-bit (float16, bfloat16) parameters only")
         self._fastopt._check_group({key: _plain(group[key]) for key in self._hyper_keys}, where)
 
     def _fo_hypers(self, group_ids):
@@ -284,7 +318,9 @@ class _Stepper:
         to step, as the spec says; returns whether a buffer was created."""
         spec = self._fastopt._spec
         fresh = not state
-        if fresh and spec.step:
+        master_weights, rounding, _ = self._fo_precision
+        if (fresh and spec.step) or (rounding == "stochastic" and "step" not in state):
+            # without torch's step count (SGD), the count stochastic rounding keys on
             state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
         if fresh:  # torch's 0-d state (the first step sets it from torch's initial values)
             for c in spec.scalars:
@@ -303,6 +339,9 @@ class _Stepper:
                 continue
             state[buf.name] = self._new_buffer(buf, param, hyper)
             created = True
+        if master_weights and state.get("master_param") is None:
+            state["master_param"] = param.detach().to(torch.float32, copy=True,
+                                                      memory_format=torch.preserve_format)
         return created
 
     def _new_buffer(self, buf, param, hyper):
@@ -474,6 +513,16 @@ class _Plan:
                         "parameter's state (optimizer.state[param] = {}) to start afresh")
             bufs = tuple(state.get(name) if used else None for name, used in zip(names, slots[gi]))
             bufs += (None,) * (_core.NUM_SLOTS - len(bufs))  # the C core's slots
+            master = state.get("master_param") if opt._fo_precision[0] else None
+            if master is not None:
+                if not _same_layout(master, p):
+                    state["master_param"] = master = _in_layout(master, p)
+                _check_tensor(_local(master), f"state 'master_param' of parameter {index_of[id(p)]}",
+                              (torch.float32,))
+                if master.shape != p.shape:
+                    raise TypeError(f"state 'master_param' of parameter {index_of[id(p)]} has "
+                                    f"shape {tuple(master.shape)}, expected {tuple(p.shape)}")
+                bufs += (master,)
             bufsets.append(bufs)
             entries.append(state)
             for name in spec.scalar_names:
@@ -482,10 +531,11 @@ class _Plan:
                 state[name] = _step_tensor(state[name])  # a 0-d CPU float tensor of its own
             if "step" in state:
                 state["step"] = _step_tensor(state["step"])
-                started.append(float(state["step"]) > 0)
+                started.append(float(state["step"]) > 0 if spec.step else not fresh)
             else:  # SGD: a fresh momentum buffer starts as the gradient
                 started.append(not fresh)
-        steps = [state["step"].detach().reshape(()) for state in entries if "step" in state]
+        counted = spec.step or opt._fo_precision[1] == "stochastic"  # every entry has a "step"
+        steps = [state["step"].detach().reshape(()) for state in entries] if counted else []
         self.step_views = tuple(t.numpy() for t in steps)  # torch's counts, see run()
         # torch's 0-d state tensors (mu_product; eta, mu), the truth as the counts are
         self.scalar_views = tuple(tuple(state[name].detach().reshape(()).numpy()
@@ -500,7 +550,8 @@ class _Plan:
             spec.algo, [_array(p, flat) for p, flat in zip(self.params, self.flat)],
             [tuple(None if b is None else _array(b, flat) for b in bufs)
              for bufs, flat in zip(bufsets, self.flat)],
-            [index_of[id(p)] for p in self.params], groups, raw_bf16=True)
+            [index_of[id(p)] for p in self.params], groups, raw_bf16=True,
+            rounding=opt._fo_precision[1], seed=opt._fo_precision[2])
         self.engine.set_counters(started=started)
 
     def current_grads(self, opt):
@@ -570,6 +621,12 @@ _ARGS = {
                              "(ValueError for True)."),
     "capturable": (None, "For CUDA graphs in torch; fastopt steps on the CPU and raises "
                          "ValueError for True."),
+    "master_weights": (None, "Keep a float32 copy of each 16-bit parameter (state "
+                             "``master_param``), step it, and store its rounding "
+                             "(docs/precision.md); ValueError for float32/float64 parameters."),
+    "rounding": (None, "How 16-bit parameters are rounded when stored: ``\"nearest\"`` (even) or "
+                       "``\"stochastic\"`` (random bits from seed, step, parameter and element index)."),
+    "seed": (None, "The stochastic rounding's seed, an int in [0, 2**64)."),
 }
 
 
@@ -584,8 +641,9 @@ class SGD(_Stepper, torch.optim.SGD):
                  lr: float | torch.Tensor = 1e-3, momentum: float = 0, dampening: float = 0,
                  weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
                  foreach: bool | None = None, differentiable: bool = False,
-                 fused: bool | None = None) -> None:
-        self._fo_setup()
+                 fused: bool | None = None, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
+        self._fo_setup(master_weights, rounding, seed)
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening,
                          weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
                          foreach=foreach, differentiable=differentiable, fused=fused)
@@ -602,8 +660,9 @@ class Adagrad(_Stepper, torch.optim.Adagrad):
                  lr: float | torch.Tensor = 1e-2, lr_decay: float = 0, weight_decay: float = 0,
                  initial_accumulator_value: float = 0, eps: float = 1e-10,
                  foreach: bool | None = None, *, maximize: bool = False,
-                 differentiable: bool = False, fused: bool | None = None) -> None:
-        self._fo_setup()
+                 differentiable: bool = False, fused: bool | None = None, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
+        self._fo_setup(master_weights, rounding, seed)
         init = initial_accumulator_value
         if type(init) is int and init.bit_length() > 63:  # torch.full_like takes int64-sized ints
             init = as_float(init, "initial_accumulator_value")
@@ -629,8 +688,9 @@ class RMSprop(_Stepper, torch.optim.RMSprop):
                  lr: float | torch.Tensor = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0, momentum: float = 0, centered: bool = False,
                  capturable: bool = False, foreach: bool | None = None, maximize: bool = False,
-                 differentiable: bool = False) -> None:
-        self._fo_setup()
+                 differentiable: bool = False, *, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
+        self._fo_setup(master_weights, rounding, seed)
         super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                          momentum=momentum, centered=centered, capturable=capturable,
                          foreach=foreach, maximize=maximize, differentiable=differentiable)
@@ -648,8 +708,9 @@ class Adam(_Stepper, torch.optim.Adam):
                  eps: float = 1e-8, weight_decay: float = 0, amsgrad: bool = False, *,
                  foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
                  differentiable: bool = False, fused: bool | None = None,
-                 decoupled_weight_decay: bool = False) -> None:
-        self._fo_setup()
+                 decoupled_weight_decay: bool = False, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
+        self._fo_setup(master_weights, rounding, seed)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, foreach=foreach, maximize=maximize,
                          capturable=capturable, differentiable=differentiable, fused=fused,
@@ -667,8 +728,9 @@ class AdamW(_Stepper, torch.optim.AdamW):
                  lr: float | torch.Tensor = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *,
                  maximize: bool = False, foreach: bool | None = None, capturable: bool = False,
-                 differentiable: bool = False, fused: bool | None = None) -> None:
-        self._fo_setup()
+                 differentiable: bool = False, fused: bool | None = None, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
+        self._fo_setup(master_weights, rounding, seed)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, foreach=foreach,
                          capturable=capturable, differentiable=differentiable, fused=fused)
@@ -684,8 +746,9 @@ class Adamax(_Stepper, torch.optim.Adamax):
                  lr: float | torch.Tensor = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0, foreach: bool | None = None, *,
                  maximize: bool = False, differentiable: bool = False,
-                 capturable: bool = False) -> None:
-        self._fo_setup()
+                 capturable: bool = False, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
+        self._fo_setup(master_weights, rounding, seed)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          foreach=foreach, maximize=maximize, differentiable=differentiable,
                          capturable=capturable)
@@ -701,8 +764,9 @@ class Adadelta(_Stepper, torch.optim.Adadelta):
                  lr: float | torch.Tensor = 1.0, rho: float = 0.9, eps: float = 1e-6,
                  weight_decay: float = 0, foreach: bool | None = None, *,
                  capturable: bool = False, maximize: bool = False,
-                 differentiable: bool = False) -> None:
-        self._fo_setup()
+                 differentiable: bool = False, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
+        self._fo_setup(master_weights, rounding, seed)
         super().__init__(params, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
                          foreach=foreach, capturable=capturable, maximize=maximize,
                          differentiable=differentiable)
@@ -719,8 +783,9 @@ class RAdam(_Stepper, torch.optim.RAdam):
                  eps: float = 1e-8, weight_decay: float = 0,
                  decoupled_weight_decay: bool = False, *, foreach: bool | None = None,
                  maximize: bool = False, capturable: bool = False,
-                 differentiable: bool = False) -> None:
-        self._fo_setup()
+                 differentiable: bool = False, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
+        self._fo_setup(master_weights, rounding, seed)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          decoupled_weight_decay=decoupled_weight_decay, foreach=foreach,
                          maximize=maximize, capturable=capturable, differentiable=differentiable)
@@ -737,8 +802,9 @@ class Rprop(_Stepper, torch.optim.Rprop):
                  lr: float | torch.Tensor = 1e-2, etas: tuple[float, float] = (0.5, 1.2),
                  step_sizes: tuple[float, float] = (1e-6, 50), *, capturable: bool = False,
                  foreach: bool | None = None, maximize: bool = False,
-                 differentiable: bool = False) -> None:
-        self._fo_setup()
+                 differentiable: bool = False, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
+        self._fo_setup(master_weights, rounding, seed)
         super().__init__(params, lr=lr, etas=etas, step_sizes=step_sizes, capturable=capturable,
                          foreach=foreach, maximize=maximize, differentiable=differentiable)
 
@@ -755,8 +821,9 @@ class NAdam(_Stepper, torch.optim.NAdam):
                  eps: float = 1e-8, weight_decay: float = 0, momentum_decay: float = 4e-3,
                  decoupled_weight_decay: bool = False, *, foreach: bool | None = None,
                  maximize: bool = False, capturable: bool = False,
-                 differentiable: bool = False) -> None:
-        self._fo_setup()
+                 differentiable: bool = False, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
+        self._fo_setup(master_weights, rounding, seed)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          momentum_decay=momentum_decay,
                          decoupled_weight_decay=decoupled_weight_decay, foreach=foreach,
@@ -774,8 +841,9 @@ class ASGD(_Stepper, torch.optim.ASGD):
                  lr: float | torch.Tensor = 1e-2, lambd: float = 1e-4, alpha: float = 0.75,
                  t0: float = 1e6, weight_decay: float = 0, foreach: bool | None = None,
                  maximize: bool = False, differentiable: bool = False,
-                 capturable: bool = False) -> None:
-        self._fo_setup()
+                 capturable: bool = False, *, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
+        self._fo_setup(master_weights, rounding, seed)
         super().__init__(params, lr=lr, lambd=lambd, alpha=alpha, t0=t0,
                          weight_decay=weight_decay, foreach=foreach, maximize=maximize,
                          differentiable=differentiable, capturable=capturable)
@@ -786,8 +854,9 @@ class _NotInTorch:
     the spec's, and a state dict saved without one of them (by the reference
     implementation, which may have fewer options) loads with that default."""
 
-    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
-        self._fo_setup()
+    def __init__(self, params: Any, defaults: dict[str, Any], *, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
+        self._fo_setup(master_weights, rounding, seed)
         super().__init__(params, defaults)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -806,9 +875,11 @@ class Lion(_NotInTorch, _Stepper, torch.optim.Optimizer):
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
                  lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99),
-                 weight_decay: float = 0.0, *, maximize: bool = False) -> None:
+                 weight_decay: float = 0.0, *, maximize: bool = False, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay,
-                                      maximize=maximize))
+                                      maximize=maximize),
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class AdaBelief(_NotInTorch, _Stepper, torch.optim.Optimizer):
@@ -820,9 +891,11 @@ class AdaBelief(_NotInTorch, _Stepper, torch.optim.Optimizer):
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
                  lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-16,
-                 eps_root: float = 1e-16, weight_decay: float = 0.0) -> None:
+                 eps_root: float = 1e-16, weight_decay: float = 0.0, *, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, eps_root=eps_root,
-                                      weight_decay=weight_decay))
+                                      weight_decay=weight_decay),
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class ADOPT(_NotInTorch, _Stepper, torch.optim.Optimizer):
@@ -834,9 +907,11 @@ class ADOPT(_NotInTorch, _Stepper, torch.optim.Optimizer):
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
                  lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.9999), eps: float = 1e-6,
-                 weight_decay: float = 0.0) -> None:
+                 weight_decay: float = 0.0, *, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
-                                      weight_decay=weight_decay))
+                                      weight_decay=weight_decay),
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class Adan(_NotInTorch, _Stepper, torch.optim.Optimizer):
@@ -851,11 +926,13 @@ class Adan(_NotInTorch, _Stepper, torch.optim.Optimizer):
                  lr: float = 1e-3, betas: tuple[float, float, float] = (0.98, 0.92, 0.99),
                  weight_decay: float = 0.0, weight_decouple: bool = False,
                  max_grad_norm: float = 0.0, foreach: bool | None = None, eps: float = 1e-8,
-                 maximize: bool = False) -> None:
+                 maximize: bool = False, *, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay,
                                       weight_decouple=weight_decouple,
                                       max_grad_norm=max_grad_norm, foreach=foreach, eps=eps,
-                                      maximize=maximize))
+                                      maximize=maximize),
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class LAMB(_NotInTorch, _Stepper, torch.optim.Optimizer):
@@ -867,9 +944,11 @@ class LAMB(_NotInTorch, _Stepper, torch.optim.Optimizer):
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
                  lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
-                 weight_decay: float = 0.0, *, maximize: bool = False) -> None:
+                 weight_decay: float = 0.0, *, maximize: bool = False, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
-                                      weight_decay=weight_decay, maximize=maximize))
+                                      weight_decay=weight_decay, maximize=maximize),
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class LARS(_NotInTorch, _Stepper, torch.optim.Optimizer):
@@ -882,10 +961,12 @@ class LARS(_NotInTorch, _Stepper, torch.optim.Optimizer):
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
                  lr: float = 1.0, momentum: float = 0.9, weight_decay: float = 0.0,
                  trust_coefficient: float = 0.001, eps: float = 0.0,
-                 nesterov: bool = False) -> None:
+                 nesterov: bool = False, *, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
                                       trust_coefficient=trust_coefficient, eps=eps,
-                                      nesterov=nesterov))
+                                      nesterov=nesterov),
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class _ScheduleFree:
@@ -949,7 +1030,12 @@ class _ScheduleFree:
             for p in group["params"]:
                 state = self.state.get(p)
                 if state and "z" in state:
-                    p.lerp_(end=state["z"].to(p.device), weight=weight)
+                    master = state.get("master_param")
+                    if master is None:
+                        p.lerp_(end=state["z"].to(p.device), weight=weight)
+                    else:  # the master moves; the parameter gets its rounding
+                        master.lerp_(end=state["z"], weight=weight)
+                        p.copy_(master)
             group["train_mode"] = train
 
 
@@ -966,12 +1052,14 @@ class ScheduleFreeAdamW(_ScheduleFree, _NotInTorch, _Stepper, torch.optim.Optimi
                  lr: float = 0.0025, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0, warmup_steps: int = 0,
                  r: float = 0.0, weight_lr_power: float = 2.0,
-                 foreach: bool | None = hasattr(torch, "_foreach_mul_")) -> None:
+                 foreach: bool | None = hasattr(torch, "_foreach_mul_"), *, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, r=r, k=0,
                                       warmup_steps=warmup_steps, train_mode=False,
                                       weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
                                       weight_lr_power=weight_lr_power,
-                                      weight_decay=weight_decay, foreach=foreach))
+                                      weight_decay=weight_decay, foreach=foreach),
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class ScheduleFreeSGD(_ScheduleFree, _NotInTorch, _Stepper, torch.optim.Optimizer):
@@ -983,12 +1071,14 @@ class ScheduleFreeSGD(_ScheduleFree, _NotInTorch, _Stepper, torch.optim.Optimize
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
                  lr: float = 1.0, momentum: float = 0.9, weight_decay: float = 0,
                  warmup_steps: int = 0, r: float = 0.0, weight_lr_power: float = 2.0,
-                 foreach: bool | None = hasattr(torch, "_foreach_mul_")) -> None:
+                 foreach: bool | None = hasattr(torch, "_foreach_mul_"), *, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, r=r, k=0,
                                       warmup_steps=warmup_steps, train_mode=False,
                                       weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
                                       weight_lr_power=weight_lr_power,
-                                      weight_decay=weight_decay, foreach=foreach))
+                                      weight_decay=weight_decay, foreach=foreach),
+                         master_weights=master_weights, rounding=rounding, seed=seed)
 
 
 class Muon(_Stepper, torch.optim.Muon):
@@ -1004,8 +1094,9 @@ class Muon(_Stepper, torch.optim.Muon):
                  lr: float = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
                  nesterov: bool = True,
                  ns_coefficients: tuple[float, float, float] = (3.4445, -4.775, 2.0315),
-                 eps: float = 1e-7, ns_steps: int = 5, adjust_lr_fn: str | None = None) -> None:
-        self._fo_setup()
+                 eps: float = 1e-7, ns_steps: int = 5, adjust_lr_fn: str | None = None, *, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
+        self._fo_setup(master_weights, rounding, seed)
         super().__init__(params, lr=lr, weight_decay=weight_decay, momentum=momentum,
                          nesterov=nesterov, ns_coefficients=ns_coefficients, eps=eps,
                          ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn)

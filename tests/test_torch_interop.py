@@ -180,7 +180,11 @@ def test_signature_is_torchs(name):
     def params(cls):
         return [(p.name, p.kind, p.default) for p in inspect.signature(cls.__init__).parameters.values()]
 
-    assert params(getattr(fot, name)) == params(getattr(torch.optim, name))
+    # fastopt's own keyword-only arguments come last (master weights, rounding)
+    extra = [("master_weights", inspect.Parameter.KEYWORD_ONLY, False),
+             ("rounding", inspect.Parameter.KEYWORD_ONLY, "nearest"),
+             ("seed", inspect.Parameter.KEYWORD_ONLY, 0)]
+    assert params(getattr(fot, name)) == params(getattr(torch.optim, name)) + extra
 
 
 def test_params_without_grad_are_left_alone():

@@ -247,7 +247,13 @@ class _Stepper:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state dict, as torch.optim does; a 16-bit parameter's float32
         state (its moments, ``master_param``) stays float32, from the saved
-        values (torch's load would round it to the parameter's dtype)."""
+        values (torch's load would round it to the parameter's dtype).
+
+        Parameters
+        ----------
+        state_dict : dict
+            As ``state_dict()`` returns it (or torch.optim's same class).
+        """
         super().load_state_dict(state_dict)
         saved = state_dict["state"]
         ids = [i for group in state_dict["param_groups"] for i in group["params"]]

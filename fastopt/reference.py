@@ -33,7 +33,8 @@ from ._spec import SPECS
 from ._typing import Array, Grads
 
 # one function per optimizer of fastopt._spec
-__all__ = [spec.function for spec in SPECS.values()] + ["UPDATES", "half_step", "ReferenceOptimizer"]
+__all__ = [spec.function for spec in SPECS.values()] + ["adafactor", "UPDATES", "half_step",
+                                                         "ReferenceOptimizer"]
 
 # What the functions' docstrings say of the arguments that are not their
 # spec's hyperparameters, and of what they return.
@@ -655,6 +656,95 @@ def muon(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr
     o = _newton_schulz_f32(u, ns_coefficients, ns_steps, eps).astype(p.dtype)
     p = p * _scalar(1 - lr * weight_decay, p)
     return p + _scalar(-(lr * ratio), p) * o, {"momentum_buffer": buf}
+
+
+def _mean_sq(g, axis):
+    """torch's ``norm(g, dim=axis, keepdim=True).square_().div_(g.size(axis))``:
+    the norm (summed in double) rounded to g's dtype, then squared and divided in it."""
+    norm = np.sqrt(np.sum(g.astype(np.float64) ** 2, axis=axis, keepdims=True)).astype(g.dtype)
+    return norm * norm / _scalar(g.shape[axis], g)
+
+
+def _rms(x):
+    """‖x‖ / √numel as a Python float (torch's ``x.norm(2).item() / x.numel() ** 0.5``)."""
+    return float(np.sqrt(np.sum(np.asarray(x, np.float64) ** 2))) / x.size ** 0.5
+
+
+def adafactor(param: Array, grad: Array, state: Mapping[str, Array], step: int, *,
+              lr: float = 1e-2, beta2_decay: float = -0.8,
+              eps: tuple[float | None, float] = (None, 1e-3), d: float = 1.0,
+              weight_decay: float = 0.0, maximize: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One Adafactor step, in torch.optim.Adafactor's (single-tensor) order of operations.
+
+    At step t, for gradient g (−∇ with ``maximize``) and parameter θ; ε₁ None
+    is the machine epsilon of θ's dtype; a parameter of two or more
+    dimensions keeps the factors R (``row_var``, shape θ.shape[:-1] + (1,))
+    and C (``col_var``, shape θ.shape[:-2] + (1, θ.shape[-1])) of its last
+    two axes, batched over the leading ones; a 0-d or 1-d one keeps
+    ``variance`` V, of its shape::
+
+        β̂ = tᵗᵃᵘ (τ = beta2_decay),   ρ = min(γ, 1/√t)
+        α = max(ε₂, RMS(θ))·ρ
+        θ = θ·(1 − γ·λ)
+        R = lerp(R, mean(g², axis −1), β̂),   C = lerp(C, mean(g², axis −2), β̂)
+        V̂ = (R @ C) / max(mean(R, axis −2), ε₁)      (else V = lerp(V, g², β̂), V̂ = V)
+        u = g / √max(V̂, ε₁²)
+        θ = θ − α / max(1, RMS(u)/d)·u
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter (not modified), float32 or float64, of any shape.
+    grad : ndarray
+        Its gradient.
+    state : dict
+        ``row_var`` and ``col_var`` (two or more dimensions) or ``variance``;
+        empty before the first step.
+    step : int
+        The number of this update, 1 for the first.
+    lr : float, default 1e-2
+        Learning rate γ: the largest relative step size ρ, and the factor of
+        the weight decay.
+    beta2_decay : float, default -0.8
+        Power τ of the step in the averages' weight β̂ = tᵗᵃᵘ, <= 0.
+    eps : (float or None, float), default (None, 1e-3)
+        ε₁, the floor of the variance estimate (squared) and of the row
+        factors' mean (None: the dtype's machine epsilon), and ε₂, the floor
+        of the parameter's RMS in the step size.
+    d : float, default 1.0
+        Clipping threshold d of the update's RMS, >= 1.
+    weight_decay : float, default 0.0
+        Decoupled weight decay λ (θ is multiplied by (1 − γ·λ) at each step).
+    maximize : bool, default False
+        Ascend the gradient (maximise the objective) instead of descending.
+
+    Returns
+    -------
+    (ndarray, dict)
+        The updated parameter and the new state.
+    """
+    p, g = param, _signed(np.asarray(grad), maximize)
+    eps1, eps2 = eps
+    if eps1 is None:
+        eps1 = float(np.finfo(p.dtype).eps)
+    weight = float(step) ** beta2_decay
+    rho = min(lr, 1 / float(step) ** 0.5)
+    alpha = max(eps2, _rms(p)) * rho
+    if weight_decay != 0:
+        p = p * _scalar(1 - lr * weight_decay, p)
+    if g.ndim > 1:
+        zeros = np.zeros_like
+        row = _lerp(state.get("row_var", zeros(_mean_sq(g, -1))), _mean_sq(g, -1), weight)
+        col = _lerp(state.get("col_var", zeros(_mean_sq(g, -2))), _mean_sq(g, -2), weight)
+        row_mean = np.maximum(np.mean(row, axis=-2, keepdims=True), _scalar(eps1, p))
+        var = (row * col) / row_mean  # R @ C: an outer product (inner dimension 1)
+        new_state = {"row_var": row, "col_var": col}
+    else:
+        var = _lerp(state.get("variance", np.zeros_like(p)), g * g, weight)
+        new_state = {"variance": var}
+    u = (_scalar(1, p) / np.sqrt(np.maximum(var, _scalar(eps1 * eps1, p)))) * g  # rsqrt, then · g
+    denom = max(1.0, _rms(u) / d)
+    return p + _scalar(-alpha / denom, p) * u, new_state
 
 
 for _spec in SPECS.values():

@@ -665,9 +665,9 @@ def _mean_sq(g, axis):
     return norm * norm / _scalar(g.shape[axis], g)
 
 
-def _rms(x):
-    """‖x‖ / √numel as a Python float (torch's ``x.norm(2).item() / x.numel() ** 0.5``)."""
-    return float(np.sqrt(np.sum(np.asarray(x, np.float64) ** 2))) / x.size ** 0.5
+def _norm(x):
+    """‖x‖ as a Python float (torch's ``x.norm(2).item()``), summed in double."""
+    return float(np.sqrt(np.sum(np.asarray(x, np.float64) ** 2)))
 
 
 def adafactor(param: Array, grad: Array, state: Mapping[str, Array], step: int, *,
@@ -729,13 +729,13 @@ def adafactor(param: Array, grad: Array, state: Mapping[str, Array], step: int, 
         eps1 = float(np.finfo(p.dtype).eps)
     weight = float(step) ** beta2_decay
     rho = min(lr, 1 / float(step) ** 0.5)
-    alpha = max(eps2, _rms(p)) * rho
+    alpha = max(eps2, _norm(p) / p.size ** 0.5) * rho
     if weight_decay != 0:
         p = p * _scalar(1 - lr * weight_decay, p)
     if g.ndim > 1:
-        zeros = np.zeros_like
-        row = _lerp(state.get("row_var", zeros(_mean_sq(g, -1))), _mean_sq(g, -1), weight)
-        col = _lerp(state.get("col_var", zeros(_mean_sq(g, -2))), _mean_sq(g, -2), weight)
+        row_sq, col_sq = _mean_sq(g, -1), _mean_sq(g, -2)
+        row = _lerp(state.get("row_var", np.zeros_like(row_sq)), row_sq, weight)
+        col = _lerp(state.get("col_var", np.zeros_like(col_sq)), col_sq, weight)
         row_mean = np.maximum(np.mean(row, axis=-2, keepdims=True), _scalar(eps1, p))
         var = (row * col) / row_mean  # R @ C: an outer product (inner dimension 1)
         new_state = {"row_var": row, "col_var": col}
@@ -743,7 +743,7 @@ def adafactor(param: Array, grad: Array, state: Mapping[str, Array], step: int, 
         var = _lerp(state.get("variance", np.zeros_like(p)), g * g, weight)
         new_state = {"variance": var}
     u = (_scalar(1, p) / np.sqrt(np.maximum(var, _scalar(eps1 * eps1, p)))) * g  # rsqrt, then · g
-    denom = max(1.0, _rms(u) / d)
+    denom = max(1.0, _norm(u) / (u.size ** 0.5 * d))
     return p + _scalar(-alpha / denom, p) * u, new_state
 
 

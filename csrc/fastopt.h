@@ -64,7 +64,8 @@ typedef enum fo_dtype { FO_F32 = 0, FO_F64 = 1, FO_BF16 = 2, FO_F16 = 3 } fo_dty
     X(asgd, ASGD, 4)            \
     X(sf_adamw, SF_ADAMW, 4)    \
     X(sf_sgd, SF_SGD, 4)        \
-    X(muon, MUON, 4)
+    X(muon, MUON, 4)            \
+    X(adafactor, ADAFACTOR, 8)
 
 #define FO_ALGO_ENUM_(name, NAME, modes) FO_##NAME,
 #define FO_ALGO_COUNT_(name, NAME, modes) +1
@@ -113,6 +114,10 @@ typedef struct fo_hyper {
     double k;                        /* Schedule-Free: the group's step count after this step */
     double ckp1;                     /* Schedule-Free: this step's averaging weight (the caller's) */
     /* Muon: lr, weight_decay, momentum, nesterov (its Newton-Schulz iteration runs outside C) */
+    double beta2_decay;              /* Adafactor: the averages' weight is step^beta2_decay */
+    double eps2;                     /* Adafactor: floor of the parameter's RMS (eps: eps1, NaN
+                                        for the parameter dtype's machine epsilon) */
+    double d;                        /* Adafactor: clipping threshold of the update's RMS */
 } fo_hyper;
 
 /* The fields of fo_hyper by name, for bindings that fill it from a table of
@@ -202,6 +207,10 @@ typedef struct fo_item {
                                elements k mod FO_NORM_LANES (the norm phase adds to them) */
     double ratio;           /* the trust ratio the apply phase scales the update by (Muon:
                                the caller's per-tensor learning-rate factor, adjust_lr_fn) */
+    /* Adafactor, set by the caller: the sizes of the last two axes of a parameter of two or
+     * more dimensions (its factored second moment: state[0] has n / cols rows, state[1]
+     * n / rows columns), 0 for a 0-d or 1-d one. */
+    size_t rows, cols;
 } fo_item;
 
 /* Per-tensor norms (LAMB, LARS) are sums over blocks of FO_NORM_BLOCK elements
@@ -280,6 +289,16 @@ enum fo_sf_mode {
 enum fo_muon_mode {
     FO_MUON_NESTEROV = 1,
     FO_MUON_APPLY = 2
+};
+/* Adafactor steps in three passes, each a task per band of whole rows (fo_adafactor.c):
+ * the first (mode 0, or FO_ADAFACTOR_FACTORED for an item with cols) reads param and
+ * grad and sums param^2 and the rows and columns of grad^2 (a 0-d or 1-d item updates
+ * its variance instead), the second (| FO_ADAFACTOR_NORM) sums the update's squares,
+ * the third (| FO_ADAFACTOR_APPLY) writes param. */
+enum fo_adafactor_mode {
+    FO_ADAFACTOR_FACTORED = 1,
+    FO_ADAFACTOR_NORM = 2,
+    FO_ADAFACTOR_APPLY = 4
 };
 #define FO_NUM_MODES 16 /* the most any algorithm has */
 

@@ -81,6 +81,7 @@ cdef extern from "fastopt.h" nogil:
         fo_kernel kernel
         size_t vstart
         double ratio
+        size_t rows, cols
 
     # (the update kernels are picked in C only, by fo_step)
     ctypedef struct fo_table:

@@ -16,6 +16,7 @@ advances the step counts; this layer checks and hands over pointers. Callers (``
 steps of one engine with a lock. Different engines may step concurrently
 from different Python threads.
 """
+import math
 import numbers
 import os
 from collections.abc import Mapping
@@ -507,9 +508,10 @@ cdef class Hypers:
         return self._slots
 
 
-cdef tuple state_arrays(bufs, cnp.ndarray param, int code, what):
+cdef tuple state_arrays(bufs, cnp.ndarray param, int code, what, tuple sizes):
     """A parameter's state slots as NUM_SLOTS validated arrays (or None), each
-    writeable, C-contiguous and aligned, with the parameter's size and the
+    writeable, C-contiguous and aligned, of the size `sizes` gives per slot
+    (slot_sizes: the parameter's, or None where it has no buffer) and the
     dtype of its state (state_code of its fo_dtype `code`)."""
     if type(bufs) is not tuple:
         raise TypeError(f"state of {what} must be a tuple of {FO_NUM_SLOTS} arrays or None, "
@@ -526,11 +528,32 @@ cdef tuple state_arrays(bufs, cnp.ndarray param, int code, what):
             raise TypeError(f"state slot {k} of {what} must be a numpy array or None, "
                             f"got {type(bufs[k]).__name__}")
         a = as_param_array(bufs[k], f"state slot {k} of {what}")
-        if dtype_code(a) != state_code(code) or cnp.PyArray_SIZE(a) != cnp.PyArray_SIZE(param):
+        if sizes[k] is None:
+            raise ValueError(f"state slot {k} of {what}: a parameter of shape {(<object>param).shape} "
+                             "has no buffer there")
+        if dtype_code(a) != state_code(code) or cnp.PyArray_SIZE(a) != sizes[k]:
             expected = "float32" if state_code(code) != code else str(param.dtype)
             raise ValueError(f"state slot {k} of {what} has dtype {a.dtype} and {a.size} elements, "
-                             f"expected {expected} and {param.size} (its parameter: {param.dtype})")
+                             f"expected {expected} and {sizes[k]} (its parameter: {param.dtype}, "
+                             f"shape {(<object>param).shape})")
         out[k] = a
+    return tuple(out)
+
+
+_SHAPED = {row.algo: row for row in _spec.SPECS.values() if any(b.shape for b in row.state)}
+
+
+cdef tuple slot_sizes(str algo, cnp.ndarray param):
+    """Per state slot, the size its buffer has for `param` under `algo`: the
+    parameter's, or for an algorithm whose spec shapes its buffers (Adafactor)
+    the spec's (None where the parameter has no buffer)."""
+    spec = _SHAPED.get(algo)
+    if spec is None:
+        return (cnp.PyArray_SIZE(param),) * FO_NUM_SLOTS
+    out = []
+    for k in range(FO_NUM_SLOTS):
+        shape = spec.buffer_shape(k, (<object>param).shape)
+        out.append(None if shape is None else math.prod(shape))
     return tuple(out)
 
 
@@ -904,7 +927,8 @@ cdef class Engine:
         for i in range(m):
             what = describe(names[i])
             p = as_param_array(params[i], what, True, self.raw_bf16)
-            bufsets.append(state_arrays(states[i], p, param_code(p, self.raw_bf16), what))
+            bufsets.append(state_arrays(states[i], p, param_code(p, self.raw_bf16), what,
+                                        slot_sizes(self.algo_name, p)))
             g = group_of[i]
             if isinstance(g, bool) or not isinstance(g, (int, np.integer)):
                 raise TypeError(f"group index of {what} must be an int, got {type(g).__name__}")
@@ -924,6 +948,9 @@ cdef class Engine:
             self.items[j].param = cnp.PyArray_DATA(p)
             self.items[j].n = <size_t>cnp.PyArray_SIZE(p)
             self.items[j].dtype = param_code(p, self.raw_bf16)
+            if cnp.PyArray_NDIM(p) >= 2:  # its last two axes (Adafactor's factors)
+                self.items[j].rows = <size_t>cnp.PyArray_DIMS(p)[cnp.PyArray_NDIM(p) - 2]
+                self.items[j].cols = <size_t>cnp.PyArray_DIMS(p)[cnp.PyArray_NDIM(p) - 1]
             fo_record_shape(&self.shapes[j], <PyObject *>p)
             self._states.append(None)
             self.point_state(j, bufsets[i])
@@ -962,7 +989,8 @@ cdef class Engine:
         if self.busy == fork_epoch:
             raise RuntimeError("cannot change state buffers while the engine runs a step")
         self.point_state(i, state_arrays(bufs, <cnp.ndarray>self._params[i], self.items[i].dtype,
-                                         describe(self._names[i])))
+                                         describe(self._names[i]),
+                                         slot_sizes(self.algo_name, <cnp.ndarray>self._params[i])))
         self.written_stale = True  # re-sorted at the next step
 
     def matches(self, list layout):
@@ -1269,6 +1297,8 @@ cdef fo_hyper hyper_from(fo_algo algo, dict h) except *:
             if len(value) != n:
                 raise ValueError(f"{key} must hold {n} numbers, got {len(value)}")
             value = value[k]
+            if value is None and default[k] is None:  # Adafactor's eps1: the dtype's epsilon
+                value = math.nan
         if is_int:
             (<int *>(base + offset))[0] = bool(value)
         else:

@@ -27,7 +27,7 @@ import numpy as np
 from . import _core
 from ._typing import Grads, Params, StateDict
 from . import _docs
-from ._spec import FIRST_GRAD, PARAM, SPECS, Spec
+from ._spec import FIRST_GRAD, PARAM, SPECS, Spec, element_rules
 from ._validate import as_whole, float_array, in_range
 
 # A literal list, not one made from SPECS: ``fastopt`` re-exports it with
@@ -36,7 +36,7 @@ from ._validate import as_whole, float_array, in_range
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax",
            "Adadelta", "RAdam", "Rprop", "NAdam", "ASGD",
            "Lion", "AdaBelief", "ADOPT", "Adan", "LAMB", "LARS",
-           "ScheduleFreeAdamW", "ScheduleFreeSGD", "Muon"]
+           "ScheduleFreeAdamW", "ScheduleFreeSGD", "Muon", "Adafactor"]
 
 
 # Every live optimizer, so that a forked child can replace their locks: a
@@ -193,8 +193,9 @@ class Optimizer:
                     count = "a pair of" if len(hyper.c) == 2 else len(hyper.c)
                     raise TypeError(f"{where}: {hyper.name} must be {count} numbers, "
                                     f"got {value!r}")
-                for name, v in zip(hyper.c, value):
-                    in_range(v, name, where, *hyper.rule)
+                for name, v, (rule, none_ok) in zip(hyper.c, value, element_rules(hyper)):
+                    if rule is not None and not (none_ok and v is None):
+                        in_range(v, name, where, *rule)
             else:
                 in_range(group[hyper.name], hyper.name, where, *hyper.rule)
         if cls._spec.check is not None:
@@ -326,14 +327,20 @@ class Optimizer:
         and they lack; returns the members that got one."""
         changed = set()
         for k in range(_core.NUM_SLOTS):
-            missing = [i for i in members if slots[k] and self._states[i][k] is None]
-            new = _state_buffers([self._params[i] for i in missing], self._initial_value(group, k))
+            missing = [i for i in members if slots[k] and self._states[i][k] is None
+                       and self._buffer_shape(k, i) is not None]
+            new = _state_buffers([self._params[i] for i in missing], self._initial_value(group, k),
+                                 [self._buffer_shape(k, i) for i in missing])
             for i, buf in zip(missing, new):
                 if self._starts_as_param(k):
                     np.copyto(buf, self._params[i])
                 self._states[i] = self._states[i][:k] + (buf,) + self._states[i][k + 1:]
                 changed.add(i)
         return changed
+
+    def _buffer_shape(self, slot, i):
+        """The shape of parameter i's buffer in `slot` (None: it has none there)."""
+        return self._spec.buffer_shape(slot, self._params[i].shape)
 
     def _starts_as_param(self, slot):
         """Whether a new buffer in `slot` is a copy of its parameter (Schedule-Free's z)."""
@@ -505,10 +512,11 @@ class Optimizer:
             for k, (name, buf) in enumerate(zip(names, bufs)):
                 if buf is not None:
                     entry[name] = buf.copy() if copy else buf
-                elif copy and needed[self._group_of[i]][k]:
+                elif copy and needed[self._group_of[i]][k] and self._buffer_shape(k, i) is not None:
                     group = self.param_groups[self._group_of[i]]
                     entry[name] = (self._params[i].copy() if self._starts_as_param(k) else
-                                   np.full_like(self._params[i], self._initial_value(group, k)))
+                                   np.full(self._buffer_shape(k, i), self._initial_value(group, k),
+                                           _core.state_dtype(self._params[i])))
             out[i] = entry
         return out
 
@@ -596,8 +604,9 @@ class Optimizer:
                     scalars.setdefault(i, {})[key] = _scalar_state(value, f"{where}, {key!r}")
                 elif key in none_ok and value is None:
                     continue  # older torch SGD checkpoints: momentum not started yet
-                elif key in names:
-                    bufs[names.index(key)] = float_array(value, param.shape, f"{where}, {key!r}")
+                elif key in names and spec.buffer_shape(names.index(key), param.shape) is not None:
+                    bufs[names.index(key)] = float_array(
+                        value, spec.buffer_shape(names.index(key), param.shape), f"{where}, {key!r}")
                 else:
                     raise ValueError(f"{where} has unknown entry {key!r} "
                                      f"(a {type(self).__name__} state has {('step',) + names})")
@@ -612,7 +621,7 @@ class Optimizer:
             # group needs (amsgrad, momentum, centered): refuse it here
             needed = _core.state_slots(self._algo, groups[self._group_of[i]])
             for k in range(_core.NUM_SLOTS):
-                if needed[k] and bufs[k] is None:
+                if needed[k] and bufs[k] is None and spec.buffer_shape(k, param.shape) is not None:
                     raise ValueError(f"{where} has no {names[k]!r}, which its param group's "
                                      "hyperparameters need")
             states[i] = bufs
@@ -628,7 +637,8 @@ class Optimizer:
         for k in range(_core.NUM_SLOTS):  # loaded buffers where there are none yet get new ones
             missing = [i for i in range(len(self._params))
                        if states.get(i, empty)[k] is not None and self._states[i][k] is None]
-            new = _state_buffers([self._params[i] for i in missing], 0.0)
+            new = _state_buffers([self._params[i] for i in missing], 0.0,
+                                 [self._buffer_shape(k, i) for i in missing])
             for i, buf in zip(missing, new):
                 self._states[i] = self._states[i][:k] + (buf,) + self._states[i][k + 1:]
         started = []
@@ -736,22 +746,24 @@ _ARGS = {
 _ALIGN = 64  # bytes: a cache line, and the widest SIMD vector
 
 
-def _state_buffers(params, value):
-    """New state buffers shaped like `params`, filled with `value`, carved
-    from one allocation, each on a 64-byte boundary. A step reads every state
-    buffer, so keeping them side by side keeps a step over many small tensors
-    fast wherever the heap put the parameters themselves (see BENCHMARKS.md)."""
+def _state_buffers(params, value, shapes=None):
+    """New state buffers for `params`, of their shapes (or of `shapes`, one
+    per parameter), filled with `value`, carved from one allocation, each on
+    a 64-byte boundary. A step reads every state buffer, so keeping them side
+    by side keeps a step over many small tensors fast wherever the heap put
+    the parameters themselves (see BENCHMARKS.md)."""
     if not params:
         return []
+    shapes = [p.shape for p in params] if shapes is None else shapes
     dtypes = [_core.state_dtype(p) for p in params]  # float32 for 16-bit parameters
-    nbytes = [p.size * d.itemsize for p, d in zip(params, dtypes)]
+    nbytes = [math.prod(s) * d.itemsize for s, d in zip(shapes, dtypes)]
     sizes = [-(-b // _ALIGN) * _ALIGN for b in nbytes]
     raw = np.zeros(sum(sizes) + _ALIGN, np.uint8)
     start = -raw.ctypes.data % _ALIGN
     zero = value == 0 and math.copysign(1.0, value) > 0  # -0.0 is written as such
     out = []
-    for p, d, b, size in zip(params, dtypes, nbytes, sizes):
-        buf = raw[start:start + b].view(d).reshape(p.shape)
+    for shape, d, b, size in zip(shapes, dtypes, nbytes, sizes):
+        buf = raw[start:start + b].view(d).reshape(shape)
         if not zero:
             buf.fill(value)
         out.append(buf)
@@ -1399,4 +1411,36 @@ class Muon(Optimizer):
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
                                       nesterov=nesterov, ns_coefficients=_pair(ns_coefficients),
                                       eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn),
+                         skip_nonfinite=skip_nonfinite)
+
+
+class Adafactor(Optimizer):
+    """Adafactor: factored second moments, relative step sizes (torch.optim.Adafactor).
+
+    Step t (1 for the first), for gradient g (−∇ with ``maximize``) and
+    parameter θ, in torch's order; a parameter of two or more dimensions
+    keeps the row factor R (``row_var``, shape θ.shape[:-1] + (1,)) and the
+    column factor C (``col_var``, θ.shape[:-2] + (1, θ.shape[-1])) of its
+    last two axes, batched over the leading ones; a 0-d or 1-d one keeps
+    ``variance`` V, of its shape::
+
+        β̂ = tᵗᵃᵘ,   ρ = min(γ, 1/√t),   α = max(ε₂, RMS(θ))·ρ
+        θ ← θ·(1 − γ·λ)
+        R ← lerp(R, mean(g², axis −1), β̂),   C ← lerp(C, mean(g², axis −2), β̂)
+        V̂ = R·C / max(mean(R, axis −2), ε₁)      (else V ← lerp(V, g², β̂), V̂ = V)
+        u = g / √max(V̂, ε₁²)
+        θ ← θ − α / max(1, RMS(u)/d)·u
+
+    ε₁ None is the machine epsilon of θ's dtype. The C core makes three passes
+    over each parameter (the sums of θ², of the rows and columns of g²; the
+    sum of u²; the update), each cut into bands of whole rows whose sums are
+    combined in order: the same bits for any thread count or SIMD path.
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-2, beta2_decay: float = -0.8,
+                 eps: tuple[float | None, float] = (None, 1e-3), d: float = 1.0,
+                 weight_decay: float = 0.0, *, maximize: bool = False,
+                 skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, beta2_decay=beta2_decay, eps=_pair(eps), d=d,
+                                      weight_decay=weight_decay, maximize=maximize),
                          skip_nonfinite=skip_nonfinite)

@@ -97,7 +97,8 @@ def _c_scalar(value, key, where):
         value = _plain(value)
         if type(value) is not tuple:
             return _c_scalar(value, key, where)
-        return tuple(_c_scalar(v, key, where) for v in value)
+        # None where the spec admits it (Adafactor's eps1; the C core checks the rest)
+        return tuple(None if v is None else _c_scalar(v, key, where) for v in value)
     if not isinstance(value, (str, bytes)):
         try:
             float(value)  # NumPy scalars and other real numbers
@@ -291,6 +292,8 @@ class _Stepper:
                 state[c.name] = torch.tensor(1.0, dtype=_scalar_dtype())
         created = False
         for buf in spec.state:
+            if buf.shape_for(param.shape) is None:
+                continue  # a parameter of this shape has no such buffer (Adafactor)
             if buf.when is None:
                 if not fresh:
                     continue
@@ -306,6 +309,8 @@ class _Stepper:
         return created
 
     def _new_buffer(self, buf, param, hyper):
+        if buf.shape is not None:  # not the parameter's shape: C-contiguous (Adafactor's factors)
+            return torch.full(buf.shape_for(param.shape), float(buf.init), dtype=_state_dtype(param))
         like = dict(memory_format=torch.preserve_format)
         like["dtype"] = _state_dtype(param)
         if buf.init == FIRST_GRAD:  # the first step writes it
@@ -391,7 +396,9 @@ class _Stepper:
         for group in self.param_groups:
             for p in group["params"]:
                 index_of[id(p)] = len(index_of)
-        names = self._fastopt._spec.state_names
+        spec = self._fastopt._spec
+        names = spec.state_names
+        shaped = any(b.shape is not None for b in spec.state)
         for p, _ in active:
             what = f"parameter {index_of[id(p)]}"
             _check_sharding(p, what)
@@ -400,6 +407,9 @@ class _Stepper:
             if ndim is not None and (p.ndim != ndim or not _local(p).is_contiguous()):
                 raise ValueError(f"{what} has shape {tuple(p.shape)} and strides {p.stride()}: "
                                  f"{type(self).__name__} steps C-contiguous {ndim}-D parameters")
+            if shaped and not _local(p).is_contiguous():  # its rows are its memory's
+                raise ValueError(f"{what} has shape {tuple(p.shape)} and strides {p.stride()}: "
+                                 f"{type(self).__name__} steps C-contiguous parameters")
             if not _dense(_local(p)):
                 raise ValueError(
                     f"{what} (shape {tuple(p.shape)}, strides {p.stride()}) is a view that skips "
@@ -413,15 +423,19 @@ class _Stepper:
                                 f"{tuple(p.shape)}")
         for p, _ in active:
             state = self.state.get(p) or {}
-            for name in names:
-                buf = state.get(name)
+            for b in spec.state:
+                buf = state.get(b.name)
                 if buf is not None:
-                    what = f"state {name!r} of parameter {index_of[id(p)]}"
+                    what = f"state {b.name!r} of parameter {index_of[id(p)]}"
                     _check_tensor(_local(buf), what)
-                    if buf.dtype != _state_dtype(p) or buf.shape != p.shape:
+                    shape = b.shape_for(p.shape)
+                    if shape is None:
+                        raise ValueError(f"{what}: a parameter of shape {tuple(p.shape)} has "
+                                         f"no {b.name!r}")
+                    if buf.dtype != _state_dtype(p) or buf.shape != shape:
                         raise TypeError(f"{what} has dtype {buf.dtype} and shape "
                                         f"{tuple(buf.shape)}, expected {_state_dtype(p)} and "
-                                        f"{tuple(p.shape)} (its parameter: {p.dtype})")
+                                        f"{shape} (its parameter: {p.dtype})")
 
 
 class _Plan:
@@ -461,18 +475,24 @@ class _Plan:
             fresh = opt._init_state(state, p, hypers[gi])
             if state and p not in opt.state:  # torch keeps no entry for stateless SGD
                 opt.state[p] = state
-            for name in names:  # a loaded buffer in another layout: copied into the param's
-                buf = state.get(name)
-                if buf is not None and not _same_layout(buf, p):
-                    state[name] = _in_layout(buf, p)
-            needed = [name for name, used in zip(names, slots[gi]) if used]
+            # the slots its group uses that a parameter of its shape has
+            used = [u and b.shape_for(p.shape) is not None for u, b in zip(slots[gi], spec.state)]
+            for b in spec.state:  # a loaded buffer in another layout: copied into the param's
+                buf = state.get(b.name)
+                if buf is None:
+                    continue
+                if b.shape is not None and not buf.is_contiguous():
+                    state[b.name] = buf.contiguous()
+                elif b.shape is None and not _same_layout(buf, p):
+                    state[b.name] = _in_layout(buf, p)
+            needed = [name for name, u in zip(names, used) if u]
             for name in (["step"] if spec.step else []) + needed:
                 if state.get(name) is None:  # the C core would write through a null pointer
                     raise ValueError(
                         f"the state of parameter {index_of[id(p)]} has no {name!r} (deleted, or "
                         "loaded from an incomplete state dict); restore it, or clear the "
                         "parameter's state (optimizer.state[param] = {}) to start afresh")
-            bufs = tuple(state.get(name) if used else None for name, used in zip(names, slots[gi]))
+            bufs = tuple(state.get(name) if u else None for name, u in zip(names, used))
             bufs += (None,) * (_core.NUM_SLOTS - len(bufs))  # the C core's slots
             bufsets.append(bufs)
             entries.append(state)
@@ -1009,3 +1029,22 @@ class Muon(_Stepper, torch.optim.Muon):
         super().__init__(params, lr=lr, weight_decay=weight_decay, momentum=momentum,
                          nesterov=nesterov, ns_coefficients=ns_coefficients, eps=eps,
                          ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn)
+
+
+class Adafactor(_Stepper, torch.optim.Adafactor):
+    """torch.optim.Adafactor stepped by fastopt (signature, defaults, state dict).
+
+    State per parameter: ``step``; ``row_var`` and ``col_var`` (shapes
+    p.shape[:-1] + (1,) and p.shape[:-2] + (1, p.shape[-1])) for a parameter
+    of two or more dimensions, else ``variance``; zeros at first, as in
+    torch. Parameters are C-contiguous; see ``fastopt.Adafactor``.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 1e-2, beta2_decay: float = -0.8,
+                 eps: tuple[float | None, float] = (None, 1e-3), d: float = 1.0,
+                 weight_decay: float = 0.0, *, foreach: bool | None = None,
+                 maximize: bool = False) -> None:
+        self._fo_setup()
+        super().__init__(params, lr=lr, beta2_decay=beta2_decay, eps=eps, d=d,
+                         weight_decay=weight_decay, foreach=foreach, maximize=maximize)

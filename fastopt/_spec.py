@@ -497,7 +497,7 @@ _ROWS = [
               "Power τ of the step in the averages' weight β̂ = tᵗᵃᵘ"),
         Hyper("eps", (None, 1e-3), (NONNEG_OR_NONE, NONNEG), ("eps", "eps2"),
               "ε₁, the floor of the variance estimate (squared) and of the row factors' mean "
-              "(None: the parameter dtype's machine epsilon), and ε₂, the floor of the "
+              "(None: the dtype's machine epsilon), and ε₂, the floor of the "
               "parameter's RMS in the step size"),
         Hyper("d", 1.0, AT_LEAST_ONE, ("d",), "Clipping threshold d of the update's RMS"),
         Hyper("weight_decay", 0.0, NONNEG, ("weight_decay",), _DECOUPLED),

@@ -62,9 +62,9 @@ def _update(cls, param, grad, buffers, step, hyper, isa, scalars=()):
             if needed[buf.slot] and shape is not None:
                 raise ValueError(f"{buf.name} is required with these hyperparameters")
             continue
-        if shape is None:
-            raise ValueError(f"{buf.name} is not a buffer of a parameter of shape {p.shape}")
         a = _core.as_param(given, buf.name, half=False)
+        if shape is None:  # a parameter of this shape has no such buffer: unused
+            continue
         dtype = _core.state_dtype(p)  # float32 for 16-bit parameters
         if a.dtype != dtype or a.shape != shape:
             raise ValueError(f"{buf.name} must have dtype {dtype} and shape {shape} (param: "

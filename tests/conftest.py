@@ -253,12 +253,16 @@ def _from_spec(name):
 # Optimizers with group state (Schedule-Free's k, lr_max, weight_sum; a step only
 # in train mode) follow another protocol: tests/test_schedulefree.py covers them.
 GROUP_STATE = [name for name, spec in SPECS.items() if spec.group_state]
+# Optimizers whose state is not shaped like the parameter (Adafactor's factors;
+# torch cannot step an empty parameter) are not element-wise, as the generic
+# tests assume: tests/test_adafactor.py covers them.
+SHAPED_STATE = [name for name, spec in SPECS.items() if any(b.shape for b in spec.state)]
 # The generic tests step 1-D arrays of any size: an optimizer whose spec
 # restricts the parameters' dimensions (Muon: 2-D, not element-wise) is left
 # out of them and tested in its own file (test_muon.py).
 OPTIMIZERS += [_from_spec(name) for name in SPECS
                if name not in {o.name for o in OPTIMIZERS} and name not in GROUP_STATE
-               and SPECS[name].ndim is None]
+               and name not in SHAPED_STATE and SPECS[name].ndim is None]
 OPTIMIZERS.sort(key=lambda o: list(SPECS).index(o.name))
 BY_NAME = {o.name: o for o in OPTIMIZERS}
 

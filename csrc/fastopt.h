@@ -64,7 +64,8 @@ typedef enum fo_dtype { FO_F32 = 0, FO_F64 = 1, FO_BF16 = 2, FO_F16 = 3 } fo_dty
     X(asgd, ASGD, 4)            \
     X(sf_adamw, SF_ADAMW, 4)    \
     X(sf_sgd, SF_SGD, 4)        \
-    X(muon, MUON, 4)
+    X(muon, MUON, 4)            \
+    X(sparse_adam, SPARSE_ADAM, 1)
 
 #define FO_ALGO_ENUM_(name, NAME, modes) FO_##NAME,
 #define FO_ALGO_COUNT_(name, NAME, modes) +1
@@ -202,6 +203,14 @@ typedef struct fo_item {
                                elements k mod FO_NORM_LANES (the norm phase adds to them) */
     double ratio;           /* the trust ratio the apply phase scales the update by (Muon:
                                the caller's per-tensor learning-rate factor, adjust_lr_fn) */
+    /* A row-sparse gradient (rows not NULL): grad holds n / row_len rows of
+     * row_len elements, grad row r being the gradient of row rows[r] of the
+     * parameter (and of its state buffers), which is row-major with rows of
+     * row_len elements. rows is strictly increasing (coalesced), so every
+     * element is updated once and rows[r] >= r. Every update loop steps the
+     * rows present only, element by element as for a dense gradient. */
+    const int64_t *rows;
+    size_t row_len;
 } fo_item;
 
 /* Per-tensor norms (LAMB, LARS) are sums over blocks of FO_NORM_BLOCK elements
@@ -281,6 +290,8 @@ enum fo_muon_mode {
     FO_MUON_NESTEROV = 1,
     FO_MUON_APPLY = 2
 };
+/* SparseAdam (torch.optim.SparseAdam) has one loop; it is meant for row-sparse
+ * items (fo_item.rows), and with a dense gradient updates every row. */
 #define FO_NUM_MODES 16 /* the most any algorithm has */
 
 /* Bandwidth probes: STREAM-style copy and triad, and the in-place

@@ -81,6 +81,8 @@ cdef extern from "fastopt.h" nogil:
         fo_kernel kernel
         size_t vstart
         double ratio
+        const int64_t *rows
+        size_t row_len
 
     # (the update kernels are picked in C only, by fo_step)
     ctypedef struct fo_table:

@@ -36,7 +36,7 @@ from ._validate import as_whole, float_array, in_range
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax",
            "Adadelta", "RAdam", "Rprop", "NAdam", "ASGD",
            "Lion", "AdaBelief", "ADOPT", "Adan", "LAMB", "LARS",
-           "ScheduleFreeAdamW", "ScheduleFreeSGD", "Muon"]
+           "ScheduleFreeAdamW", "ScheduleFreeSGD", "Muon", "SparseAdam"]
 
 
 # Every live optimizer, so that a forked child can replace their locks: a
@@ -1399,4 +1399,32 @@ class Muon(Optimizer):
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
                                       nesterov=nesterov, ns_coefficients=_pair(ns_coefficients),
                                       eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn),
+                         skip_nonfinite=skip_nonfinite)
+
+
+class SparseAdam(Optimizer):
+    """SparseAdam: Adam on the rows a row-sparse gradient holds (torch.optim.SparseAdam).
+
+    For embedding tables: each gradient is a ``fastopt.RowSparse(indices,
+    values)`` (repeated rows summed, as torch's ``coalesce()`` does), or a
+    dense array, which counts as every row present (torch's class refuses
+    dense gradients; this one steps them as Adam-like rows, with the formula
+    below). Rows not present keep their parameter and moments as they are.
+    Step t (1 for the first), for each row present, with gradient g (± with
+    ``maximize``), in torch's order::
+
+        dm ← (g − m)·(1 − β₁),   dv ← (g² − v)·(1 − β₂)
+        m ← m + dm,   v ← v + dv
+        θ ← θ − γ·√(1 − β₂ᵗ) / (1 − β₁ᵗ) · m / (√v + ε)
+
+    A gradient without rows (an empty RowSparse) changes nothing but the
+    step count, as torch. One C pass over the rows present, cut into pieces
+    by element, so results depend on neither the thread count nor the SIMD
+    path.
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, *,
+                 maximize: bool = False, skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps, maximize=maximize),
                          skip_nonfinite=skip_nonfinite)

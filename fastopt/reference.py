@@ -23,6 +23,7 @@ array([0.9, 0.9])
 >>> sorted(state)
 ['exp_avg', 'exp_avg_sq']
 """
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -655,6 +656,50 @@ def muon(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr
     o = _newton_schulz_f32(u, ns_coefficients, ns_steps, eps).astype(p.dtype)
     p = p * _scalar(1 - lr * weight_decay, p)
     return p + _scalar(-(lr * ratio), p) * o, {"momentum_buffer": buf}
+
+
+def _rows(grad, param):
+    """A gradient as (rows, values): a row-sparse one (``indices``, ``values``)
+    with its repeated rows summed in the order given, its rows sorted; a
+    dense one as every row."""
+    if not hasattr(grad, "indices"):
+        g = np.asarray(grad)
+        return np.arange(param.shape[0]), g
+    sums = {}
+    for r, v in zip(np.asarray(grad.indices).tolist(), np.asarray(grad.values)):
+        sums[r] = v.copy() if r not in sums else sums[r] + v
+    rows = sorted(sums)
+    values = np.array([sums[r] for r in rows], param.dtype).reshape((len(rows),) + param.shape[1:])
+    return np.array(rows, np.int64), values
+
+
+def sparse_adam(param: Array, grad: Any, state: Mapping[str, Array], step: int, *,
+                lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                maximize: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One SparseAdam step, in torch.optim.SparseAdam's order of operations.
+
+    ``grad`` is dense, or row-sparse (``indices`` and ``values``, as
+    ``fastopt.RowSparse``). Only the rows present change: with g the row's
+    gradient (negated with ``maximize``) and m, v its moments::
+
+        dm = (g − m)·(1 − β₁),   dv = (g² − v)·(1 − β₂)
+        m = m + dm,   v = v + dv
+        θ = θ − γ·√(1 − β₂ᵗ) / (1 − β₁ᵗ) · m / (√v + ε)
+    """
+    beta1, beta2 = betas
+    p = np.array(param)
+    m = np.array(state.get("exp_avg", np.zeros_like(p)))
+    v = np.array(state.get("exp_avg_sq", np.zeros_like(p)))
+    rows, g = _rows(grad, p)
+    g = _signed(g, maximize)
+    m0, v0 = m[rows], v[rows]
+    dm = (g - m0) * _scalar(1 - beta1, p)
+    dv = (g * g - v0) * _scalar(1 - beta2, p)
+    m[rows] = m0 + dm
+    v[rows] = v0 + dv
+    step_size = lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
+    p[rows] = p[rows] + _scalar(-step_size, p) * ((dm + m0) / (np.sqrt(dv + v0) + _scalar(eps, p)))
+    return p, {"exp_avg": m, "exp_avg_sq": v}
 
 
 for _spec in SPECS.values():

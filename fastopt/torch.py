@@ -61,6 +61,7 @@ import torch.optim
 from . import _core
 from . import optim as _optim
 from . import _docs
+from ._sparse import RowSparse
 from ._spec import FIRST_GRAD, PARAM, SPECS
 from ._validate import as_float
 
@@ -142,9 +143,8 @@ def _state_dtype(p):
 def _check_tensor(t, what, dtypes=_PARAM_DTYPES):
     """TypeError unless t is a dense-layout CPU tensor of one of `dtypes`."""
     if t.layout != torch.strided:
-        raise TypeError(f"{what} is a {t.layout} tensor; fastopt.torch steps dense tensors only "
-                        "(sparse gradients are not supported: use torch.optim.SparseAdam or a dense "
-                        "embedding)")
+        raise TypeError(f"{what} is a {t.layout} tensor; fastopt.torch steps dense tensors here "
+                        "(sparse gradients: fastopt.torch.SparseAdam, SGD and Adagrad)")
     if t.device.type != "cpu":
         raise TypeError(f"{what} is on {t.device}; fastopt.torch steps CPU tensors only (use "
                         "torch.optim's fused optimizers on the GPU, or step a CPU copy of the "
@@ -187,8 +187,18 @@ def _array(t, flat):
     return _numpy(t.as_strided((t.numel(),), (1,)) if flat else t)
 
 
+def _row_sparse(grad):
+    """A sparse COO gradient (one sparse dimension, as nn.Embedding(sparse=True)
+    makes) as the engine reads it: torch's coalesce() (its sums, in its order),
+    its rows and values."""
+    grad = grad.coalesce()
+    return RowSparse(grad._indices()[0].numpy(), _numpy(grad._values().contiguous()))
+
+
 def _grad_array(grad, param, flat):
     """The gradient as the engine reads it: in its parameter's memory order (a copy if not)."""
+    if grad.is_sparse:
+        return _row_sparse(grad)
     grad, param = _local(grad), _local(param)
     if not _same_layout(grad, param):
         grad = _in_layout(grad, param)
@@ -285,7 +295,7 @@ class _Stepper:
         spec = self._fastopt._spec
         fresh = not state
         if fresh and spec.step:
-            state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
+            state["step"] = 0 if spec.int_step else torch.tensor(0.0, dtype=_scalar_dtype())
         if fresh:  # torch's 0-d state (the first step sets it from torch's initial values)
             for c in spec.scalars:
                 state[c.name] = torch.tensor(1.0, dtype=_scalar_dtype())
@@ -365,7 +375,7 @@ class _Stepper:
             return loss
         hypers = self._fo_hypers(sorted({gi for _, gi in active}))
         slots = self._fo_slots(hypers)
-        self._fo_check(active)
+        self._fo_check(active, hypers)
         before = [(p, dict(self.state[p]) if p in self.state else None) for p, _ in active]
         try:
             plan = _Plan(self, active, hypers, slots)
@@ -385,14 +395,32 @@ class _Stepper:
     def _fo_slots(self, hypers):
         return [_core.state_slots(self._fastopt._algo, h) for h in hypers]
 
-    def _fo_check(self, active):
+    def _fo_check_sparse(self, p, what, hyper):
+        """A sparse COO gradient: torch's RuntimeError for hyperparameters it
+        refuses with one; TypeError/ValueError for one fastopt cannot step."""
+        why = self._fastopt._spec.sparse(hyper)
+        if why is not None:
+            raise RuntimeError(why)
+        g = p.grad
+        if g.device.type != "cpu" or g.dtype != p.dtype or g.shape != p.shape:
+            raise TypeError(f"gradient of {what} is a {g.device} {g.dtype} sparse tensor of shape "
+                            f"{tuple(g.shape)}, its parameter {p.dtype} {tuple(p.shape)}")
+        if g.sparse_dim() != 1:
+            raise ValueError(f"gradient of {what} is sparse in {g.sparse_dim()} dimensions: "
+                             "fastopt.torch steps gradients sparse in rows only (sparse_dim 1, "
+                             "as nn.Embedding(sparse=True) makes)")
+        if not _local(p).is_contiguous():
+            raise ValueError(f"{what} has a sparse gradient and strides {p.stride()}: rows are "
+                             "stepped in C-contiguous parameters only")
+
+    def _fo_check(self, active, hypers):
         """Raise TypeError/ValueError naming the first parameter, gradient or state at fault."""
         index_of = {}
         for group in self.param_groups:
             for p in group["params"]:
                 index_of[id(p)] = len(index_of)
         names = self._fastopt._spec.state_names
-        for p, _ in active:
+        for p, gi in active:
             what = f"parameter {index_of[id(p)]}"
             _check_sharding(p, what)
             _check_tensor(_local(p), what)
@@ -406,6 +434,12 @@ class _Stepper:
                     "or reuses memory (a slice or an expand() of another tensor), which "
                     "fastopt.torch cannot update in place; give it memory of its own "
                     "(param.data = param.data.clone()) or step it with torch.optim")
+            if p.grad.is_sparse and self._fastopt._spec.sparse is not None:
+                self._fo_check_sparse(p, what, hypers[gi])
+                continue
+            if self._fastopt._spec.int_step:  # SparseAdam: torch's error
+                raise RuntimeError(f"{type(self).__name__} does not support dense gradients, "
+                                   "please consider Adam instead")
             _check_tensor(_local(p.grad), f"gradient of {what}")
             if p.grad.dtype != p.dtype or p.grad.shape != p.shape:
                 raise TypeError(f"gradient of {what} has dtype {p.grad.dtype} and shape "
@@ -453,7 +487,8 @@ class _Plan:
         self.bf16 = any(p.dtype == torch.bfloat16 for p in self.params)  # grads need _numpy
         # parameters whose gradient the engine cannot read as it is
         self.fix = [k for k, p in enumerate(self.params)
-                    if self.flat[k] or not _same_layout(_local(p.grad), _local(p))]
+                    if self.flat[k] or (not p.grad.is_sparse
+                                        and not _same_layout(_local(p.grad), _local(p)))]
         entries, bufsets, started = [], [], []
         index_of = {id(p): i for i, p in enumerate(everything)}
         for p, gi in active:
@@ -480,12 +515,19 @@ class _Plan:
                 if state.get(name) is None:
                     raise ValueError(f"the state of parameter {index_of[id(p)]} has no {name!r}")
                 state[name] = _step_tensor(state[name])  # a 0-d CPU float tensor of its own
-            if "step" in state:
+            if "step" in state and spec.int_step:  # torch's SparseAdam counts in an int
+                started.append(state["step"] > 0)
+            elif "step" in state:
                 state["step"] = _step_tensor(state["step"])
                 started.append(float(state["step"]) > 0)
             else:  # SGD: a fresh momentum buffer starts as the gradient
                 started.append(not fresh)
-        steps = [state["step"].detach().reshape(()) for state in entries if "step" in state]
+        self.int_steps = entries if spec.int_step else None
+        steps = [] if spec.int_step else [state["step"].detach().reshape(()) for state in entries
+                                          if "step" in state]
+        # the parameters whose gradient is sparse (None: none): each must stay so
+        sparse = [p.grad.is_sparse for p in self.params]
+        self.sparse = sparse if any(sparse) else None
         self.step_views = tuple(t.numpy() for t in steps)  # torch's counts, see run()
         # torch's 0-d state tensors (mu_product; eta, mu), the truth as the counts are
         self.scalar_views = tuple(tuple(state[name].detach().reshape(()).numpy()
@@ -515,7 +557,12 @@ class _Plan:
                 or list(map(id, [p for group in groups for p in group["params"]])) != self.ids):
             return None
         try:
-            if self.bf16:
+            if self.sparse is not None:
+                if [p.grad.is_sparse for p in self.params] != self.sparse:
+                    return None
+                grads = [_row_sparse(p.grad) if sparse else _grad_array(p.grad, p, flat)
+                         for p, sparse, flat in zip(self.params, self.sparse, self.flat)]
+            elif self.bf16:
                 grads = [_numpy(_local(p.grad)) for p in self.params]
             else:
                 grads = [_local(p.grad).numpy() for p in self.params]
@@ -531,7 +578,7 @@ class _Plan:
                 return None
         if [_local(entry[key]).data_ptr() for entry, key in self.where] != self.state_ptrs:
             return None  # replaced, or set_() to other memory
-        for k in self.fix:
+        for k in ([] if self.sparse is not None else self.fix):
             p = self.params[k]
             grads[k] = _grad_array(p.grad, p, self.flat[k])
         return grads
@@ -546,11 +593,16 @@ class _Plan:
         the engine before the step, written back from it after (the value
         torch's ``step += 1`` gives)."""
         engine = self.engine
+        if self.int_steps is not None:
+            engine.set_counters(steps=[state["step"] for state in self.int_steps])
         if self.step_views:
             engine.set_counters(steps=self.step_views)
         if self.scalar_views:
             engine.load_scalars(self.scalar_views)
         engine.step(grads, hypers)
+        if self.int_steps is not None:
+            for state, count in zip(self.int_steps, engine.counters()[0].tolist()):
+                state["step"] = count
         if self.step_views:
             engine.store_steps(self.step_views)
         if self.scalar_views:
@@ -1009,3 +1061,20 @@ class Muon(_Stepper, torch.optim.Muon):
         super().__init__(params, lr=lr, weight_decay=weight_decay, momentum=momentum,
                          nesterov=nesterov, ns_coefficients=ns_coefficients, eps=eps,
                          ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn)
+
+
+class SparseAdam(_Stepper, torch.optim.SparseAdam):
+    """torch.optim.SparseAdam stepped by fastopt (same signature, defaults and state dict).
+
+    Gradients are sparse COO tensors with one sparse dimension (rows), as
+    ``nn.Embedding(sparse=True)`` makes; they are coalesced by torch's
+    ``coalesce()`` and only the rows present are updated, in one C pass.
+    A dense gradient is torch's RuntimeError. State per parameter: ``step``
+    (an int, as in torch), ``exp_avg`` and ``exp_avg_sq``, zeros at first.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 maximize: bool = False) -> None:
+        self._fo_setup()
+        super().__init__(params, lr=lr, betas=betas, eps=eps, maximize=maximize)

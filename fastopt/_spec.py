@@ -189,15 +189,6 @@ def _adagrad_sparse(group):
     return None
 
 
-def _positive(*names):
-    """torch's rule that each of `names` is > 0 (SparseAdam's lr and eps)."""
-    def check(group, where):
-        for name in names:
-            if not group[name] > 0:
-                raise ValueError(f"{where}: {name} must be > 0, got {group[name]!r}")
-    return check
-
-
 def _muon(group, where):
     from ._newton_schulz import check  # the Newton-Schulz stage's own rules, in one place
     check(group, where)
@@ -487,16 +478,16 @@ _ROWS = [
     ), step=False, eager=False, check=_muon, ndim=2),
     # For row-sparse gradients (embedding tables): the rows present are updated, the others not.
     Spec("SparseAdam", "sparse_adam", (
-        Hyper("lr", 1e-3, NONNEG, ("lr",), "Learning rate γ (> 0)"),
+        Hyper("lr", 1e-3, NONNEG, ("lr",), "Learning rate γ (torch's constructor wants > 0)"),
         Hyper("betas", (0.9, 0.999), UNIT, ("beta1", "beta2"),
               "Decay rates (β₁, β₂) of the first and second moments"),
-        Hyper("eps", 1e-8, NONNEG, ("eps",), "ε added to the denominator (> 0)"),
+        Hyper("eps", 1e-8, NONNEG, ("eps",), "ε added to the denominator (torch's constructor wants > 0)"),
         Hyper("maximize", False, FLAG, ("maximize",), _MAX),
     ), (
         Buffer("exp_avg", 0, 0.0, doc=_M),
         Buffer("exp_avg_sq", 1, 0.0, doc="The second moment v"),
-    ), step=True, eager=False, check=_positive("lr", "eps"), sparse=lambda group: None,
-        int_step=True, function_name="sparse_adam"),
+    ), step=True, eager=False, sparse=lambda group: None, int_step=True,
+        function_name="sparse_adam"),
 ]
 
 SPECS = {spec.name: spec for spec in _ROWS}

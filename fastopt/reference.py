@@ -661,10 +661,9 @@ def muon(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr
 def _rows(grad, param):
     """A gradient as (rows, values): a row-sparse one (``indices``, ``values``)
     with its repeated rows summed in the order given, its rows sorted; a
-    dense one as every row."""
+    dense one as ``...`` (every element) and itself."""
     if not hasattr(grad, "indices"):
-        g = np.asarray(grad)
-        return np.arange(param.shape[0]), g
+        return Ellipsis, np.asarray(grad)  # every element
     sums = {}
     for r, v in zip(np.asarray(grad.indices).tolist(), np.asarray(grad.values)):
         sums[r] = v.copy() if r not in sums else sums[r] + v
@@ -692,7 +691,7 @@ def sparse_adam(param: Array, grad: Any, state: Mapping[str, Array], step: int, 
     v = np.array(state.get("exp_avg_sq", np.zeros_like(p)))
     rows, g = _rows(grad, p)
     g = _signed(g, maximize)
-    m0, v0 = m[rows], v[rows]
+    m0, v0 = m[rows].copy(), v[rows].copy()  # (a view for a dense gradient)
     dm = (g - m0) * _scalar(1 - beta1, p)
     dv = (g * g - v0) * _scalar(1 - beta2, p)
     m[rows] = m0 + dm

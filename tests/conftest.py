@@ -268,8 +268,12 @@ OPTION_CASES = [pytest.param(o, opts, id=f"{o.name}-{i}")
 
 # The optimizers torch.optim has (the tests against torch.optim run these; the
 # others are checked against their own reference in test_beyond_torch.py).
-# torch's SparseAdam refuses dense gradients: tests/test_sparse.py runs it against torch.
-IN_TORCH = [o for o in OPTIMIZERS if o.spec.reference == "torch.optim" and o.name != "SparseAdam"]
+# torch's SparseAdam (and so fastopt.torch's) refuses dense gradients: the tests that
+# step torch classes with dense gradients leave it out; tests/test_sparse.py runs it.
+SPARSE_ONLY_IN_TORCH = {"SparseAdam"}
+IN_TORCH = [o for o in OPTIMIZERS if o.spec.reference == "torch.optim"
+            and o.name not in SPARSE_ONLY_IN_TORCH]
+TORCH_DENSE = [o for o in OPTIMIZERS if o.name not in SPARSE_ONLY_IN_TORCH]
 IN_TORCH_CASES = [case for case in OPTION_CASES if case.values[0] in IN_TORCH]
 
 SIZES = (1, 7, 63, 1000)

@@ -40,7 +40,7 @@ def test_signature_defaults_are_the_specs(name, where):
         pytest.skip(f"torch.optim has no {name} (its reference is {spec.reference})")
     fn = {"fastopt": lambda: getattr(fastopt, name), "fastopt.torch": lambda: getattr(fastopt.torch, name),
           "torch.optim": lambda: getattr(torch.optim, name),
-          "functional": lambda: getattr(F, name.lower() + "_")}[where]()
+          "functional": lambda: getattr(F, spec.function + "_")}[where]()
     defaults = _defaults(fn, spec)
     assert defaults, "no hyperparameters found"
     for key, value in defaults.items():

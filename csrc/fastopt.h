@@ -309,6 +309,9 @@ typedef struct fo_table {
     fo_kernel average_swa[2];                        /* param += (grad - param) / avg_divisor */
     fo_kernel average_ema[2];                        /* param = avg_decay * param
                                                         + avg_weight * grad */
+    /* L-BFGS's flat vectors (fastopt._flat; kernels/grad.inc) */
+    fo_kernel vec_dot[2];                            /* acc += sum param * grad */
+    fo_kernel vec_axpy[2];                           /* param += scalars->scale * grad */
     /* Memory-bandwidth probes over float32 (benchmarks): a = param, b = grad,
      * c = state[0], s = scalars->scale. */
     fo_kernel probe[FO_NUM_PROBES];

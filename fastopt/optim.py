@@ -1427,6 +1427,27 @@ class LBFGS:
     ``func_evals``, ``n_iter``, ``d``, ``t``, ``old_dirs``, ``old_stps``,
     ``ro``, ``H_diag``, ``prev_flat_grad``, ``prev_loss`` (and ``al``, the
     recursion's workspace, from the second iteration).
+
+    Parameters
+    ----------
+    params : list of arrays
+        The parameters (float32 or float64, one dtype), updated in place; or
+        a list of one group dict.
+    lr : float, default 1
+        Learning rate γ, >= 0 (the step length t of every iteration but the
+        very first, and the line search's first trial).
+    max_iter : int, default 20
+        Iterations per step.
+    max_eval : int or None, default None
+        Closure evaluations per step (None: max_iter * 5 // 4).
+    tolerance_grad : float, default 1e-7
+        Stop when max |g| <= tolerance_grad.
+    tolerance_change : float, default 1e-9
+        Stop when max |t·d| or the change of the loss is below it.
+    history_size : int, default 100
+        Pairs (s, y) kept, >= 1.
+    line_search_fn : str or None, default None
+        None or "strong_wolfe".
     """
 
     def __init__(self, params: Params, lr: float = 1, max_iter: int = 20,
@@ -1460,7 +1481,13 @@ class LBFGS:
         self._lock = threading.RLock()
 
     def step(self, closure: Any) -> float:
-        """Run one L-BFGS step (up to max_iter iterations); returns the first loss."""
+        """Run one L-BFGS step (up to max_iter iterations); returns the first loss.
+
+        Parameters
+        ----------
+        closure : callable
+            ``closure()`` returns ``(loss, grads)`` at the current parameters.
+        """
         with self._lock:
             if len(self.param_groups) != 1:
                 raise ValueError("LBFGS doesn't support per-parameter options (parameter groups)")
@@ -1504,7 +1531,13 @@ class LBFGS:
                     "param_groups": [group]}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore from :meth:`state_dict` (copies; every array checked first)."""
+        """Restore from :meth:`state_dict` (copies; every array checked first).
+
+        Parameters
+        ----------
+        state_dict : dict
+            What :meth:`state_dict` returned.
+        """
         with self._lock:
             groups = state_dict["param_groups"]
             if len(groups) != 1 or len(groups[0]["params"]) != len(self.param_groups[0]["params"]):

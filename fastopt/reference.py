@@ -773,8 +773,20 @@ def lbfgs(params: list[Array], closure: Any, state: Mapping[str, Any], *, lr: fl
         ``closure(params)`` returns ``(loss, grads)`` at the given parameters.
     state : dict
         The state, with torch's names; empty before the first step.
-    lr, max_iter, max_eval, tolerance_grad, tolerance_change, history_size, line_search_fn
-        As torch.optim.LBFGS (max_eval None: max_iter * 5 // 4).
+    lr : float, default 1
+        Learning rate γ (the step length after the very first iteration).
+    max_iter : int, default 20
+        Iterations per step.
+    max_eval : int or None, default None
+        Closure evaluations per step (None: max_iter * 5 // 4).
+    tolerance_grad : float, default 1e-7
+        Stop when max |g| <= tolerance_grad.
+    tolerance_change : float, default 1e-9
+        Stop when max |t·d| or the change of the loss is below it.
+    history_size : int, default 100
+        Pairs (s, y) kept.
+    line_search_fn : str or None, default None
+        None or "strong_wolfe".
 
     Returns
     -------

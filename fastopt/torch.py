@@ -1020,6 +1020,26 @@ class LBFGS(torch.optim.LBFGS):
     The flat-vector arithmetic runs in C with sums in a fixed order (see
     ``fastopt.LBFGS``); a step whose closure raises, or returns a non-finite
     loss or gradient, puts the parameters back and leaves the state as it was.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of one group dict
+        The parameters: CPU float32 or float64 tensors of one dtype, contiguous.
+    lr : float, default 1
+        Learning rate γ, >= 0 (the step length t of every iteration but the
+        very first, and the line search's first trial).
+    max_iter : int, default 20
+        Iterations per step.
+    max_eval : int or None, default None
+        Closure evaluations per step (None: max_iter * 5 // 4).
+    tolerance_grad : float, default 1e-7
+        Stop when max |g| <= tolerance_grad.
+    tolerance_change : float, default 1e-9
+        Stop when max |t·d| or the change of the loss is below it.
+    history_size : int, default 100
+        Pairs (s, y) kept, >= 1.
+    line_search_fn : str or None, default None
+        None or "strong_wolfe".
     """
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
@@ -1053,7 +1073,13 @@ class LBFGS(torch.optim.LBFGS):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any]) -> Any:  # type: ignore[override]
-        """Run one L-BFGS step (up to max_iter iterations); returns the first loss."""
+        """Run one L-BFGS step (up to max_iter iterations); returns the first loss.
+
+        Parameters
+        ----------
+        closure : callable
+            Zeroes the gradients, computes the loss, runs ``backward()`` and returns the loss.
+        """
         group = self._fo_group()
         params, arrays = self._fo_arrays()
         closure = torch.enable_grad()(closure)

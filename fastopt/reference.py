@@ -952,6 +952,13 @@ class ReferenceOptimizer:
     The current parameters are in ``params`` and their state in ``state``
     (by index). A float16 or bfloat16 parameter steps as :func:`half_step`.
 
+    A Schedule-Free optimizer keeps the package's group state (``k``,
+    ``lr_max``, ``weight_sum``, ``scheduled_lr``, ``train_mode``) in
+    ``groups``, one dict per parameter group: every step is the group's step
+    ``k`` (a parameter skipped with None keeps its y and z while the group
+    counts on), and only in train mode (``train()``; ``eval()`` moves the
+    parameters to the average x, as :func:`schedule_free_switch`).
+
     Parameters
     ----------
     name : str
@@ -965,17 +972,32 @@ class ReferenceOptimizer:
 
     def __init__(self, name: str, params: list[Any], defaults: Mapping[str, Any]) -> None:
         self.update = UPDATES[name]
+        self.spec = SPECS[name]
         groups = list(params)
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         self.hyper, self.params, self.state, self.steps = [], [], [], []
-        for group in groups:
+        self.groups: list[dict[str, Any]] = []  # per group: its group state (Schedule-Free)
+        self.group_hyper: list[dict[str, Any]] = []
+        self.group_of: list[int] = []
+        for gi, group in enumerate(groups):
             hyper = {**defaults, **{k: v for k, v in group.items() if k != "params"}}
+            self.groups.append({h.name: h.default for h in self.spec.group_state})
+            self.group_hyper.append({**self.spec.defaults, **hyper})
             for p in group["params"]:
                 self.hyper.append(hyper)
                 self.params.append(np.array(p, copy=True))
                 self.state.append({})
                 self.steps.append(0)
+                self.group_of.append(gi)
+
+    def _one(self, i: int, grad: Array, step: int, **extra: Any) -> None:
+        args = (self.params[i], np.asarray(grad), self.state[i], step)
+        hyper = {**self.hyper[i], **extra}
+        if _is_16bit(self.params[i]):
+            self.params[i], self.state[i] = half_step(self.update, *args, **hyper)
+        else:
+            self.params[i], self.state[i] = self.update(*args, **hyper)
 
     def step(self, grads: Grads) -> None:
         """Update every parameter from its gradient.
@@ -985,12 +1007,52 @@ class ReferenceOptimizer:
         grads : list of arrays
             One gradient per parameter, in group order; None skips one.
         """
+        if self.spec.group_state:
+            self._schedule_free_step(grads)
+            return
         for i, grad in enumerate(grads):
             if grad is None:
                 continue
             self.steps[i] += 1
-            args = (self.params[i], np.asarray(grad), self.state[i], self.steps[i])
-            if _is_16bit(self.params[i]):
-                self.params[i], self.state[i] = half_step(self.update, *args, **self.hyper[i])
-            else:
-                self.params[i], self.state[i] = self.update(*args, **self.hyper[i])
+            self._one(i, grad, self.steps[i])
+
+    def _schedule_free_step(self, grads: Grads) -> None:
+        if not self.groups[0]["train_mode"]:
+            raise RuntimeError("Optimizer was not in train mode when step is called")
+        before = [dict(g) for g in self.groups]
+        for g, hyper in zip(self.groups, self.group_hyper):
+            g["k"] += 1
+            g["scheduled_lr"], _, g["lr_max"], g["weight_sum"] = schedule_free_group(
+                g["k"], hyper["lr"], hyper["warmup_steps"], hyper["r"], hyper["weight_lr_power"],
+                g["lr_max"], g["weight_sum"])
+        for i, grad in enumerate(grads):
+            if grad is None:
+                continue
+            self.steps[i] += 1
+            b = before[self.group_of[i]]
+            self._one(i, grad, b["k"] + 1, lr_max=b["lr_max"], weight_sum=b["weight_sum"])
+
+    def train(self) -> None:
+        """Move every parameter to y (Schedule-Free), as the package's train()."""
+        self._switch(True)
+
+    def eval(self) -> None:
+        """Move every parameter to x, the average (Schedule-Free), as the package's eval()."""
+        self._switch(False)
+
+    def _switch(self, train: bool) -> None:
+        if not self.spec.group_state:
+            raise TypeError(f"{self.spec.name} has no train()/eval()")
+        for gi, g in enumerate(self.groups):
+            if g["train_mode"] == train:
+                continue
+            for i in range(len(self.params)):
+                if self.group_of[i] != gi or "z" not in self.state[i]:
+                    continue  # as the package: only parameters with a z (a step done) move
+                hyper = self.group_hyper[gi]
+                beta = hyper["betas"][0] if "betas" in hyper else hyper["momentum"]
+                p = self.params[i]
+                wide = p.astype(np.float32) if _is_16bit(p) else p  # 16-bit: in float32, rounded once
+                self.params[i] = schedule_free_switch(wide, self.state[i]["z"], beta,
+                                                      train).astype(p.dtype)
+            g["train_mode"] = train

@@ -41,34 +41,37 @@ extern "C" {
 typedef enum fo_dtype { FO_F32 = 0, FO_F64 = 1, FO_BF16 = 2, FO_F16 = 3 } fo_dtype;
 #define FO_NUM_DTYPES 4
 
-/* The algorithms, listed once: X(name, NAME, modes), where `modes` is the
- * number of mode variants (see the mode bits below). The enum, the kernel
- * wrappers and the kernel tables are generated from this list; an
- * algorithm's loop body is csrc/kernels/<name>.inc. */
-#define FO_ALGOS(X)             \
-    X(sgd, SGD, 16)             \
-    X(adagrad, ADAGRAD, 2)      \
-    X(rmsprop, RMSPROP, 16)     \
-    X(adam, ADAM, 16)           \
-    X(adamax, ADAMAX, 4)        \
-    X(adadelta, ADADELTA, 2)    \
-    X(radam, RADAM, 16)         \
-    X(rprop, RPROP, 2)          \
-    X(lion, LION, 1)            \
-    X(adabelief, ADABELIEF, 2)  \
-    X(adopt, ADOPT, 2)          \
-    X(adan, ADAN, 8)            \
-    X(lamb, LAMB, 4)            \
-    X(lars, LARS, 8)            \
-    X(nadam, NADAM, 8)          \
-    X(asgd, ASGD, 4)            \
-    X(sf_adamw, SF_ADAMW, 4)    \
-    X(sf_sgd, SF_SGD, 4)        \
-    X(muon, MUON, 4)            \
-    X(sparse_adam, SPARSE_ADAM, 1)
+/* The algorithms, listed once: X(name, NAME, modes, loop), where `modes` is
+ * the number of mode variants (see the mode bits below) and `loop` the loop
+ * its kernels run their body in: `each` (vector after vector), or `norm` for
+ * an algorithm with a norm phase (fo_norm_phase(): per-block norms held in
+ * registers). The enum, the kernel wrappers and the kernel tables are
+ * generated from this list; an algorithm's loop body is
+ * csrc/kernels/<name>.inc. */
+#define FO_ALGOS(X)                   \
+    X(sgd, SGD, 16, each)             \
+    X(adagrad, ADAGRAD, 2, each)      \
+    X(rmsprop, RMSPROP, 16, each)     \
+    X(adam, ADAM, 16, each)           \
+    X(adamax, ADAMAX, 4, each)        \
+    X(adadelta, ADADELTA, 2, each)    \
+    X(radam, RADAM, 16, each)         \
+    X(rprop, RPROP, 2, each)          \
+    X(lion, LION, 1, each)            \
+    X(adabelief, ADABELIEF, 2, each)  \
+    X(adopt, ADOPT, 2, each)          \
+    X(adan, ADAN, 8, each)            \
+    X(lamb, LAMB, 4, norm)            \
+    X(lars, LARS, 8, norm)            \
+    X(nadam, NADAM, 8, each)          \
+    X(asgd, ASGD, 4, each)            \
+    X(sf_adamw, SF_ADAMW, 4, each)    \
+    X(sf_sgd, SF_SGD, 4, each)        \
+    X(muon, MUON, 4, each)            \
+    X(sparse_adam, SPARSE_ADAM, 1, each)
 
-#define FO_ALGO_ENUM_(name, NAME, modes) FO_##NAME,
-#define FO_ALGO_COUNT_(name, NAME, modes) +1
+#define FO_ALGO_ENUM_(name, NAME, modes, loop) FO_##NAME,
+#define FO_ALGO_COUNT_(name, NAME, modes, loop) +1
 typedef enum fo_algo { FO_ALGOS(FO_ALGO_ENUM_) } fo_algo;
 enum { FO_NUM_ALGOS = 0 FO_ALGOS(FO_ALGO_COUNT_) };
 #undef FO_ALGO_ENUM_
@@ -320,6 +323,9 @@ typedef struct fo_table {
     fo_kernel average_swa[2];                        /* param += (grad - param) / avg_divisor */
     fo_kernel average_ema[2];                        /* param = avg_decay * param
                                                         + avg_weight * grad */
+    /* L-BFGS's flat vectors (fastopt._flat; kernels/grad.inc) */
+    fo_kernel vec_dot[2];                            /* acc += sum param * grad */
+    fo_kernel vec_axpy[2];                           /* param += scalars->scale * grad */
     /* Memory-bandwidth probes over float32 (benchmarks): a = param, b = grad,
      * c = state[0], s = scalars->scale. */
     fo_kernel probe[FO_NUM_PROBES];

@@ -49,7 +49,7 @@
 #include <string.h>
 #include "fo_common.h"
 
-#define FO_ALGO_NAME_(name, NAME, modes) #name,
+#define FO_ALGO_NAME_(name, NAME, modes, loop) #name,
 static const char *const fo_algo_names[] = { FO_ALGOS(FO_ALGO_NAME_) };
 #undef FO_ALGO_NAME_
 

@@ -96,6 +96,8 @@ cdef extern from "fastopt.h" nogil:
         fo_kernel grad_clip_value[2]
         fo_kernel average_swa[2]
         fo_kernel average_ema[2]
+        fo_kernel vec_dot[2]
+        fo_kernel vec_axpy[2]
         fo_kernel probe[3]
 
     const char *fo_isa_name(fo_isa isa) noexcept

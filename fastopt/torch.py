@@ -58,14 +58,14 @@ import numpy as np
 import torch
 import torch.optim
 
-from . import _core
+from . import _core, _lbfgs
 from . import optim as _optim
 from . import _docs
 from ._sparse import RowSparse
 from ._spec import FIRST_GRAD, PARAM, SPECS
 from ._validate import as_float
 
-__all__ = list(SPECS)  # one class per optimizer of fastopt._spec
+__all__ = [*SPECS, "LBFGS"]  # one class per optimizer of fastopt._spec, and LBFGS
 
 _DTYPES = (torch.float32, torch.float64)
 # parameters and gradients may also be 16-bit, with float32 state (API.md)
@@ -1061,6 +1061,122 @@ class Muon(_Stepper, torch.optim.Muon):
         super().__init__(params, lr=lr, weight_decay=weight_decay, momentum=momentum,
                          nesterov=nesterov, ns_coefficients=ns_coefficients, eps=eps,
                          ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn)
+
+
+class LBFGS(torch.optim.LBFGS):
+    """torch.optim.LBFGS stepped by fastopt: torch's signature, closure
+    protocol (``closure()`` zeroes the gradients, runs backward and returns
+    the loss), state (in the first parameter's state) and state dict.
+
+    Parameters are CPU float32 or float64 tensors of one dtype, contiguous.
+    The flat-vector arithmetic runs in C with sums in a fixed order (see
+    ``fastopt.LBFGS``); a step whose closure raises, or returns a non-finite
+    loss or gradient, puts the parameters back and leaves the state as it was.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of one group dict
+        The parameters: CPU float32 or float64 tensors of one dtype, contiguous.
+    lr : float, default 1
+        Learning rate γ, >= 0 (the step length t of every iteration but the
+        very first, and the line search's first trial).
+    max_iter : int, default 20
+        Iterations per step.
+    max_eval : int or None, default None
+        Closure evaluations per step (None: max_iter * 5 // 4).
+    tolerance_grad : float, default 1e-7
+        Stop when max |g| <= tolerance_grad.
+    tolerance_change : float, default 1e-9
+        Stop when max |t·d| or the change of the loss is below it.
+    history_size : int, default 100
+        Pairs (s, y) kept, >= 1.
+    line_search_fn : str or None, default None
+        None or "strong_wolfe".
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 1, max_iter: int = 20, max_eval: int | None = None,
+                 tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9,
+                 history_size: int = 100, line_search_fn: str | None = None) -> None:
+        super().__init__(params, lr=lr, max_iter=max_iter, max_eval=max_eval,
+                         tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
+                         history_size=history_size, line_search_fn=line_search_fn)
+        _lbfgs.hypers(self._fo_group())
+        self._fo_arrays()
+
+    def _fo_group(self):
+        if len(self.param_groups) != 1:
+            raise ValueError("LBFGS doesn't support per-parameter options (parameter groups)")
+        group = dict(self.param_groups[0])
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"] = float(group["lr"])
+        return group
+
+    def _fo_arrays(self):
+        """The parameters' NumPy views (the arrays the step updates in place)."""
+        params = list(self.param_groups[0]["params"])
+        for i, p in enumerate(params):
+            _check_tensor(p, f"parameter {i}", (torch.float32, torch.float64))
+            if not p.is_contiguous():
+                raise ValueError(f"parameter {i} must be contiguous")
+        arrays = [p.detach().numpy() for p in params]
+        _lbfgs.check_params(arrays)
+        return params, arrays
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any]) -> Any:  # type: ignore[override]
+        """Run one L-BFGS step (up to max_iter iterations); returns the first loss.
+
+        Parameters
+        ----------
+        closure : callable
+            Zeroes the gradients, computes the loss, runs ``backward()`` and returns the loss.
+        """
+        group = self._fo_group()
+        params, arrays = self._fo_arrays()
+        closure = torch.enable_grad()(closure)
+
+        def evaluate(count):
+            loss = closure()
+            value = _lbfgs.checked_loss(loss, count)
+            views = []
+            for p, a in zip(params, arrays):
+                g = p.grad
+                if g is None:
+                    views.append(np.zeros(a.size, a.dtype))
+                    continue
+                g = g.to_dense() if g.is_sparse else g
+                if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
+                    raise ValueError("LBFGS: a gradient does not match its parameter's shape, "
+                                     "dtype or device")
+                views.append(g.detach().reshape(-1).numpy())
+            return loss, value, _lbfgs.checked_grad(np.concatenate(views), count)
+
+        state = self.state[params[0]]
+        loss, new = _lbfgs.step(arrays, evaluate, _state_arrays(state, arrays[0].dtype.type), group)
+        state.clear()
+        state.update(_state_tensors(new))
+        return loss
+
+
+def _state_arrays(state, dt):
+    """torch's LBFGS state with NumPy arrays and dtype scalars for its tensors."""
+    def of(v):
+        if isinstance(v, torch.Tensor):
+            return dt(v.item()) if v.ndim == 0 else v.detach().numpy()
+        return [of(x) for x in v] if isinstance(v, list) else v
+    return {k: of(v) for k, v in state.items()}
+
+
+def _state_tensors(state):
+    """The inverse of _state_arrays: tensors (sharing the arrays' memory) and 0-d tensors."""
+    def of(v):
+        if isinstance(v, np.ndarray):
+            return torch.from_numpy(v)
+        if isinstance(v, np.floating):
+            return torch.tensor(v)
+        return [of(x) for x in v] if isinstance(v, list) else v
+    return {k: of(v) for k, v in state.items()}
 
 
 class SparseAdam(_Stepper, torch.optim.SparseAdam):

@@ -403,10 +403,12 @@ def new_state(name, param, fill=0.0):
             **{n: np.array(1.0, np.float32) for n in SPECS[name].scalar_names}}
 
 
-def run_isolated(code, timeout=60):
+def run_isolated(code, timeout=300):
     """Run `code` in a fresh Python process that imports this fastopt, and
     return its stdout. A crash (a signal) or a hang (past `timeout` seconds)
-    fails the calling test instead of killing or stalling the whole run."""
+    fails the calling test instead of killing or stalling the whole run. The
+    timeout is generous: on a busy machine importing torch alone can take
+    most of a minute."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(fastopt.__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))

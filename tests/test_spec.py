@@ -88,12 +88,13 @@ def test_exports_are_the_specs():
     import fastopt.reference as R
     from fastopt import optim
     names = list(SPECS)
-    assert optim.__all__ == ["Optimizer", *names]  # a literal list, for type checkers
+    # LBFGS is outside the spec (not elementwise: fastopt._lbfgs), with no functional form
+    assert optim.__all__ == ["Optimizer", *names, "LBFGS"]  # a literal list, for type checkers
     assert all(getattr(fastopt, n) is getattr(optim, n) for n in optim.__all__)
     assert set(optim.__all__) <= set(fastopt.__all__)
-    assert fastopt.torch.__all__ == names
+    assert fastopt.torch.__all__ == [*names, "LBFGS"]
     assert F.__all__ == [SPECS[n].function + "_" for n in names]
-    assert R.__all__[:len(names)] == [SPECS[n].function for n in names]
+    assert R.__all__[:len(names) + 1] == [SPECS[n].function for n in names] + ["lbfgs"]
     assert list(R.UPDATES) == names
 
 

@@ -8,6 +8,7 @@ increasing row indices of its own (a copy, so nothing another thread does to
 the caller's array can move a write) and the values of each row summed.
 """
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["RowSparse"]
 
@@ -48,7 +49,7 @@ class RowSparse:
 
     __slots__ = ("indices", "values")
 
-    def __init__(self, indices, values):
+    def __init__(self, indices: npt.ArrayLike, values: npt.ArrayLike) -> None:
         self.indices = np.asarray(indices)
         self.values = np.asarray(values)
         if self.indices.dtype != np.int64:
@@ -63,11 +64,11 @@ class RowSparse:
                              f"{self.indices.shape[0]} indices")
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
         """The values' shape (nnz,) + row shape."""
         return self.values.shape
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"RowSparse(indices={self.indices!r}, values={self.values!r})"
 
 

@@ -292,6 +292,17 @@ def dtype(request):
     return np.dtype(request.param)
 
 
+def one_dtype_by_default(default):
+    """For a test whose subject does not depend on the dtype (state-dict
+    layout, piece boundaries): ``default`` in the default run, the other one
+    under -m slow. Overrides the ``dtype`` fixture."""
+    other = np.float64 if np.dtype(default) == np.float32 else np.float32
+    return pytest.mark.parametrize("dtype", [
+        pytest.param(np.dtype(default), id=np.dtype(default).name.replace("float", "f")),
+        pytest.param(np.dtype(other), id=np.dtype(other).name.replace("float", "f"),
+                     marks=pytest.mark.slow)])
+
+
 @pytest.fixture(params=[n for n in _core.isa_names() if n != "scalar"])
 def isa(request):
     """Each SIMD path this CPU runs besides ``scalar`` (which the others must equal)."""

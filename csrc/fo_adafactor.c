@@ -47,7 +47,7 @@ static void fo_af_task(void *ctx, size_t k)
 {
     const fo_af_job *job = (const fo_af_job *)ctx;
     const fo_af_band *b = &job->bands[k];
-    const unsigned mode = (b->item.cols ? FO_ADAFACTOR_FACTORED : 0u) | job->pass;
+    const unsigned mode = (b->item.mat_cols ? FO_ADAFACTOR_FACTORED : 0u) | job->pass;
     job->t->update[FO_ADAFACTOR][b->item.dtype][mode](&b->item, b->begin, b->end, NULL);
 }
 
@@ -71,21 +71,21 @@ static size_t fo_af_band_rows(size_t rows, size_t cols)
 static size_t fo_af_plan(const fo_item *it, fo_af_band *out, double **acc, size_t *doubles)
 {
     size_t count = 0;
-    if (it->cols) {
-        const size_t matrix = it->rows * it->cols, k = fo_af_band_rows(it->rows, it->cols);
+    if (it->mat_cols) {
+        const size_t matrix = it->mat_rows * it->mat_cols, k = fo_af_band_rows(it->mat_rows, it->mat_cols);
         for (size_t b = 0; b < it->n / matrix; b++) {
-            for (size_t r = 0; r < it->rows; r += k, count++) {
-                const size_t rows = r + k < it->rows ? k : it->rows - r;
-                const size_t need = FO_AF_HEAD + it->cols + rows;
+            for (size_t r = 0; r < it->mat_rows; r += k, count++) {
+                const size_t rows = r + k < it->mat_rows ? k : it->mat_rows - r;
+                const size_t need = FO_AF_HEAD + it->mat_cols + rows;
                 if (out) {
                     fo_af_band *band = &out[count];
                     band->item = *it;
-                    band->begin = b * matrix + r * it->cols;
-                    band->end = band->begin + rows * it->cols;
+                    band->begin = b * matrix + r * it->mat_cols;
+                    band->end = band->begin + rows * it->mat_cols;
                     band->rows = rows;
                     band->item.vstart = band->begin;
                     band->item.state[1] = (char *)it->state[1] +
-                        b * it->cols * (it->dtype == FO_F64 ? sizeof(double) : sizeof(float));
+                        b * it->mat_cols * (it->dtype == FO_F64 ? sizeof(double) : sizeof(float));
                     band->item.norms = *acc;
                     *acc += need;
                 }
@@ -124,7 +124,7 @@ static size_t fo_af_plan(const fo_item *it, fo_af_band *out, double **acc, size_
     {                                                                                       \
         const fo_item *it = &bands[0].item;                                                 \
         const fo_scalars *s = it->scalars;                                                  \
-        const size_t cols = it->cols, rows = it->rows;                                      \
+        const size_t cols = it->mat_cols, rows = it->mat_rows;                                      \
         T *row = (T *)it->state[0];                                                         \
         for (size_t j = 0; j < count;) {                                                    \
             /* the bands of one batch: j .. e */                                            \
@@ -205,8 +205,8 @@ int fo_adafactor_step(const fo_table *t, fo_step_args *a)
             bands[b].item.norms[2] = eps1;
         }
         alpha[i] = fmax(s->eps_root, fo_af_norm(sum, it->dtype) / sqrt((double)it->n)) * s->lr;
-        if (it->cols && it->dtype == FO_F64) fo_af_factors_f64(bands + first[i], first[i + 1] - first[i], eps1);
-        else if (it->cols) fo_af_factors_f32(bands + first[i], first[i + 1] - first[i], eps1);
+        if (it->mat_cols && it->dtype == FO_F64) fo_af_factors_f64(bands + first[i], first[i + 1] - first[i], eps1);
+        else if (it->mat_cols) fo_af_factors_f32(bands + first[i], first[i + 1] - first[i], eps1);
     }
     job.pass = FO_ADAFACTOR_NORM;
     fo_run_tasks(count, fo_af_task, &job, bytes);

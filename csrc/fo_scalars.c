@@ -49,7 +49,7 @@
 #include <string.h>
 #include "fo_common.h"
 
-#define FO_ALGO_NAME_(name, NAME, modes) #name,
+#define FO_ALGO_NAME_(name, NAME, modes, loop) #name,
 static const char *const fo_algo_names[] = { FO_ALGOS(FO_ALGO_NAME_) };
 #undef FO_ALGO_NAME_
 
@@ -105,6 +105,7 @@ fo_hyper fo_hyper_defaults(fo_algo algo)
         break;
     case FO_ASGD: h.lr = 1e-2; h.lambd = 1e-4; h.alpha = 0.75; h.t0 = 1e6; break;
     case FO_MUON: h.lr = 1e-3; h.weight_decay = 0.1; h.momentum = 0.95; h.nesterov = 1; break;
+    case FO_SPARSE_ADAM: h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; break;
     case FO_ADAFACTOR: h.lr = 1e-2; h.beta2_decay = -0.8; h.eps = NAN; h.eps2 = 1e-3; h.d = 1.0; break;
     }
     return h;
@@ -349,6 +350,13 @@ unsigned fo_prepare_with(fo_algo algo, const fo_hyper *h, int64_t step, int firs
         s->lerp_high = (fo_lerp_high(1 - h->momentum) ? 1u : 0u) | (fo_lerp_high(h->momentum) ? 2u : 0u);
         s->param_decay = 1 - h->lr * h->weight_decay;
         break;
+    case FO_SPARSE_ADAM: {
+        double t = (double)step;  /* torch: lr * sqrt(1 - beta2**t) / (1 - beta1**t), in double */
+        s->lerp_weight = 1 - h->beta1;
+        s->avg_weight = 1 - h->beta2;
+        s->neg_lr = -(h->lr * sqrt(1 - pow(h->beta2, t)) / (1 - pow(h->beta1, t)));
+        break;
+    }
     case FO_ADAFACTOR:  /* the rest is per item, between the passes (fo_adafactor.c) */
         s->lerp_weight = pow((double)step, h->beta2_decay);
         s->lerp_high = fo_lerp_high(s->lerp_weight) ? 1u : 0u;

@@ -158,7 +158,7 @@ int fo_step(fo_step_args *a)
             last_ps = ps;
         }
         /* Adafactor: which state an item has depends on its shape */
-        const unsigned item_mode = a->algo == FO_ADAFACTOR && it->cols ? mode | FO_ADAFACTOR_FACTORED : mode;
+        const unsigned item_mode = a->algo == FO_ADAFACTOR && it->mat_cols ? mode | FO_ADAFACTOR_FACTORED : mode;
         const unsigned item_need = item_mode == mode ? need : fo_mode_slots(a->algo, item_mode);
         if (((item_need & 1u) && !it->state[0]) || ((item_need & 2u) && !it->state[1]) ||
             ((item_need & 4u) && !it->state[2]) || ((item_need & 8u) && !it->state[3])) {

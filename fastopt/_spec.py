@@ -111,11 +111,17 @@ class Spec(NamedTuple):
     # passes under the same key in its copy of the group (Schedule-Free's k, ckp1).
     step_fields: Tuple[str, ...] = ()
     ndim: Optional[int] = None   # the parameters' number of dimensions (Muon: 2); None: any
+    # Row-sparse gradients (fastopt.RowSparse, torch's sparse COO): None when it
+    # refuses them, else a function of a group that returns None when that
+    # group's hyperparameters allow them, else torch's reason why not.
+    sparse: Optional[Callable[[dict], Optional[str]]] = None
+    int_step: bool = False       # torch keeps "step" as a Python int (SparseAdam), not a tensor
+    function_name: str = ""      # its fastopt.reference function's name when not name.lower()
 
     @property
     def function(self):
         """The name of its fastopt.reference function (fastopt.functional's adds a "_")."""
-        return self.name.lower()
+        return self.function_name or self.name.lower()
 
     @property
     def defaults(self):
@@ -201,6 +207,21 @@ _SF_HYPERS = (
 )
 
 
+def _sgd_sparse(group):
+    if group["weight_decay"] != 0:  # torch: grad.add(param) of a sparse grad
+        return "add(sparse, dense) is not supported. Use add(dense, sparse) instead."
+    if group["momentum"] != 0:  # torch keeps a sparse momentum buffer: not stepped by fastopt
+        return ("momentum with sparse gradients is not supported by fastopt (torch.optim.SGD "
+                "keeps a sparse momentum buffer); use momentum=0, or dense gradients")
+    return None
+
+
+def _adagrad_sparse(group):
+    if group["weight_decay"] != 0:
+        return "weight_decay option is not compatible with sparse gradients"
+    return None
+
+
 def _muon(group, where):
     from ._newton_schulz import check  # the Newton-Schulz stage's own rules, in one place
     check(group, where)
@@ -263,7 +284,7 @@ _ROWS = [
     ), (
         Buffer("momentum_buffer", 0, FIRST_GRAD, lambda g: g["momentum"] != 0,
                doc="The momentum buffer b (required when momentum != 0)"),
-    ), step=False, eager=False, check=_nesterov),
+    ), step=False, eager=False, check=_nesterov, sparse=_sgd_sparse),
     Spec("Adagrad", "adagrad", (
         Hyper("lr", 1e-2, NONNEG, ("lr",), _LR),
         Hyper("lr_decay", 0, NONNEG, ("lr_decay",),
@@ -274,7 +295,7 @@ _ROWS = [
         Hyper("maximize", False, FLAG, ("maximize",), _MAX),
     ), (
         Buffer("sum", 0, "initial_accumulator_value", doc="The sum of squared gradients s"),
-    ), step=True, eager=True),
+    ), step=True, eager=True, sparse=_adagrad_sparse),
     Spec("RMSprop", "rmsprop", (
         Hyper("lr", 1e-2, NONNEG, ("lr",), _LR),
         Hyper("alpha", 0.99, NONNEG, ("alpha",), "Smoothing constant α of the averages"),
@@ -488,6 +509,18 @@ _ROWS = [
     ), (
         Buffer("momentum_buffer", 0, 0.0, doc="The momentum buffer b"),
     ), step=False, eager=False, check=_muon, ndim=2),
+    # For row-sparse gradients (embedding tables): the rows present are updated, the others not.
+    Spec("SparseAdam", "sparse_adam", (
+        Hyper("lr", 1e-3, NONNEG, ("lr",), "Learning rate γ (torch's constructor wants > 0)"),
+        Hyper("betas", (0.9, 0.999), UNIT, ("beta1", "beta2"),
+              "Decay rates (β₁, β₂) of the first and second moments"),
+        Hyper("eps", 1e-8, NONNEG, ("eps",), "ε added to the denominator (torch's constructor wants > 0)"),
+        Hyper("maximize", False, FLAG, ("maximize",), _MAX),
+    ), (
+        Buffer("exp_avg", 0, 0.0, doc=_M),
+        Buffer("exp_avg_sq", 1, 0.0, doc="The second moment v"),
+    ), step=True, eager=False, sparse=lambda group: None, int_step=True,
+        function_name="sparse_adam"),
     # Factored second moments: the state is not parameter-shaped (Buffer.shape);
     # three C passes over bands of rows (csrc/fo_adafactor.c).
     Spec("Adafactor", "adafactor", (

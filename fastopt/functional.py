@@ -23,12 +23,13 @@ array([0.9, 0.9, 0.9, 0.9])
 import numpy as np
 
 from . import _core, _docs
+from ._sparse import RowSparse
 from ._spec import SPECS
 from ._typing import Array
 from ._validate import as_whole
 from .optim import (_MAX_STEP, ADOPT, ASGD, LAMB, LARS, SGD, AdaBelief, Adadelta, Adafactor, Adagrad, Adam,
                     Adamax, Adan, Lion, Muon, NAdam, RAdam, RMSprop, Rprop, ScheduleFreeAdamW,
-                    ScheduleFreeSGD, schedule_free_group)
+                    ScheduleFreeSGD, SparseAdam, schedule_free_group)
 
 __all__ = [spec.function + "_" for spec in SPECS.values()]  # one per optimizer of fastopt._spec
 
@@ -310,6 +311,14 @@ def muon_(param: Array, grad: Array, momentum_buffer: Array, *, step: int, lr: f
     _update(Muon, param, grad, (momentum_buffer,), step, hyper, isa)
 
 
+def sparse_adam_(param: Array, grad: Array | RowSparse, exp_avg: Array, exp_avg_sq: Array, *, step: int,
+                 lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 maximize: bool = False, isa: str | None = None) -> None:
+    """One SparseAdam step in place (see ``fastopt.SparseAdam``): ``grad`` is a
+    ``fastopt.RowSparse`` (the rows present are updated) or a dense array (every row).
+    """
+    hyper = dict(lr=lr, betas=tuple(betas), eps=eps, maximize=maximize)
+    _update(SparseAdam, param, grad, (exp_avg, exp_avg_sq), step, hyper, isa)
 
 def adafactor_(param: Array, grad: Array, row_var: Array | None = None, col_var: Array | None = None,
                variance: Array | None = None, *, step: int, lr: float = 1e-2,

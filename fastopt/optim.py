@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _core, _lbfgs
 from ._typing import Grads, Params, StateDict
 from . import _docs
 from ._spec import FIRST_GRAD, PARAM, SPECS, Spec, element_rules
@@ -36,7 +36,7 @@ from ._validate import as_whole, float_array, in_range
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax",
            "Adadelta", "RAdam", "Rprop", "NAdam", "ASGD",
            "Lion", "AdaBelief", "ADOPT", "Adan", "LAMB", "LARS",
-           "ScheduleFreeAdamW", "ScheduleFreeSGD", "Muon", "Adafactor"]
+           "ScheduleFreeAdamW", "ScheduleFreeSGD", "Muon", "SparseAdam", "Adafactor", "LBFGS"]
 
 
 # Every live optimizer, so that a forked child can replace their locks: a
@@ -1414,6 +1414,204 @@ class Muon(Optimizer):
                          skip_nonfinite=skip_nonfinite)
 
 
+class LBFGS:
+    """L-BFGS (torch.optim.LBFGS), over one flat vector of all the parameters.
+
+    Not an elementwise optimizer: each ``step(closure)`` runs up to
+    ``max_iter`` iterations, each a direction d = −H·g from the two-loop
+    recursion over the last ``history_size`` pairs (s, y) (H₀ = yᵀs / yᵀy)
+    and a move θ ← θ + t·d, with t = min(1, 1/‖g‖₁)·γ at the very first
+    iteration and γ after, or the strong Wolfe line search's t
+    (``line_search_fn="strong_wolfe"``), in torch's order and with torch's
+    tolerance checks. One parameter group, as torch; parameters float32 or
+    float64, all of one dtype. The dot products, sums, axpys and the
+    parameter update run in C with sums in a fixed order: the same bits for
+    any thread count and SIMD path.
+
+    ``closure()`` evaluates the model at the current parameters (the arrays
+    passed, updated in place) and returns ``(loss, grads)``: a real number and
+    one gradient per parameter, of its shape and dtype. ``step`` returns the
+    first loss. When the closure raises, or returns a wrong gradient or a
+    non-finite loss or gradient, the parameters are put back as they were
+    before the step and the state is unchanged; the error propagates.
+
+    The state is torch's, in ``state[0]`` (the first parameter's, as torch):
+    ``func_evals``, ``n_iter``, ``d``, ``t``, ``old_dirs``, ``old_stps``,
+    ``ro``, ``H_diag``, ``prev_flat_grad``, ``prev_loss`` (and ``al``, the
+    recursion's workspace, from the second iteration).
+
+    Parameters
+    ----------
+    params : list of arrays
+        The parameters (float32 or float64, one dtype), updated in place; or
+        a list of one group dict.
+    lr : float, default 1
+        Learning rate γ, >= 0 (the step length t of every iteration but the
+        very first, and the line search's first trial).
+    max_iter : int, default 20
+        Iterations per step.
+    max_eval : int or None, default None
+        Closure evaluations per step (None: max_iter * 5 // 4).
+    tolerance_grad : float, default 1e-7
+        Stop when max |g| <= tolerance_grad.
+    tolerance_change : float, default 1e-9
+        Stop when max |t·d| or the change of the loss is below it.
+    history_size : int, default 100
+        Pairs (s, y) kept, >= 1.
+    line_search_fn : str or None, default None
+        None or "strong_wolfe".
+    """
+
+    def __init__(self, params: Params, lr: float = 1, max_iter: int = 20,
+                 max_eval: int | None = None, tolerance_grad: float = 1e-7,
+                 tolerance_change: float = 1e-9, history_size: int = 100,
+                 line_search_fn: str | None = None) -> None:
+        if isinstance(params, (np.ndarray, Mapping)) or not hasattr(params, "__iter__"):
+            raise TypeError(f"params must be a list of arrays, got {type(params).__name__}")
+        params = list(params)
+        if params and isinstance(params[0], Mapping):
+            if len(params) != 1:
+                raise ValueError("LBFGS doesn't support per-parameter options (parameter groups)")
+            group = dict(params[0])
+            params = list(_core.params_tuple(group.pop("params", ())))
+        else:
+            group = {}
+        if max_eval is None:
+            max_eval = max_iter * 5 // 4
+        self.defaults = dict(lr=lr, max_iter=max_iter, max_eval=max_eval,
+                             tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
+                             history_size=history_size, line_search_fn=line_search_fn)
+        group = {**self.defaults, **group}
+        _lbfgs.hypers(group)
+        arrays = [_core.as_param(a, _core.describe(i), half=False) for i, a in enumerate(params)]
+        _lbfgs.check_params(arrays)
+        _core.check_disjoint(arrays, [_core.describe(i) for i in range(len(arrays))])
+        group["params"] = arrays
+        self._arrays = tuple(arrays)  # the arrays the state is laid over
+        self.param_groups = [group]
+        self.state: dict[int, dict[str, Any]] = {0: {}}
+        self._lock = threading.RLock()
+
+    def step(self, closure: Any) -> float:
+        """Run one L-BFGS step (up to max_iter iterations); returns the first loss.
+
+        Parameters
+        ----------
+        closure : callable
+            ``closure()`` returns ``(loss, grads)`` at the current parameters.
+        """
+        with self._lock:
+            if len(self.param_groups) != 1:
+                raise ValueError("LBFGS doesn't support per-parameter options (parameter groups)")
+            group = dict(self.param_groups[0])
+            params = list(group["params"])
+            if len(params) != len(self._arrays) or any(p is not a for p, a in zip(params, self._arrays)):
+                raise ValueError("LBFGS: the group's parameters were replaced; make a new optimizer")
+
+            def evaluate(count):
+                out = closure()
+                if not isinstance(out, tuple) or len(out) != 2:
+                    raise TypeError("LBFGS: closure() must return (loss, grads), got "
+                                    f"{type(out).__name__}")
+                loss, grads = out
+                loss = _lbfgs.checked_loss(loss, count)
+                grads = _core.params_tuple(grads)
+                if len(grads) != len(params):
+                    raise ValueError(f"LBFGS: the closure returned {len(grads)} gradients for "
+                                     f"{len(params)} parameters")
+                flat = []
+                for i, (g, p) in enumerate(zip(grads, params)):
+                    g = np.asarray(g)
+                    if g.dtype != p.dtype:
+                        raise TypeError(f"LBFGS: gradient {i} has dtype {g.dtype}, its parameter "
+                                        f"{p.dtype}")
+                    if g.shape != p.shape:
+                        raise ValueError(f"LBFGS: gradient {i} has shape {g.shape}, its "
+                                         f"parameter {p.shape}")
+                    flat.append(g.ravel())
+                return loss, loss, _lbfgs.checked_grad(np.concatenate(flat), count)
+
+            loss, self.state[0] = _lbfgs.step(params, evaluate, self.state[0], group)
+            return loss
+
+    def state_dict(self) -> StateDict:
+        """torch's layout: {"state": {0: copies of the state}, "param_groups": [...]}."""
+        with self._lock:
+            group = {k: v for k, v in self.param_groups[0].items() if k != "params"}
+            group["params"] = list(range(len(self.param_groups[0]["params"])))
+            return {"state": {0: _copy_state(self.state[0])} if self.state[0] else {},
+                    "param_groups": [group]}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore from :meth:`state_dict` (copies; every array checked first).
+
+        Parameters
+        ----------
+        state_dict : dict
+            What :meth:`state_dict` returned.
+        """
+        with self._lock:
+            groups = state_dict["param_groups"]
+            if len(groups) != 1 or len(groups[0]["params"]) != len(self.param_groups[0]["params"]):
+                raise ValueError("loaded state dict has a different number of parameters or groups")
+            params = self.param_groups[0]["params"]
+            group = {**{k: v for k, v in groups[0].items() if k != "params"}, "params": params}
+            _lbfgs.hypers(group)
+            saved = dict(state_dict["state"].get(0, state_dict["state"].get("0", {})))
+            n = sum(p.size for p in params)
+            for key in ("d", "prev_flat_grad"):
+                if saved.get(key) is not None:
+                    saved[key] = _flat_state(saved[key], params[0].dtype, n, key)
+            for key in ("old_dirs", "old_stps"):
+                if saved.get(key) is not None:
+                    saved[key] = [_flat_state(v, params[0].dtype, n, key) for v in saved[key]]
+            self.state[0] = _copy_state(saved)
+            self.param_groups[0] = group
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("] + [
+            f"    {k}: {v}" for k, v in self.param_groups[0].items() if k != "params"] + [")"]
+        return "\n".join(lines)
+
+
+def _copy_state(state):
+    return {k: ([x.copy() if isinstance(x, np.ndarray) else x for x in v] if isinstance(v, list)
+                else v.copy() if isinstance(v, np.ndarray) else v) for k, v in state.items()}
+
+
+def _flat_state(value, dtype, n, key):
+    a = np.asarray(value)
+    if a.shape != (n,) or a.dtype != dtype:
+        raise ValueError(f"loaded state {key!r} must be a flat {dtype} array of {n} elements, "
+                         f"got {a.dtype} of shape {a.shape}")
+    return a
+
+
+class SparseAdam(Optimizer):
+    """SparseAdam: Adam on the rows a row-sparse gradient holds (torch.optim.SparseAdam).
+
+    For embedding tables: each gradient is a ``fastopt.RowSparse(indices,
+    values)`` (repeated rows summed, as torch's ``coalesce()`` does), or a
+    dense array, which counts as every row present (torch's class refuses
+    dense gradients; this one steps them as Adam-like rows, with the formula
+    below). Rows not present keep their parameter and moments as they are.
+    Step t (1 for the first), for each row present, with gradient g (± with
+    ``maximize``), in torch's order::
+
+        dm ← (g − m)·(1 − β₁),   dv ← (g² − v)·(1 − β₂)
+        m ← m + dm,   v ← v + dv
+        θ ← θ − γ·√(1 − β₂ᵗ) / (1 − β₁ᵗ) · m / (√v + ε)
+
+    A gradient without rows (an empty RowSparse) changes nothing but the
+    step count, as torch. One C pass over the rows present, cut into pieces
+    by element, so results depend on neither the thread count nor the SIMD
+    path.
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, *,
+                 maximize: bool = False, skip_nonfinite: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps, maximize=maximize),
 class Adafactor(Optimizer):
     """Adafactor: factored second moments, relative step sizes (torch.optim.Adafactor).
 

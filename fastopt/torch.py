@@ -58,13 +58,14 @@ import numpy as np
 import torch
 import torch.optim
 
-from . import _core
+from . import _core, _lbfgs
 from . import optim as _optim
 from . import _docs
+from ._sparse import RowSparse
 from ._spec import FIRST_GRAD, PARAM, SPECS
 from ._validate import as_float
 
-__all__ = list(SPECS)  # one class per optimizer of fastopt._spec
+__all__ = [*SPECS, "LBFGS"]  # one class per optimizer of fastopt._spec, and LBFGS
 
 _DTYPES = (torch.float32, torch.float64)
 # parameters and gradients may also be 16-bit, with float32 state (API.md)
@@ -143,9 +144,8 @@ def _state_dtype(p):
 def _check_tensor(t, what, dtypes=_PARAM_DTYPES):
     """TypeError unless t is a dense-layout CPU tensor of one of `dtypes`."""
     if t.layout != torch.strided:
-        raise TypeError(f"{what} is a {t.layout} tensor; fastopt.torch steps dense tensors only "
-                        "(sparse gradients are not supported: use torch.optim.SparseAdam or a dense "
-                        "embedding)")
+        raise TypeError(f"{what} is a {t.layout} tensor; fastopt.torch steps dense tensors here "
+                        "(sparse gradients: fastopt.torch.SparseAdam, SGD and Adagrad)")
     if t.device.type != "cpu":
         raise TypeError(f"{what} is on {t.device}; fastopt.torch steps CPU tensors only (use "
                         "torch.optim's fused optimizers on the GPU, or step a CPU copy of the "
@@ -188,8 +188,18 @@ def _array(t, flat):
     return _numpy(t.as_strided((t.numel(),), (1,)) if flat else t)
 
 
+def _row_sparse(grad):
+    """A sparse COO gradient (one sparse dimension, as nn.Embedding(sparse=True)
+    makes) as the engine reads it: torch's coalesce() (its sums, in its order),
+    its rows and values."""
+    grad = grad.coalesce()
+    return RowSparse(grad._indices()[0].numpy(), _numpy(grad._values().contiguous()))
+
+
 def _grad_array(grad, param, flat):
     """The gradient as the engine reads it: in its parameter's memory order (a copy if not)."""
+    if grad.is_sparse:
+        return _row_sparse(grad)
     grad, param = _local(grad), _local(param)
     if not _same_layout(grad, param):
         grad = _in_layout(grad, param)
@@ -286,7 +296,7 @@ class _Stepper:
         spec = self._fastopt._spec
         fresh = not state
         if fresh and spec.step:
-            state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
+            state["step"] = 0 if spec.int_step else torch.tensor(0.0, dtype=_scalar_dtype())
         if fresh:  # torch's 0-d state (the first step sets it from torch's initial values)
             for c in spec.scalars:
                 state[c.name] = torch.tensor(1.0, dtype=_scalar_dtype())
@@ -370,7 +380,7 @@ class _Stepper:
             return loss
         hypers = self._fo_hypers(sorted({gi for _, gi in active}))
         slots = self._fo_slots(hypers)
-        self._fo_check(active)
+        self._fo_check(active, hypers)
         before = [(p, dict(self.state[p]) if p in self.state else None) for p, _ in active]
         try:
             plan = _Plan(self, active, hypers, slots)
@@ -390,7 +400,25 @@ class _Stepper:
     def _fo_slots(self, hypers):
         return [_core.state_slots(self._fastopt._algo, h) for h in hypers]
 
-    def _fo_check(self, active):
+    def _fo_check_sparse(self, p, what, hyper):
+        """A sparse COO gradient: torch's RuntimeError for hyperparameters it
+        refuses with one; TypeError/ValueError for one fastopt cannot step."""
+        why = self._fastopt._spec.sparse(hyper)
+        if why is not None:
+            raise RuntimeError(why)
+        g = p.grad
+        if g.device.type != "cpu" or g.dtype != p.dtype or g.shape != p.shape:
+            raise TypeError(f"gradient of {what} is a {g.device} {g.dtype} sparse tensor of shape "
+                            f"{tuple(g.shape)}, its parameter {p.dtype} {tuple(p.shape)}")
+        if g.sparse_dim() != 1:
+            raise ValueError(f"gradient of {what} is sparse in {g.sparse_dim()} dimensions: "
+                             "fastopt.torch steps gradients sparse in rows only (sparse_dim 1, "
+                             "as nn.Embedding(sparse=True) makes)")
+        if not _local(p).is_contiguous():
+            raise ValueError(f"{what} has a sparse gradient and strides {p.stride()}: rows are "
+                             "stepped in C-contiguous parameters only")
+
+    def _fo_check(self, active, hypers):
         """Raise TypeError/ValueError naming the first parameter, gradient or state at fault."""
         index_of = {}
         for group in self.param_groups:
@@ -399,7 +427,7 @@ class _Stepper:
         spec = self._fastopt._spec
         names = spec.state_names
         shaped = any(b.shape is not None for b in spec.state)
-        for p, _ in active:
+        for p, gi in active:
             what = f"parameter {index_of[id(p)]}"
             _check_sharding(p, what)
             _check_tensor(_local(p), what)
@@ -416,6 +444,12 @@ class _Stepper:
                     "or reuses memory (a slice or an expand() of another tensor), which "
                     "fastopt.torch cannot update in place; give it memory of its own "
                     "(param.data = param.data.clone()) or step it with torch.optim")
+            if p.grad.is_sparse and self._fastopt._spec.sparse is not None:
+                self._fo_check_sparse(p, what, hypers[gi])
+                continue
+            if self._fastopt._spec.int_step:  # SparseAdam: torch's error
+                raise RuntimeError(f"{type(self).__name__} does not support dense gradients, "
+                                   "please consider Adam instead")
             _check_tensor(_local(p.grad), f"gradient of {what}")
             if p.grad.dtype != p.dtype or p.grad.shape != p.shape:
                 raise TypeError(f"gradient of {what} has dtype {p.grad.dtype} and shape "
@@ -467,7 +501,8 @@ class _Plan:
         self.bf16 = any(p.dtype == torch.bfloat16 for p in self.params)  # grads need _numpy
         # parameters whose gradient the engine cannot read as it is
         self.fix = [k for k, p in enumerate(self.params)
-                    if self.flat[k] or not _same_layout(_local(p.grad), _local(p))]
+                    if self.flat[k] or (not p.grad.is_sparse
+                                        and not _same_layout(_local(p.grad), _local(p)))]
         entries, bufsets, started = [], [], []
         index_of = {id(p): i for i, p in enumerate(everything)}
         for p, gi in active:
@@ -500,12 +535,19 @@ class _Plan:
                 if state.get(name) is None:
                     raise ValueError(f"the state of parameter {index_of[id(p)]} has no {name!r}")
                 state[name] = _step_tensor(state[name])  # a 0-d CPU float tensor of its own
-            if "step" in state:
+            if "step" in state and spec.int_step:  # torch's SparseAdam counts in an int
+                started.append(state["step"] > 0)
+            elif "step" in state:
                 state["step"] = _step_tensor(state["step"])
                 started.append(float(state["step"]) > 0)
             else:  # SGD: a fresh momentum buffer starts as the gradient
                 started.append(not fresh)
-        steps = [state["step"].detach().reshape(()) for state in entries if "step" in state]
+        self.int_steps = entries if spec.int_step else None
+        steps = [] if spec.int_step else [state["step"].detach().reshape(()) for state in entries
+                                          if "step" in state]
+        # the parameters whose gradient is sparse (None: none): each must stay so
+        sparse = [p.grad.is_sparse for p in self.params]
+        self.sparse = sparse if any(sparse) else None
         self.step_views = tuple(t.numpy() for t in steps)  # torch's counts, see run()
         # torch's 0-d state tensors (mu_product; eta, mu), the truth as the counts are
         self.scalar_views = tuple(tuple(state[name].detach().reshape(()).numpy()
@@ -535,7 +577,12 @@ class _Plan:
                 or list(map(id, [p for group in groups for p in group["params"]])) != self.ids):
             return None
         try:
-            if self.bf16:
+            if self.sparse is not None:
+                if [p.grad.is_sparse for p in self.params] != self.sparse:
+                    return None
+                grads = [_row_sparse(p.grad) if sparse else _grad_array(p.grad, p, flat)
+                         for p, sparse, flat in zip(self.params, self.sparse, self.flat)]
+            elif self.bf16:
                 grads = [_numpy(_local(p.grad)) for p in self.params]
             else:
                 grads = [_local(p.grad).numpy() for p in self.params]
@@ -551,7 +598,7 @@ class _Plan:
                 return None
         if [_local(entry[key]).data_ptr() for entry, key in self.where] != self.state_ptrs:
             return None  # replaced, or set_() to other memory
-        for k in self.fix:
+        for k in ([] if self.sparse is not None else self.fix):
             p = self.params[k]
             grads[k] = _grad_array(p.grad, p, self.flat[k])
         return grads
@@ -566,11 +613,16 @@ class _Plan:
         the engine before the step, written back from it after (the value
         torch's ``step += 1`` gives)."""
         engine = self.engine
+        if self.int_steps is not None:
+            engine.set_counters(steps=[state["step"] for state in self.int_steps])
         if self.step_views:
             engine.set_counters(steps=self.step_views)
         if self.scalar_views:
             engine.load_scalars(self.scalar_views)
         engine.step(grads, hypers)
+        if self.int_steps is not None:
+            for state, count in zip(self.int_steps, engine.counters()[0].tolist()):
+                state["step"] = count
         if self.step_views:
             engine.store_steps(self.step_views)
         if self.scalar_views:
@@ -1031,6 +1083,137 @@ class Muon(_Stepper, torch.optim.Muon):
                          ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn)
 
 
+class LBFGS(torch.optim.LBFGS):
+    """torch.optim.LBFGS stepped by fastopt: torch's signature, closure
+    protocol (``closure()`` zeroes the gradients, runs backward and returns
+    the loss), state (in the first parameter's state) and state dict.
+
+    Parameters are CPU float32 or float64 tensors of one dtype, contiguous.
+    The flat-vector arithmetic runs in C with sums in a fixed order (see
+    ``fastopt.LBFGS``); a step whose closure raises, or returns a non-finite
+    loss or gradient, puts the parameters back and leaves the state as it was.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of one group dict
+        The parameters: CPU float32 or float64 tensors of one dtype, contiguous.
+    lr : float, default 1
+        Learning rate γ, >= 0 (the step length t of every iteration but the
+        very first, and the line search's first trial).
+    max_iter : int, default 20
+        Iterations per step.
+    max_eval : int or None, default None
+        Closure evaluations per step (None: max_iter * 5 // 4).
+    tolerance_grad : float, default 1e-7
+        Stop when max |g| <= tolerance_grad.
+    tolerance_change : float, default 1e-9
+        Stop when max |t·d| or the change of the loss is below it.
+    history_size : int, default 100
+        Pairs (s, y) kept, >= 1.
+    line_search_fn : str or None, default None
+        None or "strong_wolfe".
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 1, max_iter: int = 20, max_eval: int | None = None,
+                 tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9,
+                 history_size: int = 100, line_search_fn: str | None = None) -> None:
+        super().__init__(params, lr=lr, max_iter=max_iter, max_eval=max_eval,
+                         tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
+                         history_size=history_size, line_search_fn=line_search_fn)
+        _lbfgs.hypers(self._fo_group())
+        self._fo_arrays()
+
+    def _fo_group(self):
+        if len(self.param_groups) != 1:
+            raise ValueError("LBFGS doesn't support per-parameter options (parameter groups)")
+        group = dict(self.param_groups[0])
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"] = float(group["lr"])
+        return group
+
+    def _fo_arrays(self):
+        """The parameters' NumPy views (the arrays the step updates in place)."""
+        params = list(self.param_groups[0]["params"])
+        for i, p in enumerate(params):
+            _check_tensor(p, f"parameter {i}", (torch.float32, torch.float64))
+            if not p.is_contiguous():
+                raise ValueError(f"parameter {i} must be contiguous")
+        arrays = [p.detach().numpy() for p in params]
+        _lbfgs.check_params(arrays)
+        return params, arrays
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any]) -> Any:  # type: ignore[override]
+        """Run one L-BFGS step (up to max_iter iterations); returns the first loss.
+
+        Parameters
+        ----------
+        closure : callable
+            Zeroes the gradients, computes the loss, runs ``backward()`` and returns the loss.
+        """
+        group = self._fo_group()
+        params, arrays = self._fo_arrays()
+        closure = torch.enable_grad()(closure)
+
+        def evaluate(count):
+            loss = closure()
+            value = _lbfgs.checked_loss(loss, count)
+            views = []
+            for p, a in zip(params, arrays):
+                g = p.grad
+                if g is None:
+                    views.append(np.zeros(a.size, a.dtype))
+                    continue
+                g = g.to_dense() if g.is_sparse else g
+                if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
+                    raise ValueError("LBFGS: a gradient does not match its parameter's shape, "
+                                     "dtype or device")
+                views.append(g.detach().reshape(-1).numpy())
+            return loss, value, _lbfgs.checked_grad(np.concatenate(views), count)
+
+        state = self.state[params[0]]
+        loss, new = _lbfgs.step(arrays, evaluate, _state_arrays(state, arrays[0].dtype.type), group)
+        state.clear()
+        state.update(_state_tensors(new))
+        return loss
+
+
+def _state_arrays(state, dt):
+    """torch's LBFGS state with NumPy arrays and dtype scalars for its tensors."""
+    def of(v):
+        if isinstance(v, torch.Tensor):
+            return dt(v.item()) if v.ndim == 0 else v.detach().numpy()
+        return [of(x) for x in v] if isinstance(v, list) else v
+    return {k: of(v) for k, v in state.items()}
+
+
+def _state_tensors(state):
+    """The inverse of _state_arrays: tensors (sharing the arrays' memory) and 0-d tensors."""
+    def of(v):
+        if isinstance(v, np.ndarray):
+            return torch.from_numpy(v)
+        if isinstance(v, np.floating):
+            return torch.tensor(v)
+        return [of(x) for x in v] if isinstance(v, list) else v
+    return {k: of(v) for k, v in state.items()}
+
+
+class SparseAdam(_Stepper, torch.optim.SparseAdam):
+    """torch.optim.SparseAdam stepped by fastopt (same signature, defaults and state dict).
+
+    Gradients are sparse COO tensors with one sparse dimension (rows), as
+    ``nn.Embedding(sparse=True)`` makes; they are coalesced by torch's
+    ``coalesce()`` and only the rows present are updated, in one C pass.
+    A dense gradient is torch's RuntimeError. State per parameter: ``step``
+    (an int, as in torch), ``exp_avg`` and ``exp_avg_sq``, zeros at first.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 maximize: bool = False) -> None:
+        self._fo_setup()
+        super().__init__(params, lr=lr, betas=betas, eps=eps, maximize=maximize)
 class Adafactor(_Stepper, torch.optim.Adafactor):
     """torch.optim.Adafactor stepped by fastopt (signature, defaults, state dict).
 

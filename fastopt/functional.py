@@ -320,6 +320,7 @@ def sparse_adam_(param: Array, grad: Array | RowSparse, exp_avg: Array, exp_avg_
     hyper = dict(lr=lr, betas=tuple(betas), eps=eps, maximize=maximize)
     _update(SparseAdam, param, grad, (exp_avg, exp_avg_sq), step, hyper, isa)
 
+
 def adafactor_(param: Array, grad: Array, row_var: Array | None = None, col_var: Array | None = None,
                variance: Array | None = None, *, step: int, lr: float = 1e-2,
                beta2_decay: float = -0.8, eps: tuple[float | None, float] = (None, 1e-3),

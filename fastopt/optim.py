@@ -1612,6 +1612,9 @@ class SparseAdam(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, *,
                  maximize: bool = False, skip_nonfinite: bool = False) -> None:
         super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps, maximize=maximize),
+                         skip_nonfinite=skip_nonfinite)
+
+
 class Adafactor(Optimizer):
     """Adafactor: factored second moments, relative step sizes (torch.optim.Adafactor).
 

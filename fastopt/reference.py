@@ -938,6 +938,8 @@ def sparse_adam(param: Array, grad: Any, state: Mapping[str, Array], step: int, 
     step_size = lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
     p[rows] = p[rows] + _scalar(-step_size, p) * ((dm + m0) / (np.sqrt(dv + v0) + _scalar(eps, p)))
     return p, {"exp_avg": m, "exp_avg_sq": v}
+
+
 def _mean_sq(g, axis):
     """torch's ``norm(g, dim=axis, keepdim=True).square_().div_(g.size(axis))``:
     the norm (summed in double) rounded to g's dtype, then squared and divided in it."""

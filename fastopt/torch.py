@@ -1214,6 +1214,8 @@ class SparseAdam(_Stepper, torch.optim.SparseAdam):
                  maximize: bool = False) -> None:
         self._fo_setup()
         super().__init__(params, lr=lr, betas=betas, eps=eps, maximize=maximize)
+
+
 class Adafactor(_Stepper, torch.optim.Adafactor):
     """torch.optim.Adafactor stepped by fastopt (signature, defaults, state dict).
 

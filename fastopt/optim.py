@@ -1445,22 +1445,9 @@ class LBFGS:
     params : list of arrays
         The parameters (float32 or float64, one dtype), updated in place; or
         a list of one group dict.
-    lr : float, default 1
-        Learning rate γ, >= 0 (the step length t of every iteration but the
-        very first, and the line search's first trial).
-    max_iter : int, default 20
-        Iterations per step.
-    max_eval : int or None, default None
-        Closure evaluations per step (None: max_iter * 5 // 4).
-    tolerance_grad : float, default 1e-7
-        Stop when max |g| <= tolerance_grad.
-    tolerance_change : float, default 1e-9
-        Stop when max |t·d| or the change of the loss is below it.
-    history_size : int, default 100
-        Pairs (s, y) kept, >= 1.
-    line_search_fn : str or None, default None
-        None or "strong_wolfe".
     """
+
+    __doc__ = __doc__.rstrip(" ") + _lbfgs.PARAMETERS_DOC  # its hyperparameters, written once
 
     def __init__(self, params: Params, lr: float = 1, max_iter: int = 20,
                  max_eval: int | None = None, tolerance_grad: float = 1e-7,

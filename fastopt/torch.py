@@ -50,7 +50,9 @@ released while the C core runs).
 """
 # This module is fastopt.torch; with absolute imports (Python 3's only kind)
 # the next line imports the real torch package, never this file.
+import operator
 import sys
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -110,6 +112,15 @@ def _c_scalar(value, key, where):
 
 
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
+# unbound accessors, for C-level map() over lists of plain tensors at every step
+_GRAD = operator.attrgetter("grad")
+_VERSION = operator.attrgetter("_version")
+_DATA_PTR = torch.Tensor.data_ptr
+_LAYOUT = operator.attrgetter("shape", "dtype")  # `.data =` can change these, and strides,
+_STRIDE = torch.Tensor.stride                     # at the same address and version
+_NUMPY = torch.Tensor.numpy
+_DETACH = torch.Tensor.detach
+_CALL = weakref.ref.__call__  # (operator.call is 3.11+)
 
 
 def _local(t):
@@ -553,11 +564,19 @@ class _Plan:
         self.scalar_views = tuple(tuple(state[name].detach().reshape(()).numpy()
                                         for name in spec.scalar_names)
                                   for state in entries) if spec.scalars else ()
-        self.items = list(opt.state.items())
+        self.items = list(opt.state.items())  # keeps every key and entry alive: ids stay theirs
+        self.item_ids = (list(map(id, opt.state)), list(map(id, opt.state.values())))
         # every state tensor, by where it is and where its memory is
         self.where = [(state, key) for state in entries for key, t in state.items()
                       if isinstance(t, torch.Tensor)]
+        self.where_dicts = [state for state, _ in self.where]
+        self.where_keys = [key for _, key in self.where]
         self.state_ptrs = [_local(state[key]).data_ptr() for state, key in self.where]
+        # plain tensors (no DTensor): the checks at each step are C-level map() calls
+        self.plain = all(type(t) in _PLAIN for t in self.params) and \
+            all(type(state[key]) in _PLAIN for state, key in self.where)
+        # the last gradients seen: (key, weak references, None), then (key, tensors, views)
+        self.grads = None
         self.engine = _core.Engine(
             spec.algo, [_array(p, flat) for p, flat in zip(self.params, self.flat)],
             [tuple(None if b is None else _array(b, flat) for b in bufs)
@@ -569,13 +588,64 @@ class _Plan:
         """The gradients as the engine reads them, or None when the plan no longer fits
         (other parameters, groups or gradients, other memory, other state tensors).
 
-        Comprehensions over the whole lists: this runs at every step.
+        This runs at every step: each check is a C-level map() over a whole
+        list. Comparing ids is comparing objects because the plan keeps every
+        object it compares alive (the params, the state's keys and entries),
+        or holds a weak reference to it (the last gradients). A gradient's
+        NumPy view (of a detached alias, which keeps the memory it reads) is
+        reused while the gradient is the same tensor at the same version,
+        address, shape, dtype and strides (set_(), resize_() and in-place edits
+        bump ``_version``; ``.data =`` keeps it, and may keep the address too).
         """
         state, groups = opt.state, opt.param_groups
         if (state is not self.state or len(state) != len(self.items)
                 or [len(group["params"]) for group in groups] != self.sizes
-                or list(map(id, [p for group in groups for p in group["params"]])) != self.ids):
+                or [i for group in groups for i in map(id, group["params"])] != self.ids
+                or list(map(id, state)) != self.item_ids[0]
+                or list(map(id, state.values())) != self.item_ids[1]):
             return None
+        if not self.plain:
+            return self._current_grads_local()
+        params = self.params
+        tensors = list(map(_GRAD, params))
+        ids = list(map(id, tensors))
+        try:
+            key = (ids, list(map(_VERSION, tensors)), list(map(_DATA_PTR, tensors)),
+                   list(map(_LAYOUT, tensors)), list(map(_STRIDE, tensors)))
+        except (AttributeError, TypeError):  # a gradient is None now
+            return None
+        cache = self.grads
+        if cache is not None and key == cache[0] and (
+                cache[2] is not None or list(map(id, map(_CALL, cache[1]))) == ids):
+            # the same tensors as at the last step (kept, or weakly referenced and
+            # alive: equal ids are the same objects), now worth keeping with their views
+            if cache[2] is None:  # views of detached tensors: they keep the memory they read
+                self.grads = (key, tensors, self._views(list(map(_DETACH, tensors))))
+            grads = self.grads[2]
+        else:
+            grads = self._views(tensors)
+            # weakly: gradients set to None between steps are freed as without fastopt
+            self.grads = (key, list(map(weakref.ref, tensors)), None)
+        if list(map(_DATA_PTR, params)) != self.ptrs:
+            return None
+        for g in map(_GRAD, self.idle):
+            if g is not None:
+                return None
+        if list(map(_DATA_PTR, map(dict.__getitem__, self.where_dicts, self.where_keys))) \
+                != self.state_ptrs:
+            return None  # replaced, or set_() to other memory
+        if self.fix:
+            grads = list(grads)
+            for k in self.fix:
+                p = params[k]
+                grads[k] = _grad_array(p.grad, p, self.flat[k])
+        return tuple(grads)
+
+    def _views(self, tensors):
+        return list(map(_numpy, tensors)) if self.bf16 else list(map(_NUMPY, tensors))
+
+    def _current_grads_local(self):
+        """current_grads for DTensor plans: each tensor through its local shard."""
         try:
             if self.sparse is not None:
                 if [p.grad.is_sparse for p in self.params] != self.sparse:
@@ -592,9 +662,6 @@ class _Plan:
             return None
         for p in self.idle:
             if p.grad is not None:
-                return None
-        for (key, entry), (key0, entry0) in zip(state.items(), self.items):
-            if key is not key0 or entry is not entry0:
                 return None
         if [_local(entry[key]).data_ptr() for entry, key in self.where] != self.state_ptrs:
             return None  # replaced, or set_() to other memory

@@ -1,7 +1,8 @@
 """Build the fastopt extension.
 
 The C core (csrc/) is compiled into the extension module fastopt._core
-(fastopt._clip, fastopt._probe and fastopt._average call it through _core). The
+(fastopt._clip, fastopt._probe, fastopt._average and fastopt._flat call it
+through _core). The
 kernels are compiled once per instruction set (csrc/fo_kernels_<isa>.c); each
 of those files sets its own target with a pragma, so GCC and Clang need no
 per-file flags and the rest of the build stays baseline. MSVC has no such
@@ -28,6 +29,7 @@ CORE_SOURCES = [
     "csrc/fo_pool.c",
     "csrc/fo_scalars.c",
     "csrc/fo_step.c",
+    "csrc/fo_adafactor.c",
     "csrc/fo_kernels_scalar.c",
     "csrc/fo_kernels_base.c",
     "csrc/fo_kernels_avx2.c",
@@ -132,6 +134,7 @@ EXTENSIONS = [
     extension("fastopt._clip", ["fastopt/_clip.pyx"]),
     extension("fastopt._probe", ["fastopt/_probe.pyx"]),
     extension("fastopt._average", ["fastopt/_average.pyx"]),
+    extension("fastopt._flat", ["fastopt/_flat.pyx"]),
     extension("fastopt._schedules", ["fastopt/_schedules.pyx", "csrc/fo_schedules.c"]),
     extension("fastopt._convert", ["fastopt/_convert.pyx"] + CONVERT_SOURCES),
 ]

@@ -51,33 +51,38 @@ enum fo_rounding { FO_ROUND_NEAREST = 0, FO_ROUND_STOCHASTIC = 1 };
  * master copy (fo_item.master) or both. */
 #define FO_NUM_KINDS 6
 
-/* The algorithms, listed once: X(name, NAME, modes), where `modes` is the
- * number of mode variants (see the mode bits below). The enum, the kernel
- * wrappers and the kernel tables are generated from this list; an
- * algorithm's loop body is csrc/kernels/<name>.inc. */
-#define FO_ALGOS(X)             \
-    X(sgd, SGD, 16)             \
-    X(adagrad, ADAGRAD, 2)      \
-    X(rmsprop, RMSPROP, 16)     \
-    X(adam, ADAM, 16)           \
-    X(adamax, ADAMAX, 4)        \
-    X(adadelta, ADADELTA, 2)    \
-    X(radam, RADAM, 16)         \
-    X(rprop, RPROP, 2)          \
-    X(lion, LION, 1)            \
-    X(adabelief, ADABELIEF, 2)  \
-    X(adopt, ADOPT, 2)          \
-    X(adan, ADAN, 8)            \
-    X(lamb, LAMB, 4)            \
-    X(lars, LARS, 8)            \
-    X(nadam, NADAM, 8)          \
-    X(asgd, ASGD, 4)            \
-    X(sf_adamw, SF_ADAMW, 4)    \
-    X(sf_sgd, SF_SGD, 4)        \
-    X(muon, MUON, 4)
+/* The algorithms, listed once: X(name, NAME, modes, loop), where `modes` is
+ * the number of mode variants (see the mode bits below) and `loop` the loop
+ * its kernels run their body in: `each` (vector after vector), or `norm` for
+ * an algorithm with a norm phase (fo_norm_phase(): per-block norms held in
+ * registers). The enum, the kernel wrappers and the kernel tables are
+ * generated from this list; an algorithm's loop body is
+ * csrc/kernels/<name>.inc. */
+#define FO_ALGOS(X)                   \
+    X(sgd, SGD, 16, each)             \
+    X(adagrad, ADAGRAD, 2, each)      \
+    X(rmsprop, RMSPROP, 16, each)     \
+    X(adam, ADAM, 16, each)           \
+    X(adamax, ADAMAX, 4, each)        \
+    X(adadelta, ADADELTA, 2, each)    \
+    X(radam, RADAM, 16, each)         \
+    X(rprop, RPROP, 2, each)          \
+    X(lion, LION, 1, each)            \
+    X(adabelief, ADABELIEF, 2, each)  \
+    X(adopt, ADOPT, 2, each)          \
+    X(adan, ADAN, 8, each)            \
+    X(lamb, LAMB, 4, norm)            \
+    X(lars, LARS, 8, norm)            \
+    X(nadam, NADAM, 8, each)          \
+    X(asgd, ASGD, 4, each)            \
+    X(sf_adamw, SF_ADAMW, 4, each)    \
+    X(sf_sgd, SF_SGD, 4, each)        \
+    X(muon, MUON, 4, each)            \
+    X(sparse_adam, SPARSE_ADAM, 1, each)  \
+    X(adafactor, ADAFACTOR, 8, each)
 
-#define FO_ALGO_ENUM_(name, NAME, modes) FO_##NAME,
-#define FO_ALGO_COUNT_(name, NAME, modes) +1
+#define FO_ALGO_ENUM_(name, NAME, modes, loop) FO_##NAME,
+#define FO_ALGO_COUNT_(name, NAME, modes, loop) +1
 typedef enum fo_algo { FO_ALGOS(FO_ALGO_ENUM_) } fo_algo;
 enum { FO_NUM_ALGOS = 0 FO_ALGOS(FO_ALGO_COUNT_) };
 #undef FO_ALGO_ENUM_
@@ -123,6 +128,10 @@ typedef struct fo_hyper {
     double k;                        /* Schedule-Free: the group's step count after this step */
     double ckp1;                     /* Schedule-Free: this step's averaging weight (the caller's) */
     /* Muon: lr, weight_decay, momentum, nesterov (its Newton-Schulz iteration runs outside C) */
+    double beta2_decay;              /* Adafactor: the averages' weight is step^beta2_decay */
+    double eps2;                     /* Adafactor: floor of the parameter's RMS (eps: eps1, NaN
+                                        for the parameter dtype's machine epsilon) */
+    double d;                        /* Adafactor: clipping threshold of the update's RMS */
 } fo_hyper;
 
 /* The fields of fo_hyper by name, for bindings that fill it from a table of
@@ -218,6 +227,18 @@ typedef struct fo_item {
     int rounding;           /* fo_rounding */
     uint64_t round_key;     /* FO_ROUND_STOCHASTIC: the step's key, set by fo_step() from
                                (seed, step number, item index): fo_round_key() */
+    /* A row-sparse gradient (rows not NULL): grad holds n / row_len rows of
+     * row_len elements, grad row r being the gradient of row rows[r] of the
+     * parameter (and of its state buffers), which is row-major with rows of
+     * row_len elements. rows is strictly increasing (coalesced), so every
+     * element is updated once and rows[r] >= r. Every update loop steps the
+     * rows present only, element by element as for a dense gradient. */
+    const int64_t *rows;
+    size_t row_len;
+    /* Adafactor, set by the caller: the sizes of the last two axes of a parameter of two or
+     * more dimensions (its factored second moment: state[0] has n / mat_cols rows, state[1]
+     * n / mat_rows columns), 0 for a 0-d or 1-d one. */
+    size_t mat_rows, mat_cols;
 } fo_item;
 /* The kernel row of an item (fo_table.update[algo][fo_item_kind(item)]), or
  * -1 for a master copy on a float32/float64 item. */
@@ -303,6 +324,18 @@ enum fo_muon_mode {
     FO_MUON_NESTEROV = 1,
     FO_MUON_APPLY = 2
 };
+/* SparseAdam (torch.optim.SparseAdam) has one loop; it is meant for row-sparse
+ * items (fo_item.rows), and with a dense gradient updates every row. */
+/* Adafactor steps in three passes, each a task per band of whole rows (fo_adafactor.c):
+ * the first (mode 0, or FO_ADAFACTOR_FACTORED for an item with mat_cols) reads param and
+ * grad and sums param^2 and the rows and columns of grad^2 (a 0-d or 1-d item updates
+ * its variance instead), the second (| FO_ADAFACTOR_NORM) sums the update's squares,
+ * the third (| FO_ADAFACTOR_APPLY) writes param. */
+enum fo_adafactor_mode {
+    FO_ADAFACTOR_FACTORED = 1,
+    FO_ADAFACTOR_NORM = 2,
+    FO_ADAFACTOR_APPLY = 4
+};
 #define FO_NUM_MODES 16 /* the most any algorithm has */
 
 /* Bandwidth probes: STREAM-style copy and triad, and the in-place
@@ -331,6 +364,9 @@ typedef struct fo_table {
     fo_kernel average_swa[2];                        /* param += (grad - param) / avg_divisor */
     fo_kernel average_ema[2];                        /* param = avg_decay * param
                                                         + avg_weight * grad */
+    /* L-BFGS's flat vectors (fastopt._flat; kernels/grad.inc) */
+    fo_kernel vec_dot[2];                            /* acc += sum param * grad */
+    fo_kernel vec_axpy[2];                           /* param += scalars->scale * grad */
     /* Memory-bandwidth probes over float32 (benchmarks): a = param, b = grad,
      * c = state[0], s = scalars->scale. */
     fo_kernel probe[FO_NUM_PROBES];

@@ -51,4 +51,14 @@ static inline size_t fo_pieces(size_t bytes) { return (bytes + FO_PIECE_BYTES - 
 void fo_run_as(const fo_item *items, size_t count, size_t pieces, double *partials,
                const fo_kernel *as);
 
+/* Run task(ctx, k) for k in [0, count) on the pool, each task on one thread;
+ * `bytes` (the memory the tasks touch) decides whether waking workers pays. */
+void fo_run_tasks(size_t count, void (*task)(void *ctx, size_t k), void *ctx, size_t bytes);
+
+/* Adafactor's step over items fo_step() prepared (kernels/adafactor.inc): the
+ * first FO_AF_HEAD doubles of a band's accumulators are its scalars. Returns
+ * FO_STEP_APPLIED or FO_STEP_NO_MEMORY (nothing written). */
+#define FO_AF_HEAD 5
+int fo_adafactor_step(const fo_table *t, fo_step_args *a);
+
 #endif /* FO_COMMON_H */

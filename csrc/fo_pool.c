@@ -116,6 +116,8 @@ typedef struct fo_job {
     size_t total;          /* bytes in the job's byte space */
     double *partials;
     const fo_kernel *as;   /* NULL, or the kernel per dtype to run instead of each item's */
+    void (*task)(void *ctx, size_t k); /* non-NULL: piece k is task(ctx, k) (fo_run_tasks) */
+    void *ctx;
     /* next piece to take (atomic), on a cache line of its own so that taking
      * a piece does not evict the fields above from the other threads' caches */
     char pad0[FO_ALIGN_BYTES];
@@ -180,7 +182,8 @@ static void fo_work(fo_job *job)
     for (;;) {
         size_t k = FO_FETCH_ADD(&job->next, (size_t)1);
         if (k >= job->pieces) break;
-        fo_run_piece(job, k);
+        if (job->task) job->task(job->ctx, k);
+        else fo_run_piece(job, k);
     }
 }
 
@@ -277,33 +280,23 @@ void fo_run(const fo_item *items, size_t count, size_t pieces, double *partials)
     fo_run_as(items, count, pieces, partials, NULL);
 }
 
-void fo_run_as(const fo_item *items, size_t count, size_t pieces, double *partials,
-               const fo_kernel *as)
+/* Run a job's pieces on the pool (or on the caller alone when `parallel` is 0). */
+static void fo_run_job(fo_job *job, int parallel)
 {
-    fo_job job;
-    memset(&job, 0, sizeof job);
-    job.items = items;
-    job.count = count;
-    job.pieces = pieces;
-    job.total = fo_job_total(items, count);
-    job.partials = partials;
-    job.as = as;
-    if (partials) memset(partials, 0, pieces * sizeof *partials);
-    if (pieces < FO_MIN_PARALLEL_PIECES || fo_get_num_threads() == 1 ||
-        fo_mutex_trylock(&fo_pool.run_lock) != 0) {
-        fo_work(&job);
+    if (!parallel || fo_get_num_threads() == 1 || fo_mutex_trylock(&fo_pool.run_lock) != 0) {
+        fo_work(job);
         return;
     }
     fo_start_workers();
     if (fo_pool.nworkers > 0) {
         fo_mutex_lock(&fo_pool.lock);
-        fo_pool.job = &job;
+        fo_pool.job = job;
         fo_pool.open = 1;
         fo_pool.generation++;
         fo_cond_broadcast(&fo_pool.wake);
         fo_mutex_unlock(&fo_pool.lock);
     }
-    fo_work(&job);
+    fo_work(job);
     if (fo_pool.nworkers > 0) {
         fo_mutex_lock(&fo_pool.lock);
         fo_pool.open = 0;  /* no worker enters from now on */
@@ -322,6 +315,31 @@ void fo_run_as(const fo_item *items, size_t count, size_t pieces, double *partia
         fo_mutex_unlock(&fo_pool.lock);
     }
     fo_mutex_unlock(&fo_pool.run_lock);
+}
+
+void fo_run_as(const fo_item *items, size_t count, size_t pieces, double *partials,
+               const fo_kernel *as)
+{
+    fo_job job;
+    memset(&job, 0, sizeof job);
+    job.items = items;
+    job.count = count;
+    job.pieces = pieces;
+    job.total = fo_job_total(items, count);
+    job.partials = partials;
+    job.as = as;
+    if (partials) memset(partials, 0, pieces * sizeof *partials);
+    fo_run_job(&job, pieces >= FO_MIN_PARALLEL_PIECES);
+}
+
+void fo_run_tasks(size_t count, void (*task)(void *ctx, size_t k), void *ctx, size_t bytes)
+{
+    fo_job job;
+    memset(&job, 0, sizeof job);
+    job.pieces = count;
+    job.task = task;
+    job.ctx = ctx;
+    fo_run_job(&job, count > 1 && fo_pieces(bytes) >= FO_MIN_PARALLEL_PIECES);
 }
 
 #if !defined(_WIN32)

@@ -49,7 +49,7 @@
 #include <string.h>
 #include "fo_common.h"
 
-#define FO_ALGO_NAME_(name, NAME, modes) #name,
+#define FO_ALGO_NAME_(name, NAME, modes, loop) #name,
 static const char *const fo_algo_names[] = { FO_ALGOS(FO_ALGO_NAME_) };
 #undef FO_ALGO_NAME_
 
@@ -69,7 +69,8 @@ const fo_hyper_field fo_hyper_fields[] = {
     FO_FIELD_(decoupled_weight_decay, 1), FO_FIELD_(maximize, 1), FO_FIELD_(eps_root, 0),
     FO_FIELD_(beta3, 0), FO_FIELD_(weight_decouple, 1), FO_FIELD_(trust_coefficient, 0),
     FO_FIELD_(momentum_decay, 0), FO_FIELD_(lambd, 0), FO_FIELD_(t0, 0),
-    FO_FIELD_(k, 0), FO_FIELD_(ckp1, 0),
+    FO_FIELD_(k, 0), FO_FIELD_(ckp1, 0), FO_FIELD_(beta2_decay, 0), FO_FIELD_(eps2, 0),
+    FO_FIELD_(d, 0),
 };
 #undef FO_FIELD_
 const int fo_num_hyper_fields = (int)(sizeof fo_hyper_fields / sizeof fo_hyper_fields[0]);
@@ -104,6 +105,8 @@ fo_hyper fo_hyper_defaults(fo_algo algo)
         break;
     case FO_ASGD: h.lr = 1e-2; h.lambd = 1e-4; h.alpha = 0.75; h.t0 = 1e6; break;
     case FO_MUON: h.lr = 1e-3; h.weight_decay = 0.1; h.momentum = 0.95; h.nesterov = 1; break;
+    case FO_SPARSE_ADAM: h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-8; break;
+    case FO_ADAFACTOR: h.lr = 1e-2; h.beta2_decay = -0.8; h.eps = NAN; h.eps2 = 1e-3; h.d = 1.0; break;
     }
     return h;
 }
@@ -347,6 +350,22 @@ unsigned fo_prepare_with(fo_algo algo, const fo_hyper *h, int64_t step, int firs
         s->lerp_high = (fo_lerp_high(1 - h->momentum) ? 1u : 0u) | (fo_lerp_high(h->momentum) ? 2u : 0u);
         s->param_decay = 1 - h->lr * h->weight_decay;
         break;
+    case FO_SPARSE_ADAM: {
+        double t = (double)step;  /* torch: lr * sqrt(1 - beta2**t) / (1 - beta1**t), in double */
+        s->lerp_weight = 1 - h->beta1;
+        s->avg_weight = 1 - h->beta2;
+        s->neg_lr = -(h->lr * sqrt(1 - pow(h->beta2, t)) / (1 - pow(h->beta1, t)));
+        break;
+    }
+    case FO_ADAFACTOR:  /* the rest is per item, between the passes (fo_adafactor.c) */
+        s->lerp_weight = pow((double)step, h->beta2_decay);
+        s->lerp_high = fo_lerp_high(s->lerp_weight) ? 1u : 0u;
+        s->lr = fmin(h->lr, 1 / sqrt((double)step));  /* the relative step size rho */
+        s->param_decay = 1 - h->lr * h->weight_decay;
+        s->eps = h->eps;
+        s->eps_root = h->eps2;
+        s->clip_value = h->d;
+        break;
     }
     return mode;
 }
@@ -357,7 +376,8 @@ int fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t 
     unsigned mode = fo_prepare(algo, h, step, first, scalars);
     item->scalars = scalars;
     const int kind = fo_item_kind(item);
-    if (kind < 0 || fo_missing_slots(algo, mode, item) || fo_norm_phase(algo) || fo_split_phase(algo)) {
+    if (kind < 0 || fo_missing_slots(algo, mode, item) || fo_norm_phase(algo) || fo_split_phase(algo) ||
+        algo == FO_ADAFACTOR) {
         item->kernel = NULL;
         return -1;
     }
@@ -386,6 +406,7 @@ unsigned fo_state_slots(fo_algo algo, const fo_hyper *h)
     case FO_RMSPROP: return 1u | (h->momentum > 0 ? 2u : 0u) | (h->centered ? 4u : 0u);
     case FO_ADAM: return 3u | (h->amsgrad ? 4u : 0u);
     case FO_MUON: return 1u;  /* state[1] is the caller's scratch, not optimizer state */
+    case FO_ADAFACTOR: return 7u;  /* row_var and col_var, or variance: per item (fo_mode_slots) */
     default: return fo_fixed_slots(algo);
     }
 }
@@ -412,6 +433,7 @@ unsigned fo_mode_slots(fo_algo algo, unsigned mode)
         return 1u | ((mode & FO_RMSPROP_MOMENTUM) ? 2u : 0u) | ((mode & FO_RMSPROP_CENTERED) ? 4u : 0u);
     case FO_ADAM: return 3u | ((mode & FO_ADAM_AMSGRAD) ? 4u : 0u);
     case FO_MUON: return (mode & FO_MUON_APPLY) ? 2u : 3u;
+    case FO_ADAFACTOR: return (mode & FO_ADAFACTOR_FACTORED) ? 3u : 4u;
     default: return fo_fixed_slots(algo);
     }
 }

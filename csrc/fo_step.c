@@ -19,6 +19,7 @@
  *
  * An algorithm with a stage outside C (fo_split_phase(): Muon's Newton-Schulz
  * iteration) is two calls: the first pass, then the second (args->phase).
+ * Adafactor runs its three passes in bands of rows (fo_adafactor.c).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -179,10 +180,13 @@ int fo_step(fo_step_args *a)
             last_first = first;
             last_ps = ps;
         }
-        if (((need & 1u) && !it->state[0]) || ((need & 2u) && !it->state[1]) ||
-            ((need & 4u) && !it->state[2]) || ((need & 8u) && !it->state[3])) {
+        /* Adafactor: which state an item has depends on its shape */
+        const unsigned item_mode = a->algo == FO_ADAFACTOR && it->mat_cols ? mode | FO_ADAFACTOR_FACTORED : mode;
+        const unsigned item_need = item_mode == mode ? need : fo_mode_slots(a->algo, item_mode);
+        if (((item_need & 1u) && !it->state[0]) || ((item_need & 2u) && !it->state[1]) ||
+            ((item_need & 4u) && !it->state[2]) || ((item_need & 8u) && !it->state[3])) {
             a->bad = i;
-            a->missing = fo_missing_slots(a->algo, mode, it);
+            a->missing = fo_missing_slots(a->algo, item_mode, it);
             return FO_STEP_NO_STATE;
         }
         it->scalars = &a->scalars[nsc - 1];
@@ -213,7 +217,9 @@ int fo_step(fo_step_args *a)
             return bad < 0 ? FO_STEP_NO_MEMORY : FO_STEP_SKIPPED;
         }
     }
-    if (apply) {
+    if (a->algo == FO_ADAFACTOR) {
+        if (fo_adafactor_step(t, a) != FO_STEP_APPLIED) return FO_STEP_NO_MEMORY;
+    } else if (apply) {
         fo_run_norm_phases(t, a, pieces, apply);
         for (size_t i = 0; i < a->count; i++) a->items[i].norms = NULL;
         free(norms);

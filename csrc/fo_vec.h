@@ -17,6 +17,8 @@
  *   fo_ifeq_f32(a, b, x, y)  x where a == b, else y (false for a NaN)
  *   fo_sign_f32(a)         1 where a > 0, -1 where a < 0, else +0 (for
  *                           zeros of either sign and NaN, as torch.sign)
+ *   fo_widen_f32(v, k)     float32 lanes [k * FO_W_f64, (k + 1) * FO_W_f64)
+ *                           of v as an fo_vt_f64 (exact), k < FO_W_f32 / FO_W_f64
  *
  * 16-bit storage (bfloat16 and float16 as uint16_t bit patterns), computed
  * in float32 lanes:
@@ -140,6 +142,11 @@
 FO_VEC_OPS(f32, float, __m512, 16, ps, __mmask16)
 FO_VEC_OPS(f64, double, __m512d, 8, pd, __mmask8)
 #undef FO_VEC_OPS
+FO_INLINE __m512d fo_widen_f32(__m512 v, int k)
+{
+    return _mm512_cvtps_pd(k ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))
+                             : _mm512_castps512_ps256(v));
+}
 
 /* 16-bit storage: 16 lanes in a 256-bit vector. */
 FO_INLINE __m256i fo_load_u16(const uint16_t *p, size_t n)
@@ -234,6 +241,10 @@ FO_INLINE __m256i fo_mask_f64(size_t n)
 FO_VEC_OPS(f32, float, __m256, 8, ps)
 FO_VEC_OPS(f64, double, __m256d, 4, pd)
 #undef FO_VEC_OPS
+FO_INLINE __m256d fo_widen_f32(__m256 v, int k)
+{
+    return _mm256_cvtps_pd(k ? _mm256_extractf128_ps(v, 1) : _mm256_castps256_ps128(v));
+}
 
 /* 16-bit storage: 8 lanes in a 128-bit vector; float16 through F16C. */
 FO_INLINE __m128i fo_load_u16(const uint16_t *p, size_t n)
@@ -304,6 +315,10 @@ FO_INLINE void fo_store_f16(uint16_t *p, __m256 v, size_t n)
 FO_VEC_OPS(f32, float, float32x4_t, 4, f32)
 FO_VEC_OPS(f64, double, float64x2_t, 2, f64)
 #undef FO_VEC_OPS
+FO_INLINE float64x2_t fo_widen_f32(float32x4_t v, int k)
+{
+    return k ? vcvt_high_f64_f32(v) : vcvt_f64_f32(vget_low_f32(v));
+}
 FO_INLINE float32x4_t fo_maxnan_f32(float32x4_t a, float32x4_t b)
 {
     uint32x4_t take = vorrq_u32(vcgtq_f32(a, b), vmvnq_u32(vceqq_f32(a, a)));
@@ -392,6 +407,11 @@ FO_INLINE void fo_store_f16(uint16_t *p, float32x4_t v, size_t n)
 FO_ONE_LANE_OPS(f32, float, sqrtf, fabsf)
 FO_ONE_LANE_OPS(f64, double, sqrt, fabs)
 #undef FO_ONE_LANE_OPS
+FO_INLINE double fo_widen_f32(float v, int k)
+{
+    (void)k;
+    return (double)v;
+}
 
 /* 16-bit storage on one lane, in integer arithmetic: the bits the vector
  * ISAs' conversion instructions give. */

@@ -37,12 +37,13 @@ from . import functional, lr_scheduler, schedules, swa_utils  # noqa: E402
 from .checkpoint import load, save  # noqa: E402
 from ._clip import clip_grad_norm_, clip_grad_value_  # noqa: E402
 from ._core import get_num_threads, set_num_threads  # noqa: E402
+from ._sparse import RowSparse  # noqa: E402
 from . import optim as _optim  # noqa: E402
 from .optim import *  # noqa: E402,F401,F403  Optimizer and one class per optimizer of fastopt._spec
 
 __all__ = [
     *_optim.__all__,
-    "functional", "clip_grad_norm_", "clip_grad_value_", "set_num_threads", "get_num_threads",
+    "RowSparse", "functional", "clip_grad_norm_", "clip_grad_value_", "set_num_threads", "get_num_threads",
     "show_config",
     "save", "load", "schedules", "lr_scheduler", "swa_utils",
 ]

@@ -84,6 +84,9 @@ cdef extern from "fastopt.h" nogil:
         float *master
         int rounding
         uint64_t round_key
+        const int64_t *rows
+        size_t row_len
+        size_t mat_rows, mat_cols
 
     # (the update kernels are picked in C only, by fo_step)
     ctypedef struct fo_table:
@@ -97,6 +100,8 @@ cdef extern from "fastopt.h" nogil:
         fo_kernel grad_clip_value[2]
         fo_kernel average_swa[2]
         fo_kernel average_ema[2]
+        fo_kernel vec_dot[2]
+        fo_kernel vec_axpy[2]
         fo_kernel probe[3]
 
     const char *fo_isa_name(fo_isa isa) noexcept

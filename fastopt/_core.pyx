@@ -16,6 +16,7 @@ advances the step counts; this layer checks and hands over pointers. Callers (``
 steps of one engine with a lock. Different engines may step concurrently
 from different Python threads.
 """
+import math
 import numbers
 import os
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import _newton_schulz, _spec
+from ._sparse import RowSparse, coalesced
 from ._validate import as_float
 
 cimport numpy as cnp
@@ -147,6 +149,8 @@ fo_descr[<int>FO_BF16] = NULL  # a user dtype (ml_dtypes'): checked by its type 
 # The C core's algorithms by name (FO_ALGOS), and each one's state buffer
 # names in C slot order (torch's names), from the spec.
 ALGOS = {fo_algo_name(i).decode(): i for i in range(FO_NUM_ALGOS)}
+# Per algorithm, the spec's rule for row-sparse gradients (absent: dense only).
+_SPARSE_RULES = {row.algo: row.sparse for row in _spec.SPECS.values() if row.sparse is not None}
 STATE_NAMES = {}
 for _row in _spec.SPECS.values():
     if _row.algo not in ALGOS:
@@ -410,6 +414,8 @@ def gradient_arrays(grads, names=None):
         if o == <PyObject *>None or o.ob_type == ndarray_type:
             continue
         obj = <object>o
+        if type(obj) is RowSparse:  # checked against its parameter by the step
+            continue
         what = f"gradient of {describe(i if names is None else names[i])}"
         try:
             a = np.asarray(obj)
@@ -511,9 +517,10 @@ cdef class Hypers:
         return self._slots
 
 
-cdef tuple state_arrays(bufs, cnp.ndarray param, int code, what):
+cdef tuple state_arrays(bufs, cnp.ndarray param, int code, what, tuple sizes):
     """A parameter's state slots as NUM_SLOTS validated arrays (or None), each
-    writeable, C-contiguous and aligned, with the parameter's size and the
+    writeable, C-contiguous and aligned, of the size `sizes` gives per slot
+    (slot_sizes: the parameter's, or None where it has no buffer) and the
     dtype of its state (state_code of its fo_dtype `code`); then, when `bufs`
     has one more entry that is not None, its master copy (MASTER: float32, a
     16-bit parameter's only)."""
@@ -532,10 +539,14 @@ cdef tuple state_arrays(bufs, cnp.ndarray param, int code, what):
             raise TypeError(f"state slot {k} of {what} must be a numpy array or None, "
                             f"got {type(bufs[k]).__name__}")
         a = as_param_array(bufs[k], f"state slot {k} of {what}")
-        if dtype_code(a) != state_code(code) or cnp.PyArray_SIZE(a) != cnp.PyArray_SIZE(param):
+        if sizes[k] is None:
+            raise ValueError(f"state slot {k} of {what}: a parameter of shape {(<object>param).shape} "
+                             "has no buffer there")
+        if dtype_code(a) != state_code(code) or cnp.PyArray_SIZE(a) != sizes[k]:
             expected = "float32" if state_code(code) != code else str(param.dtype)
             raise ValueError(f"state slot {k} of {what} has dtype {a.dtype} and {a.size} elements, "
-                             f"expected {expected} and {param.size} (its parameter: {param.dtype})")
+                             f"expected {expected} and {sizes[k]} (its parameter: {param.dtype}, "
+                             f"shape {(<object>param).shape})")
         out[k] = a
     if len(bufs) > FO_NUM_SLOTS and bufs[FO_NUM_SLOTS] is not None:
         if code != FO_BF16 and code != FO_F16:
@@ -563,6 +574,23 @@ def check_rounding(master_weights, rounding, seed):
     if not 0 <= seed < 2**64:
         raise ValueError(f"seed must be in [0, 2**64), got {seed}")
     return bool(master_weights), rounding, int(seed)
+
+
+_SHAPED = {row.algo: row for row in _spec.SPECS.values() if any(b.shape for b in row.state)}
+
+
+cdef tuple slot_sizes(str algo, cnp.ndarray param):
+    """Per state slot, the size its buffer has for `param` under `algo`: the
+    parameter's, or for an algorithm whose spec shapes its buffers (Adafactor)
+    the spec's (None where the parameter has no buffer)."""
+    spec = _SHAPED.get(algo)
+    if spec is None:
+        return (cnp.PyArray_SIZE(param),) * FO_NUM_SLOTS
+    out = []
+    for k in range(FO_NUM_SLOTS):
+        shape = spec.buffer_shape(k, (<object>param).shape)
+        out.append(None if shape is None else math.prod(shape))
+    return tuple(out)
 
 
 class MissingState(ValueError):
@@ -659,6 +687,7 @@ cdef class Engine:
     cdef list _scratch       # Muon (fo_split_phase): per parameter its update buffer, or None
     cdef int rounding        # fo_rounding of every 16-bit parameter
     cdef uint64_t seed       # stochastic rounding's seed
+    cdef list _sparse        # during a step: (index, indices, values) of each row-sparse gradient
 
     def __cinit__(self):
         self.items = NULL
@@ -671,6 +700,7 @@ cdef class Engine:
         self.clear = NULL
         self.shapes = NULL
         self._params, self._states, self._names, self._scratch = [], [], [], []
+        self._sparse = []
 
     def __dealloc__(self):
         free(self.items)
@@ -939,7 +969,8 @@ cdef class Engine:
         for i in range(m):
             what = describe(names[i])
             p = as_param_array(params[i], what, True, self.raw_bf16)
-            bufsets.append(state_arrays(states[i], p, param_code(p, self.raw_bf16), what))
+            bufsets.append(state_arrays(states[i], p, param_code(p, self.raw_bf16), what,
+                                        slot_sizes(self.algo_name, p)))
             g = group_of[i]
             if isinstance(g, bool) or not isinstance(g, (int, np.integer)):
                 raise TypeError(f"group index of {what} must be an int, got {type(g).__name__}")
@@ -960,6 +991,9 @@ cdef class Engine:
             self.items[j].n = <size_t>cnp.PyArray_SIZE(p)
             self.items[j].dtype = param_code(p, self.raw_bf16)
             self.items[j].rounding = self.rounding
+            if cnp.PyArray_NDIM(p) >= 2:  # its last two axes (Adafactor's factors)
+                self.items[j].mat_rows = <size_t>cnp.PyArray_DIMS(p)[cnp.PyArray_NDIM(p) - 2]
+                self.items[j].mat_cols = <size_t>cnp.PyArray_DIMS(p)[cnp.PyArray_NDIM(p) - 1]
             fo_record_shape(&self.shapes[j], <PyObject *>p)
             self._states.append(None)
             self.point_state(j, bufsets[i])
@@ -1011,7 +1045,8 @@ cdef class Engine:
         if self.busy == fork_epoch:
             raise RuntimeError("cannot change state buffers while the engine runs a step")
         self.point_state(i, state_arrays(bufs, <cnp.ndarray>self._params[i], self.items[i].dtype,
-                                         describe(self._names[i])))
+                                         describe(self._names[i]),
+                                         slot_sizes(self.algo_name, <cnp.ndarray>self._params[i])))
         self.written_stale = True  # re-sorted at the next step
 
     def matches(self, list layout):
@@ -1137,7 +1172,13 @@ cdef class Engine:
     cdef object _step(self, tuple grads, Hypers hypers, const fo_table *table, bint skip_nonfinite):
         if self.written_stale:
             self.index_written()
-        self.take_grads(grads)
+        try:
+            self.take_grads(grads, hypers)
+            return self._run_step(hypers, table, skip_nonfinite)
+        finally:
+            self.dense_again()
+
+    cdef object _run_step(self, Hypers hypers, const fo_table *table, bint skip_nonfinite):
         cdef unsigned split = fo_split_phase(self.algo)
         cdef list stage = self.prepare_stage(hypers) if split else None
         cdef fo_step_args a
@@ -1219,7 +1260,7 @@ cdef class Engine:
             np.copyto(buf, _newton_schulz.orthogonalize(buf, coefficients, steps, eps),
                       casting="unsafe")
 
-    cdef int take_grads(self, tuple grads) except -1:
+    cdef int take_grads(self, tuple grads, Hypers hypers) except -1:
         """Point each item at its gradient (NULL for None), each checked first
         as the parameter's gradient (fo_grad_fits: the common case in C,
         without a Python object made) and as not meeting the memory the step
@@ -1238,6 +1279,9 @@ cdef class Engine:
             if o == <PyObject *>None:
                 self.items[i].grad = NULL
                 continue
+            if o.ob_type == <PyTypeObject *>RowSparse:
+                self.take_sparse(i, <object>o, hypers)
+                continue
             if o.ob_type != ndarray_type or not fo_grad_fits(o, params[i], &self.items[i],
                                                               &self.shapes[i]):
                 self.refuse_grad(i, <object>o)
@@ -1254,6 +1298,53 @@ cdef class Engine:
                 self.clear[2 * i], self.clear[2 * i + 1] = lo, hi
             self.items[i].grad = <const void *>lo
         return 0
+
+    cdef int take_sparse(self, Py_ssize_t i, grad, Hypers hypers) except -1:
+        """Point item i at a row-sparse gradient: its coalesced rows (indices of
+        the engine's own) and values, n the values' elements, once its group's
+        hyperparameters are found to allow one (the spec's rule). dense_again()
+        undoes it after the step."""
+        what = describe(self._names[i])
+        rule = _SPARSE_RULES.get(self.algo_name)
+        if rule is None:
+            raise TypeError(f"gradient of {what} is a RowSparse: the {self.algo_name} step takes "
+                            "dense gradients only (SparseAdam, SGD and Adagrad take row-sparse ones)")
+        g = self.group_of[i]
+        if 0 <= g < hypers.n:
+            why = rule(hypers.groups[g])
+            if why is not None:
+                raise ValueError(f"gradient of {what} is a RowSparse, which param group {g} "
+                                 f"cannot step: {why}")
+        cdef cnp.ndarray p = <cnp.ndarray>self._params[i]
+        cdef tuple shape = (<object>p).shape  # read once: the rows are checked against it and cut by it
+        rows, values = coalesced(grad, shape, (<object>p).dtype, f"gradient of {what}")
+        cdef cnp.ndarray v = <cnp.ndarray>values
+        cdef cnp.ndarray r = <cnp.ndarray>rows
+        if not cnp.PyArray_ISALIGNED(v):
+            v = np.require(v, requirements="A")
+        cdef uintptr_t lo = <uintptr_t>cnp.PyArray_DATA(v)
+        cdef uintptr_t hi = lo + <uintptr_t>cnp.PyArray_NBYTES(v)
+        cdef Py_ssize_t owner = self.overlaps_written(lo, hi)
+        if owner >= 0:
+            raise ValueError(f"gradient of {what} shares memory with {describe(self._names[owner])} "
+                             "or its state; gradients must not alias what the step writes")
+        self._sparse.append((i, r, v))
+        cdef size_t row_len = <size_t>cnp.PyArray_SIZE(p) // <size_t>max(shape[0], 1)
+        self.items[i].grad = cnp.PyArray_DATA(v) if cnp.PyArray_SIZE(v) else cnp.PyArray_DATA(p)
+        self.items[i].rows = <const int64_t *>cnp.PyArray_DATA(r)
+        self.items[i].row_len = row_len
+        self.items[i].n = <size_t>cnp.PyArray_SIZE(v)
+        self.clear[2 * i] = self.clear[2 * i + 1] = 0  # the dense gradient's check starts afresh
+        return 0
+
+    cdef void dense_again(self):
+        """After a step: every item row-sparse for it is its whole parameter again."""
+        for entry in self._sparse:
+            i = <Py_ssize_t>entry[0]
+            self.items[i].rows = NULL
+            self.items[i].row_len = 0
+            self.items[i].n = <size_t>cnp.PyArray_SIZE(<cnp.ndarray>self._params[i])
+        self._sparse = []
 
     cdef tuple shape_of(self, Py_ssize_t i):
         """Parameter i's shape as the engine took it."""
@@ -1322,6 +1413,8 @@ cdef fo_hyper hyper_from(fo_algo algo, dict h) except *:
             if len(value) != n:
                 raise ValueError(f"{key} must hold {n} numbers, got {len(value)}")
             value = value[k]
+            if value is None and default[k] is None:  # Adafactor's eps1: the dtype's epsilon
+                value = math.nan
         if is_int:
             (<int *>(base + offset))[0] = bool(value)
         else:

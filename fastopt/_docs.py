@@ -55,15 +55,21 @@ def _type(annotation):
     return {"Tensor": "tensor"}.get(name, name)
 
 
-def _range(rule, pair):
-    """A range rule (low, high, high_open) as text: '>= 0', 'each in [0, 1)'; '' for any value."""
+def _range(rule, pair, names=()):
+    """A range rule (low, high, high_open) as text: '>= 0', 'each in [0, 1)'; '' for any value.
+    One rule per element of a pair (`names`): 'eps >= 0 or None, eps2 >= 0'."""
     if rule is None:
         return ""
-    low, high, high_open = rule
+    if isinstance(rule[0], tuple):
+        return ", ".join(f"{name} {_range(r, False)}" for name, r in zip(names, rule))
+    low, high, high_open = rule[:3]
+    none = " or None" if len(rule) > 3 else ""
     if high is None:
-        text = f">= {low:g}"
+        text = f">= {low:g}{none}"
     elif math.isinf(low) and math.isinf(high):
         return ""
+    elif math.isinf(low):
+        text = f"<= {high:g}"
     else:
         text = f"in [{low:g}, {high:g}{')' if high_open else ']'}"
     return ("each " if pair else "") + text
@@ -96,9 +102,10 @@ def _entry(param, spec, shared):
     buffer = next((b for b in spec.state if b.name == param.name), None)
     scalar = next((c for c in spec.scalars if c.name == param.name), None)
     if hyper is not None:
-        kind, text = None, _sentence(hyper.doc, _range(hyper.rule, len(hyper.c) > 1))
+        kind, text = None, _sentence(hyper.doc, _range(hyper.rule, len(hyper.c) > 1, hyper.c))
     elif buffer is not None:
-        kind, text = None, _sentence(buffer.doc + ": param's shape and dtype, updated in place")
+        kind, text = None, _sentence(buffer.doc + (": param's shape and dtype" if buffer.shape is None else
+                                                   ": param's dtype") + ", updated in place")
     elif scalar is not None:
         kind, text = None, _sentence(scalar.doc + ": a 0-d float32/float64 array, updated in place "
                                      "(read as its initial value at step 1)")

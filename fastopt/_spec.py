@@ -21,7 +21,7 @@ it for fastopt.functional's buffer arguments, and says when it is required.
 import math
 from typing import Callable, NamedTuple, Optional, Tuple, Union
 
-__all__ = ["Hyper", "Buffer", "Scalar", "Spec", "SPECS", "FIRST_GRAD", "PARAM", "c_fields"]
+__all__ = ["Hyper", "Buffer", "Scalar", "Spec", "SPECS", "FIRST_GRAD", "PARAM", "c_fields", "element_rules"]
 
 # Range rules: (low, high, high_open) for _validate-style number checks;
 # FLAG for booleans (not range-checked, as torch does not check them).
@@ -29,13 +29,26 @@ NONNEG = (0.0, None, False)
 REAL = (-math.inf, math.inf, False)
 UNIT = (0.0, 1.0, True)   # [0, 1), per element of a pair such as betas
 CLOSED_UNIT = (0.0, 1.0, False)  # [0, 1]
+NONPOS = (-math.inf, 0.0, False)  # <= 0
+AT_LEAST_ONE = (1.0, None, False)
+# A rule with a fourth element admits None too (Adafactor's eps1: None is the
+# dtype's machine epsilon). A pair may have one rule per element (a tuple of rules).
+NONNEG_OR_NONE = (0.0, None, False, None)
 FLAG = None
+
+
+def element_rules(hyper):
+    """The range rule of each number of a hyperparameter's value (one for a
+    single number), each (low, high, high_open) or FLAG, and whether it admits None."""
+    rule = hyper.rule
+    rules = rule if rule is not None and isinstance(rule[0], tuple) else (rule,) * max(1, len(hyper.c))
+    return tuple((r if r is None else r[:3], r is not None and len(r) > 3) for r in rules)
 
 
 class Hyper(NamedTuple):
     name: str                 # the param-group key (torch's name)
     default: object
-    rule: Optional[tuple]     # NONNEG, REAL, UNIT (each element of a pair) or FLAG
+    rule: Optional[tuple]     # NONNEG, REAL, UNIT (each element of a pair; or one per element) or FLAG
     c: Tuple[str, ...]        # the fo_hyper field(s) it fills; two for a pair; none if C never reads it
     doc: str
 
@@ -50,6 +63,13 @@ class Buffer(NamedTuple):
     init: Union[float, str]                # a number, a hyperparameter's name, FIRST_GRAD or PARAM
     when: Optional[Callable[[dict], bool]] = None  # exists when when(group); None: always
     doc: str = ""                          # what it holds (its symbol), when it is required
+    # its shape for a parameter of a shape, or None when that parameter has no
+    # such buffer (Adafactor's factors); None: the parameter's shape
+    shape: Optional[Callable[[Tuple[int, ...]], Optional[Tuple[int, ...]]]] = None
+
+    def shape_for(self, shape):
+        """Its shape for a parameter of `shape`, None when that parameter has none."""
+        return tuple(shape) if self.shape is None else self.shape(tuple(shape))
 
     def initial(self, group):
         """The value a new buffer holds (FIRST_GRAD buffers are overwritten by the first step)."""
@@ -57,7 +77,11 @@ class Buffer(NamedTuple):
             return 0.0
         return group[self.init] if isinstance(self.init, str) else self.init
 
-    def used(self, group):
+    def used(self, group, shape=None):
+        """Whether it exists under the group's hyperparameters (and, given
+        `shape`, for a parameter of that shape)."""
+        if shape is not None and self.shape_for(shape) is None:
+            return False
         return self.when is None or bool(self.when(group))
 
 
@@ -87,11 +111,17 @@ class Spec(NamedTuple):
     # passes under the same key in its copy of the group (Schedule-Free's k, ckp1).
     step_fields: Tuple[str, ...] = ()
     ndim: Optional[int] = None   # the parameters' number of dimensions (Muon: 2); None: any
+    # Row-sparse gradients (fastopt.RowSparse, torch's sparse COO): None when it
+    # refuses them, else a function of a group that returns None when that
+    # group's hyperparameters allow them, else torch's reason why not.
+    sparse: Optional[Callable[[dict], Optional[str]]] = None
+    int_step: bool = False       # torch keeps "step" as a Python int (SparseAdam), not a tensor
+    function_name: str = ""      # its fastopt.reference function's name when not name.lower()
 
     @property
     def function(self):
         """The name of its fastopt.reference function (fastopt.functional's adds a "_")."""
-        return self.name.lower()
+        return self.function_name or self.name.lower()
 
     @property
     def defaults(self):
@@ -105,12 +135,21 @@ class Spec(NamedTuple):
     def scalar_names(self):
         return tuple(c.name for c in self.scalars)
 
-    def slots(self, group):
-        """Which of the four C slots (fo_item.state) the group's hyperparameters use."""
+    def slots(self, group, shape=None):
+        """Which of the four C slots (fo_item.state) the group's hyperparameters
+        use (given `shape`, for a parameter of that shape)."""
         used = [False] * 4
         for b in self.state:
-            used[b.slot] = b.used(group)
+            used[b.slot] = b.used(group, shape)
         return tuple(used)
+
+    def buffer_shape(self, slot, shape):
+        """The shape of the buffer in C slot `slot` of a parameter of `shape`
+        (None when it has none there)."""
+        for b in self.state:
+            if b.slot == slot:
+                return b.shape_for(shape)
+        return None
 
 
 def _nesterov(group, where):
@@ -166,6 +205,21 @@ _SF_HYPERS = (
     Hyper("weight_lr_power", 2.0, NONNEG, (),
           "Power of the largest learning rate so far in the averaging weight (0: no weighting)"),
 )
+
+
+def _sgd_sparse(group):
+    if group["weight_decay"] != 0:  # torch: grad.add(param) of a sparse grad
+        return "add(sparse, dense) is not supported. Use add(dense, sparse) instead."
+    if group["momentum"] != 0:  # torch keeps a sparse momentum buffer: not stepped by fastopt
+        return ("momentum with sparse gradients is not supported by fastopt (torch.optim.SGD "
+                "keeps a sparse momentum buffer); use momentum=0, or dense gradients")
+    return None
+
+
+def _adagrad_sparse(group):
+    if group["weight_decay"] != 0:
+        return "weight_decay option is not compatible with sparse gradients"
+    return None
 
 
 def _muon(group, where):
@@ -230,7 +284,7 @@ _ROWS = [
     ), (
         Buffer("momentum_buffer", 0, FIRST_GRAD, lambda g: g["momentum"] != 0,
                doc="The momentum buffer b (required when momentum != 0)"),
-    ), step=False, eager=False, check=_nesterov),
+    ), step=False, eager=False, check=_nesterov, sparse=_sgd_sparse),
     Spec("Adagrad", "adagrad", (
         Hyper("lr", 1e-2, NONNEG, ("lr",), _LR),
         Hyper("lr_decay", 0, NONNEG, ("lr_decay",),
@@ -241,7 +295,7 @@ _ROWS = [
         Hyper("maximize", False, FLAG, ("maximize",), _MAX),
     ), (
         Buffer("sum", 0, "initial_accumulator_value", doc="The sum of squared gradients s"),
-    ), step=True, eager=True),
+    ), step=True, eager=True, sparse=_adagrad_sparse),
     Spec("RMSprop", "rmsprop", (
         Hyper("lr", 1e-2, NONNEG, ("lr",), _LR),
         Hyper("alpha", 0.99, NONNEG, ("alpha",), "Smoothing constant α of the averages"),
@@ -455,6 +509,40 @@ _ROWS = [
     ), (
         Buffer("momentum_buffer", 0, 0.0, doc="The momentum buffer b"),
     ), step=False, eager=False, check=_muon, ndim=2),
+    # For row-sparse gradients (embedding tables): the rows present are updated, the others not.
+    Spec("SparseAdam", "sparse_adam", (
+        Hyper("lr", 1e-3, NONNEG, ("lr",), "Learning rate γ (torch's constructor wants > 0)"),
+        Hyper("betas", (0.9, 0.999), UNIT, ("beta1", "beta2"),
+              "Decay rates (β₁, β₂) of the first and second moments"),
+        Hyper("eps", 1e-8, NONNEG, ("eps",), "ε added to the denominator (torch's constructor wants > 0)"),
+        Hyper("maximize", False, FLAG, ("maximize",), _MAX),
+    ), (
+        Buffer("exp_avg", 0, 0.0, doc=_M),
+        Buffer("exp_avg_sq", 1, 0.0, doc="The second moment v"),
+    ), step=True, eager=False, sparse=lambda group: None, int_step=True,
+        function_name="sparse_adam"),
+    # Factored second moments: the state is not parameter-shaped (Buffer.shape);
+    # three C passes over bands of rows (csrc/fo_adafactor.c).
+    Spec("Adafactor", "adafactor", (
+        Hyper("lr", 1e-2, NONNEG, ("lr",),
+              "Learning rate γ: the largest relative step size ρ, and the factor of the weight decay"),
+        Hyper("beta2_decay", -0.8, NONPOS, ("beta2_decay",),
+              "Power τ of the step in the averages' weight β̂ = tᵗᵃᵘ"),
+        Hyper("eps", (None, 1e-3), (NONNEG_OR_NONE, NONNEG), ("eps", "eps2"),
+              "ε₁, the floor of the variance estimate (squared) and of the row factors' mean "
+              "(None: the dtype's machine epsilon), and ε₂, the floor of the "
+              "parameter's RMS in the step size"),
+        Hyper("d", 1.0, AT_LEAST_ONE, ("d",), "Clipping threshold d of the update's RMS"),
+        Hyper("weight_decay", 0.0, NONNEG, ("weight_decay",), _DECOUPLED),
+        Hyper("maximize", False, FLAG, ("maximize",), _MAX),
+    ), (
+        Buffer("row_var", 0, 0.0, doc="The row factor R of the second moment (two or more dimensions)",
+               shape=lambda s: s[:-1] + (1,) if len(s) >= 2 else None),
+        Buffer("col_var", 1, 0.0, doc="The column factor C of the second moment (two or more dimensions)",
+               shape=lambda s: s[:-2] + (1, s[-1]) if len(s) >= 2 else None),
+        Buffer("variance", 2, 0.0, doc="The second moment V (0-d and 1-d parameters)",
+               shape=lambda s: s if len(s) < 2 else None),
+    ), step=True, eager=False),
 ]
 
 SPECS = {spec.name: spec for spec in _ROWS}

@@ -9,7 +9,8 @@ import numpy.typing as npt
 Array: TypeAlias = npt.NDArray[np.floating[Any]]
 #: What an optimizer takes: arrays, a dict of named arrays, or param-group dicts.
 Params: TypeAlias = Iterable[Any] | Mapping[Any, Any]
-#: What ``step`` takes: one gradient (or None) per parameter, or a dict of them.
+#: What ``step`` takes: one gradient (or None) per parameter, or a dict of them
+#: (a ``fastopt.RowSparse`` where the optimizer takes row-sparse gradients).
 Grads: TypeAlias = Iterable[npt.ArrayLike | None] | Mapping[Any, npt.ArrayLike | None]
 #: A state dict: optimizer and scheduler state as plain values and arrays.
 StateDict: TypeAlias = dict[str, Any]

@@ -23,12 +23,13 @@ array([0.9, 0.9, 0.9, 0.9])
 import numpy as np
 
 from . import _core, _docs
+from ._sparse import RowSparse
 from ._spec import SPECS
 from ._typing import Array
 from ._validate import as_whole
-from .optim import (_MAX_STEP, ADOPT, ASGD, LAMB, LARS, SGD, AdaBelief, Adadelta, Adagrad, Adam,
+from .optim import (_MAX_STEP, ADOPT, ASGD, LAMB, LARS, SGD, AdaBelief, Adadelta, Adafactor, Adagrad, Adam,
                     Adamax, Adan, Lion, Muon, NAdam, RAdam, RMSprop, Rprop, ScheduleFreeAdamW,
-                    ScheduleFreeSGD, schedule_free_group)
+                    ScheduleFreeSGD, SparseAdam, schedule_free_group)
 
 __all__ = [spec.function + "_" for spec in SPECS.values()]  # one per optimizer of fastopt._spec
 
@@ -57,15 +58,18 @@ def _update(cls, param, grad, buffers, step, hyper, isa, scalars=()):
     states = [None] * _core.NUM_SLOTS  # the engine's slots per parameter
     for k, buf in enumerate(spec.state):
         given = buffers[k] if k < len(buffers) else None
+        shape = buf.shape_for(p.shape)  # None: a parameter of this shape has no such buffer
         if given is None:
-            if needed[buf.slot]:
+            if needed[buf.slot] and shape is not None:
                 raise ValueError(f"{buf.name} is required with these hyperparameters")
             continue
         a = _core.as_param(given, buf.name, half=False)
+        if shape is None:  # a parameter of this shape has no such buffer: unused
+            continue
         dtype = _core.state_dtype(p)  # float32 for 16-bit parameters
-        if a.dtype != dtype or a.shape != p.shape:
-            raise ValueError(f"{buf.name} must have dtype {dtype} and shape {p.shape} (param: "
-                             f"{p.dtype}), got {a.dtype} {a.shape}")
+        if a.dtype != dtype or a.shape != shape:
+            raise ValueError(f"{buf.name} must have dtype {dtype} and shape {shape} (param: "
+                             f"{p.dtype} {p.shape}), got {a.dtype} {a.shape}")
         states[buf.slot] = a if needed[buf.slot] else None
     for c, a in zip(spec.scalars, scalars):
         if (not isinstance(a, np.ndarray) or a.ndim != 0 or a.dtype not in (np.float32, np.float64)
@@ -305,6 +309,29 @@ def muon_(param: Array, grad: Array, momentum_buffer: Array, *, step: int, lr: f
                  ns_coefficients=tuple(ns_coefficients), eps=eps, ns_steps=ns_steps,
                  adjust_lr_fn=adjust_lr_fn)
     _update(Muon, param, grad, (momentum_buffer,), step, hyper, isa)
+
+
+def sparse_adam_(param: Array, grad: Array | RowSparse, exp_avg: Array, exp_avg_sq: Array, *, step: int,
+                 lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 maximize: bool = False, isa: str | None = None) -> None:
+    """One SparseAdam step in place (see ``fastopt.SparseAdam``): ``grad`` is a
+    ``fastopt.RowSparse`` (the rows present are updated) or a dense array (every row).
+    """
+    hyper = dict(lr=lr, betas=tuple(betas), eps=eps, maximize=maximize)
+    _update(SparseAdam, param, grad, (exp_avg, exp_avg_sq), step, hyper, isa)
+
+
+def adafactor_(param: Array, grad: Array, row_var: Array | None = None, col_var: Array | None = None,
+               variance: Array | None = None, *, step: int, lr: float = 1e-2,
+               beta2_decay: float = -0.8, eps: tuple[float | None, float] = (None, 1e-3),
+               d: float = 1.0, weight_decay: float = 0.0, maximize: bool = False,
+               isa: str | None = None) -> None:
+    """One Adafactor step in place (see ``fastopt.Adafactor``): row_var and
+    col_var for a param of two or more dimensions, else variance.
+    """
+    hyper = dict(lr=lr, beta2_decay=beta2_decay, eps=tuple(eps), d=d, weight_decay=weight_decay,
+                 maximize=maximize)
+    _update(Adafactor, param, grad, (row_var, col_var, variance), step, hyper, isa)
 
 
 for _spec in SPECS.values():

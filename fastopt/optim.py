@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _core, _lbfgs
 from ._typing import Grads, Params, StateDict
 from . import _docs
-from ._spec import FIRST_GRAD, PARAM, SPECS, Spec
+from ._spec import FIRST_GRAD, PARAM, SPECS, Spec, element_rules
 from ._validate import as_whole, float_array, in_range
 
 # A literal list, not one made from SPECS: ``fastopt`` re-exports it with
@@ -36,7 +36,7 @@ from ._validate import as_whole, float_array, in_range
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax",
            "Adadelta", "RAdam", "Rprop", "NAdam", "ASGD",
            "Lion", "AdaBelief", "ADOPT", "Adan", "LAMB", "LARS",
-           "ScheduleFreeAdamW", "ScheduleFreeSGD", "Muon"]
+           "ScheduleFreeAdamW", "ScheduleFreeSGD", "Muon", "SparseAdam", "Adafactor", "LBFGS"]
 
 
 # Every live optimizer, so that a forked child can replace their locks: a
@@ -210,8 +210,9 @@ class Optimizer:
                     count = "a pair of" if len(hyper.c) == 2 else len(hyper.c)
                     raise TypeError(f"{where}: {hyper.name} must be {count} numbers, "
                                     f"got {value!r}")
-                for name, v in zip(hyper.c, value):
-                    in_range(v, name, where, *hyper.rule)
+                for name, v, (rule, none_ok) in zip(hyper.c, value, element_rules(hyper)):
+                    if rule is not None and not (none_ok and v is None):
+                        in_range(v, name, where, *rule)
             else:
                 in_range(group[hyper.name], hyper.name, where, *hyper.rule)
         if cls._spec.check is not None:
@@ -345,14 +346,20 @@ class Optimizer:
         and they lack; returns the members that got one."""
         changed = set()
         for k in range(_core.NUM_SLOTS):
-            missing = [i for i in members if slots[k] and self._states[i][k] is None]
-            new = _state_buffers([self._params[i] for i in missing], self._initial_value(group, k))
+            missing = [i for i in members if slots[k] and self._states[i][k] is None
+                       and self._buffer_shape(k, i) is not None]
+            new = _state_buffers([self._params[i] for i in missing], self._initial_value(group, k),
+                                 [self._buffer_shape(k, i) for i in missing])
             for i, buf in zip(missing, new):
                 if self._starts_as_param(k):
                     np.copyto(buf, self._params[i])
                 self._states[i] = self._states[i][:k] + (buf,) + self._states[i][k + 1:]
                 changed.add(i)
         return changed
+
+    def _buffer_shape(self, slot, i):
+        """The shape of parameter i's buffer in `slot` (None: it has none there)."""
+        return self._spec.buffer_shape(slot, self._params[i].shape)
 
     def _starts_as_param(self, slot):
         """Whether a new buffer in `slot` is a copy of its parameter (Schedule-Free's z)."""
@@ -555,10 +562,11 @@ class Optimizer:
             for k, (name, buf) in enumerate(zip(names, bufs)):
                 if buf is not None:
                     entry[name] = buf.copy() if copy else buf
-                elif copy and needed[self._group_of[i]][k]:
+                elif copy and needed[self._group_of[i]][k] and self._buffer_shape(k, i) is not None:
                     group = self.param_groups[self._group_of[i]]
                     entry[name] = (self._params[i].copy() if self._starts_as_param(k) else
-                                   np.full_like(self._params[i], self._initial_value(group, k)))
+                                   np.full(self._buffer_shape(k, i), self._initial_value(group, k),
+                                           _core.state_dtype(self._params[i])))
             out[i] = entry
         return out
 
@@ -661,8 +669,9 @@ class Optimizer:
                     scalars.setdefault(i, {})[key] = _scalar_state(value, f"{where}, {key!r}")
                 elif key in none_ok and value is None:
                     continue  # older torch SGD checkpoints: momentum not started yet
-                elif key in names:
-                    bufs[names.index(key)] = float_array(value, param.shape, f"{where}, {key!r}")
+                elif key in names and spec.buffer_shape(names.index(key), param.shape) is not None:
+                    bufs[names.index(key)] = float_array(
+                        value, spec.buffer_shape(names.index(key), param.shape), f"{where}, {key!r}")
                 else:
                     raise ValueError(f"{where} has unknown entry {key!r} "
                                      f"(a {type(self).__name__} state has {('step',) + names})")
@@ -677,7 +686,7 @@ class Optimizer:
             # group needs (amsgrad, momentum, centered): refuse it here
             needed = _core.state_slots(self._algo, groups[self._group_of[i]])
             for k in range(_core.NUM_SLOTS):
-                if needed[k] and bufs[k] is None:
+                if needed[k] and bufs[k] is None and spec.buffer_shape(k, param.shape) is not None:
                     raise ValueError(f"{where} has no {names[k]!r}, which its param group's "
                                      "hyperparameters need")
             states[i] = bufs
@@ -693,7 +702,8 @@ class Optimizer:
         for k in range(_core.NUM_SLOTS):  # loaded buffers where there are none yet get new ones
             missing = [i for i in range(len(self._params))
                        if states.get(i, empty)[k] is not None and self._states[i][k] is None]
-            new = _state_buffers([self._params[i] for i in missing], 0.0)
+            new = _state_buffers([self._params[i] for i in missing], 0.0,
+                                 [self._buffer_shape(k, i) for i in missing])
             for i, buf in zip(missing, new):
                 self._states[i] = self._states[i][:k] + (buf,) + self._states[i][k + 1:]
         started = []
@@ -816,22 +826,24 @@ def _master_of(bufs):
     return bufs[_core.MASTER] if len(bufs) > _core.MASTER else None
 
 
-def _state_buffers(params, value):
-    """New state buffers shaped like `params`, filled with `value`, carved
-    from one allocation, each on a 64-byte boundary. A step reads every state
-    buffer, so keeping them side by side keeps a step over many small tensors
-    fast wherever the heap put the parameters themselves (see BENCHMARKS.md)."""
+def _state_buffers(params, value, shapes=None):
+    """New state buffers for `params`, of their shapes (or of `shapes`, one
+    per parameter), filled with `value`, carved from one allocation, each on
+    a 64-byte boundary. A step reads every state buffer, so keeping them side
+    by side keeps a step over many small tensors fast wherever the heap put
+    the parameters themselves (see BENCHMARKS.md)."""
     if not params:
         return []
+    shapes = [p.shape for p in params] if shapes is None else shapes
     dtypes = [_core.state_dtype(p) for p in params]  # float32 for 16-bit parameters
-    nbytes = [p.size * d.itemsize for p, d in zip(params, dtypes)]
+    nbytes = [math.prod(s) * d.itemsize for s, d in zip(shapes, dtypes)]
     sizes = [-(-b // _ALIGN) * _ALIGN for b in nbytes]
     raw = np.zeros(sum(sizes) + _ALIGN, np.uint8)
     start = -raw.ctypes.data % _ALIGN
     zero = value == 0 and math.copysign(1.0, value) > 0  # -0.0 is written as such
     out = []
-    for p, d, b, size in zip(params, dtypes, nbytes, sizes):
-        buf = raw[start:start + b].view(d).reshape(p.shape)
+    for shape, d, b, size in zip(shapes, dtypes, nbytes, sizes):
+        buf = raw[start:start + b].view(d).reshape(shape)
         if not zero:
             buf.fill(value)
         out.append(buf)
@@ -1523,5 +1535,229 @@ class Muon(Optimizer):
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
                                       nesterov=nesterov, ns_coefficients=_pair(ns_coefficients),
                                       eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn),
+                         skip_nonfinite=skip_nonfinite,
+                         master_weights=master_weights, rounding=rounding, seed=seed)
+
+
+class LBFGS:
+    """L-BFGS (torch.optim.LBFGS), over one flat vector of all the parameters.
+
+    Not an elementwise optimizer: each ``step(closure)`` runs up to
+    ``max_iter`` iterations, each a direction d = −H·g from the two-loop
+    recursion over the last ``history_size`` pairs (s, y) (H₀ = yᵀs / yᵀy)
+    and a move θ ← θ + t·d, with t = min(1, 1/‖g‖₁)·γ at the very first
+    iteration and γ after, or the strong Wolfe line search's t
+    (``line_search_fn="strong_wolfe"``), in torch's order and with torch's
+    tolerance checks. One parameter group, as torch; parameters float32 or
+    float64, all of one dtype. The dot products, sums, axpys and the
+    parameter update run in C with sums in a fixed order: the same bits for
+    any thread count and SIMD path.
+
+    ``closure()`` evaluates the model at the current parameters (the arrays
+    passed, updated in place) and returns ``(loss, grads)``: a real number and
+    one gradient per parameter, of its shape and dtype. ``step`` returns the
+    first loss. When the closure raises, or returns a wrong gradient or a
+    non-finite loss or gradient, the parameters are put back as they were
+    before the step and the state is unchanged; the error propagates.
+
+    The state is torch's, in ``state[0]`` (the first parameter's, as torch):
+    ``func_evals``, ``n_iter``, ``d``, ``t``, ``old_dirs``, ``old_stps``,
+    ``ro``, ``H_diag``, ``prev_flat_grad``, ``prev_loss`` (and ``al``, the
+    recursion's workspace, from the second iteration).
+
+    Parameters
+    ----------
+    params : list of arrays
+        The parameters (float32 or float64, one dtype), updated in place; or
+        a list of one group dict.
+    """
+
+    __doc__ = __doc__.rstrip(" ") + _lbfgs.PARAMETERS_DOC  # its hyperparameters, written once
+
+    def __init__(self, params: Params, lr: float = 1, max_iter: int = 20,
+                 max_eval: int | None = None, tolerance_grad: float = 1e-7,
+                 tolerance_change: float = 1e-9, history_size: int = 100,
+                 line_search_fn: str | None = None) -> None:
+        if isinstance(params, (np.ndarray, Mapping)) or not hasattr(params, "__iter__"):
+            raise TypeError(f"params must be a list of arrays, got {type(params).__name__}")
+        params = list(params)
+        if params and isinstance(params[0], Mapping):
+            if len(params) != 1:
+                raise ValueError("LBFGS doesn't support per-parameter options (parameter groups)")
+            group = dict(params[0])
+            params = list(_core.params_tuple(group.pop("params", ())))
+        else:
+            group = {}
+        if max_eval is None:
+            max_eval = max_iter * 5 // 4
+        self.defaults = dict(lr=lr, max_iter=max_iter, max_eval=max_eval,
+                             tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
+                             history_size=history_size, line_search_fn=line_search_fn)
+        group = {**self.defaults, **group}
+        _lbfgs.hypers(group)
+        arrays = [_core.as_param(a, _core.describe(i), half=False) for i, a in enumerate(params)]
+        _lbfgs.check_params(arrays)
+        _core.check_disjoint(arrays, [_core.describe(i) for i in range(len(arrays))])
+        group["params"] = arrays
+        self._arrays = tuple(arrays)  # the arrays the state is laid over
+        self.param_groups = [group]
+        self.state: dict[int, dict[str, Any]] = {0: {}}
+        self._lock = threading.RLock()
+
+    def step(self, closure: Any) -> float:
+        """Run one L-BFGS step (up to max_iter iterations); returns the first loss.
+
+        Parameters
+        ----------
+        closure : callable
+            ``closure()`` returns ``(loss, grads)`` at the current parameters.
+        """
+        with self._lock:
+            if len(self.param_groups) != 1:
+                raise ValueError("LBFGS doesn't support per-parameter options (parameter groups)")
+            group = dict(self.param_groups[0])
+            params = list(group["params"])
+            if len(params) != len(self._arrays) or any(p is not a for p, a in zip(params, self._arrays)):
+                raise ValueError("LBFGS: the group's parameters were replaced; make a new optimizer")
+
+            def evaluate(count):
+                out = closure()
+                if not isinstance(out, tuple) or len(out) != 2:
+                    raise TypeError("LBFGS: closure() must return (loss, grads), got "
+                                    f"{type(out).__name__}")
+                loss, grads = out
+                loss = _lbfgs.checked_loss(loss, count)
+                grads = _core.params_tuple(grads)
+                if len(grads) != len(params):
+                    raise ValueError(f"LBFGS: the closure returned {len(grads)} gradients for "
+                                     f"{len(params)} parameters")
+                flat = []
+                for i, (g, p) in enumerate(zip(grads, params)):
+                    g = np.asarray(g)
+                    if g.dtype != p.dtype:
+                        raise TypeError(f"LBFGS: gradient {i} has dtype {g.dtype}, its parameter "
+                                        f"{p.dtype}")
+                    if g.shape != p.shape:
+                        raise ValueError(f"LBFGS: gradient {i} has shape {g.shape}, its "
+                                         f"parameter {p.shape}")
+                    flat.append(g.ravel())
+                return loss, loss, _lbfgs.checked_grad(np.concatenate(flat), count)
+
+            loss, self.state[0] = _lbfgs.step(params, evaluate, self.state[0], group)
+            return loss
+
+    def state_dict(self) -> StateDict:
+        """torch's layout: {"state": {0: copies of the state}, "param_groups": [...]}."""
+        with self._lock:
+            group = {k: v for k, v in self.param_groups[0].items() if k != "params"}
+            group["params"] = list(range(len(self.param_groups[0]["params"])))
+            return {"state": {0: _copy_state(self.state[0])} if self.state[0] else {},
+                    "param_groups": [group]}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore from :meth:`state_dict` (copies; every array checked first).
+
+        Parameters
+        ----------
+        state_dict : dict
+            What :meth:`state_dict` returned.
+        """
+        with self._lock:
+            groups = state_dict["param_groups"]
+            if len(groups) != 1 or len(groups[0]["params"]) != len(self.param_groups[0]["params"]):
+                raise ValueError("loaded state dict has a different number of parameters or groups")
+            params = self.param_groups[0]["params"]
+            group = {**{k: v for k, v in groups[0].items() if k != "params"}, "params": params}
+            _lbfgs.hypers(group)
+            saved = dict(state_dict["state"].get(0, state_dict["state"].get("0", {})))
+            n = sum(p.size for p in params)
+            for key in ("d", "prev_flat_grad"):
+                if saved.get(key) is not None:
+                    saved[key] = _flat_state(saved[key], params[0].dtype, n, key)
+            for key in ("old_dirs", "old_stps"):
+                if saved.get(key) is not None:
+                    saved[key] = [_flat_state(v, params[0].dtype, n, key) for v in saved[key]]
+            self.state[0] = _copy_state(saved)
+            self.param_groups[0] = group
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("] + [
+            f"    {k}: {v}" for k, v in self.param_groups[0].items() if k != "params"] + [")"]
+        return "\n".join(lines)
+
+
+def _copy_state(state):
+    return {k: ([x.copy() if isinstance(x, np.ndarray) else x for x in v] if isinstance(v, list)
+                else v.copy() if isinstance(v, np.ndarray) else v) for k, v in state.items()}
+
+
+def _flat_state(value, dtype, n, key):
+    a = np.asarray(value)
+    if a.shape != (n,) or a.dtype != dtype:
+        raise ValueError(f"loaded state {key!r} must be a flat {dtype} array of {n} elements, "
+                         f"got {a.dtype} of shape {a.shape}")
+    return a
+
+
+class SparseAdam(Optimizer):
+    """SparseAdam: Adam on the rows a row-sparse gradient holds (torch.optim.SparseAdam).
+
+    For embedding tables: each gradient is a ``fastopt.RowSparse(indices,
+    values)`` (repeated rows summed, as torch's ``coalesce()`` does), or a
+    dense array, which counts as every row present (torch's class refuses
+    dense gradients; this one steps them as Adam-like rows, with the formula
+    below). Rows not present keep their parameter and moments as they are.
+    Step t (1 for the first), for each row present, with gradient g (± with
+    ``maximize``), in torch's order::
+
+        dm ← (g − m)·(1 − β₁),   dv ← (g² − v)·(1 − β₂)
+        m ← m + dm,   v ← v + dv
+        θ ← θ − γ·√(1 − β₂ᵗ) / (1 − β₁ᵗ) · m / (√v + ε)
+
+    A gradient without rows (an empty RowSparse) changes nothing but the
+    step count, as torch. One C pass over the rows present, cut into pieces
+    by element, so results depend on neither the thread count nor the SIMD
+    path.
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, *,
+                 maximize: bool = False, skip_nonfinite: bool = False,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+        super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps, maximize=maximize),
+                         skip_nonfinite=skip_nonfinite,
+                         master_weights=master_weights, rounding=rounding, seed=seed)
+
+
+class Adafactor(Optimizer):
+    """Adafactor: factored second moments, relative step sizes (torch.optim.Adafactor).
+
+    Step t (1 for the first), for gradient g (−∇ with ``maximize``) and
+    parameter θ, in torch's order; a parameter of two or more dimensions
+    keeps the row factor R (``row_var``, shape θ.shape[:-1] + (1,)) and the
+    column factor C (``col_var``, θ.shape[:-2] + (1, θ.shape[-1])) of its
+    last two axes, batched over the leading ones; a 0-d or 1-d one keeps
+    ``variance`` V, of its shape::
+
+        β̂ = tᵗᵃᵘ,   ρ = min(γ, 1/√t),   α = max(ε₂, RMS(θ))·ρ
+        θ ← θ·(1 − γ·λ)
+        R ← lerp(R, mean(g², axis −1), β̂),   C ← lerp(C, mean(g², axis −2), β̂)
+        V̂ = R·C / max(mean(R, axis −2), ε₁)      (else V ← lerp(V, g², β̂), V̂ = V)
+        u = g / √max(V̂, ε₁²)
+        θ ← θ − α / max(1, RMS(u)/d)·u
+
+    ε₁ None is the machine epsilon of θ's dtype. The C core makes three passes
+    over each parameter (the sums of θ², of the rows and columns of g²; the
+    sum of u²; the update), each cut into bands of whole rows whose sums are
+    combined in order: the same bits for any thread count or SIMD path.
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-2, beta2_decay: float = -0.8,
+                 eps: tuple[float | None, float] = (None, 1e-3), d: float = 1.0,
+                 weight_decay: float = 0.0, *, maximize: bool = False,
+                 skip_nonfinite: bool = False,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+        super().__init__(params, dict(lr=lr, beta2_decay=beta2_decay, eps=_pair(eps), d=d,
+                                      weight_decay=weight_decay, maximize=maximize),
                          skip_nonfinite=skip_nonfinite,
                          master_weights=master_weights, rounding=rounding, seed=seed)

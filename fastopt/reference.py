@@ -23,6 +23,7 @@ array([0.9, 0.9])
 >>> sorted(state)
 ['exp_avg', 'exp_avg_sq']
 """
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,7 +34,8 @@ from ._spec import SPECS
 from ._typing import Array, Grads
 
 # one function per optimizer of fastopt._spec
-__all__ = [spec.function for spec in SPECS.values()] + ["UPDATES", "half_step", "ReferenceOptimizer"]
+__all__ = [spec.function for spec in SPECS.values()] + ["lbfgs", "UPDATES", "half_step",
+                                                         "ReferenceOptimizer"]
 
 # What the functions' docstrings say of the arguments that are not their
 # spec's hyperparameters, and of what they return.
@@ -657,6 +659,376 @@ def muon(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr
     return p + _scalar(-(lr * ratio), p) * o, {"momentum_buffer": buf}
 
 
+def _cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None):
+    """torch.optim.lbfgs._cubic_interpolate: the minimiser of the cubic
+    through (x1, f1, g1) and (x2, f2, g2), clamped to bounds."""
+    if bounds is not None:
+        xmin_bound, xmax_bound = bounds
+    else:
+        xmin_bound, xmax_bound = (x1, x2) if x1 <= x2 else (x2, x1)
+    d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
+    d2_square = d1**2 - g1 * g2
+    if d2_square >= 0:
+        d2 = np.sqrt(d2_square)
+        if x1 <= x2:
+            min_pos = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
+        else:
+            min_pos = x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2))
+        return min(max(min_pos, xmin_bound), xmax_bound)
+    return (xmin_bound + xmax_bound) / 2.0
+
+
+def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_change=1e-9,
+                  max_ls=25):
+    """torch.optim.lbfgs._strong_wolfe: bracket, then zoom; returns
+    (loss, flat gradient, step, evaluations)."""
+    d_norm = np.abs(d).max()
+    f_new, g_new = obj_func(x, t, d)
+    ls_func_evals = 1
+    gtd_new = np.dot(g_new, d)
+    t_prev, f_prev, g_prev, gtd_prev = 0, f, g, gtd
+    done = False
+    ls_iter = 0
+    while ls_iter < max_ls:
+        if f_new > (f + c1 * t * gtd) or (ls_iter > 1 and f_new >= f_prev):
+            bracket, bracket_f = [t_prev, t], [f_prev, f_new]
+            bracket_g, bracket_gtd = [g_prev, g_new], [gtd_prev, gtd_new]
+            break
+        if abs(gtd_new) <= -c2 * gtd:
+            bracket, bracket_f, bracket_g = [t], [f_new], [g_new]
+            done = True
+            break
+        if gtd_new >= 0:
+            bracket, bracket_f = [t_prev, t], [f_prev, f_new]
+            bracket_g, bracket_gtd = [g_prev, g_new], [gtd_prev, gtd_new]
+            break
+        min_step = t + 0.01 * (t - t_prev)
+        max_step = t * 10
+        tmp = t
+        t = _cubic_interpolate(t_prev, f_prev, gtd_prev, t, f_new, gtd_new,
+                               bounds=(min_step, max_step))
+        t_prev, f_prev, g_prev, gtd_prev = tmp, f_new, g_new, gtd_new
+        f_new, g_new = obj_func(x, t, d)
+        ls_func_evals += 1
+        gtd_new = np.dot(g_new, d)
+        ls_iter += 1
+    if ls_iter == max_ls:
+        bracket, bracket_f, bracket_g = [0, t], [f, f_new], [g, g_new]
+
+    insuf_progress = False
+    low_pos, high_pos = (0, 1) if bracket_f[0] <= bracket_f[-1] else (1, 0)
+    while not done and ls_iter < max_ls:
+        if abs(bracket[1] - bracket[0]) * d_norm < tolerance_change:
+            break
+        t = _cubic_interpolate(bracket[0], bracket_f[0], bracket_gtd[0],
+                               bracket[1], bracket_f[1], bracket_gtd[1])
+        eps = 0.1 * (max(bracket) - min(bracket))
+        if min(max(bracket) - t, t - min(bracket)) < eps:
+            if insuf_progress or t >= max(bracket) or t <= min(bracket):
+                if abs(t - max(bracket)) < abs(t - min(bracket)):
+                    t = max(bracket) - eps
+                else:
+                    t = min(bracket) + eps
+                insuf_progress = False
+            else:
+                insuf_progress = True
+        else:
+            insuf_progress = False
+        f_new, g_new = obj_func(x, t, d)
+        ls_func_evals += 1
+        gtd_new = np.dot(g_new, d)
+        ls_iter += 1
+        if f_new > (f + c1 * t * gtd) or f_new >= bracket_f[low_pos]:
+            bracket[high_pos], bracket_f[high_pos] = t, f_new
+            bracket_g[high_pos], bracket_gtd[high_pos] = g_new, gtd_new
+            low_pos, high_pos = (0, 1) if bracket_f[0] <= bracket_f[1] else (1, 0)
+        else:
+            if abs(gtd_new) <= -c2 * gtd:
+                done = True
+            elif gtd_new * (bracket[high_pos] - bracket[low_pos]) >= 0:
+                bracket[high_pos], bracket_f[high_pos] = bracket[low_pos], bracket_f[low_pos]
+                bracket_g[high_pos], bracket_gtd[high_pos] = bracket_g[low_pos], bracket_gtd[low_pos]
+            bracket[low_pos], bracket_f[low_pos] = t, f_new
+            bracket_g[low_pos], bracket_gtd[low_pos] = g_new, gtd_new
+    return bracket_f[low_pos], bracket_g[low_pos], bracket[low_pos], ls_func_evals
+
+
+def lbfgs(params: list[Array], closure: Any, state: Mapping[str, Any], *, lr: float = 1,
+          max_iter: int = 20, max_eval: int | None = None, tolerance_grad: float = 1e-7,
+          tolerance_change: float = 1e-9, history_size: int = 100,
+          line_search_fn: str | None = None) -> tuple[list[Array], float, dict[str, Any]]:
+    """One torch.optim.LBFGS step (up to max_iter iterations), line by line
+    as torch's, on the flat vector of all parameters.
+
+    L-BFGS's two-loop recursion turns the gradient g into the direction
+    d = −H·g from the last history_size pairs (s, y) (steps and gradient
+    changes, kept when yᵀs > 1e-10; H₀ = yᵀs / yᵀy); the step moves θ by t·d
+    (t = min(1, 1/‖g‖₁)·γ at the very first iteration, γ after, or the strong
+    Wolfe line search's t).
+
+    Parameters
+    ----------
+    params : list of ndarray
+        The parameters (not modified), float32 or float64, one dtype.
+    closure : callable
+        ``closure(params)`` returns ``(loss, grads)`` at the given parameters.
+    state : dict
+        The state, with torch's names; empty before the first step.
+    lr : float, default 1
+        Learning rate γ (the step length after the very first iteration).
+    max_iter : int, default 20
+        Iterations per step.
+    max_eval : int or None, default None
+        Closure evaluations per step (None: max_iter * 5 // 4).
+    tolerance_grad : float, default 1e-7
+        Stop when max |g| <= tolerance_grad.
+    tolerance_change : float, default 1e-9
+        Stop when max |t·d| or the change of the loss is below it.
+    history_size : int, default 100
+        Pairs (s, y) kept.
+    line_search_fn : str or None, default None
+        None or "strong_wolfe".
+
+    Returns
+    -------
+    (list of ndarray, float, dict)
+        The new parameters, the first loss (at the given parameters) and the new state.
+    """
+    if max_eval is None:
+        max_eval = max_iter * 5 // 4
+    shapes = [np.shape(p) for p in params]
+    sizes = [int(np.prod(s)) for s in shapes]
+    dt = np.asarray(params[0]).dtype.type
+
+    def unflat(x):
+        return [c.reshape(s) for c, s in zip(np.split(x, np.cumsum(sizes)[:-1]), shapes)]
+
+    def evaluate(x):
+        loss, grads = closure(unflat(x))
+        return float(loss), np.concatenate([np.ravel(g) for g in grads])
+
+    state = {k: (list(v) if isinstance(v, list) else v) for k, v in state.items()}
+    state.setdefault("func_evals", 0)
+    state.setdefault("n_iter", 0)
+    x = np.concatenate([np.ravel(p) for p in params])
+    loss, flat_grad = evaluate(x)
+    orig_loss = loss
+    current_evals = 1
+    state["func_evals"] += 1
+    if np.abs(flat_grad).max() <= tolerance_grad:
+        return unflat(x), orig_loss, state
+
+    d, t = state.get("d"), state.get("t")
+    old_dirs, old_stps, ro = state.get("old_dirs"), state.get("old_stps"), state.get("ro")
+    H_diag, prev_flat_grad, prev_loss = (state.get("H_diag"), state.get("prev_flat_grad"),
+                                         state.get("prev_loss"))
+    n_iter = 0
+    while n_iter < max_iter:
+        n_iter += 1
+        state["n_iter"] += 1
+        if state["n_iter"] == 1:
+            d = -flat_grad
+            old_dirs, old_stps, ro = [], [], []
+            H_diag = 1
+        else:
+            y = flat_grad - prev_flat_grad
+            s = d * dt(t)
+            ys = np.dot(y, s)
+            if ys > 1e-10:
+                if len(old_dirs) == history_size:
+                    old_dirs.pop(0)
+                    old_stps.pop(0)
+                    ro.pop(0)
+                old_dirs.append(y)
+                old_stps.append(s)
+                ro.append(1.0 / ys)
+                H_diag = ys / np.dot(y, y)
+            num_old = len(old_dirs)
+            if "al" not in state:
+                state["al"] = [None] * history_size
+            al = state["al"] = list(state["al"])
+            q = -flat_grad
+            for i in range(num_old - 1, -1, -1):
+                al[i] = np.dot(old_stps[i], q) * ro[i]
+                q = q + dt(-al[i]) * old_dirs[i]
+            d = r = q * dt(H_diag)
+            for i in range(num_old):
+                be_i = np.dot(old_dirs[i], r) * ro[i]
+                r = r + dt(al[i] - be_i) * old_stps[i]
+            d = r
+        prev_flat_grad = flat_grad
+        prev_loss = loss
+        if state["n_iter"] == 1:
+            t = min(1.0, 1.0 / np.abs(flat_grad).sum()) * lr
+        else:
+            t = lr
+        gtd = np.dot(flat_grad, d)
+        if gtd > -tolerance_change:
+            break
+        ls_func_evals = 0
+        if line_search_fn is not None:
+            if line_search_fn != "strong_wolfe":
+                raise RuntimeError("only 'strong_wolfe' is supported")
+            loss, flat_grad, t, ls_func_evals = _strong_wolfe(
+                lambda x0, t_, d_: evaluate(x0 + dt(t_) * d_), x, t, d, loss, flat_grad, gtd,
+                max_ls=max_eval - current_evals)
+            x = x + dt(t) * d
+            opt_cond = np.abs(flat_grad).max() <= tolerance_grad
+        else:
+            x = x + dt(t) * d
+            if n_iter != max_iter:
+                loss, flat_grad = evaluate(x)
+                opt_cond = np.abs(flat_grad).max() <= tolerance_grad
+                ls_func_evals = 1
+        current_evals += ls_func_evals
+        state["func_evals"] += ls_func_evals
+        if n_iter == max_iter:
+            break
+        if current_evals >= max_eval:
+            break
+        if opt_cond:
+            break
+        if np.abs(d * dt(t)).max() <= tolerance_change:
+            break
+        if abs(loss - prev_loss) < tolerance_change:
+            break
+    state.update(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, ro=ro, H_diag=H_diag,
+                 prev_flat_grad=prev_flat_grad, prev_loss=prev_loss)
+    return unflat(x), orig_loss, state
+
+
+def _rows(grad, param):
+    """A gradient as (rows, values): a row-sparse one (``indices``, ``values``)
+    with its repeated rows summed in the order given, its rows sorted; a
+    dense one as ``...`` (every element) and itself."""
+    if not hasattr(grad, "indices"):
+        return Ellipsis, np.asarray(grad)  # every element
+    sums = {}
+    for r, v in zip(np.asarray(grad.indices).tolist(), np.asarray(grad.values)):
+        sums[r] = v.copy() if r not in sums else sums[r] + v
+    rows = sorted(sums)
+    values = np.array([sums[r] for r in rows], param.dtype).reshape((len(rows),) + param.shape[1:])
+    return np.array(rows, np.int64), values
+
+
+def sparse_adam(param: Array, grad: Any, state: Mapping[str, Array], step: int, *,
+                lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                maximize: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One SparseAdam step, in torch.optim.SparseAdam's order of operations.
+
+    ``grad`` is dense, or row-sparse (``indices`` and ``values``, as
+    ``fastopt.RowSparse``). Only the rows present change: with g the row's
+    gradient (negated with ``maximize``) and m, v its moments::
+
+        dm = (g − m)·(1 − β₁),   dv = (g² − v)·(1 − β₂)
+        m = m + dm,   v = v + dv
+        θ = θ − γ·√(1 − β₂ᵗ) / (1 − β₁ᵗ) · m / (√v + ε)
+    """
+    beta1, beta2 = betas
+    p = np.array(param)
+    m = np.array(state.get("exp_avg", np.zeros_like(p)))
+    v = np.array(state.get("exp_avg_sq", np.zeros_like(p)))
+    rows, g = _rows(grad, p)
+    g = _signed(g, maximize)
+    m0, v0 = m[rows].copy(), v[rows].copy()  # (a view for a dense gradient)
+    dm = (g - m0) * _scalar(1 - beta1, p)
+    dv = (g * g - v0) * _scalar(1 - beta2, p)
+    m[rows] = m0 + dm
+    v[rows] = v0 + dv
+    step_size = lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
+    p[rows] = p[rows] + _scalar(-step_size, p) * ((dm + m0) / (np.sqrt(dv + v0) + _scalar(eps, p)))
+    return p, {"exp_avg": m, "exp_avg_sq": v}
+
+
+def _mean_sq(g, axis):
+    """torch's ``norm(g, dim=axis, keepdim=True).square_().div_(g.size(axis))``:
+    the norm (summed in double) rounded to g's dtype, then squared and divided in it."""
+    norm = np.sqrt(np.sum(g.astype(np.float64) ** 2, axis=axis, keepdims=True)).astype(g.dtype)
+    return norm * norm / _scalar(g.shape[axis], g)
+
+
+def _norm(x):
+    """‖x‖ as a Python float (torch's ``x.norm(2).item()``), summed in double."""
+    return float(np.sqrt(np.sum(np.asarray(x, np.float64) ** 2)))
+
+
+def adafactor(param: Array, grad: Array, state: Mapping[str, Array], step: int, *,
+              lr: float = 1e-2, beta2_decay: float = -0.8,
+              eps: tuple[float | None, float] = (None, 1e-3), d: float = 1.0,
+              weight_decay: float = 0.0, maximize: bool = False) -> tuple[Array, dict[str, Array]]:
+    """One Adafactor step, in torch.optim.Adafactor's (single-tensor) order of operations.
+
+    At step t, for gradient g (−∇ with ``maximize``) and parameter θ; ε₁ None
+    is the machine epsilon of θ's dtype; a parameter of two or more
+    dimensions keeps the factors R (``row_var``, shape θ.shape[:-1] + (1,))
+    and C (``col_var``, shape θ.shape[:-2] + (1, θ.shape[-1])) of its last
+    two axes, batched over the leading ones; a 0-d or 1-d one keeps
+    ``variance`` V, of its shape::
+
+        β̂ = tᵗᵃᵘ (τ = beta2_decay),   ρ = min(γ, 1/√t)
+        α = max(ε₂, RMS(θ))·ρ
+        θ = θ·(1 − γ·λ)
+        R = lerp(R, mean(g², axis −1), β̂),   C = lerp(C, mean(g², axis −2), β̂)
+        V̂ = (R @ C) / max(mean(R, axis −2), ε₁)      (else V = lerp(V, g², β̂), V̂ = V)
+        u = g / √max(V̂, ε₁²)
+        θ = θ − α / max(1, RMS(u)/d)·u
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter (not modified), float32 or float64, of any shape.
+    grad : ndarray
+        Its gradient.
+    state : dict
+        ``row_var`` and ``col_var`` (two or more dimensions) or ``variance``;
+        empty before the first step.
+    step : int
+        The number of this update, 1 for the first.
+    lr : float, default 1e-2
+        Learning rate γ: the largest relative step size ρ, and the factor of
+        the weight decay.
+    beta2_decay : float, default -0.8
+        Power τ of the step in the averages' weight β̂ = tᵗᵃᵘ, <= 0.
+    eps : (float or None, float), default (None, 1e-3)
+        ε₁, the floor of the variance estimate (squared) and of the row
+        factors' mean (None: the dtype's machine epsilon), and ε₂, the floor
+        of the parameter's RMS in the step size.
+    d : float, default 1.0
+        Clipping threshold d of the update's RMS, >= 1.
+    weight_decay : float, default 0.0
+        Decoupled weight decay λ (θ is multiplied by (1 − γ·λ) at each step).
+    maximize : bool, default False
+        Ascend the gradient (maximise the objective) instead of descending.
+
+    Returns
+    -------
+    (ndarray, dict)
+        The updated parameter and the new state.
+    """
+    p, g = param, _signed(np.asarray(grad), maximize)
+    eps1, eps2 = eps
+    if eps1 is None:
+        eps1 = float(np.finfo(p.dtype).eps)
+    weight = float(step) ** beta2_decay
+    rho = min(lr, 1 / float(step) ** 0.5)
+    alpha = max(eps2, _norm(p) / p.size ** 0.5) * rho
+    if weight_decay != 0:
+        p = p * _scalar(1 - lr * weight_decay, p)
+    if g.ndim > 1:
+        row_sq, col_sq = _mean_sq(g, -1), _mean_sq(g, -2)
+        row = _lerp(state.get("row_var", np.zeros_like(row_sq)), row_sq, weight)
+        col = _lerp(state.get("col_var", np.zeros_like(col_sq)), col_sq, weight)
+        row_mean = np.maximum(np.mean(row, axis=-2, keepdims=True), _scalar(eps1, p))
+        var = (row * col) / row_mean  # R @ C: an outer product (inner dimension 1)
+        new_state = {"row_var": row, "col_var": col}
+    else:
+        var = _lerp(state.get("variance", np.zeros_like(p)), g * g, weight)
+        new_state = {"variance": var}
+    u = (_scalar(1, p) / np.sqrt(np.maximum(var, _scalar(eps1 * eps1, p)))) * g  # rsqrt, then · g
+    denom = max(1.0, _norm(u) / (u.size ** 0.5 * d))
+    return p + _scalar(-alpha / denom, p) * u, new_state
+
+
 for _spec in SPECS.values():
     _docs.document(globals()[_spec.function], _spec, _ARGS, returns=_RETURNS)
 
@@ -713,6 +1085,13 @@ class ReferenceOptimizer:
     The current parameters are in ``params`` and their state in ``state``
     (by index). A float16 or bfloat16 parameter steps as :func:`half_step`.
 
+    A Schedule-Free optimizer keeps the package's group state (``k``,
+    ``lr_max``, ``weight_sum``, ``scheduled_lr``, ``train_mode``) in
+    ``groups``, one dict per parameter group: every step is the group's step
+    ``k`` (a parameter skipped with None keeps its y and z while the group
+    counts on), and only in train mode (``train()``; ``eval()`` moves the
+    parameters to the average x, as :func:`schedule_free_switch`).
+
     Parameters
     ----------
     name : str
@@ -726,17 +1105,32 @@ class ReferenceOptimizer:
 
     def __init__(self, name: str, params: list[Any], defaults: Mapping[str, Any]) -> None:
         self.update = UPDATES[name]
+        self.spec = SPECS[name]
         groups = list(params)
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         self.hyper, self.params, self.state, self.steps = [], [], [], []
-        for group in groups:
+        self.groups: list[dict[str, Any]] = []  # per group: its group state (Schedule-Free)
+        self.group_hyper: list[dict[str, Any]] = []
+        self.group_of: list[int] = []
+        for gi, group in enumerate(groups):
             hyper = {**defaults, **{k: v for k, v in group.items() if k != "params"}}
+            self.groups.append({h.name: h.default for h in self.spec.group_state})
+            self.group_hyper.append({**self.spec.defaults, **hyper})
             for p in group["params"]:
                 self.hyper.append(hyper)
                 self.params.append(np.array(p, copy=True))
                 self.state.append({})
                 self.steps.append(0)
+                self.group_of.append(gi)
+
+    def _one(self, i: int, grad: Array, step: int, **extra: Any) -> None:
+        args = (self.params[i], np.asarray(grad), self.state[i], step)
+        hyper = {**self.hyper[i], **extra}
+        if _is_16bit(self.params[i]):
+            self.params[i], self.state[i] = half_step(self.update, *args, **hyper)
+        else:
+            self.params[i], self.state[i] = self.update(*args, **hyper)
 
     def step(self, grads: Grads) -> None:
         """Update every parameter from its gradient.
@@ -746,12 +1140,52 @@ class ReferenceOptimizer:
         grads : list of arrays
             One gradient per parameter, in group order; None skips one.
         """
+        if self.spec.group_state:
+            self._schedule_free_step(grads)
+            return
         for i, grad in enumerate(grads):
             if grad is None:
                 continue
             self.steps[i] += 1
-            args = (self.params[i], np.asarray(grad), self.state[i], self.steps[i])
-            if _is_16bit(self.params[i]):
-                self.params[i], self.state[i] = half_step(self.update, *args, **self.hyper[i])
-            else:
-                self.params[i], self.state[i] = self.update(*args, **self.hyper[i])
+            self._one(i, grad, self.steps[i])
+
+    def _schedule_free_step(self, grads: Grads) -> None:
+        if not self.groups[0]["train_mode"]:
+            raise RuntimeError("Optimizer was not in train mode when step is called")
+        before = [dict(g) for g in self.groups]
+        for g, hyper in zip(self.groups, self.group_hyper):
+            g["k"] += 1
+            g["scheduled_lr"], _, g["lr_max"], g["weight_sum"] = schedule_free_group(
+                g["k"], hyper["lr"], hyper["warmup_steps"], hyper["r"], hyper["weight_lr_power"],
+                g["lr_max"], g["weight_sum"])
+        for i, grad in enumerate(grads):
+            if grad is None:
+                continue
+            self.steps[i] += 1
+            b = before[self.group_of[i]]
+            self._one(i, grad, b["k"] + 1, lr_max=b["lr_max"], weight_sum=b["weight_sum"])
+
+    def train(self) -> None:
+        """Move every parameter to y (Schedule-Free), as the package's train()."""
+        self._switch(True)
+
+    def eval(self) -> None:
+        """Move every parameter to x, the average (Schedule-Free), as the package's eval()."""
+        self._switch(False)
+
+    def _switch(self, train: bool) -> None:
+        if not self.spec.group_state:
+            raise TypeError(f"{self.spec.name} has no train()/eval()")
+        for gi, g in enumerate(self.groups):
+            if g["train_mode"] == train:
+                continue
+            for i in range(len(self.params)):
+                if self.group_of[i] != gi or "z" not in self.state[i]:
+                    continue  # as the package: only parameters with a z (a step done) move
+                hyper = self.group_hyper[gi]
+                beta = hyper["betas"][0] if "betas" in hyper else hyper["momentum"]
+                p = self.params[i]
+                wide = p.astype(np.float32) if _is_16bit(p) else p  # 16-bit: in float32, rounded once
+                self.params[i] = schedule_free_switch(wide, self.state[i]["z"], beta,
+                                                      train).astype(p.dtype)
+            g["train_mode"] = train

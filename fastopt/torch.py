@@ -50,7 +50,9 @@ released while the C core runs).
 """
 # This module is fastopt.torch; with absolute imports (Python 3's only kind)
 # the next line imports the real torch package, never this file.
+import operator
 import sys
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -58,13 +60,14 @@ import numpy as np
 import torch
 import torch.optim
 
-from . import _core
+from . import _core, _lbfgs
 from . import optim as _optim
 from . import _docs
+from ._sparse import RowSparse
 from ._spec import FIRST_GRAD, PARAM, SPECS
 from ._validate import as_float
 
-__all__ = list(SPECS)  # one class per optimizer of fastopt._spec
+__all__ = [*SPECS, "LBFGS"]  # one class per optimizer of fastopt._spec, and LBFGS
 
 _DTYPES = (torch.float32, torch.float64)
 # parameters and gradients may also be 16-bit, with float32 state (API.md)
@@ -97,7 +100,8 @@ def _c_scalar(value, key, where):
         value = _plain(value)
         if type(value) is not tuple:
             return _c_scalar(value, key, where)
-        return tuple(_c_scalar(v, key, where) for v in value)
+        # None where the spec admits it (Adafactor's eps1; the C core checks the rest)
+        return tuple(None if v is None else _c_scalar(v, key, where) for v in value)
     if not isinstance(value, (str, bytes)):
         try:
             float(value)  # NumPy scalars and other real numbers
@@ -108,6 +112,15 @@ def _c_scalar(value, key, where):
 
 
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
+# unbound accessors, for C-level map() over lists of plain tensors at every step
+_GRAD = operator.attrgetter("grad")
+_VERSION = operator.attrgetter("_version")
+_DATA_PTR = torch.Tensor.data_ptr
+_LAYOUT = operator.attrgetter("shape", "dtype")  # `.data =` can change these, and strides,
+_STRIDE = torch.Tensor.stride                     # at the same address and version
+_NUMPY = torch.Tensor.numpy
+_DETACH = torch.Tensor.detach
+_CALL = weakref.ref.__call__  # (operator.call is 3.11+)
 
 
 def _local(t):
@@ -142,9 +155,8 @@ def _state_dtype(p):
 def _check_tensor(t, what, dtypes=_PARAM_DTYPES):
     """TypeError unless t is a dense-layout CPU tensor of one of `dtypes`."""
     if t.layout != torch.strided:
-        raise TypeError(f"{what} is a {t.layout} tensor; fastopt.torch steps dense tensors only "
-                        "(sparse gradients are not supported: use torch.optim.SparseAdam or a dense "
-                        "embedding)")
+        raise TypeError(f"{what} is a {t.layout} tensor; fastopt.torch steps dense tensors here "
+                        "(sparse gradients: fastopt.torch.SparseAdam, SGD and Adagrad)")
     if t.device.type != "cpu":
         raise TypeError(f"{what} is on {t.device}; fastopt.torch steps CPU tensors only (use "
                         "torch.optim's fused optimizers on the GPU, or step a CPU copy of the "
@@ -187,8 +199,18 @@ def _array(t, flat):
     return _numpy(t.as_strided((t.numel(),), (1,)) if flat else t)
 
 
+def _row_sparse(grad):
+    """A sparse COO gradient (one sparse dimension, as nn.Embedding(sparse=True)
+    makes) as the engine reads it: torch's coalesce() (its sums, in its order),
+    its rows and values."""
+    grad = grad.coalesce()
+    return RowSparse(grad._indices()[0].numpy(), _numpy(grad._values().contiguous()))
+
+
 def _grad_array(grad, param, flat):
     """The gradient as the engine reads it: in its parameter's memory order (a copy if not)."""
+    if grad.is_sparse:
+        return _row_sparse(grad)
     grad, param = _local(grad), _local(param)
     if not _same_layout(grad, param):
         grad = _in_layout(grad, param)
@@ -325,7 +347,9 @@ class _Stepper:
         spec = self._fastopt._spec
         fresh = not state
         master_weights, rounding, _ = self._fo_precision
-        if (fresh and spec.step) or (rounding == "stochastic" and "step" not in state):
+        if fresh and spec.step:
+            state["step"] = 0 if spec.int_step else torch.tensor(0.0, dtype=_scalar_dtype())
+        elif rounding == "stochastic" and "step" not in state:
             # without torch's step count (SGD), the count stochastic rounding keys on
             state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
         if fresh:  # torch's 0-d state (the first step sets it from torch's initial values)
@@ -333,6 +357,8 @@ class _Stepper:
                 state[c.name] = torch.tensor(1.0, dtype=_scalar_dtype())
         created = False
         for buf in spec.state:
+            if buf.shape_for(param.shape) is None:
+                continue  # a parameter of this shape has no such buffer (Adafactor)
             if buf.when is None:
                 if not fresh:
                     continue
@@ -351,6 +377,8 @@ class _Stepper:
         return created
 
     def _new_buffer(self, buf, param, hyper):
+        if buf.shape is not None:  # not the parameter's shape: C-contiguous (Adafactor's factors)
+            return torch.full(buf.shape_for(param.shape), float(buf.init), dtype=_state_dtype(param))
         like = dict(memory_format=torch.preserve_format)
         like["dtype"] = _state_dtype(param)
         if buf.init == FIRST_GRAD:  # the first step writes it
@@ -410,7 +438,7 @@ class _Stepper:
             return loss
         hypers = self._fo_hypers(sorted({gi for _, gi in active}))
         slots = self._fo_slots(hypers)
-        self._fo_check(active)
+        self._fo_check(active, hypers)
         before = [(p, dict(self.state[p]) if p in self.state else None) for p, _ in active]
         try:
             plan = _Plan(self, active, hypers, slots)
@@ -430,14 +458,34 @@ class _Stepper:
     def _fo_slots(self, hypers):
         return [_core.state_slots(self._fastopt._algo, h) for h in hypers]
 
-    def _fo_check(self, active):
+    def _fo_check_sparse(self, p, what, hyper):
+        """A sparse COO gradient: torch's RuntimeError for hyperparameters it
+        refuses with one; TypeError/ValueError for one fastopt cannot step."""
+        why = self._fastopt._spec.sparse(hyper)
+        if why is not None:
+            raise RuntimeError(why)
+        g = p.grad
+        if g.device.type != "cpu" or g.dtype != p.dtype or g.shape != p.shape:
+            raise TypeError(f"gradient of {what} is a {g.device} {g.dtype} sparse tensor of shape "
+                            f"{tuple(g.shape)}, its parameter {p.dtype} {tuple(p.shape)}")
+        if g.sparse_dim() != 1:
+            raise ValueError(f"gradient of {what} is sparse in {g.sparse_dim()} dimensions: "
+                             "fastopt.torch steps gradients sparse in rows only (sparse_dim 1, "
+                             "as nn.Embedding(sparse=True) makes)")
+        if not _local(p).is_contiguous():
+            raise ValueError(f"{what} has a sparse gradient and strides {p.stride()}: rows are "
+                             "stepped in C-contiguous parameters only")
+
+    def _fo_check(self, active, hypers):
         """Raise TypeError/ValueError naming the first parameter, gradient or state at fault."""
         index_of = {}
         for group in self.param_groups:
             for p in group["params"]:
                 index_of[id(p)] = len(index_of)
-        names = self._fastopt._spec.state_names
-        for p, _ in active:
+        spec = self._fastopt._spec
+        names = spec.state_names
+        shaped = any(b.shape is not None for b in spec.state)
+        for p, gi in active:
             what = f"parameter {index_of[id(p)]}"
             _check_sharding(p, what)
             _check_tensor(_local(p), what)
@@ -445,12 +493,21 @@ class _Stepper:
             if ndim is not None and (p.ndim != ndim or not _local(p).is_contiguous()):
                 raise ValueError(f"{what} has shape {tuple(p.shape)} and strides {p.stride()}: "
                                  f"{type(self).__name__} steps C-contiguous {ndim}-D parameters")
+            if shaped and not _local(p).is_contiguous():  # its rows are its memory's
+                raise ValueError(f"{what} has shape {tuple(p.shape)} and strides {p.stride()}: "
+                                 f"{type(self).__name__} steps C-contiguous parameters")
             if not _dense(_local(p)):
                 raise ValueError(
                     f"{what} (shape {tuple(p.shape)}, strides {p.stride()}) is a view that skips "
                     "or reuses memory (a slice or an expand() of another tensor), which "
                     "fastopt.torch cannot update in place; give it memory of its own "
                     "(param.data = param.data.clone()) or step it with torch.optim")
+            if p.grad.is_sparse and self._fastopt._spec.sparse is not None:
+                self._fo_check_sparse(p, what, hypers[gi])
+                continue
+            if self._fastopt._spec.int_step:  # SparseAdam: torch's error
+                raise RuntimeError(f"{type(self).__name__} does not support dense gradients, "
+                                   "please consider Adam instead")
             _check_tensor(_local(p.grad), f"gradient of {what}")
             if p.grad.dtype != p.dtype or p.grad.shape != p.shape:
                 raise TypeError(f"gradient of {what} has dtype {p.grad.dtype} and shape "
@@ -458,15 +515,19 @@ class _Stepper:
                                 f"{tuple(p.shape)}")
         for p, _ in active:
             state = self.state.get(p) or {}
-            for name in names:
-                buf = state.get(name)
+            for b in spec.state:
+                buf = state.get(b.name)
                 if buf is not None:
-                    what = f"state {name!r} of parameter {index_of[id(p)]}"
+                    what = f"state {b.name!r} of parameter {index_of[id(p)]}"
                     _check_tensor(_local(buf), what)
-                    if buf.dtype != _state_dtype(p) or buf.shape != p.shape:
+                    shape = b.shape_for(p.shape)
+                    if shape is None:
+                        raise ValueError(f"{what}: a parameter of shape {tuple(p.shape)} has "
+                                         f"no {b.name!r}")
+                    if buf.dtype != _state_dtype(p) or buf.shape != shape:
                         raise TypeError(f"{what} has dtype {buf.dtype} and shape "
                                         f"{tuple(buf.shape)}, expected {_state_dtype(p)} and "
-                                        f"{tuple(p.shape)} (its parameter: {p.dtype})")
+                                        f"{shape} (its parameter: {p.dtype})")
 
 
 class _Plan:
@@ -498,7 +559,8 @@ class _Plan:
         self.bf16 = any(p.dtype == torch.bfloat16 for p in self.params)  # grads need _numpy
         # parameters whose gradient the engine cannot read as it is
         self.fix = [k for k, p in enumerate(self.params)
-                    if self.flat[k] or not _same_layout(_local(p.grad), _local(p))]
+                    if self.flat[k] or (not p.grad.is_sparse
+                                        and not _same_layout(_local(p.grad), _local(p)))]
         entries, bufsets, started = [], [], []
         index_of = {id(p): i for i, p in enumerate(everything)}
         for p, gi in active:
@@ -506,18 +568,24 @@ class _Plan:
             fresh = opt._init_state(state, p, hypers[gi])
             if state and p not in opt.state:  # torch keeps no entry for stateless SGD
                 opt.state[p] = state
-            for name in names:  # a loaded buffer in another layout: copied into the param's
-                buf = state.get(name)
-                if buf is not None and not _same_layout(buf, p):
-                    state[name] = _in_layout(buf, p)
-            needed = [name for name, used in zip(names, slots[gi]) if used]
+            # the slots its group uses that a parameter of its shape has
+            used = [u and b.shape_for(p.shape) is not None for u, b in zip(slots[gi], spec.state)]
+            for b in spec.state:  # a loaded buffer in another layout: copied into the param's
+                buf = state.get(b.name)
+                if buf is None:
+                    continue
+                if b.shape is not None and not buf.is_contiguous():
+                    state[b.name] = buf.contiguous()
+                elif b.shape is None and not _same_layout(buf, p):
+                    state[b.name] = _in_layout(buf, p)
+            needed = [name for name, u in zip(names, used) if u]
             for name in (["step"] if spec.step else []) + needed:
                 if state.get(name) is None:  # the C core would write through a null pointer
                     raise ValueError(
                         f"the state of parameter {index_of[id(p)]} has no {name!r} (deleted, or "
                         "loaded from an incomplete state dict); restore it, or clear the "
                         "parameter's state (optimizer.state[param] = {}) to start afresh")
-            bufs = tuple(state.get(name) if used else None for name, used in zip(names, slots[gi]))
+            bufs = tuple(state.get(name) if u else None for name, u in zip(names, used))
             bufs += (None,) * (_core.NUM_SLOTS - len(bufs))  # the C core's slots
             master = state.get("master_param") if opt._fo_precision[0] else None
             if master is not None:
@@ -535,23 +603,37 @@ class _Plan:
                 if state.get(name) is None:
                     raise ValueError(f"the state of parameter {index_of[id(p)]} has no {name!r}")
                 state[name] = _step_tensor(state[name])  # a 0-d CPU float tensor of its own
-            if "step" in state:
+            if "step" in state and spec.int_step:  # torch's SparseAdam counts in an int
+                started.append(state["step"] > 0)
+            elif "step" in state:
                 state["step"] = _step_tensor(state["step"])
                 started.append(float(state["step"]) > 0 if spec.step else not fresh)
             else:  # SGD: a fresh momentum buffer starts as the gradient
                 started.append(not fresh)
-        counted = spec.step or opt._fo_precision[1] == "stochastic"  # every entry has a "step"
-        steps = [state["step"].detach().reshape(()) for state in entries] if counted else []
+        self.int_steps = entries if spec.int_step else None
+        steps = [] if spec.int_step else [state["step"].detach().reshape(()) for state in entries
+                                          if "step" in state]
+        # the parameters whose gradient is sparse (None: none): each must stay so
+        sparse = [p.grad.is_sparse for p in self.params]
+        self.sparse = sparse if any(sparse) else None
         self.step_views = tuple(t.numpy() for t in steps)  # torch's counts, see run()
         # torch's 0-d state tensors (mu_product; eta, mu), the truth as the counts are
         self.scalar_views = tuple(tuple(state[name].detach().reshape(()).numpy()
                                         for name in spec.scalar_names)
                                   for state in entries) if spec.scalars else ()
-        self.items = list(opt.state.items())
+        self.items = list(opt.state.items())  # keeps every key and entry alive: ids stay theirs
+        self.item_ids = (list(map(id, opt.state)), list(map(id, opt.state.values())))
         # every state tensor, by where it is and where its memory is
         self.where = [(state, key) for state in entries for key, t in state.items()
                       if isinstance(t, torch.Tensor)]
+        self.where_dicts = [state for state, _ in self.where]
+        self.where_keys = [key for _, key in self.where]
         self.state_ptrs = [_local(state[key]).data_ptr() for state, key in self.where]
+        # plain tensors (no DTensor): the checks at each step are C-level map() calls
+        self.plain = all(type(t) in _PLAIN for t in self.params) and \
+            all(type(state[key]) in _PLAIN for state, key in self.where)
+        # the last gradients seen: (key, weak references, None), then (key, tensors, views)
+        self.grads = None
         self.engine = _core.Engine(
             spec.algo, [_array(p, flat) for p, flat in zip(self.params, self.flat)],
             [tuple(None if b is None else _array(b, flat) for b in bufs)
@@ -564,15 +646,71 @@ class _Plan:
         """The gradients as the engine reads them, or None when the plan no longer fits
         (other parameters, groups or gradients, other memory, other state tensors).
 
-        Comprehensions over the whole lists: this runs at every step.
+        This runs at every step: each check is a C-level map() over a whole
+        list. Comparing ids is comparing objects because the plan keeps every
+        object it compares alive (the params, the state's keys and entries),
+        or holds a weak reference to it (the last gradients). A gradient's
+        NumPy view (of a detached alias, which keeps the memory it reads) is
+        reused while the gradient is the same tensor at the same version,
+        address, shape, dtype and strides (set_(), resize_() and in-place edits
+        bump ``_version``; ``.data =`` keeps it, and may keep the address too).
         """
         state, groups = opt.state, opt.param_groups
         if (state is not self.state or len(state) != len(self.items)
                 or [len(group["params"]) for group in groups] != self.sizes
-                or list(map(id, [p for group in groups for p in group["params"]])) != self.ids):
+                or [i for group in groups for i in map(id, group["params"])] != self.ids
+                or list(map(id, state)) != self.item_ids[0]
+                or list(map(id, state.values())) != self.item_ids[1]):
             return None
+        if not self.plain:
+            return self._current_grads_local()
+        params = self.params
+        tensors = list(map(_GRAD, params))
+        ids = list(map(id, tensors))
         try:
-            if self.bf16:
+            key = (ids, list(map(_VERSION, tensors)), list(map(_DATA_PTR, tensors)),
+                   list(map(_LAYOUT, tensors)), list(map(_STRIDE, tensors)))
+        except (AttributeError, TypeError):  # a gradient is None now
+            return None
+        cache = self.grads
+        if cache is not None and key == cache[0] and (
+                cache[2] is not None or list(map(id, map(_CALL, cache[1]))) == ids):
+            # the same tensors as at the last step (kept, or weakly referenced and
+            # alive: equal ids are the same objects), now worth keeping with their views
+            if cache[2] is None:  # views of detached tensors: they keep the memory they read
+                self.grads = (key, tensors, self._views(list(map(_DETACH, tensors))))
+            grads = self.grads[2]
+        else:
+            grads = self._views(tensors)
+            # weakly: gradients set to None between steps are freed as without fastopt
+            self.grads = (key, list(map(weakref.ref, tensors)), None)
+        if list(map(_DATA_PTR, params)) != self.ptrs:
+            return None
+        for g in map(_GRAD, self.idle):
+            if g is not None:
+                return None
+        if list(map(_DATA_PTR, map(dict.__getitem__, self.where_dicts, self.where_keys))) \
+                != self.state_ptrs:
+            return None  # replaced, or set_() to other memory
+        if self.fix:
+            grads = list(grads)
+            for k in self.fix:
+                p = params[k]
+                grads[k] = _grad_array(p.grad, p, self.flat[k])
+        return tuple(grads)
+
+    def _views(self, tensors):
+        return list(map(_numpy, tensors)) if self.bf16 else list(map(_NUMPY, tensors))
+
+    def _current_grads_local(self):
+        """current_grads for DTensor plans: each tensor through its local shard."""
+        try:
+            if self.sparse is not None:
+                if [p.grad.is_sparse for p in self.params] != self.sparse:
+                    return None
+                grads = [_row_sparse(p.grad) if sparse else _grad_array(p.grad, p, flat)
+                         for p, sparse, flat in zip(self.params, self.sparse, self.flat)]
+            elif self.bf16:
                 grads = [_numpy(_local(p.grad)) for p in self.params]
             else:
                 grads = [_local(p.grad).numpy() for p in self.params]
@@ -583,12 +721,9 @@ class _Plan:
         for p in self.idle:
             if p.grad is not None:
                 return None
-        for (key, entry), (key0, entry0) in zip(state.items(), self.items):
-            if key is not key0 or entry is not entry0:
-                return None
         if [_local(entry[key]).data_ptr() for entry, key in self.where] != self.state_ptrs:
             return None  # replaced, or set_() to other memory
-        for k in self.fix:
+        for k in ([] if self.sparse is not None else self.fix):
             p = self.params[k]
             grads[k] = _grad_array(p.grad, p, self.flat[k])
         return grads
@@ -603,11 +738,16 @@ class _Plan:
         the engine before the step, written back from it after (the value
         torch's ``step += 1`` gives)."""
         engine = self.engine
+        if self.int_steps is not None:
+            engine.set_counters(steps=[state["step"] for state in self.int_steps])
         if self.step_views:
             engine.set_counters(steps=self.step_views)
         if self.scalar_views:
             engine.load_scalars(self.scalar_views)
         engine.step(grads, hypers)
+        if self.int_steps is not None:
+            for state, count in zip(self.int_steps, engine.counters()[0].tolist()):
+                state["step"] = count
         if self.step_views:
             engine.store_steps(self.step_views)
         if self.scalar_views:
@@ -1100,9 +1240,150 @@ class Muon(_Stepper, torch.optim.Muon):
                  lr: float = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
                  nesterov: bool = True,
                  ns_coefficients: tuple[float, float, float] = (3.4445, -4.775, 2.0315),
-                 eps: float = 1e-7, ns_steps: int = 5, adjust_lr_fn: str | None = None, *, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
+                 eps: float = 1e-7, ns_steps: int = 5, adjust_lr_fn: str | None = None, *,
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
         self._fo_setup(master_weights, rounding, seed)
         super().__init__(params, lr=lr, weight_decay=weight_decay, momentum=momentum,
                          nesterov=nesterov, ns_coefficients=ns_coefficients, eps=eps,
                          ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn)
+
+
+class LBFGS(torch.optim.LBFGS):
+    """torch.optim.LBFGS stepped by fastopt: torch's signature, closure
+    protocol (``closure()`` zeroes the gradients, runs backward and returns
+    the loss), state (in the first parameter's state) and state dict.
+
+    Parameters are CPU float32 or float64 tensors of one dtype, contiguous.
+    The flat-vector arithmetic runs in C with sums in a fixed order (see
+    ``fastopt.LBFGS``); a step whose closure raises, or returns a non-finite
+    loss or gradient, puts the parameters back and leaves the state as it was.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of one group dict
+        The parameters: CPU float32 or float64 tensors of one dtype, contiguous.
+    """
+
+    __doc__ = __doc__.rstrip(" ") + _lbfgs.PARAMETERS_DOC  # its hyperparameters, written once
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 1, max_iter: int = 20, max_eval: int | None = None,
+                 tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9,
+                 history_size: int = 100, line_search_fn: str | None = None) -> None:
+        super().__init__(params, lr=lr, max_iter=max_iter, max_eval=max_eval,
+                         tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
+                         history_size=history_size, line_search_fn=line_search_fn)
+        _lbfgs.hypers(self._fo_group())
+        self._fo_arrays()
+
+    def _fo_group(self):
+        if len(self.param_groups) != 1:
+            raise ValueError("LBFGS doesn't support per-parameter options (parameter groups)")
+        group = dict(self.param_groups[0])
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"] = float(group["lr"])
+        return group
+
+    def _fo_arrays(self):
+        """The parameters' NumPy views (the arrays the step updates in place)."""
+        params = list(self.param_groups[0]["params"])
+        for i, p in enumerate(params):
+            _check_tensor(p, f"parameter {i}", (torch.float32, torch.float64))
+            if not p.is_contiguous():
+                raise ValueError(f"parameter {i} must be contiguous")
+        arrays = [p.detach().numpy() for p in params]
+        _lbfgs.check_params(arrays)
+        return params, arrays
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any]) -> Any:  # type: ignore[override]
+        """Run one L-BFGS step (up to max_iter iterations); returns the first loss.
+
+        Parameters
+        ----------
+        closure : callable
+            Zeroes the gradients, computes the loss, runs ``backward()`` and returns the loss.
+        """
+        group = self._fo_group()
+        params, arrays = self._fo_arrays()
+        closure = torch.enable_grad()(closure)
+
+        def evaluate(count):
+            loss = closure()
+            value = _lbfgs.checked_loss(loss, count)
+            views = []
+            for p, a in zip(params, arrays):
+                g = p.grad
+                if g is None:
+                    views.append(np.zeros(a.size, a.dtype))
+                    continue
+                g = g.to_dense() if g.is_sparse else g
+                if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
+                    raise ValueError("LBFGS: a gradient does not match its parameter's shape, "
+                                     "dtype or device")
+                views.append(g.detach().reshape(-1).numpy())
+            return loss, value, _lbfgs.checked_grad(np.concatenate(views), count)
+
+        state = self.state[params[0]]
+        loss, new = _lbfgs.step(arrays, evaluate, _state_arrays(state, arrays[0].dtype.type), group)
+        state.clear()
+        state.update(_state_tensors(new))
+        return loss
+
+
+def _state_arrays(state, dt):
+    """torch's LBFGS state with NumPy arrays and dtype scalars for its tensors."""
+    def of(v):
+        if isinstance(v, torch.Tensor):
+            return dt(v.item()) if v.ndim == 0 else v.detach().numpy()
+        return [of(x) for x in v] if isinstance(v, list) else v
+    return {k: of(v) for k, v in state.items()}
+
+
+def _state_tensors(state):
+    """The inverse of _state_arrays: tensors (sharing the arrays' memory) and 0-d tensors."""
+    def of(v):
+        if isinstance(v, np.ndarray):
+            return torch.from_numpy(v)
+        if isinstance(v, np.floating):
+            return torch.tensor(v)
+        return [of(x) for x in v] if isinstance(v, list) else v
+    return {k: of(v) for k, v in state.items()}
+
+
+class SparseAdam(_Stepper, torch.optim.SparseAdam):
+    """torch.optim.SparseAdam stepped by fastopt (same signature, defaults and state dict).
+
+    Gradients are sparse COO tensors with one sparse dimension (rows), as
+    ``nn.Embedding(sparse=True)`` makes; they are coalesced by torch's
+    ``coalesce()`` and only the rows present are updated, in one C pass.
+    A dense gradient is torch's RuntimeError. State per parameter: ``step``
+    (an int, as in torch), ``exp_avg`` and ``exp_avg_sq``, zeros at first.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 maximize: bool = False, *, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
+        self._fo_setup(master_weights, rounding, seed)
+        super().__init__(params, lr=lr, betas=betas, eps=eps, maximize=maximize)
+
+
+class Adafactor(_Stepper, torch.optim.Adafactor):
+    """torch.optim.Adafactor stepped by fastopt (signature, defaults, state dict).
+
+    State per parameter: ``step``; ``row_var`` and ``col_var`` (shapes
+    p.shape[:-1] + (1,) and p.shape[:-2] + (1, p.shape[-1])) for a parameter
+    of two or more dimensions, else ``variance``; zeros at first, as in
+    torch. Parameters are C-contiguous; see ``fastopt.Adafactor``.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                 lr: float = 1e-2, beta2_decay: float = -0.8,
+                 eps: tuple[float | None, float] = (None, 1e-3), d: float = 1.0,
+                 weight_decay: float = 0.0, *, foreach: bool | None = None,
+                 maximize: bool = False, master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0) -> None:
+        self._fo_setup(master_weights, rounding, seed)
+        super().__init__(params, lr=lr, beta2_decay=beta2_decay, eps=eps, d=d,
+                         weight_decay=weight_decay, foreach=foreach, maximize=maximize)

@@ -253,12 +253,16 @@ def _from_spec(name):
 # Optimizers with group state (Schedule-Free's k, lr_max, weight_sum; a step only
 # in train mode) follow another protocol: tests/test_schedulefree.py covers them.
 GROUP_STATE = [name for name, spec in SPECS.items() if spec.group_state]
+# Optimizers whose state is not shaped like the parameter (Adafactor's factors;
+# torch cannot step an empty parameter) are not element-wise, as the generic
+# tests assume: tests/test_adafactor.py covers them.
+SHAPED_STATE = [name for name, spec in SPECS.items() if any(b.shape for b in spec.state)]
 # The generic tests step 1-D arrays of any size: an optimizer whose spec
 # restricts the parameters' dimensions (Muon: 2-D, not element-wise) is left
 # out of them and tested in its own file (test_muon.py).
 OPTIMIZERS += [_from_spec(name) for name in SPECS
                if name not in {o.name for o in OPTIMIZERS} and name not in GROUP_STATE
-               and SPECS[name].ndim is None]
+               and name not in SHAPED_STATE and SPECS[name].ndim is None]
 OPTIMIZERS.sort(key=lambda o: list(SPECS).index(o.name))
 BY_NAME = {o.name: o for o in OPTIMIZERS}
 
@@ -268,7 +272,12 @@ OPTION_CASES = [pytest.param(o, opts, id=f"{o.name}-{i}")
 
 # The optimizers torch.optim has (the tests against torch.optim run these; the
 # others are checked against their own reference in test_beyond_torch.py).
-IN_TORCH = [o for o in OPTIMIZERS if o.spec.reference == "torch.optim"]
+# torch's SparseAdam (and so fastopt.torch's) refuses dense gradients: the tests that
+# step torch classes with dense gradients leave it out; tests/test_sparse.py runs it.
+SPARSE_ONLY_IN_TORCH = {"SparseAdam"}
+IN_TORCH = [o for o in OPTIMIZERS if o.spec.reference == "torch.optim"
+            and o.name not in SPARSE_ONLY_IN_TORCH]
+TORCH_DENSE = [o for o in OPTIMIZERS if o.name not in SPARSE_ONLY_IN_TORCH]
 IN_TORCH_CASES = [case for case in OPTION_CASES if case.values[0] in IN_TORCH]
 
 SIZES = (1, 7, 63, 1000)
@@ -285,6 +294,17 @@ def big_cases(opts):
 @pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])
 def dtype(request):
     return np.dtype(request.param)
+
+
+def one_dtype_by_default(default):
+    """For a test whose subject does not depend on the dtype (state-dict
+    layout, piece boundaries): ``default`` in the default run, the other one
+    under -m slow. Overrides the ``dtype`` fixture."""
+    other = np.float64 if np.dtype(default) == np.float32 else np.float32
+    return pytest.mark.parametrize("dtype", [
+        pytest.param(np.dtype(default), id=np.dtype(default).name.replace("float", "f")),
+        pytest.param(np.dtype(other), id=np.dtype(other).name.replace("float", "f"),
+                     marks=pytest.mark.slow)])
 
 
 @pytest.fixture(params=[n for n in _core.isa_names() if n != "scalar"])
@@ -398,10 +418,12 @@ def new_state(name, param, fill=0.0):
             **{n: np.array(1.0, np.float32) for n in SPECS[name].scalar_names}}
 
 
-def run_isolated(code, timeout=60):
+def run_isolated(code, timeout=300):
     """Run `code` in a fresh Python process that imports this fastopt, and
     return its stdout. A crash (a signal) or a hang (past `timeout` seconds)
-    fails the calling test instead of killing or stalling the whole run."""
+    fails the calling test instead of killing or stalling the whole run. The
+    timeout is generous: on a busy machine importing torch alone can take
+    most of a minute."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(fastopt.__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))

@@ -69,6 +69,7 @@ def test_measure_interleaves_and_takes_the_best_time():
     assert set(best) == {"a", "b"} and all(0 < s < 0.01 for s in best.values())
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path):
     png = tmp_path / "bench.png"
     args = [sys.executable, "-m", "fastopt", "bench", "--shapes", "1000 x 10", "--only",

@@ -90,28 +90,41 @@ def torch_oracle(cls, name, params, grads, rename=None, sign=1.0, **extra):
     return [p.numpy() for p in ordered], state, opt
 
 
-def optax_oracle(make, name, params, grads, state_names):
-    """optax: one transformation per group, made by make(group options); its
-    params and the state fields named in `state_names` (optax field -> name)."""
+def optax_groups(make, groups, params, grads, state_names):
+    """optax: one transformation per group (options, member indices), made by
+    make(optax, **options), each step jitted (as optax is meant to run: the
+    same arithmetic, without one dispatch per operation); the members'
+    params and the state fields named in `state_names` (optax field -> name),
+    in group order."""
     jax = need("jax", "jax")
     optax = need("optax", "optax")
-    first, second = GROUPS[name]
-    options = [first, {**first, **second}]
-    idx = [list(range(0, len(params), 2)), list(range(1, len(params), 2))]
+
+    def apply(tx, g, st, ps):
+        updates, st = tx.update(g, st, ps)
+        return optax.apply_updates(ps, updates), st
+
     out_p, out_s = [], []
     with jax.enable_x64(params[0].dtype == np.float64):
-        for opts, members in zip(options, idx):
+        for opts, members in groups:
             tx = make(optax, **opts)
+            step = jax.jit(lambda g, st, ps, tx=tx: apply(tx, g, st, ps))
             ps = [jax.numpy.asarray(params[i]) for i in members]
             st = tx.init(ps)
             for g in grads:
-                updates, st = tx.update([jax.numpy.asarray(g[i]) for i in members], st, ps)
-                ps = optax.apply_updates(ps, updates)
+                ps, st = step([jax.numpy.asarray(g[i]) for i in members], st, ps)
             fields = _find_state(st, state_names)
             out_p += [np.asarray(p) for p in ps]
             out_s += [{name: np.asarray(fields[f][k]) for f, name in state_names.items()}
                       for k in range(len(members))]
     return out_p, out_s
+
+
+def optax_oracle(make, name, params, grads, state_names):
+    """optax on GROUPS[name]'s two groups (the even and the odd parameters)."""
+    first, second = GROUPS[name]
+    groups = [(first, list(range(0, len(params), 2))),
+              ({**first, **second}, list(range(1, len(params), 2)))]
+    return optax_groups(make, groups, params, grads, state_names)
 
 
 def _find_state(state, names):

@@ -91,6 +91,7 @@ def test_step_time_is_median_and_spread_over_every_step(data):
     assert f"{1e6 * median:.1f} [" in demo.table([result])
 
 
+@pytest.mark.slow
 def test_command_line_writes_table_and_png(tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "curves.png"

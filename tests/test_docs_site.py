@@ -79,6 +79,7 @@ def test_comparison_regression_gradients_are_the_losss_derivatives():
             assert grads[k][idx] == pytest.approx(numeric, rel=1e-5, abs=1e-8), (k, idx)
 
 
+@pytest.mark.slow
 def test_mkdocs_build_is_strict_and_clean(tmp_path):
     pytest.importorskip("mkdocs")
     pytest.importorskip("mkdocstrings_handlers.python")

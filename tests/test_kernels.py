@@ -61,7 +61,9 @@ def with_nonfinite(rng, grads):
 
 
 @pytest.mark.parametrize("opt", OPTIMIZERS, ids=str)
-@pytest.mark.parametrize("values", ["normal", "special", "nonfinite"])
+# Finite gradients alone under -m slow: the other two cases have them too, around
+# their extreme or non-finite elements.
+@pytest.mark.parametrize("values", [pytest.param("normal", marks=pytest.mark.slow), "special", "nonfinite"])
 def test_isa_matches_scalar(opt, isa, values, storage, rng):
     """The kernel table: every path against the scalar one, bitwise (NaNs
     included: kernels store every NaN as one canonical NaN, so operand order,

@@ -18,7 +18,7 @@ import fastopt
 from conftest import assert_bitwise, assert_close, assert_unchanged, snapshot
 from fastopt import reference
 from fastopt import functional as F
-from test_beyond_torch import _find_state, need
+from test_beyond_torch import need, optax_groups
 
 SHAPES = [(1,), (7,), (63,), (37, 41), (1000,), (5000,)]  # 5000: three blocks of 2048
 ZERO = 2  # the index of the all-zero parameter (both trust-ratio norms start at 0 for LARS)
@@ -75,24 +75,12 @@ def fastopt_run(name, params, grads, extra=None):
 
 def optax_run(name, params, grads, extra):
     """optax's transformation per group; params and state in group order."""
-    jax = need("jax", "jax")
-    optax = need("optax", "optax")
     make, names = TX[name]
-    out_p, out_s = [], []
-    with jax.enable_x64(params[0].dtype == np.float64):
-        for group in groups_of(name, list(range(len(params))), extra):
-            members = group.pop("params")
-            tx = make(optax, **group)
-            ps = [jax.numpy.asarray(params[i]) for i in members]
-            st = tx.init(ps)
-            for g in grads:
-                updates, st = tx.update([jax.numpy.asarray(g[i]) for i in members], st, ps)
-                ps = optax.apply_updates(ps, updates)
-            fields = _find_state(st, names)
-            out_p += [np.asarray(p) for p in ps]
-            out_s += [{mine: np.asarray(fields[f][k]) for f, mine in names.items()}
-                      for k in range(len(members))]
-    return out_p, out_s
+    groups = []
+    for group in groups_of(name, list(range(len(params))), extra):
+        members = group.pop("params")
+        groups.append((group, members))
+    return optax_groups(make, groups, params, grads, names)
 
 
 def check(opt, params, states, dtype):

@@ -295,3 +295,18 @@ def test_torch_bad_values_rejected():
         fastopt.torch.SGD([p], rounding="up")
     with pytest.raises(TypeError):
         fastopt.torch.Lion([p], seed="0")
+
+
+def test_row_sparse_master_is_the_float32_run(half, rng):
+    """A row-sparse gradient steps the master copy's rows present as a float32
+    run steps the parameter's (the kernel's row loop moves the master with them)."""
+    table = rng.standard_normal((40, 6)).astype(np.float32).astype(half)
+    wide = table.astype(np.float32)
+    steps = [(np.array(rows), rng.standard_normal((len(rows), 6)).astype(np.float32).astype(half))
+             for rows in ([3, 17, 39], [0, 3, 20], [39])]  # no repeats: they sum in 16 bits
+    opt = run(fastopt.SparseAdam, [table], [[fastopt.RowSparse(i, v)] for i, v in steps],
+              lr=0.05, master_weights=True)
+    run(fastopt.SparseAdam, [wide], [[fastopt.RowSparse(i, v.astype(np.float32))] for i, v in steps],
+        lr=0.05)
+    assert_bitwise(opt.state[0]["master_param"], wide, "master")
+    assert_bitwise(table, wide.astype(half), "parameter")

@@ -374,3 +374,65 @@ def test_train_eval_of_16_bit_parameters_rounds_once(rng):
         want = y0.copy()
         fastopt.optim._lerp_(want, z, 1 - 1 / 0.9)
         assert_bitwise(p, want.astype(half))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_optimizer_against_package(name, dtype, rng):
+    """fastopt.reference.ReferenceOptimizer keeps the group state and train()/eval()
+    itself: against the package, with skipped parameters and an eval() mid-run."""
+    sf = _package()
+    import torch
+    init = _setup(rng, dtype)
+    ref = reference.ReferenceOptimizer(name, _groups(name, [p.copy() for p in init]), {})
+    tparams = [torch.tensor(p) for p in init]
+    topt = getattr(sf, PACKAGE[name])(_groups(name, tparams), foreach=False)
+    with pytest.raises(RuntimeError, match="not in train mode"):
+        ref.step(_grads(rng, init, dtype))
+    assert [g["k"] for g in ref.groups] == [0, 0]
+    ref.train(), topt.train()
+    for step in range(60):
+        grads = _grads(rng, init, dtype)
+        if step % 7 == 3:
+            grads[1] = None  # skipped: its y and z stay, its group still counts the step
+        if step == 30:
+            ref.eval(), topt.eval()
+            for p, t in zip(ref.params, tparams):
+                assert_close(p, t.numpy(), dtype, "eval")
+            ref.train(), topt.train()
+        ref.step(grads)
+        for t, g in zip(tparams, grads):
+            t.grad = None if g is None else torch.tensor(g.copy())
+        topt.step()
+    for p, t in zip(ref.params, tparams):
+        assert_close(p, t.numpy(), dtype, "y")
+    for i, t in enumerate(tparams):
+        for key, buf in topt.state[t].items():
+            assert_close(ref.state[i][key], buf.numpy(), dtype, key)
+    for mine, theirs in zip(ref.groups, topt.param_groups):
+        for key in ("k", "lr_max", "weight_sum", "scheduled_lr", "train_mode"):
+            assert mine[key] == theirs[key], key
+    ref.eval(), topt.eval()
+    for p, t in zip(ref.params, tparams):
+        assert_close(p, t.numpy(), dtype, "x")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_optimizer_as_the_class(name, rng):
+    """ReferenceOptimizer against fastopt's class, train()/eval() included (no package needed)."""
+    init = _setup(rng, np.float64)
+    params = [p.copy() for p in init]
+    opt = getattr(fastopt, name)(_groups(name, params))
+    ref = reference.ReferenceOptimizer(name, _groups(name, [p.copy() for p in init]), {})
+    opt.train(), ref.train()
+    for step in range(20):
+        grads = _grads(rng, init, np.float64)
+        if step == 10:
+            opt.eval(), ref.eval()
+            opt.train(), ref.train()
+        opt.step(grads), ref.step(grads)
+    opt.eval(), ref.eval()
+    for p, q in zip(params, ref.params):
+        assert_close(p, q, np.float64, "x")
+    for mine, g in zip(opt.param_groups, ref.groups):
+        assert (mine["k"], mine["lr_max"], mine["weight_sum"]) == (g["k"], g["lr_max"], g["weight_sum"])

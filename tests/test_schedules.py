@@ -428,6 +428,7 @@ def test_empty_arrays():
     s.fill(0, np.empty(0))
 
 
+@pytest.mark.slow
 def test_plot_example(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     import importlib.util

@@ -40,7 +40,7 @@ def test_signature_defaults_are_the_specs(name, where):
         pytest.skip(f"torch.optim has no {name} (its reference is {spec.reference})")
     fn = {"fastopt": lambda: getattr(fastopt, name), "fastopt.torch": lambda: getattr(fastopt.torch, name),
           "torch.optim": lambda: getattr(torch.optim, name),
-          "functional": lambda: getattr(F, name.lower() + "_")}[where]()
+          "functional": lambda: getattr(F, spec.function + "_")}[where]()
     defaults = _defaults(fn, spec)
     assert defaults, "no hyperparameters found"
     for key, value in defaults.items():
@@ -88,12 +88,13 @@ def test_exports_are_the_specs():
     import fastopt.reference as R
     from fastopt import optim
     names = list(SPECS)
-    assert optim.__all__ == ["Optimizer", *names]  # a literal list, for type checkers
+    # LBFGS is outside the spec (not elementwise: fastopt._lbfgs), with no functional form
+    assert optim.__all__ == ["Optimizer", *names, "LBFGS"]  # a literal list, for type checkers
     assert all(getattr(fastopt, n) is getattr(optim, n) for n in optim.__all__)
     assert set(optim.__all__) <= set(fastopt.__all__)
-    assert fastopt.torch.__all__ == names
+    assert fastopt.torch.__all__ == [*names, "LBFGS"]
     assert F.__all__ == [SPECS[n].function + "_" for n in names]
-    assert R.__all__[:len(names)] == [SPECS[n].function for n in names]
+    assert R.__all__[:len(names) + 1] == [SPECS[n].function for n in names] + ["lbfgs"]
     assert list(R.UPDATES) == names
 
 

@@ -8,7 +8,7 @@ import pytest
 import fastopt
 
 from conftest import (IN_TORCH, IN_TORCH_CASES, OPTION_CASES, OPTIMIZERS, assert_bitwise,
-                      assert_close, assert_state_dicts_equal, grouped, make_params)
+                      assert_close, assert_state_dicts_equal, grouped, make_params, one_dtype_by_default)
 
 SIZES = (1, 7, 63, 1000)
 
@@ -123,6 +123,7 @@ def torch_step(tparams, topt, grads):
     topt.step()
 
 
+@one_dtype_by_default(np.float64)
 @pytest.mark.parametrize("opt, options", IN_TORCH_CASES)
 def test_fastopt_state_dict_loads_into_torch(opt, options, dtype, rng):
     pytest.importorskip("torch")
@@ -147,6 +148,7 @@ def test_fastopt_state_dict_loads_into_torch(opt, options, dtype, rng):
             assert_close(v, theirs["state"][i][k], dtype, f"state {i} {k}")
 
 
+@one_dtype_by_default(np.float64)
 @pytest.mark.parametrize("opt, options", IN_TORCH_CASES)
 def test_torch_state_dict_loads_into_fastopt(opt, options, dtype, rng):
     pytest.importorskip("torch")

@@ -35,6 +35,7 @@ def run(cls, kwargs, seed, dtype):
     return params
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_eight_threads_match_serial(dtype):
     serial = [run(cls, kw, seed, dtype) for seed, (cls, kw) in enumerate(CASES)]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastopt
-from conftest import OPTIMIZERS, assert_bitwise, make_params
+from conftest import OPTIMIZERS, assert_bitwise, make_params, one_dtype_by_default
 
 
 @pytest.fixture
@@ -110,6 +110,7 @@ def test_gil_held_without_a_step_blocks_the_counter():
     assert after == before
 
 
+@one_dtype_by_default(np.float32)
 @pytest.mark.parametrize("opt", OPTIMIZERS, ids=str)
 def test_thread_count_does_not_change_results(opt, dtype, threads, rng):
     options = max(opt.options, key=len)

@@ -79,6 +79,7 @@ value: str = schedules.cosine_decay_schedule(1.0, 10)(3)        # line 10
 """
 
 
+@pytest.mark.slow
 @source_tree
 def test_mypy_strict_passes_on_examples_and_catches_misuse(tmp_path):
     pytest.importorskip("mypy")

@@ -20,7 +20,7 @@
 #include <math.h>
 #include "fastopt.h"
 #include "fo_convert.h"
-#define MODES_(name, NAME, modes) modes,
+#define MODES_(name, NAME, modes, loop) modes,
 static const int algo_modes[FO_NUM_ALGOS] = { FO_ALGOS(MODES_) };
 static unsigned long long rs = 88172645463325252ULL;
 static double rnd(void) { rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17; return (double)(rs >> 11) / 9007199254740992.0 * 4 - 2; }

@@ -142,10 +142,13 @@ def test_clip_arguments(call, value):
 # ------------------------------------------------------------- optimizers
 
 def numeric_hyperparameters(cls):
-    """(name, default) of each number argument of an optimizer class; betas
-    become beta1, beta2 (and beta3 for Adan's three)."""
+    """(name, default) of each number argument of an optimizer class that a
+    param group holds; betas become beta1, beta2 (and beta3 for Adan's three).
+    ``seed`` is the optimizer's, not a group's (tests/test_master_weights.py)."""
     out = []
     for name, p in inspect.signature(cls.__init__).parameters.items():
+        if name == "seed":
+            continue
         if name == "betas":
             out += [(f"beta{k + 1}", None) for k in range(len(p.default))]
         elif type(p.default) in (int, float):

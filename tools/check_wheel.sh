@@ -11,7 +11,7 @@
 #   4. The repaired wheel goes into a fresh virtual environment, and tests/
 #      (copied to a folder outside the source tree) runs against it: the full
 #      suite on the default SIMD path, then the fast tests (-m "not slow")
-#      once with FASTOPT_SIMD forced to each path this CPU has; then the
+#      once with FASTOPT_SIMD forced to each other path this CPU has; then the
 #      install smoke tests with the oldest NumPy that the wheel admits.
 #
 # Usage: tools/check_wheel.sh   (from anywhere; PYTHON picks the interpreter,
@@ -127,11 +127,13 @@ export FASTOPT_EXPECT_INSTALLED=1
 unset FASTOPT_SIMD
 "$venv_py" -c "import fastopt, sys; fastopt.show_config(); print('  imported from:', fastopt.__file__)"
 isas="$("$venv_py" -c "import fastopt; print(' '.join(fastopt._core.isa_names()))")"
+default_isa="$("$venv_py" -c "import fastopt; print(fastopt._core.active_isa())")"
 
 step "tests, default SIMD path"
 "$venv_py" -m pytest -ra -p no:cacheprovider tests
 
 for isa in $isas; do
+    [ "$isa" = "$default_isa" ] && continue  # the run above
     step "fast tests, FASTOPT_SIMD=$isa"
     FASTOPT_SIMD="$isa" "$venv_py" -m pytest -q -p no:cacheprovider -m "not slow and not distributed" tests
 done
@@ -145,7 +147,7 @@ oldest_numpy="$("$venv_py" -c 'import sys; print({(3, 10): "1.23.5", (3, 11): "1
 if [ -n "$oldest_numpy" ]; then
     step "install smoke tests with numpy==$oldest_numpy"
     "$python" -m venv "$work/venv-oldest"
-    "$work/venv-oldest/bin/python" -m pip install -q "numpy==$oldest_numpy" "pytest>=7" "hypothesis>=6"
+    "$work/venv-oldest/bin/python" -m pip install -q "numpy==$oldest_numpy" "pytest>=7" "pytest-xdist>=3" "hypothesis>=6"
     "$work/venv-oldest/bin/python" -m pip install -q --no-deps "$repaired"
     "$work/venv-oldest/bin/python" -m pytest -q -p no:cacheprovider tests/test_install.py
 fi

@@ -810,6 +810,10 @@ _ARGS = {
     "params": ("list of arrays, dict of arrays, or list of group dicts",
                "The arrays to update in place (see ``Optimizer``)."),
     "skip_nonfinite": (None, "Skip (and return False from) a step whose gradients hold NaN or Inf."),
+}
+# The keyword-only arguments of 16-bit parameters (docs/precision.md), in
+# fastopt.torch's docstrings too.
+_PRECISION_ARGS = {
     "master_weights": (None, "Keep a float32 copy of each 16-bit parameter (state "
                              "``master_param``), step it, and store its rounding "
                              "(docs/precision.md); ValueError for float32/float64 parameters."),
@@ -817,6 +821,7 @@ _ARGS = {
                        "``\"stochastic\"`` (random bits from seed, step, parameter and element index)."),
     "seed": (None, "The stochastic rounding's seed, an int in [0, 2**64)."),
 }
+_ARGS.update(_PRECISION_ARGS)
 
 _ALIGN = 64  # bytes: a cache line, and the widest SIMD vector
 

@@ -767,12 +767,7 @@ _ARGS = {
                              "(ValueError for True)."),
     "capturable": (None, "For CUDA graphs in torch; fastopt steps on the CPU and raises "
                          "ValueError for True."),
-    "master_weights": (None, "Keep a float32 copy of each 16-bit parameter (state "
-                             "``master_param``), step it, and store its rounding "
-                             "(docs/precision.md); ValueError for float32/float64 parameters."),
-    "rounding": (None, "How 16-bit parameters are rounded when stored: ``\"nearest\"`` (even) or "
-                       "``\"stochastic\"`` (random bits from seed, step, parameter and element index)."),
-    "seed": (None, "The stochastic rounding's seed, an int in [0, 2**64)."),
+    **_optim._PRECISION_ARGS,
 }
 
 

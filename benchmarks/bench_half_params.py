@@ -12,12 +12,12 @@ Run (from the repository root, with fastopt built in place):
     PYTHONPATH=. python benchmarks/bench_half_params.py [--n N] [--rounds R]
 """
 import argparse
-import time
 
 import numpy as np
 
 import fastopt
 from fastopt import _probe
+from fastopt.bench import rounds
 
 try:
     import ml_dtypes
@@ -45,14 +45,8 @@ def main():
         runs[name] = (lambda opt=opt, g=g: opt.step([g]), BYTES[name])
     a, b = np.ones(n, np.float32), np.ones(n, np.float32)
     runs["rmw probe"] = (lambda: _probe.bandwidth_probe("rmw", a, b, None, 1e-9), 12)
-    times = {k: [] for k in runs}
-    for fn, _ in runs.values():
-        fn()  # warm-up: state allocated, pages touched
-    for _ in range(args.rounds):
-        for k, (fn, _) in runs.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
+    # after a warm-up call each: state allocated, pages touched
+    times = rounds({k: fn for k, (fn, _) in runs.items()}, args.rounds)
     probe_gbs = 12 * n / min(times["rmw probe"]) / 1e9
     print(f"n = {n:.0e}, threads = {fastopt.get_num_threads()}, isa = {fastopt._core.active_isa()}")
     print("| step | bytes/element | ms best / median | GB/s (best) | % of rmw |")

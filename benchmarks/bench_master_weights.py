@@ -8,11 +8,11 @@ Run (from the repository root, with fastopt built in place):
     PYTHONPATH=. python benchmarks/bench_master_weights.py [--n N] [--rounds R]
 """
 import argparse
-import time
 
 import numpy as np
 
 import fastopt
+from fastopt.bench import rounds
 
 try:
     import ml_dtypes
@@ -46,14 +46,7 @@ def main():
     tp.grad = torch.from_numpy(g.astype(np.float32)).to(torch.bfloat16)
     topt = torch.optim.Adam([tp], lr=1e-3, fused=True)
     steps["torch fused (bf16 state)"] = topt.step
-    for step in steps.values():  # warm up: state allocated, pages touched
-        step()
-    times = {name: [] for name in steps}
-    for _ in range(args.rounds):
-        for name, step in steps.items():
-            t = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - t)
+    times = rounds(steps, args.rounds)  # after a warm-up call: state allocated, pages touched
     print(f"Adam, {n:.0e} bfloat16 parameters, {fastopt.get_num_threads()} fastopt threads, "
           f"{torch.get_num_threads()} torch threads, {args.rounds} rounds")
     print(f"{'':28s} {'best ms':>9s} {'median ms':>10s}")

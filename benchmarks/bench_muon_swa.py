@@ -18,25 +18,13 @@ Run (from the repository root, with fastopt built in place):
     PYTHONPATH=. python benchmarks/bench_muon_swa.py [--only muon|ema] [--rounds R]
 """
 import argparse
-import time
 
 import numpy as np
 import torch
 
 import fastopt
 from fastopt import _probe, swa_utils
-
-
-def rounds(runs, count):
-    for fn in runs.values():
-        fn()  # warm-up: state allocated, pages touched, first averages copied
-    times = {k: [] for k in runs}
-    for _ in range(count):
-        for k, fn in runs.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return times
+from fastopt.bench import rounds
 
 
 def probe_for(n):

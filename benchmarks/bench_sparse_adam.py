@@ -14,13 +14,13 @@ Run (from the repository root, with fastopt built in place):
     PYTHONPATH=. python benchmarks/bench_sparse_adam.py [--rows R] [--dim D] [--lookups L] [--rounds N]
 """
 import argparse
-import time
 
 import numpy as np
 import torch
 
 import fastopt
 import fastopt.torch as fot
+from fastopt.bench import rounds
 
 
 def main():
@@ -56,14 +56,7 @@ def main():
         nopt.step([sparse[k[0] % len(sparse)]])
         k[0] += 1
     runs["fastopt.SparseAdam (NumPy, RowSparse)"] = numpy_step
-    times = {k: [] for k in runs}
-    for fn in runs.values():
-        fn()  # warm-up: state allocated, pages touched
-    for _ in range(args.rounds):
-        for k, fn in runs.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
+    times = rounds(runs, args.rounds)  # after a warm-up call: state allocated, pages touched
     print(f"table {rows} x {dim} float32, {args.lookups} lookups per step, "
           f"torch threads = {torch.get_num_threads()}, fastopt threads = {fastopt.get_num_threads()}, "
           f"isa = {fastopt._core.active_isa()}")

@@ -11,12 +11,12 @@ Run (from the repository root, with fastopt built in place):
     PYTHONPATH=. python benchmarks/bench_trust_ratio.py [--n N] [--rounds R] [--threads 1,2]
 """
 import argparse
-import time
 
 import numpy as np
 
 import fastopt
 from fastopt import _probe
+from fastopt.bench import rounds
 
 STEPS = {  # name: (class, hyperparameters, bytes per element of one pass)
     "adam": ("Adam", {"lr": 1e-3}, 28),
@@ -45,14 +45,8 @@ def main():
     print(f"n = {n:.0e}, isa = {fastopt._core.active_isa()}")
     for threads in (int(t) for t in args.threads.split(",")):
         fastopt.set_num_threads(threads)
-        times = {k: [] for k in runs}
-        for fn, _ in runs.values():
-            fn()  # warm-up: state allocated, pages touched
-        for _ in range(args.rounds):
-            for k, (fn, _) in runs.items():
-                t0 = time.perf_counter()
-                fn()
-                times[k].append(time.perf_counter() - t0)
+        # after a warm-up call each: state allocated, pages touched
+        times = rounds({k: fn for k, (fn, _) in runs.items()}, args.rounds)
         best = {k: min(v) for k, v in times.items()}
         probe_gbs = 12 * n / best["rmw probe"] / 1e9
         print(f"\nthreads = {threads}")

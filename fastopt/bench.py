@@ -218,6 +218,13 @@ def interleaved(entries, budget, min_rounds, warmup=1, max_rounds=1000):
     return times
 
 
+def rounds(steps, count, warmup=1):
+    """Per-call seconds of each function in `steps` (a dict), over `count`
+    rounds of :func:`interleaved`: {name: [seconds, ...]}."""
+    return interleaved([(name, None, fn) for name, fn in steps.items()], 0, count, warmup,
+                       max_rounds=count)
+
+
 def time_calls(fn, budget, min_reps, warmup=2):
     """Per-call seconds of `fn` alone, as :func:`interleaved` times it."""
     return interleaved([(None, None, fn)], budget, min_reps, warmup, max_rounds=10000)[None]

@@ -145,3 +145,24 @@ def document(obj, spec, shared, returns=None):
     at = after.start() if after else len(doc)
     head, tail = doc[:at].rstrip(), doc[at:]
     obj.__doc__ = (head + "\n\n" + section + ("\n" + tail if tail else "")).rstrip() + "\n"
+
+
+# The lines of LBFGS's hyperparameters in a "Parameters" section (LBFGS is not in
+# the spec): fastopt.LBFGS's, fastopt.torch.LBFGS's and fastopt.reference.lbfgs's.
+LBFGS_PARAMETERS = """\
+    lr : float, default 1
+        Learning rate γ, >= 0 (the step length t of every iteration but the
+        very first, and the line search's first trial).
+    max_iter : int, default 20
+        Iterations per step.
+    max_eval : int or None, default None
+        Closure evaluations per step (None: max_iter * 5 // 4).
+    tolerance_grad : float, default 1e-7
+        Stop when max |g| <= tolerance_grad.
+    tolerance_change : float, default 1e-9
+        Stop when max |t·d| or the change of the loss is below it.
+    history_size : int, default 100
+        Pairs (s, y) kept, >= 1.
+    line_search_fn : str or None, default None
+        None or "strong_wolfe".
+    """

@@ -22,26 +22,6 @@ import numpy as np
 from . import _flat
 from ._validate import as_float, as_int
 
-# The hyperparameters' lines of the "Parameters" section, for both classes'
-# docstrings (fastopt.LBFGS, fastopt.torch.LBFGS), which end with their params line.
-PARAMETERS_DOC = """\
-    lr : float, default 1
-        Learning rate γ, >= 0 (the step length t of every iteration but the
-        very first, and the line search's first trial).
-    max_iter : int, default 20
-        Iterations per step.
-    max_eval : int or None, default None
-        Closure evaluations per step (None: max_iter * 5 // 4).
-    tolerance_grad : float, default 1e-7
-        Stop when max |g| <= tolerance_grad.
-    tolerance_change : float, default 1e-9
-        Stop when max |t·d| or the change of the loss is below it.
-    history_size : int, default 100
-        Pairs (s, y) kept, >= 1.
-    line_search_fn : str or None, default None
-        None or "strong_wolfe".
-    """
-
 DEFAULTS = {"lr": 1, "max_iter": 20, "max_eval": None, "tolerance_grad": 1e-7,
             "tolerance_change": 1e-9, "history_size": 100, "line_search_fn": None}
 # torch's state, in the first parameter's state ("al" appears at the second iteration)

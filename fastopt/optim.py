@@ -1577,7 +1577,7 @@ class LBFGS:
         a list of one group dict.
     """
 
-    __doc__ = __doc__.rstrip(" ") + _lbfgs.PARAMETERS_DOC  # its hyperparameters, written once
+    __doc__ = __doc__.rstrip(" ") + _docs.LBFGS_PARAMETERS  # its hyperparameters, written once
 
     def __init__(self, params: Params, lr: float = 1, max_iter: int = 20,
                  max_eval: int | None = None, tolerance_grad: float = 1e-7,

@@ -774,20 +774,7 @@ def lbfgs(params: list[Array], closure: Any, state: Mapping[str, Any], *, lr: fl
         ``closure(params)`` returns ``(loss, grads)`` at the given parameters.
     state : dict
         The state, with torch's names; empty before the first step.
-    lr : float, default 1
-        Learning rate γ (the step length after the very first iteration).
-    max_iter : int, default 20
-        Iterations per step.
-    max_eval : int or None, default None
-        Closure evaluations per step (None: max_iter * 5 // 4).
-    tolerance_grad : float, default 1e-7
-        Stop when max |g| <= tolerance_grad.
-    tolerance_change : float, default 1e-9
-        Stop when max |t·d| or the change of the loss is below it.
-    history_size : int, default 100
-        Pairs (s, y) kept.
-    line_search_fn : str or None, default None
-        None or "strong_wolfe".
+    {hyperparameters}
 
     Returns
     -------
@@ -895,6 +882,10 @@ def lbfgs(params: list[Array], closure: Any, state: Mapping[str, Any], *, lr: fl
     state.update(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, ro=ro, H_diag=H_diag,
                  prev_flat_grad=prev_flat_grad, prev_loss=prev_loss)
     return unflat(x), orig_loss, state
+
+
+if lbfgs.__doc__ is not None:  # python -OO
+    lbfgs.__doc__ = lbfgs.__doc__.replace("    {hyperparameters}\n", _docs.LBFGS_PARAMETERS.rstrip(" "))
 
 
 def _rows(grad, param):

@@ -1259,7 +1259,7 @@ class LBFGS(torch.optim.LBFGS):
         The parameters: CPU float32 or float64 tensors of one dtype, contiguous.
     """
 
-    __doc__ = __doc__.rstrip(" ") + _lbfgs.PARAMETERS_DOC  # its hyperparameters, written once
+    __doc__ = __doc__.rstrip(" ") + _docs.LBFGS_PARAMETERS  # its hyperparameters, written once
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
                  lr: float = 1, max_iter: int = 20, max_eval: int | None = None,

@@ -5,7 +5,11 @@ and as one tensor of 10,000, Adam and SGD with momentum, 1 thread, every case
 timed in alternation with the others (one call each per round, so load that
 comes and goes on the machine hits all alike). ``(t_many - t_one) / 1000`` is
 what each extra tensor costs: validation, overlap checks, list handling,
-per-group scalars and the kernel's work per call.
+per-group scalars and the kernel's work per call. What the cases' arrays
+find in cache depends on how many cases share the rounds (a baseline doubles
+them), so ``--cache`` fixes it: ``warm`` runs an untimed call of the same
+step before each timed one; ``cold`` writes a 32 MiB buffer first, so the
+step finds its arrays out of L1 and L2, as after a forward and backward pass.
 
 With ``--sizes``, each optimizer also steps 1e7 elements and 2,000 x 5,000,
 timed in alternation with the in-place bandwidth probe: the fraction of the
@@ -71,15 +75,19 @@ def step_case(module, cls, hyper, sizes, rng):
     return lambda: opt.step(grads)
 
 
-def per_tensor(builds, budget, rounds):
-    """Per build and optimizer: ns per extra tensor from the best and the median times."""
+def per_tensor(builds, budget, rounds, cache=None):
+    """Per build and optimizer: ns per extra tensor from the best and the median times
+    (cache: None, "warm" or "cold", as --cache)."""
+    evict = np.zeros(32 << 20, np.uint8)
+    cold = lambda: evict.fill(1)  # noqa: E731
     rng = np.random.default_rng(0)
     entries = []
     for name, module in builds:
         for cls, hyper in CASES:
             for shape, sizes in (("many", [10] * 1000), ("one", [10000])):
-                entries.append(((name, cls, shape), lambda: None,
-                                step_case(module, cls, hyper, sizes, rng)))
+                fn = step_case(module, cls, hyper, sizes, rng)
+                prepare = fn if cache == "warm" else cold if cache == "cold" else None
+                entries.append(((name, cls, shape), prepare, fn))
     times = interleaved(entries, budget, rounds)
     out = {}
     for name, _ in builds:
@@ -141,6 +149,9 @@ def main():
     parser.add_argument("--baseline", help="a fastopt checkout built in place")
     parser.add_argument("--baseline-ref", help="a git ref to build and compare with (e.g. main)")
     parser.add_argument("--budget", type=float, default=20.0, help="seconds for the per-tensor figure")
+    parser.add_argument("--cache", choices=["warm", "cold"],
+                        help="before each timed step: the same step, untimed (warm), or a "
+                             "32 MiB write (cold); by default, only the other cases")
     parser.add_argument("--sizes", action="store_true",
                         help="also the fraction of the bandwidth probe at 1e7 and 2000x5000")
     parser.add_argument("--size-budget", type=float, default=3.0, help="seconds per size and optimizer")
@@ -162,10 +173,11 @@ def main():
         print(f"fastopt {fastopt.__version__}, simd {fastopt._core.active_isa()}, "
               f"threads {fastopt.get_num_threads()}; baseline: "
               f"{args.baseline_ref or args.baseline or 'none'}")
-        print("per extra tensor: (t[1000 x 10] - t[1 x 10000]) / 1000, float32, interleaved")
+        print("per extra tensor: (t[1000 x 10] - t[1 x 10000]) / 1000, float32, interleaved"
+              + (f", cache {args.cache}" if args.cache else ""))
         print(f"{'build':>9} {'optimizer':>10} {'best ns':>8} {'median ns':>10} "
               f"{'1000x10 us':>11} {'1x10000 us':>11}")
-        for (name, cls), r in per_tensor(builds, args.budget, 200).items():
+        for (name, cls), r in per_tensor(builds, args.budget, 200, args.cache).items():
             print(f"{name:>9} {cls:>10} {r['best']:>8.1f} {r['median']:>10.1f} "
                   f"{r['many_us']:>11.1f} {r['one_us']:>11.1f}")
         if args.sizes:

@@ -37,7 +37,8 @@ extern "C" {
 /* The dtype of an item's parameter and gradient. The state has the
  * parameter's dtype, except for the 16-bit ones (bfloat16 and float16,
  * passed as uint16_t bit patterns): their state is float32, the update is
- * computed in float32 and the parameter stored rounded to nearest even. */
+ * computed in float32 and the parameter stored rounded to nearest even.
+ * fo_item.state16 can make the state 16-bit too. */
 typedef enum fo_dtype { FO_F32 = 0, FO_F64 = 1, FO_BF16 = 2, FO_F16 = 3 } fo_dtype;
 #define FO_NUM_DTYPES 4
 /* How a 16-bit parameter is stored (fo_item.rounding): rounded to nearest
@@ -48,8 +49,9 @@ typedef enum fo_dtype { FO_F32 = 0, FO_F64 = 1, FO_BF16 = 2, FO_F16 = 3 } fo_dty
 enum fo_rounding { FO_ROUND_NEAREST = 0, FO_ROUND_STOCHASTIC = 1 };
 /* The kernel rows of a table (fo_table.update): one per dtype, then the
  * 16-bit ones (bfloat16, float16) with stochastic rounding or a float32
- * master copy (fo_item.master) or both. */
-#define FO_NUM_KINDS 6
+ * master copy (fo_item.master) or both; then, with 16-bit state
+ * (fo_item.state16), float32 and those four. */
+#define FO_NUM_KINDS 11
 
 /* The algorithms, listed once: X(name, NAME, modes, loop), where `modes` is
  * the number of mode variants (see the mode bits below) and `loop` the loop
@@ -221,6 +223,12 @@ typedef struct fo_item {
                                elements k mod FO_NORM_LANES (the norm phase adds to them) */
     double ratio;           /* the trust ratio the apply phase scales the update by (Muon:
                                the caller's per-tensor learning-rate factor, adjust_lr_fn) */
+    /* 0: the state has the dtype computed in (float32; float64 for float64
+     * parameters). FO_BF16 (float32 or bfloat16 parameters) or FO_F16
+     * (float16 parameters): the state is of that 16-bit type, widened on
+     * load and rounded to nearest even on store. Not for the algorithms
+     * fo_algo_state16() refuses. */
+    int state16;
     /* 16-bit parameters only (else NULL and FO_ROUND_NEAREST): */
     float *master;          /* NULL, or a float32 copy of param (n elements): the kernel
                                updates it and stores its rounding into param */
@@ -241,8 +249,12 @@ typedef struct fo_item {
     size_t mat_rows, mat_cols;
 } fo_item;
 /* The kernel row of an item (fo_table.update[algo][fo_item_kind(item)]), or
- * -1 for a master copy on a float32/float64 item. */
+ * -1 for a master copy on a float32/float64 item or a state16 its dtype
+ * cannot have. */
 int fo_item_kind(const fo_item *item);
+/* Whether an algorithm steps items with 16-bit state (fo_item.state16): not
+ * Adafactor (its factors) nor Muon (its update is the caller's float32). */
+int fo_algo_state16(fo_algo algo);
 /* The stochastic-rounding key of an item for one update: a hash of the seed,
  * the update's number (1 for the first) and the item's index. */
 uint64_t fo_round_key(uint64_t seed, int64_t step, size_t index);

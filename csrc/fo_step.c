@@ -112,10 +112,22 @@ static int fo_same_pscalars(const fo_pscalars *x, const fo_pscalars *y, int n)
 
 int fo_item_kind(const fo_item *it)
 {
-    const int d = it->dtype;
+    const int d = it->dtype, s = it->state16;
     if ((unsigned)d >= (unsigned)FO_NUM_DTYPES || (unsigned)it->rounding > FO_ROUND_STOCHASTIC) return -1;
-    if (d != FO_BF16 && d != FO_F16) return it->master ? -1 : d;  /* they store what they compute */
-    return it->master || it->rounding == FO_ROUND_STOCHASTIC ? FO_NUM_DTYPES + (d - FO_BF16) : d;
+    if (d != FO_BF16 && d != FO_F16) {  /* they store what they compute */
+        if (it->master) return -1;
+        if (s == 0) return d;
+        return d == FO_F32 && s == FO_BF16 ? FO_NUM_DTYPES + 2 : -1;
+    }
+    /* bf16, f16, bf16x, f16x; then f32_sbf16 and the same four with state of their type */
+    const int kind = it->master || it->rounding == FO_ROUND_STOCHASTIC ? FO_NUM_DTYPES + (d - FO_BF16) : d;
+    if (s == 0) return kind;
+    return s == d ? kind + FO_NUM_DTYPES + 1 : -1;
+}
+
+int fo_algo_state16(fo_algo algo)
+{
+    return algo != FO_ADAFACTOR && algo != FO_MUON && (unsigned)algo < (unsigned)FO_NUM_ALGOS;
 }
 
 /* splitmix64's finaliser (Steele, Lea and Flood 2014): a bijection of 64 bits. */
@@ -164,7 +176,7 @@ int fo_step(fo_step_args *a)
             return FO_STEP_BAD_COUNT;
         }
         const int kind = fo_item_kind(it);
-        if (kind < 0) {
+        if (kind < 0 || (it->state16 && !fo_algo_state16(a->algo))) {
             a->bad = i;
             return FO_STEP_BAD_ARGS;
         }

@@ -81,6 +81,7 @@ cdef extern from "fastopt.h" nogil:
         fo_kernel kernel
         size_t vstart
         double ratio
+        int state16
         float *master
         int rounding
         uint64_t round_key
@@ -116,6 +117,7 @@ cdef extern from "fastopt.h" nogil:
     fo_hyper fo_hyper_defaults(fo_algo algo) noexcept
     unsigned fo_state_slots(fo_algo algo, const fo_hyper *h) noexcept
     unsigned fo_split_phase(fo_algo algo) noexcept
+    int fo_algo_state16(fo_algo algo) noexcept
 
     ctypedef struct fo_step_args:
         const fo_table *table

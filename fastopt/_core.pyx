@@ -292,6 +292,15 @@ cdef int state_code(int code) noexcept:
     return FO_F32 if code == FO_BF16 or code == FO_F16 else code
 
 
+cdef int state16_code(int code) noexcept:
+    """The 16-bit state a parameter of fo_dtype `code` may have instead
+    (fo_item.state16): bfloat16 for float32 and bfloat16 parameters, float16
+    for float16 ones; -1 for float64."""
+    if code == FO_F32 or code == FO_BF16:
+        return FO_BF16
+    return FO_F16 if code == FO_F16 else -1
+
+
 cdef size_t item_bytes(const fo_item *it) noexcept:
     return it.n * (8 if it.dtype == FO_F64 else (4 if it.dtype == FO_F32 else 2))
 
@@ -301,6 +310,67 @@ def state_dtype(array, raw_bf16=False):
     float32 for float16 and bfloat16 parameters, else the parameter's."""
     cdef int code = param_code(<cnp.ndarray>array, raw_bf16)
     return np.dtype(np.float32) if state_code(code) == FO_F32 else (<object>array).dtype
+
+
+# The state_dtype= choices besides None (the default: state_code's dtype).
+STATE_DTYPES = ("param", "float32", "bfloat16")
+# The algorithms that step 16-bit state (fo_algo_state16: not Adafactor, Muon).
+STATE16_ALGOS = frozenset(name for name, i in ALGOS.items() if fo_algo_state16(<fo_algo>i))
+_CODE_NAMES = {FO_F32: "float32", FO_F64: "float64", FO_BF16: "bfloat16", FO_F16: "float16"}
+
+
+def check_state_dtype(state_dtype, algo):
+    """The optimizers' state_dtype keyword, checked (TypeError/ValueError) and
+    returned as None or a name in STATE_DTYPES; a NumPy, ml_dtypes or torch
+    dtype stands for its name."""
+    if state_dtype is None:
+        return None
+    name = state_dtype
+    if not isinstance(name, str):
+        name = str(name)
+        if name.startswith("torch."):
+            name = name[len("torch."):]
+        else:
+            try:
+                name = np.dtype(state_dtype).name
+            except TypeError:
+                raise TypeError(f"state_dtype must be None or one of {STATE_DTYPES}, "
+                                f"got {state_dtype!r}") from None
+    if name not in STATE_DTYPES:
+        raise ValueError(f"state_dtype must be None or one of {STATE_DTYPES}, got {state_dtype!r}")
+    if name == "bfloat16" and not fo_algo_state16(ALGOS[algo]):
+        raise ValueError(f"the {algo} algorithm keeps float32 state: state_dtype='bfloat16' "
+                         "is not available for it")
+    return name
+
+
+_NAME_CODES = {name: code for code, name in _CODE_NAMES.items()}
+
+
+def state_dtype_names(param_dtype, algo):
+    """The dtype names the state buffers of a parameter of dtype name
+    `param_dtype` ("float32", "float64", "bfloat16" or "float16") may have:
+    its default state dtype's (state_code), then, where `algo` steps 16-bit
+    state, the 16-bit one (state16_code)."""
+    cdef int code = _NAME_CODES[param_dtype]
+    names = (_CODE_NAMES[state_code(code)],)
+    if fo_algo_state16(ALGOS[algo]) and state16_code(code) >= 0:
+        names += (_CODE_NAMES[state16_code(code)],)
+    return names
+
+
+def state_dtype_name(param_dtype, choice, algo, what):
+    """The dtype name of the state of a parameter (named `what` in errors) of
+    dtype name `param_dtype` under state_dtype `choice` (check_state_dtype's):
+    ValueError where it cannot have that state."""
+    allowed = state_dtype_names(param_dtype, algo)
+    if choice is None:
+        return allowed[0]
+    name = param_dtype if choice == "param" else choice
+    if name in allowed:
+        return name
+    raise ValueError(f"{what} is {param_dtype}: its state can be {' or '.join(allowed)} "
+                     f"under the {algo} algorithm, not {name} (state_dtype={choice!r})")
 
 
 def describe(name):
@@ -517,13 +587,15 @@ cdef class Hypers:
         return self._slots
 
 
-cdef tuple state_arrays(bufs, cnp.ndarray param, int code, what, tuple sizes):
+cdef tuple state_arrays(bufs, cnp.ndarray param, int code, what, tuple sizes, fo_algo algo,
+                        bint raw_bf16):
     """A parameter's state slots as NUM_SLOTS validated arrays (or None), each
     writeable, C-contiguous and aligned, of the size `sizes` gives per slot
-    (slot_sizes: the parameter's, or None where it has no buffer) and the
-    dtype of its state (state_code of its fo_dtype `code`); then, when `bufs`
-    has one more entry that is not None, its master copy (MASTER: float32, a
-    16-bit parameter's only)."""
+    (slot_sizes: the parameter's, or None where it has no buffer), all of one
+    dtype: its state's (state_code of its fo_dtype `code`) or, where `algo`
+    allows it, the 16-bit one (state16_code); then, when `bufs` has one more
+    entry that is not None, its master copy (MASTER: float32, a 16-bit
+    parameter's only)."""
     if type(bufs) is not tuple:
         raise TypeError(f"state of {what} must be a tuple of {FO_NUM_SLOTS} arrays or None, "
                         f"got {type(bufs).__name__}")
@@ -531,6 +603,7 @@ cdef tuple state_arrays(bufs, cnp.ndarray param, int code, what, tuple sizes):
         raise ValueError(f"state of {what}: expected {FO_NUM_SLOTS} state slots (arrays or None) "
                          f"and a master copy, got {len(bufs)}")
     cdef cnp.ndarray a
+    cdef int scode, first = -1
     out = [None] * FO_NUM_SLOTS
     for k in range(min(len(bufs), FO_NUM_SLOTS)):  # a shorter tuple leaves the last slots empty
         if bufs[k] is None:
@@ -538,15 +611,21 @@ cdef tuple state_arrays(bufs, cnp.ndarray param, int code, what, tuple sizes):
         if not isinstance(bufs[k], np.ndarray):
             raise TypeError(f"state slot {k} of {what} must be a numpy array or None, "
                             f"got {type(bufs[k]).__name__}")
-        a = as_param_array(bufs[k], f"state slot {k} of {what}")
+        a = as_param_array(bufs[k], f"state slot {k} of {what}", True, raw_bf16)
         if sizes[k] is None:
             raise ValueError(f"state slot {k} of {what}: a parameter of shape {(<object>param).shape} "
                              "has no buffer there")
-        if dtype_code(a) != state_code(code) or cnp.PyArray_SIZE(a) != sizes[k]:
+        scode = param_code(a, raw_bf16)
+        if first < 0:
+            first = scode
+        if (scode != state_code(code) and (scode != state16_code(code) or not fo_algo_state16(algo))
+                or scode != first or cnp.PyArray_SIZE(a) != sizes[k]):
             expected = "float32" if state_code(code) != code else str(param.dtype)
+            if fo_algo_state16(algo) and state16_code(code) >= 0:
+                expected += " or " + ("bfloat16" if state16_code(code) == FO_BF16 else "float16")
             raise ValueError(f"state slot {k} of {what} has dtype {a.dtype} and {a.size} elements, "
-                             f"expected {expected} and {sizes[k]} (its parameter: {param.dtype}, "
-                             f"shape {(<object>param).shape})")
+                             f"expected {expected} (one dtype for all its slots) and {sizes[k]} (its "
+                             f"parameter: {param.dtype}, shape {(<object>param).shape})")
         out[k] = a
     if len(bufs) > FO_NUM_SLOTS and bufs[FO_NUM_SLOTS] is not None:
         if code != FO_BF16 and code != FO_F16:
@@ -970,7 +1049,7 @@ cdef class Engine:
             what = describe(names[i])
             p = as_param_array(params[i], what, True, self.raw_bf16)
             bufsets.append(state_arrays(states[i], p, param_code(p, self.raw_bf16), what,
-                                        slot_sizes(self.algo_name, p)))
+                                        slot_sizes(self.algo_name, p), self.algo, self.raw_bf16))
             g = group_of[i]
             if isinstance(g, bool) or not isinstance(g, (int, np.integer)):
                 raise TypeError(f"group index of {what} must be an int, got {type(g).__name__}")
@@ -1046,7 +1125,8 @@ cdef class Engine:
             raise RuntimeError("cannot change state buffers while the engine runs a step")
         self.point_state(i, state_arrays(bufs, <cnp.ndarray>self._params[i], self.items[i].dtype,
                                          describe(self._names[i]),
-                                         slot_sizes(self.algo_name, <cnp.ndarray>self._params[i])))
+                                         slot_sizes(self.algo_name, <cnp.ndarray>self._params[i]),
+                                         self.algo, self.raw_bf16))
         self.written_stale = True  # re-sorted at the next step
 
     def matches(self, list layout):
@@ -1079,11 +1159,14 @@ cdef class Engine:
         """bufs: NUM_SLOTS validated arrays or None (state_arrays)."""
         cdef Py_ssize_t k
         self._states[i] = bufs
+        self.items[i].state16 = 0
         for k in range(FO_NUM_SLOTS):
             if bufs[k] is None:
                 self.items[i].state[k] = NULL
             else:
                 self.items[i].state[k] = cnp.PyArray_DATA(<cnp.ndarray>bufs[k])
+                if cnp.PyArray_ITEMSIZE(<cnp.ndarray>bufs[k]) == 2:  # state_arrays checked which
+                    self.items[i].state16 = state16_code(self.items[i].dtype)
         self.items[i].master = NULL
         if len(bufs) > FO_NUM_SLOTS:
             self.items[i].master = <float *>cnp.PyArray_DATA(<cnp.ndarray>bufs[FO_NUM_SLOTS])

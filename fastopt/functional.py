@@ -37,7 +37,9 @@ __all__ = [spec.function + "_" for spec in SPECS.values()]  # one per optimizer 
 # spec's hyperparameters and state buffers.
 _ARGS = {
     "param": ("ndarray", "The parameter, updated in place (writeable, C-contiguous float32, "
-                         "float64, float16 or bfloat16; the state of a 16-bit one is float32)."),
+                         "float64, float16 or bfloat16). The state buffers have one dtype: the "
+                         "parameter's (float32 for a 16-bit one), or 16-bit (bfloat16 for float32 "
+                         "and bfloat16 parameters, float16 for float16 ones; docs/precision.md)."),
     "grad": ("ndarray", "Its gradient, of param's shape; only read."),
     "step": ("int, keyword-only", "The number of this update, 1 for the first."),
     "isa": (None, "Force a SIMD path by name (tests and benchmarks); None uses the one in use."),
@@ -63,13 +65,14 @@ def _update(cls, param, grad, buffers, step, hyper, isa, scalars=()):
             if needed[buf.slot] and shape is not None:
                 raise ValueError(f"{buf.name} is required with these hyperparameters")
             continue
-        a = _core.as_param(given, buf.name, half=False)
+        a = _core.as_param(given, buf.name, half=True)
         if shape is None:  # a parameter of this shape has no such buffer: unused
             continue
-        dtype = _core.state_dtype(p)  # float32 for 16-bit parameters
-        if a.dtype != dtype or a.shape != shape:
-            raise ValueError(f"{buf.name} must have dtype {dtype} and shape {shape} (param: "
-                             f"{p.dtype} {p.shape}), got {a.dtype} {a.shape}")
+        # float32 for 16-bit parameters, or 16-bit state (docs/precision.md)
+        dtypes = _core.state_dtype_names(p.dtype.name, spec.algo)
+        if a.dtype.name not in dtypes or a.shape != shape:
+            raise ValueError(f"{buf.name} must have dtype {' or '.join(dtypes)} and shape {shape} "
+                             f"(param: {p.dtype} {p.shape}), got {a.dtype} {a.shape}")
         states[buf.slot] = a if needed[buf.slot] else None
     for c, a in zip(spec.scalars, scalars):
         if (not isinstance(a, np.ndarray) or a.ndim != 0 or a.dtype not in (np.float32, np.float64)

@@ -92,6 +92,16 @@ class Optimizer:
         float32 and float64 parameters store what they compute either way.
     seed : int, default 0
         The stochastic rounding's seed, in [0, 2**64).
+    state_dtype : {None, "param", "float32", "bfloat16"}, default None
+        The dtype of the state buffers (a NumPy, ml_dtypes or torch dtype of
+        those names stands for it). None: float32 for 16-bit parameters, the
+        parameter's own otherwise. ``"param"``: the parameter's dtype (as
+        torch's fused CPU path keeps it). ``"bfloat16"``: bfloat16 for
+        float32 and bfloat16 parameters (NumPy arrays of it need
+        ``ml_dtypes``). 16-bit state is computed with in float32 and stored
+        rounded to nearest even (docs/precision.md). A parameter that cannot
+        have the state asked for (float64 with ``"bfloat16"``, any 16-bit
+        state under Adafactor or Muon) is a ValueError.
 
     Notes
     -----
@@ -120,8 +130,9 @@ class Optimizer:
 
     def __init__(self, params: Params, defaults: Mapping[str, Any], *,
                  skip_nonfinite: bool = False, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
         self.master_weights, self.rounding, self.seed = _core.check_rounding(master_weights, rounding, seed)
+        self.state_dtype = _core.check_state_dtype(state_dtype, self._algo)
         self.defaults = dict(defaults)
         self.skip_nonfinite = bool(skip_nonfinite)
         self.param_groups = []
@@ -191,6 +202,7 @@ class Optimizer:
         if self.master_weights and param.dtype.itemsize != 2:
             raise ValueError(f"{what} is {param.dtype}: master_weights=True keeps float32 copies "
                              "of 16-bit (float16, bfloat16) parameters only")
+        _core.state_dtype_name(param.dtype.name, self.state_dtype, self._algo, what)  # ValueError if not
         ndim = self._spec.ndim
         if ndim is not None and param.ndim != ndim:
             raise ValueError(f"{what} has shape {param.shape}: {type(self).__name__} only steps "
@@ -349,13 +361,29 @@ class Optimizer:
             missing = [i for i in members if slots[k] and self._states[i][k] is None
                        and self._buffer_shape(k, i) is not None]
             new = _state_buffers([self._params[i] for i in missing], self._initial_value(group, k),
-                                 [self._buffer_shape(k, i) for i in missing])
+                                 [self._buffer_shape(k, i) for i in missing],
+                                 [self._state_dtype(self._params[i]) for i in missing])
             for i, buf in zip(missing, new):
                 if self._starts_as_param(k):
                     np.copyto(buf, self._params[i])
                 self._states[i] = self._states[i][:k] + (buf,) + self._states[i][k + 1:]
                 changed.add(i)
         return changed
+
+    def _state_dtype(self, param):
+        """The dtype of a (validated) parameter's state buffers (state_dtype)."""
+        name = _core.state_dtype_name(param.dtype.name, self.state_dtype, self._algo, "parameter")
+        if name != "bfloat16":
+            return np.dtype(name)
+        if param.dtype.name == "bfloat16":
+            return param.dtype
+        try:
+            import ml_dtypes
+        except ImportError:
+            raise ValueError("state_dtype='bfloat16' for NumPy arrays needs the ml_dtypes "
+                             "package (pip install ml_dtypes), whose bfloat16 dtype the "
+                             "state buffers have") from None
+        return np.dtype(ml_dtypes.bfloat16)
 
     def _buffer_shape(self, slot, i):
         """The shape of parameter i's buffer in `slot` (None: it has none there)."""
@@ -566,7 +594,7 @@ class Optimizer:
                     group = self.param_groups[self._group_of[i]]
                     entry[name] = (self._params[i].copy() if self._starts_as_param(k) else
                                    np.full(self._buffer_shape(k, i), self._initial_value(group, k),
-                                           _core.state_dtype(self._params[i])))
+                                           self._state_dtype(self._params[i])))
             out[i] = entry
         return out
 
@@ -703,7 +731,8 @@ class Optimizer:
             missing = [i for i in range(len(self._params))
                        if states.get(i, empty)[k] is not None and self._states[i][k] is None]
             new = _state_buffers([self._params[i] for i in missing], 0.0,
-                                 [self._buffer_shape(k, i) for i in missing])
+                                 [self._buffer_shape(k, i) for i in missing],
+                                 [self._state_dtype(self._params[i]) for i in missing])
             for i, buf in zip(missing, new):
                 self._states[i] = self._states[i][:k] + (buf,) + self._states[i][k + 1:]
         started = []
@@ -820,6 +849,9 @@ _PRECISION_ARGS = {
     "rounding": (None, "How 16-bit parameters are rounded when stored: ``\"nearest\"`` (even) or "
                        "``\"stochastic\"`` (random bits from seed, step, parameter and element index)."),
     "seed": (None, "The stochastic rounding's seed, an int in [0, 2**64)."),
+    "state_dtype": (None, "The state buffers' dtype: None (float32 for 16-bit parameters, else "
+                          "the parameter's), ``\"param\"``, ``\"float32\"`` or ``\"bfloat16\"`` "
+                          "(docs/precision.md)."),
 }
 _ARGS.update(_PRECISION_ARGS)
 
@@ -831,16 +863,14 @@ def _master_of(bufs):
     return bufs[_core.MASTER] if len(bufs) > _core.MASTER else None
 
 
-def _state_buffers(params, value, shapes=None):
-    """New state buffers for `params`, of their shapes (or of `shapes`, one
+def _state_buffers(params, value, shapes, dtypes):
+    """New state buffers for `params`, of `shapes` and `dtypes` (one of each
     per parameter), filled with `value`, carved from one allocation, each on
     a 64-byte boundary. A step reads every state buffer, so keeping them side
     by side keeps a step over many small tensors fast wherever the heap put
     the parameters themselves (see BENCHMARKS.md)."""
     if not params:
         return []
-    shapes = [p.shape for p in params] if shapes is None else shapes
-    dtypes = [_core.state_dtype(p) for p in params]  # float32 for 16-bit parameters
     nbytes = [math.prod(s) * d.itemsize for s, d in zip(shapes, dtypes)]
     sizes = [-(-b // _ALIGN) * _ALIGN for b in nbytes]
     raw = np.zeros(sum(sizes) + _ALIGN, np.uint8)
@@ -901,11 +931,13 @@ class SGD(Optimizer):
     def __init__(self, params: Params, lr: float = 1e-3, momentum: float = 0,
                  dampening: float = 0, weight_decay: float = 0, nesterov: bool = False, *,
                  maximize: bool = False, skip_nonfinite: bool = False,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov,
                                       maximize=maximize), skip_nonfinite=skip_nonfinite,
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class Adagrad(Optimizer):
@@ -923,11 +955,13 @@ class Adagrad(Optimizer):
                  weight_decay: float = 0, initial_accumulator_value: float = 0,
                  eps: float = 1e-10, *, maximize: bool = False,
                  skip_nonfinite: bool = False,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value,
                                       maximize=maximize), skip_nonfinite=skip_nonfinite,
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class RMSprop(Optimizer):
@@ -946,11 +980,13 @@ class RMSprop(Optimizer):
     def __init__(self, params: Params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0, momentum: float = 0, centered: bool = False, *,
                  maximize: bool = False, skip_nonfinite: bool = False,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps,
                                       centered=centered, weight_decay=weight_decay,
                                       maximize=maximize), skip_nonfinite=skip_nonfinite,
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class Adam(Optimizer):
@@ -983,13 +1019,15 @@ class Adam(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
                  decoupled_weight_decay: bool = False, skip_nonfinite: bool = False,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas) if hasattr(betas, "__iter__") else betas,
                                       eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                                       maximize=maximize,
                                       decoupled_weight_decay=decoupled_weight_decay),
                          skip_nonfinite=skip_nonfinite,
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class AdamW(Adam):
@@ -1007,11 +1045,13 @@ class AdamW(Adam):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
                  skip_nonfinite: bool = False,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True,
                          skip_nonfinite=skip_nonfinite,
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class Adamax(Optimizer):
@@ -1029,11 +1069,13 @@ class Adamax(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, *, maximize: bool = False,
                  skip_nonfinite: bool = False,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas) if hasattr(betas, "__iter__") else betas,
                                       eps=eps, weight_decay=weight_decay, maximize=maximize),
                          skip_nonfinite=skip_nonfinite,
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class Adadelta(Optimizer):
@@ -1053,10 +1095,12 @@ class Adadelta(Optimizer):
     def __init__(self, params: Params, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
                  weight_decay: float = 0, *, maximize: bool = False,
                  skip_nonfinite: bool = False,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
                                       maximize=maximize), skip_nonfinite=skip_nonfinite,
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class RAdam(Optimizer):
@@ -1082,12 +1126,14 @@ class RAdam(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, decoupled_weight_decay: bool = False, *,
                  maximize: bool = False, skip_nonfinite: bool = False,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas) if hasattr(betas, "__iter__") else betas,
                                       eps=eps, weight_decay=weight_decay,
                                       decoupled_weight_decay=decoupled_weight_decay,
                                       maximize=maximize), skip_nonfinite=skip_nonfinite,
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class Rprop(Optimizer):
@@ -1111,12 +1157,14 @@ class Rprop(Optimizer):
                  etas: tuple[float, float] = (0.5, 1.2),
                  step_sizes: tuple[float, float] = (1e-6, 50), *, maximize: bool = False,
                  skip_nonfinite: bool = False,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, etas=tuple(etas) if hasattr(etas, "__iter__") else etas,
                                       step_sizes=(tuple(step_sizes) if hasattr(step_sizes, "__iter__")
                                                   else step_sizes),
                                       maximize=maximize), skip_nonfinite=skip_nonfinite,
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 def _pair(betas):
@@ -1147,12 +1195,14 @@ class NAdam(Optimizer):
                  weight_decay: float = 0, momentum_decay: float = 4e-3,
                  decoupled_weight_decay: bool = False, *, maximize: bool = False,
                  skip_nonfinite: bool = False,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps,
                                       weight_decay=weight_decay, momentum_decay=momentum_decay,
                                       decoupled_weight_decay=decoupled_weight_decay,
                                       maximize=maximize), skip_nonfinite=skip_nonfinite,
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class ASGD(Optimizer):
@@ -1175,11 +1225,13 @@ class ASGD(Optimizer):
     def __init__(self, params: Params, lr: float = 1e-2, lambd: float = 1e-4,
                  alpha: float = 0.75, t0: float = 1e6, weight_decay: float = 0, *,
                  maximize: bool = False, skip_nonfinite: bool = False,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, lambd=lambd, alpha=alpha, t0=t0,
                                       weight_decay=weight_decay, maximize=maximize),
                          skip_nonfinite=skip_nonfinite,
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class Lion(Optimizer):
@@ -1199,11 +1251,13 @@ class Lion(Optimizer):
     def __init__(self, params: Params, lr: float = 1e-4,
                  betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0, *,
                  maximize: bool = False, skip_nonfinite: bool = False,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, betas=_pair(betas), weight_decay=weight_decay,
                                       maximize=maximize),
                          skip_nonfinite=skip_nonfinite,
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class AdaBelief(Optimizer):
@@ -1225,11 +1279,13 @@ class AdaBelief(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-16,
                  eps_root: float = 1e-16, weight_decay: float = 0.0, *,
                  skip_nonfinite: bool = False,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps, eps_root=eps_root,
                                       weight_decay=weight_decay),
                          skip_nonfinite=skip_nonfinite,
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class ADOPT(Optimizer):
@@ -1251,11 +1307,13 @@ class ADOPT(Optimizer):
     def __init__(self, params: Params, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.9999), eps: float = 1e-6,
                  weight_decay: float = 0.0, *, skip_nonfinite: bool = False,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps,
                                       weight_decay=weight_decay),
                          skip_nonfinite=skip_nonfinite,
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class Adan(Optimizer):
@@ -1281,12 +1339,14 @@ class Adan(Optimizer):
                  betas: tuple[float, float, float] = (0.98, 0.92, 0.99), weight_decay: float = 0.0,
                  weight_decouple: bool = False, max_grad_norm: float = 0.0, eps: float = 1e-8,
                  maximize: bool = False, *, skip_nonfinite: bool = False,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, betas=_pair(betas), weight_decay=weight_decay,
                                       weight_decouple=weight_decouple,
                                       max_grad_norm=max_grad_norm, eps=eps, maximize=maximize),
                          skip_nonfinite=skip_nonfinite,
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class LAMB(Optimizer):
@@ -1311,11 +1371,13 @@ class LAMB(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
                  weight_decay: float = 0.0, *, maximize: bool = False,
                  skip_nonfinite: bool = False,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps,
                                       weight_decay=weight_decay, maximize=maximize),
                          skip_nonfinite=skip_nonfinite,
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class LARS(Optimizer):
@@ -1339,12 +1401,14 @@ class LARS(Optimizer):
     def __init__(self, params: Params, lr: float = 1.0, momentum: float = 0.9,
                  weight_decay: float = 0.0, trust_coefficient: float = 0.001, eps: float = 0.0,
                  nesterov: bool = False, *, skip_nonfinite: bool = False,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
                                       trust_coefficient=trust_coefficient, eps=eps,
                                       nesterov=nesterov),
                          skip_nonfinite=skip_nonfinite,
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 def schedule_free_group(group: Mapping[str, Any]) -> tuple[dict[str, Any], float]:
@@ -1474,14 +1538,16 @@ class ScheduleFreeAdamW(_ScheduleFree):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, warmup_steps: int = 0, r: float = 0.0,
                  weight_lr_power: float = 2.0, *, skip_nonfinite: bool = False,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps, r=r, k=0,
                                       warmup_steps=warmup_steps, train_mode=False,
                                       weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
                                       weight_lr_power=weight_lr_power,
                                       weight_decay=weight_decay),
                          skip_nonfinite=skip_nonfinite,
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class ScheduleFreeSGD(_ScheduleFree):
@@ -1501,14 +1567,16 @@ class ScheduleFreeSGD(_ScheduleFree):
     def __init__(self, params: Params, lr: float = 1.0, momentum: float = 0.9,
                  weight_decay: float = 0, warmup_steps: int = 0, r: float = 0.0,
                  weight_lr_power: float = 2.0, *, skip_nonfinite: bool = False,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, r=r, k=0,
                                       warmup_steps=warmup_steps, train_mode=False,
                                       weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
                                       weight_lr_power=weight_lr_power,
                                       weight_decay=weight_decay),
                          skip_nonfinite=skip_nonfinite,
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class Muon(Optimizer):
@@ -1536,12 +1604,14 @@ class Muon(Optimizer):
                  ns_coefficients: tuple[float, float, float] = (3.4445, -4.775, 2.0315),
                  eps: float = 1e-7, ns_steps: int = 5, adjust_lr_fn: str | None = None, *,
                  skip_nonfinite: bool = False,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
                                       nesterov=nesterov, ns_coefficients=_pair(ns_coefficients),
                                       eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn),
                          skip_nonfinite=skip_nonfinite,
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class LBFGS:
@@ -1728,10 +1798,12 @@ class SparseAdam(Optimizer):
     def __init__(self, params: Params, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, *,
                  maximize: bool = False, skip_nonfinite: bool = False,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, betas=_pair(betas), eps=eps, maximize=maximize),
                          skip_nonfinite=skip_nonfinite,
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class Adafactor(Optimizer):
@@ -1761,8 +1833,10 @@ class Adafactor(Optimizer):
                  eps: tuple[float | None, float] = (None, 1e-3), d: float = 1.0,
                  weight_decay: float = 0.0, *, maximize: bool = False,
                  skip_nonfinite: bool = False,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, beta2_decay=beta2_decay, eps=_pair(eps), d=d,
                                       weight_decay=weight_decay, maximize=maximize),
                          skip_nonfinite=skip_nonfinite,
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)

@@ -23,6 +23,7 @@ array([0.9, 0.9])
 >>> sorted(state)
 ['exp_avg', 'exp_avg_sq']
 """
+import inspect
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from . import _docs
-from ._spec import SPECS
+from ._spec import PARAM, SPECS
 from ._typing import Array, Grads
 
 # one function per optimizer of fastopt._spec
@@ -48,6 +49,8 @@ _ARGS = {
 _RETURNS = ("(ndarray, dict)", "The updated parameter and the new state.")
 _ARGS["lr_max"] = ("float, default -1.0", "The group's largest warmed-up learning rate before this step.")
 _ARGS["weight_sum"] = ("float, default 0.0", "The group's sum of averaging weights before this step.")
+_ARGS["state_dtype"] = ("dtype, optional", "The 16-bit dtype the state is stored in (None: float32 "
+                                           "or the parameter's; see below).")
 
 
 def _scalar(x, like):
@@ -507,7 +510,7 @@ def _trust_ratio(p, u, coefficient=1.0, eps=0.0):
 
 def lamb(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr: float = 1e-3,
          betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6, weight_decay: float = 0.0,
-         maximize: bool = False) -> tuple[Array, dict[str, Array]]:
+         maximize: bool = False, state_dtype: Any = None) -> tuple[Array, dict[str, Array]]:
     """One LAMB step, in optax.lamb's order of operations.
 
     For gradient g (−∇ with ``maximize``) and parameter θ::
@@ -515,12 +518,18 @@ def lamb(param: Array, grad: Array, state: Mapping[str, Array], step: int, *, lr
         m = (1 − β₁)·g + β₁·m,   v = (1 − β₂)·g² + β₂·v
         u = (m / (1 − β₁ᵗ)) / (√(v / (1 − β₂ᵗ)) + ε) + λ·θ
         θ = θ − γ·(u·r),   r = ‖θ‖ / ‖u‖ (1 when either is 0)
+
+    With a 16-bit ``state_dtype`` (the dtype m and v are stored in), u is
+    computed from m and v as stored, rounded to it: fastopt's second pass
+    over the tensor, after the norms, reads them back.
     """
     beta1, beta2 = betas
     p, g = param, _signed(np.asarray(grad), maximize)
     zeros = np.zeros_like(p)
     m = _scalar(1 - beta1, p) * g + _scalar(beta1, p) * state.get("exp_avg", zeros)
     v = _scalar(1 - beta2, p) * (g * g) + _scalar(beta2, p) * state.get("exp_avg_sq", zeros)
+    if state_dtype is not None:
+        m, v = m.astype(state_dtype).astype(p.dtype), v.astype(state_dtype).astype(p.dtype)
     u = (m / _scalar(1 - beta1**step, p)) / (np.sqrt(v / _scalar(1 - beta2**step, p))
                                              + _scalar(eps, p))
     if weight_decay != 0:
@@ -1033,14 +1042,18 @@ def _is_16bit(a):
 
 
 def half_step(update: Any, param: Array, grad: Array, state: Mapping[str, Array], step: int,
-              **hyper: Any) -> tuple[Array, dict[str, Array]]:
+              state_dtype: Any = None, **hyper: Any) -> tuple[Array, dict[str, Array]]:
     """One step of ``update`` (a function above) for a float16 or bfloat16
     parameter with float32 state, as fastopt computes it::
 
         θ16 ← round(update_f32(float32(θ16), float32(g16), state_f32))
 
     the float32 step on the exactly widened values, its parameter rounded to
-    nearest even into the parameter's dtype; the state stays float32.
+    nearest even into the parameter's dtype; the state stays float32. With
+    a 16-bit ``state_dtype`` (fastopt's ``state_dtype=``, for a float32
+    parameter too) the state buffers are widened the same way for the step
+    and the new ones rounded to it; the step itself uses the values before
+    that rounding.
 
     Parameters
     ----------
@@ -1051,20 +1064,31 @@ def half_step(update: Any, param: Array, grad: Array, state: Mapping[str, Array]
     grad : ndarray
         Its gradient, of the parameter's dtype.
     state : dict
-        The float32 state, with torch's buffer names; empty before the first step.
+        The state (float32, or of ``state_dtype``), with torch's buffer names;
+        empty before the first step.
     step : int
         The number of this update, 1 for the first.
+    state_dtype : dtype, optional
+        The 16-bit dtype the state buffers are stored in; None: float32.
     **hyper : keyword arguments
         The hyperparameters ``update`` takes.
 
     Returns
     -------
     (ndarray, dict)
-        The updated parameter (of param's dtype) and the new float32 state.
+        The updated parameter (of param's dtype) and the new state.
     """
-    p, new = update(param.astype(np.float32), np.asarray(grad).astype(np.float32), state, step,
+    def buffer(v):  # a state buffer (not a 0-d scalar state such as NAdam's mu_product)
+        return isinstance(v, np.ndarray) and v.ndim > 0 and _is_16bit(v)
+    wide = {k: v.astype(np.float32) if buffer(v) else v for k, v in state.items()}
+    if state_dtype is not None and "state_dtype" in inspect.signature(update).parameters:
+        hyper = {**hyper, "state_dtype": state_dtype}  # it reads its state back (lamb)
+    p, new = update(param.astype(np.float32), np.asarray(grad).astype(np.float32), wide, step,
                     **hyper)
     with np.errstate(over="ignore"):  # past the 16-bit range: rounds to inf, as fastopt
+        if state_dtype is not None:
+            new = {k: v.astype(state_dtype) if isinstance(v, np.ndarray) and v.ndim > 0 else v
+                   for k, v in new.items()}
         return p.astype(param.dtype), new
 
 
@@ -1074,7 +1098,9 @@ class ReferenceOptimizer:
     parameter step counts and None-skips as :class:`fastopt.Optimizer`.
 
     The current parameters are in ``params`` and their state in ``state``
-    (by index). A float16 or bfloat16 parameter steps as :func:`half_step`.
+    (by index). A float16 or bfloat16 parameter steps as :func:`half_step`,
+    and so does any parameter with a 16-bit ``state_dtype`` (fastopt's
+    keyword: ``"param"``, ``"bfloat16"``, or None for float32 state).
 
     A Schedule-Free optimizer keeps the package's group state (``k``,
     ``lr_max``, ``weight_sum``, ``scheduled_lr``, ``train_mode``) in
@@ -1092,10 +1118,14 @@ class ReferenceOptimizer:
         hyperparameters.
     defaults : dict
         The hyperparameters of groups that do not set them.
+    state_dtype : {None, "param", "float32", "bfloat16"}, optional
+        As fastopt's keyword (``"bfloat16"`` needs ml_dtypes).
     """
 
-    def __init__(self, name: str, params: list[Any], defaults: Mapping[str, Any]) -> None:
+    def __init__(self, name: str, params: list[Any], defaults: Mapping[str, Any],
+                 state_dtype: Any = None) -> None:
         self.update = UPDATES[name]
+        self.state_dtype = state_dtype
         self.spec = SPECS[name]
         groups = list(params)
         if not isinstance(groups[0], dict):
@@ -1118,8 +1148,22 @@ class ReferenceOptimizer:
     def _one(self, i: int, grad: Array, step: int, **extra: Any) -> None:
         args = (self.params[i], np.asarray(grad), self.state[i], step)
         hyper = {**self.hyper[i], **extra}
-        if _is_16bit(self.params[i]):
-            self.params[i], self.state[i] = half_step(self.update, *args, **hyper)
+        p = self.params[i]
+        state_dtype = {"param": p.dtype if _is_16bit(p) else None, "float32": None, None: None}.get(
+            self.state_dtype)
+        if self.state_dtype == "bfloat16":
+            import ml_dtypes
+            state_dtype = np.dtype(ml_dtypes.bfloat16)
+        if state_dtype is not None and not self.state[i]:
+            # 16-bit state starts as its initial value rounded, where a step reads that value
+            for b in self.spec.state:
+                if b.init == PARAM or (self.spec.eager and isinstance(b.init, str)):
+                    value = {**self.spec.defaults, **hyper}[b.init] if b.init != PARAM else None
+                    start = p if b.init == PARAM else np.full(p.shape, value, np.float32)
+                    self.state[i][b.name] = start.astype(state_dtype)
+        if _is_16bit(p) or state_dtype is not None:
+            self.params[i], self.state[i] = half_step(self.update, *args, state_dtype=state_dtype,
+                                                      **hyper)
         else:
             self.params[i], self.state[i] = self.update(*args, **hyper)
 
@@ -1177,6 +1221,7 @@ class ReferenceOptimizer:
                 beta = hyper["betas"][0] if "betas" in hyper else hyper["momentum"]
                 p = self.params[i]
                 wide = p.astype(np.float32) if _is_16bit(p) else p  # 16-bit: in float32, rounded once
-                self.params[i] = schedule_free_switch(wide, self.state[i]["z"], beta,
-                                                      train).astype(p.dtype)
+                z = self.state[i]["z"]
+                self.params[i] = schedule_free_switch(wide, z.astype(np.float32) if _is_16bit(z) else z,
+                                                      beta, train).astype(p.dtype)
             g["train_mode"] = train

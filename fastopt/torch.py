@@ -147,11 +147,6 @@ def _check_sharding(p, what):
                         "fastopt.torch steps each rank's local shard")
 
 
-def _state_dtype(p):
-    """The dtype of a parameter's state: float32 for 16-bit parameters, else its own."""
-    return torch.float32 if p.dtype in _HALF else p.dtype
-
-
 def _check_tensor(t, what, dtypes=_PARAM_DTYPES):
     """TypeError unless t is a dense-layout CPU tensor of one of `dtypes`."""
     if t.layout != torch.strided:
@@ -247,19 +242,32 @@ class _Stepper:
             # how many numbers betas holds (Adan has three)
             cls._n_betas = next((len(h.c) for h in cls._fastopt._spec.hypers if h.name == "betas"), 2)
 
-    def _fo_setup(self, master_weights=None, rounding=None, seed=None):
+    def _fo_setup(self, master_weights=None, rounding=None, seed=None, state_dtype=None):
         """A new optimizer's (or, without arguments, an unpickled one's) fastopt
-        state: no prepared step, and the master_weights, rounding and seed
-        keywords (checked)."""
+        state: no prepared step, and the master_weights, rounding, seed and
+        state_dtype keywords (checked)."""
         self._fo_plan = None  # the prepared step (_Plan), kept while it matches
         if master_weights is not None:
             self._fo_precision = _core.check_rounding(master_weights, rounding, seed)
+            self._fo_state_dtype = _core.check_state_dtype(state_dtype, self._fastopt._algo)
         elif not hasattr(self, "_fo_precision"):  # pickled before these keywords existed
             self._fo_precision = (False, "nearest", 0)
+        if not hasattr(self, "_fo_state_dtype"):
+            self._fo_state_dtype = None
+
+    def _fo_state_dtype_of(self, p, what="parameter"):
+        """The dtype of a parameter's state buffers (state_dtype; by default
+        float32 for 16-bit parameters, else its own): ValueError where it
+        cannot have the one asked for."""
+        name = _core.state_dtype_name(str(p.dtype).removeprefix("torch."), self._fo_state_dtype,
+                                      self._fastopt._algo, what)
+        return getattr(torch, name)
 
     def __getstate__(self):
         state = super().__getstate__()
-        state["_fo_precision"] = self._fo_precision  # not a group key: torch's state dicts stay torch's
+        # not group keys: torch's state dicts stay torch's
+        state["_fo_precision"] = self._fo_precision
+        state["_fo_state_dtype"] = self._fo_state_dtype
         return state
 
     def __setstate__(self, state):
@@ -267,9 +275,10 @@ class _Stepper:
         self._fo_setup()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state dict, as torch.optim does; a 16-bit parameter's float32
-        state (its moments, ``master_param``) stays float32, from the saved
-        values (torch's load would round it to the parameter's dtype).
+        """Load a state dict, as torch.optim does; the state buffers get the
+        optimizer's state dtype (state_dtype: by default float32 for a 16-bit
+        parameter) from the saved values, and ``master_param`` stays float32
+        (torch's load would convert them to the parameter's dtype).
 
         Parameters
         ----------
@@ -282,12 +291,14 @@ class _Stepper:
         params = [p for group in self.param_groups for p in group["params"]]
         skip = {"step", *self._fastopt._spec.scalar_names}
         for pid, p in zip(ids, params):
-            if p.dtype not in _HALF or pid not in saved or p not in self.state:
+            if pid not in saved or p not in self.state:
                 continue
+            want = self._fo_state_dtype_of(p)
             for key, value in saved[pid].items():
-                if (key not in skip and isinstance(value, torch.Tensor)
-                        and value.is_floating_point() and value.dtype == torch.float32):
-                    self.state[p][key] = value.detach().to(p.device, copy=True)
+                dtype = torch.float32 if key == "master_param" else want
+                if (key not in skip and isinstance(value, torch.Tensor) and value.is_floating_point()
+                        and self.state[p][key].dtype != dtype):
+                    self.state[p][key] = value.detach().to(p.device, dtype=dtype, copy=True)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group of parameters, as torch.optim does, checking its hyperparameters.
@@ -315,11 +326,14 @@ class _Stepper:
         for flag in ("differentiable", "capturable"):
             if group.get(flag):
                 raise ValueError(f"{where}: {flag}=True is not supported by fastopt.torch")
-        if self._fo_precision[0]:
-            for p in group["params"]:
-                if isinstance(p, torch.Tensor) and p.dtype not in _HALF:
-                    raise ValueError(f"{where}: a {p.dtype} parameter; master_weights=True keeps "
-                                     "float32 copies of 16-bit (float16, bfloat16) parameters only")
+        for p in group["params"]:
+            if not isinstance(p, torch.Tensor):
+                continue
+            if self._fo_precision[0] and p.dtype not in _HALF:
+                raise ValueError(f"{where}: a {p.dtype} parameter; master_weights=True keeps "
+                                 "float32 copies of 16-bit (float16, bfloat16) parameters only")
+            if p.dtype in _PARAM_DTYPES:
+                self._fo_state_dtype_of(p, f"{where}: a parameter")  # ValueError if it cannot
         self._fastopt._check_group({key: _plain(group[key]) for key in self._hyper_keys}, where)
 
     def _fo_hypers(self, group_ids):
@@ -378,9 +392,10 @@ class _Stepper:
 
     def _new_buffer(self, buf, param, hyper):
         if buf.shape is not None:  # not the parameter's shape: C-contiguous (Adafactor's factors)
-            return torch.full(buf.shape_for(param.shape), float(buf.init), dtype=_state_dtype(param))
+            return torch.full(buf.shape_for(param.shape), float(buf.init),
+                              dtype=self._fo_state_dtype_of(param))
         like = dict(memory_format=torch.preserve_format)
-        like["dtype"] = _state_dtype(param)
+        like["dtype"] = self._fo_state_dtype_of(param)
         if buf.init == FIRST_GRAD:  # the first step writes it
             return torch.empty_like(param, **like)
         if buf.init == PARAM:
@@ -524,9 +539,10 @@ class _Stepper:
                     if shape is None:
                         raise ValueError(f"{what}: a parameter of shape {tuple(p.shape)} has "
                                          f"no {b.name!r}")
-                    if buf.dtype != _state_dtype(p) or buf.shape != shape:
+                    want = self._fo_state_dtype_of(p)
+                    if buf.dtype != want or buf.shape != shape:
                         raise TypeError(f"{what} has dtype {buf.dtype} and shape "
-                                        f"{tuple(buf.shape)}, expected {_state_dtype(p)} and "
+                                        f"{tuple(buf.shape)}, expected {want} and "
                                         f"{shape} (its parameter: {p.dtype})")
 
 
@@ -783,8 +799,8 @@ class SGD(_Stepper, torch.optim.SGD):
                  weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
                  foreach: bool | None = None, differentiable: bool = False,
                  fused: bool | None = None, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
-        self._fo_setup(master_weights, rounding, seed)
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
+        self._fo_setup(master_weights, rounding, seed, state_dtype)
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening,
                          weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
                          foreach=foreach, differentiable=differentiable, fused=fused)
@@ -802,8 +818,8 @@ class Adagrad(_Stepper, torch.optim.Adagrad):
                  initial_accumulator_value: float = 0, eps: float = 1e-10,
                  foreach: bool | None = None, *, maximize: bool = False,
                  differentiable: bool = False, fused: bool | None = None, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
-        self._fo_setup(master_weights, rounding, seed)
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
+        self._fo_setup(master_weights, rounding, seed, state_dtype)
         init = initial_accumulator_value
         if type(init) is int and init.bit_length() > 63:  # torch.full_like takes int64-sized ints
             init = as_float(init, "initial_accumulator_value")
@@ -813,8 +829,11 @@ class Adagrad(_Stepper, torch.optim.Adagrad):
                          fused=fused)
         for group in self.param_groups:  # torch made "sum" in the parameter's dtype
             for p in group["params"]:
-                if p.dtype in _HALF:  # a 16-bit parameter's state is float32
-                    self.state[p]["sum"] = torch.full_like(p, float(_plain(init)), dtype=torch.float32,
+                if p.dtype not in _PARAM_DTYPES:
+                    continue  # the step refuses it
+                dtype = self._fo_state_dtype_of(p)  # float32 for a 16-bit one, by default
+                if dtype != p.dtype:
+                    self.state[p]["sum"] = torch.full_like(p, float(_plain(init)), dtype=dtype,
                                                            memory_format=torch.preserve_format)
 
 
@@ -830,8 +849,8 @@ class RMSprop(_Stepper, torch.optim.RMSprop):
                  weight_decay: float = 0, momentum: float = 0, centered: bool = False,
                  capturable: bool = False, foreach: bool | None = None, maximize: bool = False,
                  differentiable: bool = False, *, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
-        self._fo_setup(master_weights, rounding, seed)
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
+        self._fo_setup(master_weights, rounding, seed, state_dtype)
         super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                          momentum=momentum, centered=centered, capturable=capturable,
                          foreach=foreach, maximize=maximize, differentiable=differentiable)
@@ -850,8 +869,8 @@ class Adam(_Stepper, torch.optim.Adam):
                  foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
                  differentiable: bool = False, fused: bool | None = None,
                  decoupled_weight_decay: bool = False, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
-        self._fo_setup(master_weights, rounding, seed)
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
+        self._fo_setup(master_weights, rounding, seed, state_dtype)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, foreach=foreach, maximize=maximize,
                          capturable=capturable, differentiable=differentiable, fused=fused,
@@ -870,8 +889,8 @@ class AdamW(_Stepper, torch.optim.AdamW):
                  eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *,
                  maximize: bool = False, foreach: bool | None = None, capturable: bool = False,
                  differentiable: bool = False, fused: bool | None = None, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
-        self._fo_setup(master_weights, rounding, seed)
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
+        self._fo_setup(master_weights, rounding, seed, state_dtype)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, foreach=foreach,
                          capturable=capturable, differentiable=differentiable, fused=fused)
@@ -888,8 +907,8 @@ class Adamax(_Stepper, torch.optim.Adamax):
                  eps: float = 1e-8, weight_decay: float = 0, foreach: bool | None = None, *,
                  maximize: bool = False, differentiable: bool = False,
                  capturable: bool = False, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
-        self._fo_setup(master_weights, rounding, seed)
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
+        self._fo_setup(master_weights, rounding, seed, state_dtype)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          foreach=foreach, maximize=maximize, differentiable=differentiable,
                          capturable=capturable)
@@ -906,8 +925,8 @@ class Adadelta(_Stepper, torch.optim.Adadelta):
                  weight_decay: float = 0, foreach: bool | None = None, *,
                  capturable: bool = False, maximize: bool = False,
                  differentiable: bool = False, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
-        self._fo_setup(master_weights, rounding, seed)
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
+        self._fo_setup(master_weights, rounding, seed, state_dtype)
         super().__init__(params, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
                          foreach=foreach, capturable=capturable, maximize=maximize,
                          differentiable=differentiable)
@@ -925,8 +944,8 @@ class RAdam(_Stepper, torch.optim.RAdam):
                  decoupled_weight_decay: bool = False, *, foreach: bool | None = None,
                  maximize: bool = False, capturable: bool = False,
                  differentiable: bool = False, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
-        self._fo_setup(master_weights, rounding, seed)
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
+        self._fo_setup(master_weights, rounding, seed, state_dtype)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          decoupled_weight_decay=decoupled_weight_decay, foreach=foreach,
                          maximize=maximize, capturable=capturable, differentiable=differentiable)
@@ -944,8 +963,8 @@ class Rprop(_Stepper, torch.optim.Rprop):
                  step_sizes: tuple[float, float] = (1e-6, 50), *, capturable: bool = False,
                  foreach: bool | None = None, maximize: bool = False,
                  differentiable: bool = False, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
-        self._fo_setup(master_weights, rounding, seed)
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
+        self._fo_setup(master_weights, rounding, seed, state_dtype)
         super().__init__(params, lr=lr, etas=etas, step_sizes=step_sizes, capturable=capturable,
                          foreach=foreach, maximize=maximize, differentiable=differentiable)
 
@@ -963,8 +982,8 @@ class NAdam(_Stepper, torch.optim.NAdam):
                  decoupled_weight_decay: bool = False, *, foreach: bool | None = None,
                  maximize: bool = False, capturable: bool = False,
                  differentiable: bool = False, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
-        self._fo_setup(master_weights, rounding, seed)
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
+        self._fo_setup(master_weights, rounding, seed, state_dtype)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          momentum_decay=momentum_decay,
                          decoupled_weight_decay=decoupled_weight_decay, foreach=foreach,
@@ -983,8 +1002,8 @@ class ASGD(_Stepper, torch.optim.ASGD):
                  t0: float = 1e6, weight_decay: float = 0, foreach: bool | None = None,
                  maximize: bool = False, differentiable: bool = False,
                  capturable: bool = False, *, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
-        self._fo_setup(master_weights, rounding, seed)
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
+        self._fo_setup(master_weights, rounding, seed, state_dtype)
         super().__init__(params, lr=lr, lambd=lambd, alpha=alpha, t0=t0,
                          weight_decay=weight_decay, foreach=foreach, maximize=maximize,
                          differentiable=differentiable, capturable=capturable)
@@ -996,8 +1015,8 @@ class _NotInTorch:
     implementation, which may have fewer options) loads with that default."""
 
     def __init__(self, params: Any, defaults: dict[str, Any], *, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
-        self._fo_setup(master_weights, rounding, seed)
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
+        self._fo_setup(master_weights, rounding, seed, state_dtype)
         super().__init__(params, defaults)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -1017,10 +1036,11 @@ class Lion(_NotInTorch, _Stepper, torch.optim.Optimizer):
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
                  lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99),
                  weight_decay: float = 0.0, *, maximize: bool = False, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay,
                                       maximize=maximize),
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class AdaBelief(_NotInTorch, _Stepper, torch.optim.Optimizer):
@@ -1033,10 +1053,11 @@ class AdaBelief(_NotInTorch, _Stepper, torch.optim.Optimizer):
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
                  lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-16,
                  eps_root: float = 1e-16, weight_decay: float = 0.0, *, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, eps_root=eps_root,
                                       weight_decay=weight_decay),
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class ADOPT(_NotInTorch, _Stepper, torch.optim.Optimizer):
@@ -1049,10 +1070,11 @@ class ADOPT(_NotInTorch, _Stepper, torch.optim.Optimizer):
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
                  lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.9999), eps: float = 1e-6,
                  weight_decay: float = 0.0, *, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
                                       weight_decay=weight_decay),
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class Adan(_NotInTorch, _Stepper, torch.optim.Optimizer):
@@ -1068,12 +1090,13 @@ class Adan(_NotInTorch, _Stepper, torch.optim.Optimizer):
                  weight_decay: float = 0.0, weight_decouple: bool = False,
                  max_grad_norm: float = 0.0, foreach: bool | None = None, eps: float = 1e-8,
                  maximize: bool = False, *, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay,
                                       weight_decouple=weight_decouple,
                                       max_grad_norm=max_grad_norm, foreach=foreach, eps=eps,
                                       maximize=maximize),
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class LAMB(_NotInTorch, _Stepper, torch.optim.Optimizer):
@@ -1086,10 +1109,11 @@ class LAMB(_NotInTorch, _Stepper, torch.optim.Optimizer):
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
                  lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
                  weight_decay: float = 0.0, *, maximize: bool = False, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
                                       weight_decay=weight_decay, maximize=maximize),
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class LARS(_NotInTorch, _Stepper, torch.optim.Optimizer):
@@ -1103,11 +1127,12 @@ class LARS(_NotInTorch, _Stepper, torch.optim.Optimizer):
                  lr: float = 1.0, momentum: float = 0.9, weight_decay: float = 0.0,
                  trust_coefficient: float = 0.001, eps: float = 0.0,
                  nesterov: bool = False, *, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
                                       trust_coefficient=trust_coefficient, eps=eps,
                                       nesterov=nesterov),
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class _ScheduleFree:
@@ -1194,13 +1219,14 @@ class ScheduleFreeAdamW(_ScheduleFree, _NotInTorch, _Stepper, torch.optim.Optimi
                  eps: float = 1e-8, weight_decay: float = 0, warmup_steps: int = 0,
                  r: float = 0.0, weight_lr_power: float = 2.0,
                  foreach: bool | None = hasattr(torch, "_foreach_mul_"), *, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, r=r, k=0,
                                       warmup_steps=warmup_steps, train_mode=False,
                                       weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
                                       weight_lr_power=weight_lr_power,
                                       weight_decay=weight_decay, foreach=foreach),
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class ScheduleFreeSGD(_ScheduleFree, _NotInTorch, _Stepper, torch.optim.Optimizer):
@@ -1213,13 +1239,14 @@ class ScheduleFreeSGD(_ScheduleFree, _NotInTorch, _Stepper, torch.optim.Optimize
                  lr: float = 1.0, momentum: float = 0.9, weight_decay: float = 0,
                  warmup_steps: int = 0, r: float = 0.0, weight_lr_power: float = 2.0,
                  foreach: bool | None = hasattr(torch, "_foreach_mul_"), *, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, r=r, k=0,
                                       warmup_steps=warmup_steps, train_mode=False,
                                       weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
                                       weight_lr_power=weight_lr_power,
                                       weight_decay=weight_decay, foreach=foreach),
-                         master_weights=master_weights, rounding=rounding, seed=seed)
+                         master_weights=master_weights, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class Muon(_Stepper, torch.optim.Muon):
@@ -1236,8 +1263,9 @@ class Muon(_Stepper, torch.optim.Muon):
                  nesterov: bool = True,
                  ns_coefficients: tuple[float, float, float] = (3.4445, -4.775, 2.0315),
                  eps: float = 1e-7, ns_steps: int = 5, adjust_lr_fn: str | None = None, *,
-                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0) -> None:
-        self._fo_setup(master_weights, rounding, seed)
+                 master_weights: bool = False, rounding: str = "nearest", seed: int = 0,
+                 state_dtype: Any = None) -> None:
+        self._fo_setup(master_weights, rounding, seed, state_dtype)
         super().__init__(params, lr=lr, weight_decay=weight_decay, momentum=momentum,
                          nesterov=nesterov, ns_coefficients=ns_coefficients, eps=eps,
                          ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn)
@@ -1359,8 +1387,8 @@ class SparseAdam(_Stepper, torch.optim.SparseAdam):
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
                  lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  maximize: bool = False, *, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
-        self._fo_setup(master_weights, rounding, seed)
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
+        self._fo_setup(master_weights, rounding, seed, state_dtype)
         super().__init__(params, lr=lr, betas=betas, eps=eps, maximize=maximize)
 
 
@@ -1378,7 +1406,7 @@ class Adafactor(_Stepper, torch.optim.Adafactor):
                  eps: tuple[float | None, float] = (None, 1e-3), d: float = 1.0,
                  weight_decay: float = 0.0, *, foreach: bool | None = None,
                  maximize: bool = False, master_weights: bool = False,
-                 rounding: str = "nearest", seed: int = 0) -> None:
-        self._fo_setup(master_weights, rounding, seed)
+                 rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
+        self._fo_setup(master_weights, rounding, seed, state_dtype)
         super().__init__(params, lr=lr, beta2_decay=beta2_decay, eps=eps, d=d,
                          weight_decay=weight_decay, foreach=foreach, maximize=maximize)

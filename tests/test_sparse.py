@@ -470,4 +470,4 @@ def test_defaults_and_signature_match_torch():
     names = list(inspect.signature(fot.SparseAdam).parameters)
     # fastopt's own keyword-only arguments come last
     assert names == list(inspect.signature(torch.optim.SparseAdam).parameters) + [
-        "master_weights", "rounding", "seed"]
+        "master_weights", "rounding", "seed", "state_dtype"]

@@ -17,7 +17,7 @@ import fastopt.torch  # noqa: E402
 
 # keywords that are not hyperparameters of the spec
 _NOT_HYPERS = {"params", "skip_nonfinite", "foreach", "fused", "differentiable", "capturable",
-               "param", "grad", "step", "isa", "master_weights", "rounding", "seed"}
+               "param", "grad", "step", "isa", "master_weights", "rounding", "seed", "state_dtype"}
 
 
 def _defaults(fn, spec):

@@ -184,7 +184,8 @@ def test_signature_is_torchs(name):
     # fastopt's own keyword-only arguments come last (master weights, rounding)
     extra = [("master_weights", inspect.Parameter.KEYWORD_ONLY, False),
              ("rounding", inspect.Parameter.KEYWORD_ONLY, "nearest"),
-             ("seed", inspect.Parameter.KEYWORD_ONLY, 0)]
+             ("seed", inspect.Parameter.KEYWORD_ONLY, 0),
+             ("state_dtype", inspect.Parameter.KEYWORD_ONLY, None)]
     assert params(getattr(fot, name)) == params(getattr(torch.optim, name)) + extra
 
 

@@ -1,0 +1,312 @@
+"""16-bit optimizer state (API.md, "16-bit parameters and compressed
+optimizer state": ``state_dtype=``): every optimizer with bfloat16 state on
+float32 parameters and with state of the parameter's own 16-bit type,
+against fastopt.reference stepping in float32 on the widened values and
+rounding parameter and state each step (reference.half_step), bit for bit on
+every SIMD path and thread count; torch's fused CPU Adam, AdamW and Adagrad
+on bfloat16/float16 tensors; validation, state dicts and checkpoints."""
+import inspect
+
+import numpy as np
+import pytest
+
+import fastopt
+from fastopt import _core, reference
+from conftest import OPTIMIZERS, assert_bitwise, functional_step, grouped, snapshot, \
+    assert_unchanged
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+BF16 = np.dtype(ml_dtypes.bfloat16)
+F16 = np.dtype(np.float16)
+SIZES = (1, 7, 63, 1000)
+# (parameter dtype, state_dtype, the state's dtype)
+CASES = [pytest.param(np.dtype(np.float32), "bfloat16", BF16, id="f32-bf16state"),
+         pytest.param(BF16, "param", BF16, id="bf16-bf16state"),
+         pytest.param(F16, "param", F16, id="f16-f16state")]
+# Adafactor (its factors) and Muon (the update it orthogonalises) keep float32
+# state; the generic OPTIMIZERS leave them out anyway.
+STATE16 = [o for o in OPTIMIZERS if o.spec.algo in _core.STATE16_ALGOS]
+
+
+def params_of(rng, dtype, sizes=SIZES):
+    return [rng.standard_normal(n).astype(np.float32).astype(dtype) for n in sizes]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("pdtype, choice, sdtype", CASES)
+@pytest.mark.parametrize("opt", STATE16, ids=str)
+def test_matches_reference_rounded_each_step(opt, pdtype, choice, sdtype, threads, rng):
+    """Parameter and state both rounded to nearest even after a float32 step
+    on their widened values, bit for bit, for every option dict."""
+    before = fastopt.get_num_threads()
+    fastopt.set_num_threads(threads)
+    try:
+        for options in opt.options:
+            params = params_of(rng, pdtype)
+            groups = grouped([p.copy() for p in params], options)
+            ref = reference.ReferenceOptimizer(opt.name, groups, options, state_dtype=choice)
+            fast = opt.cls(groups, **options, state_dtype=choice)
+            ordered = [p for g in fast.param_groups for p in g["params"]]
+            for _ in range(4):
+                grads = [rng.standard_normal(p.shape).astype(np.float32).astype(pdtype)
+                         for p in ordered]
+                fast.step(grads)
+                ref.step(grads)
+            state = fast.state_dict()["state"]
+            for i, p in enumerate(ordered):
+                what = f"{opt.name} {options} parameter {i}"
+                assert_bitwise(p, ref.params[i], what)
+                for name, value in ref.state[i].items():
+                    if np.ndim(value) == 0:
+                        continue  # NAdam's mu_product, ASGD's eta and mu: 0-d, as torch's
+                    assert state[i][name].dtype == sdtype, what
+                    assert_bitwise(state[i][name], value, f"{what} {name}")
+    finally:
+        fastopt.set_num_threads(before)
+
+
+@pytest.mark.parametrize("pdtype, choice, sdtype", CASES)
+@pytest.mark.parametrize("opt", STATE16, ids=str)
+def test_every_isa_gives_the_scalar_bits(opt, pdtype, choice, sdtype, rng):
+    """One function step per SIMD path on sizes around every vector width:
+    the scalar path's bits."""
+    from conftest import new_state
+    takes = inspect.signature(getattr(fastopt.functional, opt.spec.function + "_")).parameters
+    for options in opt.options:
+        options = {k: v for k, v in options.items() if k in takes}  # not Adagrad's initial value
+        for n in (1, 15, 17, 33, 100):
+            p0 = rng.standard_normal(n).astype(np.float32).astype(pdtype)
+            g = rng.standard_normal(n).astype(np.float32).astype(pdtype)
+            init = {k: (rng.random(n).astype(np.float32).astype(sdtype) if v.ndim else v)
+                    for k, v in new_state(opt.name, p0.astype(np.float32)).items()}
+            results = {}
+            for isa in _core.isa_names():
+                p = p0.copy()
+                state = {k: v.copy() for k, v in init.items()}
+                functional_step(opt.name, p, g, state, 3, options, isa=isa)
+                results[isa] = (p, state)
+            p_s, state_s = results["scalar"]
+            for isa, (p, state) in results.items():
+                what = f"{opt.name} {options} n={n} {isa}"
+                assert_bitwise(p, p_s, what)
+                for k in state:
+                    assert_bitwise(state[k], state_s[k], f"{what} {k}")
+
+
+def test_bytes_per_parameter():
+    """The state holds 2 bytes per element and buffer."""
+    w = np.zeros(1000, np.float32)
+    opt = fastopt.Adam([w], state_dtype="bfloat16", amsgrad=True)
+    opt.step([np.ones(1000, np.float32)])
+    assert {k: v.nbytes for k, v in opt.state[0].items() if k != "step"} == \
+        {"exp_avg": 2000, "exp_avg_sq": 2000, "max_exp_avg_sq": 2000}
+    assert fastopt.Adam([np.zeros(4, BF16)], state_dtype=np.dtype(BF16)).state_dtype == "bfloat16"
+
+
+def test_default_and_float32_keep_float32_state():
+    for choice in (None, "float32", np.float32):
+        w = np.zeros(5, BF16)
+        opt = fastopt.AdamW([w], state_dtype=choice)
+        opt.step([np.ones(5, BF16)])
+        assert opt.state[0]["exp_avg"].dtype == np.float32
+    w64 = np.zeros(5)
+    opt = fastopt.Adam([w64], state_dtype="param")
+    opt.step([np.ones(5)])
+    assert opt.state[0]["exp_avg"].dtype == np.float64
+
+
+def test_bad_choices_are_refused_before_anything_changes():
+    with pytest.raises(ValueError, match="state_dtype must be"):
+        fastopt.Adam([np.zeros(3, np.float32)], state_dtype="int4")
+    with pytest.raises(TypeError, match="state_dtype must be"):
+        fastopt.Adam([np.zeros(3, np.float32)], state_dtype=3.5)
+    with pytest.raises(ValueError, match="float64: its state can be float64"):
+        fastopt.Adam([np.zeros(3)], state_dtype="bfloat16")
+    with pytest.raises(ValueError, match="float16: its state can be float32 or float16"):
+        fastopt.Adam([np.zeros(3, F16)], state_dtype="bfloat16")
+    with pytest.raises(ValueError, match="keeps float32 state"):
+        fastopt.Adafactor([np.zeros(3, np.float32)], state_dtype="bfloat16")
+    with pytest.raises(ValueError, match="its state can be float32 under the muon"):
+        fastopt.Muon([np.zeros((3, 3), BF16)], state_dtype="param")
+    # a parameter added later is checked as in the constructor
+    w = np.zeros(3, np.float32)
+    opt = fastopt.SGD([w], lr=0.1, momentum=0.9, state_dtype="bfloat16")
+    opt.step([np.ones(3, np.float32)])
+    snap = snapshot(opt)
+    with pytest.raises(ValueError, match="float64"):
+        opt.add_param_group({"params": [np.zeros(2)]})
+    assert_unchanged(opt, snap)
+
+
+def test_engine_refuses_mixed_or_wrong_state_dtypes():
+    w = np.zeros(9, np.float32)
+    opt = fastopt.Adam([w], state_dtype="bfloat16", amsgrad=True)
+    opt.step([np.ones(9, np.float32)])
+    with pytest.raises(ValueError, match="one dtype for all its slots"):
+        opt._engine.set_state(0, (np.zeros(9, BF16), np.zeros(9, np.float32), np.zeros(9, BF16), None))
+    with pytest.raises(ValueError, match="expected float32 or bfloat16"):
+        opt._engine.set_state(0, (np.zeros(9, F16), None, None, None))
+    with pytest.raises(ValueError, match="must have dtype float32 or bfloat16"):
+        fastopt.functional.adam_(w, np.ones(9, np.float32), np.zeros(9, F16), np.zeros(9, F16), step=1)
+    a = fastopt.Adafactor([np.zeros(9, np.float32)])
+    a.step([np.ones(9, np.float32)])
+    with pytest.raises(ValueError, match="expected float32 .one dtype"):
+        a._engine.set_state(0, (None, None, np.zeros(9, BF16), None))
+
+
+def test_resume_is_bit_identical(tmp_path, rng):
+    """Save after 3 steps, load into a new optimizer, 3 more: the run that
+    never stopped, bit for bit (the state dict holds the bfloat16 buffers)."""
+    params = params_of(rng, np.float32)
+    grads = [[rng.standard_normal(p.shape).astype(np.float32) for p in params] for _ in range(6)]
+    straight = [p.copy() for p in params]
+    a = fastopt.Adam(straight, lr=0.01, amsgrad=True, state_dtype="bfloat16")
+    for g in grads:
+        a.step(g)
+    first = [p.copy() for p in params]
+    b = fastopt.Adam(first, lr=0.01, amsgrad=True, state_dtype="bfloat16")
+    for g in grads[:3]:
+        b.step(g)
+    fastopt.save({"params": first, "optimizer": b.state_dict()}, tmp_path / "ckpt")
+    saved = fastopt.load(tmp_path / "ckpt")
+    assert saved["optimizer"]["state"][0]["exp_avg"].dtype == BF16
+    resumed = [np.array(p) for p in saved["params"]]
+    c = fastopt.Adam(resumed, lr=0.01, amsgrad=True, state_dtype="bfloat16")
+    c.load_state_dict(saved["optimizer"])
+    for g in grads[3:]:
+        c.step(g)
+    for x, y in zip(resumed, straight):
+        assert_bitwise(x, y)
+
+
+def test_float32_checkpoint_loads_rounded():
+    """A float32-state checkpoint loads into bfloat16 state rounded to
+    nearest even (as torch casts loaded state to its own dtype)."""
+    w = np.ones(4, np.float32)
+    a = fastopt.Adam([w.copy()], lr=0.1)
+    a.step([np.full(4, 0.3, np.float32)])
+    b = fastopt.Adam([w.copy()], lr=0.1, state_dtype="bfloat16")
+    b.load_state_dict(a.state_dict())
+    assert b.state[0]["exp_avg"].dtype == BF16
+    assert_bitwise(b.state[0]["exp_avg"], a.state[0]["exp_avg"].astype(BF16))
+
+
+torch = pytest.importorskip("torch")
+TORCH_DTYPES = {BF16: torch.bfloat16, F16: torch.float16}
+
+
+def ordered_bits(x):
+    """16-bit values as integers in the order of the values (-0 next to +0)."""
+    bits = x.view(np.uint16).astype(np.int64)
+    return np.where(bits & 0x8000, -(bits & 0x7FFF), bits)
+
+
+def within_one_ulp(actual, expected, scale):
+    """Per element, |actual - expected| is at most one unit in the last place
+    of the 16-bit type, or (where the result cancelled to near zero) within
+    float32's rounding of the terms it was computed from (magnitude `scale`):
+    torch's vector path contracts lerp into a fused multiply-add, fastopt
+    rounds the product first (no FMA contraction), and that is the difference
+    the result keeps when the two terms nearly cancel."""
+    ulps = np.abs(ordered_bits(actual) - ordered_bits(expected))
+    gap = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
+    return (ulps <= 1) | (gap <= 2.0**-22 * scale)
+
+
+# torch's fused CPU kernels for 16-bit tensors (aten/src/ATen/native/cpu/Fused*.cpp).
+# Its fused SGD is left out: in torch 2.13 its vector loop for bfloat16 and
+# float16 never stores the parameter and reads the 16-bit momentum buffer as
+# float32 (docs/precision.md); fastopt's SGD is checked against the reference above.
+# Its Adagrad converts lr, eps and weight_decay to the 16-bit type first in its
+# vector loop: the learning rates here are exact in both 16-bit types.
+FUSED = [("Adam", {"lr": 0.01}), ("Adam", {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True}),
+         ("AdamW", {"lr": 0.01, "weight_decay": 0.1}), ("Adam", {"lr": 0.01, "maximize": True}),
+         ("Adagrad", {"lr": 0.125}), ("Adagrad", {"lr": 0.0625, "weight_decay": 0.25})]
+
+
+@pytest.mark.parametrize("half", [BF16, F16], ids=["bf16", "f16"])
+@pytest.mark.parametrize("name, options", FUSED, ids=lambda x: x if isinstance(x, str) else None)
+def test_param_state_matches_torch_fused(name, options, half, rng):
+    """state_dtype="param" against torch's fused=True on 16-bit tensors, step
+    by step from torch's own parameter and state: parameter and every buffer
+    within one 16-bit ulp (cancellation-aware, within_one_ulp)."""
+    tdt = TORCH_DTYPES[half]
+
+    def to_numpy(t):
+        return t.detach().view(torch.int16).numpy().view(half).copy()
+
+    n = 4099  # vector loops and their tails
+    tp = torch.from_numpy(rng.standard_normal(n).astype(np.float32)).to(tdt).requires_grad_()
+    topt = getattr(torch.optim, name)([tp], fused=True, **options)
+    for step in range(1, 9):
+        p = to_numpy(tp)
+        fopt = getattr(fastopt, name)([p], **options, state_dtype="param")
+        old = {}
+        if step > 1:
+            saved = topt.state_dict()["state"][0]
+            old = {k: (float(v) if k == "step" else to_numpy(v)) for k, v in saved.items()}
+            fopt.load_state_dict({"state": {0: old}, "param_groups": fopt.state_dict()["param_groups"]})
+        g = rng.standard_normal(n).astype(np.float32).astype(half)
+        tp.grad = torch.from_numpy(g.view(np.int16)).view(tdt)
+        p_old = p.astype(np.float32)
+        topt.step()
+        fopt.step([g])
+        # the terms each result is made of: parameter and update, buffer and gradient (squared)
+        g32 = np.abs(g.astype(np.float32))
+        assert within_one_ulp(p, to_numpy(tp), np.abs(p_old) + options["lr"]).all(), f"{name} step {step}"
+        for key, value in topt.state[tp].items():
+            if key == "step":
+                continue
+            mine = fopt.state[0][key]
+            assert mine.dtype == half
+            prev = np.abs(old[key].astype(np.float32)) if key in old else 0.0
+            scale = prev + g32 + g32 * g32
+            assert within_one_ulp(mine, to_numpy(value), scale).all(), f"{name} step {step} {key}"
+
+
+import fastopt.torch  # noqa: E402  (after the skip: it needs torch)
+from conftest import TORCH_DENSE  # noqa: E402
+
+
+def tensor_of(a):
+    """A torch tensor of a NumPy array's values and dtype (bfloat16 by its bits)."""
+    if a.dtype == BF16:
+        return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
+    return torch.from_numpy(a.copy())
+
+
+def numpy_of(t, dtype):
+    return t.detach().view(torch.int16).numpy().view(dtype) if t.dtype == torch.bfloat16 else t.numpy()
+
+
+@pytest.mark.parametrize("pdtype, choice, sdtype", CASES)
+@pytest.mark.parametrize("opt", [o for o in TORCH_DENSE if o in STATE16], ids=str)
+def test_torch_class_gives_the_numpy_bits(opt, pdtype, choice, sdtype, rng):
+    """fastopt.torch with state_dtype: the NumPy class's parameter and state
+    bits, state tensors of the 16-bit dtype, and a state dict that loads back
+    with that dtype."""
+    options = opt.full
+    params = params_of(rng, pdtype)
+    numpy_opt = opt.cls([p.copy() for p in params], **options, state_dtype=choice)
+    tensors = [tensor_of(p) for p in params]
+    topt = getattr(fastopt.torch, opt.name)(tensors, **options, state_dtype=choice)
+    if opt.spec.group_state:
+        numpy_opt.train()
+        topt.train()
+    for _ in range(3):
+        grads = [rng.standard_normal(p.shape).astype(np.float32).astype(pdtype) for p in params]
+        numpy_opt.step(grads)
+        for t, g in zip(tensors, grads):
+            t.grad = tensor_of(g)
+        topt.step()
+    again = getattr(fastopt.torch, opt.name)([t.clone() for t in tensors], **options, state_dtype=choice)
+    again.load_state_dict(topt.state_dict())
+    for i, (t, p) in enumerate(zip(tensors, numpy_opt._params)):
+        assert_bitwise(numpy_of(t, pdtype), p, f"{opt.name} parameter {i}")
+        loaded = list(again.state.values())[i]
+        for name, value in topt.state[t].items():
+            if name == "step" or value.ndim == 0:
+                continue
+            assert value.dtype == TORCH_DTYPES.get(sdtype, torch.float32)
+            assert loaded[name].dtype == value.dtype
+            assert_bitwise(numpy_of(value, sdtype), numpy_opt.state[i][name], f"{i} {name}")

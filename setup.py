@@ -30,6 +30,7 @@ CORE_SOURCES = [
     "csrc/fo_scalars.c",
     "csrc/fo_step.c",
     "csrc/fo_adafactor.c",
+    "csrc/fo_q8.c",
     "csrc/fo_kernels_scalar.c",
     "csrc/fo_kernels_base.c",
     "csrc/fo_kernels_avx2.c",

@@ -50,45 +50,67 @@ enum fo_rounding { FO_ROUND_NEAREST = 0, FO_ROUND_STOCHASTIC = 1 };
 /* The kernel rows of a table (fo_table.update): one per dtype, then the
  * 16-bit ones (bfloat16, float16) with stochastic rounding or a float32
  * master copy (fo_item.master) or both; then, with 16-bit state
- * (fo_item.state16), float32 and those four. */
-#define FO_NUM_KINDS 11
+ * (fo_item.state16), float32 and those four; then, with block-wise 8-bit
+ * state (fo_item.state8), float32, bfloat16 and float16 (NULL rows for the
+ * algorithms without it). */
+#define FO_NUM_KINDS 14
 
-/* The algorithms, listed once: X(name, NAME, modes, loop), where `modes` is
- * the number of mode variants (see the mode bits below) and `loop` the loop
+/* The algorithms, listed once: X(name, NAME, modes, loop, q8), where `modes`
+ * is the number of mode variants (see the mode bits below), `loop` the loop
  * its kernels run their body in: `each` (vector after vector), or `norm` for
  * an algorithm with a norm phase (fo_norm_phase(): per-block norms held in
- * registers). The enum, the kernel wrappers and the kernel tables are
- * generated from this list; an algorithm's loop body is
+ * registers), and `q8` whether it steps block-wise 8-bit state
+ * (fo_item.state8): `q8` or `no8`. The enum, the kernel wrappers and the
+ * kernel tables are generated from this list; an algorithm's loop body is
  * csrc/kernels/<name>.inc. */
-#define FO_ALGOS(X)                   \
-    X(sgd, SGD, 16, each)             \
-    X(adagrad, ADAGRAD, 2, each)      \
-    X(rmsprop, RMSPROP, 16, each)     \
-    X(adam, ADAM, 16, each)           \
-    X(adamax, ADAMAX, 4, each)        \
-    X(adadelta, ADADELTA, 2, each)    \
-    X(radam, RADAM, 16, each)         \
-    X(rprop, RPROP, 2, each)          \
-    X(lion, LION, 1, each)            \
-    X(adabelief, ADABELIEF, 2, each)  \
-    X(adopt, ADOPT, 2, each)          \
-    X(adan, ADAN, 8, each)            \
-    X(lamb, LAMB, 4, norm)            \
-    X(lars, LARS, 8, norm)            \
-    X(nadam, NADAM, 8, each)          \
-    X(asgd, ASGD, 4, each)            \
-    X(sf_adamw, SF_ADAMW, 4, each)    \
-    X(sf_sgd, SF_SGD, 4, each)        \
-    X(muon, MUON, 4, each)            \
-    X(sparse_adam, SPARSE_ADAM, 1, each)  \
-    X(adafactor, ADAFACTOR, 8, each)
+#define FO_ALGOS(X)                          \
+    X(sgd, SGD, 16, each, q8)                \
+    X(adagrad, ADAGRAD, 2, each, q8)         \
+    X(rmsprop, RMSPROP, 16, each, q8)        \
+    X(adam, ADAM, 16, each, q8)              \
+    X(adamax, ADAMAX, 4, each, no8)          \
+    X(adadelta, ADADELTA, 2, each, no8)      \
+    X(radam, RADAM, 16, each, no8)           \
+    X(rprop, RPROP, 2, each, no8)            \
+    X(lion, LION, 1, each, q8)               \
+    X(adabelief, ADABELIEF, 2, each, no8)    \
+    X(adopt, ADOPT, 2, each, no8)            \
+    X(adan, ADAN, 8, each, no8)              \
+    X(lamb, LAMB, 4, norm, no8)              \
+    X(lars, LARS, 8, norm, no8)              \
+    X(nadam, NADAM, 8, each, no8)            \
+    X(asgd, ASGD, 4, each, no8)              \
+    X(sf_adamw, SF_ADAMW, 4, each, no8)      \
+    X(sf_sgd, SF_SGD, 4, each, no8)          \
+    X(muon, MUON, 4, each, no8)              \
+    X(sparse_adam, SPARSE_ADAM, 1, each, no8)\
+    X(adafactor, ADAFACTOR, 8, each, no8)
 
-#define FO_ALGO_ENUM_(name, NAME, modes, loop) FO_##NAME,
-#define FO_ALGO_COUNT_(name, NAME, modes, loop) +1
+#define FO_ALGO_ENUM_(name, NAME, modes, loop, q8) FO_##NAME,
+#define FO_ALGO_COUNT_(name, NAME, modes, loop, q8) +1
 typedef enum fo_algo { FO_ALGOS(FO_ALGO_ENUM_) } fo_algo;
 enum { FO_NUM_ALGOS = 0 FO_ALGOS(FO_ALGO_COUNT_) };
 #undef FO_ALGO_ENUM_
 #undef FO_ALGO_COUNT_
+
+/* Block-wise 8-bit state (fo_item.state8; Dettmers et al. 2022, "8-bit
+ * Optimizers via Block-wise Quantization"): each state buffer of n values
+ * is n one-byte codes, zeros up to a multiple of 64 bytes, then one float32
+ * scale per block of FO_Q_BLOCK values (fo_q8_bytes() bytes in all). Value
+ * j is code_map[code j] * scale of its block, code_map one of the two
+ * dynamic maps of bitsandbytes' create_dynamic_map (fo_q8_code(): signed
+ * for buffers of any sign, unsigned for the non-negative ones). A store
+ * sets a block's scale to the largest magnitude among its new values (NaN
+ * when one is not finite) and each code to the nearest map value to value
+ * / scale: the number of the map's midpoints (each rounded to float32)
+ * below it. */
+#define FO_Q_BLOCK 256
+size_t fo_q8_bytes(size_t n);
+/* The 256 values of the signed (is_signed 1) or unsigned map, increasing. */
+void fo_q8_code(int is_signed, float out[256]);
+/* Whether state slot `slot` of `algo` holds values of any sign (its
+ * buffer uses the signed map), or only non-negative ones (0). */
+int fo_q8_signed(fo_algo algo, int slot);
 
 /* Instruction-set paths. SCALAR is the portable loop with vectorisation
  * disabled; BASE is the architecture's baseline (on x86-64 the same loop
@@ -229,6 +251,10 @@ typedef struct fo_item {
      * load and rounded to nearest even on store. Not for the algorithms
      * fo_algo_state16() refuses. */
     int state16;
+    /* 1: every state slot is block-wise 8-bit (FO_Q_BLOCK), for the
+     * algorithms fo_algo_state8() takes; state16 0, no master copy, rounding
+     * to nearest, a dense gradient. */
+    int state8;
     /* 16-bit parameters only (else NULL and FO_ROUND_NEAREST): */
     float *master;          /* NULL, or a float32 copy of param (n elements): the kernel
                                updates it and stores its rounding into param */
@@ -255,6 +281,8 @@ int fo_item_kind(const fo_item *item);
 /* Whether an algorithm steps items with 16-bit state (fo_item.state16): not
  * Adafactor (its factors) nor Muon (its update is the caller's float32). */
 int fo_algo_state16(fo_algo algo);
+/* Whether an algorithm steps items with block-wise 8-bit state (fo_item.state8). */
+int fo_algo_state8(fo_algo algo);
 /* The stochastic-rounding key of an item for one update: a hash of the seed,
  * the update's number (1 for the first) and the item's index. */
 uint64_t fo_round_key(uint64_t seed, int64_t step, size_t index);

@@ -37,9 +37,12 @@ static inline size_t fo_room(const fo_item *it)
 {
     return it->kernel ? it->n << fo_dtype_shift(it->dtype) : 0;
 }
+/* An item with 8-bit state starts on a block's bytes (a divisor of
+ * FO_PIECE_BYTES), so that no block is split between pieces. */
 static inline void fo_place(fo_item *it, size_t *off)
 {
-    *off = (*off + FO_ALIGN_BYTES - 1) / FO_ALIGN_BYTES * FO_ALIGN_BYTES;
+    const size_t align = it->state8 ? (size_t)FO_Q_BLOCK << fo_dtype_shift(it->dtype) : FO_ALIGN_BYTES;
+    *off = (*off + align - 1) / align * align;
     it->vstart = *off;
     *off += fo_room(it);
 }
@@ -60,5 +63,15 @@ void fo_run_tasks(size_t count, void (*task)(void *ctx, size_t k), void *ctx, si
  * FO_STEP_APPLIED or FO_STEP_NO_MEMORY (nothing written). */
 #define FO_AF_HEAD 5
 int fo_adafactor_step(const fo_table *t, fo_step_args *a);
+
+/* Block-wise 8-bit state (fo_q8.c): a buffer of n values is its codes,
+ * fo_q8_codes_bytes(n), then the blocks' float32 scales. fo_q8_init()
+ * builds the maps' tables (once; fo_step() calls it). A block's load
+ * writes its len values to x; its store sets its scale and codes from x. */
+static inline size_t fo_q8_codes_bytes(size_t n) { return (n + 63) / 64 * 64; }
+static inline float *fo_q8_scales(void *buf, size_t n) { return (float *)((char *)buf + fo_q8_codes_bytes(n)); }
+void fo_q8_init(void);
+void fo_q8_load_block(float *x, const uint8_t *codes, float scale, size_t len, int is_signed);
+void fo_q8_store_block(uint8_t *codes, float *scale, const float *x, size_t len, int is_signed);
 
 #endif /* FO_COMMON_H */

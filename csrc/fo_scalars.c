@@ -49,7 +49,7 @@
 #include <string.h>
 #include "fo_common.h"
 
-#define FO_ALGO_NAME_(name, NAME, modes, loop) #name,
+#define FO_ALGO_NAME_(name, NAME, modes, loop, q8) #name,
 static const char *const fo_algo_names[] = { FO_ALGOS(FO_ALGO_NAME_) };
 #undef FO_ALGO_NAME_
 
@@ -377,7 +377,8 @@ int fo_prepare_item(const fo_table *t, fo_algo algo, const fo_hyper *h, int64_t 
     item->scalars = scalars;
     const int kind = fo_item_kind(item);
     if (kind < 0 || fo_missing_slots(algo, mode, item) || fo_norm_phase(algo) || fo_split_phase(algo) ||
-        algo == FO_ADAFACTOR) {
+        algo == FO_ADAFACTOR || (item->state16 && !fo_algo_state16(algo)) ||
+        (item->state8 && !fo_algo_state8(algo))) {
         item->kernel = NULL;
         return -1;
     }

@@ -114,6 +114,10 @@ int fo_item_kind(const fo_item *it)
 {
     const int d = it->dtype, s = it->state16;
     if ((unsigned)d >= (unsigned)FO_NUM_DTYPES || (unsigned)it->rounding > FO_ROUND_STOCHASTIC) return -1;
+    if (it->state8) {  /* f32_s8, bf16_s8, f16_s8 */
+        if (s || it->master || it->rounding != FO_ROUND_NEAREST || it->rows || d == FO_F64) return -1;
+        return FO_NUM_KINDS - 3 + (d == FO_F32 ? 0 : 1 + (d - FO_BF16));
+    }
     if (d != FO_BF16 && d != FO_F16) {  /* they store what they compute */
         if (it->master) return -1;
         if (s == 0) return d;
@@ -148,6 +152,7 @@ int fo_step(fo_step_args *a)
 {
     const fo_table *t = a->table ? a->table : fo_table_active();
     size_t nsc = 0, stepped = 0, bytes = 0;
+    fo_q8_init();
     int last_group = -1, last_first = -1;
     int64_t last_step = -1;
     unsigned mode = 0, need = 0;
@@ -176,7 +181,8 @@ int fo_step(fo_step_args *a)
             return FO_STEP_BAD_COUNT;
         }
         const int kind = fo_item_kind(it);
-        if (kind < 0 || (it->state16 && !fo_algo_state16(a->algo))) {
+        if (kind < 0 || (it->state16 && !fo_algo_state16(a->algo)) ||
+            (it->state8 && !fo_algo_state8(a->algo))) {
             a->bad = i;
             return FO_STEP_BAD_ARGS;
         }

@@ -82,6 +82,7 @@ cdef extern from "fastopt.h" nogil:
         size_t vstart
         double ratio
         int state16
+        int state8
         float *master
         int rounding
         uint64_t round_key
@@ -118,6 +119,19 @@ cdef extern from "fastopt.h" nogil:
     unsigned fo_state_slots(fo_algo algo, const fo_hyper *h) noexcept
     unsigned fo_split_phase(fo_algo algo) noexcept
     int fo_algo_state16(fo_algo algo) noexcept
+    int fo_algo_state8(fo_algo algo) noexcept
+    size_t fo_q8_bytes(size_t n) noexcept
+    void fo_q8_code(int is_signed, float *out) noexcept
+    int fo_q8_signed(fo_algo algo, int slot) noexcept
+    int FO_Q_BLOCK
+
+
+cdef extern from "fo_common.h" nogil:
+    void fo_q8_init() noexcept
+    float *fo_q8_scales(void *buf, size_t n) noexcept
+    void fo_q8_load_block(float *x, const uint8_t *codes, float scale, size_t len, int is_signed) noexcept
+    void fo_q8_store_block(uint8_t *codes, float *scale, const float *x, size_t len,
+                           int is_signed) noexcept
 
     ctypedef struct fo_step_args:
         const fo_table *table
@@ -158,7 +172,7 @@ cdef extern from "fastopt.h" nogil:
 # ---- shared with fastopt's other compiled modules (defined in _core.pyx)
 cdef const fo_table *table_by_name(name) except NULL
 cdef int dtype_code(cnp.ndarray a) noexcept
-cdef cnp.ndarray as_param_array(obj, what, bint half=*, bint raw_bf16=*)
+cdef cnp.ndarray as_param_array(obj, what, bint half=*, bint raw_bf16=*, bint q8=*)
 cdef cnp.ndarray as_grad_array(obj, cnp.ndarray like, what)
 cdef size_t plan_items(fo_item *items, size_t count) noexcept nogil
 cdef void run_planned(const fo_item *items, size_t count, size_t pieces, double *partials) noexcept nogil

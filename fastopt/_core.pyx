@@ -292,6 +292,9 @@ cdef int state_code(int code) noexcept:
     return FO_F32 if code == FO_BF16 or code == FO_F16 else code
 
 
+cdef int Q8_CODE = 100  # state_arrays' mark of an 8-bit buffer (no fo_dtype)
+
+
 cdef int state16_code(int code) noexcept:
     """The 16-bit state a parameter of fo_dtype `code` may have instead
     (fo_item.state16): bfloat16 for float32 and bfloat16 parameters, float16
@@ -313,9 +316,13 @@ def state_dtype(array, raw_bf16=False):
 
 
 # The state_dtype= choices besides None (the default: state_code's dtype).
-STATE_DTYPES = ("param", "float32", "bfloat16")
-# The algorithms that step 16-bit state (fo_algo_state16: not Adafactor, Muon).
+STATE_DTYPES = ("param", "float32", "bfloat16", "int8")
+# The algorithms that step 16-bit state (fo_algo_state16: not Adafactor, Muon),
+# and block-wise 8-bit state (fo_algo_state8).
 STATE16_ALGOS = frozenset(name for name, i in ALGOS.items() if fo_algo_state16(<fo_algo>i))
+STATE8_ALGOS = frozenset(name for name, i in ALGOS.items() if fo_algo_state8(<fo_algo>i))
+Q_BLOCK = FO_Q_BLOCK
+fo_q8_init()
 _CODE_NAMES = {FO_F32: "float32", FO_F64: "float64", FO_BF16: "bfloat16", FO_F16: "float16"}
 
 
@@ -341,6 +348,9 @@ def check_state_dtype(state_dtype, algo):
     if name == "bfloat16" and not fo_algo_state16(ALGOS[algo]):
         raise ValueError(f"the {algo} algorithm keeps float32 state: state_dtype='bfloat16' "
                          "is not available for it")
+    if name == "int8" and not fo_algo_state8(ALGOS[algo]):
+        raise ValueError(f"state_dtype='int8' is for {sorted(STATE8_ALGOS)} (and AdamW), not the "
+                         f"{algo} algorithm")
     return name
 
 
@@ -366,6 +376,11 @@ def state_dtype_name(param_dtype, choice, algo, what):
     allowed = state_dtype_names(param_dtype, algo)
     if choice is None:
         return allowed[0]
+    if choice == "int8":
+        if param_dtype == "float64" or not fo_algo_state8(ALGOS[algo]):
+            raise ValueError(f"{what} is {param_dtype}: state_dtype='int8' is for float32, "
+                             f"bfloat16 and float16 parameters of {sorted(STATE8_ALGOS)}")
+        return "uint8"  # the buffers' bytes (q8_bytes)
     name = param_dtype if choice == "param" else choice
     if name in allowed:
         return name
@@ -373,14 +388,71 @@ def state_dtype_name(param_dtype, choice, algo, what):
                      f"under the {algo} algorithm, not {name} (state_dtype={choice!r})")
 
 
+def q8_bytes(n):
+    """The bytes of an 8-bit state buffer of n values (fastopt.h, FO_Q_BLOCK):
+    n codes, zeros to a multiple of 64 bytes, a float32 scale per block."""
+    return fo_q8_bytes(<size_t>n)
+
+
+def q8_code(is_signed):
+    """The 256 values of the signed or unsigned dynamic map, increasing (float32)."""
+    out = np.empty(256, np.float32)
+    fo_q8_code(1 if is_signed else 0, <float *>cnp.PyArray_DATA(out))
+    return out
+
+
+def q8_signed(algo, slot):
+    """Whether 8-bit state slot `slot` of `algo` uses the signed map."""
+    return bool(fo_q8_signed(<fo_algo>ALGOS[algo], <int>slot))
+
+
+def q8_encode(values, is_signed):
+    """Float32 `values` (any shape, read flat) as an 8-bit state buffer (uint8, q8_bytes)."""
+    cdef cnp.ndarray x = np.ascontiguousarray(values, np.float32).reshape(-1)
+    cdef size_t n = <size_t>x.size, b, length
+    cdef cnp.ndarray out = np.zeros(fo_q8_bytes(n), np.uint8)
+    cdef uint8_t *codes = <uint8_t *>cnp.PyArray_DATA(out)
+    cdef float *scales = fo_q8_scales(codes, n)
+    cdef const float *data = <const float *>cnp.PyArray_DATA(x)
+    cdef int s = 1 if is_signed else 0
+    with nogil:
+        b = 0
+        while b < n:
+            length = min(<size_t>FO_Q_BLOCK, n - b)
+            fo_q8_store_block(codes + b, &scales[b // FO_Q_BLOCK], data + b, length, s)
+            b += FO_Q_BLOCK
+    return out
+
+
+def q8_decode(buf, n, is_signed):
+    """The n float32 values an 8-bit state buffer holds (flat)."""
+    cdef cnp.ndarray raw = np.ascontiguousarray(buf).reshape(-1).view(np.uint8)
+    cdef size_t count = <size_t>n, b, length
+    if raw.size != fo_q8_bytes(count):
+        raise ValueError(f"an 8-bit buffer of {count} values has {fo_q8_bytes(count)} bytes, got {raw.size}")
+    cdef cnp.ndarray out = np.empty(count, np.float32)
+    cdef uint8_t *codes = <uint8_t *>cnp.PyArray_DATA(raw)
+    cdef float *scales = fo_q8_scales(codes, count)
+    cdef float *data = <float *>cnp.PyArray_DATA(out)
+    cdef int s = 1 if is_signed else 0
+    with nogil:
+        b = 0
+        while b < count:
+            length = min(<size_t>FO_Q_BLOCK, count - b)
+            fo_q8_load_block(data + b, codes + b, scales[b // FO_Q_BLOCK], length, s)
+            b += FO_Q_BLOCK
+    return out
+
+
 def describe(name):
     """How error messages name a parameter: by index or by dict key."""
     return f"parameter {name!r}" if isinstance(name, str) else f"parameter {name}"
 
 
-cdef cnp.ndarray as_param_array(obj, what, bint half=False, bint raw_bf16=False):
+cdef cnp.ndarray as_param_array(obj, what, bint half=False, bint raw_bf16=False, bint q8=False):
     """A writeable, aligned, C-contiguous float32/float64 ndarray viewing obj's
-    memory; with `half`, float16 and bfloat16 too (param_code)."""
+    memory; with `half`, float16 and bfloat16 too (param_code); with `q8`,
+    uint8 too (an 8-bit state buffer, its start on 4 bytes for its scales)."""
     cdef cnp.ndarray a
     if isinstance(obj, np.ndarray):
         a = <cnp.ndarray>obj
@@ -392,7 +464,10 @@ cdef cnp.ndarray as_param_array(obj, what, bint half=False, bint raw_bf16=False)
         if np.asarray(obj).ctypes.data != a.ctypes.data:
             raise TypeError(f"{what}: a {type(obj).__name__} that numpy can only copy cannot be "
                             "updated in place; pass a numpy array")
-    if (param_code(a, raw_bf16) if half else dtype_code(a)) < 0:
+    if q8 and cnp.PyArray_TYPE(a) == cnp.NPY_UINT8:
+        if <uintptr_t>cnp.PyArray_DATA(a) % 4:
+            raise ValueError(f"{what}: an 8-bit state buffer must start on a 4-byte boundary")
+    elif (param_code(a, raw_bf16) if half else dtype_code(a)) < 0:
         kinds = "float32, float64, float16 or bfloat16" if half else "float32 or float64"
         raise TypeError(f"{what} must have dtype {kinds} (native byte order), got "
                         f"{a.dtype}: convert it first, w = w.astype(np.float32), and use that "
@@ -611,14 +686,21 @@ cdef tuple state_arrays(bufs, cnp.ndarray param, int code, what, tuple sizes, fo
         if not isinstance(bufs[k], np.ndarray):
             raise TypeError(f"state slot {k} of {what} must be a numpy array or None, "
                             f"got {type(bufs[k]).__name__}")
-        a = as_param_array(bufs[k], f"state slot {k} of {what}", True, raw_bf16)
+        a = as_param_array(bufs[k], f"state slot {k} of {what}", True, raw_bf16, fo_algo_state8(algo))
         if sizes[k] is None:
             raise ValueError(f"state slot {k} of {what}: a parameter of shape {(<object>param).shape} "
                              "has no buffer there")
         scode = param_code(a, raw_bf16)
+        if cnp.PyArray_TYPE(a) == cnp.NPY_UINT8 and fo_algo_state8(algo) and code != FO_F64:
+            scode = Q8_CODE  # 8-bit: its bytes (q8_bytes)
         if first < 0:
             first = scode
-        if (scode != state_code(code) and (scode != state16_code(code) or not fo_algo_state16(algo))
+        if scode == Q8_CODE:
+            if first != Q8_CODE or sizes[k] is None or cnp.PyArray_SIZE(a) != fo_q8_bytes(sizes[k]):
+                raise ValueError(f"state slot {k} of {what} is 8-bit ({a.size} bytes): expected "
+                                 f"{fo_q8_bytes(sizes[k] or 0)} bytes for {sizes[k]} values, and "
+                                 "every slot 8-bit")
+        elif (scode != state_code(code) and (scode != state16_code(code) or not fo_algo_state16(algo))
                 or scode != first or cnp.PyArray_SIZE(a) != sizes[k]):
             expected = "float32" if state_code(code) != code else str(param.dtype)
             if fo_algo_state16(algo) and state16_code(code) >= 0:
@@ -1160,6 +1242,7 @@ cdef class Engine:
         cdef Py_ssize_t k
         self._states[i] = bufs
         self.items[i].state16 = 0
+        self.items[i].state8 = 0
         for k in range(FO_NUM_SLOTS):
             if bufs[k] is None:
                 self.items[i].state[k] = NULL
@@ -1167,6 +1250,8 @@ cdef class Engine:
                 self.items[i].state[k] = cnp.PyArray_DATA(<cnp.ndarray>bufs[k])
                 if cnp.PyArray_ITEMSIZE(<cnp.ndarray>bufs[k]) == 2:  # state_arrays checked which
                     self.items[i].state16 = state16_code(self.items[i].dtype)
+                elif cnp.PyArray_ITEMSIZE(<cnp.ndarray>bufs[k]) == 1:
+                    self.items[i].state8 = 1
         self.items[i].master = NULL
         if len(bufs) > FO_NUM_SLOTS:
             self.items[i].master = <float *>cnp.PyArray_DATA(<cnp.ndarray>bufs[FO_NUM_SLOTS])
@@ -1389,6 +1474,9 @@ cdef class Engine:
         undoes it after the step."""
         what = describe(self._names[i])
         rule = _SPARSE_RULES.get(self.algo_name)
+        if self.items[i].state8:
+            raise ValueError(f"gradient of {what} is a RowSparse: 8-bit state (state_dtype='int8') "
+                             "steps dense gradients only")
         if rule is None:
             raise TypeError(f"gradient of {what} is a RowSparse: the {self.algo_name} step takes "
                             "dense gradients only (SparseAdam, SGD and Adagrad take row-sparse ones)")
@@ -1566,7 +1654,7 @@ def check_disjoint(arrays, what):
         free(r)
 
 
-def as_param(obj, what, half=True, raw_bf16=False):
+def as_param(obj, what, half=True, raw_bf16=False, q8=False):
     """Validate obj as an in-place target (float16 and bfloat16 too unless
-    not `half`); returns the ndarray."""
-    return as_param_array(obj, what, half, raw_bf16)
+    not `half`, uint8 too with `q8`: an 8-bit state buffer); returns the ndarray."""
+    return as_param_array(obj, what, half, raw_bf16, q8)

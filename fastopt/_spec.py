@@ -66,6 +66,7 @@ class Buffer(NamedTuple):
     # its shape for a parameter of a shape, or None when that parameter has no
     # such buffer (Adafactor's factors); None: the parameter's shape
     shape: Optional[Callable[[Tuple[int, ...]], Optional[Tuple[int, ...]]]] = None
+    nonneg: bool = False                   # never negative: 8-bit state uses the unsigned map
 
     def shape_for(self, shape):
         """Its shape for a parameter of `shape`, None when that parameter has none."""
@@ -265,9 +266,9 @@ def _adam(name, weight_decay, decoupled):
               "gradient (AdamW)"),
     ), (
         Buffer("exp_avg", 0, 0.0, doc=_M),
-        Buffer("exp_avg_sq", 1, 0.0, doc="The second moment v"),
+        Buffer("exp_avg_sq", 1, 0.0, doc="The second moment v", nonneg=True),
         Buffer("max_exp_avg_sq", 2, 0.0, lambda g: g["amsgrad"],
-               doc="The running maximum v̂ of exp_avg_sq (required when amsgrad)"),
+               doc="The running maximum v̂ of exp_avg_sq (required when amsgrad)", nonneg=True),
     ), step=True, eager=False)
 
 
@@ -294,7 +295,7 @@ _ROWS = [
         Hyper("eps", 1e-10, NONNEG, ("eps",), _EPS),
         Hyper("maximize", False, FLAG, ("maximize",), _MAX),
     ), (
-        Buffer("sum", 0, "initial_accumulator_value", doc="The sum of squared gradients s"),
+        Buffer("sum", 0, "initial_accumulator_value", doc="The sum of squared gradients s", nonneg=True),
     ), step=True, eager=True, sparse=_adagrad_sparse),
     Spec("RMSprop", "rmsprop", (
         Hyper("lr", 1e-2, NONNEG, ("lr",), _LR),
@@ -306,7 +307,7 @@ _ROWS = [
               "Normalise by the gradient's estimated variance (keeps the average gradient ḡ)"),
         Hyper("maximize", False, FLAG, ("maximize",), _MAX),
     ), (
-        Buffer("square_avg", 0, 0.0, doc="The average v of squared gradients"),
+        Buffer("square_avg", 0, 0.0, doc="The average v of squared gradients", nonneg=True),
         Buffer("momentum_buffer", 1, 0.0, lambda g: g["momentum"] > 0,
                doc="The momentum buffer b (required when momentum > 0)"),
         Buffer("grad_avg", 2, 0.0, lambda g: g["centered"],

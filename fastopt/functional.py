@@ -20,6 +20,8 @@ Examples
 >>> p
 array([0.9, 0.9, 0.9, 0.9])
 """
+import math
+
 import numpy as np
 
 from . import _core, _docs
@@ -65,12 +67,16 @@ def _update(cls, param, grad, buffers, step, hyper, isa, scalars=()):
             if needed[buf.slot] and shape is not None:
                 raise ValueError(f"{buf.name} is required with these hyperparameters")
             continue
-        a = _core.as_param(given, buf.name, half=True)
+        a = _core.as_param(given, buf.name, half=True, q8=spec.algo in _core.STATE8_ALGOS)
         if shape is None:  # a parameter of this shape has no such buffer: unused
             continue
         # float32 for 16-bit parameters, or 16-bit state (docs/precision.md)
         dtypes = _core.state_dtype_names(p.dtype.name, spec.algo)
-        if a.dtype.name not in dtypes or a.shape != shape:
+        if a.dtype == np.uint8 and spec.algo in _core.STATE8_ALGOS and p.dtype != np.float64:
+            if a.size != _core.q8_bytes(math.prod(shape)):  # 8-bit state: its codes and scales
+                raise ValueError(f"{buf.name} is an 8-bit buffer of {a.size} bytes: "
+                                 f"{math.prod(shape)} values take {_core.q8_bytes(math.prod(shape))}")
+        elif a.dtype.name not in dtypes or a.shape != shape:
             raise ValueError(f"{buf.name} must have dtype {' or '.join(dtypes)} and shape {shape} "
                              f"(param: {p.dtype} {p.shape}), got {a.dtype} {a.shape}")
         states[buf.slot] = a if needed[buf.slot] else None

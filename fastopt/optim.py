@@ -92,16 +92,20 @@ class Optimizer:
         float32 and float64 parameters store what they compute either way.
     seed : int, default 0
         The stochastic rounding's seed, in [0, 2**64).
-    state_dtype : {None, "param", "float32", "bfloat16"}, default None
+    state_dtype : {None, "param", "float32", "bfloat16", "int8"}, default None
         The dtype of the state buffers (a NumPy, ml_dtypes or torch dtype of
         those names stands for it). None: float32 for 16-bit parameters, the
         parameter's own otherwise. ``"param"``: the parameter's dtype (as
         torch's fused CPU path keeps it). ``"bfloat16"``: bfloat16 for
         float32 and bfloat16 parameters (NumPy arrays of it need
         ``ml_dtypes``). 16-bit state is computed with in float32 and stored
-        rounded to nearest even (docs/precision.md). A parameter that cannot
-        have the state asked for (float64 with ``"bfloat16"``, any 16-bit
-        state under Adafactor or Muon) is a ValueError.
+        rounded to nearest even (docs/precision.md). ``"int8"``: block-wise
+        8-bit moments (256 values per block, a float32 scale each, the
+        dynamic map of Dettmers et al. 2022) for float32 and 16-bit
+        parameters of SGD, Adam, AdamW, Lion, Adagrad and RMSprop; each
+        buffer is a uint8 array of its codes and scales. A parameter that
+        cannot have the state asked for (float64 with ``"bfloat16"``, any
+        16-bit state under Adafactor or Muon) is a ValueError.
 
     Notes
     -----
@@ -133,6 +137,10 @@ class Optimizer:
                  rounding: str = "nearest", seed: int = 0, state_dtype: Any = None) -> None:
         self.master_weights, self.rounding, self.seed = _core.check_rounding(master_weights, rounding, seed)
         self.state_dtype = _core.check_state_dtype(state_dtype, self._algo)
+        if self.state_dtype == "int8" and (self.master_weights or self.rounding != "nearest"):
+            raise ValueError("state_dtype='int8' steps without master weights and rounds to "
+                             "nearest: master_weights=True and rounding='stochastic' are not "
+                             "available with it")
         self.defaults = dict(defaults)
         self.skip_nonfinite = bool(skip_nonfinite)
         self.param_groups = []
@@ -176,6 +184,7 @@ class Optimizer:
         group = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}}
         gi = len(self.param_groups)
         self._check_group(group, f"param group {gi}")
+        _check_state_choice(self.state_dtype, group, f"param group {gi}")
         start = len(self._params)
         validated = [self._as_param(a, start + k) for k, a in enumerate(arrays)]
         group["params"] = validated
@@ -262,6 +271,7 @@ class Optimizer:
             for gi, hyper in enumerate(hypers):
                 try:
                     self._check_group(hyper, f"param group {gi}")
+                    _check_state_choice(self.state_dtype, hyper, f"param group {gi}")
                 except KeyError as e:  # a group dict put in by hand without every hyperparameter
                     raise ValueError(f"param group {gi} has no {e.args[0]!r}") from None
         return hypers
@@ -366,6 +376,8 @@ class Optimizer:
             for i, buf in zip(missing, new):
                 if self._starts_as_param(k):
                     np.copyto(buf, self._params[i])
+                elif self.state_dtype == "int8":
+                    self._fill(buf, k, i, self._initial_value(group, k))
                 self._states[i] = self._states[i][:k] + (buf,) + self._states[i][k + 1:]
                 changed.add(i)
         return changed
@@ -373,7 +385,7 @@ class Optimizer:
     def _state_dtype(self, param):
         """The dtype of a (validated) parameter's state buffers (state_dtype)."""
         name = _core.state_dtype_name(param.dtype.name, self.state_dtype, self._algo, "parameter")
-        if name != "bfloat16":
+        if name != "bfloat16":  # uint8 for int8: the buffers' bytes
             return np.dtype(name)
         if param.dtype.name == "bfloat16":
             return param.dtype
@@ -386,8 +398,26 @@ class Optimizer:
         return np.dtype(ml_dtypes.bfloat16)
 
     def _buffer_shape(self, slot, i):
-        """The shape of parameter i's buffer in `slot` (None: it has none there)."""
-        return self._spec.buffer_shape(slot, self._params[i].shape)
+        """The shape of parameter i's buffer in `slot` (None: it has none there);
+        8-bit state: its bytes (_core.q8_bytes of its values)."""
+        shape = self._spec.buffer_shape(slot, self._params[i].shape)
+        if shape is not None and self.state_dtype == "int8":
+            return (_core.q8_bytes(math.prod(shape)),)
+        return shape
+
+    def _fill(self, buf, slot, i, value):
+        """Set parameter i's buffer in `slot` to `value` everywhere (8-bit state:
+        its codes and scales); returns it."""
+        if self.state_dtype != "int8":
+            buf[...] = value
+            return buf
+        shape = self._spec.buffer_shape(slot, self._params[i].shape)
+        buf[...] = _core.q8_encode(np.full(math.prod(shape), value, np.float32),
+                                   _q8_signed(self._spec, slot))
+        return buf
+
+    def _loaded_buffer(self, value, slot, param, where):
+        return _as_stored(value, self._spec, slot, param.shape, self.state_dtype == "int8", where)
 
     def _starts_as_param(self, slot):
         """Whether a new buffer in `slot` is a copy of its parameter (Schedule-Free's z)."""
@@ -593,8 +623,9 @@ class Optimizer:
                 elif copy and needed[self._group_of[i]][k] and self._buffer_shape(k, i) is not None:
                     group = self.param_groups[self._group_of[i]]
                     entry[name] = (self._params[i].copy() if self._starts_as_param(k) else
-                                   np.full(self._buffer_shape(k, i), self._initial_value(group, k),
-                                           self._state_dtype(self._params[i])))
+                                   self._fill(np.empty(self._buffer_shape(k, i),
+                                                       self._state_dtype(self._params[i])),
+                                              k, i, self._initial_value(group, k)))
             out[i] = entry
         return out
 
@@ -698,8 +729,8 @@ class Optimizer:
                 elif key in none_ok and value is None:
                     continue  # older torch SGD checkpoints: momentum not started yet
                 elif key in names and spec.buffer_shape(names.index(key), param.shape) is not None:
-                    bufs[names.index(key)] = float_array(
-                        value, spec.buffer_shape(names.index(key), param.shape), f"{where}, {key!r}")
+                    bufs[names.index(key)] = self._loaded_buffer(value, names.index(key), param,
+                                                                 f"{where}, {key!r}")
                 else:
                     raise ValueError(f"{where} has unknown entry {key!r} "
                                      f"(a {type(self).__name__} state has {('step',) + names})")
@@ -749,7 +780,7 @@ class Optimizer:
                 elif buf is not None and self._starts_as_param(k):
                     np.copyto(buf, self._params[i])
                 elif buf is not None:
-                    buf[...] = self._initial_value(group, k)
+                    self._fill(buf, k, i, self._initial_value(group, k))
             engine.set_state(i, self._states[i])
             started.append(i in states and (self._spec.step or any(b is not None for b in loaded)))
         # the counts were checked with the rest of the dict (_check_step)
@@ -850,12 +881,43 @@ _PRECISION_ARGS = {
                        "``\"stochastic\"`` (random bits from seed, step, parameter and element index)."),
     "seed": (None, "The stochastic rounding's seed, an int in [0, 2**64)."),
     "state_dtype": (None, "The state buffers' dtype: None (float32 for 16-bit parameters, else "
-                          "the parameter's), ``\"param\"``, ``\"float32\"`` or ``\"bfloat16\"`` "
-                          "(docs/precision.md)."),
+                          "the parameter's), ``\"param\"``, ``\"float32\"``, ``\"bfloat16\"`` or "
+                          "``\"int8\"`` (docs/precision.md)."),
 }
 _ARGS.update(_PRECISION_ARGS)
 
 _ALIGN = 64  # bytes: a cache line, and the widest SIMD vector
+
+
+def _check_state_choice(state_dtype, group, where):
+    """ValueError for hyperparameters the state dtype cannot step: centered
+    RMSprop's variance v − ḡ² of two 8-bit averages can be negative."""
+    if state_dtype == "int8" and group.get("centered"):
+        raise ValueError(f"{where}: centered=True with state_dtype='int8': the centered variance "
+                         "of two 8-bit averages can be negative (a NaN step); use bfloat16 or "
+                         "float32 state")
+
+
+def _q8_signed(spec, slot):
+    """Whether the 8-bit buffer in `slot` uses the signed map (the spec's
+    Buffer.nonneg; the C core's fo_q8_signed says the same)."""
+    return not any(b.slot == slot and b.nonneg for b in spec.state)
+
+
+def _as_stored(value, spec, slot, param_shape, int8, where):
+    """A saved state buffer as an optimizer stores it: float values (of the
+    buffer's shape), or with `int8` an 8-bit buffer's bytes, converted
+    (quantized or dequantized) where the saved one is the other kind."""
+    shape = spec.buffer_shape(slot, param_shape)
+    signed, n = _q8_signed(spec, slot), math.prod(shape)
+    if getattr(value, "dtype", None) is not None and str(value.dtype).endswith("uint8"):
+        raw = np.asarray(value).reshape(-1)
+        if spec.algo not in _core.STATE8_ALGOS or raw.size != _core.q8_bytes(n):
+            raise ValueError(f"{where} is a uint8 array of {raw.size} bytes: an 8-bit "
+                             f"buffer of {n} values has {_core.q8_bytes(n)}")
+        return raw if int8 else _core.q8_decode(raw, n, signed).reshape(shape)
+    values = float_array(value, shape, where)
+    return _core.q8_encode(values, signed) if int8 else values
 
 
 def _master_of(bufs):

@@ -1092,6 +1092,88 @@ def half_step(update: Any, param: Array, grad: Array, state: Mapping[str, Array]
         return p.astype(param.dtype), new
 
 
+Q_BLOCK = 256  # values per block of 8-bit state
+
+
+def _linspace01(k: int) -> Array:
+    """torch.linspace(0.1, 1, k) in float32: each half from its end, one
+    rounding of the exact start + step·j (a fused multiply-add)."""
+    f = np.float32
+    step = float((f(1.0) - f(0.1)) / f(k - 1))
+    out = [float(f(0.1)) + step * j if j < k // 2 else 1.0 - step * (k - 1 - j) for j in range(k)]
+    return np.array(out, np.float64).astype(np.float32)
+
+
+def q8_code(signed: bool) -> Array:
+    """bitsandbytes' dynamic map (create_dynamic_map(signed), Dettmers et al.
+    2022): the 256 float32 values an 8-bit code stands for, increasing. For
+    each decade 10^(i−6), i = 0..6, the midpoints of a linspace of 2^i + 1
+    (signed) or 2^(i+1) + 1 points over [0.1, 1], times it (and negated,
+    signed); then 0 and 1."""
+    values = []
+    for i in range(7):
+        b = _linspace01(2**i + 1 if signed else 2 ** (i + 1) + 1)
+        means = (b[:-1] + b[1:]) / np.float32(2)
+        values += list(np.float32(10.0 ** (i - 6)) * means)
+        if signed:
+            values += list(np.float32(-(10.0 ** (i - 6))) * means)
+    values += [np.float32(0), np.float32(1)]
+    return np.sort(np.array(values, np.float32))
+
+
+def q8_bytes(n: int) -> int:
+    """The bytes of an 8-bit buffer of n values: n codes, zeros to a multiple
+    of 64, then one float32 scale per block of Q_BLOCK values."""
+    return -(-n // 64) * 64 + 4 * -(-n // Q_BLOCK)
+
+
+def q8_encode(values: Array, signed: bool) -> Array:
+    """Float32 values (read flat) as an 8-bit buffer: per block of Q_BLOCK, its
+    scale the largest magnitude (NaN, codes those of 0, when one is not
+    finite), each code the number of the map's midpoints (rounded to
+    float32) below value / scale (0 / 0 read as 0)."""
+    x = np.asarray(values, np.float32).reshape(-1)
+    n = x.size
+    code = q8_code(signed)
+    mid = ((code[:-1].astype(np.float64) + code[1:]) / 2).astype(np.float32)
+    out = np.zeros(q8_bytes(n), np.uint8)
+    scales = out[-(-n // 64) * 64:].view(np.float32)
+    for j, start in enumerate(range(0, n, Q_BLOCK)):
+        block = x[start:start + Q_BLOCK]
+        if not np.isfinite(block).all():
+            scales[j] = np.nan
+            out[start:start + block.size] = np.flatnonzero(code == 0)[0]
+            continue
+        scales[j] = most = np.abs(block).max()
+        q = block / most if most > 0 else np.zeros_like(block)
+        out[start:start + block.size] = np.searchsorted(mid, q, side="left")
+    return out
+
+
+def q8_decode(buf: Array, n: int, signed: bool) -> Array:
+    """The n float32 values of an 8-bit buffer: the code's map value times its
+    block's scale."""
+    raw = np.asarray(buf).reshape(-1).view(np.uint8)
+    scales = raw[-(-n // 64) * 64:].view(np.float32)
+    return q8_code(signed)[raw[:n]] * np.repeat(scales, Q_BLOCK)[:n]
+
+
+def q8_step(update: Any, spec: Any, param: Array, grad: Array, state: Mapping[str, Array], step: int,
+            **hyper: Any) -> tuple[Array, dict[str, Array]]:
+    """One step of ``update`` with 8-bit state (fastopt's ``state_dtype="int8"``):
+    the buffers decoded (``q8_decode``; the unsigned map for the spec's
+    non-negative ones), the float32 step on them and the widened parameter
+    and gradient, the new buffers encoded (``q8_encode``) and the parameter
+    rounded to its dtype. The step uses the values before encoding."""
+    nonneg = {b.name: b.nonneg for b in spec.state}
+    wide = {k: q8_decode(v, param.size, not nonneg[k]).reshape(param.shape) if k in nonneg else v
+            for k, v in state.items()}
+    p, new = update(param.astype(np.float32), np.asarray(grad).astype(np.float32), wide, step, **hyper)
+    new = {k: q8_encode(v, not nonneg[k]) if k in nonneg else v for k, v in new.items()}
+    with np.errstate(over="ignore"):
+        return p.astype(param.dtype), new
+
+
 class ReferenceOptimizer:
     """A slow stateful optimizer over copies of the given arrays, stepping
     with the functions above: the same parameter groups, defaults, per-
@@ -1100,7 +1182,8 @@ class ReferenceOptimizer:
     The current parameters are in ``params`` and their state in ``state``
     (by index). A float16 or bfloat16 parameter steps as :func:`half_step`,
     and so does any parameter with a 16-bit ``state_dtype`` (fastopt's
-    keyword: ``"param"``, ``"bfloat16"``, or None for float32 state).
+    keyword: ``"param"``, ``"bfloat16"``, or None for float32 state); with
+    ``"int8"`` every parameter steps as :func:`q8_step`.
 
     A Schedule-Free optimizer keeps the package's group state (``k``,
     ``lr_max``, ``weight_sum``, ``scheduled_lr``, ``train_mode``) in
@@ -1118,7 +1201,7 @@ class ReferenceOptimizer:
         hyperparameters.
     defaults : dict
         The hyperparameters of groups that do not set them.
-    state_dtype : {None, "param", "float32", "bfloat16"}, optional
+    state_dtype : {None, "param", "float32", "bfloat16", "int8"}, optional
         As fastopt's keyword (``"bfloat16"`` needs ml_dtypes).
     """
 
@@ -1149,6 +1232,15 @@ class ReferenceOptimizer:
         args = (self.params[i], np.asarray(grad), self.state[i], step)
         hyper = {**self.hyper[i], **extra}
         p = self.params[i]
+        if self.state_dtype == "int8":
+            if not self.state[i]:  # a buffer with an initial value holds it encoded (Adagrad's sum)
+                for b in self.spec.state:
+                    if self.spec.eager and isinstance(b.init, str):
+                        value = {**self.spec.defaults, **hyper}[b.init]
+                        self.state[i][b.name] = q8_encode(np.full(p.size, value, np.float32), not b.nonneg)
+            self.params[i], self.state[i] = q8_step(self.update, self.spec, p, args[1], self.state[i],
+                                                    step, **hyper)
+            return
         state_dtype = {"param": p.dtype if _is_16bit(p) else None, "float32": None, None: None}.get(
             self.state_dtype)
         if self.state_dtype == "bfloat16":

@@ -50,6 +50,7 @@ released while the C core runs).
 """
 # This module is fastopt.torch; with absolute imports (Python 3's only kind)
 # the next line imports the real torch package, never this file.
+import math
 import operator
 import sys
 import weakref
@@ -73,6 +74,7 @@ _DTYPES = (torch.float32, torch.float64)
 # parameters and gradients may also be 16-bit, with float32 state (API.md)
 _HALF = (torch.bfloat16, torch.float16)
 _PARAM_DTYPES = _DTYPES + _HALF
+_STATE_DTYPES = _PARAM_DTYPES + (torch.uint8,)  # uint8: 8-bit state's codes and scales
 
 
 def _scalar_dtype():
@@ -250,6 +252,10 @@ class _Stepper:
         if master_weights is not None:
             self._fo_precision = _core.check_rounding(master_weights, rounding, seed)
             self._fo_state_dtype = _core.check_state_dtype(state_dtype, self._fastopt._algo)
+            if self._fo_state_dtype == "int8" and (self._fo_precision[0] or rounding != "nearest"):
+                raise ValueError("state_dtype='int8' steps without master weights and rounds to "
+                                 "nearest: master_weights=True and rounding='stochastic' are not "
+                                 "available with it")
         elif not hasattr(self, "_fo_precision"):  # pickled before these keywords existed
             self._fo_precision = (False, "nearest", 0)
         if not hasattr(self, "_fo_state_dtype"):
@@ -289,15 +295,25 @@ class _Stepper:
         saved = state_dict["state"]
         ids = [i for group in state_dict["param_groups"] for i in group["params"]]
         params = [p for group in self.param_groups for p in group["params"]]
-        skip = {"step", *self._fastopt._spec.scalar_names}
+        spec = self._fastopt._spec
+        skip = {"step", *spec.scalar_names}
         for pid, p in zip(ids, params):
             if pid not in saved or p not in self.state:
                 continue
             want = self._fo_state_dtype_of(p)
             for key, value in saved[pid].items():
+                if key in skip or not isinstance(value, torch.Tensor):
+                    continue
+                if key in spec.state_names and (want == torch.uint8 or value.dtype == torch.uint8):
+                    # 8-bit state here or there: the values converted, as the NumPy class does
+                    saved_np = value.detach().cpu()
+                    saved_np = (saved_np if saved_np.dtype == torch.uint8 else saved_np.float()).numpy()
+                    stored = _optim._as_stored(saved_np, spec, spec.state_names.index(key), tuple(p.shape),
+                                               want == torch.uint8, f"state {key!r} of parameter {pid}")
+                    self.state[p][key] = torch.from_numpy(np.array(stored)).to(dtype=want)
+                    continue
                 dtype = torch.float32 if key == "master_param" else want
-                if (key not in skip and isinstance(value, torch.Tensor) and value.is_floating_point()
-                        and self.state[p][key].dtype != dtype):
+                if value.is_floating_point() and self.state[p][key].dtype != dtype:
                     self.state[p][key] = value.detach().to(p.device, dtype=dtype, copy=True)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -326,6 +342,7 @@ class _Stepper:
         for flag in ("differentiable", "capturable"):
             if group.get(flag):
                 raise ValueError(f"{where}: {flag}=True is not supported by fastopt.torch")
+        _optim._check_state_choice(self._fo_state_dtype, group, where)
         for p in group["params"]:
             if not isinstance(p, torch.Tensor):
                 continue
@@ -390,7 +407,31 @@ class _Stepper:
                                                       memory_format=torch.preserve_format)
         return created
 
+    def _filled(self, buf, param, value):
+        """A new buffer of `param`'s state that holds `value` everywhere, of the
+        state dtype (8-bit state: its codes and scales, uint8)."""
+        if self._fo_state_dtype == "int8":
+            n = param.numel()
+            return torch.from_numpy(_core.q8_encode(np.full(n, value, np.float32),
+                                                    _optim._q8_signed(self._fastopt._spec, buf.slot)))
+        return torch.full_like(param, value, dtype=self._fo_state_dtype_of(param),
+                               memory_format=torch.preserve_format)
+
+    def _fo_buffer_shape(self, buf, param):
+        """The shape a state buffer of `param` has (8-bit state: its bytes), or None."""
+        shape = buf.shape_for(param.shape)
+        if shape is not None and self._fo_state_dtype == "int8":
+            return (_core.q8_bytes(math.prod(shape)),)
+        return shape
+
     def _new_buffer(self, buf, param, hyper):
+        if self._fo_state_dtype == "int8":  # PARAM buffers are not in the 8-bit algorithms
+            value = 0.0
+            if isinstance(buf.init, str) and buf.init != FIRST_GRAD:
+                value = self.defaults[buf.init] if self._fastopt._spec.eager else hyper[buf.init]
+            elif not isinstance(buf.init, str):
+                value = buf.init
+            return self._filled(buf, param, float(_plain(value)))
         if buf.shape is not None:  # not the parameter's shape: C-contiguous (Adafactor's factors)
             return torch.full(buf.shape_for(param.shape), float(buf.init),
                               dtype=self._fo_state_dtype_of(param))
@@ -534,8 +575,8 @@ class _Stepper:
                 buf = state.get(b.name)
                 if buf is not None:
                     what = f"state {b.name!r} of parameter {index_of[id(p)]}"
-                    _check_tensor(_local(buf), what)
-                    shape = b.shape_for(p.shape)
+                    _check_tensor(_local(buf), what, _STATE_DTYPES)
+                    shape = self._fo_buffer_shape(b, p)
                     if shape is None:
                         raise ValueError(f"{what}: a parameter of shape {tuple(p.shape)} has "
                                          f"no {b.name!r}")
@@ -831,10 +872,9 @@ class Adagrad(_Stepper, torch.optim.Adagrad):
             for p in group["params"]:
                 if p.dtype not in _PARAM_DTYPES:
                     continue  # the step refuses it
-                dtype = self._fo_state_dtype_of(p)  # float32 for a 16-bit one, by default
-                if dtype != p.dtype:
-                    self.state[p]["sum"] = torch.full_like(p, float(_plain(init)), dtype=dtype,
-                                                           memory_format=torch.preserve_format)
+                if self._fo_state_dtype_of(p) != p.dtype:  # float32 for a 16-bit one, by default
+                    self.state[p]["sum"] = self._filled(self._fastopt._spec.state[0], p,
+                                                        float(_plain(init)))
 
 
 class RMSprop(_Stepper, torch.optim.RMSprop):

@@ -310,3 +310,209 @@ def test_torch_class_gives_the_numpy_bits(opt, pdtype, choice, sdtype, rng):
             assert value.dtype == TORCH_DTYPES.get(sdtype, torch.float32)
             assert loaded[name].dtype == value.dtype
             assert_bitwise(numpy_of(value, sdtype), numpy_opt.state[i][name], f"{i} {name}")
+
+
+# ---------------------------------------------------------------- 8-bit state
+
+STATE8 = [o for o in OPTIMIZERS if o.spec.algo in _core.STATE8_ALGOS]
+
+
+def int8_options(opt):
+    """The option dicts 8-bit state steps (not centered RMSprop: refused)."""
+    return [o for o in opt.options if not o.get("centered")]
+Q8_CASES = [pytest.param(np.dtype(np.float32), id="f32"), pytest.param(BF16, id="bf16"),
+            pytest.param(F16, id="f16")]
+
+
+def test_int8_algorithms_are_the_six():
+    assert sorted(o.name for o in STATE8) == ["Adagrad", "Adam", "AdamW", "Lion", "RMSprop", "SGD"]
+
+
+def test_q8_maps_are_bitsandbytes_and_the_reference():
+    for signed in (True, False):
+        assert_bitwise(_core.q8_code(signed), reference.q8_code(signed))
+    bnb = pytest.importorskip("bitsandbytes.functional", reason="bitsandbytes: the maps' origin")
+    for signed in (True, False):
+        assert_bitwise(_core.q8_code(signed), bnb.create_dynamic_map(signed).numpy())
+
+
+def test_q8_signedness_is_the_specs():
+    for o in STATE8:
+        for b in o.spec.state:
+            assert _core.q8_signed(o.spec.algo, b.slot) == (not b.nonneg), (o.name, b.name)
+
+
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
+def test_q8_encode_decode_match_the_reference(signed, rng):
+    cases = [rng.standard_normal(1000), rng.standard_normal(300) * 1e-30, np.zeros(257),
+             np.r_[rng.standard_normal(300), np.nan, rng.standard_normal(10)],
+             np.r_[rng.standard_normal(10), np.inf], np.array([1e-8, -0.0, 2.5]),
+             rng.random(777) ** 8]
+    code = reference.q8_code(signed)
+    for x in cases:
+        x = np.abs(x) if not signed else x
+        x = x.astype(np.float32)
+        blob = _core.q8_encode(x, signed)
+        assert_bitwise(blob, reference.q8_encode(x, signed))
+        assert_bitwise(_core.q8_decode(blob, x.size, signed), reference.q8_decode(blob, x.size, signed))
+        if np.isfinite(x).all():  # each value went to its nearest code
+            y = _core.q8_decode(blob, x.size, signed)
+            scale = np.repeat(blob[-(-x.size // 64) * 64:].view(np.float32), 256)[:x.size]
+            gaps = np.abs(code[None, :] * scale[:, None] - x[:, None]).min(axis=1)
+            assert (np.abs(y - x) <= gaps * (1 + 1e-6) + 1e-45).all()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("pdtype", Q8_CASES)
+@pytest.mark.parametrize("opt", STATE8, ids=str)
+def test_int8_matches_reference(opt, pdtype, threads, rng):
+    """Codes and scales as reference.q8_step makes them, and the parameter, bit
+    for bit, over sizes around the block, for every option dict."""
+    before = fastopt.get_num_threads()
+    fastopt.set_num_threads(threads)
+    try:
+        for options in int8_options(opt):
+            params = params_of(rng, pdtype, (1, 255, 257, 1000, 70001))
+            groups = grouped([p.copy() for p in params], options)
+            ref = reference.ReferenceOptimizer(opt.name, groups, options, state_dtype="int8")
+            fast = opt.cls(groups, **options, state_dtype="int8")
+            ordered = [p for g in fast.param_groups for p in g["params"]]
+            for _ in range(3):
+                grads = [rng.standard_normal(p.shape).astype(np.float32).astype(pdtype) for p in ordered]
+                fast.step(grads)
+                ref.step(grads)
+            state = fast.state_dict()["state"]
+            for i, p in enumerate(ordered):
+                what = f"{opt.name} {options} parameter {i}"
+                assert_bitwise(p, ref.params[i], what)
+                for name, value in ref.state[i].items():
+                    if np.ndim(value):
+                        assert state[i][name].dtype == np.uint8
+                        assert_bitwise(state[i][name], value, f"{what} {name}")
+    finally:
+        fastopt.set_num_threads(before)
+
+
+@pytest.mark.parametrize("opt", STATE8, ids=str)
+def test_int8_every_isa_gives_the_scalar_bits(opt, rng):
+    from conftest import new_state
+    takes = inspect.signature(getattr(fastopt.functional, opt.spec.function + "_")).parameters
+    for options in int8_options(opt):
+        options = {k: v for k, v in options.items() if k in takes}
+        n = 1000
+        p0 = rng.standard_normal(n).astype(np.float32)
+        g = rng.standard_normal(n).astype(np.float32)
+        init = {}
+        for b in opt.spec.state:
+            values = rng.random(n).astype(np.float32) * (1 if b.nonneg else rng.choice([-1, 1], n))
+            init[b.name] = _core.q8_encode(values, not b.nonneg)
+        init.update({k: v for k, v in new_state(opt.name, p0).items() if v.ndim == 0})
+        results = {}
+        for isa in _core.isa_names():
+            p = p0.copy()
+            state = {k: v.copy() for k, v in init.items()}
+            functional_step(opt.name, p, g, state, 3, options, isa=isa)
+            results[isa] = (p, state)
+        for isa, (p, state) in results.items():
+            assert_bitwise(p, results["scalar"][0], f"{opt.name} {options} {isa}")
+            for k in state:
+                assert_bitwise(state[k], results["scalar"][1][k], f"{opt.name} {options} {isa} {k}")
+
+
+def test_int8_bytes_per_parameter():
+    n = 10**6
+    opt = fastopt.Adam([np.zeros(n, np.float32)], state_dtype="int8")
+    opt.step([np.ones(n, np.float32)])
+    sizes = {k: v.nbytes for k, v in opt.state[0].items() if k != "step"}
+    assert sizes == {"exp_avg": n + 4 * 3907, "exp_avg_sq": n + 4 * 3907}  # 1.0156 bytes per value
+
+
+def test_int8_resume_and_conversions(tmp_path, rng):
+    """Bit-identical resume from fastopt.save; a float32 checkpoint loads
+    quantized, an 8-bit one into float32 state dequantized."""
+    params = params_of(rng, np.float32, (5, 600))
+    grads = [[rng.standard_normal(p.shape).astype(np.float32) for p in params] for _ in range(6)]
+    straight = [p.copy() for p in params]
+    a = fastopt.Adam(straight, lr=0.01, state_dtype="int8")
+    for g in grads:
+        a.step(g)
+    first = [p.copy() for p in params]
+    b = fastopt.Adam(first, lr=0.01, state_dtype="int8")
+    for g in grads[:3]:
+        b.step(g)
+    fastopt.save({"params": first, "optimizer": b.state_dict()}, tmp_path / "ckpt")
+    saved = fastopt.load(tmp_path / "ckpt")
+    resumed = [np.array(p) for p in saved["params"]]
+    c = fastopt.Adam(resumed, lr=0.01, state_dtype="int8")
+    c.load_state_dict(saved["optimizer"])
+    for g in grads[3:]:
+        c.step(g)
+    for x, y in zip(resumed, straight):
+        assert_bitwise(x, y)
+    f32 = fastopt.Adam([p.copy() for p in params], lr=0.01)
+    f32.load_state_dict(b.state_dict())
+    assert_bitwise(f32.state[1]["exp_avg"], _core.q8_decode(b.state[1]["exp_avg"], 600, True))
+    back = fastopt.Adam([p.copy() for p in params], lr=0.01, state_dtype="int8")
+    back.load_state_dict(f32.state_dict())
+    assert_bitwise(back.state[1]["exp_avg_sq"], _core.q8_encode(f32.state[1]["exp_avg_sq"], False))
+
+
+def test_int8_refusals_change_nothing():
+    with pytest.raises(ValueError, match="int8"):
+        fastopt.Adadelta([np.zeros(3, np.float32)], state_dtype="int8")
+    with pytest.raises(ValueError, match="float64"):
+        fastopt.Adam([np.zeros(3)], state_dtype="int8")
+    with pytest.raises(ValueError, match="master_weights"):
+        fastopt.Adam([np.zeros(3, BF16)], state_dtype="int8", master_weights=True)
+    with pytest.raises(ValueError, match="stochastic"):
+        fastopt.Adam([np.zeros(3, BF16)], state_dtype="int8", rounding="stochastic")
+    # centered RMSprop's v - ḡ² of two quantized averages can be negative
+    with pytest.raises(ValueError, match="centered"):
+        fastopt.RMSprop([np.zeros(3, np.float32)], state_dtype="int8", centered=True)
+    r = fastopt.RMSprop([np.zeros(3, np.float32)], state_dtype="int8")
+    r.param_groups[0]["centered"] = True
+    with pytest.raises(ValueError, match="centered"):
+        r.step([np.ones(3, np.float32)])
+    assert (r.param_groups[0]["params"][0] == 0).all()
+    with pytest.raises(ValueError, match="centered"):
+        fastopt.torch.RMSprop([torch.zeros(3)], state_dtype="int8", centered=True)
+    w = np.ones((4, 3), np.float32)
+    opt = fastopt.Adagrad([w], lr=0.1, state_dtype="int8")  # it takes row-sparse gradients
+    opt.step([np.ones((4, 3), np.float32)])
+    snap = snapshot(opt)
+    with pytest.raises(ValueError, match="8-bit state"):
+        opt.step([fastopt.RowSparse(np.array([1]), np.ones((1, 3), np.float32))])
+    assert_unchanged(opt, snap)
+    a = fastopt.Adam([np.zeros(600, np.float32)], state_dtype="int8")
+    a.step([np.ones(600, np.float32)])
+    with pytest.raises(ValueError, match="8-bit"):
+        a._engine.set_state(0, (np.zeros(100, np.uint8), None, None, None))
+    with pytest.raises(ValueError, match="one dtype"):
+        a._engine.set_state(0, (np.zeros(_core.q8_bytes(600), np.uint8), np.zeros(600, np.float32),
+                                None, None))
+
+
+def test_int8_torch_class_gives_the_numpy_bits(rng):
+    for opt in STATE8:
+        options = max(int8_options(opt), key=len)
+        params = params_of(rng, np.float32, (7, 1000))
+        numpy_opt = opt.cls([p.copy() for p in params], **options, state_dtype="int8")
+        tensors = [torch.from_numpy(p.copy()) for p in params]
+        topt = getattr(fastopt.torch, opt.name)(tensors, **options, state_dtype="int8")
+        for _ in range(3):
+            grads = [rng.standard_normal(p.shape).astype(np.float32) for p in params]
+            numpy_opt.step(grads)
+            for t, g in zip(tensors, grads):
+                t.grad = torch.from_numpy(g)
+            topt.step()
+        again = getattr(fastopt.torch, opt.name)([t.clone() for t in tensors], **options, state_dtype="int8")
+        again.load_state_dict(topt.state_dict())
+        for i, (t, p) in enumerate(zip(tensors, numpy_opt._params)):
+            assert_bitwise(t.numpy(), p, f"{opt.name} parameter {i}")
+            loaded = list(again.state.values())[i]
+            for name, value in topt.state[t].items():
+                if name == "step" or value.ndim == 0:
+                    continue
+                assert value.dtype == torch.uint8 and loaded[name].dtype == torch.uint8
+                assert_bitwise(value.numpy(), numpy_opt.state[i][name], f"{opt.name} {i} {name}")
+                assert_bitwise(loaded[name].numpy(), value.numpy())

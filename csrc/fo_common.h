@@ -64,13 +64,36 @@ void fo_run_tasks(size_t count, void (*task)(void *ctx, size_t k), void *ctx, si
 #define FO_AF_HEAD 5
 int fo_adafactor_step(const fo_table *t, fo_step_args *a);
 
-/* Block-wise 8-bit state (fo_q8.c): a buffer of n values is its codes,
- * fo_q8_codes_bytes(n), then the blocks' float32 scales. fo_q8_init()
- * builds the maps' tables (once; fo_step() calls it). A block's load
- * writes its len values to x; its store sets its scale and codes from x. */
+/* Block-wise 8-bit state (fo_q8.c, fo_q8_block.h): a buffer of n values is
+ * its codes, fo_q8_codes_bytes(n), then the blocks' float32 scales.
+ * fo_q8_init() builds the maps' tables (once; fo_step() calls it).
+ *
+ * A value q in [-1, 1] (value / scale) goes to bucket (sign, its top 16 bits
+ * less FO_Q8_LOW), magnitudes under 2^-24 to the lowest: no midpoint lies
+ * within 2^-23 of zero in either map. No bucket holds more than one
+ * midpoint, so q's code is the number of midpoints below every value of its
+ * bucket, plus one when the bucket's midpoint is below q: with the same top
+ * bits, when its low 16 bits are above q's (negative) or below (positive).
+ * bucket[sign][bucket] packs that count (bits 0-7), whether the bucket has
+ * a midpoint (bit 8) and its low 16 bits (16-31): one table read a value. */
 static inline size_t fo_q8_codes_bytes(size_t n) { return (n + 63) / 64 * 64; }
-static inline float *fo_q8_scales(void *buf, size_t n) { return (float *)((char *)buf + fo_q8_codes_bytes(n)); }
+static inline float *fo_q8_scales(void *buf, size_t n)
+{
+    return (float *)((char *)buf + fo_q8_codes_bytes(n));
+}
+#define FO_Q8_LOW (((uint32_t)127 - 24) << 7)
+#define FO_Q8_BUCKETS (0x3F80 - FO_Q8_LOW + 1)
+typedef struct fo_q8_map {
+    float code[256];
+    float mid[256];  /* the midpoints; mid[255] = +inf */
+    uint32_t bucket[2][FO_Q8_BUCKETS];  /* 32 bits: a vector gather's element */
+    uint8_t zero;    /* the code of 0 */
+} fo_q8_map;
+extern fo_q8_map fo_q8_maps[2];  /* unsigned, signed */
 void fo_q8_init(void);
+/* A block's values (len of them) from its codes and scale, and back: the
+ * block's scale its largest magnitude (NaN, every code 0's, when one is not
+ * finite), each code its value's (fo_q8_block.h). */
 void fo_q8_load_block(float *x, const uint8_t *codes, float scale, size_t len, int is_signed);
 void fo_q8_store_block(uint8_t *codes, float *scale, const float *x, size_t len, int is_signed);
 

@@ -1,14 +1,15 @@
 /*
  * Block-wise 8-bit state (fastopt.h, FO_Q_BLOCK): the two dynamic maps, the
  * tables that find a value's code, and the loads and stores of one block.
- * One scalar implementation for every SIMD path (the kernels call it once
- * per block around the algorithm's body), so every path gives the same bits.
+ * The block loads and stores are fo_q8_block.h, compiled in every SIMD path's
+ * file: integer steps, compares and one division per value, the same bits
+ * whether the compiler vectorises them or not.
  */
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "fo_common.h"
+#define FO_LOOP /* (the kernels' loop pragma: none here) */
+#include "fo_q8_block.h"
 
 size_t fo_q8_bytes(size_t n)
 {
@@ -51,20 +52,7 @@ void fo_q8_code(int is_signed, float out[256])
     qsort(out, 256, sizeof(float), fo_float_cmp);
 }
 
-/* A value q in [-1, 1] (value / scale) goes to bucket (sign, its top 16 bits
- * less FO_Q8_LOW), magnitudes under 2^-24 to the lowest: no midpoint lies
- * within 2^-23 of zero in either map. lo[sign][bucket] is the number of
- * midpoints below every value of the bucket, where the search starts. */
-#define FO_Q8_LOW (((uint32_t)127 - 24) << 7)
-#define FO_Q8_BUCKETS (0x3F80 - FO_Q8_LOW + 1)
-typedef struct fo_q8_map {
-    float code[256];
-    float mid[257];  /* the midpoints; mid[255] = mid[256] = +inf stop the search */
-    uint8_t lo[2][FO_Q8_BUCKETS];
-    uint8_t zero;    /* the code of 0 */
-} fo_q8_map;
-
-static fo_q8_map fo_q8_maps[2];  /* unsigned, signed */
+fo_q8_map fo_q8_maps[2];  /* unsigned, signed */
 static volatile int fo_q8_ready;
 
 static float fo_bits_float(uint32_t bits)
@@ -78,7 +66,7 @@ static void fo_q8_build(fo_q8_map *m, int is_signed)
 {
     fo_q8_code(is_signed, m->code);
     for (int k = 0; k < 255; k++) m->mid[k] = (float)(((double)m->code[k] + m->code[k + 1]) / 2);
-    m->mid[255] = m->mid[256] = INFINITY;
+    m->mid[255] = INFINITY;
     for (int k = 0; k < 256; k++)
         if (m->code[k] == 0.0f) m->zero = (uint8_t)k;
     for (uint32_t bucket = 0; bucket < FO_Q8_BUCKETS; bucket++) {
@@ -86,9 +74,12 @@ static void fo_q8_build(fo_q8_map *m, int is_signed)
         /* the smallest value of each bucket: its low end (positive), its far end (negative) */
         const float least[2] = {bucket ? fo_bits_float(top) : 0.0f, -fo_bits_float(top | 0xFFFFu)};
         for (int sign = 0; sign < 2; sign++) {
-            int below = 0;
+            uint32_t below = 0, bits;
             while (below < 255 && m->mid[below] < least[sign]) below++;
-            m->lo[sign][bucket] = (uint8_t)below;
+            memcpy(&bits, &m->mid[below], sizeof bits);
+            const int inside = below < 255 && (bits & 0x7FFFFFFFu) >> 16 == bucket + FO_Q8_LOW &&
+                               bits >> 31 == (uint32_t)sign;
+            m->bucket[sign][bucket] = below | (inside ? 0x100u | (bits << 16) : 0u);
         }
     }
 }
@@ -122,43 +113,12 @@ int fo_algo_state8(fo_algo algo)
     return (unsigned)algo < (unsigned)FO_NUM_ALGOS && fo_q8_algos[algo];
 }
 
-/* The code of q in [-1, 1]: the number of midpoints below it. */
-static inline unsigned fo_q8_index(const fo_q8_map *m, float q)
+void fo_q8_load_block(float *x, const uint8_t *codes, float scale, size_t len, int is_signed)
 {
-    uint32_t bits;
-    memcpy(&bits, &q, sizeof bits);
-    uint32_t top = (bits & 0x7FFFFFFFu) >> 16;
-    top = top < FO_Q8_LOW ? 0 : top - FO_Q8_LOW;
-    unsigned k = m->lo[bits >> 31][top];
-    k += m->mid[k] < q;
-    k += m->mid[k] < q;
-    while (m->mid[k] < q) k++;  /* a bucket with more midpoints, if any */
-    return k;
+    fo_q8_load(x, codes, scale, len, &fo_q8_maps[is_signed != 0]);
 }
 
-void fo_q8_load_block(float *FO_RESTRICT x, const uint8_t *FO_RESTRICT codes, float scale, size_t len,
-                      int is_signed)
+void fo_q8_store_block(uint8_t *codes, float *scale, const float *x, size_t len, int is_signed)
 {
-    const float *FO_RESTRICT code = fo_q8_maps[is_signed != 0].code;
-    for (size_t k = 0; k < len; k++) x[k] = code[codes[k]] * scale;
-}
-
-void fo_q8_store_block(uint8_t *FO_RESTRICT codes, float *FO_RESTRICT scale, const float *FO_RESTRICT x,
-                       size_t len, int is_signed)
-{
-    const fo_q8_map *m = &fo_q8_maps[is_signed != 0];
-    float most = 0.0f;
-    int finite = 1;
-    for (size_t k = 0; k < len; k++) {
-        const float a = fabsf(x[k]);
-        finite &= a <= FLT_MAX;  /* false for inf and NaN */
-        most = a > most ? a : most;
-    }
-    if (!finite) {
-        *scale = NAN;
-        memset(codes, m->zero, len);
-        return;
-    }
-    *scale = most;
-    for (size_t k = 0; k < len; k++) codes[k] = (uint8_t)fo_q8_index(m, most > 0.0f ? x[k] / most : 0.0f);
+    fo_q8_store(codes, scale, x, len, &fo_q8_maps[is_signed != 0]);
 }

@@ -38,16 +38,23 @@ def params_of(rng, dtype, sizes=SIZES):
 def test_matches_reference_rounded_each_step(opt, pdtype, choice, sdtype, threads, rng):
     """Parameter and state both rounded to nearest even after a float32 step
     on their widened values, bit for bit, for every option dict."""
+    against_reference(opt, opt.options, pdtype, choice, sdtype, threads, rng, SIZES, 4)
+
+
+def against_reference(opt, option_dicts, pdtype, choice, sdtype, threads, rng, sizes, steps):
+    """`steps` steps of `opt` with state_dtype `choice` and of
+    reference.ReferenceOptimizer, on `threads` threads: the same parameter
+    and buffer bits (buffers of dtype `sdtype`), for each option dict."""
     before = fastopt.get_num_threads()
     fastopt.set_num_threads(threads)
     try:
-        for options in opt.options:
-            params = params_of(rng, pdtype)
+        for options in option_dicts:
+            params = params_of(rng, pdtype, sizes)
             groups = grouped([p.copy() for p in params], options)
             ref = reference.ReferenceOptimizer(opt.name, groups, options, state_dtype=choice)
             fast = opt.cls(groups, **options, state_dtype=choice)
             ordered = [p for g in fast.param_groups for p in g["params"]]
-            for _ in range(4):
+            for _ in range(steps):
                 grads = [rng.standard_normal(p.shape).astype(np.float32).astype(pdtype)
                          for p in ordered]
                 fast.step(grads)
@@ -349,17 +356,21 @@ def test_q8_encode_decode_match_the_reference(signed, rng):
              np.r_[rng.standard_normal(10), np.inf], np.array([1e-8, -0.0, 2.5]),
              rng.random(777) ** 8]
     code = reference.q8_code(signed)
+    mid = ((code[:-1].astype(np.float64) + code[1:]) / 2).astype(np.float32)
+    for side in (-np.inf, 0, np.inf):  # every midpoint, and the floats either side: scale 1
+        near = np.nextafter(mid, np.float32(side)) if side else mid
+        cases += [np.r_[np.float32(1), block] for block in np.array_split(near, 2)]
     for x in cases:
         x = np.abs(x) if not signed else x
         x = x.astype(np.float32)
         blob = _core.q8_encode(x, signed)
         assert_bitwise(blob, reference.q8_encode(x, signed))
         assert_bitwise(_core.q8_decode(blob, x.size, signed), reference.q8_decode(blob, x.size, signed))
-        if np.isfinite(x).all():  # each value went to its nearest code
-            y = _core.q8_decode(blob, x.size, signed)
+        if np.isfinite(x).all():  # each value went to its nearest code (a midpoint's float32
+            y = _core.q8_decode(blob, x.size, signed)  # rounding aside: ties either way)
             scale = np.repeat(blob[-(-x.size // 64) * 64:].view(np.float32), 256)[:x.size]
             gaps = np.abs(code[None, :] * scale[:, None] - x[:, None]).min(axis=1)
-            assert (np.abs(y - x) <= gaps * (1 + 1e-6) + 1e-45).all()
+            assert (np.abs(y - x) <= gaps * (1 + 1e-6) + 2 * np.spacing(np.abs(x))).all()
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -368,29 +379,8 @@ def test_q8_encode_decode_match_the_reference(signed, rng):
 def test_int8_matches_reference(opt, pdtype, threads, rng):
     """Codes and scales as reference.q8_step makes them, and the parameter, bit
     for bit, over sizes around the block, for every option dict."""
-    before = fastopt.get_num_threads()
-    fastopt.set_num_threads(threads)
-    try:
-        for options in int8_options(opt):
-            params = params_of(rng, pdtype, (1, 255, 257, 1000, 70001))
-            groups = grouped([p.copy() for p in params], options)
-            ref = reference.ReferenceOptimizer(opt.name, groups, options, state_dtype="int8")
-            fast = opt.cls(groups, **options, state_dtype="int8")
-            ordered = [p for g in fast.param_groups for p in g["params"]]
-            for _ in range(3):
-                grads = [rng.standard_normal(p.shape).astype(np.float32).astype(pdtype) for p in ordered]
-                fast.step(grads)
-                ref.step(grads)
-            state = fast.state_dict()["state"]
-            for i, p in enumerate(ordered):
-                what = f"{opt.name} {options} parameter {i}"
-                assert_bitwise(p, ref.params[i], what)
-                for name, value in ref.state[i].items():
-                    if np.ndim(value):
-                        assert state[i][name].dtype == np.uint8
-                        assert_bitwise(state[i][name], value, f"{what} {name}")
-    finally:
-        fastopt.set_num_threads(before)
+    against_reference(opt, int8_options(opt), pdtype, "int8", np.dtype(np.uint8), threads, rng,
+                      (1, 255, 257, 1000, 70001), 3)
 
 
 @pytest.mark.parametrize("opt", STATE8, ids=str)

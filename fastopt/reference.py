@@ -35,8 +35,9 @@ from ._spec import PARAM, SPECS
 from ._typing import Array, Grads
 
 # one function per optimizer of fastopt._spec
-__all__ = [spec.function for spec in SPECS.values()] + ["lbfgs", "UPDATES", "half_step",
-                                                         "ReferenceOptimizer"]
+__all__ = [spec.function for spec in SPECS.values()] + ["lbfgs", "UPDATES", "half_step", "q8_code",
+                                                         "q8_bytes", "q8_encode", "q8_decode",
+                                                         "q8_step", "ReferenceOptimizer"]
 
 # What the functions' docstrings say of the arguments that are not their
 # spec's hyperparameters, and of what they return.
@@ -1109,7 +1110,18 @@ def q8_code(signed: bool) -> Array:
     2022): the 256 float32 values an 8-bit code stands for, increasing. For
     each decade 10^(i−6), i = 0..6, the midpoints of a linspace of 2^i + 1
     (signed) or 2^(i+1) + 1 points over [0.1, 1], times it (and negated,
-    signed); then 0 and 1."""
+    signed); then 0 and 1.
+
+    Parameters
+    ----------
+    signed : bool
+        The map of buffers of any sign (True) or of non-negative ones.
+
+    Returns
+    -------
+    ndarray
+        256 float32 values, increasing.
+    """
     values = []
     for i in range(7):
         b = _linspace01(2**i + 1 if signed else 2 ** (i + 1) + 1)
@@ -1123,7 +1135,18 @@ def q8_code(signed: bool) -> Array:
 
 def q8_bytes(n: int) -> int:
     """The bytes of an 8-bit buffer of n values: n codes, zeros to a multiple
-    of 64, then one float32 scale per block of Q_BLOCK values."""
+    of 64, then one float32 scale per block of Q_BLOCK values.
+
+    Parameters
+    ----------
+    n : int
+        The number of values.
+
+    Returns
+    -------
+    int
+        The buffer's size in bytes.
+    """
     return -(-n // 64) * 64 + 4 * -(-n // Q_BLOCK)
 
 
@@ -1131,7 +1154,20 @@ def q8_encode(values: Array, signed: bool) -> Array:
     """Float32 values (read flat) as an 8-bit buffer: per block of Q_BLOCK, its
     scale the largest magnitude (NaN, codes those of 0, when one is not
     finite), each code the number of the map's midpoints (rounded to
-    float32) below value / scale (0 / 0 read as 0)."""
+    float32) below value / scale (0 / 0 read as 0).
+
+    Parameters
+    ----------
+    values : ndarray
+        The values (converted to float32, read flat).
+    signed : bool
+        Which map (``q8_code``).
+
+    Returns
+    -------
+    ndarray
+        The buffer, uint8, of ``q8_bytes(values.size)`` bytes.
+    """
     x = np.asarray(values, np.float32).reshape(-1)
     n = x.size
     code = q8_code(signed)
@@ -1152,7 +1188,22 @@ def q8_encode(values: Array, signed: bool) -> Array:
 
 def q8_decode(buf: Array, n: int, signed: bool) -> Array:
     """The n float32 values of an 8-bit buffer: the code's map value times its
-    block's scale."""
+    block's scale.
+
+    Parameters
+    ----------
+    buf : ndarray
+        The buffer (its bytes).
+    n : int
+        The number of values it holds.
+    signed : bool
+        Which map (``q8_code``).
+
+    Returns
+    -------
+    ndarray
+        n float32 values.
+    """
     raw = np.asarray(buf).reshape(-1).view(np.uint8)
     scales = raw[-(-n // 64) * 64:].view(np.float32)
     return q8_code(signed)[raw[:n]] * np.repeat(scales, Q_BLOCK)[:n]
@@ -1164,7 +1215,31 @@ def q8_step(update: Any, spec: Any, param: Array, grad: Array, state: Mapping[st
     the buffers decoded (``q8_decode``; the unsigned map for the spec's
     non-negative ones), the float32 step on them and the widened parameter
     and gradient, the new buffers encoded (``q8_encode``) and the parameter
-    rounded to its dtype. The step uses the values before encoding."""
+    rounded to its dtype. The step uses the values before encoding.
+
+    Parameters
+    ----------
+    update : callable
+        One of the functions above (``adam``, ``sgd``, ...).
+    spec : fastopt._spec.Spec
+        Its optimizer's spec row (which buffers are non-negative).
+    param : ndarray
+        The parameter (float32, float16 or bfloat16; not modified).
+    grad : ndarray
+        Its gradient, of the parameter's dtype.
+    state : dict
+        The 8-bit buffers (``q8_encode``), with torch's buffer names, and any
+        0-d state; empty before the first step.
+    step : int
+        The number of this update, 1 for the first.
+    **hyper : keyword arguments
+        The hyperparameters ``update`` takes.
+
+    Returns
+    -------
+    (ndarray, dict)
+        The updated parameter (of param's dtype) and the new state.
+    """
     nonneg = {b.name: b.nonneg for b in spec.state}
     wide = {k: q8_decode(v, param.size, not nonneg[k]).reshape(param.shape) if k in nonneg else v
             for k, v in state.items()}

@@ -631,9 +631,10 @@ class _Plan:
                 buf = state.get(b.name)
                 if buf is None:
                     continue
-                if b.shape is not None and not buf.is_contiguous():
+                flat = b.shape is not None or buf.dtype == torch.uint8  # 8-bit: its bytes
+                if flat and not buf.is_contiguous():
                     state[b.name] = buf.contiguous()
-                elif b.shape is None and not _same_layout(buf, p):
+                elif not flat and not _same_layout(buf, p):
                     state[b.name] = _in_layout(buf, p)
             needed = [name for name, u in zip(names, used) if u]
             for name in (["step"] if spec.step else []) + needed:

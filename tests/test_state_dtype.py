@@ -486,6 +486,7 @@ def test_int8_torch_class_gives_the_numpy_bits(rng):
     for opt in STATE8:
         options = max(int8_options(opt), key=len)
         params = params_of(rng, np.float32, (7, 1000))
+        params[1] = params[1].reshape(40, 25)  # 8-bit buffers are flat whatever the shape
         numpy_opt = opt.cls([p.copy() for p in params], **options, state_dtype="int8")
         tensors = [torch.from_numpy(p.copy()) for p in params]
         topt = getattr(fastopt.torch, opt.name)(tensors, **options, state_dtype="int8")
@@ -506,3 +507,24 @@ def test_int8_torch_class_gives_the_numpy_bits(rng):
                 assert value.dtype == torch.uint8 and loaded[name].dtype == torch.uint8
                 assert_bitwise(value.numpy(), numpy_opt.state[i][name], f"{opt.name} {i} {name}")
                 assert_bitwise(loaded[name].numpy(), value.numpy())
+
+
+@pytest.mark.slow  # two models trained three times each (about a minute)
+def test_16bit_and_8bit_state_train_within_2_percent():
+    """The digits MLP and the tiny GPT-2-style model of
+    benchmarks/bench_precision_training.py: with bfloat16 or 8-bit state,
+    the loss after training is at most 2% above the float32-state run's."""
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "bench_precision_training.py")
+    if not os.path.isfile(path):
+        pytest.skip("needs the source tree's benchmarks/")
+    pytest.importorskip("sklearn", reason="the digits data set")
+    spec = importlib.util.spec_from_file_location("bench_precision_training", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for curve in (bench.digits_curve, bench.gpt_curve):
+        base = curve(None)[1]
+        for state in ("bfloat16", "int8"):
+            final = curve(state)[1]
+            assert final <= 1.02 * base, (curve.__name__, state, final, base)

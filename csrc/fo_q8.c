@@ -2,8 +2,7 @@
  * Block-wise 8-bit state (fastopt.h, FO_Q_BLOCK): the two dynamic maps, the
  * tables that find a value's code, and the loads and stores of one block.
  * The block loads and stores are fo_q8_block.h, compiled in every SIMD path's
- * file: integer steps, compares and one division per value, the same bits
- * whether the compiler vectorises them or not.
+ * file (fo_kernels.inc) and here, for fastopt._core's q8_encode/q8_decode.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -53,7 +52,7 @@ void fo_q8_code(int is_signed, float out[256])
 }
 
 fo_q8_map fo_q8_maps[2];  /* unsigned, signed */
-static volatile int fo_q8_ready;
+static volatile int fo_q8_ready;  /* fastopt._core builds them at import, before any step */
 
 static float fo_bits_float(uint32_t bits)
 {

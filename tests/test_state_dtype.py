@@ -86,18 +86,24 @@ def test_every_isa_gives_the_scalar_bits(opt, pdtype, choice, sdtype, rng):
             g = rng.standard_normal(n).astype(np.float32).astype(pdtype)
             init = {k: (rng.random(n).astype(np.float32).astype(sdtype) if v.ndim else v)
                     for k, v in new_state(opt.name, p0.astype(np.float32)).items()}
-            results = {}
-            for isa in _core.isa_names():
-                p = p0.copy()
-                state = {k: v.copy() for k, v in init.items()}
-                functional_step(opt.name, p, g, state, 3, options, isa=isa)
-                results[isa] = (p, state)
-            p_s, state_s = results["scalar"]
-            for isa, (p, state) in results.items():
-                what = f"{opt.name} {options} n={n} {isa}"
-                assert_bitwise(p, p_s, what)
-                for k in state:
-                    assert_bitwise(state[k], state_s[k], f"{what} {k}")
+            assert_every_isa_gives_the_scalar_bits(opt, p0, g, init, options)
+
+
+def assert_every_isa_gives_the_scalar_bits(opt, p0, g, init, options):
+    """Step 3 of `opt`'s function from (p0, state `init`) on each SIMD path:
+    the scalar path's parameter and state bits."""
+    results = {}
+    for isa in _core.isa_names():
+        p = p0.copy()
+        state = {k: v.copy() for k, v in init.items()}
+        functional_step(opt.name, p, g, state, 3, options, isa=isa)
+        results[isa] = (p, state)
+    p_s, state_s = results["scalar"]
+    for isa, (p, state) in results.items():
+        what = f"{opt.name} {options} n={p0.size} {isa}"
+        assert_bitwise(p, p_s, what)
+        for k in state:
+            assert_bitwise(state[k], state_s[k], f"{what} {k}")
 
 
 def test_bytes_per_parameter():
@@ -397,16 +403,7 @@ def test_int8_every_isa_gives_the_scalar_bits(opt, rng):
             values = rng.random(n).astype(np.float32) * (1 if b.nonneg else rng.choice([-1, 1], n))
             init[b.name] = _core.q8_encode(values, not b.nonneg)
         init.update({k: v for k, v in new_state(opt.name, p0).items() if v.ndim == 0})
-        results = {}
-        for isa in _core.isa_names():
-            p = p0.copy()
-            state = {k: v.copy() for k, v in init.items()}
-            functional_step(opt.name, p, g, state, 3, options, isa=isa)
-            results[isa] = (p, state)
-        for isa, (p, state) in results.items():
-            assert_bitwise(p, results["scalar"][0], f"{opt.name} {options} {isa}")
-            for k in state:
-                assert_bitwise(state[k], results["scalar"][1][k], f"{opt.name} {options} {isa} {k}")
+        assert_every_isa_gives_the_scalar_bits(opt, p0, g, init, options)
 
 
 def test_int8_bytes_per_parameter():

@@ -106,6 +106,31 @@ def assert_every_isa_gives_the_scalar_bits(opt, p0, g, init, options):
             assert_bitwise(state[k], state_s[k], f"{what} {k}")
 
 
+@pytest.mark.parametrize("opt", STATE16, ids=str)
+def test_master_weights_with_16bit_state_step_as_float32_parameters(opt, rng):
+    """master_weights=True with bfloat16 state: the master steps exactly as a
+    float32 parameter with bfloat16 state does (the same state bits), and the
+    bfloat16 parameter is its rounding."""
+    options = opt.full
+    p16 = params_of(rng, BF16)
+    p32 = [p.astype(np.float32) for p in p16]
+    a = opt.cls(p16, **options, master_weights=True, state_dtype="bfloat16")
+    b = opt.cls(p32, **options, state_dtype="bfloat16")
+    if opt.spec.group_state:
+        a.train()
+        b.train()
+    for _ in range(3):
+        grads = [rng.standard_normal(p.shape).astype(np.float32).astype(BF16) for p in p16]
+        a.step(grads)
+        b.step([g.astype(np.float32) for g in grads])
+    for i, (x, y) in enumerate(zip(p16, p32)):
+        assert_bitwise(a.state[i]["master_param"], y, f"{opt.name} {i}")
+        assert_bitwise(x, y.astype(BF16), f"{opt.name} {i}")
+        for name, value in b.state[i].items():
+            if np.ndim(value):
+                assert_bitwise(a.state[i][name], value, f"{opt.name} {i} {name}")
+
+
 def test_bytes_per_parameter():
     """The state holds 2 bytes per element and buffer."""
     w = np.zeros(1000, np.float32)

@@ -11,7 +11,8 @@ fused CPU Adam on float32 and on bfloat16 (its state in the parameter's
 dtype) runs in the same rounds where torch installs, and so does the rmw
 bandwidth probe (a += s*b over float32, 12 bytes per element); "% of rmw"
 compares each step's GB/s with it, "vs torch" each step's time with torch's
-fused step on the same parameter dtype.
+fused step on the same parameter dtype. DeepSpeed's DeepSpeedCPUAdam
+(float32 state) runs too where it installs.
 
 Run (from the repository root, with fastopt built in place):
     PYTHONPATH=. python benchmarks/bench_half_params.py [--n N] [--rounds R]
@@ -72,6 +73,16 @@ def main():
             topt = torch.optim.Adam([tp], lr=1e-3, fused=True)
             size = tp.element_size()
             runs[f"torch fused {pname}"] = (topt.step, bytes_per_element(size, size), pname)
+        try:  # DeepSpeed's CPU Adam (its op compiled at first use), float32 state
+            from deepspeed.ops.adam import DeepSpeedCPUAdam
+            for pname, tdt in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+                tp = torch.nn.Parameter(torch.randn(n).to(tdt))
+                tp.grad = torch.randn(n).to(tdt)
+                dopt = DeepSpeedCPUAdam([tp], lr=1e-3)
+                runs[f"DeepSpeedCPUAdam {pname}, float32 state"] = (
+                    dopt.step, bytes_per_element(tp.element_size(), 4), pname)
+        except Exception as e:  # not installed, or its op does not build
+            print(f"DeepSpeedCPUAdam left out: {type(e).__name__}: {str(e).splitlines()[0][:100]}")
     a, b = np.ones(n, np.float32), np.ones(n, np.float32)
     runs["rmw probe"] = (lambda: _probe.bandwidth_probe("rmw", a, b, None, 1e-9), 12, None)
     # after a warm-up call each: state allocated, pages touched

@@ -416,9 +416,6 @@ class Optimizer:
                                    _q8_signed(self._spec, slot))
         return buf
 
-    def _loaded_buffer(self, value, slot, param, where):
-        return _as_stored(value, self._spec, slot, param.shape, self.state_dtype == "int8", where)
-
     def _starts_as_param(self, slot):
         """Whether a new buffer in `slot` is a copy of its parameter (Schedule-Free's z)."""
         return any(b.slot == slot and b.init == PARAM for b in self._spec.state)
@@ -729,8 +726,8 @@ class Optimizer:
                 elif key in none_ok and value is None:
                     continue  # older torch SGD checkpoints: momentum not started yet
                 elif key in names and spec.buffer_shape(names.index(key), param.shape) is not None:
-                    bufs[names.index(key)] = self._loaded_buffer(value, names.index(key), param,
-                                                                 f"{where}, {key!r}")
+                    bufs[names.index(key)] = _as_stored(value, spec, names.index(key), param.shape,
+                                                        self.state_dtype == "int8", f"{where}, {key!r}")
                 else:
                     raise ValueError(f"{where} has unknown entry {key!r} "
                                      f"(a {type(self).__name__} state has {('step',) + names})")

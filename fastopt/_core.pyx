@@ -151,6 +151,8 @@ fo_descr[<int>FO_BF16] = NULL  # a user dtype (ml_dtypes'): checked by its type 
 ALGOS = {fo_algo_name(i).decode(): i for i in range(FO_NUM_ALGOS)}
 # Per algorithm, the spec's rule for row-sparse gradients (absent: dense only).
 _SPARSE_RULES = {row.algo: row.sparse for row in _spec.SPECS.values() if row.sparse is not None}
+_SPARSE_DENSE = {row.algo: row.sparse_dense for row in _spec.SPECS.values()
+                 if row.sparse_dense is not None}
 STATE_NAMES = {}
 for _row in _spec.SPECS.values():
     if _row.algo not in ALGOS:
@@ -1474,21 +1476,30 @@ cdef class Engine:
         undoes it after the step."""
         what = describe(self._names[i])
         rule = _SPARSE_RULES.get(self.algo_name)
-        if self.items[i].state8:
-            raise ValueError(f"gradient of {what} is a RowSparse: 8-bit state (state_dtype='int8') "
-                             "steps dense gradients only")
         if rule is None:
             raise TypeError(f"gradient of {what} is a RowSparse: the {self.algo_name} step takes "
                             "dense gradients only (SparseAdam, SGD and Adagrad take row-sparse ones)")
         g = self.group_of[i]
+        dense = False
         if 0 <= g < hypers.n:
             why = rule(hypers.groups[g])
             if why is not None:
                 raise ValueError(f"gradient of {what} is a RowSparse, which param group {g} "
                                  f"cannot step: {why}")
+            dense = _SPARSE_DENSE.get(self.algo_name, lambda group: False)(hypers.groups[g])
+        if self.items[i].state8 and not dense:
+            raise ValueError(f"gradient of {what} is a RowSparse: 8-bit state (state_dtype='int8') "
+                             "steps dense gradients only")
         cdef cnp.ndarray p = <cnp.ndarray>self._params[i]
         cdef tuple shape = (<object>p).shape  # read once: the rows are checked against it and cut by it
         rows, values = coalesced(grad, shape, (<object>p).dtype, f"gradient of {what}")
+        if dense:  # the dense gradient it stands for: a new array, so it aliases nothing
+            full = np.zeros(shape, (<object>p).dtype)
+            full[rows] = values
+            self._sparse.append((i, None, full))  # kept alive through the step
+            self.items[i].grad = cnp.PyArray_DATA(<cnp.ndarray>full)
+            self.clear[2 * i] = self.clear[2 * i + 1] = 0
+            return 0
         cdef cnp.ndarray v = <cnp.ndarray>values
         cdef cnp.ndarray r = <cnp.ndarray>rows
         if not cnp.PyArray_ISALIGNED(v):

@@ -31,7 +31,8 @@ class RowSparse:
     Rows not listed have no gradient: SparseAdam leaves their parameter and
     moments as they are; SGD and Adagrad step the rows present only (the
     dense step there with a zero gradient would change nothing, except for
-    the hyperparameters they refuse: weight decay, SGD momentum). Each step
+    the weight decay they refuse). SGD with momentum takes the dense step of
+    the gradient it stands for: every row's buffer decays. Each step
     checks the gradient against its parameter before anything is written
     (TypeError for a dtype, ValueError for a shape or an index out of range).
 

@@ -116,6 +116,10 @@ class Spec(NamedTuple):
     # refuses them, else a function of a group that returns None when that
     # group's hyperparameters allow them, else torch's reason why not.
     sparse: Optional[Callable[[dict], Optional[str]]] = None
+    # Of a group that takes row-sparse gradients: whether its step changes rows
+    # without a gradient too (SGD's momentum buffer decays everywhere), so that
+    # such a gradient is stepped as the dense one it stands for, zero elsewhere.
+    sparse_dense: Optional[Callable[[dict], bool]] = None
     int_step: bool = False       # torch keeps "step" as a Python int (SparseAdam), not a tensor
     function_name: str = ""      # its fastopt.reference function's name when not name.lower()
 
@@ -211,9 +215,6 @@ _SF_HYPERS = (
 def _sgd_sparse(group):
     if group["weight_decay"] != 0:  # torch: grad.add(param) of a sparse grad
         return "add(sparse, dense) is not supported. Use add(dense, sparse) instead."
-    if group["momentum"] != 0:  # torch keeps a sparse momentum buffer: not stepped by fastopt
-        return ("momentum with sparse gradients is not supported by fastopt (torch.optim.SGD "
-                "keeps a sparse momentum buffer); use momentum=0, or dense gradients")
     return None
 
 
@@ -285,7 +286,8 @@ _ROWS = [
     ), (
         Buffer("momentum_buffer", 0, FIRST_GRAD, lambda g: g["momentum"] != 0,
                doc="The momentum buffer b (required when momentum != 0)"),
-    ), step=False, eager=False, check=_nesterov, sparse=_sgd_sparse),
+    ), step=False, eager=False, check=_nesterov, sparse=_sgd_sparse,
+        sparse_dense=lambda group: group["momentum"] != 0),
     Spec("Adagrad", "adagrad", (
         Hyper("lr", 1e-2, NONNEG, ("lr",), _LR),
         Hyper("lr_decay", 0, NONNEG, ("lr_decay",),

@@ -304,6 +304,8 @@ class _Stepper:
             for key, value in saved[pid].items():
                 if key in skip or not isinstance(value, torch.Tensor):
                     continue
+                if value.is_sparse:  # torch.optim.SGD's momentum for sparse gradients: dense here
+                    value = self.state[p][key] = value.detach().to(p.device).to_dense()
                 if key in spec.state_names and (want == torch.uint8 or value.dtype == torch.uint8):
                     # 8-bit state here or there: the values converted, as the NumPy class does
                     saved_np = value.detach().cpu()

@@ -18,6 +18,7 @@ sums them in an order of its own), so NumPy runs are compared with the
 reference bit for bit, and with torch bit for bit on gradients without
 repeated rows.
 """
+import copy
 import re
 
 import numpy as np
@@ -105,7 +106,6 @@ def test_rowsparse_refused_where_not_supported(rng):
 
 @pytest.mark.parametrize("name, options, match", [
     ("SGD", {"weight_decay": 0.1}, "add\\(sparse, dense\\)"),
-    ("SGD", {"momentum": 0.9}, "momentum"),
     ("Adagrad", {"weight_decay": 0.1}, "weight_decay option is not compatible"),
 ])
 def test_hyperparameters_refused_with_rows(name, options, match, rng):
@@ -228,6 +228,54 @@ def test_sgd_adagrad_rows_match_reference(name, options, dtype, rng):
     assert_bitwise(p, ref)
     for k, v in state.items():
         assert_bitwise(opt.state[0][k], v, k)
+
+
+# ---- SGD momentum with RowSparse: the dense step of the gradient it stands for
+
+def dense_of(g, shape, dtype):
+    """The dense gradient a RowSparse stands for: its coalesced rows, zero elsewhere."""
+    rows, vals = coalesced(g, shape, dtype, "g")
+    out = np.zeros(shape, dtype)
+    out[rows] = vals
+    return out
+
+
+SGD_MOMENTUM = [{"momentum": 0.9}, {"momentum": 0.9, "nesterov": True},
+                {"momentum": 0.5, "dampening": 0.3, "maximize": True}]
+
+
+@pytest.mark.parametrize("options", SGD_MOMENTUM, ids=["momentum", "nesterov", "dampening-max"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("form", ["class", "functional"])
+def test_sgd_momentum_rows_match_reference(options, dtype, form, rng):
+    """Rows without a gradient move too (their buffer decays), as in torch."""
+    p = rng.standard_normal((13, 3)).astype(dtype)
+    buf = np.zeros_like(p)
+    opt = fastopt.SGD([p], lr=0.1, **options)
+    ref, state = p.copy(), {}
+    for t in range(1, 31):
+        g = RowSparse([], np.zeros((0, 3), dtype)) if t == 5 else sparse_grad(rng, p.shape, 8, dtype)
+        if form == "class":
+            opt.step([g])
+        else:
+            F.sgd_(p, g, buf, step=t, lr=0.1, **options)
+        ref, state = reference.sgd(ref, dense_of(g, p.shape, dtype), state, t, lr=0.1, **options)
+    assert_bitwise(p, ref)
+    assert_bitwise(opt.state[0]["momentum_buffer"] if form == "class" else buf,
+                   state["momentum_buffer"])
+
+
+def test_sgd_momentum_rows_with_int8_state(rng):
+    p = rng.standard_normal((300, 4)).astype(np.float32)
+    q = p.copy()
+    a = fastopt.SGD([p], lr=0.1, momentum=0.9, state_dtype="int8")
+    b = fastopt.SGD([q], lr=0.1, momentum=0.9, state_dtype="int8")
+    for _ in range(5):
+        g = sparse_grad(rng, p.shape, 40, np.float32)
+        a.step([g])
+        b.step([dense_of(g, p.shape, np.float32)])
+    assert_bitwise(p, q)
+    assert_bitwise(a.state[0]["momentum_buffer"], b.state[0]["momentum_buffer"])
 
 
 # ---- thread count and SIMD path ---------------------------------------------
@@ -422,6 +470,46 @@ def test_sgd_adagrad_sparse_match_torch(name, options, dtype):
     run_embeddings(fopt, fa, batches)
     assert_close_params(ta, fa)
     assert_same_state(topt, fopt)
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", TORCH_DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("options", SGD_MOMENTUM, ids=["momentum", "nesterov", "dampening-max"])
+def test_sgd_momentum_sparse_matches_torch(options, dtype):
+    """torch keeps the momentum buffer of a sparse gradient sparse (and uncoalesced, its
+    entries growing with the steps); fastopt keeps it dense. The same numbers, to rounding."""
+    ta, fa = embedding_pair(SHAPES[:2], dtype, 2)
+    topt = torch.optim.SGD([e.weight for e in ta], lr=0.1, **options)
+    fopt = fot.SGD([e.weight for e in fa], lr=0.1, **options)
+    batches = make_batches(SHAPES[:2], 100, 3, empty_every=7)
+    run_embeddings(topt, ta, batches)
+    run_embeddings(fopt, fa, batches)
+    assert_close_params(ta, fa)
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    for x, y in zip(ta, fa):
+        tb, fb = topt.state[x.weight]["momentum_buffer"], fopt.state[y.weight]["momentum_buffer"]
+        assert tb.is_sparse and fb.layout == torch.strided
+        assert_close(fb.numpy(), tb.to_dense().numpy(), np_dtype)
+
+
+@needs_torch
+def test_sgd_momentum_sparse_checkpoints_cross_both_ways():
+    """torch's sparse buffer loads as a dense one; fastopt's dense buffer steps on in torch."""
+    shapes = SHAPES[:2]
+    batches = make_batches(shapes, 40, 5)
+    for first, second in ((torch.optim.SGD, fot.SGD), (fot.SGD, torch.optim.SGD)):
+        embs, _ = embedding_pair(shapes, torch.float32, 4)
+        opt = first([e.weight for e in embs], lr=0.1, momentum=0.9)
+        run_embeddings(opt, embs, batches[:20])
+        opt.zero_grad()
+        moved, _ = embedding_pair(shapes, torch.float32, 4)
+        for x, y in zip(embs, moved):
+            y.weight.data.copy_(x.weight.data)
+        resumed = second([e.weight for e in moved], lr=0.1, momentum=0.9)
+        resumed.load_state_dict(copy.deepcopy(opt.state_dict()))  # torch shares the tensors
+        run_embeddings(opt, embs, batches[20:])
+        run_embeddings(resumed, moved, batches[20:])
+        assert_close_params(embs, moved)
 
 
 @needs_torch

@@ -23,7 +23,7 @@ import numpy as np
 
 import fastopt
 from fastopt import _probe
-from fastopt.bench import rounds
+from fastopt.bench import deepspeed_optimizer, rounds
 
 try:
     import ml_dtypes
@@ -74,11 +74,10 @@ def main():
             size = tp.element_size()
             runs[f"torch fused {pname}"] = (topt.step, bytes_per_element(size, size), pname)
         try:  # DeepSpeed's CPU Adam (its op compiled at first use), float32 state
-            from deepspeed.ops.adam import DeepSpeedCPUAdam
             for pname, tdt in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
                 tp = torch.nn.Parameter(torch.randn(n).to(tdt))
                 tp.grad = torch.randn(n).to(tdt)
-                dopt = DeepSpeedCPUAdam([tp], lr=1e-3)
+                dopt = deepspeed_optimizer("adam", [tp], dict(lr=1e-3))
                 runs[f"DeepSpeedCPUAdam {pname}, float32 state"] = (
                     dopt.step, bytes_per_element(tp.element_size(), 4), pname)
         except Exception as e:  # not installed, or its op does not build

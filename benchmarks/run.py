@@ -34,7 +34,6 @@ bytes per float32 element).
 """
 import argparse
 import gc
-import inspect
 import json
 import os
 import platform
@@ -51,39 +50,11 @@ except ImportError:  # run as `python benchmarks/run.py` from a source tree
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import fastopt
 from fastopt import _core, _probe
-from fastopt.bench import NUMPY_STEPS, NumpyOptimizer, interleaved, time_calls
+from fastopt.bench import ALGOS, NUMPY_STEPS, NumpyOptimizer, cpu_name, deepspeed_optimizer, interleaved, time_calls
 from fastopt._spec import SPECS
 
 # ---------------------------------------------------------------- algorithms
 
-# Every optimizer in fastopt._spec is timed; these set what differs from its
-# defaults (besides lr, always given).
-SETTINGS = {"AdamW": dict(weight_decay=1e-2), "SGD": dict(momentum=0.9)}
-
-
-def _torch_has_fused(name):
-    try:
-        import torch
-    except ImportError:
-        return False
-    cls = getattr(torch.optim, name, None)  # torch.optim lacks Lion, AdaBelief, ...
-    return cls is not None and "fused" in inspect.signature(cls).parameters
-
-
-def _algos():
-    """name: fastopt class, hyperparameters, buffers read, buffers written (the
-    parameter, its gradient and the state buffers used), fused in torch on CPU."""
-    out = {}
-    for name, spec in SPECS.items():
-        hyper = dict(lr=spec.defaults["lr"], **SETTINGS.get(name, {}))
-        used = sum(spec.slots({**spec.defaults, **hyper}))
-        out[name.lower()] = dict(cls=name, hyper=hyper, reads=2 + used, writes=1 + used,
-                                 fused=_torch_has_fused(name),
-                                 in_torch=spec.reference == "torch.optim")
-    return out
-
-
-ALGOS = _algos()
 
 
 # ------------------------------------------------------------------- timing
@@ -157,6 +128,18 @@ def torch_case(torch, algo, sizes, dtype, rng, variant):
     kw = {"fused": True} if variant == "fused" else {"foreach": variant == "foreach"}
     opt = cls(params, **spec["hyper"], **kw)
     return opt.step
+
+
+DEEPSPEED_ALGOS = ("adam", "adamw", "adagrad")  # DeepSpeedCPUAdam (adamw_mode), DeepSpeedCPUAdagrad
+
+
+def deepspeed_case(torch, algo, sizes, dtype, rng):
+    if dtype != np.float32:
+        raise TypeError("DeepSpeed's CPU optimizers step float32 (and 16-bit) parameters only")
+    params = [torch.randn(n, requires_grad=True) for n in sizes]
+    for p in params:
+        p.grad = torch.randn(p.shape[0])
+    return deepspeed_optimizer(algo, params, ALGOS[algo]["hyper"]).step
 
 
 # The torch optimizers that are the reference of an optimizer torch.optim lacks:
@@ -243,6 +226,9 @@ def available_baselines(args):
         out.append(("reference (torch)", lambda a, s, d, r: reference_case(torch, a, s, d, r)))
         out.append(("reference foreach=True",
                     lambda a, s, d, r: reference_case(torch, a, s, d, r, foreach=True)))
+        import importlib.util
+        if importlib.util.find_spec("deepspeed") is not None:
+            out.append(("DeepSpeed", lambda a, s, d, r: deepspeed_case(torch, a, s, d, r)))
     try:
         import jax
         import optax
@@ -306,6 +292,8 @@ def run_sizes(args, out):
                                                           and TORCH_REFERENCES[algo][3]):
                     continue
                 if name == "numpy" and algo not in NUMPY_STEPS:
+                    continue
+                if name == "DeepSpeed" and algo not in DEEPSPEED_ALGOS:
                     continue
                 threads = thread_counts
                 if name == "numpy":
@@ -537,12 +525,7 @@ def machine_info():
         info["jax"], info["optax"] = jax.__version__, optax.__version__
     except ImportError:
         pass
-    try:
-        cpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        info["cpu"] = next((ln.split(":", 1)[1].strip() for ln in cpu.splitlines()
-                            if ln.startswith("Model name")), platform.processor())
-    except (OSError, subprocess.SubprocessError):
-        info["cpu"] = platform.processor()
+    info["cpu"] = cpu_name()
     return info
 
 

@@ -1,48 +1,86 @@
 """``python -m fastopt bench``: how fast is one optimizer step on this machine?
 
 A quick benchmark for your own machine (the repository's ``benchmarks/``
-directory has the full suite). For each problem shape it times one Adam
-step (float32, by default) of:
+directory has the full suite). For each problem shape it times one step
+(float32, by default) of one optimizer (``--optimizer``, Adam by default) in:
 
-- ``fastopt``: ``fastopt.Adam`` on NumPy arrays;
-- ``numpy``: Adam written in NumPy with in-place ufuncs and preallocated
-  temporaries (about the best plain NumPy does);
-- when torch is installed, ``torch.optim.Adam`` on the CPU with
-  ``foreach=False`` (torch's default single-tensor loop), ``foreach=True``
-  and ``fused=True``, and ``fastopt.torch.Adam`` on the same tensors.
+- ``fastopt``: ``fastopt.<Name>`` on NumPy arrays;
+- ``numpy``: the optimizer written in NumPy with in-place ufuncs and
+  preallocated temporaries (about the best plain NumPy does; Adam, AdamW,
+  SGD, Adagrad and RMSprop);
+- when torch is installed and has the optimizer, ``torch.optim.<Name>`` on
+  the CPU with ``foreach=False`` (torch's default single-tensor loop),
+  ``foreach=True`` and ``fused=True`` (where torch has it), and
+  ``fastopt.torch.<Name>`` on the same tensors;
+- when DeepSpeed is installed, its ``DeepSpeedCPUAdam`` (Adam, AdamW) or
+  ``DeepSpeedCPUAdagrad`` (float32; DeepSpeed compiles it at first use).
 
-Shapes: one tensor of 10^6 elements, one of 10^7, and 1,000 tensors of 10
-elements (where per-call overhead, Python included, is what is measured).
-The implementations take turns, one step each per round, for ``--budget``
+Shapes: one tensor of 10^6 elements, one of 10^7, 2,000 tensors of 5,000
+(a model's many mid-sized layers) and 1,000 tensors of 10 elements (where
+per-call overhead, Python included, is what is measured). The
+implementations take turns, one step each per round, for ``--budget``
 seconds per implementation (at least three rounds), after a warm-up step,
 and each figure is the best of its steps, so that load from elsewhere on the
-machine does not favour one of them; GB/s counts the bytes an Adam step
-must move (param, grad, exp_avg, exp_avg_sq read; three of them written:
-7 x 4 bytes per float32 element). The run prints a table and, with
-``--png``, draws it (needs matplotlib).
+machine does not favour one of them; GB/s counts the bytes the step must
+move (every buffer read once, every buffer written once: Adam reads param,
+grad, exp_avg and exp_avg_sq and writes three of them, 7 x 4 bytes per
+float32 element). The run prints the machine (CPU model, SIMD path,
+threads), a table and, with ``--png``, draws it (needs matplotlib).
 """
 import argparse
 import gc
+import inspect
 import platform
 import time
 
 import numpy as np
 
 from . import _core, get_num_threads, set_num_threads
-from .optim import Adam
+from ._spec import SPECS
 
-__all__ = ["SHAPES", "NUMPY_STEPS", "numpy_step", "NumpyOptimizer", "NumpyAdam", "contenders", "interleaved",
-           "time_calls", "measure", "run", "main"]
+__all__ = ["SHAPES", "ALGOS", "NUMPY_STEPS", "numpy_step", "NumpyOptimizer", "NumpyAdam",
+           "deepspeed_optimizer", "cpu_name", "contenders", "interleaved", "time_calls", "measure",
+           "run", "main"]
 
 # name: list of tensor sizes
 SHAPES = {
     "1 x 1e6": [10**6],
     "1 x 1e7": [10**7],
+    "2000 x 5000": [5000] * 2000,
     "1000 x 10": [10] * 1000,
 }
-HYPER = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
-BYTES_PER_ELEMENT = 7  # times the itemsize: 4 buffers read, 3 written
+HYPER = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)  # Adam's defaults
 NUMPY_STEPS = ("adam", "adamw", "sgd", "adagrad", "rmsprop")  # the algorithms numpy_step writes out
+# What the benchmarks set besides the defaults and lr (the common settings).
+SETTINGS = {"AdamW": dict(weight_decay=1e-2), "SGD": dict(momentum=0.9)}
+
+
+def _torch_has_fused(name):
+    try:
+        import torch
+    except ImportError:
+        return False
+    cls = getattr(torch.optim, name, None)  # torch.optim lacks Lion, AdaBelief, ...
+    return cls is not None and "fused" in inspect.signature(cls).parameters
+
+
+def _algos():
+    """name: fastopt class, hyperparameters, buffers read, buffers written (the
+    parameter, its gradient and the state buffers used), fused in torch on CPU."""
+    out = {}
+    for name, spec in SPECS.items():
+        hyper = dict(lr=spec.defaults["lr"], **SETTINGS.get(name, {}))
+        used = sum(spec.slots({**spec.defaults, **hyper}))
+        out[name.lower()] = dict(cls=name, hyper=hyper, reads=2 + used, writes=1 + used,
+                                 fused=_torch_has_fused(name),
+                                 in_torch=spec.reference == "torch.optim")
+    return out
+
+
+ALGOS = _algos()  # every optimizer in fastopt._spec, by lower-case name
+# The ones `python -m fastopt bench` times on its dense 1-D shapes (Muon steps
+# matrices only, SparseAdam row-sparse gradients only).
+BENCH_ALGOS = [a for a in ALGOS if a not in ("muon", "sparseadam")]
 
 
 def numpy_step(algo, hyper, dtype):
@@ -139,24 +177,71 @@ class NumpyAdam(NumpyOptimizer):
         super().__init__("adam", params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
 
-def contenders(with_torch=True):
-    """Name -> factory(sizes, dtype) returning a zero-argument step function."""
+def deepspeed_optimizer(algo, params, hyper):
+    """DeepSpeed's CPU optimizer for `algo` ("adam", "adamw" or "adagrad")
+    over torch `params`, with `hyper` (torch's names). DeepSpeed compiles its
+    op at the first use (minutes; ninja and a C++ compiler); whatever fails
+    there is raised."""
+    if algo == "adagrad":
+        from deepspeed.ops.adagrad import DeepSpeedCPUAdagrad
+
+        return DeepSpeedCPUAdagrad(params, lr=hyper["lr"], eps=hyper.get("eps", 1e-10),
+                                   weight_decay=hyper.get("weight_decay", 0.0))
+    if algo not in ("adam", "adamw"):
+        raise ValueError(f"DeepSpeed has no CPU {algo}")
+    from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+    return DeepSpeedCPUAdam(params, lr=hyper["lr"], betas=hyper.get("betas", (0.9, 0.999)),
+                            eps=hyper.get("eps", 1e-8), weight_decay=hyper.get("weight_decay", 0.0),
+                            adamw_mode=algo == "adamw")
+
+
+def cpu_name():
+    """The processor's model name ("AMD EPYC 7B13", ...) where the system says it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("model name", "Model")):  # x86; arm64 boards
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    if platform.system() == "Darwin":
+        import subprocess
+        try:
+            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
+                                  text=True, timeout=10).stdout.strip() or platform.processor()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return platform.processor() or platform.machine()
+
+
+def contenders(algo="adam", with_torch=True):
+    """Name -> factory(sizes, dtype) returning a zero-argument step function,
+    for every implementation of `algo` (a key of ALGOS) that runs here."""
+    info = ALGOS[algo]
+    hyper = info["hyper"]
 
     def arrays(sizes, dtype, seed):
         rng = np.random.default_rng(seed)
         return [rng.standard_normal(n).astype(dtype) for n in sizes]
 
-    def fastopt_adam(sizes, dtype):
+    def fastopt_step(sizes, dtype):
+        from . import optim
+
         params, grads = arrays(sizes, dtype, 0), arrays(sizes, dtype, 1)
-        opt = Adam(params, **HYPER)
+        opt = getattr(optim, info["cls"])(params, **hyper)
+        if hasattr(opt, "train"):  # Schedule-Free optimizers step in train mode
+            opt.train()
         return lambda: opt.step(grads)
 
-    def numpy_adam(sizes, dtype):
+    def numpy_opt(sizes, dtype):
         params, grads = arrays(sizes, dtype, 0), arrays(sizes, dtype, 1)
-        opt = NumpyAdam(params, **HYPER)
+        opt = NumpyOptimizer(algo, params, **hyper)
         return lambda: opt.step(grads)
 
-    out = {"fastopt": fastopt_adam, "numpy": numpy_adam}
+    out = {"fastopt": fastopt_step}
+    if algo in NUMPY_STEPS:
+        out["numpy"] = numpy_opt
     if not with_torch:
         return out
     try:
@@ -164,7 +249,7 @@ def contenders(with_torch=True):
     except ImportError:
         return out
 
-    def torch_adam(make_opt):
+    def on_torch(make_opt):
         def factory(sizes, dtype):
             tdtype = getattr(torch, np.dtype(dtype).name)
             params = [torch.nn.Parameter(torch.from_numpy(a)) for a in arrays(sizes, dtype, 0)]
@@ -174,15 +259,20 @@ def contenders(with_torch=True):
             return opt.step
         return factory
 
-    def fastopt_torch(params):
-        from .torch import Adam as FastoptTorchAdam
+    if info["in_torch"]:
+        cls = getattr(torch.optim, info["cls"])
+        out["torch (loop)"] = on_torch(lambda ps: cls(ps, foreach=False, **hyper))
+        out["torch (foreach)"] = on_torch(lambda ps: cls(ps, foreach=True, **hyper))
+        if info["fused"]:
+            out["torch (fused)"] = on_torch(lambda ps: cls(ps, fused=True, **hyper))
+    from . import torch as fastopt_torch
 
-        return FastoptTorchAdam(params, **HYPER)
+    out["fastopt.torch"] = on_torch(lambda ps: getattr(fastopt_torch, info["cls"])(ps, **hyper))
+    if algo in ("adam", "adamw", "adagrad"):
+        import importlib.util
 
-    out["torch (loop)"] = torch_adam(lambda ps: torch.optim.Adam(ps, foreach=False, **HYPER))
-    out["torch (foreach)"] = torch_adam(lambda ps: torch.optim.Adam(ps, foreach=True, **HYPER))
-    out["torch (fused)"] = torch_adam(lambda ps: torch.optim.Adam(ps, fused=True, **HYPER))
-    out["fastopt.torch"] = torch_adam(fastopt_torch)
+        if importlib.util.find_spec("deepspeed") is not None:
+            out["DeepSpeed"] = on_torch(lambda ps: deepspeed_optimizer(algo, ps, hyper))
     return out
 
 
@@ -238,8 +328,8 @@ def measure(steps, budget=0.5, min_reps=3):
 
 
 def run(shapes=None, names=None, dtype="float32", budget=0.5, threads=None, png=None,
-        progress=True, out=print):
-    """Time every contender on every shape; print a table; return the rows."""
+        progress=True, out=print, algo="adam"):
+    """Time every contender for `algo` on every shape; print a table; return the rows."""
     import fastopt
 
     if threads is not None:
@@ -250,12 +340,13 @@ def run(shapes=None, names=None, dtype="float32", budget=0.5, threads=None, png=
         except ImportError:
             pass
     shapes = list(SHAPES) if shapes is None else list(shapes)
-    available = contenders()
+    available = contenders(algo)
     names = list(available) if names is None else [n for n in names if n in available]
     dtype = np.dtype(dtype)
-    out(f"fastopt {fastopt.__version__} bench: Adam step, {dtype.name}, {get_num_threads()} "
-        f"threads, SIMD path {_core.active_isa()}, {platform.machine()} "
-        f"({platform.processor() or platform.system()})")
+    info = ALGOS[algo]
+    step_bytes = (info["reads"] + info["writes"]) * dtype.itemsize
+    out(f"fastopt {fastopt.__version__} bench: {info['cls']} step, {dtype.name}, {get_num_threads()} "
+        f"threads, SIMD path {_core.active_isa()}, {cpu_name()} ({platform.machine()})")
     bar = None
     if progress:
         try:
@@ -269,15 +360,19 @@ def run(shapes=None, names=None, dtype="float32", budget=0.5, threads=None, png=
             if bar is not None:
                 bar.set_description(shape, refresh=False)
             sizes = SHAPES[shape]
-            steps = {name: available[name](sizes, dtype) for name in names}
+            steps = {}
+            for name in names:
+                try:
+                    steps[name] = available[name](sizes, dtype)
+                except Exception as e:  # e.g. DeepSpeed without its compiled op, or float64
+                    out(f"{name} left out on {shape}: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
             best = measure(steps, budget * len(steps))
             del steps
             elements = sum(sizes)
-            for name in names:
-                seconds = best[name]
+            for name, seconds in best.items():
                 rows.append(dict(shape=shape, name=name, ms=1e3 * seconds,
                                  ns_per_element=1e9 * seconds / elements,
-                                 gbs=BYTES_PER_ELEMENT * dtype.itemsize * elements / seconds / 1e9))
+                                 gbs=step_bytes * elements / seconds / 1e9))
             if bar is not None:
                 bar.update(1)
     finally:
@@ -285,15 +380,17 @@ def run(shapes=None, names=None, dtype="float32", budget=0.5, threads=None, png=
             bar.close()
     out(table(rows))
     if png:
-        plot(rows, png)
+        plot(rows, png, info["cls"])
         out(f"wrote {png}")
     return rows
 
 
 def table(rows):
-    """Rows as an aligned text table, with each shape's speed relative to numpy."""
-    base = {r["shape"]: r["ms"] for r in rows if r["name"] == "numpy"}
-    head = ("shape", "implementation", "ms/step", "ns/element", "GB/s", "vs numpy")
+    """Rows as an aligned text table, with each shape's speed relative to numpy
+    (to fastopt where no NumPy baseline ran)."""
+    base_name = "numpy" if any(r["name"] == "numpy" for r in rows) else "fastopt"
+    base = {r["shape"]: r["ms"] for r in rows if r["name"] == base_name}
+    head = ("shape", "implementation", "ms/step", "ns/element", "GB/s", f"vs {base_name}")
     lines = [head]
     for r in rows:
         speedup = f"{base[r['shape']] / r['ms']:.1f}x" if r["shape"] in base else "-"
@@ -306,7 +403,7 @@ def table(rows):
     return "\n".join(text)
 
 
-def plot(rows, path):
+def plot(rows, path, name="Adam"):
     """A bar chart of ms/step per shape and implementation (log scale)."""
     try:
         import matplotlib
@@ -333,7 +430,7 @@ def plot(rows, path):
         ax.set_xscale("log")
         ax.set_xlim(low, np.nanmax(ys) * 4)
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set(title=f"Adam step, {shape}", xlabel="ms per step (log, lower is better)")
+        ax.set(title=f"{name} step, {shape}", xlabel="ms per step (log, lower is better)")
         ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -345,8 +442,11 @@ def main(argv=None):
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("--shapes", default=",".join(SHAPES),
                     help="comma-separated, from: " + ", ".join(SHAPES))
+    ap.add_argument("--optimizer", default="adam", type=str.lower,
+                    help="the optimizer to time (default adam): " + ", ".join(BENCH_ALGOS))
     ap.add_argument("--only", default="", help="comma-separated implementations (default: all "
-                    "available: " + ", ".join(contenders(with_torch=False)) + ", and torch's)")
+                    "available: fastopt, numpy, torch (loop), torch (foreach), torch (fused), "
+                    "fastopt.torch, DeepSpeed)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--budget", type=float, default=0.5,
                     help="seconds per implementation and shape")
@@ -354,6 +454,8 @@ def main(argv=None):
     ap.add_argument("--png", default=None, help="also draw the table to this PNG file")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    if args.optimizer not in BENCH_ALGOS:
+        ap.error(f"unknown optimizer {args.optimizer!r}; choose from {', '.join(BENCH_ALGOS)}")
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
     for s in shapes:
         if s not in SHAPES:
@@ -361,7 +463,7 @@ def main(argv=None):
     names = None
     if args.only:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
-        known = contenders()
+        known = contenders(args.optimizer)
         for n in names:
             if n not in known:
                 ap.error(f"unknown or unavailable implementation {n!r}; available: "
@@ -369,5 +471,5 @@ def main(argv=None):
     if args.budget <= 0:
         ap.error("--budget must be positive")
     run(shapes=shapes, names=names, dtype=args.dtype, budget=args.budget, threads=args.threads,
-        png=args.png, progress=not args.no_progress)
+        png=args.png, progress=not args.no_progress, algo=args.optimizer)
     return 0

@@ -61,6 +61,46 @@ def test_run_times_every_contender():
     assert "numpy" in table[3] and table[3].rstrip().endswith("1.0x")
 
 
+@pytest.mark.parametrize("algo", ["sgd", "adagrad", "lion"])
+def test_run_times_the_chosen_optimizer(algo):
+    lines = []
+    rows = bench.run(shapes=["1000 x 10"], budget=0.01, progress=False, out=lines.append, algo=algo)
+    assert lines[0].startswith(f"fastopt {fastopt.__version__} bench: {bench.ALGOS[algo]['cls']} step")
+    assert bench.cpu_name() in lines[0]
+    assert {r["name"] for r in rows} == set(bench.contenders(algo))
+    info = bench.ALGOS[algo]
+    for r in rows:  # GB/s counts this optimizer's buffers
+        assert r["gbs"] == pytest.approx((info["reads"] + info["writes"]) * 4 * 10_000 / r["ms"] / 1e6)
+    base = "numpy" if algo in bench.NUMPY_STEPS else "fastopt"
+    assert lines[-1].splitlines()[0].split()[-2:] == ["vs", base]
+
+
+@pytest.mark.parametrize("algo", ["adam", "adamw", "sgd", "adagrad", "rmsprop"])
+def test_every_contender_runs(algo):
+    pytest.importorskip("torch")
+    made = bench.contenders(algo)
+    assert {"fastopt", "numpy", "torch (loop)", "torch (foreach)", "fastopt.torch"} <= set(made)
+    for name, factory in made.items():
+        step = factory([7, 3], np.float64 if name != "DeepSpeed" else np.float32)
+        step()
+
+
+def test_deepspeed_optimizers_are_the_ones_named():
+    pytest.importorskip("deepspeed", reason="DeepSpeed is not installed")
+    import torch
+    for algo in ("adam", "adamw", "adagrad"):
+        hyper = dict(bench.ALGOS[algo]["hyper"])
+        p, q = (torch.nn.Parameter(torch.linspace(-1, 1, 37)) for _ in range(2))
+        mine = bench.deepspeed_optimizer(algo, [p], hyper)
+        theirs = getattr(torch.optim, bench.ALGOS[algo]["cls"])([q], **hyper)
+        for t in range(5):
+            g = torch.sin(torch.arange(37.0) + t)
+            p.grad, q.grad = g.clone(), g.clone()
+            mine.step()
+            theirs.step()
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-5, atol=1e-6)
+
+
 def test_measure_interleaves_and_takes_the_best_time():
     calls = []
     best = bench.measure({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},

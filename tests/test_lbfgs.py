@@ -351,3 +351,28 @@ def test_torch_closure_raising_restores_parameters():
         opt.step(closure)
     assert torch.equal(w.detach(), torch.ones(3, dtype=torch.float64))
     assert opt.state[w] == {}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flat_maxabs_is_the_largest_magnitude_or_the_first_nan(dtype):
+    # LBFGS's max |grad| (and clip_grad_norm_'s inf norm) read eight lanes at a
+    # time: the value must be one ordered pass's, on every SIMD path
+    from fastopt import _flat
+    rng = np.random.default_rng(7)
+    for n in (1, 7, 8, 9, 1000, 70001):
+        x = rng.standard_normal(n).astype(dtype)
+        for path in _core.isa_names():
+            assert _flat.maxabs(x, isa=path) == np.abs(x).max()
+        x[:] = -0.0
+        assert all(np.copysign(1.0, _flat.maxabs(x, isa=path)) == 1.0 for path in _core.isa_names())
+        if n < 9:
+            continue
+        # two NaNs with different payloads: the first one in order, as it is
+        first, second = (np.array([bits], "u8" if dtype == np.float64 else "u4").view(dtype)[0]
+                         for bits in ((0x7FF8000000000123, 0xFFF8000000000456) if dtype == np.float64
+                                      else (0x7FC00123, 0xFFC00456)))
+        x = rng.standard_normal(n).astype(dtype)
+        x[n // 2], x[n // 3] = second, first
+        want = np.float64(first).tobytes()
+        for path in _core.isa_names():
+            assert np.float64(_flat.maxabs(x, isa=path)).tobytes() == want, (n, path)

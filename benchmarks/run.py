@@ -50,7 +50,7 @@ except ImportError:  # run as `python benchmarks/run.py` from a source tree
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import fastopt
 from fastopt import _core, _probe
-from fastopt.bench import ALGOS, NUMPY_STEPS, NumpyOptimizer, cpu_name, deepspeed_optimizer, interleaved, time_calls
+from fastopt.bench import ALGOS, DEEPSPEED_ALGOS, NUMPY_STEPS, NumpyOptimizer, cpu_name, deepspeed_optimizer, interleaved, time_calls
 from fastopt._spec import SPECS
 
 # ---------------------------------------------------------------- algorithms
@@ -128,9 +128,6 @@ def torch_case(torch, algo, sizes, dtype, rng, variant):
     kw = {"fused": True} if variant == "fused" else {"foreach": variant == "foreach"}
     opt = cls(params, **spec["hyper"], **kw)
     return opt.step
-
-
-DEEPSPEED_ALGOS = ("adam", "adamw", "adagrad")  # DeepSpeedCPUAdam (adamw_mode), DeepSpeedCPUAdagrad
 
 
 def deepspeed_case(torch, algo, sizes, dtype, rng):

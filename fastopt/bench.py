@@ -39,8 +39,8 @@ from . import _core, get_num_threads, set_num_threads
 from ._spec import SPECS
 
 __all__ = ["SHAPES", "ALGOS", "NUMPY_STEPS", "numpy_step", "NumpyOptimizer", "NumpyAdam",
-           "deepspeed_optimizer", "cpu_name", "contenders", "interleaved", "time_calls", "measure",
-           "run", "main"]
+           "DEEPSPEED_ALGOS", "deepspeed_optimizer", "cpu_name", "contenders", "interleaved",
+           "time_calls", "measure", "run", "main"]
 
 # name: list of tensor sizes
 SHAPES = {
@@ -81,6 +81,7 @@ ALGOS = _algos()  # every optimizer in fastopt._spec, by lower-case name
 # The ones `python -m fastopt bench` times on its dense 1-D shapes (Muon steps
 # matrices only, SparseAdam row-sparse gradients only).
 BENCH_ALGOS = [a for a in ALGOS if a not in ("muon", "sparseadam")]
+DEEPSPEED_ALGOS = ("adam", "adamw", "adagrad")  # DeepSpeedCPUAdam (adamw_mode), DeepSpeedCPUAdagrad
 
 
 def numpy_step(algo, hyper, dtype):
@@ -187,7 +188,7 @@ def deepspeed_optimizer(algo, params, hyper):
 
         return DeepSpeedCPUAdagrad(params, lr=hyper["lr"], eps=hyper.get("eps", 1e-10),
                                    weight_decay=hyper.get("weight_decay", 0.0))
-    if algo not in ("adam", "adamw"):
+    if algo not in DEEPSPEED_ALGOS:
         raise ValueError(f"DeepSpeed has no CPU {algo}")
     from deepspeed.ops.adam import DeepSpeedCPUAdam
 
@@ -268,7 +269,7 @@ def contenders(algo="adam", with_torch=True):
     from . import torch as fastopt_torch
 
     out["fastopt.torch"] = on_torch(lambda ps: getattr(fastopt_torch, info["cls"])(ps, **hyper))
-    if algo in ("adam", "adamw", "adagrad"):
+    if algo in DEEPSPEED_ALGOS:
         import importlib.util
 
         if importlib.util.find_spec("deepspeed") is not None:

@@ -20,7 +20,7 @@
  * mid-piece is not worth spinning for, hence the bound.
  */
 #if defined(__linux__)
-#define _GNU_SOURCE 1 /* sched_getaffinity, SCHED_BATCH */
+#define _GNU_SOURCE 1 /* sched_getaffinity */
 #endif
 #include <stdlib.h>
 #include <string.h>
@@ -210,16 +210,11 @@ static void *fo_worker_main(void *arg)
 #endif
 {
     const int index = (int)(size_t)arg;  /* workers 0 .. nthreads - 2 take part */
-#if defined(__linux__)
-    /* A batch thread does not preempt the running thread when it is woken.
-     * When all cores are busy (another process holds one), a worker woken
-     * on the caller's core would otherwise push the caller off it at every
-     * step; as a batch thread it waits for a core to come free, and the
-     * caller, who takes pieces too, never waits for it to start. */
-    struct sched_param no_priority;
-    memset(&no_priority, 0, sizeof no_priority);
-    (void)sched_setscheduler(0, SCHED_BATCH, &no_priority);
-#endif
+    /* Workers keep the ordinary scheduling class. As batch threads (which
+     * never preempt the running thread when woken) they waited for a whole
+     * time slice of whatever held the other core: torch's OpenMP threads,
+     * which spin after each op, or another process (BENCHMARKS.md, "The
+     * pool's workers: ordinary threads again"). */
     fo_mutex_lock(&fo_pool.lock);
     unsigned long seen = fo_pool.generation;
     for (;;) {

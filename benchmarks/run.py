@@ -169,7 +169,12 @@ def reference_case(torch, algo, sizes, dtype, rng, foreach=False):
     return run
 
 
-def optax_case(jax, optax, algo, sizes, dtype, rng):
+def optax_case(jax, optax, algo, sizes, dtype, rng, stacked=False):
+    """optax's step under jax.jit: one leaf per tensor, or with `stacked` the
+    equal-sized tensors as rows of one array and the step vmapped over them
+    (each row still its own parameter, with its own state and trust ratio:
+    how JAX code steps a stack of layers, and quick to compile where a jit
+    over thousands of leaves takes many minutes)."""
     import jax.numpy as jnp
     spec = ALGOS[algo]
     h = spec["hyper"]
@@ -186,15 +191,20 @@ def optax_case(jax, optax, algo, sizes, dtype, rng):
         "lars": lambda: optax.lars(h["lr"]),
     }[algo]
     tx = make()
-    params = [jnp.asarray(a) for a in make_arrays(sizes, dtype, rng, 1)[0]]
-    grads = [jnp.asarray(a) for a in make_arrays(sizes, dtype, rng, 1)[0]]
-    state = [tx.init(params)]
-    box = [params]
 
-    @jax.jit
-    def update(params, state, grads):
+    def step(params, state, grads):
         updates, state = tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state
+
+    params, grads = ([jnp.asarray(a) for a in arrays] for arrays in make_arrays(sizes, dtype, rng, 2))
+    if stacked:
+        params, grads = jnp.stack(params), jnp.stack(grads)
+        state = [jax.vmap(tx.init)(params)]
+        update = jax.jit(jax.vmap(step))
+    else:
+        state = [tx.init(params)]
+        update = jax.jit(step)
+    box = [params]
 
     # donate nothing: jax on CPU cannot update in place, which is part of its cost
     def run():
@@ -231,6 +241,8 @@ def available_baselines(args):
         import optax
         jax.config.update("jax_enable_x64", True)
         out.append(("optax jit", lambda a, s, d, r: optax_case(jax, optax, a, s, d, r)))
+        out.append(("optax jit vmap",
+                    lambda a, s, d, r: optax_case(jax, optax, a, s, d, r, stacked=True)))
     except ImportError:
         pass
     return out, torch
@@ -292,10 +304,15 @@ def run_sizes(args, out):
                     continue
                 if name == "DeepSpeed" and algo not in DEEPSPEED_ALGOS:
                     continue
+                stack = len(sizes) > 1 and len(set(sizes)) == 1
+                if name == "optax jit vmap" and not (stack and args.optax != "leaves"):
+                    continue
+                if name == "optax jit" and stack and args.optax == "vmap":
+                    continue
                 threads = thread_counts
                 if name == "numpy":
                     threads = thread_counts[:1]  # single-threaded whatever the setting
-                elif name == "optax jit":
+                elif name.startswith("optax jit"):
                     threads = thread_counts[-1:]  # XLA runs its own pool over all cores
                 cases.append((name, lambda make=make: make(algo, sizes, dtype, rng), threads))
             reference = {}
@@ -680,6 +697,9 @@ def main(argv=None):
     ap.add_argument("--no-numpy", action="store_true")
     ap.add_argument("--no-steps", action="store_true", help="skip the per-size step table")
     ap.add_argument("--no-overhead", action="store_true")
+    ap.add_argument("--optax", default="both", choices=["leaves", "vmap", "both"],
+                    help="on COUNTxN sizes, optax's step over one leaf per tensor, vmapped over "
+                         "the tensors stacked (quick to compile), or both")
     ap.add_argument("--no-isas", action="store_true", help="skip the per-SIMD-path table")
     ap.add_argument("--contention", action="store_true",
                     help="also measure with a competing CPU-bound process (killed afterwards, "

@@ -50,7 +50,8 @@ except ImportError:  # run as `python benchmarks/run.py` from a source tree
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import fastopt
 from fastopt import _core, _probe
-from fastopt.bench import ALGOS, DEEPSPEED_ALGOS, NUMPY_STEPS, NumpyOptimizer, cpu_name, deepspeed_optimizer, interleaved, time_calls
+from fastopt.bench import (ALGOS, DEEPSPEED_ALGOS, NUMPY_STEPS, PAUSE, NumpyOptimizer, cpu_name,
+                           deepspeed_optimizer, interleaved, time_calls)
 from fastopt._spec import SPECS
 
 # ---------------------------------------------------------------- algorithms
@@ -478,9 +479,6 @@ def run_contention(args, out):
     out["contention"] = rows
 
 
-H2H_PAUSE = 0.02  # seconds after each call: OpenMP's spinning threads and fastopt's workers go to sleep
-
-
 def run_head_to_head(args, out):
     """fastopt against torch's fastest path for the algorithm (fused, RMSprop:
     foreach), at all threads, one call each per round in alternation, so that
@@ -502,7 +500,7 @@ def run_head_to_head(args, out):
             variant = "fused" if ALGOS[algo]["fused"] else "foreach"
             mine = fastopt_case(algo, sizes, dtype, rng)
             theirs = torch_case(torch, algo, sizes, dtype, rng, variant)
-            pause = lambda: time.sleep(H2H_PAUSE)  # noqa: E731
+            pause = lambda: time.sleep(PAUSE)  # noqa: E731
             times = interleaved([("fastopt", pause, mine), ("torch", pause, theirs)],
                                 args.budget * 4, args.min_reps * 3, **ROUNDS)
             del mine, theirs
@@ -629,7 +627,7 @@ def markdown(out):
     if out.get("head_to_head"):
         lines.append(f"Head to head (`--head-to-head`): fastopt and torch's fastest path timed in "
                      f"alternation at {out['head_to_head'][0]['threads']} threads, with a "
-                     f"{H2H_PAUSE * 1e3:.0f} ms pause after every call; speed-up = torch time / "
+                     f"{PAUSE * 1e3:.0f} ms pause before every call; speed-up = torch time / "
                      "fastopt time:")
         lines.append("")
         lines.append("| algo | size | fastopt ms, best (median) | torch | torch ms, best (median) | speed-up, best (median) |")

@@ -39,7 +39,7 @@ from . import _core, get_num_threads, set_num_threads
 from ._spec import SPECS
 
 __all__ = ["SHAPES", "ALGOS", "NUMPY_STEPS", "numpy_step", "NumpyOptimizer", "NumpyAdam",
-           "DEEPSPEED_ALGOS", "deepspeed_optimizer", "cpu_name", "contenders", "interleaved",
+           "DEEPSPEED_ALGOS", "PAUSE", "deepspeed_optimizer", "cpu_name", "contenders", "interleaved",
            "time_calls", "measure", "run", "main"]
 
 # name: list of tensor sizes
@@ -52,6 +52,11 @@ SHAPES = {
 HYPER = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)  # Adam's defaults
 NUMPY_STEPS = ("adam", "adamw", "sgd", "adagrad", "rmsprop")  # the algorithms numpy_step writes out
 # What the benchmarks set besides the defaults and lr (the common settings).
+# Seconds of rest before each timed call when contenders take turns. torch's
+# and DeepSpeed's OpenMP threads spin for a few milliseconds after each call,
+# holding the cores the next contender needs: whatever ran right after them was
+# up to 20% slower at 10^7 elements on 2 threads (BENCHMARKS.md).
+PAUSE = 0.02
 SETTINGS = {"AdamW": dict(weight_decay=1e-2), "SGD": dict(momentum=0.9)}
 
 
@@ -321,10 +326,12 @@ def time_calls(fn, budget, min_reps, warmup=2):
     return interleaved([(None, None, fn)], budget, min_reps, warmup, max_rounds=10000)[None]
 
 
-def measure(steps, budget=0.5, min_reps=3):
+def measure(steps, budget=0.5, min_reps=3, pause=PAUSE):
     """Best wall-clock seconds of one call of each function in `steps` (a
-    dict), timed in turns by :func:`interleaved`."""
-    times = interleaved([(name, None, step) for name, step in steps.items()], budget, min_reps)
+    dict), timed in turns by :func:`interleaved`, each after `pause` seconds
+    of rest (so every one starts on idle cores)."""
+    rest = (lambda: time.sleep(pause)) if pause else None
+    times = interleaved([(name, rest, step) for name, step in steps.items()], budget, min_reps)
     return {name: min(t) for name, t in times.items()}
 
 

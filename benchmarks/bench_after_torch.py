@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 import fastopt  # the build on PYTHONPATH
-from fastopt.bench import ALGOS
+from bench_one import stepped_optimizer
 
 
 def main(argv=None):
@@ -29,15 +29,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     fastopt.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
-    count, _, n = args.size.rpartition("x")
-    sizes = [int(float(n))] * int(count or 1)
-    rng = np.random.default_rng(0)
-    params = [rng.standard_normal(k, dtype=np.float32) for k in sizes]
-    grads = [rng.standard_normal(k, dtype=np.float32) for k in sizes]
-    opt = getattr(fastopt, args.optimizer)(params, **ALGOS[args.optimizer.lower()]["hyper"])
+    opt, grads = stepped_optimizer(args.optimizer, args.size)
     a = torch.randn(512, 512)
-    for _ in range(2):  # state allocated and touched, threads started
-        opt.step(grads)
     times = {"after torch": [], "after a step": []}
     for _ in range(args.rounds):
         for case, t in times.items():

@@ -19,6 +19,21 @@ import fastopt  # the build on PYTHONPATH
 from fastopt.bench import ALGOS
 
 
+def stepped_optimizer(name, size):
+    """fastopt.`name` over float32 tensors of `size` (N or COUNTxN), with
+    ALGOS' hyperparameters, stepped twice (state allocated and touched,
+    threads started): (optimizer, gradients)."""
+    count, _, n = size.rpartition("x")
+    sizes = [int(float(n))] * int(count or 1)
+    rng = np.random.default_rng(0)
+    params = [rng.standard_normal(k, dtype=np.float32) for k in sizes]
+    grads = [rng.standard_normal(k, dtype=np.float32) for k in sizes]
+    opt = getattr(fastopt, name)(params, **ALGOS[name.lower()]["hyper"])
+    for _ in range(2):
+        opt.step(grads)
+    return opt, grads
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("optimizer", help="a fastopt class name: Adam, SGD, ...")
@@ -28,14 +43,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.threads:
         fastopt.set_num_threads(args.threads)
-    count, _, n = args.size.rpartition("x")
-    sizes = [int(float(n))] * int(count or 1)
-    rng = np.random.default_rng(0)
-    params = [rng.standard_normal(k, dtype=np.float32) for k in sizes]
-    grads = [rng.standard_normal(k, dtype=np.float32) for k in sizes]
-    opt = getattr(fastopt, args.optimizer)(params, **ALGOS[args.optimizer.lower()]["hyper"])
-    for _ in range(2):  # state allocated and touched, threads started
-        opt.step(grads)
+    opt, grads = stepped_optimizer(args.optimizer, args.size)
     times = []
     for _ in range(args.steps):
         t = time.perf_counter()

@@ -214,7 +214,7 @@ static void *fo_worker_main(void *arg)
      * never preempt the running thread when woken) they waited for a whole
      * time slice of whatever held the other core: torch's OpenMP threads,
      * which spin after each op, or another process (BENCHMARKS.md, "The
-     * pool's workers: ordinary threads again"). */
+     * pool's workers: ordinary threads, not batch threads"). */
     fo_mutex_lock(&fo_pool.lock);
     unsigned long seen = fo_pool.generation;
     for (;;) {

@@ -51,12 +51,12 @@ SHAPES = {
 }
 HYPER = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)  # Adam's defaults
 NUMPY_STEPS = ("adam", "adamw", "sgd", "adagrad", "rmsprop")  # the algorithms numpy_step writes out
-# What the benchmarks set besides the defaults and lr (the common settings).
 # Seconds of rest before each timed call when contenders take turns. torch's
 # and DeepSpeed's OpenMP threads spin for a few milliseconds after each call,
 # holding the cores the next contender needs: whatever ran right after them was
 # up to 20% slower at 10^7 elements on 2 threads (BENCHMARKS.md).
 PAUSE = 0.02
+# What the benchmarks set besides the defaults and lr (the common settings).
 SETTINGS = {"AdamW": dict(weight_decay=1e-2), "SGD": dict(momentum=0.9)}
 
 

@@ -217,7 +217,7 @@ def test_workers_run_in_the_ordinary_scheduling_class(threads):
             try:
                 with open(f"/proc/self/task/{tid}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
-            except FileNotFoundError:  # a thread another test started has just ended
+            except (FileNotFoundError, ProcessLookupError):  # a thread that has just ended
                 continue
             found[int(tid)] = int(fields[38])  # field 41, "policy"; the split starts at field 3
         return found

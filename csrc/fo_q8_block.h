@@ -92,9 +92,11 @@ static inline void fo_q8_code_lanes(uint8_t *codes, const float *x, float most, 
     const __m256i up = _mm256_and_si256(has, _mm256_blendv_epi8(_mm256_cmpgt_epi32(low, mid),
                                                                 _mm256_cmpgt_epi32(mid, low), negative));
     const __m256i j = _mm256_sub_epi32(_mm256_and_si256(e, _mm256_set1_epi32(0xFF)), up);  /* true: -1 */
-    uint32_t b[8];
-    _mm256_storeu_si256((__m256i *)b, j);
-    for (int k = 0; k < 8; k++) codes[k] = (uint8_t)b[k];
+    /* codes 0..255, so the saturating packs keep them: j0..3 and j4..7 as the
+     * first 4 bytes of each 128-bit half */
+    const __m256i bytes = _mm256_packus_epi16(_mm256_packus_epi32(j, j), _mm256_setzero_si256());
+    _mm_storel_epi64((__m128i *)codes, _mm_unpacklo_epi32(_mm256_castsi256_si128(bytes),
+                                                         _mm256_extracti128_si256(bytes, 1)));
 }
 #endif
 

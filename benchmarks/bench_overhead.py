@@ -38,7 +38,7 @@ import tempfile  # noqa: E402
 import numpy as np  # noqa: E402
 
 import fastopt  # noqa: E402
-from benchmarks.run import ALGOS, interleaved, parse_size  # noqa: E402
+from benchmarks.run import ALGOS, _train, interleaved, parse_size  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASES = (("Adam", {}), ("SGD", {"momentum": 0.9}))
@@ -72,6 +72,7 @@ def step_case(module, cls, hyper, sizes, rng):
     params = [rng.standard_normal(n).astype(np.float32) for n in sizes]
     grads = [(1e-3 * rng.standard_normal(n)).astype(np.float32) for n in sizes]
     opt = getattr(module, cls)(params, lr=1e-3, **hyper)
+    _train(opt)
     return lambda: opt.step(grads)
 
 
@@ -100,7 +101,7 @@ def per_tensor(builds, budget, rounds, cache=None):
     return out
 
 
-def bandwidth_fractions(builds, labels, budget, rounds):
+def bandwidth_fractions(builds, labels, algos, budget, rounds):
     """Per size, optimizer and build: the step's bytes per second over the in-place
     probe's (12 bytes per element), best times, the probe timed in the same rounds."""
     from fastopt import _probe
@@ -111,7 +112,8 @@ def bandwidth_fractions(builds, labels, budget, rounds):
         sizes = parse_size(label)
         total = sum(sizes)
         pa, pb = np.ones(total, np.float32), np.ones(total, np.float32)
-        for algo, spec in ALGOS.items():
+        for algo in algos:
+            spec = ALGOS[algo]
             entries = [(("probe",), lambda: None,
                         lambda: _probe.bandwidth_probe("rmw", pa, pb, None, 0.0))]
             for name, module in builds:
@@ -154,6 +156,8 @@ def main():
                              "32 MiB write (cold); by default, only the other cases")
     parser.add_argument("--sizes", action="store_true",
                         help="also the fraction of the bandwidth probe at 1e7 and 2000x5000")
+    parser.add_argument("--algos", default="sgd,adam,adamw,adagrad,rmsprop",
+                        help="the optimizers of --sizes (comma-separated keys of fastopt.bench.ALGOS)")
     parser.add_argument("--size-budget", type=float, default=3.0, help="seconds per size and optimizer")
     parser.add_argument("--after-torch", action="store_true",
                         help="first run torch's fused Adam over 2,000 tensors of 5,000, as a "
@@ -183,9 +187,10 @@ def main():
         if args.sizes:
             print("fraction of the in-place bandwidth probe (best times, interleaved with it)")
             print(f"{'size':>10} {'optimizer':>10} " + " ".join(f"{n:>9}" for n, _ in builds))
-            fractions = bandwidth_fractions(builds, ["1e7", "2000x5000"], args.size_budget, 10)
+            fractions = bandwidth_fractions(builds, ["1e7", "2000x5000"], args.algos.split(","),
+                                            args.size_budget, 10)
             for label in ("1e7", "2000x5000"):
-                for algo in ALGOS:
+                for algo in args.algos.split(","):
                     cells = [fractions.get((label, algo, n)) for n, _ in builds]
                     print(f"{label:>10} {algo:>10} " + " ".join(
                         f"{100 * c:>8.1f}%" if c is not None else f"{'-':>9}" for c in cells))

@@ -10,6 +10,7 @@ import pytest
 import fastopt
 from conftest import (BY_NAME, OPTIMIZERS, assert_bitwise, assert_close, assert_unchanged,
                       make_params, snapshot)
+from fastopt import reference
 from fastopt.reference import ReferenceOptimizer
 
 
@@ -289,6 +290,36 @@ def test_state_buffers_sit_together(opt, rng):
         fresh = getattr(fastopt, opt)([np.zeros(3)], initial_accumulator_value=0.25)
         fresh.step([np.zeros(3)])
         np.testing.assert_array_equal(fresh.state[0]["sum"], 0.25)
+
+
+@pytest.mark.parametrize("offset", [0, 16, 48, 2048, 4032])
+def test_large_state_buffers_start_half_a_page_from_their_parameter(offset, rng):
+    """A state buffer of 256 KiB or more starts 2 KiB (after its parameter's
+    offset rounded up to 64 bytes) from where its parameter starts in a 4 KiB
+    page, wherever the parameter sits; smaller ones keep sitting together.
+    Each is still a zero-filled buffer of its own, and the step is the same."""
+    n = 1 << 16  # float32: 256 KiB
+    raw = np.zeros(4 * n + 8192, np.uint8)
+    start = -raw.ctypes.data % 4096 + offset
+    big = raw[start:start + 4 * n].view(np.float32)
+    big[:] = rng.standard_normal(n).astype(np.float32)
+    small = rng.standard_normal(10).astype(np.float32)
+    params = [big, small, big.copy()]
+    grads = [rng.standard_normal(p.shape).astype(np.float32) for p in params]
+    ref = [p.astype(np.float64) for p in params]
+    o = fastopt.Adam(params, lr=0.1)
+    o.step(grads)
+    for i in (0, 2):
+        want = ((params[i].ctypes.data + 63) // 64 * 64 + 2048) % 4096
+        for name in ("exp_avg", "exp_avg_sq"):
+            buf = o.state[i][name]
+            assert buf.ctypes.data % 4096 == want and buf.ctypes.data % 64 == 0
+    spans = [(o.state[i][k].ctypes.data, o.state[i][k].ctypes.data + o.state[i][k].nbytes)
+             for i in range(3) for k in ("exp_avg", "exp_avg_sq")]
+    assert all(a1 <= b0 or b1 <= a0 for j, (a0, a1) in enumerate(spans) for b0, b1 in spans[:j])
+    for p, r, g in zip(params, ref, grads):
+        want, _ = reference.adam(r, g.astype(np.float64), {}, 1, lr=0.1)
+        np.testing.assert_allclose(p, want, rtol=0, atol=1e-6)
 
 
 def test_show_config(capsys):

@@ -1,9 +1,9 @@
 """The plain fused C loop (benchmarks/c_loop.c) as an optimizer over NumPy arrays.
 
 The loop is compiled at first use with the system's C compiler (``$CC``, else
-``cc``), ``-O3 -march=native -fno-math-errno -fopenmp`` (without errno, sqrtf vectorises): the best a plain loop gets on this
-machine, which is what fastopt's portable, runtime-dispatched build is held
-to. It is a benchmark's yardstick only, never part of fastopt.
+``cc``), ``-O3 -march=native -fno-math-errno -fopenmp`` (without errno, sqrtf
+vectorises): the best a plain loop gets on this machine, which is what
+fastopt's portable, runtime-dispatched build is held to. It is a benchmark's yardstick only, never part of fastopt.
 """
 import ctypes
 import hashlib
@@ -56,8 +56,8 @@ def _pointers(arrays):
 
 class CLoopOptimizer:
     """`algo` (one of ALGOS) with torch's hyperparameter names and defaults over
-    float32 `params` (contiguous 1-D arrays, updated in place); ``step(grads)``
-    takes the same arrays each time (their addresses are read once)."""
+    float32 `params` (contiguous 1-D arrays, updated in place) from `grads`;
+    ``step()`` steps them (their addresses are read once, here)."""
 
     def __init__(self, algo, params, grads, **hyper):
         if algo not in ALGOS:
@@ -68,17 +68,14 @@ class CLoopOptimizer:
         self.lib, self.algo, self.hyper, self.t = library(), algo, hyper, 0
         self.state = [[np.zeros_like(p) for p in params]
                       for _ in range(2 if algo in ("adam", "adamw") else 1)]
-        self.count = len(params)
+        self.keep = (params, grads)  # alive while their addresses are used
+        self.pointers = [_pointers(a) for a in (params, grads, *self.state)]
         self.sizes = np.array([p.size for p in params], np.int64)
-        self.keep = (params, grads)
-        self.p, self.g = _pointers(params), _pointers(grads)
-        self.s = [_pointers(s) for s in self.state]
+        self.arrays = (len(params), *(a.ctypes.data for a in self.pointers), self.sizes.ctypes.data)
 
     def step(self):
         self.t += 1
-        h, lib = self.hyper, self.lib
-        args = (self.count, self.p.ctypes.data, self.g.ctypes.data,
-                *(s.ctypes.data for s in self.s), self.sizes.ctypes.data)
+        h, lib, args = self.hyper, self.lib, self.arrays
         if self.algo in ("adam", "adamw"):
             b1, b2 = h.get("betas", (0.9, 0.999))
             wd = h.get("weight_decay", 0.01 if self.algo == "adamw" else 0.0)

@@ -931,8 +931,7 @@ def _state_buffers(params, value, shapes, dtypes):
     by side keeps a step over many small tensors fast wherever the heap put
     the parameters themselves (see BENCHMARKS.md). A buffer of _PAGE_PLACED
     bytes or more starts half a 4 KiB page away from its parameter's offset
-    in a page: a step stores each stream just behind where it loads the
-    others, and a store 48-128 bytes past a load's place in the page stalls
+    in a page: a store a few dozen bytes past a load's place in the page stalls
     that load as if the two met (4K aliasing), which cost Adam 15-20% from
     memory when the state sat 48 bytes past NumPy's parameters."""
     if not params:

@@ -2,7 +2,9 @@
 fastopt and torch's fused optimizers, in one run.
 
 SGD (momentum 0.9) and Adam over 1,000 float32 tensors of 10 and 2,000 of
-5,000 (gradients kept between steps), 1 thread, every case timed in
+5,000, 1 thread, the gradients kept between steps or (``--gradients new``)
+new tensor objects before each step, as backward() after zero_grad() makes
+them (views of the same memory, so that only the objects are new), every case timed in
 alternation with the others (one call each per round), best times. The
 baseline is another checkout of fastopt built in place (``--baseline DIR``),
 loaded as ``fastopt_base`` next to this one.
@@ -31,17 +33,25 @@ CASES = (("SGD", {"momentum": 0.9}), ("Adam", {}))
 SHAPES = ((1000, 10), (2000, 5000))
 
 
-def optimizer(cls, count, size, hyper):
+def optimizer(cls, count, size, hyper, new_grads):
+    """(prepare, step): `prepare` None, or giving each parameter a new gradient tensor."""
     params = [torch.nn.Parameter(torch.randn(size)) for _ in range(count)]
-    for p in params:
-        p.grad = 1e-3 * torch.randn(size)
-    return cls(params, lr=1e-3, **hyper)
+    grads = [1e-3 * torch.randn(size) for _ in params]
+    for p, g in zip(params, grads):
+        p.grad = g
+
+    def renew():
+        for p, g in zip(params, grads):
+            p.grad = g.view_as(g)
+    return (renew if new_grads else None), cls(params, lr=1e-3, **hyper).step
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", help="a fastopt checkout built in place")
     parser.add_argument("--budget", type=float, default=20.0, help="seconds per shape")
+    parser.add_argument("--gradients", choices=("kept", "new"), default="kept",
+                        help="the same gradient tensors at every step, or new ones")
     args = parser.parse_args()
     torch.set_num_threads(1)
     builds = [("this", fastopt.torch)]
@@ -52,17 +62,19 @@ def main():
             builds.append(("baseline", importlib.import_module("fastopt_base.torch")))
         info = machine_info()
         print(f"fastopt {fastopt.__version__} ({info['simd']} path), {info['cpu']}, torch "
-              f"{torch.__version__}, 1 thread; load average {os.getloadavg()[0]:.1f}")
+              f"{torch.__version__}, 1 thread, gradients {args.gradients}; load average "
+              f"{os.getloadavg()[0]:.1f}")
         print(f"{'shape':>10} {'optimizer':>9} {'case':>12} {'best us':>9} {'ns/param':>9} "
               f"{'torch fused / it':>17}")
         for count, size in SHAPES:
             entries = []
             for cls, hyper in CASES:
+                new = args.gradients == "new"
                 for name, module in builds:
-                    opt = optimizer(getattr(module, cls), count, size, hyper)
-                    entries.append(((cls, name), None, opt.step))
-                opt = optimizer(getattr(torch.optim, cls), count, size, dict(hyper, fused=True))
-                entries.append(((cls, "torch fused"), None, opt.step))
+                    entries.append(((cls, name), *optimizer(getattr(module, cls), count, size,
+                                                            hyper, new)))
+                entries.append(((cls, "torch fused"), *optimizer(
+                    getattr(torch.optim, cls), count, size, dict(hyper, fused=True), new)))
             times = interleaved(entries, args.budget, 10, warmup=2)
             for cls, _ in CASES:
                 ref = min(times[(cls, "torch fused")])

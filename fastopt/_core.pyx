@@ -72,9 +72,19 @@ cdef extern from *:
         for (int k = 0; k < s->nd && k < FO_SHAPE_DIMS; k++) s->dims[k] = PyArray_DIMS(p)[k];
     }
 
+    /* 1 when param, the engine's array of item it, is as the engine took it:
+     * at it->param, writeable, C-contiguous and aligned, of its type. */
+    static inline int fo_param_fits(PyObject *param, const fo_item *it, const fo_shape *shape)
+    {
+        PyArrayObject *p = (PyArrayObject *)param;
+        const int layout = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_WRITEABLE;
+        if ((PyArray_FLAGS(p) & layout) != layout || PyArray_DATA(p) != it->param) return 0;
+        PyObject *d = fo_descr[it->dtype];
+        return (d && (PyObject *)PyArray_DESCR(p) == d) || fo_native(p, shape->type);
+    }
+
     /* 1 when grad (an exact ndarray) can be read as the gradient of param as
-     * the engine holds it (item, shape): param still at item->param,
-     * writeable, C-contiguous and aligned, of the type it had; grad
+     * the engine holds it (item, shape): param as fo_param_fits() says; grad
      * C-contiguous, aligned, of that dtype and of the parameter's shape,
      * item->n elements. */
     static inline int fo_grad_fits(PyObject *grad, PyObject *param, const fo_item *it,
@@ -82,13 +92,9 @@ cdef extern from *:
     {
         PyArrayObject *g = (PyArrayObject *)grad, *p = (PyArrayObject *)param;
         const int layout = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED;
-        if ((PyArray_FLAGS(g) & layout) != layout) return 0;
-        if ((PyArray_FLAGS(p) & (layout | NPY_ARRAY_WRITEABLE)) != (layout | NPY_ARRAY_WRITEABLE)) return 0;
-        if (PyArray_DATA(p) != it->param) return 0;
+        if ((PyArray_FLAGS(g) & layout) != layout || !fo_param_fits(param, it, shape)) return 0;
         PyObject *d = fo_descr[it->dtype];
-        if (!d || (PyObject *)PyArray_DESCR(g) != d || (PyObject *)PyArray_DESCR(p) != d) {
-            if (!fo_native(g, shape->type) || !fo_native(p, shape->type)) return 0;
-        }
+        if (!(d && (PyObject *)PyArray_DESCR(g) == d) && !fo_native(g, shape->type)) return 0;
         const int nd = PyArray_NDIM(g);
         if (nd != shape->nd) return 0;
         const npy_intp *a = PyArray_DIMS(g);
@@ -135,6 +141,7 @@ cdef extern from *:
         int type
         cnp.npy_intp dims[4]  # FO_SHAPE_DIMS
     void fo_record_shape(fo_shape *s, PyObject *param) noexcept
+    bint fo_param_fits(PyObject *param, const fo_item *it, const fo_shape *shape) noexcept
     bint fo_grad_fits(PyObject *grad, PyObject *param, const fo_item *it,
                       const fo_shape *shape) noexcept
     void fo_prefetch_arrays(PyObject *grad, PyObject *param) noexcept
@@ -306,8 +313,12 @@ cdef int state16_code(int code) noexcept:
     return FO_F16 if code == FO_F16 else -1
 
 
+cdef size_t item_bytes_each(const fo_item *it) noexcept:
+    return 8 if it.dtype == FO_F64 else (4 if it.dtype == FO_F32 else 2)
+
+
 cdef size_t item_bytes(const fo_item *it) noexcept:
-    return it.n * (8 if it.dtype == FO_F64 else (4 if it.dtype == FO_F32 else 2))
+    return it.n * item_bytes_each(it)
 
 
 def state_dtype(array, raw_bf16=False):
@@ -1320,12 +1331,22 @@ cdef class Engine:
         the hyperparameters need and a parameter lacks raises MissingState
         (a ValueError), with nothing written.
         """
-        cdef const fo_table *table = table_by_name(isa)
         # Everything that may run Python code (__array__, __float__) happens
         # before the engine is marked busy and its pointers are read. A tuple
         # is taken as gradient_arrays() made it: anything in it but an
         # ndarray or None is a TypeError.
         cdef tuple gs = grads if type(grads) is tuple else gradient_arrays(grads, self._names)
+        return self._checked_step(gs, hypers, skip_nonfinite, isa, False)
+
+    def step_at(self, tuple grads, hypers):
+        """step(), where a gradient may also be an int: the address of memory
+        laid out as its parameter (same dtype, shape and strides), which the
+        caller has checked and keeps alive through the call (fastopt.torch:
+        a tensor's data_ptr()). ndarrays and None are taken as by step()."""
+        return self._checked_step(grads, hypers, False, None, True)
+
+    cdef object _checked_step(self, tuple gs, hypers, bint skip_nonfinite, isa, bint addresses):
+        cdef const fo_table *table = table_by_name(isa)
         if len(gs) != self.n:
             raise ValueError(f"expected {self.n} gradients (one per parameter), got {len(gs)}")
         cdef Hypers h = hypers if type(hypers) is Hypers else Hypers(self.algo_name, hypers)
@@ -1335,15 +1356,16 @@ cdef class Engine:
             raise RuntimeError("the engine is already running a step")
         self.busy = fork_epoch
         try:
-            return self._step(gs, h, table, skip_nonfinite)
+            return self._step(gs, h, table, skip_nonfinite, addresses)
         finally:
             self.busy = 0
 
-    cdef object _step(self, tuple grads, Hypers hypers, const fo_table *table, bint skip_nonfinite):
+    cdef object _step(self, tuple grads, Hypers hypers, const fo_table *table, bint skip_nonfinite,
+                      bint addresses):
         if self.written_stale:
             self.index_written()
         try:
-            self.take_grads(grads, hypers)
+            self.take_grads(grads, hypers, addresses)
             return self._run_step(hypers, table, skip_nonfinite)
         finally:
             self.dense_again()
@@ -1430,11 +1452,12 @@ cdef class Engine:
             np.copyto(buf, _newton_schulz.orthogonalize(buf, coefficients, steps, eps),
                       casting="unsafe")
 
-    cdef int take_grads(self, tuple grads, Hypers hypers) except -1:
+    cdef int take_grads(self, tuple grads, Hypers hypers, bint addresses) except -1:
         """Point each item at its gradient (NULL for None), each checked first
         as the parameter's gradient (fo_grad_fits: the common case in C,
-        without a Python object made) and as not meeting the memory the step
-        writes. Raises before any pointer is used."""
+        without a Python object made; with `addresses`, an int as step_at()
+        says, once its parameter fits and it is aligned) and as not meeting
+        the memory the step writes. Raises before any pointer is used."""
         cdef Py_ssize_t i, owner
         cdef PyObject *o
         cdef PyObject **params = (<PyListObject *>self._params).ob_item
@@ -1452,10 +1475,19 @@ cdef class Engine:
             if o.ob_type == <PyTypeObject *>RowSparse:
                 self.take_sparse(i, <object>o, hypers)
                 continue
-            if o.ob_type != ndarray_type or not fo_grad_fits(o, params[i], &self.items[i],
-                                                              &self.shapes[i]):
-                self.refuse_grad(i, <object>o)
-            lo = <uintptr_t>fo_array_data(o)
+            if addresses and o.ob_type == <PyTypeObject *>int:
+                lo = <uintptr_t>(<object>o)
+                if (not fo_param_fits(params[i], &self.items[i], &self.shapes[i])
+                        or lo % item_bytes_each(&self.items[i])
+                        or (lo == 0 and self.items[i].n)):
+                    self.refuse_grad(i, <object>o)
+                if lo == 0:  # empty (torch's null data_ptr()): not read, but NULL means no gradient
+                    lo = <uintptr_t>fo_array_data(params[i])
+            else:
+                if o.ob_type != ndarray_type or not fo_grad_fits(o, params[i], &self.items[i],
+                                                                  &self.shapes[i]):
+                    self.refuse_grad(i, <object>o)
+                lo = <uintptr_t>fo_array_data(o)
             hi = lo + <uintptr_t>item_bytes(&self.items[i])
             # Whether [lo, hi) meets the written memory depends on nothing else,
             # so a range found clear at an earlier step (same `written`) is clear.
@@ -1541,7 +1573,7 @@ cdef class Engine:
         cdef cnp.ndarray p = <cnp.ndarray>self._params[i]
         if not cnp.PyArray_ISWRITEABLE(p):
             raise ValueError(f"{what} is read-only")
-        if not cnp.PyArray_CheckExact(obj):
+        if type(obj) is not int and not cnp.PyArray_CheckExact(obj):
             raise TypeError(f"gradient of {what} must be a numpy array, got {type(obj).__name__}")
         if (cnp.PyArray_DATA(p) != self.items[i].param
                 or param_code(p, self.raw_bf16) != self.items[i].dtype
@@ -1549,6 +1581,9 @@ cdef class Engine:
                 or not cnp.PyArray_IS_C_CONTIGUOUS(p) or not cnp.PyArray_ISALIGNED(p)):
             raise ValueError(f"{what} was changed in place since the optimizer took it (its "
                              "memory, dtype, size or layout): build the optimizer again")
+        if type(obj) is int:
+            raise ValueError(f"gradient of {what} is at address {obj:#x}, which is null or not "
+                             f"aligned for its {item_bytes_each(&self.items[i])}-byte elements")
         as_grad_array(obj, p, f"gradient of {what}")  # against p's shape now
         raise ValueError(f"gradient of {what} has shape {(<object>obj).shape}, but the parameter "
                          f"had shape {self.shape_of(i)} when the optimizer took it")

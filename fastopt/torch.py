@@ -53,7 +53,6 @@ released while the C core runs).
 import math
 import operator
 import sys
-import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -114,15 +113,12 @@ def _c_scalar(value, key, where):
 
 
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
+_PLAIN_TYPES = frozenset(_PLAIN)
 # unbound accessors, for C-level map() over lists of plain tensors at every step
 _GRAD = operator.attrgetter("grad")
-_VERSION = operator.attrgetter("_version")
 _DATA_PTR = torch.Tensor.data_ptr
 _LAYOUT = operator.attrgetter("shape", "dtype")  # `.data =` can change these, and strides,
 _STRIDE = torch.Tensor.stride                     # at the same address and version
-_NUMPY = torch.Tensor.numpy
-_DETACH = torch.Tensor.detach
-_CALL = weakref.ref.__call__  # (operator.call is 3.11+)
 
 
 def _local(t):
@@ -478,10 +474,11 @@ class _Stepper:
         plan = self._fo_plan
         if plan is not None:
             try:
-                grads = plan.current_grads(self)
+                current = plan.current_grads(self)
             except (TypeError, ValueError, RuntimeError, AttributeError, LookupError):
-                grads = None  # not what the plan was made for: the checked path says why
-            if grads is not None:
+                current = None  # not what the plan was made for: the checked path says why
+            if current is not None:
+                held, grads = current  # held: the tensors at the addresses in grads, kept alive
                 try:
                     # a state buffer that new hyperparameters need and the plan
                     # lacks is a MissingState (ValueError): the checked path creates it
@@ -616,10 +613,9 @@ class _Plan:
         self.ptrs = [_local(p).data_ptr() for p in self.params]
         self.flat = [not _local(p).is_contiguous() for p in self.params]
         self.bf16 = any(p.dtype == torch.bfloat16 for p in self.params)  # grads need _numpy
-        # parameters whose gradient the engine cannot read as it is
+        # parameters whose gradient is not in their memory order (the engine reads a copy)
         self.fix = [k for k, p in enumerate(self.params)
-                    if self.flat[k] or (not p.grad.is_sparse
-                                        and not _same_layout(_local(p.grad), _local(p)))]
+                    if not p.grad.is_sparse and not _same_layout(_local(p.grad), _local(p))]
         entries, bufsets, started = [], [], []
         index_of = {id(p): i for i, p in enumerate(everything)}
         for p, gi in active:
@@ -692,8 +688,10 @@ class _Plan:
         # plain tensors (no DTensor): the checks at each step are C-level map() calls
         self.plain = all(type(t) in _PLAIN for t in self.params) and \
             all(type(state[key]) in _PLAIN for state, key in self.where)
-        # the last gradients seen: (key, weak references, None), then (key, tensors, views)
-        self.grads = None
+        if self.plain and self.sparse is None:  # what current_grads() finds at each step
+            grads = [p.grad for p in self.params]
+            self.grad_layouts = list(map(_LAYOUT, grads))
+            self.grad_strides = list(map(_STRIDE, grads))
         self.engine = _core.Engine(
             spec.algo, [_array(p, flat) for p, flat in zip(self.params, self.flat)],
             [tuple(None if b is None else _array(b, flat) for b in bufs)
@@ -703,17 +701,19 @@ class _Plan:
         self.engine.set_counters(started=started)
 
     def current_grads(self, opt):
-        """The gradients as the engine reads them, or None when the plan no longer fits
-        (other parameters, groups or gradients, other memory, other state tensors).
+        """(tensors, grads): the gradients as the engine reads them (``grads``,
+        for Engine.step_at) and what keeps their memory alive meanwhile, or
+        None when the plan no longer fits (other parameters, groups or
+        gradients, other memory, other state tensors).
 
         This runs at every step: each check is a C-level map() over a whole
         list. Comparing ids is comparing objects because the plan keeps every
-        object it compares alive (the params, the state's keys and entries),
-        or holds a weak reference to it (the last gradients). A gradient's
-        NumPy view (of a detached alias, which keeps the memory it reads) is
-        reused while the gradient is the same tensor at the same version,
-        address, shape, dtype and strides (set_(), resize_() and in-place edits
-        bump ``_version``; ``.data =`` keeps it, and may keep the address too).
+        object it compares alive (the params, the state's keys and entries).
+        A plain gradient is handed over as its address once it has the type,
+        shape, dtype and strides the plan was made for (``.data =``, set_()
+        and resize_() can change the last three in place); its device is its
+        parameter's, which torch's ``grad`` setter, ``.data =`` and set_()
+        enforce.
         """
         state, groups = opt.state, opt.param_groups
         if (state is not self.state or len(state) != len(self.items)
@@ -722,28 +722,16 @@ class _Plan:
                 or list(map(id, state)) != self.item_ids[0]
                 or list(map(id, state.values())) != self.item_ids[1]):
             return None
-        if not self.plain:
-            return self._current_grads_local()
+        if not self.plain or self.sparse is not None:
+            grads = self._current_grads_local()
+            return None if grads is None else (None, tuple(grads))
         params = self.params
         tensors = list(map(_GRAD, params))
-        ids = list(map(id, tensors))
-        try:
-            key = (ids, list(map(_VERSION, tensors)), list(map(_DATA_PTR, tensors)),
-                   list(map(_LAYOUT, tensors)), list(map(_STRIDE, tensors)))
-        except (AttributeError, TypeError):  # a gradient is None now
+        if (not set(map(type, tensors)) <= _PLAIN_TYPES  # None too: a gradient is gone
+                or list(map(_LAYOUT, tensors)) != self.grad_layouts
+                or list(map(_STRIDE, tensors)) != self.grad_strides):
             return None
-        cache = self.grads
-        if cache is not None and key == cache[0] and (
-                cache[2] is not None or list(map(id, map(_CALL, cache[1]))) == ids):
-            # the same tensors as at the last step (kept, or weakly referenced and
-            # alive: equal ids are the same objects), now worth keeping with their views
-            if cache[2] is None:  # views of detached tensors: they keep the memory they read
-                self.grads = (key, tensors, self._views(list(map(_DETACH, tensors))))
-            grads = self.grads[2]
-        else:
-            grads = self._views(tensors)
-            # weakly: gradients set to None between steps are freed as without fastopt
-            self.grads = (key, list(map(weakref.ref, tensors)), None)
+        grads = list(map(_DATA_PTR, tensors))
         if list(map(_DATA_PTR, params)) != self.ptrs:
             return None
         for g in map(_GRAD, self.idle):
@@ -752,15 +740,9 @@ class _Plan:
         if list(map(_DATA_PTR, map(dict.__getitem__, self.where_dicts, self.where_keys))) \
                 != self.state_ptrs:
             return None  # replaced, or set_() to other memory
-        if self.fix:
-            grads = list(grads)
-            for k in self.fix:
-                p = params[k]
-                grads[k] = _grad_array(p.grad, p, self.flat[k])
-        return tuple(grads)
-
-    def _views(self, tensors):
-        return list(map(_numpy, tensors)) if self.bf16 else list(map(_NUMPY, tensors))
+        for k in self.fix:  # in another layout than its parameter: a copy in the parameter's
+            grads[k] = _grad_array(tensors[k], params[k], self.flat[k])
+        return tensors, tuple(grads)
 
     def _current_grads_local(self):
         """current_grads for DTensor plans: each tensor through its local shard."""
@@ -790,7 +772,7 @@ class _Plan:
 
     def checked_grads(self):
         """The gradients as the engine reads them (after _Stepper._fo_check)."""
-        return [_grad_array(p.grad.detach(), p, flat) for p, flat in zip(self.params, self.flat)]
+        return tuple(_grad_array(p.grad.detach(), p, flat) for p, flat in zip(self.params, self.flat))
 
     def run(self, grads, hypers):
         """One step. torch's ``state["step"]`` tensors are the visible truth,
@@ -804,7 +786,7 @@ class _Plan:
             engine.set_counters(steps=self.step_views)
         if self.scalar_views:
             engine.load_scalars(self.scalar_views)
-        engine.step(grads, hypers)
+        engine.step_at(grads, hypers)
         if self.int_steps is not None:
             for state, count in zip(self.int_steps, engine.counters()[0].tolist()):
                 state["step"] = count

@@ -1,6 +1,6 @@
-"""fastopt.torch's prepared step reuses a gradient's NumPy view while the
-gradient is the same tensor at the same version and address: every change
-between steps (a new gradient, set_(), resize_(), .data =, an edit in
+"""fastopt.torch's prepared step hands each gradient to the engine by address
+while it has the type, shape, dtype and strides the plan was made for: every
+change between steps (a new gradient, set_(), resize_(), .data =, an edit in
 place, a new parameter dtype) is still followed, or refused, as torch does."""
 import gc
 import weakref
@@ -9,6 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 import fastopt.torch as fot  # noqa: E402
+from conftest import run_isolated  # noqa: E402
 
 
 def twins(steps=3):
@@ -93,3 +94,62 @@ def test_gradients_set_to_none_are_freed():
         opt.zero_grad()
         gc.collect()
         assert gone() is None
+
+
+def test_new_gradient_tensors_keep_the_prepared_step():
+    # backward() after zero_grad() makes new gradient tensors at every step: the
+    # plan takes them by address (the checked path would build a new plan each time)
+    ours, opt, theirs, ref = twins()
+    plan = opt._fo_plan
+    for k in range(3):
+        for p in (ours, theirs):
+            p.grad = torch.full((4, 3), 0.5 - k, dtype=torch.float64)
+        both(opt, ref)
+        assert opt._fo_plan is plan
+    same(ours, theirs)
+
+
+def test_a_gradient_of_a_tensor_subclass_is_taken_by_the_checked_path():
+    # a subclass can answer data_ptr() with anything (__torch_function__): it is
+    # not handed over as an address (in a process of its own: a wrong one crashes)
+    out = run_isolated("""
+        import torch, fastopt.torch as fot
+
+        class Shifted(torch.Tensor):
+            @classmethod
+            def __torch_function__(cls, func, types, args=(), kwargs=None):
+                if func is torch.Tensor.data_ptr:
+                    return 64
+                return super().__torch_function__(func, types, args, kwargs or {})
+
+        ours, theirs = (torch.nn.Parameter(torch.zeros(4, 3, dtype=torch.float64)) for _ in range(2))
+        opt, ref = fot.SGD([ours], lr=0.1), torch.optim.SGD([theirs], lr=0.1)
+        for k in range(3):
+            grad = torch.full((4, 3), 2.0 + k, dtype=torch.float64)
+            ours.grad, theirs.grad = (grad.as_subclass(Shifted) if k else grad), grad.clone()
+            opt.step()
+            ref.step()
+        assert torch.equal(ours.detach(), theirs.detach())
+        print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
+def test_the_engine_checks_each_address_it_is_given():
+    import numpy as np
+    from fastopt import _core
+    p = np.zeros(4)
+    engine = _core.Engine("sgd", [p], [(None, None, None)], [0], [0])
+    g = np.full(4, 2.0)
+    engine.step_at((g.ctypes.data,), [{"lr": 0.5}])
+    engine.step_at((g,), [{"lr": 0.5}])  # an array is checked as step() checks it
+    assert p.tolist() == [-2.0] * 4
+    for bad in (0, g.ctypes.data + 4):
+        with pytest.raises(ValueError, match="null or not aligned for its 8-byte elements"):
+            engine.step_at((bad,), [{"lr": 0.5}])
+    with pytest.raises(TypeError, match="must be a numpy array, got float"):
+        engine.step_at((1.0,), [{"lr": 0.5}])
+    p.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        engine.step_at((g.ctypes.data,), [{"lr": 0.5}])
+    assert p.tolist() == [-2.0] * 4 and engine.steps[0] == 2

@@ -5,8 +5,8 @@ Each of fastopt's optimizers has its class here (``fastopt.torch.SGD``,
 torch.optim class of the same name, with its signature, defaults,
 ``param_groups`` and state dicts. Only ``step`` is different: it updates
 every CPU float32/float64 parameter that has a gradient in one call into
-fastopt's C core, on zero-copy NumPy views of ``param.data``,
-``param.grad`` and the state tensors, with the GIL released. The
+fastopt's C core, on zero-copy NumPy views of ``param.data`` and
+the state tensors and on ``param.grad``'s memory, with the GIL released. The
 optimizers torch lacks (``Lion``, ``AdaBelief``, ``ADOPT``, ``Adan``)
 subclass ``torch.optim.Optimizer``, with the names, defaults and state of
 their reference implementations.

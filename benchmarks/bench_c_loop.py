@@ -6,7 +6,9 @@ budget is spent. Before each timed call: a pause (fastopt.bench.PAUSE: the
 OpenMP threads of the one before fall asleep first), then one untimed call of
 the same step, so every contender's threads are awake when it is timed (on a
 virtual machine, an OpenMP step after an idle spell waits milliseconds for
-its other vCPU: a cost of waking, not of the loop). Printed: best and median
+its other vCPU: a cost of waking, not of the loop); `--pause 0` times steps
+that follow each other (what the loops cost once everything is awake and in
+cache). Printed: best and median
 milliseconds, and each contender's time over fastopt's (above 1: fastopt is
 faster). The plain C loop (benchmarks/c_loop.c) is compiled with -O3
 -march=native for this machine; it is what "at the speed of memory" is
@@ -64,6 +66,8 @@ def main():
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--budget", type=float, default=3.0, help="seconds per case")
     parser.add_argument("--min-rounds", type=int, default=10)
+    parser.add_argument("--pause", type=float, default=PAUSE,
+                        help="seconds of rest before each contender's untimed call (default %(default)s)")
     parser.add_argument("--no-torch", action="store_true")
     args = parser.parse_args()
     torch = None
@@ -86,13 +90,13 @@ def main():
                 c_loop.set_threads(t)
                 if torch is not None:
                     torch.set_num_threads(t)
-                times = interleaved([(name, lambda fn=fn: (time.sleep(PAUSE), fn()), fn)
+                times = interleaved([(name, lambda fn=fn: (time.sleep(args.pause), fn()), fn)
                                      for name, fn in steps.items()],
                                     args.budget, args.min_rounds, warmup=2)
                 mine = times["fastopt"]
                 for name, ts in times.items():
-                    print(f"{algo:8s} {label:>6s} {t:2d}  {name:14s} {min(ts) * 1e3:9.3f} "
-                          f"{statistics.median(ts) * 1e3:9.3f}  {min(ts) / min(mine):12.3f} "
+                    print(f"{algo:8s} {label:>6s} {t:2d}  {name:14s} {min(ts) * 1e3:9.4f} "
+                          f"{statistics.median(ts) * 1e3:9.4f}  {min(ts) / min(mine):12.3f} "
                           f"{statistics.median(ts) / statistics.median(mine):14.3f}", flush=True)
             del steps
             gc.collect()

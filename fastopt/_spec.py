@@ -21,7 +21,8 @@ it for fastopt.functional's buffer arguments, and says when it is required.
 import math
 from typing import Callable, NamedTuple, Optional, Tuple, Union
 
-__all__ = ["Hyper", "Buffer", "Scalar", "Spec", "SPECS", "FIRST_GRAD", "PARAM", "c_fields", "element_rules"]
+__all__ = ["Hyper", "Buffer", "Scalar", "Spec", "SPECS", "FIRST_GRAD", "PARAM", "c_fields", "element_rules",
+           "range_rules"]
 
 # Range rules: (low, high, high_open) for _validate-style number checks;
 # FLAG for booleans (not range-checked, as torch does not check them).
@@ -43,6 +44,30 @@ def element_rules(hyper):
     rule = hyper.rule
     rules = rule if rule is not None and isinstance(rule[0], tuple) else (rule,) * max(1, len(hyper.c))
     return tuple((r if r is None else r[:3], r is not None and len(r) > 3) for r in rules)
+
+
+_RANGE_RULES = {}  # spec name: (spec, its range_rules)
+
+
+def range_rules(spec):
+    """The range checks of a spec's hyperparameters, worked out once (every
+    step checks every group): per hyperparameter with a rule, (name, count,
+    rules), count 0 and its rule for a single number, else the number of
+    elements and per element (its name, its rule or FLAG, whether it admits None)."""
+    known = _RANGE_RULES.get(spec.name)
+    if known is not None and known[0] is spec:  # by name: a tuple's hash is not cached
+        return known[1]
+    out = []
+    for hyper in spec.hypers:
+        if hyper.rule is None:
+            continue
+        if len(hyper.c) > 1:
+            out.append((hyper.name, len(hyper.c),
+                        tuple((name, rule, none_ok) for name, (rule, none_ok) in zip(hyper.c, element_rules(hyper)))))
+        else:
+            out.append((hyper.name, 0, hyper.rule))
+    _RANGE_RULES[spec.name] = (spec, tuple(out))
+    return tuple(out)
 
 
 class Hyper(NamedTuple):

@@ -27,7 +27,7 @@ import numpy as np
 from . import _core, _lbfgs
 from ._typing import Grads, Params, StateDict
 from . import _docs
-from ._spec import FIRST_GRAD, PARAM, SPECS, Spec, element_rules
+from ._spec import FIRST_GRAD, PARAM, SPECS, Spec, range_rules
 from ._validate import as_whole, float_array, in_range
 
 # A literal list, not one made from SPECS: ``fastopt`` re-exports it with
@@ -222,20 +222,18 @@ class Optimizer:
     def _check_group(cls, group, where):
         """Raise TypeError/ValueError when a hyperparameter is out of range
         (the spec's range rules, torch's)."""
-        for hyper in cls._spec.hypers:
-            if hyper.rule is None:
+        for key, count, rules in range_rules(cls._spec):
+            value = group[key]
+            if not count:
+                in_range(value, key, where, *rules)
                 continue
-            if len(hyper.c) > 1:  # a pair such as betas: each number by its own name
-                value = group[hyper.name]
-                if not isinstance(value, (tuple, list)) or len(value) != len(hyper.c):
-                    count = "a pair of" if len(hyper.c) == 2 else len(hyper.c)
-                    raise TypeError(f"{where}: {hyper.name} must be {count} numbers, "
-                                    f"got {value!r}")
-                for name, v, (rule, none_ok) in zip(hyper.c, value, element_rules(hyper)):
-                    if rule is not None and not (none_ok and v is None):
-                        in_range(v, name, where, *rule)
-            else:
-                in_range(group[hyper.name], hyper.name, where, *hyper.rule)
+            # a pair such as betas: each number by its own name
+            if not isinstance(value, (tuple, list)) or len(value) != count:
+                raise TypeError(f"{where}: {key} must be {'a pair of' if count == 2 else count} "
+                                f"numbers, got {value!r}")
+            for v, (name, rule, none_ok) in zip(value, rules):
+                if rule is not None and not (none_ok and v is None):
+                    in_range(v, name, where, *rule)
         if cls._spec.check is not None:
             cls._spec.check(group, where)
 

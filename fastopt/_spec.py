@@ -66,8 +66,9 @@ def range_rules(spec):
                         tuple((name, rule, none_ok) for name, (rule, none_ok) in zip(hyper.c, element_rules(hyper)))))
         else:
             out.append((hyper.name, 0, hyper.rule))
-    _RANGE_RULES[spec.name] = (spec, tuple(out))
-    return tuple(out)
+    rules = tuple(out)
+    _RANGE_RULES[spec.name] = (spec, rules)
+    return rules
 
 
 class Hyper(NamedTuple):
